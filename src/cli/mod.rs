@@ -1,0 +1,457 @@
+//! The command-line interface: a thin layer over the library. Every command parses its arguments,
+//! calls [`floe::Floe`], prints, and maps errors to one line on stderr and a non-zero exit code.
+
+mod input;
+mod output;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use floe::{
+    At, CommitOptions, Floe, Lineage, Namespace, PartialSettings, PartitionField, RowFilter, ScanOptions,
+    Settings, TableDefinition, TableName,
+};
+
+use output::Format;
+
+/// floe: Iceberg tables on a SQL catalog and object storage, every write one atomic snapshot.
+#[derive(Parser, Debug)]
+#[command(name = "floe", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the catalog and warehouse are. Flags win over environment variables, which win over
+/// `floe.toml`, which wins over the defaults (SQLite at ./floe-data/catalog.db, warehouse
+/// ./floe-data/warehouse).
+#[derive(Args, Debug)]
+struct GlobalArgs {
+    /// Catalog database: sqlite:PATH or postgres://USER:PASSWORD@HOST:PORT/DB [env: FLOE_CATALOG_URL]
+    #[arg(long, global = true)]
+    catalog_url: Option<String>,
+    /// Warehouse: a local path, file:///path or s3://bucket/prefix [env: FLOE_WAREHOUSE]
+    #[arg(long, global = true)]
+    warehouse: Option<String>,
+    /// Value of the catalog_name column (default floe) [env: FLOE_CATALOG_NAME]
+    #[arg(long, global = true)]
+    catalog_name: Option<String>,
+    /// Config file (default ./floe.toml when present) [env: FLOE_CONFIG]
+    #[arg(long, global = true, env = "FLOE_CONFIG")]
+    config: Option<PathBuf>,
+    /// S3 endpoint URL, for MinIO, Garage and other S3-compatible stores [env: AWS_ENDPOINT_URL]
+    #[arg(long, global = true)]
+    s3_endpoint: Option<String>,
+    /// S3 region [env: AWS_REGION]
+    #[arg(long, global = true)]
+    s3_region: Option<String>,
+    /// Use path-style S3 addressing (http://host/bucket/key) [env: FLOE_S3_PATH_STYLE]
+    #[arg(long, global = true)]
+    s3_path_style: bool,
+    /// Commit attempts after a lost compare-and-swap [env: FLOE_COMMIT_RETRIES]
+    #[arg(long, global = true)]
+    commit_retries: Option<u32>,
+}
+
+impl GlobalArgs {
+    fn settings(&self) -> floe::Result<Settings> {
+        let flags = PartialSettings {
+            catalog_url: self.catalog_url.clone(),
+            warehouse: self.warehouse.clone(),
+            catalog_name: self.catalog_name.clone(),
+            s3_endpoint: self.s3_endpoint.clone(),
+            s3_region: self.s3_region.clone(),
+            s3_path_style: self.s3_path_style.then_some(true),
+            commit_retries: self.commit_retries,
+            ..Default::default()
+        };
+        Settings::resolve(flags, self.config.as_deref())
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create the catalog schema and the warehouse (checking S3 credentials, creating the bucket).
+    Init,
+    /// List namespaces.
+    Namespaces,
+    /// Create or drop a namespace.
+    Namespace {
+        #[command(subcommand)]
+        action: NamespaceAction,
+    },
+    /// List tables (of one namespace, or of all).
+    Tables {
+        /// Namespace.
+        namespace: Option<String>,
+    },
+    /// Create a table.
+    Create {
+        /// NS.TABLE
+        table: String,
+        /// Columns: "id long not null, name string, ts timestamptz, amount decimal(12,2)".
+        #[arg(long)]
+        schema: String,
+        /// Partition field: col, day(col), month(col), year(col), hour(col), bucket(N, col), truncate(W, col). Repeatable.
+        #[arg(long = "partition")]
+        partition: Vec<String>,
+        /// Table property KEY=VALUE. Repeatable.
+        #[arg(long = "property", value_parser = parse_key_value)]
+        properties: Vec<(String, String)>,
+    },
+    /// Append files (CSV with header, NDJSON, or Parquet) as one snapshot.
+    Append {
+        /// NS.TABLE
+        table: String,
+        /// Input files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Replace all rows, or the rows matching --where, with the files' rows, as one snapshot.
+    Overwrite {
+        /// NS.TABLE
+        table: String,
+        /// Input files.
+        files: Vec<PathBuf>,
+        /// Only replace rows matching this SQL predicate.
+        #[arg(long = "where")]
+        filter: Option<String>,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Delete the rows matching a SQL predicate (copy-on-write), as one snapshot.
+    Delete {
+        /// NS.TABLE
+        table: String,
+        /// SQL predicate.
+        #[arg(long = "where")]
+        filter: String,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Add an optional column.
+    AddColumn {
+        /// NS.TABLE
+        table: String,
+        /// Column name.
+        name: String,
+        /// Column type (long, string, double, timestamptz, decimal(12,2), ...).
+        r#type: String,
+    },
+    /// Drop a table (with --purge, delete its files too).
+    Drop {
+        /// NS.TABLE
+        table: String,
+        /// Delete data and metadata files.
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Schema, partition spec, properties, refs, current snapshot, files and rows of a table.
+    Show {
+        /// NS.TABLE[@REF]
+        table: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Snapshot history: id, parent, time, operation, summary, refs.
+    Snapshots {
+        /// NS.TABLE
+        table: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Read rows. REF is a snapshot id, a branch, a tag, or an RFC 3339 time.
+    Scan {
+        /// NS.TABLE[@REF]
+        table: String,
+        /// Columns to return, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        columns: Option<Vec<String>>,
+        /// SQL predicate.
+        #[arg(long = "where")]
+        filter: Option<String>,
+        /// At most this many rows.
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Files and rows added and removed between two states of a table.
+    Changes {
+        /// NS.TABLE
+        table: String,
+        /// Earlier state (snapshot id, branch, tag or time).
+        from: String,
+        /// Later state (default: main).
+        to: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Create or drop a branch.
+    Branch {
+        #[command(subcommand)]
+        action: RefAction,
+    },
+    /// Create or drop a tag.
+    Tag {
+        #[command(subcommand)]
+        action: RefAction,
+    },
+    /// Fast-forward main to the head of a branch.
+    Publish {
+        /// NS.TABLE
+        table: String,
+        /// Branch.
+        branch: String,
+    },
+    /// Move main back to an earlier snapshot.
+    Rollback {
+        /// NS.TABLE
+        table: String,
+        /// Snapshot id (an ancestor of main).
+        snapshot: i64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum NamespaceAction {
+    /// Create a namespace.
+    Create {
+        /// Namespace.
+        namespace: String,
+    },
+    /// Drop an empty namespace.
+    Drop {
+        /// Namespace.
+        namespace: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RefAction {
+    /// Create it at main's head, or at --at.
+    Create {
+        /// NS.TABLE
+        table: String,
+        /// Name.
+        name: String,
+        /// Snapshot id, branch, tag or time to point at.
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Drop it.
+    Drop {
+        /// NS.TABLE
+        table: String,
+        /// Name.
+        name: String,
+    },
+}
+
+#[derive(Args, Debug)]
+struct WriteArgs {
+    /// Commit to this branch instead of main.
+    #[arg(long)]
+    branch: Option<String>,
+    /// Snapshot summary property KEY=VALUE. Repeatable.
+    #[arg(long = "property", value_parser = parse_key_value)]
+    properties: Vec<(String, String)>,
+    /// floe.run-id of the snapshot.
+    #[arg(long)]
+    run_id: Option<String>,
+    /// floe.stage of the snapshot.
+    #[arg(long)]
+    stage: Option<String>,
+}
+
+impl WriteArgs {
+    fn options(&self) -> CommitOptions {
+        let mut o = CommitOptions::default();
+        if let Some(b) = &self.branch {
+            o.branch = b.clone();
+        }
+        o.properties = self.properties.iter().cloned().collect::<BTreeMap<_, _>>();
+        o.lineage = Lineage { run_id: self.run_id.clone(), stage: self.stage.clone(), engine: None, inputs: BTreeMap::new() };
+        o
+    }
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FLOE_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("floe: error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("floe: error: {}", floe::config::redact_secrets(&e.to_string()).replace('\n', " "));
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> floe::Result<ExitCode> {
+    let settings = cli.global.settings()?;
+    if let Command::Init = cli.command {
+        let (_, report) = Floe::init(settings).await?;
+        println!("catalog    {}", report.catalog);
+        println!("warehouse  {}", report.warehouse);
+        if report.bucket_created {
+            println!("bucket     created");
+        }
+        println!("ready");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let floe = Floe::connect(settings).await?;
+    match cli.command {
+        Command::Init => unreachable!("handled above"),
+        Command::Namespaces => {
+            for ns in floe.namespaces().await? {
+                println!("{ns}");
+            }
+        }
+        Command::Namespace { action: NamespaceAction::Create { namespace } } => {
+            floe.create_namespace(&Namespace::parse(&namespace)?).await?;
+            println!("created namespace {namespace}");
+        }
+        Command::Namespace { action: NamespaceAction::Drop { namespace } } => {
+            floe.catalog().drop_namespace(&Namespace::parse(&namespace)?).await?;
+            println!("dropped namespace {namespace}");
+        }
+        Command::Tables { namespace } => {
+            let namespaces = match namespace {
+                Some(ns) => vec![Namespace::parse(&ns)?],
+                None => floe.namespaces().await?,
+            };
+            for ns in namespaces {
+                for t in floe.tables(&ns).await? {
+                    println!("{t}");
+                }
+            }
+        }
+        Command::Create { table, schema, partition, properties } => {
+            let name = TableName::parse(&table)?;
+            let definition = TableDefinition {
+                schema: input::parse_schema(&schema)?,
+                partition: partition.iter().map(|p| PartitionField::parse(p)).collect::<floe::Result<_>>()?,
+                properties: properties.into_iter().collect(),
+            };
+            floe.create_table(&name, definition).await?;
+            println!("created table {name}");
+        }
+        Command::Append { table, files, write } => {
+            let name = TableName::parse(&table)?;
+            let t = floe.load_table(&name).await?;
+            let batches = input::read_files(&files, t.arrow_schema()?).await?;
+            let r = floe.append(&name, batches, &write.options()).await?;
+            output::print_commit(&r);
+        }
+        Command::Overwrite { table, files, filter, write } => {
+            let name = TableName::parse(&table)?;
+            let t = floe.load_table(&name).await?;
+            let batches = input::read_files(&files, t.arrow_schema()?).await?;
+            let r = floe.overwrite(&name, filter.map(RowFilter::sql), batches, &write.options()).await?;
+            output::print_commit(&r);
+        }
+        Command::Delete { table, filter, write } => {
+            let name = TableName::parse(&table)?;
+            let r = floe.delete(&name, RowFilter::sql(filter), &write.options()).await?;
+            output::print_commit(&r);
+        }
+        Command::AddColumn { table, name, r#type } => {
+            let t = TableName::parse(&table)?;
+            let dt = input::parse_type(&r#type)?;
+            floe.add_column(&t, &name, &dt).await?;
+            println!("added column {name} to {t}");
+        }
+        Command::Drop { table, purge } => {
+            let name = TableName::parse(&table)?;
+            floe.drop_table(&name, purge).await?;
+            println!("dropped table {name}{}", if purge { " and its files" } else { "" });
+        }
+        Command::Show { table, format } => {
+            let (name, at) = floe::table::parse_table_ref(&table)?;
+            let t = floe.load_table(&name).await?;
+            output::print_show(&t, &at, format).await?;
+        }
+        Command::Snapshots { table, format } => {
+            let t = floe.load_table(&TableName::parse(&table)?).await?;
+            output::print_snapshots(&t, format)?;
+        }
+        Command::Scan { table, columns, filter, limit, format } => {
+            let (name, at) = floe::table::parse_table_ref(&table)?;
+            let options = ScanOptions { at: Some(at), columns, filter: filter.map(RowFilter::sql), limit };
+            let stream = floe.scan(&name, &options).await?;
+            output::print_batches(stream, format).await?;
+        }
+        Command::Changes { table, from, to, format } => {
+            let name = TableName::parse(&table)?;
+            let to = to.map(|t| At::parse(&t)).unwrap_or(At::Current);
+            let c = floe.changes(&name, &At::parse(&from), &to).await?;
+            output::print_changes(&c, format)?;
+        }
+        Command::Branch { action } => ref_action(&floe, action, false).await?,
+        Command::Tag { action } => ref_action(&floe, action, true).await?,
+        Command::Publish { table, branch } => {
+            let t = floe.publish(&TableName::parse(&table)?, &branch).await?;
+            println!(
+                "main of {} is now at {}",
+                t.name(),
+                t.current_snapshot().map(|s| s.snapshot_id().to_string()).unwrap_or_default()
+            );
+        }
+        Command::Rollback { table, snapshot } => {
+            let t = floe.rollback(&TableName::parse(&table)?, snapshot).await?;
+            println!("main of {} is now at {snapshot}", t.name());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn ref_action(floe: &Floe, action: RefAction, tag: bool) -> floe::Result<()> {
+    let what = if tag { "tag" } else { "branch" };
+    match action {
+        RefAction::Create { table, name, at } => {
+            let t = TableName::parse(&table)?;
+            let at = at.map(|a| At::parse(&a)).unwrap_or(At::Current);
+            let table = if tag { floe.create_tag(&t, &name, &at).await? } else { floe.create_branch(&t, &name, &at).await? };
+            let id = table.find_ref(&name).map(|r| r.snapshot_id).unwrap_or_default();
+            println!("created {what} {name} of {t} at {id}");
+        }
+        RefAction::Drop { table, name } => {
+            let t = TableName::parse(&table)?;
+            if let Some(r) = floe.load_table(&t).await?.find_ref(&name) {
+                if (r.kind == "tag") != tag {
+                    return Err(floe::Error::new(
+                        floe::ErrorKind::InvalidInput,
+                        format!("{name:?} is a {} of {t}, not a {what}", r.kind),
+                    ));
+                }
+            }
+            floe.drop_ref(&t, &name).await?;
+            println!("dropped {what} {name} of {t}");
+        }
+    }
+    Ok(())
+}

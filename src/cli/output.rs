@@ -1,0 +1,231 @@
+//! Printing: tables for people, CSV and JSON for programs.
+
+use arrow::array::RecordBatch;
+use arrow::util::pretty::pretty_format_batches;
+use clap::ValueEnum;
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table as Grid};
+use floe::{At, CommitResult, Result, SnapshotChanges, Table};
+use futures::TryStreamExt;
+
+/// Output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned table, for people.
+    Table,
+    /// CSV with a header.
+    Csv,
+    /// JSON.
+    Json,
+}
+
+fn grid(header: Vec<&str>) -> Grid {
+    let mut g = Grid::new();
+    g.load_preset(UTF8_FULL_CONDENSED).set_header(header);
+    g
+}
+
+pub fn print_commit(r: &CommitResult) {
+    let id = r.snapshot_id.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
+    let summary = r
+        .snapshot_id
+        .and_then(|id| r.table.metadata().snapshot_by_id(id))
+        .map(|s| s.summary().clone());
+    match summary {
+        Some(s) => {
+            let p = &s.additional_properties;
+            let get = |k: &str| p.get(k).cloned().unwrap_or_else(|| "0".into());
+            println!(
+                "committed snapshot {id} to {} ({}): +{} rows in {} files, -{} rows in {} files, {} rows total",
+                r.table.name(),
+                s.operation.as_str(),
+                get("added-records"),
+                get("added-data-files"),
+                get("deleted-records"),
+                get("deleted-data-files"),
+                get("total-records"),
+            );
+        }
+        None => println!("committed to {}", r.table.name()),
+    }
+}
+
+pub async fn print_batches(stream: floe::ScanStream, format: Format) -> Result<()> {
+    let schema = stream.schema.clone();
+    let batches: Vec<RecordBatch> = stream.batches.try_collect().await?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Table => {
+            let batches = if batches.is_empty() { vec![RecordBatch::new_empty(schema)] } else { batches };
+            println!("{}", pretty_format_batches(&batches)?);
+        }
+        Format::Csv => {
+            let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
+            if batches.is_empty() {
+                w.write(&RecordBatch::new_empty(schema))?;
+            }
+            for b in &batches {
+                w.write(b)?;
+            }
+        }
+        Format::Json => {
+            let mut w = arrow::json::ArrayWriter::new(&mut out);
+            let refs: Vec<&RecordBatch> = batches.iter().collect();
+            w.write_batches(&refs)?;
+            w.finish()?;
+            drop(w);
+            println!();
+        }
+    }
+    Ok(())
+}
+
+pub async fn print_show(t: &Table, at: &At, format: Format) -> Result<()> {
+    let snapshot = t.snapshot_at(at)?;
+    let files = t.files(snapshot.as_ref()).await?;
+    let rows: u64 = files.iter().map(|f| f.record_count).sum();
+    let bytes: u64 = files.iter().map(|f| f.file_size_in_bytes).sum();
+    if format == Format::Json {
+        let v = serde_json::json!({
+            "table": t.name().to_string(),
+            "location": t.location(),
+            "metadata_location": t.metadata_location(),
+            "schema": t.schema().as_ref(),
+            "partition_spec": t.partition_spec().as_ref(),
+            "properties": t.properties(),
+            "refs": t.refs(),
+            "snapshot": snapshot.as_ref().map(|s| s.snapshot_id()),
+            "files": files,
+            "rows": rows,
+            "bytes": bytes,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("table      {}", t.name());
+    println!("location   {}", t.location());
+    println!("metadata   {}", t.metadata_location());
+    println!("snapshot   {}", snapshot.as_ref().map(|s| s.snapshot_id().to_string()).unwrap_or_else(|| "(none)".into()));
+    println!("rows       {rows}");
+    println!("files      {} ({bytes} bytes)", files.len());
+    let mut g = grid(vec!["id", "column", "type", "required"]);
+    for f in t.schema().as_struct().fields() {
+        g.add_row(vec![f.id.to_string(), f.name.clone(), f.field_type.to_string(), f.required.to_string()]);
+    }
+    println!("schema\n{g}");
+    let spec = t.partition_spec();
+    if !spec.is_unpartitioned() {
+        let mut g = grid(vec!["partition field", "source id", "transform"]);
+        for f in spec.fields() {
+            g.add_row(vec![f.name.clone(), f.source_id.to_string(), f.transform.to_string()]);
+        }
+        println!("partition spec\n{g}");
+    }
+    let props = t.properties();
+    if !props.is_empty() {
+        let mut g = grid(vec!["property", "value"]);
+        for (k, v) in props {
+            g.add_row(vec![k, v]);
+        }
+        println!("properties\n{g}");
+    }
+    let mut g = grid(vec!["ref", "kind", "snapshot"]);
+    for r in t.refs() {
+        g.add_row(vec![r.name, r.kind.to_string(), r.snapshot_id.to_string()]);
+    }
+    println!("refs\n{g}");
+    let mut g = grid(vec!["file", "partition", "rows", "bytes"]);
+    for f in files {
+        g.add_row(vec![f.path, f.partition, f.record_count.to_string(), f.file_size_in_bytes.to_string()]);
+    }
+    println!("files\n{g}");
+    Ok(())
+}
+
+pub fn print_snapshots(t: &Table, format: Format) -> Result<()> {
+    let refs = t.refs();
+    let rows: Vec<serde_json::Value> = t
+        .snapshots()
+        .iter()
+        .map(|s| {
+            let names: Vec<String> = refs.iter().filter(|r| r.snapshot_id == s.snapshot_id()).map(|r| r.name.clone()).collect();
+            serde_json::json!({
+                "snapshot_id": s.snapshot_id(),
+                "parent_id": s.parent_snapshot_id(),
+                "timestamp": chrono::DateTime::from_timestamp_millis(s.timestamp_ms()).map(|t| t.to_rfc3339()),
+                "operation": s.summary().operation.as_str(),
+                "summary": s.summary().additional_properties,
+                "refs": names,
+            })
+        })
+        .collect();
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Format::Csv | Format::Table => {
+            let mut g = grid(vec!["snapshot", "parent", "time", "operation", "summary", "refs"]);
+            for r in &rows {
+                let mut summary: Vec<String> = r["summary"]
+                    .as_object()
+                    .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect())
+                    .unwrap_or_default();
+                summary.sort();
+                let cell = |v: &serde_json::Value| match v {
+                    serde_json::Value::Null => String::new(),
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                let refs: Vec<String> =
+                    r["refs"].as_array().map(|a| a.iter().map(cell).collect()).unwrap_or_default();
+                if format == Format::Csv {
+                    println!(
+                        "{},{},{},{},\"{}\",\"{}\"",
+                        cell(&r["snapshot_id"]),
+                        cell(&r["parent_id"]),
+                        cell(&r["timestamp"]),
+                        cell(&r["operation"]),
+                        summary.join(";"),
+                        refs.join(";")
+                    );
+                } else {
+                    g.add_row(vec![
+                        cell(&r["snapshot_id"]),
+                        cell(&r["parent_id"]),
+                        cell(&r["timestamp"]),
+                        cell(&r["operation"]),
+                        summary.join("\n"),
+                        refs.join(", "),
+                    ]);
+                }
+            }
+            if format == Format::Table {
+                println!("{g}");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn print_changes(c: &SnapshotChanges, format: Format) -> Result<()> {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(c)?);
+        return Ok(());
+    }
+    let id = |s: Option<i64>| s.map(|s| s.to_string()).unwrap_or_else(|| "(empty)".into());
+    println!(
+        "{} -> {}: +{} rows in {} files, -{} rows in {} files",
+        id(c.from_snapshot),
+        id(c.to_snapshot),
+        c.added_rows,
+        c.added_files.len(),
+        c.removed_rows,
+        c.removed_files.len()
+    );
+    let mut g = grid(vec!["change", "file", "rows"]);
+    for f in &c.added_files {
+        g.add_row(vec!["added".to_string(), f.path.clone(), f.record_count.to_string()]);
+    }
+    for f in &c.removed_files {
+        g.add_row(vec!["removed".to_string(), f.path.clone(), f.record_count.to_string()]);
+    }
+    println!("{g}");
+    Ok(())
+}

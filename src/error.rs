@@ -1,0 +1,201 @@
+//! floe's one error type: an [`ErrorKind`] a caller can match on, a message with context, and the
+//! source kept. Errors of the libraries floe builds on (sqlx, object_store, iceberg, arrow) are wrapped
+//! here and never appear in the public API.
+
+use std::fmt;
+
+/// What went wrong, for callers that need to react (retry, report, exit code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Bad input from the caller: an invalid name, a schema that does not match, a bad filter.
+    InvalidInput,
+    /// A namespace, table, ref or snapshot that does not exist.
+    NotFound,
+    /// Something that should not exist already does (a table, a namespace, a ref).
+    AlreadyExists,
+    /// A concurrent change won: the commit was refused or retries ran out.
+    Conflict,
+    /// The outcome of a commit is unknown (the catalog connection broke after the swap was sent) and
+    /// could not be resolved; the commit may have landed.
+    CommitStateUnknown,
+    /// The catalog database failed or is unreachable.
+    Catalog,
+    /// The object store failed or is unreachable, or refused the credentials.
+    Storage,
+    /// Reading or writing data (Parquet, Arrow, Iceberg metadata) failed.
+    Data,
+    /// Configuration is missing or inconsistent.
+    Config,
+    /// A query engine failed.
+    Engine,
+    /// A bug or an unexpected state.
+    Internal,
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            ErrorKind::InvalidInput => "invalid input",
+            ErrorKind::NotFound => "not found",
+            ErrorKind::AlreadyExists => "already exists",
+            ErrorKind::Conflict => "commit conflict",
+            ErrorKind::CommitStateUnknown => "commit state unknown",
+            ErrorKind::Catalog => "catalog error",
+            ErrorKind::Storage => "storage error",
+            ErrorKind::Data => "data error",
+            ErrorKind::Config => "configuration error",
+            ErrorKind::Engine => "engine error",
+            ErrorKind::Internal => "internal error",
+        };
+        f.write_str(s)
+    }
+}
+
+/// floe's error: a kind, a message and the underlying cause.
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+/// floe's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A new error of `kind` with `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into(), source: None }
+    }
+
+    /// Attach the underlying cause.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// Prefix the message with what was being done.
+    pub fn context(mut self, context: impl fmt::Display) -> Self {
+        self.message = format!("{context}: {}", self.message);
+        self
+    }
+
+    /// The kind, for matching.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The message without the source chain.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidInput, message)
+    }
+
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+
+    /// Wrap an error of a library floe builds on, with the kind it means here.
+    pub(crate) fn wrap(
+        kind: ErrorKind,
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::new(kind, message).with_source(source)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The Display form already carries kind, message and the source chain, and never secrets.
+        write!(f, "{self}")
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)?;
+        let mut source = self.source.as_deref().map(|s| s as &(dyn std::error::Error + 'static));
+        while let Some(s) = source {
+            let text = crate::config::redact_secrets(&s.to_string());
+            if !text.is_empty() && !self.message.contains(&text) {
+                write!(f, ": {text}")?;
+            }
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<iceberg::Error> for Error {
+    fn from(e: iceberg::Error) -> Self {
+        let kind = match e.kind() {
+            iceberg::ErrorKind::DataInvalid | iceberg::ErrorKind::FeatureUnsupported => {
+                ErrorKind::InvalidInput
+            }
+            iceberg::ErrorKind::CatalogCommitConflicts => ErrorKind::Conflict,
+            iceberg::ErrorKind::NamespaceNotFound | iceberg::ErrorKind::TableNotFound => {
+                ErrorKind::NotFound
+            }
+            iceberg::ErrorKind::NamespaceAlreadyExists | iceberg::ErrorKind::TableAlreadyExists => {
+                ErrorKind::AlreadyExists
+            }
+            _ => ErrorKind::Data,
+        };
+        let message = e.message().to_string();
+        Error::wrap(kind, message, e)
+    }
+}
+
+impl From<arrow::error::ArrowError> for Error {
+    fn from(e: arrow::error::ArrowError) -> Self {
+        Error::wrap(ErrorKind::Data, "arrow", e)
+    }
+}
+
+impl From<parquet::errors::ParquetError> for Error {
+    fn from(e: parquet::errors::ParquetError) -> Self {
+        Error::wrap(ErrorKind::Data, "parquet", e)
+    }
+}
+
+impl From<object_store::Error> for Error {
+    fn from(e: object_store::Error) -> Self {
+        let kind = match &e {
+            object_store::Error::NotFound { .. } => ErrorKind::NotFound,
+            _ => ErrorKind::Storage,
+        };
+        Error::wrap(kind, "object store", e)
+    }
+}
+
+impl From<datafusion::error::DataFusionError> for Error {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        Error::wrap(ErrorKind::Engine, "datafusion", e)
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::wrap(ErrorKind::Storage, "i/o", e)
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::wrap(ErrorKind::Data, "json", e)
+    }
+}

@@ -1,0 +1,318 @@
+//! Tables: a loaded view of one Iceberg table ([`Table`]), how a ref is named ([`At`]), and the
+//! operations that change a table. Every change goes through [`commit`]'s one path.
+
+pub(crate) mod commit;
+pub(crate) mod filter;
+pub mod scan;
+pub(crate) mod writer;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use iceberg::spec::{
+    DataFile, FormatVersion, ManifestFile, ManifestList, ManifestStatus, PartitionSpecRef, SchemaRef, SnapshotReference, SnapshotRef,
+    TableMetadata, TableMetadataRef, MAIN_BRANCH,
+};
+use serde::Serialize;
+
+use crate::catalog::TableName;
+use crate::error::{Error, Result};
+use crate::storage::ObjectStorage;
+
+pub use commit::{CommitOptions, CommitResult, Lineage};
+pub use filter::RowFilter;
+pub use scan::{ScanOptions, SnapshotChanges};
+
+/// A table as loaded from the catalog: its metadata at one metadata location.
+#[derive(Clone, Debug)]
+pub struct Table {
+    name: TableName,
+    metadata_location: String,
+    metadata: TableMetadataRef,
+    storage: ObjectStorage,
+}
+
+/// Which state of a table to read: the current `main`, a snapshot id, a branch, a tag, or the state
+/// of `main` at a point in time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum At {
+    /// The head of `main`.
+    Current,
+    /// A snapshot by id.
+    Snapshot(i64),
+    /// A branch or tag by name.
+    Ref(String),
+    /// The snapshot that was current on `main` at this time (milliseconds since the epoch).
+    Timestamp(i64),
+}
+
+impl At {
+    /// Parse what follows `@` in `TABLE@REF`: a snapshot id (digits), an RFC 3339 time, or a ref
+    /// name.
+    pub fn parse(text: &str) -> Self {
+        if text.is_empty() {
+            return At::Current;
+        }
+        if !text.starts_with('0') || text == "0" {
+            if let Ok(id) = text.parse::<i64>() {
+                return At::Snapshot(id);
+            }
+        }
+        if let Ok(ts) = chrono::DateTime::parse_from_rfc3339(text) {
+            return At::Timestamp(ts.timestamp_millis());
+        }
+        At::Ref(text.to_string())
+    }
+}
+
+impl std::fmt::Display for At {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            At::Current => f.write_str("main"),
+            At::Snapshot(id) => write!(f, "{id}"),
+            At::Ref(name) => f.write_str(name),
+            At::Timestamp(ms) => match chrono::DateTime::from_timestamp_millis(*ms) {
+                Some(t) => write!(f, "{}", t.to_rfc3339()),
+                None => write!(f, "{ms}"),
+            },
+        }
+    }
+}
+
+/// `TABLE` or `TABLE@REF`, parsed.
+pub fn parse_table_ref(text: &str) -> Result<(TableName, At)> {
+    match text.split_once('@') {
+        Some((t, r)) => Ok((TableName::parse(t)?, At::parse(r))),
+        None => Ok((TableName::parse(text)?, At::Current)),
+    }
+}
+
+/// A branch or a tag.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RefInfo {
+    /// Ref name.
+    pub name: String,
+    /// `branch` or `tag`.
+    pub kind: &'static str,
+    /// Snapshot the ref points at.
+    pub snapshot_id: i64,
+}
+
+/// One data file as the manifests record it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FileInfo {
+    /// Full URI.
+    pub path: String,
+    /// Partition as `name=value/...`, empty when unpartitioned.
+    pub partition: String,
+    /// Rows.
+    pub record_count: u64,
+    /// Bytes.
+    pub file_size_in_bytes: u64,
+}
+
+impl Table {
+    pub(crate) fn new(
+        name: TableName,
+        metadata_location: String,
+        metadata: TableMetadataRef,
+        storage: ObjectStorage,
+    ) -> Self {
+        Self { name, metadata_location, metadata, storage }
+    }
+
+    /// The table's name.
+    pub fn name(&self) -> &TableName {
+        &self.name
+    }
+
+    /// The metadata file this view was loaded from.
+    pub fn metadata_location(&self) -> &str {
+        &self.metadata_location
+    }
+
+    /// Iceberg metadata.
+    pub fn metadata(&self) -> &TableMetadata {
+        &self.metadata
+    }
+
+    /// The current schema.
+    pub fn schema(&self) -> &SchemaRef {
+        self.metadata.current_schema()
+    }
+
+    /// The current schema as Arrow.
+    pub fn arrow_schema(&self) -> Result<arrow::datatypes::SchemaRef> {
+        Ok(Arc::new(iceberg::arrow::schema_to_arrow_schema(self.schema())?))
+    }
+
+    /// The default partition spec.
+    pub fn partition_spec(&self) -> &PartitionSpecRef {
+        self.metadata.default_partition_spec()
+    }
+
+    /// Table properties.
+    pub fn properties(&self) -> BTreeMap<String, String> {
+        self.metadata.properties().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    /// The table's root location.
+    pub fn location(&self) -> &str {
+        self.metadata.location()
+    }
+
+    /// The head of `main`, if the table has any snapshot.
+    pub fn current_snapshot(&self) -> Option<&SnapshotRef> {
+        self.metadata.current_snapshot()
+    }
+
+    /// Every snapshot, oldest first.
+    pub fn snapshots(&self) -> Vec<SnapshotRef> {
+        let mut s: Vec<SnapshotRef> = self.metadata.snapshots().cloned().collect();
+        s.sort_by_key(|s| (s.timestamp_ms(), s.sequence_number()));
+        s
+    }
+
+    /// Branches and tags, by name. (iceberg-rust keeps the refs map private; its JSON form is the
+    /// spec's, so floe reads them from there.)
+    pub fn refs(&self) -> Vec<RefInfo> {
+        let refs = serde_json::to_value(&*self.metadata)
+            .ok()
+            .and_then(|v| v.get("refs").cloned())
+            .and_then(|r| serde_json::from_value::<BTreeMap<String, SnapshotReference>>(r).ok())
+            .unwrap_or_default();
+        refs.into_iter()
+            .map(|(name, r)| RefInfo {
+                kind: if r.is_branch() { "branch" } else { "tag" },
+                snapshot_id: r.snapshot_id,
+                name,
+            })
+            .collect()
+    }
+
+    /// The ref of this name, if any.
+    pub fn find_ref(&self, name: &str) -> Option<RefInfo> {
+        self.refs().into_iter().find(|r| r.name == name)
+    }
+
+    /// The snapshot a ref, id or time designates; `None` for an empty table read at `main`.
+    pub fn snapshot_at(&self, at: &At) -> Result<Option<SnapshotRef>> {
+        match at {
+            At::Current => Ok(self.metadata.current_snapshot().cloned()),
+            At::Snapshot(id) => self.metadata.snapshot_by_id(*id).cloned().map(Some).ok_or_else(|| {
+                Error::not_found(format!("table {} has no snapshot {id}", self.name))
+            }),
+            At::Ref(name) => {
+                if let Some(r) = self.find_ref(name) {
+                    return Ok(self.metadata.snapshot_by_id(r.snapshot_id).cloned());
+                }
+                if name == MAIN_BRANCH {
+                    return Ok(None);
+                }
+                Err(Error::not_found(format!("table {} has no branch or tag {name:?}", self.name)))
+            }
+            At::Timestamp(ms) => {
+                let entry = self.metadata.history().iter().rev().find(|e| e.timestamp_ms() <= *ms);
+                match entry {
+                    Some(e) => Ok(self.metadata.snapshot_by_id(e.snapshot_id).cloned()),
+                    None => Err(Error::not_found(format!(
+                        "table {} had no snapshot at {}",
+                        self.name,
+                        At::Timestamp(*ms)
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// Whether `ancestor` is `snapshot_id` or one of its ancestors.
+    pub fn is_ancestor(&self, ancestor: i64, snapshot_id: i64) -> bool {
+        let mut cur = Some(snapshot_id);
+        while let Some(id) = cur {
+            if id == ancestor {
+                return true;
+            }
+            cur = self.metadata.snapshot_by_id(id).and_then(|s| s.parent_snapshot_id());
+        }
+        false
+    }
+
+    /// The live data files of a snapshot.
+    pub async fn files(&self, snapshot: Option<&SnapshotRef>) -> Result<Vec<FileInfo>> {
+        let files = self.data_files(snapshot).await?;
+        let schema = self.schema().clone();
+        Ok(files
+            .into_iter()
+            .map(|(f, spec_id)| {
+                let spec = self
+                    .metadata
+                    .partition_spec_by_id(spec_id)
+                    .cloned()
+                    .unwrap_or_else(|| self.partition_spec().clone());
+                let partition = if f.partition().fields().is_empty() {
+                    String::new()
+                } else {
+                    spec.partition_to_path(f.partition(), schema.clone())
+                };
+                FileInfo {
+                    path: f.file_path().to_string(),
+                    partition,
+                    record_count: f.record_count(),
+                    file_size_in_bytes: f.file_size_in_bytes(),
+                }
+            })
+            .collect())
+    }
+
+    /// The live data files of a snapshot, as Iceberg describes them, with the partition spec id of
+    /// the manifest that lists each.
+    pub(crate) async fn data_files(&self, snapshot: Option<&SnapshotRef>) -> Result<Vec<(DataFile, i32)>> {
+        let Some(snapshot) = snapshot else { return Ok(Vec::new()) };
+        let file_io = self.storage.file_io();
+        let mut out = Vec::new();
+        for mf in self.manifests(snapshot).await? {
+            let manifest = mf.load_manifest(&file_io).await?;
+            for e in manifest.entries() {
+                if e.status() != ManifestStatus::Deleted
+                    && e.content_type() == iceberg::spec::DataContentType::Data
+                {
+                    out.push((e.data_file().clone(), mf.partition_spec_id));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The live data files of a snapshot with their statistics (bounds, counts), as the manifests
+    /// record them.
+    pub async fn live_data_files(&self, snapshot: Option<&SnapshotRef>) -> Result<Vec<DataFile>> {
+        Ok(self.data_files(snapshot).await?.into_iter().map(|(f, _)| f).collect())
+    }
+
+    /// The manifests a snapshot's manifest list names.
+    pub(crate) async fn manifests(&self, snapshot: &SnapshotRef) -> Result<Vec<ManifestFile>> {
+        let bytes = self.storage.read(snapshot.manifest_list()).await?;
+        let list = ManifestList::parse_with_version(&bytes, self.format_version())?;
+        Ok(list.consume_entries().into_iter().collect())
+    }
+
+    /// An iceberg-rust `Table` over the same metadata, for its scan planning and Arrow reader.
+    pub(crate) fn iceberg_table(&self) -> Result<iceberg::table::Table> {
+        Ok(iceberg::table::Table::builder()
+            .identifier(self.name.to_iceberg())
+            .metadata(self.metadata.clone())
+            .metadata_location(self.metadata_location.clone())
+            .file_io(self.storage.file_io())
+            .runtime(iceberg::runtime::Runtime::try_current()?)
+            .readonly(true)
+            .build()?)
+    }
+
+    pub(crate) fn storage(&self) -> &ObjectStorage {
+        &self.storage
+    }
+
+    pub(crate) fn format_version(&self) -> FormatVersion {
+        self.metadata.format_version()
+    }
+}

@@ -1,0 +1,160 @@
+//! Writing Arrow record batches into Parquet data files of a table: batches are conformed to the
+//! table's schema (a mismatch is an error, never a silent cast), split by partition, and rolled into
+//! files of a target size. Column statistics land in each `DataFile` for the manifests.
+
+use arrow::array::{new_null_array, Array, ArrayRef, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, SchemaRef as ArrowSchemaRef};
+use iceberg::arrow::RecordBatchPartitionSplitter;
+use iceberg::spec::{DataFile, DataFileFormat, PartitionKey};
+use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
+use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator, DefaultLocationGenerator};
+use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
+use iceberg::writer::file_writer::ParquetWriterBuilder;
+use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
+use iceberg::writer::partitioning::unpartitioned_writer::UnpartitionedWriter;
+use iceberg::writer::partitioning::PartitioningWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use uuid::Uuid;
+
+use super::Table;
+use crate::error::{Error, ErrorKind, Result};
+
+type FileWriterBuilder = DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
+
+enum Inner {
+    Unpartitioned(UnpartitionedWriter<FileWriterBuilder>),
+    Partitioned(Box<FanoutWriter<FileWriterBuilder>>, RecordBatchPartitionSplitter),
+}
+
+/// Writes batches into new data files of one table; `close` returns the files (not yet committed).
+pub(crate) struct DataWriter {
+    table: String,
+    target: ArrowSchemaRef,
+    inner: Inner,
+    rows: u64,
+}
+
+impl DataWriter {
+    pub(crate) fn new(table: &Table, target_file_size: usize) -> Result<Self> {
+        let metadata = table.metadata();
+        let schema = metadata.current_schema().clone();
+        let target = table.arrow_schema()?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_size(1024 * 1024)
+            .build();
+        let parquet = ParquetWriterBuilder::new(props, schema.clone());
+        let rolling = RollingFileWriterBuilder::new(
+            parquet,
+            target_file_size,
+            table.storage().file_io(),
+            DefaultLocationGenerator::new(metadata)?,
+            DefaultFileNameGenerator::new(Uuid::now_v7().to_string(), None, DataFileFormat::Parquet),
+        );
+        let builder = DataFileWriterBuilder::new(rolling);
+        let spec = metadata.default_partition_spec().clone();
+        let inner = if spec.is_unpartitioned() {
+            Inner::Unpartitioned(UnpartitionedWriter::new(builder))
+        } else {
+            let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(schema, spec)?;
+            Inner::Partitioned(Box::new(FanoutWriter::new(builder)), splitter)
+        };
+        Ok(Self { table: table.name().to_string(), target, inner, rows: 0 })
+    }
+
+    /// The schema batches are conformed to.
+    pub(crate) fn target_schema(&self) -> &ArrowSchemaRef {
+        &self.target
+    }
+
+    pub(crate) async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let batch = conform(&self.table, &batch, &self.target)?;
+        self.rows += batch.num_rows() as u64;
+        match &mut self.inner {
+            Inner::Unpartitioned(w) => w.write(batch).await?,
+            Inner::Partitioned(w, splitter) => {
+                for (key, part) in splitter.split(&batch)? {
+                    let key: PartitionKey = key;
+                    w.write(key, part).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn close(self) -> Result<Vec<DataFile>> {
+        Ok(match self.inner {
+            Inner::Unpartitioned(w) => w.close().await?,
+            Inner::Partitioned(w, _) => w.close().await?,
+        })
+    }
+}
+
+/// Make `batch` carry exactly the table's columns, in the table's order and types. Widening casts
+/// (int → long, float → double, any string or timestamp representation to the table's) are applied;
+/// a missing required column, an unknown column, or an incompatible type is an error.
+pub(crate) fn conform(table: &str, batch: &RecordBatch, target: &ArrowSchemaRef) -> Result<RecordBatch> {
+    let input = batch.schema();
+    let mismatch = |msg: String| Error::new(ErrorKind::InvalidInput, format!("schema does not match table {table}: {msg}"));
+    for f in input.fields() {
+        if target.field_with_name(f.name()).is_err() {
+            return Err(mismatch(format!("column {:?} is not in the table", f.name())));
+        }
+    }
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(target.fields().len());
+    for field in target.fields() {
+        let column = match input.index_of(field.name()) {
+            Ok(i) => {
+                let col = batch.column(i);
+                let col = if col.data_type() == field.data_type() {
+                    col.clone()
+                } else if widening(col.data_type(), field.data_type()) {
+                    cast(col, field.data_type())?
+                } else {
+                    return Err(mismatch(format!(
+                        "column {:?} is {} but the table has {}",
+                        field.name(),
+                        col.data_type(),
+                        field.data_type()
+                    )));
+                };
+                if !field.is_nullable() && col.null_count() > 0 {
+                    return Err(mismatch(format!("column {:?} is required but has nulls", field.name())));
+                }
+                col
+            }
+            Err(_) if field.is_nullable() => new_null_array(field.data_type(), batch.num_rows()),
+            Err(_) => return Err(mismatch(format!("required column {:?} is missing", field.name()))),
+        };
+        columns.push(column);
+    }
+    Ok(RecordBatch::try_new(target.clone(), columns)?)
+}
+
+fn widening(from: &DataType, to: &DataType) -> bool {
+    use DataType::*;
+    let stringy = |t: &DataType| matches!(t, Utf8 | LargeUtf8 | Utf8View);
+    let binary = |t: &DataType| matches!(t, Binary | LargeBinary | BinaryView);
+    match (from, to) {
+        (Null, _) => true,
+        (Dictionary(_, v), t) => v.as_ref() == t || widening(v, t),
+        (a, b) if stringy(a) && stringy(b) => true,
+        (a, b) if binary(a) && binary(b) => true,
+        (Int8 | Int16 | Int32 | UInt8 | UInt16, Int32 | Int64) => true,
+        (UInt32, Int64) => true,
+        (Float16 | Float32, Float32 | Float64) => true,
+        (Timestamp(u1, tz1), Timestamp(u2, tz2)) => {
+            u1 == u2 && tz1.is_some() == tz2.is_some()
+        }
+        (Timestamp(_, tz1), Timestamp(arrow::datatypes::TimeUnit::Microsecond, tz2)) => tz1.is_some() == tz2.is_some(),
+        (Date64, Date32) => false,
+        (Decimal128(p1, s1), Decimal128(p2, s2)) => s1 == s2 && p1 <= p2,
+        _ => false,
+    }
+}
+

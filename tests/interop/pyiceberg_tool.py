@@ -1,0 +1,83 @@
+"""PyIceberg side of floe's interoperability tests: an independent Iceberg implementation reads the
+tables floe writes and writes a table floe reads. Prints JSON on stdout.
+
+usage:
+  pyiceberg_tool.py read  CONFIG_JSON NAMESPACE TABLE [REF]
+  pyiceberg_tool.py write CONFIG_JSON NAMESPACE TABLE
+
+CONFIG_JSON holds: catalog_name, uri (SQLAlchemy URL), warehouse, and optional s3 settings.
+"""
+import json
+import sys
+
+import pyarrow as pa
+from pyiceberg.catalog.sql import SqlCatalog
+
+
+def catalog(cfg):
+    props = {"uri": cfg["uri"], "warehouse": cfg["warehouse"]}
+    s3 = cfg.get("s3")
+    if s3:
+        props.update({
+            "s3.endpoint": s3["endpoint"],
+            "s3.access-key-id": s3["access_key_id"],
+            "s3.secret-access-key": s3["secret_access_key"],
+            "s3.region": s3["region"],
+            "s3.force-virtual-addressing": "false",
+        })
+    return SqlCatalog(cfg["catalog_name"], **props)
+
+
+def rows_json(tbl):
+    out = []
+    for row in tbl.to_pylist():
+        out.append({k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()})
+    out.sort(key=lambda r: json.dumps(r, sort_keys=True))
+    return out
+
+
+def read(cfg, ns, name, ref=None):
+    table = catalog(cfg).load_table((ns, name))
+    if ref:
+        snap = table.snapshot_by_name(ref)
+        if snap is None:
+            raise SystemExit(f"no ref {ref}")
+        data = table.scan(snapshot_id=snap.snapshot_id).to_arrow()
+    else:
+        data = table.scan().to_arrow()
+    snapshot = table.current_snapshot()
+    print(json.dumps({
+        "rows": rows_json(data),
+        "current_snapshot": snapshot.snapshot_id if snapshot else None,
+        "operation": snapshot.summary.operation.value if snapshot else None,
+        "refs": sorted(table.refs().keys()),
+    }))
+
+
+def write(cfg, ns, name):
+    cat = catalog(cfg)
+    try:
+        cat.create_namespace(ns)
+    except Exception:
+        pass
+    schema = pa.schema([
+        pa.field("id", pa.int64(), nullable=False),
+        pa.field("user_id", pa.string()),
+        pa.field("amount", pa.float64()),
+    ])
+    table = cat.create_table((ns, name), schema=schema)
+    table.append(pa.table({"id": [1, 2, 3], "user_id": ["a", "b", None], "amount": [1.5, 2.5, 3.5]}, schema=schema))
+    table.append(pa.table({"id": [4], "user_id": ["d"], "amount": [4.5]}, schema=schema))
+    table.delete("id == 2")
+    print(json.dumps({"ok": True, "snapshots": len(table.metadata.snapshots)}))
+
+
+if __name__ == "__main__":
+    cmd, cfg_text, ns, name, *rest = sys.argv[1:]
+    cfg = json.loads(cfg_text)
+    if cmd == "read":
+        read(cfg, ns, name, rest[0] if rest else None)
+    elif cmd == "write":
+        write(cfg, ns, name)
+    else:
+        raise SystemExit(f"unknown command {cmd}")

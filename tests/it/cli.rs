@@ -1,0 +1,143 @@
+//! The `floe` binary, run for real: a session that creates, writes and reads a table on both
+//! backends; errors as one line and a non-zero exit; configuration precedence.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::both_backends;
+use crate::support::*;
+
+fn floe_cmd(dir: &Path, ctx: Option<&Ctx>) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_floe"));
+    c.current_dir(dir).env_clear();
+    for k in ["PATH", "HOME", "LD_LIBRARY_PATH"] {
+        if let Ok(v) = std::env::var(k) {
+            c.env(k, v);
+        }
+    }
+    if let Some(ctx) = ctx {
+        let s = &ctx.settings;
+        c.env("FLOE_CATALOG_URL", &s.catalog_url).env("FLOE_WAREHOUSE", &s.warehouse).env("FLOE_CATALOG_NAME", &s.catalog_name);
+        if ctx.backend == Backend::PostgresS3 {
+            c.env("AWS_ENDPOINT_URL", s.s3.endpoint.as_deref().unwrap())
+                .env("AWS_REGION", s.s3.region.as_deref().unwrap())
+                .env("AWS_ACCESS_KEY_ID", s.s3.access_key_id.as_deref().unwrap())
+                .env("AWS_SECRET_ACCESS_KEY", s.s3.secret_access_key.as_ref().unwrap().expose())
+                .env("FLOE_S3_PATH_STYLE", "true");
+        }
+    }
+    c
+}
+
+fn run(dir: &Path, ctx: Option<&Ctx>, args: &[&str]) -> Output {
+    floe_cmd(dir, ctx).args(args).output().expect("run floe")
+}
+
+fn ok(dir: &Path, ctx: Option<&Ctx>, args: &[&str]) -> String {
+    let out = run(dir, ctx, args);
+    assert!(
+        out.status.success(),
+        "floe {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails(dir: &Path, ctx: Option<&Ctx>, args: &[&str]) -> String {
+    let out = run(dir, ctx, args);
+    assert!(!out.status.success(), "floe {args:?} should fail");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line on stderr: {err}");
+    assert!(err.starts_with("floe: error: "), "{err}");
+    err
+}
+
+both_backends!(cli_session, |ctx: Ctx| async move {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let c = Some(&ctx);
+    let ns = ctx.ns.to_string();
+    let table = format!("{ns}.clicks");
+    ok(d, c, &["init"]);
+    assert!(ok(d, c, &["namespaces"]).lines().any(|l| l == ns));
+    ok(d, c, &["create", &table, "--schema", "id long not null, page string, ts timestamptz, price decimal(12,2)", "--partition", "day(ts)", "--property", "owner=cli"]);
+    assert!(ok(d, c, &["tables", &ns]).contains(&table));
+    std::fs::write(
+        d.join("a.csv"),
+        "id,page,ts,price\n1,/home,2024-03-01T10:00:00Z,\n2,\"/a,b\",2024-03-01T11:00:00Z,9.99\n3,/c,2024-03-02T00:00:00Z,1.00\n",
+    )
+    .unwrap();
+    let out = ok(d, c, &["append", &table, "a.csv", "--property", "source=a.csv"]);
+    assert!(out.contains("+3 rows"), "{out}");
+    let rows: Value = serde_json::from_str(&ok(d, c, &["scan", &table, "--format", "json"])).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 3);
+    assert!(rows.as_array().unwrap().iter().any(|r| r["page"] == "/a,b" && r["price"] == "9.99"), "{rows}");
+    let snaps: Value = serde_json::from_str(&ok(d, c, &["snapshots", &table, "--format", "json"])).unwrap();
+    let first = snaps[0]["snapshot_id"].as_i64().unwrap();
+    assert_eq!(snaps[0]["operation"], "append");
+    assert_eq!(snaps[0]["summary"]["source"], "a.csv");
+
+    ok(d, c, &["tag", "create", &table, "v1"]);
+    ok(d, c, &["branch", "create", &table, "dev"]);
+    std::fs::write(d.join("b.csv"), "id,page,ts,price\n4,/d,2024-03-03T00:00:00Z,2.50\n").unwrap();
+    ok(d, c, &["append", &table, "b.csv", "--branch", "dev"]);
+    assert_eq!(ok(d, c, &["scan", &format!("{table}@dev"), "--format", "csv"]).lines().count(), 5);
+    assert_eq!(ok(d, c, &["scan", &table, "--format", "csv"]).lines().count(), 4);
+    ok(d, c, &["publish", &table, "dev"]);
+    assert_eq!(ok(d, c, &["scan", &table, "--format", "csv", "--where", "id >= 2", "--columns", "id"]).lines().count(), 4);
+    ok(d, c, &["delete", &table, "--where", "id = 1"]);
+    let changes = ok(d, c, &["changes", &table, &first.to_string()]);
+    assert!(changes.contains("+1 rows"), "{changes}");
+    ok(d, c, &["rollback", &table, &first.to_string()]);
+    assert_eq!(ok(d, c, &["scan", &format!("{table}@v1"), "--format", "csv"]).lines().count(), 4);
+    assert_eq!(ok(d, c, &["scan", &table, "--limit", "2", "--format", "csv"]).lines().count(), 3);
+    let show = ok(d, c, &["show", &table]);
+    for want in ["schema", "partition spec", "owner", "dev", "v1", "rows       3"] {
+        assert!(show.contains(want), "show lacks {want}: {show}");
+    }
+    ok(d, c, &["add-column", &table, "referrer", "string"]);
+    ok(d, c, &["branch", "drop", &table, "dev"]);
+    fails(d, c, &["tag", "drop", &table, "dev"]);
+
+    // Errors: one line, non-zero exit, no panic.
+    fails(d, c, &["scan", &format!("{ns}.nope")]);
+    fails(d, c, &["scan", &format!("{table}@no-such-ref")]);
+    fails(d, c, &["create", &format!("{ns}.a/b"), "--schema", "id long"]);
+    fails(d, c, &["append", &table, "missing.csv"]);
+    std::fs::write(d.join("bad.csv"), "id,page,ts,price\nnot-a-number,/x,2024-03-03T00:00:00Z,1\n").unwrap();
+    fails(d, c, &["append", &table, "bad.csv"]);
+    fails(d, c, &["rollback", &table, "12345"]);
+    fails(d, c, &["delete", &table, "--where", "nope = 1"]);
+    ok(d, c, &["drop", &table, "--purge"]);
+    fails(d, c, &["show", &table]);
+});
+
+#[test]
+fn cli_defaults_and_precedence() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Nothing set: SQLite and a warehouse under ./floe-data.
+    let out = ok(d, None, &["init"]);
+    assert!(out.contains("sqlite:./floe-data/catalog.db"), "{out}");
+    assert!(out.contains(&format!("file://{}/floe-data/warehouse", d.canonicalize().unwrap().display())), "{out}");
+    assert!(d.join("floe-data/catalog.db").exists());
+    // floe.toml < environment < flags.
+    std::fs::write(d.join("floe.toml"), "warehouse = './from-file'\ncatalog_name = 'file'\n").unwrap();
+    assert!(ok(d, None, &["init"]).contains("/from-file"));
+    let out = floe_cmd(d, None).env("FLOE_WAREHOUSE", "./from-env").arg("init").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("/from-env"));
+    let out = floe_cmd(d, None).env("FLOE_WAREHOUSE", "./from-env").args(["init", "--warehouse", "./from-flag"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("/from-flag"));
+    // A bad config file is one clear line.
+    std::fs::write(d.join("floe.toml"), "warehous = 'typo'\n").unwrap();
+    let err = fails(d, None, &["namespaces"]);
+    assert!(err.contains("floe.toml"), "{err}");
+    // An unreachable catalog, password masked.
+    std::fs::remove_file(d.join("floe.toml")).unwrap();
+    let err = fails(d, None, &["namespaces", "--catalog-url", "postgres://u:topsecretpw@127.0.0.1:1/x"]);
+    assert!(!err.contains("topsecretpw"), "{err}");
+}

@@ -1,0 +1,11 @@
+//! floe's integration suite: one test binary, every test run against both backends (SQLite + local
+//! disk, Postgres + Garage S3) with real servers.
+
+mod support;
+
+mod bad_input;
+mod cli;
+mod concurrency;
+mod interop;
+mod refs;
+mod table_ops;

@@ -1,0 +1,172 @@
+//! The backends every integration test runs against, and helpers to build test data.
+//!
+//! - `sqlite_local`: an SQLite catalog file and a local warehouse in a temp directory (always).
+//! - `postgres_s3`: the Postgres server and the Garage S3 server the test command starts, named by
+//!   `FLOE_TEST_POSTGRES_URL` and `FLOE_TEST_S3_*`. When they are missing the case is skipped with a
+//!   message, unless `FLOE_TEST_REQUIRE_SERVERS=1` (set by the test command and CI), where it fails.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use floe::config::{S3Settings, Secret};
+use floe::{Floe, Namespace, PartialSettings, Settings};
+use futures::TryStreamExt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    SqliteLocal,
+    PostgresS3,
+}
+
+/// One backend prepared for one test: a connected `Floe` and a fresh namespace.
+pub struct Ctx {
+    pub backend: Backend,
+    pub floe: Floe,
+    pub settings: Settings,
+    pub ns: Namespace,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn require_servers() -> bool {
+    env("FLOE_TEST_REQUIRE_SERVERS").as_deref() == Some("1")
+}
+
+/// S3 settings of the test server, if configured.
+pub fn s3_settings() -> Option<(S3Settings, String)> {
+    let endpoint = env("FLOE_TEST_S3_ENDPOINT")?;
+    Some((
+        S3Settings {
+            endpoint: Some(endpoint),
+            region: Some(env("FLOE_TEST_S3_REGION").unwrap_or_else(|| "garage".into())),
+            access_key_id: env("FLOE_TEST_S3_ACCESS_KEY_ID"),
+            secret_access_key: env("FLOE_TEST_S3_SECRET_ACCESS_KEY").map(Secret::new),
+            session_token: None,
+            path_style: true,
+        },
+        env("FLOE_TEST_S3_BUCKET").unwrap_or_else(|| "floe-test".into()),
+    ))
+}
+
+/// Settings for a backend, or `None` when its servers are not configured.
+pub fn settings_for(backend: Backend, dir: &std::path::Path) -> Option<Settings> {
+    let base = PartialSettings { commit_retries: Some(200), ..Default::default() }.finish();
+    match backend {
+        Backend::SqliteLocal => Some(Settings {
+            catalog_url: format!("sqlite:{}", dir.join("catalog.db").display()),
+            warehouse: dir.join("warehouse").display().to_string(),
+            ..base
+        }),
+        Backend::PostgresS3 => {
+            let pg = env("FLOE_TEST_POSTGRES_URL");
+            let s3 = s3_settings();
+            match (pg, s3) {
+                (Some(pg), Some((s3, bucket))) => Some(Settings {
+                    catalog_url: pg,
+                    warehouse: format!("s3://{bucket}/it-{}", uuid::Uuid::new_v4().simple()),
+                    // Each test has its own catalog name, so tests sharing the database stay apart.
+                    catalog_name: format!("it_{}", uuid::Uuid::new_v4().simple()),
+                    s3,
+                    ..base
+                }),
+                _ if require_servers() => panic!(
+                    "FLOE_TEST_REQUIRE_SERVERS=1 but FLOE_TEST_POSTGRES_URL / FLOE_TEST_S3_ENDPOINT are not set"
+                ),
+                _ => None,
+            }
+        }
+    }
+}
+
+impl Ctx {
+    pub async fn new(backend: Backend) -> Option<Ctx> {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(settings) = settings_for(backend, dir.path()) else {
+            eprintln!("skipping {backend:?}: servers not configured (run the test command to start them)");
+            return None;
+        };
+        let (floe, _) = Floe::init(settings.clone()).await.expect("init");
+        let ns = Namespace::parse(&format!("ns_{}", &uuid::Uuid::new_v4().simple().to_string()[..8])).unwrap();
+        floe.create_namespace(&ns).await.unwrap();
+        Some(Ctx { backend, floe, settings, ns, _dir: Some(dir) })
+    }
+
+    pub fn table(&self, name: &str) -> floe::TableName {
+        floe::TableName::new(self.ns.clone(), name).unwrap()
+    }
+}
+
+/// Run `body` against both backends.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite_local() {
+                if let Some(ctx) = $crate::support::Ctx::new($crate::support::Backend::SqliteLocal).await {
+                    ($body)(ctx).await;
+                }
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres_s3() {
+                if let Some(ctx) = $crate::support::Ctx::new($crate::support::Backend::PostgresS3).await {
+                    ($body)(ctx).await;
+                }
+            }
+        }
+    };
+}
+
+/// The events schema used across tests.
+pub fn events_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("user_id", DataType::Utf8, true),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())), true),
+        Field::new("amount", DataType::Float64, true),
+    ])
+}
+
+/// Rows `ids`, with one day per 10 ids starting 2024-01-01, users u0..u4, amount = id * 1.5.
+pub fn events(ids: std::ops::Range<i64>) -> RecordBatch {
+    let ids: Vec<i64> = ids.collect();
+    let schema = Arc::new(events_schema());
+    let day_us = 86_400_000_000i64;
+    let start = 1_704_067_200_000_000i64; // 2024-01-01T00:00:00Z
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(ids.clone())),
+        Arc::new(StringArray::from(ids.iter().map(|i| Some(format!("u{}", i % 5))).collect::<Vec<_>>())),
+        Arc::new(
+            TimestampMicrosecondArray::from(ids.iter().map(|i| start + (i / 10) * day_us + i * 1_000_000).collect::<Vec<_>>())
+                .with_timezone("+00:00"),
+        ),
+        Arc::new(Float64Array::from(ids.iter().map(|i| *i as f64 * 1.5).collect::<Vec<_>>())),
+    ];
+    RecordBatch::try_new(schema, cols).unwrap()
+}
+
+pub fn stream(batches: Vec<RecordBatch>) -> impl futures::Stream<Item = floe::Result<RecordBatch>> + Send {
+    futures::stream::iter(batches.into_iter().map(Ok))
+}
+
+/// All ids of a scan, sorted.
+pub async fn ids(floe: &Floe, table: &floe::TableName, at: floe::At) -> Vec<i64> {
+    let options = floe::ScanOptions { at: Some(at), columns: Some(vec!["id".into()]), ..Default::default() };
+    let batches: Vec<RecordBatch> = floe.scan(table, &options).await.unwrap().batches.try_collect().await.unwrap();
+    let mut out: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
+        .collect();
+    out.sort();
+    out
+}
+
+pub fn summary(table: &floe::Table, snapshot_id: i64) -> HashMap<String, String> {
+    table.metadata().snapshot_by_id(snapshot_id).unwrap().summary().additional_properties.clone()
+}
