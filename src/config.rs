@@ -84,7 +84,9 @@ fn redact_url_passwords(text: &str) -> String {
     while let Some(pos) = rest.find("://") {
         let (head, tail) = rest.split_at(pos + 3);
         out.push_str(head);
-        let end = tail.find(|c: char| c.is_whitespace() || c == '/' || c == '"').unwrap_or(tail.len());
+        let end = tail
+            .find(|c: char| c.is_whitespace() || c == '/' || c == '"')
+            .unwrap_or(tail.len());
         let authority = &tail[..end];
         match (authority.rfind('@'), authority.find(':')) {
             (Some(at), Some(colon)) if colon < at => {
@@ -210,7 +212,10 @@ impl PartialSettings {
                 .map(|v| match v.to_ascii_lowercase().as_str() {
                     "1" | "true" | "yes" | "on" => Ok(true),
                     "0" | "false" | "no" | "off" => Ok(false),
-                    _ => Err(Error::new(ErrorKind::Config, format!("{k} must be true or false, got {v:?}"))),
+                    _ => Err(Error::new(
+                        ErrorKind::Config,
+                        format!("{k} must be true or false, got {v:?}"),
+                    )),
                 })
                 .transpose()
         };
@@ -218,7 +223,10 @@ impl PartialSettings {
             get(k)
                 .map(|v| {
                     v.parse::<u64>().map_err(|_| {
-                        Error::new(ErrorKind::Config, format!("{k} must be a whole number, got {v:?}"))
+                        Error::new(
+                            ErrorKind::Config,
+                            format!("{k} must be a whole number, got {v:?}"),
+                        )
                     })
                 })
                 .transpose()
@@ -233,7 +241,8 @@ impl PartialSettings {
             s3_secret_access_key: get("AWS_SECRET_ACCESS_KEY").map(Secret::new),
             s3_session_token: get("AWS_SESSION_TOKEN").map(Secret::new),
             s3_path_style: parse_bool("FLOE_S3_PATH_STYLE")?,
-            commit_retries: parse_num("FLOE_COMMIT_RETRIES")?.map(|n| n.min(u32::MAX as u64) as u32),
+            commit_retries: parse_num("FLOE_COMMIT_RETRIES")?
+                .map(|n| n.min(u32::MAX as u64) as u32),
             commit_min_backoff_ms: parse_num("FLOE_COMMIT_MIN_BACKOFF_MS")?,
             commit_max_backoff_ms: parse_num("FLOE_COMMIT_MAX_BACKOFF_MS")?,
         })
@@ -242,12 +251,22 @@ impl PartialSettings {
     /// Settings from a `floe.toml` file (same field names as this struct).
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::wrap(ErrorKind::Config, format!("cannot read config file {}", path.display()), e)
+            Error::wrap(
+                ErrorKind::Config,
+                format!("cannot read config file {}", path.display()),
+                e,
+            )
         })?;
         let parsed: Self = toml::from_str(&text).map_err(|e| {
-            Error::new(ErrorKind::Config, format!("invalid config file {}: {}", path.display(), e.message()))
+            Error::new(
+                ErrorKind::Config,
+                format!("invalid config file {}: {}", path.display(), e.message()),
+            )
         })?;
-        for s in [&parsed.s3_secret_access_key, &parsed.s3_session_token].into_iter().flatten() {
+        for s in [&parsed.s3_secret_access_key, &parsed.s3_session_token]
+            .into_iter()
+            .flatten()
+        {
             register_secret(s.expose());
         }
         Ok(parsed)
@@ -338,7 +357,10 @@ mod tests {
 
     #[test]
     fn precedence_flags_then_env_then_file_then_defaults() {
-        let flags = PartialSettings { warehouse: Some("/flags".into()), ..Default::default() };
+        let flags = PartialSettings {
+            warehouse: Some("/flags".into()),
+            ..Default::default()
+        };
         let env = PartialSettings::from_vars(&HashMap::from([
             ("FLOE_WAREHOUSE".to_string(), "/env".to_string()),
             ("FLOE_CATALOG_NAME".to_string(), "env-name".to_string()),
@@ -361,10 +383,16 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let vars = HashMap::from([("AWS_SECRET_ACCESS_KEY".to_string(), "sup3r-s3cret-value".to_string())]);
+        let vars = HashMap::from([(
+            "AWS_SECRET_ACCESS_KEY".to_string(),
+            "sup3r-s3cret-value".to_string(),
+        )]);
         let s = PartialSettings::from_vars(&vars).unwrap().finish();
         assert!(!format!("{s:?}").contains("sup3r"));
-        assert_eq!(redact_secrets("failed with sup3r-s3cret-value"), "failed with ***");
+        assert_eq!(
+            redact_secrets("failed with sup3r-s3cret-value"),
+            "failed with ***"
+        );
         assert_eq!(
             redact_secrets("cannot reach postgres://floe:hunter22@db:5432/x"),
             "cannot reach postgres://floe:***@db:5432/x"

@@ -6,8 +6,11 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::Schema as ArrowSchema;
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
-use iceberg::spec::{FormatVersion, TableMetadata, TableMetadataBuilder, Transform, UnboundPartitionSpec};
+use iceberg::spec::{
+    FormatVersion, TableMetadata, TableMetadataBuilder, Transform, UnboundPartitionSpec,
+};
 use iceberg::{MetadataLocation, TableCreation};
 use serde::Serialize;
 
@@ -19,7 +22,9 @@ use crate::storage::{ObjectStorage, Warehouse};
 use crate::table::commit::{commit, delete_quietly, Change};
 use crate::table::scan::{self, ScanStream};
 use crate::table::writer::DataWriter;
-use crate::table::{At, CommitOptions, CommitResult, RowFilter, ScanOptions, SnapshotChanges, Table};
+use crate::table::{
+    At, CommitOptions, CommitResult, RowFilter, ScanOptions, SnapshotChanges, Table,
+};
 
 /// A partition field: a source column and a transform.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,16 +40,24 @@ impl PartitionField {
     pub fn parse(text: &str) -> Result<Self> {
         let text = text.trim();
         let Some((func, rest)) = text.split_once('(') else {
-            return Ok(Self { column: text.to_string(), transform: Transform::Identity });
+            return Ok(Self {
+                column: text.to_string(),
+                transform: Transform::Identity,
+            });
         };
         let args = rest
             .strip_suffix(')')
             .ok_or_else(|| Error::invalid(format!("invalid partition field {text:?}")))?;
         let args: Vec<&str> = args.split(',').map(str::trim).collect();
         let num = |s: &str| {
-            s.parse::<u32>().map_err(|_| Error::invalid(format!("invalid partition field {text:?}: {s:?} is not a number")))
+            s.parse::<u32>().map_err(|_| {
+                Error::invalid(format!(
+                    "invalid partition field {text:?}: {s:?} is not a number"
+                ))
+            })
         };
-        let (transform, column) = match (func.trim().to_ascii_lowercase().as_str(), args.as_slice()) {
+        let (transform, column) = match (func.trim().to_ascii_lowercase().as_str(), args.as_slice())
+        {
             ("identity", [c]) => (Transform::Identity, c),
             ("year" | "years", [c]) => (Transform::Year, c),
             ("month" | "months", [c]) => (Transform::Month, c),
@@ -54,12 +67,15 @@ impl PartitionField {
             ("truncate", [n, c]) => (Transform::Truncate(num(n)?), c),
             _ => return Err(Error::invalid(format!("invalid partition field {text:?}"))),
         };
-        Ok(Self { column: column.to_string(), transform })
+        Ok(Self {
+            column: column.to_string(),
+            transform,
+        })
     }
 }
 
 /// What a new table looks like.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct TableDefinition {
     /// Columns, as an Arrow schema (nullability is kept; field ids are assigned).
     pub schema: ArrowSchema,
@@ -67,6 +83,16 @@ pub struct TableDefinition {
     pub partition: Vec<PartitionField>,
     /// Table properties.
     pub properties: BTreeMap<String, String>,
+}
+
+impl Default for TableDefinition {
+    fn default() -> Self {
+        Self {
+            schema: ArrowSchema::empty(),
+            partition: Vec::new(),
+            properties: BTreeMap::new(),
+        }
+    }
 }
 
 /// What `init` found and did.
@@ -100,7 +126,14 @@ impl Floe {
         let warehouse = Warehouse::parse(&settings.warehouse)?;
         let catalog = SqlCatalog::connect(&settings.catalog_url, &settings.catalog_name).await?;
         let storage = ObjectStorage::new(settings.s3.clone());
-        Ok(Floe { inner: Arc::new(Inner { settings, catalog, storage, warehouse }) })
+        Ok(Floe {
+            inner: Arc::new(Inner {
+                settings,
+                catalog,
+                storage,
+                warehouse,
+            }),
+        })
     }
 
     /// Prepare a fresh setup: the catalog schema, the warehouse directory or bucket (created when
@@ -110,15 +143,25 @@ impl Floe {
         let mut bucket_created = false;
         match &warehouse {
             Warehouse::Local(p) => std::fs::create_dir_all(p).map_err(|e| {
-                Error::wrap(ErrorKind::Storage, format!("cannot create warehouse {}", p.display()), e)
+                Error::wrap(
+                    ErrorKind::Storage,
+                    format!("cannot create warehouse {}", p.display()),
+                    e,
+                )
             })?,
             Warehouse::S3 { bucket, .. } => {
                 bucket_created = crate::storage::ensure_bucket(&settings.s3, bucket).await?;
             }
         }
         let floe = Floe::connect(settings).await?;
-        let probe = format!("{}/.floe-init-probe-{}", floe.warehouse().uri(), uuid::Uuid::new_v4());
-        floe.storage().write(&probe, bytes::Bytes::from_static(b"floe")).await?;
+        let probe = format!(
+            "{}/.floe-init-probe-{}",
+            floe.warehouse().uri(),
+            uuid::Uuid::new_v4()
+        );
+        floe.storage()
+            .write(&probe, bytes::Bytes::from_static(b"floe"))
+            .await?;
         floe.storage().read(&probe).await?;
         floe.storage().delete(&probe).await?;
         let report = InitReport {
@@ -173,7 +216,11 @@ impl Floe {
     }
 
     /// Create an Iceberg v2 table.
-    pub async fn create_table(&self, name: &TableName, definition: TableDefinition) -> Result<Table> {
+    pub async fn create_table(
+        &self,
+        name: &TableName,
+        definition: TableDefinition,
+    ) -> Result<Table> {
         if !self.catalog().namespace_exists(name.namespace()).await? {
             return Err(Error::not_found(format!(
                 "namespace {} does not exist (create it first)",
@@ -181,14 +228,22 @@ impl Floe {
             )));
         }
         if self.catalog().metadata_location(name).await?.is_some() {
-            return Err(Error::new(ErrorKind::AlreadyExists, format!("table {name} already exists")));
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("table {name} already exists"),
+            ));
         }
         let schema = iceberg::arrow::arrow_schema_to_schema_auto_assign_ids(&definition.schema)
-            .map_err(|e| Error::invalid(format!("unsupported schema for {name}: {}", e.message())))?;
+            .map_err(|e| {
+                Error::invalid(format!("unsupported schema for {name}: {}", e.message()))
+            })?;
         let mut spec = UnboundPartitionSpec::builder();
         for (i, p) in definition.partition.iter().enumerate() {
             let field = schema.field_by_name(&p.column).ok_or_else(|| {
-                Error::invalid(format!("partition column {:?} is not in the schema of {name}", p.column))
+                Error::invalid(format!(
+                    "partition column {:?} is not in the schema of {name}",
+                    p.column
+                ))
             })?;
             let field_name = match p.transform {
                 Transform::Identity => p.column.clone(),
@@ -198,7 +253,9 @@ impl Floe {
             };
             spec = spec
                 .add_partition_field(field.id, field_name, p.transform)
-                .map_err(|e| Error::invalid(format!("partition field {i} of {name}: {}", e.message())))?;
+                .map_err(|e| {
+                    Error::invalid(format!("partition field {i} of {name}: {}", e.message()))
+                })?;
         }
         let location = format!(
             "{}/{}/{}-{}",
@@ -215,15 +272,24 @@ impl Floe {
             .properties(definition.properties.into_iter().collect::<HashMap<_, _>>())
             .format_version(FormatVersion::V2)
             .build();
-        let metadata: TableMetadata = TableMetadataBuilder::from_table_creation(creation)?.build()?.metadata;
+        let metadata: TableMetadata = TableMetadataBuilder::from_table_creation(creation)?
+            .build()?
+            .metadata;
         let metadata_location = MetadataLocation::new_with_metadata(&location, &metadata);
-        metadata.write_to(&self.storage().file_io(), &metadata_location).await?;
+        metadata
+            .write_to(&self.storage().file_io(), &metadata_location)
+            .await?;
         let metadata_location = metadata_location.to_string();
         if let Err(e) = self.catalog().insert_table(name, &metadata_location).await {
-            delete_quietly(self.storage(), [metadata_location]).await;
+            delete_quietly(self.storage(), vec![metadata_location]).await;
             return Err(e);
         }
-        Ok(Table::new(name.clone(), metadata_location, Arc::new(metadata), self.storage().clone()))
+        Ok(Table::new(
+            name.clone(),
+            metadata_location,
+            Arc::new(metadata),
+            self.storage().clone(),
+        ))
     }
 
     /// Load a table's current metadata.
@@ -233,48 +299,80 @@ impl Floe {
             .metadata_location(name)
             .await?
             .ok_or_else(|| Error::not_found(format!("table {name} does not exist")))?;
-        let bytes = self.storage().read(&location).await.map_err(|e| e.context(format!("load {name}")))?;
-        let metadata: TableMetadata = if location.ends_with(".gz.metadata.json") || bytes.starts_with(&[0x1f, 0x8b]) {
-            let mut text = Vec::new();
-            std::io::Read::read_to_end(&mut flate2_decoder(&bytes), &mut text)?;
-            serde_json::from_slice(&text)?
-        } else {
-            serde_json::from_slice(&bytes)?
-        };
-        Ok(Table::new(name.clone(), location, Arc::new(metadata), self.storage().clone()))
+        let bytes = self
+            .storage()
+            .read(&location)
+            .await
+            .map_err(|e| e.context(format!("load {name}")))?;
+        let metadata: TableMetadata =
+            if location.ends_with(".gz.metadata.json") || bytes.starts_with(&[0x1f, 0x8b]) {
+                let mut text = Vec::new();
+                std::io::Read::read_to_end(&mut flate2_decoder(&bytes), &mut text)?;
+                serde_json::from_slice(&text)?
+            } else {
+                serde_json::from_slice(&bytes)?
+            };
+        Ok(Table::new(
+            name.clone(),
+            location,
+            Arc::new(metadata),
+            self.storage().clone(),
+        ))
     }
 
     /// Drop a table from the catalog; with `purge`, delete all of its files too.
     pub async fn drop_table(&self, name: &TableName, purge: bool) -> Result<()> {
-        let table = if purge { Some(self.load_table(name).await?) } else { None };
+        let table = if purge {
+            Some(self.load_table(name).await?)
+        } else {
+            None
+        };
         self.catalog().delete_table(name).await?;
         if let Some(t) = table {
-            self.storage().delete_prefix(&format!("{}/", t.location())).await?;
+            self.storage()
+                .delete_prefix(&format!("{}/", t.location()))
+                .await?;
         }
         Ok(())
     }
 
     /// Write a stream of batches into new data files of `name` (not committed): the files and the
     /// number of rows. Used by append and overwrite; on error the files written so far are deleted.
-    async fn write_files<S>(&self, table: &Table, batches: S, options: &CommitOptions) -> Result<Vec<iceberg::spec::DataFile>>
-    where
-        S: Stream<Item = Result<RecordBatch>> + Send,
-    {
+    async fn write_files(
+        &self,
+        table: &Table,
+        mut batches: BoxStream<'_, Result<RecordBatch>>,
+        options: &CommitOptions,
+    ) -> Result<Vec<iceberg::spec::DataFile>> {
         let mut writer = DataWriter::new(table, options.target_file_size)?;
-        let mut batches = std::pin::pin!(batches);
         while let Some(batch) = batches.next().await {
-            writer.write(batch?).await?;
+            let written = match batch {
+                Ok(batch) => writer.write(batch).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                // Nothing was committed: remove the files this write produced so far.
+                if let Ok(files) = writer.close().await {
+                    delete_quietly(self.storage(), crate::table::commit::file_paths(&files)).await;
+                }
+                return Err(e);
+            }
         }
         writer.close().await
     }
 
     /// Append batches to `name` as one snapshot.
-    pub async fn append<S>(&self, name: &TableName, batches: S, options: &CommitOptions) -> Result<CommitResult>
+    pub async fn append<S>(
+        &self,
+        name: &TableName,
+        batches: S,
+        options: &CommitOptions,
+    ) -> Result<CommitResult>
     where
-        S: Stream<Item = Result<RecordBatch>> + Send,
+        S: Stream<Item = Result<RecordBatch>> + Send + 'static,
     {
         let table = self.load_table(name).await?;
-        let files = self.write_files(&table, batches, options).await?;
+        let files = self.write_files(&table, batches.boxed(), options).await?;
         commit(self, name, Change::Append { files }, options).await
     }
 
@@ -287,18 +385,23 @@ impl Floe {
         options: &CommitOptions,
     ) -> Result<CommitResult>
     where
-        S: Stream<Item = Result<RecordBatch>> + Send,
+        S: Stream<Item = Result<RecordBatch>> + Send + 'static,
     {
         let table = self.load_table(name).await?;
         if let Some(f) = &filter {
             f.compile(&table.arrow_schema()?)?;
         }
-        let files = self.write_files(&table, batches, options).await?;
+        let files = self.write_files(&table, batches.boxed(), options).await?;
         commit(self, name, Change::Overwrite { filter, files }, options).await
     }
 
     /// Delete the rows matching `filter` (copy-on-write), as one snapshot.
-    pub async fn delete(&self, name: &TableName, filter: RowFilter, options: &CommitOptions) -> Result<CommitResult> {
+    pub async fn delete(
+        &self,
+        name: &TableName,
+        filter: RowFilter,
+        options: &CommitOptions,
+    ) -> Result<CommitResult> {
         let table = self.load_table(name).await?;
         filter.compile(&table.arrow_schema()?)?;
         commit(self, name, Change::Delete { filter }, options).await
@@ -312,10 +415,20 @@ impl Floe {
         data_type: &arrow::datatypes::DataType,
     ) -> Result<Table> {
         crate::catalog::names::validate_name("column", column)?;
-        let field_type = iceberg::arrow::arrow_type_to_type(data_type)
-            .map_err(|e| Error::invalid(format!("unsupported column type {data_type}: {}", e.message())))?;
-        let change = Change::AddColumn { name: column.to_string(), field_type, doc: None };
-        Ok(commit(self, name, change, &CommitOptions::default()).await?.table)
+        let field_type = iceberg::arrow::arrow_type_to_type(data_type).map_err(|e| {
+            Error::invalid(format!(
+                "unsupported column type {data_type}: {}",
+                e.message()
+            ))
+        })?;
+        let change = Change::AddColumn {
+            name: column.to_string(),
+            field_type,
+            doc: None,
+        };
+        Ok(commit(self, name, change, &CommitOptions::default())
+            .await?
+            .table)
     }
 
     /// Create a branch at a state of the table (the head of `main` by default).
@@ -328,32 +441,56 @@ impl Floe {
         self.create_ref(name, tag, at, true).await
     }
 
-    async fn create_ref(&self, name: &TableName, ref_name: &str, at: &At, tag: bool) -> Result<Table> {
+    async fn create_ref(
+        &self,
+        name: &TableName,
+        ref_name: &str,
+        at: &At,
+        tag: bool,
+    ) -> Result<Table> {
         validate_ref_name(ref_name)?;
         let table = self.load_table(name).await?;
         let snapshot = table.snapshot_at(at)?.ok_or_else(|| {
-            Error::invalid(format!("table {name} has no snapshot at {at} to point {ref_name:?} at"))
+            Error::invalid(format!(
+                "table {name} has no snapshot at {at} to point {ref_name:?} at"
+            ))
         })?;
-        let change = Change::CreateRef { name: ref_name.to_string(), snapshot_id: snapshot.snapshot_id(), tag };
-        Ok(commit(self, name, change, &CommitOptions::default()).await?.table)
+        let change = Change::CreateRef {
+            name: ref_name.to_string(),
+            snapshot_id: snapshot.snapshot_id(),
+            tag,
+        };
+        Ok(commit(self, name, change, &CommitOptions::default())
+            .await?
+            .table)
     }
 
     /// Drop a branch or tag.
     pub async fn drop_ref(&self, name: &TableName, ref_name: &str) -> Result<Table> {
-        let change = Change::DropRef { name: ref_name.to_string() };
-        Ok(commit(self, name, change, &CommitOptions::default()).await?.table)
+        let change = Change::DropRef {
+            name: ref_name.to_string(),
+        };
+        Ok(commit(self, name, change, &CommitOptions::default())
+            .await?
+            .table)
     }
 
     /// Fast-forward `main` to the head of `branch`.
     pub async fn publish(&self, name: &TableName, branch: &str) -> Result<Table> {
-        let change = Change::Publish { branch: branch.to_string() };
-        Ok(commit(self, name, change, &CommitOptions::default()).await?.table)
+        let change = Change::Publish {
+            branch: branch.to_string(),
+        };
+        Ok(commit(self, name, change, &CommitOptions::default())
+            .await?
+            .table)
     }
 
     /// Move `main` back to an earlier snapshot (an ancestor of its head).
     pub async fn rollback(&self, name: &TableName, snapshot_id: i64) -> Result<Table> {
         let change = Change::Rollback { snapshot_id };
-        Ok(commit(self, name, change, &CommitOptions::default()).await?.table)
+        Ok(commit(self, name, change, &CommitOptions::default())
+            .await?
+            .table)
     }
 
     /// Read a table as a stream of Arrow batches.
@@ -371,10 +508,14 @@ impl Floe {
 
 fn validate_ref_name(name: &str) -> Result<()> {
     if name.is_empty() || name.chars().any(|c| c.is_control() || c == '@') || name.trim() != name {
-        return Err(Error::invalid(format!("invalid branch or tag name {name:?}")));
+        return Err(Error::invalid(format!(
+            "invalid branch or tag name {name:?}"
+        )));
     }
     if name.parse::<i64>().is_ok() {
-        return Err(Error::invalid(format!("invalid branch or tag name {name:?}: it would read as a snapshot id")));
+        return Err(Error::invalid(format!(
+            "invalid branch or tag name {name:?}: it would read as a snapshot id"
+        )));
     }
     Ok(())
 }

@@ -22,6 +22,7 @@
 //! Modules: [`catalog`] (the SQL catalog), [`storage`] (object storage), [`table`] (tables and the
 //! commit path), [`config`] (settings), [`error`].
 
+pub mod bench;
 pub mod catalog;
 pub mod config;
 pub mod error;
@@ -33,5 +34,7 @@ pub use catalog::{Namespace, TableName};
 pub use config::{PartialSettings, Settings};
 pub use error::{Error, ErrorKind, Result};
 pub use lakehouse::{Floe, InitReport, PartitionField, TableDefinition};
-pub use table::{At, CommitOptions, CommitResult, Lineage, RowFilter, ScanOptions, SnapshotChanges, Table};
 pub use table::scan::ScanStream;
+pub use table::{
+    At, CommitOptions, CommitResult, Lineage, RowFilter, ScanOptions, SnapshotChanges, Table,
+};

@@ -42,6 +42,7 @@ source "$ROOT/tests/services/postgres.sh"
 # shellcheck source=tests/services/garage.sh
 source "$ROOT/tests/services/garage.sh"
 WORK=$(mktemp -d /tmp/floe-test.XXXXXX)
+chmod 755 "$WORK"  # the Postgres server runs as an unprivileged user inside it
 cleanup() {
   floe_stop_garage 2>/dev/null || true
   floe_stop_postgres 2>/dev/null || true

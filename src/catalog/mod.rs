@@ -68,7 +68,10 @@ impl std::fmt::Debug for SqlCatalog {
 }
 
 fn catalog_error(action: &str, e: sqlx::Error) -> Error {
-    Error::new(ErrorKind::Catalog, format!("{action}: {}", redact_secrets(&e.to_string())))
+    Error::new(
+        ErrorKind::Catalog,
+        format!("{action}: {}", redact_secrets(&e.to_string())),
+    )
 }
 
 impl SqlCatalog {
@@ -77,17 +80,25 @@ impl SqlCatalog {
     pub async fn connect(url: &str, catalog_name: &str) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let url_redacted = redact_secrets(url);
-        let (backend, connect_url) = if let Some(path) =
-            url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))
+        let (backend, connect_url) = if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
         {
             let path = path.split('?').next().unwrap_or(path);
             if path.is_empty() {
-                return Err(Error::new(ErrorKind::Config, "sqlite catalog URL has no path"));
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    "sqlite catalog URL has no path",
+                ));
             }
             let p = std::path::Path::new(path);
             if let Some(parent) = p.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent).map_err(|e| {
-                    Error::wrap(ErrorKind::Catalog, format!("cannot create {}", parent.display()), e)
+                    Error::wrap(
+                        ErrorKind::Catalog,
+                        format!("cannot create {}", parent.display()),
+                        e,
+                    )
                 })?;
             }
             (Backend::Sqlite, format!("sqlite://{path}?mode=rwc"))
@@ -107,9 +118,15 @@ impl SqlCatalog {
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        sqlx::query("PRAGMA busy_timeout = 30000").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA busy_timeout = 30000")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous = NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     Ok(())
                 })
@@ -118,7 +135,12 @@ impl SqlCatalog {
             .connect_with(options)
             .await
             .map_err(|e| catalog_error(&format!("cannot connect to catalog {url_redacted}"), e))?;
-        let catalog = SqlCatalog { pool, backend, name: catalog_name.to_string(), url_redacted };
+        let catalog = SqlCatalog {
+            pool,
+            backend,
+            name: catalog_name.to_string(),
+            url_redacted,
+        };
         catalog.migrate().await?;
         Ok(catalog)
     }
@@ -131,11 +153,6 @@ impl SqlCatalog {
     /// The catalog name (the `catalog_name` column).
     pub fn name(&self) -> &str {
         &self.name
-    }
-
-    /// The pool, for floe's own tables in the catalog database.
-    pub(crate) fn pool(&self) -> &AnyPool {
-        &self.pool
     }
 
     /// Rewrite `?` placeholders for Postgres.
@@ -160,7 +177,11 @@ impl SqlCatalog {
     }
 
     async fn migrate(&self) -> Result<()> {
-        let mut conn = self.pool.acquire().await.map_err(|e| catalog_error("cannot migrate catalog", e))?;
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| catalog_error("cannot migrate catalog", e))?;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS floe_migrations (version BIGINT PRIMARY KEY, name VARCHAR(255) NOT NULL)",
         )
@@ -178,11 +199,17 @@ impl SqlCatalog {
             if applied.contains(version) {
                 continue;
             }
-            for statement in sql.split(';').map(strip_sql_comments).filter(|s| !s.is_empty()) {
+            for statement in sql
+                .split(';')
+                .map(strip_sql_comments)
+                .filter(|s| !s.is_empty())
+            {
                 sqlx::query(&statement)
                     .execute(&mut *conn)
                     .await
-                    .map_err(|e| catalog_error(&format!("catalog migration {version} ({name})"), e))?;
+                    .map_err(|e| {
+                        catalog_error(&format!("catalog migration {version} ({name})"), e)
+                    })?;
             }
             sqlx::query(&self.sql(
                 "INSERT INTO floe_migrations (version, name) VALUES (?, ?) ON CONFLICT (version) DO NOTHING",
@@ -195,7 +222,11 @@ impl SqlCatalog {
         }
         // A catalog that PyIceberg created first has no iceberg_type column; Java and iceberg-rust
         // need it.
-        if sqlx::query("SELECT iceberg_type FROM iceberg_tables WHERE 1 = 0").execute(&mut *conn).await.is_err() {
+        if sqlx::query("SELECT iceberg_type FROM iceberg_tables WHERE 1 = 0")
+            .execute(&mut *conn)
+            .await
+            .is_err()
+        {
             sqlx::query("ALTER TABLE iceberg_tables ADD COLUMN iceberg_type VARCHAR(5)")
                 .execute(&mut *conn)
                 .await
@@ -243,13 +274,26 @@ impl SqlCatalog {
 
     /// Create a namespace with properties. Creating one that exists is an error of kind
     /// `AlreadyExists`.
-    pub async fn create_namespace(&self, ns: &Namespace, properties: &BTreeMap<String, String>) -> Result<()> {
+    pub async fn create_namespace(
+        &self,
+        ns: &Namespace,
+        properties: &BTreeMap<String, String>,
+    ) -> Result<()> {
         if self.namespace_exists(ns).await? {
-            return Err(Error::new(ErrorKind::AlreadyExists, format!("namespace {ns} already exists")));
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("namespace {ns} already exists"),
+            ));
         }
         let mut props = properties.clone();
-        props.entry("exists".to_string()).or_insert_with(|| "true".to_string());
-        let mut tx = self.pool.begin().await.map_err(|e| catalog_error("cannot create namespace", e))?;
+        props
+            .entry("exists".to_string())
+            .or_insert_with(|| "true".to_string());
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| catalog_error("cannot create namespace", e))?;
         for (k, v) in &props {
             sqlx::query(&self.sql(
                 "INSERT INTO iceberg_namespace_properties (catalog_name, namespace, property_key, property_value) \
@@ -263,7 +307,9 @@ impl SqlCatalog {
             .await
             .map_err(|e| catalog_error(&format!("cannot create namespace {ns}"), e))?;
         }
-        tx.commit().await.map_err(|e| catalog_error(&format!("cannot create namespace {ns}"), e))?;
+        tx.commit()
+            .await
+            .map_err(|e| catalog_error(&format!("cannot create namespace {ns}"), e))?;
         Ok(())
     }
 
@@ -280,7 +326,12 @@ impl SqlCatalog {
         .map_err(|e| catalog_error("cannot read namespace properties", e))?;
         Ok(rows
             .iter()
-            .map(|r| (r.get::<String, _>(0), r.get::<Option<String>, _>(1).unwrap_or_default()))
+            .map(|r| {
+                (
+                    r.get::<String, _>(0),
+                    r.get::<Option<String>, _>(1).unwrap_or_default(),
+                )
+            })
             .collect())
     }
 
@@ -350,16 +401,22 @@ impl SqlCatalog {
         .await;
         match result {
             Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                Err(Error::new(ErrorKind::AlreadyExists, format!("table {table} already exists")))
-            }
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("table {table} already exists"),
+            )),
             Err(e) => Err(catalog_error(&format!("cannot create table {table}"), e)),
         }
     }
 
     /// Compare-and-swap the metadata location: succeeds only while the table still points at
     /// `expected`. Both the affected-row count and the transaction's commit are checked.
-    pub async fn swap_metadata_location(&self, table: &TableName, expected: &str, new: &str) -> SwapOutcome {
+    pub async fn swap_metadata_location(
+        &self,
+        table: &TableName,
+        expected: &str,
+        new: &str,
+    ) -> SwapOutcome {
         // Failures before the UPDATE is sent leave the table untouched: report them as errors
         // that certainly did not land.
         let mut tx = match self.pool.begin().await {
@@ -422,4 +479,3 @@ fn strip_sql_comments(statement: &str) -> String {
         .trim()
         .to_string()
 }
-

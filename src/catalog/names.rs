@@ -13,7 +13,11 @@ pub const MAX_NAME_LEN: usize = 255;
 
 /// Check one name (a namespace level or a table name).
 pub fn validate_name(what: &str, name: &str) -> Result<()> {
-    let bad = |why: &str| Err(Error::invalid(format!("invalid {what} name {name:?}: {why}")));
+    let bad = |why: &str| {
+        Err(Error::invalid(format!(
+            "invalid {what} name {name:?}: {why}"
+        )))
+    };
     if name.is_empty() {
         return bad("it is empty");
     }
@@ -58,7 +62,9 @@ impl Namespace {
         }
         let ns = Namespace(levels);
         if ns.to_string().len() > MAX_NAME_LEN {
-            return Err(Error::invalid(format!("invalid namespace {ns}: longer than 255 bytes")));
+            return Err(Error::invalid(format!(
+                "invalid namespace {ns}: longer than 255 bytes"
+            )));
         }
         Ok(ns)
     }
@@ -153,14 +159,36 @@ mod tests {
 
     #[test]
     fn rejects_bad_names() {
-        for bad in ["", ".", "..", "a/b", "a\\b", "a\nb", "a\u{7}", " a", "a.b", &"x".repeat(256)] {
-            assert!(validate_name("table", bad).is_err(), "{bad:?} should be rejected");
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a\\b",
+            "a\nb",
+            "a\u{7}",
+            " a",
+            "a.b",
+            &"x".repeat(256),
+        ] {
+            assert!(
+                validate_name("table", bad).is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 
     #[test]
     fn accepts_odd_but_valid_names() {
-        for ok in ["it's", "100%", "snake_case", "a;b", "\"quoted\"", "名前", "a-b"] {
+        for ok in [
+            "it's",
+            "100%",
+            "snake_case",
+            "a;b",
+            "\"quoted\"",
+            "名前",
+            "a-b",
+        ] {
             validate_name("table", ok).unwrap();
         }
         let t = TableName::parse("ns_1.it's;100%").unwrap();

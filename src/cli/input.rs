@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::prelude::{CsvReadOptions, NdJsonReadOptions, ParquetReadOptions, SessionContext};
+use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext};
 use floe::{Error, ErrorKind, Result};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
@@ -27,12 +27,21 @@ pub fn parse_type(text: &str) -> Result<DataType> {
         "timestamptz" => DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
         _ => {
             if let Some(args) = t.strip_prefix("decimal(").and_then(|r| r.strip_suffix(')')) {
-                let (p, s) = args.split_once(',').ok_or_else(|| Error::new(ErrorKind::InvalidInput, format!("invalid type {text:?}")))?;
-                let p: u8 = p.trim().parse().map_err(|_| Error::new(ErrorKind::InvalidInput, format!("invalid type {text:?}")))?;
-                let s: i8 = s.trim().parse().map_err(|_| Error::new(ErrorKind::InvalidInput, format!("invalid type {text:?}")))?;
+                let (p, s) = args.split_once(',').ok_or_else(|| {
+                    Error::new(ErrorKind::InvalidInput, format!("invalid type {text:?}"))
+                })?;
+                let p: u8 = p.trim().parse().map_err(|_| {
+                    Error::new(ErrorKind::InvalidInput, format!("invalid type {text:?}"))
+                })?;
+                let s: i8 = s.trim().parse().map_err(|_| {
+                    Error::new(ErrorKind::InvalidInput, format!("invalid type {text:?}"))
+                })?;
                 DataType::Decimal128(p, s)
             } else {
-                return Err(Error::new(ErrorKind::InvalidInput, format!("unknown column type {text:?}")));
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("unknown column type {text:?}"),
+                ));
             }
         }
     };
@@ -59,9 +68,12 @@ pub fn parse_schema(text: &str) -> Result<Schema> {
     }
     parts.push(&text[start..]);
     for part in parts.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
-        let (name, rest) = part
-            .split_once(char::is_whitespace)
-            .ok_or_else(|| Error::new(ErrorKind::InvalidInput, format!("column {part:?} has no type")))?;
+        let (name, rest) = part.split_once(char::is_whitespace).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("column {part:?} has no type"),
+            )
+        })?;
         let rest = rest.trim();
         let lower = rest.to_ascii_lowercase();
         let (ty, nullable) = match lower.strip_suffix("not null") {
@@ -71,41 +83,90 @@ pub fn parse_schema(text: &str) -> Result<Schema> {
         fields.push(Field::new(name, parse_type(ty)?, nullable));
     }
     if fields.is_empty() {
-        return Err(Error::new(ErrorKind::InvalidInput, "the schema has no columns"));
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "the schema has no columns",
+        ));
     }
     Ok(Schema::new(fields))
 }
 
 /// Stream the rows of data files. CSV files are read with the table's schema (header names must
 /// match); NDJSON and Parquet with their own, conformed to the table's by the writer.
-pub async fn read_files(files: &[PathBuf], table_schema: SchemaRef) -> Result<BoxStream<'static, Result<arrow::array::RecordBatch>>> {
+pub async fn read_files(
+    files: &[PathBuf],
+    table_schema: SchemaRef,
+) -> Result<BoxStream<'static, Result<arrow::array::RecordBatch>>> {
     let ctx = SessionContext::new();
     let mut streams = Vec::new();
     // Strip Iceberg field-id metadata: DataFusion's CSV reader wants a plain schema.
     let plain = Arc::new(Schema::new(
-        table_schema.fields().iter().map(|f| Field::new(f.name(), f.data_type().clone(), true)).collect::<Vec<_>>(),
+        table_schema
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), f.data_type().clone(), true))
+            .collect::<Vec<_>>(),
     ));
     for file in files {
-        let path = file.to_str().ok_or_else(|| Error::new(ErrorKind::InvalidInput, format!("{} is not UTF-8", file.display())))?;
+        let path = file.to_str().ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("{} is not UTF-8", file.display()),
+            )
+        })?;
         if !file.exists() {
-            return Err(Error::new(ErrorKind::NotFound, format!("input file {} does not exist", file.display())));
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("input file {} does not exist", file.display()),
+            ));
         }
-        let ext = file.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-        let df = match ext.as_str() {
-            "csv" => ctx.read_csv(path, CsvReadOptions::new().has_header(true).schema(&plain)).await,
-            "json" | "ndjson" | "jsonl" => ctx.read_json(path, NdJsonReadOptions::default().file_extension(&format!(".{ext}"))).await,
-            "parquet" => ctx.read_parquet(path, ParquetReadOptions::default()).await,
-            _ => {
-                return Err(Error::new(
+        let ext = file
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let df =
+            match ext.as_str() {
+                "csv" => {
+                    ctx.read_csv(path, CsvReadOptions::new().has_header(true).schema(&plain))
+                        .await
+                }
+                "json" | "ndjson" | "jsonl" => {
+                    ctx.read_json(
+                        path,
+                        JsonReadOptions::default().file_extension(&format!(".{ext}")),
+                    )
+                    .await
+                }
+                "parquet" => ctx.read_parquet(path, ParquetReadOptions::default()).await,
+                _ => return Err(Error::new(
                     ErrorKind::InvalidInput,
-                    format!("{}: unknown file format (expected .csv, .ndjson/.jsonl/.json or .parquet)", file.display()),
-                ))
+                    format!(
+                        "{}: unknown file format (expected .csv, .ndjson/.jsonl/.json or .parquet)",
+                        file.display()
+                    ),
+                )),
             }
-        }
-        .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("cannot read {}: {e}", file.display())))?;
-        let stream = df.execute_stream().await.map_err(|e| Error::new(ErrorKind::InvalidInput, format!("cannot read {}: {e}", file.display())))?;
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("cannot read {}: {e}", file.display()),
+                )
+            })?;
+        let stream = df.execute_stream().await.map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("cannot read {}: {e}", file.display()),
+            )
+        })?;
         let name = file.display().to_string();
-        streams.push(stream.map_err(move |e| Error::new(ErrorKind::InvalidInput, format!("cannot read {name}: {e}"))).boxed());
+        streams.push(
+            stream
+                .map_err(move |e| {
+                    Error::new(ErrorKind::InvalidInput, format!("cannot read {name}: {e}"))
+                })
+                .boxed(),
+        );
     }
     Ok(futures::stream::iter(streams).flatten().boxed())
 }

@@ -10,8 +10,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use floe::{
-    At, CommitOptions, Floe, Lineage, Namespace, PartialSettings, PartitionField, RowFilter, ScanOptions,
-    Settings, TableDefinition, TableName,
+    At, CommitOptions, Floe, Lineage, Namespace, PartialSettings, PartitionField, RowFilter,
+    ScanOptions, Settings, TableDefinition, TableName,
 };
 
 use output::Format;
@@ -210,6 +210,23 @@ enum Command {
         /// Branch.
         branch: String,
     },
+    /// Benchmark the storage layer: commit latency as history grows, append throughput.
+    Bench {
+        /// Snapshots per history-growth run.
+        #[arg(long, default_value_t = 200)]
+        snapshots: usize,
+        /// Rows in the throughput run.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        /// Repetitions (figures are medians).
+        #[arg(long, default_value_t = 3)]
+        repetitions: usize,
+        /// Namespace for the benchmark's temporary tables.
+        #[arg(long, default_value = "floe_bench")]
+        namespace: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Move main back to an earlier snapshot.
     Rollback {
         /// NS.TABLE
@@ -277,13 +294,20 @@ impl WriteArgs {
             o.branch = b.clone();
         }
         o.properties = self.properties.iter().cloned().collect::<BTreeMap<_, _>>();
-        o.lineage = Lineage { run_id: self.run_id.clone(), stage: self.stage.clone(), engine: None, inputs: BTreeMap::new() };
+        o.lineage = Lineage {
+            run_id: self.run_id.clone(),
+            stage: self.stage.clone(),
+            engine: None,
+            inputs: BTreeMap::new(),
+        };
         o
     }
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
-    s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
 }
 
 /// Entry point of the binary.
@@ -291,11 +315,15 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FLOE_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("FLOE_LOG")
+                .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("floe: error: cannot start the async runtime: {e}");
@@ -305,7 +333,10 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("floe: error: {}", floe::config::redact_secrets(&e.to_string()).replace('\n', " "));
+            eprintln!(
+                "floe: error: {}",
+                floe::config::redact_secrets(&e.to_string()).replace('\n', " ")
+            );
             ExitCode::from(1)
         }
     }
@@ -331,12 +362,19 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
                 println!("{ns}");
             }
         }
-        Command::Namespace { action: NamespaceAction::Create { namespace } } => {
-            floe.create_namespace(&Namespace::parse(&namespace)?).await?;
+        Command::Namespace {
+            action: NamespaceAction::Create { namespace },
+        } => {
+            floe.create_namespace(&Namespace::parse(&namespace)?)
+                .await?;
             println!("created namespace {namespace}");
         }
-        Command::Namespace { action: NamespaceAction::Drop { namespace } } => {
-            floe.catalog().drop_namespace(&Namespace::parse(&namespace)?).await?;
+        Command::Namespace {
+            action: NamespaceAction::Drop { namespace },
+        } => {
+            floe.catalog()
+                .drop_namespace(&Namespace::parse(&namespace)?)
+                .await?;
             println!("dropped namespace {namespace}");
         }
         Command::Tables { namespace } => {
@@ -350,36 +388,65 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
                 }
             }
         }
-        Command::Create { table, schema, partition, properties } => {
+        Command::Create {
+            table,
+            schema,
+            partition,
+            properties,
+        } => {
             let name = TableName::parse(&table)?;
             let definition = TableDefinition {
                 schema: input::parse_schema(&schema)?,
-                partition: partition.iter().map(|p| PartitionField::parse(p)).collect::<floe::Result<_>>()?,
+                partition: partition
+                    .iter()
+                    .map(|p| PartitionField::parse(p))
+                    .collect::<floe::Result<_>>()?,
                 properties: properties.into_iter().collect(),
             };
             floe.create_table(&name, definition).await?;
             println!("created table {name}");
         }
-        Command::Append { table, files, write } => {
+        Command::Append {
+            table,
+            files,
+            write,
+        } => {
             let name = TableName::parse(&table)?;
             let t = floe.load_table(&name).await?;
             let batches = input::read_files(&files, t.arrow_schema()?).await?;
             let r = floe.append(&name, batches, &write.options()).await?;
             output::print_commit(&r);
         }
-        Command::Overwrite { table, files, filter, write } => {
+        Command::Overwrite {
+            table,
+            files,
+            filter,
+            write,
+        } => {
             let name = TableName::parse(&table)?;
             let t = floe.load_table(&name).await?;
             let batches = input::read_files(&files, t.arrow_schema()?).await?;
-            let r = floe.overwrite(&name, filter.map(RowFilter::sql), batches, &write.options()).await?;
+            let r = floe
+                .overwrite(&name, filter.map(RowFilter::sql), batches, &write.options())
+                .await?;
             output::print_commit(&r);
         }
-        Command::Delete { table, filter, write } => {
+        Command::Delete {
+            table,
+            filter,
+            write,
+        } => {
             let name = TableName::parse(&table)?;
-            let r = floe.delete(&name, RowFilter::sql(filter), &write.options()).await?;
+            let r = floe
+                .delete(&name, RowFilter::sql(filter), &write.options())
+                .await?;
             output::print_commit(&r);
         }
-        Command::AddColumn { table, name, r#type } => {
+        Command::AddColumn {
+            table,
+            name,
+            r#type,
+        } => {
             let t = TableName::parse(&table)?;
             let dt = input::parse_type(&r#type)?;
             floe.add_column(&t, &name, &dt).await?;
@@ -388,7 +455,10 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
         Command::Drop { table, purge } => {
             let name = TableName::parse(&table)?;
             floe.drop_table(&name, purge).await?;
-            println!("dropped table {name}{}", if purge { " and its files" } else { "" });
+            println!(
+                "dropped table {name}{}",
+                if purge { " and its files" } else { "" }
+            );
         }
         Command::Show { table, format } => {
             let (name, at) = floe::table::parse_table_ref(&table)?;
@@ -399,13 +469,29 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
             let t = floe.load_table(&TableName::parse(&table)?).await?;
             output::print_snapshots(&t, format)?;
         }
-        Command::Scan { table, columns, filter, limit, format } => {
+        Command::Scan {
+            table,
+            columns,
+            filter,
+            limit,
+            format,
+        } => {
             let (name, at) = floe::table::parse_table_ref(&table)?;
-            let options = ScanOptions { at: Some(at), columns, filter: filter.map(RowFilter::sql), limit };
+            let options = ScanOptions {
+                at: Some(at),
+                columns,
+                filter: filter.map(RowFilter::sql),
+                limit,
+            };
             let stream = floe.scan(&name, &options).await?;
             output::print_batches(stream, format).await?;
         }
-        Command::Changes { table, from, to, format } => {
+        Command::Changes {
+            table,
+            from,
+            to,
+            format,
+        } => {
             let name = TableName::parse(&table)?;
             let to = to.map(|t| At::parse(&t)).unwrap_or(At::Current);
             let c = floe.changes(&name, &At::parse(&from), &to).await?;
@@ -418,8 +504,28 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
             println!(
                 "main of {} is now at {}",
                 t.name(),
-                t.current_snapshot().map(|s| s.snapshot_id().to_string()).unwrap_or_default()
+                t.current_snapshot()
+                    .map(|s| s.snapshot_id().to_string())
+                    .unwrap_or_default()
             );
+        }
+        Command::Bench {
+            snapshots,
+            rows,
+            repetitions,
+            namespace,
+            format,
+        } => {
+            let ns = Namespace::parse(&namespace)?;
+            let r = floe::bench::core_benchmark(
+                &floe,
+                &ns,
+                snapshots.max(1),
+                rows.max(1),
+                repetitions.max(1),
+            )
+            .await?;
+            output::print_bench(&r, format)?;
         }
         Command::Rollback { table, snapshot } => {
             let t = floe.rollback(&TableName::parse(&table)?, snapshot).await?;
@@ -435,8 +541,15 @@ async fn ref_action(floe: &Floe, action: RefAction, tag: bool) -> floe::Result<(
         RefAction::Create { table, name, at } => {
             let t = TableName::parse(&table)?;
             let at = at.map(|a| At::parse(&a)).unwrap_or(At::Current);
-            let table = if tag { floe.create_tag(&t, &name, &at).await? } else { floe.create_branch(&t, &name, &at).await? };
-            let id = table.find_ref(&name).map(|r| r.snapshot_id).unwrap_or_default();
+            let table = if tag {
+                floe.create_tag(&t, &name, &at).await?
+            } else {
+                floe.create_branch(&t, &name, &at).await?
+            };
+            let id = table
+                .find_ref(&name)
+                .map(|r| r.snapshot_id)
+                .unwrap_or_default();
             println!("created {what} {name} of {t} at {id}");
         }
         RefAction::Drop { table, name } => {

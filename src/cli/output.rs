@@ -25,7 +25,10 @@ fn grid(header: Vec<&str>) -> Grid {
 }
 
 pub fn print_commit(r: &CommitResult) {
-    let id = r.snapshot_id.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
+    let id = r
+        .snapshot_id
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| "-".into());
     let summary = r
         .snapshot_id
         .and_then(|id| r.table.metadata().snapshot_by_id(id))
@@ -55,11 +58,17 @@ pub async fn print_batches(stream: floe::ScanStream, format: Format) -> Result<(
     let mut out = std::io::stdout().lock();
     match format {
         Format::Table => {
-            let batches = if batches.is_empty() { vec![RecordBatch::new_empty(schema)] } else { batches };
+            let batches = if batches.is_empty() {
+                vec![RecordBatch::new_empty(schema)]
+            } else {
+                batches
+            };
             println!("{}", pretty_format_batches(&batches)?);
         }
         Format::Csv => {
-            let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
+            let mut w = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut out);
             if batches.is_empty() {
                 w.write(&RecordBatch::new_empty(schema))?;
             }
@@ -104,19 +113,34 @@ pub async fn print_show(t: &Table, at: &At, format: Format) -> Result<()> {
     println!("table      {}", t.name());
     println!("location   {}", t.location());
     println!("metadata   {}", t.metadata_location());
-    println!("snapshot   {}", snapshot.as_ref().map(|s| s.snapshot_id().to_string()).unwrap_or_else(|| "(none)".into()));
+    println!(
+        "snapshot   {}",
+        snapshot
+            .as_ref()
+            .map(|s| s.snapshot_id().to_string())
+            .unwrap_or_else(|| "(none)".into())
+    );
     println!("rows       {rows}");
     println!("files      {} ({bytes} bytes)", files.len());
     let mut g = grid(vec!["id", "column", "type", "required"]);
     for f in t.schema().as_struct().fields() {
-        g.add_row(vec![f.id.to_string(), f.name.clone(), f.field_type.to_string(), f.required.to_string()]);
+        g.add_row(vec![
+            f.id.to_string(),
+            f.name.clone(),
+            f.field_type.to_string(),
+            f.required.to_string(),
+        ]);
     }
     println!("schema\n{g}");
     let spec = t.partition_spec();
     if !spec.is_unpartitioned() {
         let mut g = grid(vec!["partition field", "source id", "transform"]);
         for f in spec.fields() {
-            g.add_row(vec![f.name.clone(), f.source_id.to_string(), f.transform.to_string()]);
+            g.add_row(vec![
+                f.name.clone(),
+                f.source_id.to_string(),
+                f.transform.to_string(),
+            ]);
         }
         println!("partition spec\n{g}");
     }
@@ -135,7 +159,12 @@ pub async fn print_show(t: &Table, at: &At, format: Format) -> Result<()> {
     println!("refs\n{g}");
     let mut g = grid(vec!["file", "partition", "rows", "bytes"]);
     for f in files {
-        g.add_row(vec![f.path, f.partition, f.record_count.to_string(), f.file_size_in_bytes.to_string()]);
+        g.add_row(vec![
+            f.path,
+            f.partition,
+            f.record_count.to_string(),
+            f.file_size_in_bytes.to_string(),
+        ]);
     }
     println!("files\n{g}");
     Ok(())
@@ -161,11 +190,22 @@ pub fn print_snapshots(t: &Table, format: Format) -> Result<()> {
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
         Format::Csv | Format::Table => {
-            let mut g = grid(vec!["snapshot", "parent", "time", "operation", "summary", "refs"]);
+            let mut g = grid(vec![
+                "snapshot",
+                "parent",
+                "time",
+                "operation",
+                "summary",
+                "refs",
+            ]);
             for r in &rows {
                 let mut summary: Vec<String> = r["summary"]
                     .as_object()
-                    .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect())
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 summary.sort();
                 let cell = |v: &serde_json::Value| match v {
@@ -173,8 +213,10 @@ pub fn print_snapshots(t: &Table, format: Format) -> Result<()> {
                     serde_json::Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                let refs: Vec<String> =
-                    r["refs"].as_array().map(|a| a.iter().map(cell).collect()).unwrap_or_default();
+                let refs: Vec<String> = r["refs"]
+                    .as_array()
+                    .map(|a| a.iter().map(cell).collect())
+                    .unwrap_or_default();
                 if format == Format::Csv {
                     println!(
                         "{},{},{},{},\"{}\",\"{}\"",
@@ -221,11 +263,55 @@ pub fn print_changes(c: &SnapshotChanges, format: Format) -> Result<()> {
     );
     let mut g = grid(vec!["change", "file", "rows"]);
     for f in &c.added_files {
-        g.add_row(vec!["added".to_string(), f.path.clone(), f.record_count.to_string()]);
+        g.add_row(vec![
+            "added".to_string(),
+            f.path.clone(),
+            f.record_count.to_string(),
+        ]);
     }
     for f in &c.removed_files {
-        g.add_row(vec!["removed".to_string(), f.path.clone(), f.record_count.to_string()]);
+        g.add_row(vec![
+            "removed".to_string(),
+            f.path.clone(),
+            f.record_count.to_string(),
+        ]);
     }
+    println!("{g}");
+    Ok(())
+}
+
+pub fn print_bench(r: &floe::bench::CoreBenchReport, format: Format) -> Result<()> {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+        return Ok(());
+    }
+    let mut g = grid(vec!["figure", "median"]);
+    g.add_row(vec!["backend".to_string(), r.backend.clone()]);
+    g.add_row(vec!["repetitions".to_string(), r.repetitions.to_string()]);
+    g.add_row(vec![
+        "commit latency, 1st snapshot".to_string(),
+        format!("{:.1} ms", r.first_commit_ms),
+    ]);
+    g.add_row(vec![
+        format!("commit latency, {}th snapshot", r.snapshots),
+        format!("{:.1} ms", r.last_commit_ms),
+    ]);
+    g.add_row(vec![
+        "ratio last / first".to_string(),
+        format!("{:.2}", r.last_to_first_ratio),
+    ]);
+    g.add_row(vec![
+        format!("append of {} rows", r.append_rows),
+        format!("{:.0} rows/s", r.append_rows_per_s),
+    ]);
+    g.add_row(vec![
+        "append, Arrow in".to_string(),
+        format!("{:.1} MB/s", r.append_arrow_mb_per_s),
+    ]);
+    g.add_row(vec![
+        "append, Parquet out".to_string(),
+        format!("{:.1} MB/s", r.append_parquet_mb_per_s),
+    ]);
     println!("{g}");
     Ok(())
 }

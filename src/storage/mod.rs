@@ -16,7 +16,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use iceberg::io::{FileIO, FileIOBuilder, FileMetadata, FileRead, FileWrite, InputFile, OutputFile};
+use iceberg::io::{
+    FileIO, FileIOBuilder, FileMetadata, FileRead, FileWrite, InputFile, OutputFile,
+};
 use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
@@ -47,10 +49,16 @@ impl Warehouse {
     /// Parse `./dir`, `/abs/dir`, `file:///abs/dir` or `s3://bucket/prefix`. Relative local paths are
     /// made absolute against the working directory.
     pub fn parse(text: &str) -> Result<Self> {
-        if let Some(rest) = text.strip_prefix("s3://").or_else(|| text.strip_prefix("s3a://")) {
+        if let Some(rest) = text
+            .strip_prefix("s3://")
+            .or_else(|| text.strip_prefix("s3a://"))
+        {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
-                return Err(Error::new(ErrorKind::Config, format!("warehouse {text:?} has no bucket")));
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!("warehouse {text:?} has no bucket"),
+                ));
             }
             return Ok(Warehouse::S3 {
                 bucket: bucket.to_string(),
@@ -67,7 +75,11 @@ impl Warehouse {
         } else {
             PathBuf::from(text)
         };
-        let abs = if path.is_absolute() { path } else { std::env::current_dir()?.join(path) };
+        let abs = if path.is_absolute() {
+            path
+        } else {
+            std::env::current_dir()?.join(path)
+        };
         Ok(Warehouse::Local(normalize(&abs)))
     }
 
@@ -119,7 +131,9 @@ struct Inner {
 impl fmt::Debug for ObjectStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // S3Settings' Debug masks the secret key.
-        f.debug_struct("ObjectStorage").field("s3", &self.inner.s3).finish()
+        f.debug_struct("ObjectStorage")
+            .field("s3", &self.inner.s3)
+            .finish()
     }
 }
 
@@ -142,20 +156,33 @@ impl ObjectStorage {
 
     /// The store and key for a location URI.
     pub fn resolve(&self, location: &str) -> Result<(Arc<dyn ObjectStore>, ObjectPath)> {
-        if let Some(rest) = location.strip_prefix("s3://").or_else(|| location.strip_prefix("s3a://")) {
+        if let Some(rest) = location
+            .strip_prefix("s3://")
+            .or_else(|| location.strip_prefix("s3a://"))
+        {
             let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
             let store = self.bucket_store(bucket)?;
             let path = ObjectPath::parse(key).map_err(|e| {
-                Error::wrap(ErrorKind::InvalidInput, format!("invalid object key in {location:?}"), e)
+                Error::wrap(
+                    ErrorKind::InvalidInput,
+                    format!("invalid object key in {location:?}"),
+                    e,
+                )
             })?;
             return Ok((store, path));
         }
         let fs_path = location.strip_prefix("file://").unwrap_or(location);
         if !fs_path.starts_with('/') {
-            return Err(Error::invalid(format!("location {location:?} is not absolute")));
+            return Err(Error::invalid(format!(
+                "location {location:?} is not absolute"
+            )));
         }
         let path = ObjectPath::from_absolute_path(fs_path).map_err(|e| {
-            Error::wrap(ErrorKind::InvalidInput, format!("invalid local path {location:?}"), e)
+            Error::wrap(
+                ErrorKind::InvalidInput,
+                format!("invalid local path {location:?}"),
+                e,
+            )
         })?;
         Ok((self.inner.local.clone(), path))
     }
@@ -173,14 +200,22 @@ impl ObjectStorage {
     /// Read a whole object.
     pub async fn read(&self, location: &str) -> Result<Bytes> {
         let (store, path) = self.resolve(location)?;
-        let got = store.get(&path).await.map_err(|e| storage_error(e, location, "read"))?;
-        got.bytes().await.map_err(|e| storage_error(e, location, "read"))
+        let got = store
+            .get(&path)
+            .await
+            .map_err(|e| storage_error(e, location, "read"))?;
+        got.bytes()
+            .await
+            .map_err(|e| storage_error(e, location, "read"))
     }
 
     /// Write a whole object (replacing it).
     pub async fn write(&self, location: &str, bytes: Bytes) -> Result<()> {
         let (store, path) = self.resolve(location)?;
-        store.put(&path, bytes.into()).await.map_err(|e| storage_error(e, location, "write"))?;
+        store
+            .put(&path, bytes.into())
+            .await
+            .map_err(|e| storage_error(e, location, "write"))?;
         Ok(())
     }
 
@@ -197,7 +232,10 @@ impl ObjectStorage {
     /// Size of an object in bytes.
     pub async fn size(&self, location: &str) -> Result<u64> {
         let (store, path) = self.resolve(location)?;
-        let meta = store.head(&path).await.map_err(|e| storage_error(e, location, "stat"))?;
+        let meta = store
+            .head(&path)
+            .await
+            .map_err(|e| storage_error(e, location, "stat"))?;
         Ok(meta.size)
     }
 
@@ -219,7 +257,10 @@ impl ObjectStorage {
             .try_collect()
             .await
             .map_err(|e| storage_error(e, prefix, "list"))?;
-        Ok(metas.into_iter().map(|m| format!("{base}{}", m.location)).collect())
+        Ok(metas
+            .into_iter()
+            .map(|m| format!("{base}{}", m.location))
+            .collect())
     }
 
     /// Delete everything under a prefix URI.
@@ -247,7 +288,9 @@ impl ObjectStorage {
     /// This storage as an iceberg-rust `StorageFactory`, for iceberg-rust catalogs and readers that
     /// should share floe's storage.
     pub fn storage_factory(&self) -> Arc<dyn iceberg::io::StorageFactory> {
-        Arc::new(StorageFactory { storage: Some(self.clone()) })
+        Arc::new(StorageFactory {
+            storage: Some(self.clone()),
+        })
     }
 }
 
@@ -288,7 +331,10 @@ struct StorageWire {
 }
 
 impl Serialize for ObjectStorage {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
         let s3 = &self.inner.s3;
         StorageWire {
             s3: S3Endpoint {
@@ -303,7 +349,9 @@ impl Serialize for ObjectStorage {
 }
 
 impl<'de> Deserialize<'de> for ObjectStorage {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
         let wire = StorageWire::deserialize(deserializer)?;
         let secret = std::env::var("AWS_SECRET_ACCESS_KEY").ok().map(Secret::new);
         let token = std::env::var("AWS_SESSION_TOKEN").ok().map(Secret::new);
@@ -326,7 +374,9 @@ impl iceberg::io::Storage for ObjectStorage {
     }
 
     async fn metadata(&self, path: &str) -> iceberg::Result<FileMetadata> {
-        Ok(FileMetadata { size: self.size(path).await.map_err(to_iceberg)? })
+        Ok(FileMetadata {
+            size: self.size(path).await.map_err(to_iceberg)?,
+        })
     }
 
     async fn read(&self, path: &str) -> iceberg::Result<Bytes> {
@@ -335,11 +385,17 @@ impl iceberg::io::Storage for ObjectStorage {
 
     async fn reader(&self, path: &str) -> iceberg::Result<Box<dyn FileRead>> {
         let (store, key) = self.resolve(path).map_err(to_iceberg)?;
-        Ok(Box::new(ObjectRead { store, key, location: path.to_string() }))
+        Ok(Box::new(ObjectRead {
+            store,
+            key,
+            location: path.to_string(),
+        }))
     }
 
     async fn write(&self, path: &str, bs: Bytes) -> iceberg::Result<()> {
-        ObjectStorage::write(self, path, bs).await.map_err(to_iceberg)
+        ObjectStorage::write(self, path, bs)
+            .await
+            .map_err(to_iceberg)
     }
 
     async fn writer(&self, path: &str) -> iceberg::Result<Box<dyn FileWrite>> {
@@ -355,7 +411,9 @@ impl iceberg::io::Storage for ObjectStorage {
     }
 
     async fn delete_prefix(&self, path: &str) -> iceberg::Result<()> {
-        ObjectStorage::delete_prefix(self, path).await.map_err(to_iceberg)
+        ObjectStorage::delete_prefix(self, path)
+            .await
+            .map_err(to_iceberg)
     }
 
     async fn delete_stream(&self, mut paths: BoxStream<'static, String>) -> iceberg::Result<()> {
@@ -401,7 +459,9 @@ impl FileWrite for ObjectWrite {
         let w = self.writer.as_mut().ok_or_else(|| {
             iceberg::Error::new(iceberg::ErrorKind::Unexpected, "write after close")
         })?;
-        w.put(bs).await.map_err(|e| to_iceberg(storage_error(e, &self.location, "write")))
+        w.put(bs)
+            .await
+            .map_err(|e| to_iceberg(storage_error(e, &self.location, "write")))
     }
 
     async fn close(&mut self) -> iceberg::Result<()> {
@@ -409,7 +469,11 @@ impl FileWrite for ObjectWrite {
             iceberg::Error::new(iceberg::ErrorKind::Unexpected, "file already closed")
         })?;
         w.shutdown().await.map_err(|e| {
-            to_iceberg(Error::wrap(ErrorKind::Storage, format!("cannot write {}", self.location), e))
+            to_iceberg(Error::wrap(
+                ErrorKind::Storage,
+                format!("cannot write {}", self.location),
+                e,
+            ))
         })
     }
 }
@@ -422,8 +486,14 @@ struct StorageFactory {
 
 #[typetag::serde(name = "floe-object-storage-factory")]
 impl iceberg::io::StorageFactory for StorageFactory {
-    fn build(&self, _config: &iceberg::io::StorageConfig) -> iceberg::Result<Arc<dyn iceberg::io::Storage>> {
-        let storage = self.storage.clone().unwrap_or_else(|| ObjectStorage::new(S3Settings::default()));
+    fn build(
+        &self,
+        _config: &iceberg::io::StorageConfig,
+    ) -> iceberg::Result<Arc<dyn iceberg::io::Storage>> {
+        let storage = self
+            .storage
+            .clone()
+            .unwrap_or_else(|| ObjectStorage::new(S3Settings::default()));
         Ok(Arc::new(storage))
     }
 }

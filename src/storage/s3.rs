@@ -22,10 +22,16 @@ pub(super) fn build_store(s3: &S3Settings, bucket: &str) -> Result<AmazonS3> {
         .with_retry(retry)
         .with_client_options(client)
         .with_bucket_name(bucket)
-        .with_region(s3.region.clone().unwrap_or_else(|| DEFAULT_REGION.to_string()))
+        .with_region(
+            s3.region
+                .clone()
+                .unwrap_or_else(|| DEFAULT_REGION.to_string()),
+        )
         .with_virtual_hosted_style_request(!s3.path_style);
     if let Some(endpoint) = &s3.endpoint {
-        b = b.with_endpoint(endpoint).with_allow_http(endpoint.starts_with("http://"));
+        b = b
+            .with_endpoint(endpoint)
+            .with_allow_http(endpoint.starts_with("http://"));
     }
     if let Some(key) = &s3.access_key_id {
         b = b.with_access_key_id(key);
@@ -36,8 +42,13 @@ pub(super) fn build_store(s3: &S3Settings, bucket: &str) -> Result<AmazonS3> {
     if let Some(token) = &s3.session_token {
         b = b.with_token(token.expose());
     }
-    b.build()
-        .map_err(|e| Error::wrap(ErrorKind::Config, format!("cannot configure S3 bucket {bucket}"), e))
+    b.build().map_err(|e| {
+        Error::wrap(
+            ErrorKind::Config,
+            format!("cannot configure S3 bucket {bucket}"),
+            e,
+        )
+    })
 }
 
 fn sdk_client(s3: &S3Settings) -> Result<aws_sdk_s3::Client> {
@@ -57,7 +68,11 @@ fn sdk_client(s3: &S3Settings) -> Result<aws_sdk_s3::Client> {
     let mut conf = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .credentials_provider(creds)
-        .region(Region::new(s3.region.clone().unwrap_or_else(|| DEFAULT_REGION.to_string())))
+        .region(Region::new(
+            s3.region
+                .clone()
+                .unwrap_or_else(|| DEFAULT_REGION.to_string()),
+        ))
         .force_path_style(s3.path_style);
     if let Some(endpoint) = &s3.endpoint {
         conf = conf.endpoint_url(endpoint);
@@ -95,7 +110,10 @@ pub async fn ensure_bucket(s3: &S3Settings, bucket: &str) -> Result<bool> {
                 }
                 Some(401) | Some(403) => Err(Error::new(
                     ErrorKind::Storage,
-                    format!("S3 refused the credentials for bucket {bucket} (HTTP {})", status.unwrap_or(0)),
+                    format!(
+                        "S3 refused the credentials for bucket {bucket} (HTTP {})",
+                        status.unwrap_or(0)
+                    ),
                 )),
                 _ => Err(Error::new(
                     ErrorKind::Storage,

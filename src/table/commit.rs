@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use iceberg::spec::{
     DataFile, FormatVersion, ManifestContentType, ManifestFile, ManifestListWriter,
-    ManifestWriterBuilder, NestedField, Operation, Schema, Snapshot, SnapshotReference, SnapshotRetention,
-    SnapshotSummaryCollector, Summary, TableMetadata, MAIN_BRANCH,
+    ManifestWriterBuilder, NestedField, Operation, Schema, Snapshot, SnapshotReference,
+    SnapshotRetention, SnapshotSummaryCollector, Summary, TableMetadata, MAIN_BRANCH,
 };
 use iceberg::MetadataLocation;
 use rand::Rng;
@@ -89,7 +89,10 @@ impl Default for CommitOptions {
 impl CommitOptions {
     /// Options that commit to `branch`.
     pub fn on_branch(branch: impl Into<String>) -> Self {
-        Self { branch: branch.into(), ..Default::default() }
+        Self {
+            branch: branch.into(),
+            ..Default::default()
+        }
     }
 }
 
@@ -110,13 +113,24 @@ pub(crate) enum Change {
     /// Add data files.
     Append { files: Vec<DataFile> },
     /// Replace the rows matching `filter` (all rows when `None`) with `files`.
-    Overwrite { filter: Option<RowFilter>, files: Vec<DataFile> },
+    Overwrite {
+        filter: Option<RowFilter>,
+        files: Vec<DataFile>,
+    },
     /// Remove the rows matching `filter`.
     Delete { filter: RowFilter },
     /// Add an optional column at the end of the schema.
-    AddColumn { name: String, field_type: iceberg::spec::Type, doc: Option<String> },
+    AddColumn {
+        name: String,
+        field_type: iceberg::spec::Type,
+        doc: Option<String>,
+    },
     /// Create a branch or tag at a snapshot.
-    CreateRef { name: String, snapshot_id: i64, tag: bool },
+    CreateRef {
+        name: String,
+        snapshot_id: i64,
+        tag: bool,
+    },
     /// Drop a branch or tag.
     DropRef { name: String },
     /// Fast-forward `main` to the head of `branch`.
@@ -147,7 +161,12 @@ struct Staged {
 }
 
 /// Commit `change` to `name` through the catalog's compare-and-swap, retrying on conflicts.
-pub(crate) async fn commit(floe: &Floe, name: &TableName, change: Change, options: &CommitOptions) -> Result<CommitResult> {
+pub(crate) async fn commit(
+    floe: &Floe,
+    name: &TableName,
+    change: Change,
+    options: &CommitOptions,
+) -> Result<CommitResult> {
     let policy = floe.settings().retry.clone();
     let storage = floe.storage();
     // Attempts whose swap outcome is unknown: (snapshot id, metadata location).
@@ -159,12 +178,14 @@ pub(crate) async fn commit(floe: &Floe, name: &TableName, change: Change, option
             Ok(b) => b,
             Err(e) => {
                 if unknown.is_empty() {
-                    delete_quietly(storage, change.data_files().iter().map(|f| f.file_path().to_string())).await;
+                    delete_quietly(storage, file_paths(change.data_files())).await;
                     return Err(e);
                 }
                 return Err(Error::new(
                     ErrorKind::CommitStateUnknown,
-                    format!("commit to {name} may have landed; cannot reload the table to check: {e}"),
+                    format!(
+                        "commit to {name} may have landed; cannot reload the table to check: {e}"
+                    ),
                 ));
             }
         };
@@ -174,17 +195,28 @@ pub(crate) async fn commit(floe: &Floe, name: &TableName, change: Change, option
                 Some(id) => base.metadata().snapshot_by_id(*id).is_some(),
                 None => {
                     base.metadata_location() == location
-                        || base.metadata().metadata_log().iter().any(|m| &m.metadata_file == location)
+                        || base
+                            .metadata()
+                            .metadata_log()
+                            .iter()
+                            .any(|m| &m.metadata_file == location)
                 }
             };
             if landed {
-                return Ok(CommitResult { table: base, snapshot_id: *snapshot_id, attempts: attempt - 1 });
+                return Ok(CommitResult {
+                    table: base,
+                    snapshot_id: *snapshot_id,
+                    attempts: attempt - 1,
+                });
             }
         }
         if let Some(expected) = options.expected_head {
-            let head = base.metadata().snapshot_for_ref(&options.branch).map(|s| s.snapshot_id());
+            let head = base
+                .metadata()
+                .snapshot_for_ref(&options.branch)
+                .map(|s| s.snapshot_id());
             if head != expected {
-                delete_quietly(storage, change.data_files().iter().map(|f| f.file_path().to_string())).await;
+                delete_quietly(storage, file_paths(change.data_files())).await;
                 return Err(Error::new(
                     ErrorKind::Conflict,
                     format!(
@@ -201,9 +233,9 @@ pub(crate) async fn commit(floe: &Floe, name: &TableName, change: Change, option
         let staged = match stage(floe, &base, &change, options, &mut written).await {
             Ok(s) => s,
             Err(e) => {
-                delete_quietly(storage, written.paths.drain(..)).await;
+                delete_quietly(storage, std::mem::take(&mut written.paths)).await;
                 if unknown.is_empty() {
-                    delete_quietly(storage, change.data_files().iter().map(|f| f.file_path().to_string())).await;
+                    delete_quietly(storage, file_paths(change.data_files())).await;
                 }
                 return Err(e.context(format!("commit to {name}")));
             }
@@ -214,14 +246,18 @@ pub(crate) async fn commit(floe: &Floe, name: &TableName, change: Change, option
         let new_location = new_location.to_string();
         written.paths.push(new_location.clone());
         if let Err(e) = write {
-            delete_quietly(storage, written.paths.drain(..)).await;
+            delete_quietly(storage, std::mem::take(&mut written.paths)).await;
             if unknown.is_empty() {
-                delete_quietly(storage, change.data_files().iter().map(|f| f.file_path().to_string())).await;
+                delete_quietly(storage, file_paths(change.data_files())).await;
             }
             return Err(Error::from(e).context(format!("commit to {name}: cannot write metadata")));
         }
 
-        match floe.catalog().swap_metadata_location(name, base.metadata_location(), &new_location).await {
+        match floe
+            .catalog()
+            .swap_metadata_location(name, base.metadata_location(), &new_location)
+            .await
+        {
             SwapOutcome::Swapped => {
                 let table = Table::new(
                     name.clone(),
@@ -229,14 +265,17 @@ pub(crate) async fn commit(floe: &Floe, name: &TableName, change: Change, option
                     std::sync::Arc::new(staged.metadata),
                     storage.clone(),
                 );
-                return Ok(CommitResult { table, snapshot_id: staged.snapshot_id, attempts: attempt });
+                return Ok(CommitResult {
+                    table,
+                    snapshot_id: staged.snapshot_id,
+                    attempts: attempt,
+                });
             }
             SwapOutcome::Conflict => {
-                delete_quietly(storage, written.paths.drain(..)).await;
+                delete_quietly(storage, std::mem::take(&mut written.paths)).await;
                 if attempt > policy.max_retries {
                     if unknown.is_empty() {
-                        delete_quietly(storage, change.data_files().iter().map(|f| f.file_path().to_string()))
-                            .await;
+                        delete_quietly(storage, file_paths(change.data_files())).await;
                     }
                     return Err(Error::new(
                         ErrorKind::Conflict,
@@ -246,9 +285,9 @@ pub(crate) async fn commit(floe: &Floe, name: &TableName, change: Change, option
                 tracing::debug!(table = %name, attempt, "commit conflict; retrying on the new base");
             }
             SwapOutcome::NotSent(e) => {
-                delete_quietly(storage, written.paths.drain(..)).await;
+                delete_quietly(storage, std::mem::take(&mut written.paths)).await;
                 if unknown.is_empty() {
-                    delete_quietly(storage, change.data_files().iter().map(|f| f.file_path().to_string())).await;
+                    delete_quietly(storage, file_paths(change.data_files())).await;
                 }
                 return Err(e);
             }
@@ -269,7 +308,8 @@ pub(crate) async fn commit(floe: &Floe, name: &TableName, change: Change, option
 }
 
 fn fmt_id(id: Option<i64>) -> String {
-    id.map(|i| i.to_string()).unwrap_or_else(|| "(no snapshot)".to_string())
+    id.map(|i| i.to_string())
+        .unwrap_or_else(|| "(no snapshot)".to_string())
 }
 
 fn backoff(policy: &crate::config::RetryPolicy, attempt: u32) -> Duration {
@@ -279,7 +319,11 @@ fn backoff(policy: &crate::config::RetryPolicy, attempt: u32) -> Duration {
     cap.mul_f64(jitter)
 }
 
-pub(crate) async fn delete_quietly(storage: &crate::storage::ObjectStorage, paths: impl IntoIterator<Item = String>) {
+pub(crate) fn file_paths(files: &[DataFile]) -> Vec<String> {
+    files.iter().map(|f| f.file_path().to_string()).collect()
+}
+
+pub(crate) async fn delete_quietly(storage: &crate::storage::ObjectStorage, paths: Vec<String>) {
     for p in paths {
         if let Err(e) = storage.delete(&p).await {
             tracing::warn!(path = %p, error = %e, "could not delete an uncommitted file");
@@ -306,31 +350,68 @@ async fn stage(
     options: &CommitOptions,
     written: &mut AttemptFiles,
 ) -> Result<Staged> {
-    let builder = base.metadata().clone().into_builder(Some(base.metadata_location().to_string()));
+    let builder = base
+        .metadata()
+        .clone()
+        .into_builder(Some(base.metadata_location().to_string()));
     let branch = options.branch.as_str();
     match change {
         Change::Append { files } => {
-            stage_snapshot(base, branch, Operation::Append, files.clone(), Vec::new(), options, written).await
+            stage_snapshot(
+                base,
+                branch,
+                Operation::Append,
+                files.clone(),
+                Vec::new(),
+                options,
+                written,
+            )
+            .await
         }
         Change::Overwrite { filter, files } => {
             let parent = base.metadata().snapshot_for_ref(branch).cloned();
             let (removed, mut added) = match filter {
-                None => (base.data_files(parent.as_ref()).await?.into_iter().map(|(f, _)| f).collect(), Vec::new()),
+                None => (
+                    base.data_files(parent.as_ref())
+                        .await?
+                        .into_iter()
+                        .map(|(f, _)| f)
+                        .collect(),
+                    Vec::new(),
+                ),
                 Some(filter) => {
-                    let cow = copy_on_write(floe, base, parent.as_ref(), filter, options, written).await?;
+                    let cow = copy_on_write(floe, base, parent.as_ref(), filter, options, written)
+                        .await?;
                     (cow.removed, cow.added)
                 }
             };
             added.extend(files.iter().cloned());
-            stage_snapshot(base, branch, Operation::Overwrite, added, removed, options, written).await
+            stage_snapshot(
+                base,
+                branch,
+                Operation::Overwrite,
+                added,
+                removed,
+                options,
+                written,
+            )
+            .await
         }
         Change::Delete { filter } => {
             let parent = base.metadata().snapshot_for_ref(branch).cloned();
             let cow = copy_on_write(floe, base, parent.as_ref(), filter, options, written).await?;
-            let op = if cow.added.is_empty() { Operation::Delete } else { Operation::Overwrite };
+            let op = if cow.added.is_empty() {
+                Operation::Delete
+            } else {
+                Operation::Overwrite
+            };
             stage_snapshot(base, branch, op, cow.added, cow.removed, options, written).await
         }
-        Change::AddColumn { name, field_type, doc } => {
+        Change::AddColumn {
+            name,
+            field_type,
+            doc,
+        } => {
             let schema = base.schema();
             if schema.field_by_name(name).is_some() {
                 return Err(Error::new(
@@ -339,7 +420,11 @@ async fn stage(
                 ));
             }
             let mut fields: Vec<_> = schema.as_struct().fields().to_vec();
-            let mut field = NestedField::optional(base.metadata().last_column_id() + 1, name, field_type.clone());
+            let mut field = NestedField::optional(
+                base.metadata().last_column_id() + 1,
+                name,
+                field_type.clone(),
+            );
             if let Some(d) = doc {
                 field = field.with_doc(d);
             }
@@ -349,9 +434,16 @@ async fn stage(
                 .with_fields(fields)
                 .build()?;
             let result = builder.add_current_schema(new_schema)?.build()?;
-            Ok(Staged { metadata: result.metadata, snapshot_id: None })
+            Ok(Staged {
+                metadata: result.metadata,
+                snapshot_id: None,
+            })
         }
-        Change::CreateRef { name, snapshot_id, tag } => {
+        Change::CreateRef {
+            name,
+            snapshot_id,
+            tag,
+        } => {
             if base.find_ref(name).is_some() {
                 return Err(Error::new(
                     ErrorKind::AlreadyExists,
@@ -359,28 +451,43 @@ async fn stage(
                 ));
             }
             let retention = if *tag {
-                SnapshotRetention::Tag { max_ref_age_ms: None }
+                SnapshotRetention::Tag {
+                    max_ref_age_ms: None,
+                }
             } else {
                 SnapshotRetention::branch(None, None, None)
             };
-            let result = builder.set_ref(name, SnapshotReference::new(*snapshot_id, retention))?.build()?;
-            Ok(Staged { metadata: result.metadata, snapshot_id: None })
+            let result = builder
+                .set_ref(name, SnapshotReference::new(*snapshot_id, retention))?
+                .build()?;
+            Ok(Staged {
+                metadata: result.metadata,
+                snapshot_id: None,
+            })
         }
         Change::DropRef { name } => {
             if name == MAIN_BRANCH {
                 return Err(Error::invalid("the main branch cannot be dropped"));
             }
             if base.find_ref(name).is_none() {
-                return Err(Error::not_found(format!("table {} has no branch or tag {name:?}", base.name())));
+                return Err(Error::not_found(format!(
+                    "table {} has no branch or tag {name:?}",
+                    base.name()
+                )));
             }
             let result = builder.remove_ref(name).build()?;
-            Ok(Staged { metadata: result.metadata, snapshot_id: None })
+            Ok(Staged {
+                metadata: result.metadata,
+                snapshot_id: None,
+            })
         }
         Change::Publish { branch } => {
             let source = base
                 .find_ref(branch)
                 .filter(|r| r.kind == "branch")
-                .ok_or_else(|| Error::not_found(format!("table {} has no branch {branch:?}", base.name())))?;
+                .ok_or_else(|| {
+                    Error::not_found(format!("table {} has no branch {branch:?}", base.name()))
+                })?;
             if let Some(main) = base.metadata().current_snapshot_id() {
                 if !base.is_ancestor(main, source.snapshot_id) {
                     return Err(Error::new(
@@ -393,15 +500,26 @@ async fn stage(
                     ));
                 }
             }
-            let result = builder.set_ref(MAIN_BRANCH, main_ref(base, source.snapshot_id))?.build()?;
-            Ok(Staged { metadata: result.metadata, snapshot_id: None })
+            let result = builder
+                .set_ref(MAIN_BRANCH, main_ref(base, source.snapshot_id))?
+                .build()?;
+            Ok(Staged {
+                metadata: result.metadata,
+                snapshot_id: None,
+            })
         }
         Change::Rollback { snapshot_id } => {
             let main = base.metadata().current_snapshot_id().ok_or_else(|| {
-                Error::invalid(format!("table {} has no snapshot to roll back from", base.name()))
+                Error::invalid(format!(
+                    "table {} has no snapshot to roll back from",
+                    base.name()
+                ))
             })?;
             if base.metadata().snapshot_by_id(*snapshot_id).is_none() {
-                return Err(Error::not_found(format!("table {} has no snapshot {snapshot_id}", base.name())));
+                return Err(Error::not_found(format!(
+                    "table {} has no snapshot {snapshot_id}",
+                    base.name()
+                )));
             }
             if !base.is_ancestor(*snapshot_id, main) {
                 return Err(Error::invalid(format!(
@@ -409,8 +527,13 @@ async fn stage(
                     base.name()
                 )));
             }
-            let result = builder.set_ref(MAIN_BRANCH, main_ref(base, *snapshot_id))?.build()?;
-            Ok(Staged { metadata: result.metadata, snapshot_id: None })
+            let result = builder
+                .set_ref(MAIN_BRANCH, main_ref(base, *snapshot_id))?
+                .build()?;
+            Ok(Staged {
+                metadata: result.metadata,
+                snapshot_id: None,
+            })
         }
     }
 }
@@ -430,9 +553,21 @@ const TOTALS: &[(&str, &str, &str)] = &[
     ("total-records", "added-records", "deleted-records"),
     ("total-files-size", "added-files-size", "removed-files-size"),
     ("total-data-files", "added-data-files", "deleted-data-files"),
-    ("total-delete-files", "added-delete-files", "removed-delete-files"),
-    ("total-position-deletes", "added-position-deletes", "removed-position-deletes"),
-    ("total-equality-deletes", "added-equality-deletes", "removed-equality-deletes"),
+    (
+        "total-delete-files",
+        "added-delete-files",
+        "removed-delete-files",
+    ),
+    (
+        "total-position-deletes",
+        "added-position-deletes",
+        "removed-position-deletes",
+    ),
+    (
+        "total-equality-deletes",
+        "added-equality-deletes",
+        "removed-equality-deletes",
+    ),
 ];
 
 /// Write the manifests and manifest list of a new snapshot on `branch` that adds `added` and removes
@@ -448,14 +583,20 @@ async fn stage_snapshot(
 ) -> Result<Staged> {
     let metadata = base.metadata();
     if metadata.format_version() == FormatVersion::V1 {
-        return Err(Error::invalid(format!("table {} is Iceberg v1; floe writes v2 tables", base.name())));
+        return Err(Error::invalid(format!(
+            "table {} is Iceberg v1; floe writes v2 tables",
+            base.name()
+        )));
     }
     let storage = base.storage();
     let file_io = storage.file_io();
     let parent = metadata.snapshot_for_ref(branch).cloned();
     if let Some(r) = base.find_ref(branch) {
         if r.kind == "tag" {
-            return Err(Error::invalid(format!("{branch:?} is a tag of {}; commits go to branches", base.name())));
+            return Err(Error::invalid(format!(
+                "{branch:?} is a tag of {}; commits go to branches",
+                base.name()
+            )));
         }
     }
     let snapshot_id = loop {
@@ -472,7 +613,11 @@ async fn stage_snapshot(
     let mut manifest_counter = 0;
     let mut new_manifest_path = || {
         manifest_counter += 1;
-        format!("{}/metadata/{commit_uuid}-m{}.avro", metadata.location(), manifest_counter - 1)
+        format!(
+            "{}/metadata/{commit_uuid}-m{}.avro",
+            metadata.location(),
+            manifest_counter - 1
+        )
     };
 
     let mut summary = SnapshotSummaryCollector::default();
@@ -509,7 +654,9 @@ async fn stage_snapshot(
             let mf_spec = metadata
                 .partition_spec_by_id(mf.partition_spec_id)
                 .cloned()
-                .ok_or_else(|| Error::internal(format!("unknown partition spec {}", mf.partition_spec_id)))?;
+                .ok_or_else(|| {
+                    Error::internal(format!("unknown partition spec {}", mf.partition_spec_id))
+                })?;
             let path = new_manifest_path();
             written.paths.push(path.clone());
             let mut writer = ManifestWriterBuilder::new(
@@ -523,7 +670,9 @@ async fn stage_snapshot(
                 if !e.is_alive() {
                     continue;
                 }
-                let seq = e.sequence_number().ok_or_else(|| Error::internal("manifest entry without sequence number"))?;
+                let seq = e
+                    .sequence_number()
+                    .ok_or_else(|| Error::internal("manifest entry without sequence number"))?;
                 let file_seq = e.file_sequence_number.or(Some(seq));
                 if removed_paths.contains(e.data_file().file_path()) {
                     found_removed.insert(e.data_file().file_path().to_string());
@@ -538,7 +687,9 @@ async fn stage_snapshot(
         }
     }
     if found_removed.len() != removed_paths.len() {
-        return Err(Error::internal("a file to remove is not live in the base snapshot"));
+        return Err(Error::internal(
+            "a file to remove is not live in the base snapshot",
+        ));
     }
     if !added.is_empty() {
         let path = new_manifest_path();
@@ -557,7 +708,10 @@ async fn stage_snapshot(
         manifests.insert(0, writer.write_manifest_file().await?);
     }
 
-    let list_path = format!("{}/metadata/snap-{snapshot_id}-1-{commit_uuid}.avro", metadata.location());
+    let list_path = format!(
+        "{}/metadata/snap-{snapshot_id}-1-{commit_uuid}.avro",
+        metadata.location()
+    );
     written.paths.push(list_path.clone());
     let mut list_writer = ManifestListWriter::v2(
         file_io.new_output(&list_path)?.writer().await?,
@@ -574,27 +728,51 @@ async fn stage_snapshot(
     for (total, plus, minus) in TOTALS {
         let previous = match &parent {
             None => Some(0u64),
-            Some(p) => p.summary().additional_properties.get(*total).and_then(|v| v.parse::<u64>().ok()),
+            Some(p) => p
+                .summary()
+                .additional_properties
+                .get(*total)
+                .and_then(|v| v.parse::<u64>().ok()),
         };
         if let Some(prev) = previous {
-            let add = computed.get(*plus).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-            let sub = computed.get(*minus).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-            properties.insert(total.to_string(), (prev + add).saturating_sub(sub).to_string());
+            let add = computed
+                .get(*plus)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            let sub = computed
+                .get(*minus)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            properties.insert(
+                total.to_string(),
+                (prev + add).saturating_sub(sub).to_string(),
+            );
         }
     }
     properties.extend(computed);
 
-    let timestamp_ms = chrono::Utc::now().timestamp_millis().max(metadata.last_updated_ms());
+    let timestamp_ms = chrono::Utc::now()
+        .timestamp_millis()
+        .max(metadata.last_updated_ms());
     let snapshot = Snapshot::builder()
         .with_snapshot_id(snapshot_id)
         .with_parent_snapshot_id(parent.as_ref().map(|p| p.snapshot_id()))
         .with_sequence_number(sequence_number)
         .with_timestamp_ms(timestamp_ms)
         .with_manifest_list(list_path)
-        .with_summary(Summary { operation, additional_properties: properties })
+        .with_summary(Summary {
+            operation,
+            additional_properties: properties,
+        })
         .with_schema_id(metadata.current_schema_id())
         .build();
-    let builder = base.metadata().clone().into_builder(Some(base.metadata_location().to_string()));
+    let builder = base
+        .metadata()
+        .clone()
+        .into_builder(Some(base.metadata_location().to_string()));
     let result = builder.set_branch_snapshot(snapshot, branch)?.build()?;
-    Ok(Staged { metadata: result.metadata, snapshot_id: Some(snapshot_id) })
+    Ok(Staged {
+        metadata: result.metadata,
+        snapshot_id: Some(snapshot_id),
+    })
 }

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use iceberg::spec::{
-    DataFile, FormatVersion, ManifestFile, ManifestList, ManifestStatus, PartitionSpecRef, SchemaRef, SnapshotReference, SnapshotRef,
-    TableMetadata, TableMetadataRef, MAIN_BRANCH,
+    DataFile, FormatVersion, ManifestFile, ManifestList, ManifestStatus, PartitionSpecRef,
+    SchemaRef, SnapshotRef, SnapshotReference, TableMetadata, TableMetadataRef, MAIN_BRANCH,
 };
 use serde::Serialize;
 
@@ -118,7 +118,12 @@ impl Table {
         metadata: TableMetadataRef,
         storage: ObjectStorage,
     ) -> Self {
-        Self { name, metadata_location, metadata, storage }
+        Self {
+            name,
+            metadata_location,
+            metadata,
+            storage,
+        }
     }
 
     /// The table's name.
@@ -143,7 +148,9 @@ impl Table {
 
     /// The current schema as Arrow.
     pub fn arrow_schema(&self) -> Result<arrow::datatypes::SchemaRef> {
-        Ok(Arc::new(iceberg::arrow::schema_to_arrow_schema(self.schema())?))
+        Ok(Arc::new(iceberg::arrow::schema_to_arrow_schema(
+            self.schema(),
+        )?))
     }
 
     /// The default partition spec.
@@ -153,7 +160,11 @@ impl Table {
 
     /// Table properties.
     pub fn properties(&self) -> BTreeMap<String, String> {
-        self.metadata.properties().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.metadata
+            .properties()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// The table's root location.
@@ -199,9 +210,14 @@ impl Table {
     pub fn snapshot_at(&self, at: &At) -> Result<Option<SnapshotRef>> {
         match at {
             At::Current => Ok(self.metadata.current_snapshot().cloned()),
-            At::Snapshot(id) => self.metadata.snapshot_by_id(*id).cloned().map(Some).ok_or_else(|| {
-                Error::not_found(format!("table {} has no snapshot {id}", self.name))
-            }),
+            At::Snapshot(id) => self
+                .metadata
+                .snapshot_by_id(*id)
+                .cloned()
+                .map(Some)
+                .ok_or_else(|| {
+                    Error::not_found(format!("table {} has no snapshot {id}", self.name))
+                }),
             At::Ref(name) => {
                 if let Some(r) = self.find_ref(name) {
                     return Ok(self.metadata.snapshot_by_id(r.snapshot_id).cloned());
@@ -209,10 +225,18 @@ impl Table {
                 if name == MAIN_BRANCH {
                     return Ok(None);
                 }
-                Err(Error::not_found(format!("table {} has no branch or tag {name:?}", self.name)))
+                Err(Error::not_found(format!(
+                    "table {} has no branch or tag {name:?}",
+                    self.name
+                )))
             }
             At::Timestamp(ms) => {
-                let entry = self.metadata.history().iter().rev().find(|e| e.timestamp_ms() <= *ms);
+                let entry = self
+                    .metadata
+                    .history()
+                    .iter()
+                    .rev()
+                    .find(|e| e.timestamp_ms() <= *ms);
                 match entry {
                     Some(e) => Ok(self.metadata.snapshot_by_id(e.snapshot_id).cloned()),
                     None => Err(Error::not_found(format!(
@@ -232,7 +256,10 @@ impl Table {
             if id == ancestor {
                 return true;
             }
-            cur = self.metadata.snapshot_by_id(id).and_then(|s| s.parent_snapshot_id());
+            cur = self
+                .metadata
+                .snapshot_by_id(id)
+                .and_then(|s| s.parent_snapshot_id());
         }
         false
     }
@@ -266,8 +293,13 @@ impl Table {
 
     /// The live data files of a snapshot, as Iceberg describes them, with the partition spec id of
     /// the manifest that lists each.
-    pub(crate) async fn data_files(&self, snapshot: Option<&SnapshotRef>) -> Result<Vec<(DataFile, i32)>> {
-        let Some(snapshot) = snapshot else { return Ok(Vec::new()) };
+    pub(crate) async fn data_files(
+        &self,
+        snapshot: Option<&SnapshotRef>,
+    ) -> Result<Vec<(DataFile, i32)>> {
+        let Some(snapshot) = snapshot else {
+            return Ok(Vec::new());
+        };
         let file_io = self.storage.file_io();
         let mut out = Vec::new();
         for mf in self.manifests(snapshot).await? {
@@ -286,7 +318,12 @@ impl Table {
     /// The live data files of a snapshot with their statistics (bounds, counts), as the manifests
     /// record them.
     pub async fn live_data_files(&self, snapshot: Option<&SnapshotRef>) -> Result<Vec<DataFile>> {
-        Ok(self.data_files(snapshot).await?.into_iter().map(|(f, _)| f).collect())
+        Ok(self
+            .data_files(snapshot)
+            .await?
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect())
     }
 
     /// The manifests a snapshot's manifest list names.
@@ -303,7 +340,7 @@ impl Table {
             .metadata(self.metadata.clone())
             .metadata_location(self.metadata_location.clone())
             .file_io(self.storage.file_io())
-            .runtime(iceberg::runtime::Runtime::try_current()?)
+            .runtime(iceberg::Runtime::try_current()?)
             .readonly(true)
             .build()?)
     }

@@ -43,24 +43,45 @@ impl ScanStream {
 pub(crate) async fn scan(table: &Table, options: &ScanOptions) -> Result<ScanStream> {
     let at = options.at.clone().unwrap_or(At::Current);
     let snapshot = table.snapshot_at(&at)?;
-    let full = table.arrow_schema()?;
+    // The current state reads with the table's current schema (a column added since the last write
+    // reads as null); a past state reads with the schema it was written with.
+    let read_schema = match (&at, &snapshot) {
+        (At::Current, _) | (_, None) => table.schema().clone(),
+        (_, Some(s)) => s.schema(table.metadata())?,
+    };
+    let full = std::sync::Arc::new(iceberg::arrow::schema_to_arrow_schema(&read_schema)?);
     let columns: Vec<String> = match &options.columns {
         Some(cols) => {
             for c in cols {
                 if full.field_with_name(c).is_err() {
-                    return Err(Error::invalid(format!("table {} has no column {c:?}", table.name())));
+                    return Err(Error::invalid(format!(
+                        "table {} has no column {c:?} at {at}",
+                        table.name()
+                    )));
                 }
             }
             cols.clone()
         }
         None => full.fields().iter().map(|f| f.name().clone()).collect(),
     };
-    let projected = std::sync::Arc::new(full.project(
-        &columns.iter().map(|c| full.index_of(c)).collect::<std::result::Result<Vec<_>, _>>()?,
-    )?);
-    let compiled = options.filter.as_ref().map(|f| f.compile(&full)).transpose()?;
+    let projected = std::sync::Arc::new(
+        full.project(
+            &columns
+                .iter()
+                .map(|c| full.index_of(c))
+                .collect::<std::result::Result<Vec<_>, _>>()?,
+        )?,
+    );
+    let compiled = options
+        .filter
+        .as_ref()
+        .map(|f| f.compile(&full))
+        .transpose()?;
     let Some(snapshot) = snapshot else {
-        return Ok(ScanStream { schema: projected, batches: futures::stream::empty().boxed() });
+        return Ok(ScanStream {
+            schema: projected,
+            batches: futures::stream::empty().boxed(),
+        });
     };
 
     // Read the projection plus the filter's columns, filter exactly, then project.
@@ -72,19 +93,51 @@ pub(crate) async fn scan(table: &Table, options: &ScanOptions) -> Result<ScanStr
             }
         }
     }
+    // The exact filter runs on the batches as read: bind it to their columns.
+    let read_arrow = std::sync::Arc::new(
+        full.project(
+            &read_cols
+                .iter()
+                .map(|c| full.index_of(c))
+                .collect::<std::result::Result<Vec<_>, _>>()?,
+        )?,
+    );
+    let row_filter = options
+        .filter
+        .as_ref()
+        .map(|f| f.compile(&read_arrow))
+        .transpose()?;
+    let read_ids: Vec<i32> = read_cols
+        .iter()
+        .map(|c| read_schema.field_by_name(c).map(|f| f.id))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| Error::internal("projected column vanished from the schema"))?;
     let ice = table.iceberg_table()?;
-    let mut builder = ice.scan().snapshot_id(snapshot.snapshot_id()).select(read_cols.clone());
-    if let Some(p) = compiled.as_ref().and_then(|c| c.predicate.clone()) {
+    let mut builder = ice.scan().snapshot_id(snapshot.snapshot_id()).select_all();
+    let snapshot_schema = snapshot.schema(table.metadata())?;
+    if let Some(p) = compiled
+        .as_ref()
+        .and_then(|c| c.pushdown_for(&snapshot_schema))
+    {
         builder = builder.with_filter(p);
     }
-    let stream = builder.build()?.to_arrow().await?;
+    let tasks = builder
+        .build()?
+        .plan_files()
+        .await?
+        .map_ok(move |mut task| {
+            task.schema = read_schema.clone();
+            task.project_field_ids = read_ids.clone();
+            task
+        });
+    let stream = ice.reader_builder().build().read(tasks.boxed())?.stream();
     let out_schema = projected.clone();
     let limit = options.limit;
     let batches = stream
         .map_err(crate::error::Error::from)
         .and_then(move |batch| {
             let result = (|| {
-                let batch = match &compiled {
+                let batch = match &row_filter {
                     Some(c) => c.select(&batch)?,
                     None => batch,
                 };
@@ -93,7 +146,10 @@ pub(crate) async fn scan(table: &Table, options: &ScanOptions) -> Result<ScanStr
                     .map(|c| batch.schema().index_of(c))
                     .collect::<std::result::Result<Vec<_>, _>>()?;
                 let batch = batch.project(&indices)?;
-                Ok(RecordBatch::try_new(out_schema.clone(), batch.columns().to_vec())?)
+                Ok(RecordBatch::try_new(
+                    out_schema.clone(),
+                    batch.columns().to_vec(),
+                )?)
             })();
             futures::future::ready(result)
         })
@@ -102,10 +158,16 @@ pub(crate) async fn scan(table: &Table, options: &ScanOptions) -> Result<ScanStr
         None => batches,
         Some(l) => truncate(batches, l),
     };
-    Ok(ScanStream { schema: projected, batches })
+    Ok(ScanStream {
+        schema: projected,
+        batches,
+    })
 }
 
-fn truncate(stream: BoxStream<'static, Result<RecordBatch>>, limit: usize) -> BoxStream<'static, Result<RecordBatch>> {
+fn truncate(
+    stream: BoxStream<'static, Result<RecordBatch>>,
+    limit: usize,
+) -> BoxStream<'static, Result<RecordBatch>> {
     // Ends the stream (and stops reading files) once `limit` rows have been returned.
     stream
         .scan(limit, |left, item| {
@@ -142,13 +204,28 @@ pub struct SnapshotChanges {
 pub(crate) async fn changes(table: &Table, from: &At, to: &At) -> Result<SnapshotChanges> {
     let a = table.snapshot_at(from)?;
     let b = table.snapshot_at(to)?;
-    let fa: HashMap<String, FileInfo> =
-        table.files(a.as_ref()).await?.into_iter().map(|f| (f.path.clone(), f)).collect();
-    let fb: HashMap<String, FileInfo> =
-        table.files(b.as_ref()).await?.into_iter().map(|f| (f.path.clone(), f)).collect();
-    let mut added: Vec<FileInfo> = fb.iter().filter(|(p, _)| !fa.contains_key(*p)).map(|(_, f)| f.clone()).collect();
-    let mut removed: Vec<FileInfo> =
-        fa.iter().filter(|(p, _)| !fb.contains_key(*p)).map(|(_, f)| f.clone()).collect();
+    let fa: HashMap<String, FileInfo> = table
+        .files(a.as_ref())
+        .await?
+        .into_iter()
+        .map(|f| (f.path.clone(), f))
+        .collect();
+    let fb: HashMap<String, FileInfo> = table
+        .files(b.as_ref())
+        .await?
+        .into_iter()
+        .map(|f| (f.path.clone(), f))
+        .collect();
+    let mut added: Vec<FileInfo> = fb
+        .iter()
+        .filter(|(p, _)| !fa.contains_key(*p))
+        .map(|(_, f)| f.clone())
+        .collect();
+    let mut removed: Vec<FileInfo> = fa
+        .iter()
+        .filter(|(p, _)| !fb.contains_key(*p))
+        .map(|(_, f)| f.clone())
+        .collect();
     added.sort_by(|x, y| x.path.cmp(&y.path));
     removed.sort_by(|x, y| x.path.cmp(&y.path));
     Ok(SnapshotChanges {

@@ -8,7 +8,9 @@ use arrow::datatypes::{DataType, SchemaRef as ArrowSchemaRef};
 use iceberg::arrow::RecordBatchPartitionSplitter;
 use iceberg::spec::{DataFile, DataFileFormat, PartitionKey};
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
-use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator, DefaultLocationGenerator};
+use iceberg::writer::file_writer::location_generator::{
+    DefaultFileNameGenerator, DefaultLocationGenerator,
+};
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::file_writer::ParquetWriterBuilder;
 use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
@@ -21,11 +23,15 @@ use uuid::Uuid;
 use super::Table;
 use crate::error::{Error, ErrorKind, Result};
 
-type FileWriterBuilder = DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
+type FileWriterBuilder =
+    DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
 
 enum Inner {
     Unpartitioned(UnpartitionedWriter<FileWriterBuilder>),
-    Partitioned(Box<FanoutWriter<FileWriterBuilder>>, RecordBatchPartitionSplitter),
+    Partitioned(
+        Box<FanoutWriter<FileWriterBuilder>>,
+        RecordBatchPartitionSplitter,
+    ),
 }
 
 /// Writes batches into new data files of one table; `close` returns the files (not yet committed).
@@ -43,7 +49,7 @@ impl DataWriter {
         let target = table.arrow_schema()?;
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
-            .set_max_row_group_size(1024 * 1024)
+            .set_max_row_group_row_count(Some(1024 * 1024))
             .build();
         let parquet = ParquetWriterBuilder::new(props, schema.clone());
         let rolling = RollingFileWriterBuilder::new(
@@ -51,22 +57,27 @@ impl DataWriter {
             target_file_size,
             table.storage().file_io(),
             DefaultLocationGenerator::new(metadata)?,
-            DefaultFileNameGenerator::new(Uuid::now_v7().to_string(), None, DataFileFormat::Parquet),
+            DefaultFileNameGenerator::new(
+                Uuid::now_v7().to_string(),
+                None,
+                DataFileFormat::Parquet,
+            ),
         );
         let builder = DataFileWriterBuilder::new(rolling);
         let spec = metadata.default_partition_spec().clone();
         let inner = if spec.is_unpartitioned() {
             Inner::Unpartitioned(UnpartitionedWriter::new(builder))
         } else {
-            let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(schema, spec)?;
+            let splitter =
+                RecordBatchPartitionSplitter::try_new_with_computed_values(schema, spec)?;
             Inner::Partitioned(Box::new(FanoutWriter::new(builder)), splitter)
         };
-        Ok(Self { table: table.name().to_string(), target, inner, rows: 0 })
-    }
-
-    /// The schema batches are conformed to.
-    pub(crate) fn target_schema(&self) -> &ArrowSchemaRef {
-        &self.target
+        Ok(Self {
+            table: table.name().to_string(),
+            target,
+            inner,
+            rows: 0,
+        })
     }
 
     pub(crate) async fn write(&mut self, batch: RecordBatch) -> Result<()> {
@@ -98,12 +109,24 @@ impl DataWriter {
 /// Make `batch` carry exactly the table's columns, in the table's order and types. Widening casts
 /// (int → long, float → double, any string or timestamp representation to the table's) are applied;
 /// a missing required column, an unknown column, or an incompatible type is an error.
-pub(crate) fn conform(table: &str, batch: &RecordBatch, target: &ArrowSchemaRef) -> Result<RecordBatch> {
+pub(crate) fn conform(
+    table: &str,
+    batch: &RecordBatch,
+    target: &ArrowSchemaRef,
+) -> Result<RecordBatch> {
     let input = batch.schema();
-    let mismatch = |msg: String| Error::new(ErrorKind::InvalidInput, format!("schema does not match table {table}: {msg}"));
+    let mismatch = |msg: String| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            format!("schema does not match table {table}: {msg}"),
+        )
+    };
     for f in input.fields() {
         if target.field_with_name(f.name()).is_err() {
-            return Err(mismatch(format!("column {:?} is not in the table", f.name())));
+            return Err(mismatch(format!(
+                "column {:?} is not in the table",
+                f.name()
+            )));
         }
     }
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(target.fields().len());
@@ -124,12 +147,20 @@ pub(crate) fn conform(table: &str, batch: &RecordBatch, target: &ArrowSchemaRef)
                     )));
                 };
                 if !field.is_nullable() && col.null_count() > 0 {
-                    return Err(mismatch(format!("column {:?} is required but has nulls", field.name())));
+                    return Err(mismatch(format!(
+                        "column {:?} is required but has nulls",
+                        field.name()
+                    )));
                 }
                 col
             }
             Err(_) if field.is_nullable() => new_null_array(field.data_type(), batch.num_rows()),
-            Err(_) => return Err(mismatch(format!("required column {:?} is missing", field.name()))),
+            Err(_) => {
+                return Err(mismatch(format!(
+                    "required column {:?} is missing",
+                    field.name()
+                )))
+            }
         };
         columns.push(column);
     }
@@ -148,13 +179,9 @@ fn widening(from: &DataType, to: &DataType) -> bool {
         (Int8 | Int16 | Int32 | UInt8 | UInt16, Int32 | Int64) => true,
         (UInt32, Int64) => true,
         (Float16 | Float32, Float32 | Float64) => true,
-        (Timestamp(u1, tz1), Timestamp(u2, tz2)) => {
-            u1 == u2 && tz1.is_some() == tz2.is_some()
-        }
-        (Timestamp(_, tz1), Timestamp(arrow::datatypes::TimeUnit::Microsecond, tz2)) => tz1.is_some() == tz2.is_some(),
-        (Date64, Date32) => false,
+        // Any unit, as long as both have a zone or neither does (the zone itself is only a label).
+        (Timestamp(_, tz1), Timestamp(_, tz2)) => tz1.is_some() == tz2.is_some(),
         (Decimal128(p1, s1), Decimal128(p2, s2)) => s1 == s2 && p1 <= p2,
         _ => false,
     }
 }
-

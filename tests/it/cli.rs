@@ -19,12 +19,17 @@ fn floe_cmd(dir: &Path, ctx: Option<&Ctx>) -> Command {
     }
     if let Some(ctx) = ctx {
         let s = &ctx.settings;
-        c.env("FLOE_CATALOG_URL", &s.catalog_url).env("FLOE_WAREHOUSE", &s.warehouse).env("FLOE_CATALOG_NAME", &s.catalog_name);
+        c.env("FLOE_CATALOG_URL", &s.catalog_url)
+            .env("FLOE_WAREHOUSE", &s.warehouse)
+            .env("FLOE_CATALOG_NAME", &s.catalog_name);
         if ctx.backend == Backend::PostgresS3 {
             c.env("AWS_ENDPOINT_URL", s.s3.endpoint.as_deref().unwrap())
                 .env("AWS_REGION", s.s3.region.as_deref().unwrap())
                 .env("AWS_ACCESS_KEY_ID", s.s3.access_key_id.as_deref().unwrap())
-                .env("AWS_SECRET_ACCESS_KEY", s.s3.secret_access_key.as_ref().unwrap().expose())
+                .env(
+                    "AWS_SECRET_ACCESS_KEY",
+                    s.s3.secret_access_key.as_ref().unwrap().expose(),
+                )
                 .env("FLOE_S3_PATH_STYLE", "true");
         }
     }
@@ -51,7 +56,11 @@ fn fails(dir: &Path, ctx: Option<&Ctx>, args: &[&str]) -> String {
     assert!(!out.status.success(), "floe {args:?} should fail");
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(!err.contains("panicked"), "{err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line on stderr: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one line on stderr: {err}"
+    );
     assert!(err.starts_with("floe: error: "), "{err}");
     err
 }
@@ -64,39 +73,118 @@ both_backends!(cli_session, |ctx: Ctx| async move {
     let table = format!("{ns}.clicks");
     ok(d, c, &["init"]);
     assert!(ok(d, c, &["namespaces"]).lines().any(|l| l == ns));
-    ok(d, c, &["create", &table, "--schema", "id long not null, page string, ts timestamptz, price decimal(12,2)", "--partition", "day(ts)", "--property", "owner=cli"]);
+    ok(
+        d,
+        c,
+        &[
+            "create",
+            &table,
+            "--schema",
+            "id long not null, page string, ts timestamptz, price decimal(12,2)",
+            "--partition",
+            "day(ts)",
+            "--property",
+            "owner=cli",
+        ],
+    );
     assert!(ok(d, c, &["tables", &ns]).contains(&table));
     std::fs::write(
         d.join("a.csv"),
         "id,page,ts,price\n1,/home,2024-03-01T10:00:00Z,\n2,\"/a,b\",2024-03-01T11:00:00Z,9.99\n3,/c,2024-03-02T00:00:00Z,1.00\n",
     )
     .unwrap();
-    let out = ok(d, c, &["append", &table, "a.csv", "--property", "source=a.csv"]);
+    let out = ok(
+        d,
+        c,
+        &["append", &table, "a.csv", "--property", "source=a.csv"],
+    );
     assert!(out.contains("+3 rows"), "{out}");
-    let rows: Value = serde_json::from_str(&ok(d, c, &["scan", &table, "--format", "json"])).unwrap();
+    let rows: Value =
+        serde_json::from_str(&ok(d, c, &["scan", &table, "--format", "json"])).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 3);
-    assert!(rows.as_array().unwrap().iter().any(|r| r["page"] == "/a,b" && r["price"] == "9.99"), "{rows}");
-    let snaps: Value = serde_json::from_str(&ok(d, c, &["snapshots", &table, "--format", "json"])).unwrap();
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["page"] == "/a,b" && r["price"].as_f64() == Some(9.99)),
+        "{rows}"
+    );
+    let snaps: Value =
+        serde_json::from_str(&ok(d, c, &["snapshots", &table, "--format", "json"])).unwrap();
     let first = snaps[0]["snapshot_id"].as_i64().unwrap();
     assert_eq!(snaps[0]["operation"], "append");
     assert_eq!(snaps[0]["summary"]["source"], "a.csv");
 
     ok(d, c, &["tag", "create", &table, "v1"]);
     ok(d, c, &["branch", "create", &table, "dev"]);
-    std::fs::write(d.join("b.csv"), "id,page,ts,price\n4,/d,2024-03-03T00:00:00Z,2.50\n").unwrap();
+    std::fs::write(
+        d.join("b.csv"),
+        "id,page,ts,price\n4,/d,2024-03-03T00:00:00Z,2.50\n",
+    )
+    .unwrap();
     ok(d, c, &["append", &table, "b.csv", "--branch", "dev"]);
-    assert_eq!(ok(d, c, &["scan", &format!("{table}@dev"), "--format", "csv"]).lines().count(), 5);
-    assert_eq!(ok(d, c, &["scan", &table, "--format", "csv"]).lines().count(), 4);
+    assert_eq!(
+        ok(d, c, &["scan", &format!("{table}@dev"), "--format", "csv"])
+            .lines()
+            .count(),
+        5
+    );
+    assert_eq!(
+        ok(d, c, &["scan", &table, "--format", "csv"])
+            .lines()
+            .count(),
+        4
+    );
     ok(d, c, &["publish", &table, "dev"]);
-    assert_eq!(ok(d, c, &["scan", &table, "--format", "csv", "--where", "id >= 2", "--columns", "id"]).lines().count(), 4);
+    assert_eq!(
+        ok(
+            d,
+            c,
+            &[
+                "scan",
+                &table,
+                "--format",
+                "csv",
+                "--where",
+                "id >= 2",
+                "--columns",
+                "id"
+            ]
+        )
+        .lines()
+        .count(),
+        4
+    );
     ok(d, c, &["delete", &table, "--where", "id = 1"]);
     let changes = ok(d, c, &["changes", &table, &first.to_string()]);
-    assert!(changes.contains("+1 rows"), "{changes}");
+    // Since the first snapshot: dev's row 4 arrived, and the 2024-03-01 file (ids 1, 2) was
+    // rewritten without id 1.
+    assert!(
+        changes.contains("+2 rows in 2 files, -2 rows in 1 files"),
+        "{changes}"
+    );
     ok(d, c, &["rollback", &table, &first.to_string()]);
-    assert_eq!(ok(d, c, &["scan", &format!("{table}@v1"), "--format", "csv"]).lines().count(), 4);
-    assert_eq!(ok(d, c, &["scan", &table, "--limit", "2", "--format", "csv"]).lines().count(), 3);
+    assert_eq!(
+        ok(d, c, &["scan", &format!("{table}@v1"), "--format", "csv"])
+            .lines()
+            .count(),
+        4
+    );
+    assert_eq!(
+        ok(d, c, &["scan", &table, "--limit", "2", "--format", "csv"])
+            .lines()
+            .count(),
+        3
+    );
     let show = ok(d, c, &["show", &table]);
-    for want in ["schema", "partition spec", "owner", "dev", "v1", "rows       3"] {
+    for want in [
+        "schema",
+        "partition spec",
+        "owner",
+        "dev",
+        "v1",
+        "rows       3",
+    ] {
         assert!(show.contains(want), "show lacks {want}: {show}");
     }
     ok(d, c, &["add-column", &table, "referrer", "string"]);
@@ -106,9 +194,17 @@ both_backends!(cli_session, |ctx: Ctx| async move {
     // Errors: one line, non-zero exit, no panic.
     fails(d, c, &["scan", &format!("{ns}.nope")]);
     fails(d, c, &["scan", &format!("{table}@no-such-ref")]);
-    fails(d, c, &["create", &format!("{ns}.a/b"), "--schema", "id long"]);
+    fails(
+        d,
+        c,
+        &["create", &format!("{ns}.a/b"), "--schema", "id long"],
+    );
     fails(d, c, &["append", &table, "missing.csv"]);
-    std::fs::write(d.join("bad.csv"), "id,page,ts,price\nnot-a-number,/x,2024-03-03T00:00:00Z,1\n").unwrap();
+    std::fs::write(
+        d.join("bad.csv"),
+        "id,page,ts,price\nnot-a-number,/x,2024-03-03T00:00:00Z,1\n",
+    )
+    .unwrap();
     fails(d, c, &["append", &table, "bad.csv"]);
     fails(d, c, &["rollback", &table, "12345"]);
     fails(d, c, &["delete", &table, "--where", "nope = 1"]);
@@ -123,14 +219,32 @@ fn cli_defaults_and_precedence() {
     // Nothing set: SQLite and a warehouse under ./floe-data.
     let out = ok(d, None, &["init"]);
     assert!(out.contains("sqlite:./floe-data/catalog.db"), "{out}");
-    assert!(out.contains(&format!("file://{}/floe-data/warehouse", d.canonicalize().unwrap().display())), "{out}");
+    assert!(
+        out.contains(&format!(
+            "file://{}/floe-data/warehouse",
+            d.canonicalize().unwrap().display()
+        )),
+        "{out}"
+    );
     assert!(d.join("floe-data/catalog.db").exists());
     // floe.toml < environment < flags.
-    std::fs::write(d.join("floe.toml"), "warehouse = './from-file'\ncatalog_name = 'file'\n").unwrap();
+    std::fs::write(
+        d.join("floe.toml"),
+        "warehouse = './from-file'\ncatalog_name = 'file'\n",
+    )
+    .unwrap();
     assert!(ok(d, None, &["init"]).contains("/from-file"));
-    let out = floe_cmd(d, None).env("FLOE_WAREHOUSE", "./from-env").arg("init").output().unwrap();
+    let out = floe_cmd(d, None)
+        .env("FLOE_WAREHOUSE", "./from-env")
+        .arg("init")
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("/from-env"));
-    let out = floe_cmd(d, None).env("FLOE_WAREHOUSE", "./from-env").args(["init", "--warehouse", "./from-flag"]).output().unwrap();
+    let out = floe_cmd(d, None)
+        .env("FLOE_WAREHOUSE", "./from-env")
+        .args(["init", "--warehouse", "./from-flag"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("/from-flag"));
     // A bad config file is one clear line.
     std::fs::write(d.join("floe.toml"), "warehous = 'typo'\n").unwrap();
@@ -138,6 +252,14 @@ fn cli_defaults_and_precedence() {
     assert!(err.contains("floe.toml"), "{err}");
     // An unreachable catalog, password masked.
     std::fs::remove_file(d.join("floe.toml")).unwrap();
-    let err = fails(d, None, &["namespaces", "--catalog-url", "postgres://u:topsecretpw@127.0.0.1:1/x"]);
+    let err = fails(
+        d,
+        None,
+        &[
+            "namespaces",
+            "--catalog-url",
+            "postgres://u:topsecretpw@127.0.0.1:1/x",
+        ],
+    );
     assert!(!err.contains("topsecretpw"), "{err}");
 }

@@ -18,7 +18,11 @@ fn python() -> String {
 }
 
 fn pyiceberg_available() -> bool {
-    let ok = Command::new(python()).args(["-c", "import pyiceberg.catalog.sql, pyarrow"]).status().map(|s| s.success()).unwrap_or(false);
+    let ok = Command::new(python())
+        .args(["-c", "import pyiceberg.catalog.sql, pyarrow"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
     if !ok && std::env::var("FLOE_TEST_REQUIRE_SERVERS").as_deref() == Ok("1") {
         panic!("PyIceberg is required by the test command but cannot be imported");
     }
@@ -30,7 +34,8 @@ fn pyiceberg_config(ctx: &Ctx) -> Value {
     let uri = if let Some(path) = s.catalog_url.strip_prefix("sqlite:") {
         format!("sqlite:///{path}")
     } else {
-        s.catalog_url.replacen("postgres://", "postgresql+psycopg2://", 1)
+        s.catalog_url
+            .replacen("postgres://", "postgresql+psycopg2://", 1)
     };
     let mut cfg = json!({"catalog_name": s.catalog_name, "uri": uri, "warehouse": ctx.floe.warehouse().uri()});
     if ctx.backend == Backend::PostgresS3 {
@@ -45,8 +50,15 @@ fn pyiceberg_config(ctx: &Ctx) -> Value {
 }
 
 fn pyiceberg(args: &[&str]) -> Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/pyiceberg_tool.py");
-    let out = Command::new(python()).arg(script).args(args).output().expect("run python");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/pyiceberg_tool.py"
+    );
+    let out = Command::new(python())
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run python");
     assert!(
         out.status.success(),
         "pyiceberg failed: {}\n{}",
@@ -58,15 +70,35 @@ fn pyiceberg(args: &[&str]) -> Value {
 
 /// floe's rows of a table state, in the JSON shape the PyIceberg tool prints.
 async fn floe_rows(ctx: &Ctx, t: &floe::TableName, at: At) -> Vec<Value> {
-    let batches = ctx.floe.scan(t, &ScanOptions { at: Some(at), ..Default::default() }).await.unwrap().batches.try_collect::<Vec<_>>().await.unwrap();
+    let batches = ctx
+        .floe
+        .scan(
+            t,
+            &ScanOptions {
+                at: Some(at),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .batches
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap();
     let mut rows = Vec::new();
     for b in batches {
         let id = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
         let user = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
-        let ts = b.column(2).as_any().downcast_ref::<TimestampMicrosecondArray>().unwrap();
+        let ts = b
+            .column(2)
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .unwrap();
         let amount = b.column(3).as_any().downcast_ref::<Float64Array>().unwrap();
         for i in 0..b.num_rows() {
-            let t = chrono::DateTime::from_timestamp_micros(ts.value(i)).unwrap().to_rfc3339();
+            let t = chrono::DateTime::from_timestamp_micros(ts.value(i))
+                .unwrap()
+                .to_rfc3339();
             rows.push(json!({
                 "id": id.value(i),
                 "user_id": user.is_valid(i).then(|| user.value(i).to_string()),
@@ -92,11 +124,35 @@ both_backends!(pyiceberg_reads_what_floe_writes, |ctx: Ctx| async move {
     };
     ctx.floe.create_table(&t, def).await.unwrap();
     let o = CommitOptions::default();
-    ctx.floe.append(&t, stream(vec![events(0..20)]), &o).await.unwrap();
-    ctx.floe.overwrite(&t, Some(RowFilter::sql("id >= 15")), stream(vec![events(100..103)]), &o).await.unwrap();
-    ctx.floe.delete(&t, RowFilter::sql("id < 3 OR id = 7"), &o).await.unwrap();
-    ctx.floe.create_branch(&t, "dev", &At::Current).await.unwrap();
-    ctx.floe.append(&t, stream(vec![events(200..203)]), &CommitOptions::on_branch("dev")).await.unwrap();
+    ctx.floe
+        .append(&t, stream(vec![events(0..20)]), &o)
+        .await
+        .unwrap();
+    ctx.floe
+        .overwrite(
+            &t,
+            Some(RowFilter::sql("id >= 15")),
+            stream(vec![events(100..103)]),
+            &o,
+        )
+        .await
+        .unwrap();
+    ctx.floe
+        .delete(&t, RowFilter::sql("id < 3 OR id = 7"), &o)
+        .await
+        .unwrap();
+    ctx.floe
+        .create_branch(&t, "dev", &At::Current)
+        .await
+        .unwrap();
+    ctx.floe
+        .append(
+            &t,
+            stream(vec![events(200..203)]),
+            &CommitOptions::on_branch("dev"),
+        )
+        .await
+        .unwrap();
 
     let cfg = pyiceberg_config(&ctx).to_string();
     let ns = ctx.ns.to_string();
@@ -104,10 +160,14 @@ both_backends!(pyiceberg_reads_what_floe_writes, |ctx: Ctx| async move {
     let expected = floe_rows(&ctx, &t, At::Current).await;
     assert_eq!(expected.len(), 15 - 4 + 3);
     assert_eq!(main["rows"].as_array().unwrap(), &expected);
-    assert_eq!(main["operation"], "delete");
+    // The delete cut through a file (id 7 shares a day with kept rows): a rewrite, so "overwrite".
+    assert_eq!(main["operation"], "overwrite");
     assert_eq!(main["refs"], json!(["dev", "main"]));
     let dev = pyiceberg(&["read", &cfg, &ns, "events", "dev"]);
-    assert_eq!(dev["rows"].as_array().unwrap(), &floe_rows(&ctx, &t, At::Ref("dev".into())).await);
+    assert_eq!(
+        dev["rows"].as_array().unwrap(),
+        &floe_rows(&ctx, &t, At::Ref("dev".into())).await
+    );
     assert_eq!(dev["rows"].as_array().unwrap().len(), 17);
 });
 
@@ -122,24 +182,46 @@ both_backends!(floe_reads_what_pyiceberg_writes, |ctx: Ctx| async move {
     assert_eq!(out["ok"], true);
     let t = ctx.table("py_written");
     assert!(ctx.floe.tables(&ctx.ns).await.unwrap().contains(&t));
-    let batches = ctx.floe.scan(&t, &ScanOptions::default()).await.unwrap().collect().await.unwrap();
+    let batches = ctx
+        .floe
+        .scan(&t, &ScanOptions::default())
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
     let mut rows: Vec<(i64, Option<String>, f64)> = Vec::new();
     for b in &batches {
         let id = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
         let user = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
         let amount = b.column(2).as_any().downcast_ref::<Float64Array>().unwrap();
         for i in 0..b.num_rows() {
-            rows.push((id.value(i), user.is_valid(i).then(|| user.value(i).to_string()), amount.value(i)));
+            rows.push((
+                id.value(i),
+                user.is_valid(i).then(|| user.value(i).to_string()),
+                amount.value(i),
+            ));
         }
     }
     rows.sort_by_key(|r| r.0);
-    assert_eq!(rows, vec![(1, Some("a".into()), 1.5), (3, None, 3.5), (4, Some("d".into()), 4.5)]);
+    assert_eq!(
+        rows,
+        vec![
+            (1, Some("a".into()), 1.5),
+            (3, None, 3.5),
+            (4, Some("d".into()), 4.5)
+        ]
+    );
     // floe continues the table PyIceberg started, and PyIceberg sees floe's commit.
     let table = ctx.floe.load_table(&t).await.unwrap();
     let schema = table.arrow_schema().unwrap();
     let batch = arrow::array::RecordBatch::try_new(
         std::sync::Arc::new(arrow::datatypes::Schema::new(
-            schema.fields().iter().map(|f| f.as_ref().clone().with_metadata(HashMap::new())).collect::<Vec<_>>(),
+            schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_metadata(HashMap::new()))
+                .collect::<Vec<_>>(),
         )),
         vec![
             std::sync::Arc::new(Int64Array::from(vec![5])),
@@ -148,37 +230,75 @@ both_backends!(floe_reads_what_pyiceberg_writes, |ctx: Ctx| async move {
         ],
     )
     .unwrap();
-    ctx.floe.append(&t, stream(vec![batch]), &CommitOptions::default()).await.unwrap();
+    ctx.floe
+        .append(&t, stream(vec![batch]), &CommitOptions::default())
+        .await
+        .unwrap();
     let back = pyiceberg(&["read", &cfg, &ns, "py_written"]);
     assert_eq!(back["rows"].as_array().unwrap().len(), 4);
     assert_eq!(back["operation"], "append");
 });
 
-both_backends!(iceberg_rust_sql_catalog_loads_floe_tables, |ctx: Ctx| async move {
-    let t = ctx.table("events");
-    ctx.floe.create_table(&t, TableDefinition { schema: events_schema(), ..Default::default() }).await.unwrap();
-    ctx.floe.append(&t, stream(vec![events(0..9)]), &CommitOptions::default()).await.unwrap();
-    let uri = match ctx.settings.catalog_url.strip_prefix("sqlite:") {
-        Some(path) => format!("sqlite://{path}"),
-        None => ctx.settings.catalog_url.clone(),
-    };
-    let bind = if ctx.backend == Backend::PostgresS3 { "DollarNumeric" } else { "QMark" };
-    let catalog = iceberg_catalog_sql::SqlCatalogBuilder::default()
-        .with_storage_factory(ctx.floe.storage().storage_factory())
-        .load(
-            ctx.settings.catalog_name.clone(),
-            HashMap::from([
-                ("uri".to_string(), uri),
-                ("warehouse".to_string(), ctx.floe.warehouse().uri()),
-                ("sql_bind_style".to_string(), bind.to_string()),
-            ]),
-        )
-        .await
-        .unwrap();
-    let ident = iceberg::TableIdent::from_strs([ctx.ns.to_string().as_str(), "events"]).unwrap();
-    let table = catalog.load_table(&ident).await.unwrap();
-    let rows: usize = table.scan().build().unwrap().to_arrow().await.unwrap().try_collect::<Vec<_>>().await.unwrap().iter().map(|b| b.num_rows()).sum();
-    assert_eq!(rows, 9);
-    let listed = catalog.list_tables(&iceberg::NamespaceIdent::new(ctx.ns.to_string())).await.unwrap();
-    assert_eq!(listed, vec![ident]);
-});
+both_backends!(
+    iceberg_rust_sql_catalog_loads_floe_tables,
+    |ctx: Ctx| async move {
+        let t = ctx.table("events");
+        ctx.floe
+            .create_table(
+                &t,
+                TableDefinition {
+                    schema: events_schema(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        ctx.floe
+            .append(&t, stream(vec![events(0..9)]), &CommitOptions::default())
+            .await
+            .unwrap();
+        let uri = match ctx.settings.catalog_url.strip_prefix("sqlite:") {
+            Some(path) => format!("sqlite://{path}"),
+            None => ctx.settings.catalog_url.clone(),
+        };
+        let bind = if ctx.backend == Backend::PostgresS3 {
+            "DollarNumeric"
+        } else {
+            "QMark"
+        };
+        let catalog = iceberg_catalog_sql::SqlCatalogBuilder::default()
+            .with_storage_factory(ctx.floe.storage().storage_factory())
+            .load(
+                ctx.settings.catalog_name.clone(),
+                HashMap::from([
+                    ("uri".to_string(), uri),
+                    ("warehouse".to_string(), ctx.floe.warehouse().uri()),
+                    ("sql_bind_style".to_string(), bind.to_string()),
+                ]),
+            )
+            .await
+            .unwrap();
+        let ident =
+            iceberg::TableIdent::from_strs([ctx.ns.to_string().as_str(), "events"]).unwrap();
+        let table = catalog.load_table(&ident).await.unwrap();
+        let rows: usize = table
+            .scan()
+            .build()
+            .unwrap()
+            .to_arrow()
+            .await
+            .unwrap()
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.num_rows())
+            .sum();
+        assert_eq!(rows, 9);
+        let listed = catalog
+            .list_tables(&iceberg::NamespaceIdent::new(ctx.ns.to_string()))
+            .await
+            .unwrap();
+        assert_eq!(listed, vec![ident]);
+    }
+);

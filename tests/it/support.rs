@@ -8,7 +8,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::array::{
+    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use floe::config::{S3Settings, Secret};
 use floe::{Floe, Namespace, PartialSettings, Settings};
@@ -55,7 +57,11 @@ pub fn s3_settings() -> Option<(S3Settings, String)> {
 
 /// Settings for a backend, or `None` when its servers are not configured.
 pub fn settings_for(backend: Backend, dir: &std::path::Path) -> Option<Settings> {
-    let base = PartialSettings { commit_retries: Some(200), ..Default::default() }.finish();
+    let base = PartialSettings {
+        commit_retries: Some(200),
+        ..Default::default()
+    }
+    .finish();
     match backend {
         Backend::SqliteLocal => Some(Settings {
             catalog_url: format!("sqlite:{}", dir.join("catalog.db").display()),
@@ -87,13 +93,31 @@ impl Ctx {
     pub async fn new(backend: Backend) -> Option<Ctx> {
         let dir = tempfile::tempdir().unwrap();
         let Some(settings) = settings_for(backend, dir.path()) else {
-            eprintln!("skipping {backend:?}: servers not configured (run the test command to start them)");
+            eprintln!(
+                "skipping {backend:?}: servers not configured (run the test command to start them)"
+            );
             return None;
         };
         let (floe, _) = Floe::init(settings.clone()).await.expect("init");
-        let ns = Namespace::parse(&format!("ns_{}", &uuid::Uuid::new_v4().simple().to_string()[..8])).unwrap();
+        let ns = Namespace::parse(&format!(
+            "ns_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        ))
+        .unwrap();
         floe.create_namespace(&ns).await.unwrap();
-        Some(Ctx { backend, floe, settings, ns, _dir: Some(dir) })
+        Some(Ctx {
+            backend,
+            floe,
+            settings,
+            ns,
+            _dir: Some(dir),
+        })
+    }
+
+    /// The temporary directory, handed to the caller to keep alive for the whole test (a test body
+    /// that never names `ctx._dir` would otherwise let it be dropped, and deleted, at once).
+    pub fn take_dir(&mut self) -> Option<tempfile::TempDir> {
+        self._dir.take()
     }
 
     pub fn table(&self, name: &str) -> floe::TableName {
@@ -109,13 +133,19 @@ macro_rules! both_backends {
             use super::*;
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn sqlite_local() {
-                if let Some(ctx) = $crate::support::Ctx::new($crate::support::Backend::SqliteLocal).await {
+                if let Some(mut ctx) =
+                    $crate::support::Ctx::new($crate::support::Backend::SqliteLocal).await
+                {
+                    let _dir = ctx.take_dir();
                     ($body)(ctx).await;
                 }
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn postgres_s3() {
-                if let Some(ctx) = $crate::support::Ctx::new($crate::support::Backend::PostgresS3).await {
+                if let Some(mut ctx) =
+                    $crate::support::Ctx::new($crate::support::Backend::PostgresS3).await
+                {
+                    let _dir = ctx.take_dir();
                     ($body)(ctx).await;
                 }
             }
@@ -128,7 +158,11 @@ pub fn events_schema() -> Schema {
     Schema::new(vec![
         Field::new("id", DataType::Int64, false),
         Field::new("user_id", DataType::Utf8, true),
-        Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())), true),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+            true,
+        ),
         Field::new("amount", DataType::Float64, true),
     ])
 }
@@ -141,32 +175,68 @@ pub fn events(ids: std::ops::Range<i64>) -> RecordBatch {
     let start = 1_704_067_200_000_000i64; // 2024-01-01T00:00:00Z
     let cols: Vec<ArrayRef> = vec![
         Arc::new(Int64Array::from(ids.clone())),
-        Arc::new(StringArray::from(ids.iter().map(|i| Some(format!("u{}", i % 5))).collect::<Vec<_>>())),
+        Arc::new(StringArray::from(
+            ids.iter()
+                .map(|i| Some(format!("u{}", i % 5)))
+                .collect::<Vec<_>>(),
+        )),
         Arc::new(
-            TimestampMicrosecondArray::from(ids.iter().map(|i| start + (i / 10) * day_us + i * 1_000_000).collect::<Vec<_>>())
-                .with_timezone("+00:00"),
+            TimestampMicrosecondArray::from(
+                ids.iter()
+                    .map(|i| start + (i / 10) * day_us + i * 1_000_000)
+                    .collect::<Vec<_>>(),
+            )
+            .with_timezone("+00:00"),
         ),
-        Arc::new(Float64Array::from(ids.iter().map(|i| *i as f64 * 1.5).collect::<Vec<_>>())),
+        Arc::new(Float64Array::from(
+            ids.iter().map(|i| *i as f64 * 1.5).collect::<Vec<_>>(),
+        )),
     ];
     RecordBatch::try_new(schema, cols).unwrap()
 }
 
-pub fn stream(batches: Vec<RecordBatch>) -> impl futures::Stream<Item = floe::Result<RecordBatch>> + Send {
+pub fn stream(
+    batches: Vec<RecordBatch>,
+) -> impl futures::Stream<Item = floe::Result<RecordBatch>> + Send {
     futures::stream::iter(batches.into_iter().map(Ok))
 }
 
 /// All ids of a scan, sorted.
 pub async fn ids(floe: &Floe, table: &floe::TableName, at: floe::At) -> Vec<i64> {
-    let options = floe::ScanOptions { at: Some(at), columns: Some(vec!["id".into()]), ..Default::default() };
-    let batches: Vec<RecordBatch> = floe.scan(table, &options).await.unwrap().batches.try_collect().await.unwrap();
+    let options = floe::ScanOptions {
+        at: Some(at),
+        columns: Some(vec!["id".into()]),
+        ..Default::default()
+    };
+    let batches: Vec<RecordBatch> = floe
+        .scan(table, &options)
+        .await
+        .unwrap()
+        .batches
+        .try_collect()
+        .await
+        .unwrap();
     let mut out: Vec<i64> = batches
         .iter()
-        .flat_map(|b| b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
+        .flat_map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .values()
+                .to_vec()
+        })
         .collect();
     out.sort();
     out
 }
 
 pub fn summary(table: &floe::Table, snapshot_id: i64) -> HashMap<String, String> {
-    table.metadata().snapshot_by_id(snapshot_id).unwrap().summary().additional_properties.clone()
+    table
+        .metadata()
+        .snapshot_by_id(snapshot_id)
+        .unwrap()
+        .summary()
+        .additional_properties
+        .clone()
 }

@@ -14,7 +14,10 @@ async fn create_events(ctx: &Ctx, name: &str, partition: &[&str]) -> floe::Table
     let t = ctx.table(name);
     let def = TableDefinition {
         schema: events_schema(),
-        partition: partition.iter().map(|p| PartitionField::parse(p).unwrap()).collect(),
+        partition: partition
+            .iter()
+            .map(|p| PartitionField::parse(p).unwrap())
+            .collect(),
         properties: BTreeMap::from([("owner".to_string(), "tests".to_string())]),
     };
     ctx.floe.create_table(&t, def).await.unwrap();
@@ -25,28 +28,59 @@ both_backends!(append_and_scan_partitioned, |ctx: Ctx| async move {
     let t = create_events(&ctx, "events", &["day(ts)", "bucket(4, user_id)"]).await;
     let mut opts = CommitOptions::default();
     opts.target_file_size = 1; // roll after every batch-sized write
-    let r = ctx.floe.append(&t, stream(vec![events(0..30), events(30..50)]), &opts).await.unwrap();
+    let r = ctx
+        .floe
+        .append(&t, stream(vec![events(0..30), events(30..50)]), &opts)
+        .await
+        .unwrap();
     let id = r.snapshot_id.unwrap();
-    assert_eq!(ids(&ctx.floe, &t, At::Current).await, (0..50).collect::<Vec<_>>());
+    assert_eq!(
+        ids(&ctx.floe, &t, At::Current).await,
+        (0..50).collect::<Vec<_>>()
+    );
     let s = summary(&r.table, id);
-    assert_eq!(r.table.metadata().snapshot_by_id(id).unwrap().summary().operation.as_str(), "append");
+    assert_eq!(
+        r.table
+            .metadata()
+            .snapshot_by_id(id)
+            .unwrap()
+            .summary()
+            .operation
+            .as_str(),
+        "append"
+    );
     assert_eq!(s["added-records"], "50");
     assert_eq!(s["total-records"], "50");
     assert_eq!(s["total-data-files"], s["added-data-files"]);
     // 5 days x up to 4 buckets: partitioned writes produce several files, each in one partition.
     let files = r.table.files(r.table.current_snapshot()).await.unwrap();
-    assert!(files.len() >= 5, "expected one file per partition at least, got {}", files.len());
-    assert!(files.iter().all(|f| f.partition.contains("ts_day=")), "{files:?}");
+    assert!(
+        files.len() >= 5,
+        "expected one file per partition at least, got {}",
+        files.len()
+    );
+    assert!(
+        files.iter().all(|f| f.partition.contains("ts_day=")),
+        "{files:?}"
+    );
     assert_eq!(files.iter().map(|f| f.record_count).sum::<u64>(), 50);
     // Column statistics are in the manifests.
-    let data_files = r.table.live_data_files(r.table.current_snapshot()).await.unwrap();
-    assert!(data_files.iter().all(|f| !f.lower_bounds().is_empty() && !f.upper_bounds().is_empty()));
+    let data_files = r
+        .table
+        .live_data_files(r.table.current_snapshot())
+        .await
+        .unwrap();
+    assert!(data_files
+        .iter()
+        .all(|f| !f.lower_bounds().is_empty() && !f.upper_bounds().is_empty()));
     assert!(data_files.iter().all(|f| !f.value_counts().is_empty()));
 
     // Projection and filter pushdown, exact.
     let opts = ScanOptions {
         columns: Some(vec!["id".into(), "user_id".into()]),
-        filter: Some(RowFilter::sql("ts >= '2024-01-03T00:00:00Z' AND amount < 45")),
+        filter: Some(RowFilter::sql(
+            "ts >= '2024-01-03T00:00:00Z' AND amount < 45",
+        )),
         ..Default::default()
     };
     let scan = ctx.floe.scan(&t, &opts).await.unwrap();
@@ -54,23 +88,50 @@ both_backends!(append_and_scan_partitioned, |ctx: Ctx| async move {
     let batches: Vec<_> = scan.batches.try_collect().await.unwrap();
     let mut got: Vec<i64> = batches
         .iter()
-        .flat_map(|b| b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
+        .flat_map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .values()
+                .to_vec()
+        })
         .collect();
     got.sort();
     assert_eq!(got, (20..30).collect::<Vec<_>>());
     // Limit.
-    let opts = ScanOptions { limit: Some(7), ..Default::default() };
-    let rows: usize = ctx.floe.scan(&t, &opts).await.unwrap().collect().await.unwrap().iter().map(|b| b.num_rows()).sum();
+    let opts = ScanOptions {
+        limit: Some(7),
+        ..Default::default()
+    };
+    let rows: usize = ctx
+        .floe
+        .scan(&t, &opts)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
     assert_eq!(rows, 7);
 });
 
 both_backends!(overwrite_and_delete_copy_on_write, |ctx: Ctx| async move {
     let t = create_events(&ctx, "events", &["day(ts)"]).await;
     let o = CommitOptions::default();
-    ctx.floe.append(&t, stream(vec![events(0..40)]), &o).await.unwrap();
+    ctx.floe
+        .append(&t, stream(vec![events(0..40)]), &o)
+        .await
+        .unwrap();
 
     // Delete rows matching a filter that cuts through files: files are rewritten.
-    let r = ctx.floe.delete(&t, RowFilter::sql("id % 10 = 3 OR id >= 35"), &o).await.unwrap();
+    let r = ctx
+        .floe
+        .delete(&t, RowFilter::sql("id % 10 = 3 OR id >= 35"), &o)
+        .await
+        .unwrap();
     let snap = r.table.current_snapshot().unwrap().clone();
     assert_eq!(snap.summary().operation.as_str(), "overwrite");
     let expected: Vec<i64> = (0..35).filter(|i| i % 10 != 3).collect();
@@ -80,7 +141,11 @@ both_backends!(overwrite_and_delete_copy_on_write, |ctx: Ctx| async move {
     assert_eq!(s["deleted-data-files"], "4");
 
     // Delete whole partitions only: no rewrite, operation "delete".
-    let r = ctx.floe.delete(&t, RowFilter::sql("ts < '2024-01-02T00:00:00Z'"), &o).await.unwrap();
+    let r = ctx
+        .floe
+        .delete(&t, RowFilter::sql("ts < '2024-01-02T00:00:00Z'"), &o)
+        .await
+        .unwrap();
     let snap = r.table.current_snapshot().unwrap().clone();
     assert_eq!(snap.summary().operation.as_str(), "delete");
     assert!(!summary(&r.table, snap.snapshot_id()).contains_key("added-data-files"));
@@ -89,40 +154,80 @@ both_backends!(overwrite_and_delete_copy_on_write, |ctx: Ctx| async move {
 
     // A delete matching nothing still commits one (empty) snapshot and changes no rows.
     let before = r.table.snapshots().len();
-    let r = ctx.floe.delete(&t, RowFilter::sql("id > 1000"), &o).await.unwrap();
+    let r = ctx
+        .floe
+        .delete(&t, RowFilter::sql("id > 1000"), &o)
+        .await
+        .unwrap();
     assert_eq!(r.table.snapshots().len(), before + 1);
     assert_eq!(ids(&ctx.floe, &t, At::Current).await, expected);
 
     // Overwrite the rows matching a filter with new rows.
     let r = ctx
         .floe
-        .overwrite(&t, Some(RowFilter::sql("id >= 20")), stream(vec![events(100..103)]), &o)
+        .overwrite(
+            &t,
+            Some(RowFilter::sql("id >= 20")),
+            stream(vec![events(100..103)]),
+            &o,
+        )
         .await
         .unwrap();
-    assert_eq!(r.table.current_snapshot().unwrap().summary().operation.as_str(), "overwrite");
+    assert_eq!(
+        r.table
+            .current_snapshot()
+            .unwrap()
+            .summary()
+            .operation
+            .as_str(),
+        "overwrite"
+    );
     let mut expected: Vec<i64> = (10..20).filter(|i| i % 10 != 3).collect();
     expected.extend(100..103);
     assert_eq!(ids(&ctx.floe, &t, At::Current).await, expected);
 
     // Overwrite the whole table.
-    let r = ctx.floe.overwrite(&t, None, stream(vec![events(500..505)]), &o).await.unwrap();
+    let r = ctx
+        .floe
+        .overwrite(&t, None, stream(vec![events(500..505)]), &o)
+        .await
+        .unwrap();
     let s = summary(&r.table, r.snapshot_id.unwrap());
     assert_eq!(s["total-records"], "5");
     assert_eq!(s["added-records"], "5");
     assert_eq!(s["deleted-records"], expected.len().to_string());
-    assert_eq!(ids(&ctx.floe, &t, At::Current).await, (500..505).collect::<Vec<_>>());
+    assert_eq!(
+        ids(&ctx.floe, &t, At::Current).await,
+        (500..505).collect::<Vec<_>>()
+    );
     // Rows with a NULL in the filtered column are not deleted by a comparison on it.
-    ctx.floe.append(&t, stream(vec![events(600..602)]), &o).await.unwrap();
-    ctx.floe.add_column(&t, "note", &arrow::datatypes::DataType::Utf8).await.unwrap();
-    ctx.floe.delete(&t, RowFilter::sql("note = 'x'"), &o).await.unwrap();
+    ctx.floe
+        .append(&t, stream(vec![events(600..602)]), &o)
+        .await
+        .unwrap();
+    ctx.floe
+        .add_column(&t, "note", &arrow::datatypes::DataType::Utf8)
+        .await
+        .unwrap();
+    ctx.floe
+        .delete(&t, RowFilter::sql("note = 'x'"), &o)
+        .await
+        .unwrap();
     assert_eq!(ids(&ctx.floe, &t, At::Current).await.len(), 7);
 });
 
 both_backends!(schema_evolution_add_column, |ctx: Ctx| async move {
     let t = create_events(&ctx, "events", &[]).await;
     let o = CommitOptions::default();
-    ctx.floe.append(&t, stream(vec![events(0..3)]), &o).await.unwrap();
-    let table = ctx.floe.add_column(&t, "country", &arrow::datatypes::DataType::Utf8).await.unwrap();
+    ctx.floe
+        .append(&t, stream(vec![events(0..3)]), &o)
+        .await
+        .unwrap();
+    let table = ctx
+        .floe
+        .add_column(&t, "country", &arrow::datatypes::DataType::Utf8)
+        .await
+        .unwrap();
     assert_eq!(table.schema().as_struct().fields().len(), 5);
     assert!(table.metadata().current_schema_id() > 0);
     // New rows carry the column; old rows read it as null.
@@ -131,12 +236,26 @@ both_backends!(schema_evolution_add_column, |ctx: Ctx| async move {
     let mut cols = old.columns().to_vec();
     cols.push(std::sync::Arc::new(StringArray::from(vec!["FR", "DE"])));
     let plain = arrow::datatypes::Schema::new(
-        schema.fields().iter().map(|f| f.as_ref().clone().with_metadata(Default::default())).collect::<Vec<_>>(),
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_metadata(Default::default()))
+            .collect::<Vec<_>>(),
     );
     let batch = arrow::array::RecordBatch::try_new(std::sync::Arc::new(plain), cols).unwrap();
     ctx.floe.append(&t, stream(vec![batch]), &o).await.unwrap();
-    let opts = ScanOptions { columns: Some(vec!["id".into(), "country".into()]), ..Default::default() };
-    let batches = ctx.floe.scan(&t, &opts).await.unwrap().collect().await.unwrap();
+    let opts = ScanOptions {
+        columns: Some(vec!["id".into(), "country".into()]),
+        ..Default::default()
+    };
+    let batches = ctx
+        .floe
+        .scan(&t, &opts)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
     let mut pairs: Vec<(i64, Option<String>)> = Vec::new();
     for b in &batches {
         let id = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
@@ -148,10 +267,20 @@ both_backends!(schema_evolution_add_column, |ctx: Ctx| async move {
     pairs.sort();
     assert_eq!(
         pairs,
-        vec![(0, None), (1, None), (2, None), (3, Some("FR".into())), (4, Some("DE".into()))]
+        vec![
+            (0, None),
+            (1, None),
+            (2, None),
+            (3, Some("FR".into())),
+            (4, Some("DE".into()))
+        ]
     );
     // Adding an existing column is refused.
-    let err = ctx.floe.add_column(&t, "country", &arrow::datatypes::DataType::Utf8).await.unwrap_err();
+    let err = ctx
+        .floe
+        .add_column(&t, "country", &arrow::datatypes::DataType::Utf8)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), floe::ErrorKind::AlreadyExists);
 });
 
@@ -165,7 +294,11 @@ both_backends!(lineage_and_user_properties, |ctx: Ctx| async move {
         inputs: BTreeMap::from([("clickstream.raw_events".to_string(), 123)]),
     };
     o.properties.insert("team".into(), "data-eng".into());
-    let r = ctx.floe.append(&t, stream(vec![events(0..3)]), &o).await.unwrap();
+    let r = ctx
+        .floe
+        .append(&t, stream(vec![events(0..3)]), &o)
+        .await
+        .unwrap();
     let s = summary(&r.table, r.snapshot_id.unwrap());
     assert_eq!(s["floe.run-id"], "run-42");
     assert_eq!(s["floe.stage"], "cleanse");
@@ -177,65 +310,196 @@ both_backends!(lineage_and_user_properties, |ctx: Ctx| async move {
 both_backends!(time_travel_and_changes, |ctx: Ctx| async move {
     let t = create_events(&ctx, "events", &[]).await;
     let o = CommitOptions::default();
-    let s1 = ctx.floe.append(&t, stream(vec![events(0..5)]), &o).await.unwrap();
+    let s1 = ctx
+        .floe
+        .append(&t, stream(vec![events(0..5)]), &o)
+        .await
+        .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    let s2 = ctx.floe.append(&t, stream(vec![events(5..8)]), &o).await.unwrap();
-    let s3 = ctx.floe.delete(&t, RowFilter::sql("id < 5"), &o).await.unwrap();
+    let s2 = ctx
+        .floe
+        .append(&t, stream(vec![events(5..8)]), &o)
+        .await
+        .unwrap();
+    let s3 = ctx
+        .floe
+        .delete(&t, RowFilter::sql("id < 5"), &o)
+        .await
+        .unwrap();
     let id1 = s1.snapshot_id.unwrap();
     let id2 = s2.snapshot_id.unwrap();
-    assert_eq!(ids(&ctx.floe, &t, At::Snapshot(id1)).await, (0..5).collect::<Vec<_>>());
-    assert_eq!(ids(&ctx.floe, &t, At::Snapshot(id2)).await, (0..8).collect::<Vec<_>>());
-    assert_eq!(ids(&ctx.floe, &t, At::Current).await, (5..8).collect::<Vec<_>>());
+    assert_eq!(
+        ids(&ctx.floe, &t, At::Snapshot(id1)).await,
+        (0..5).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        ids(&ctx.floe, &t, At::Snapshot(id2)).await,
+        (0..8).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        ids(&ctx.floe, &t, At::Current).await,
+        (5..8).collect::<Vec<_>>()
+    );
     // By time: just after snapshot 1 was committed, before snapshot 2.
-    let t1 = s1.table.metadata().snapshot_by_id(id1).unwrap().timestamp_ms();
-    let t2 = s2.table.metadata().snapshot_by_id(id2).unwrap().timestamp_ms();
+    let t1 = s1
+        .table
+        .metadata()
+        .snapshot_by_id(id1)
+        .unwrap()
+        .timestamp_ms();
+    let t2 = s2
+        .table
+        .metadata()
+        .snapshot_by_id(id2)
+        .unwrap()
+        .timestamp_ms();
     assert!(t2 > t1);
-    assert_eq!(ids(&ctx.floe, &t, At::Timestamp(t2 - 1)).await, (0..5).collect::<Vec<_>>());
-    let err = ctx.floe.scan(&t, &ScanOptions { at: Some(At::Timestamp(t1 - 60_000)), ..Default::default() }).await.err().unwrap();
+    assert_eq!(
+        ids(&ctx.floe, &t, At::Timestamp(t2 - 1)).await,
+        (0..5).collect::<Vec<_>>()
+    );
+    let err = ctx
+        .floe
+        .scan(
+            &t,
+            &ScanOptions {
+                at: Some(At::Timestamp(t1 - 60_000)),
+                ..Default::default()
+            },
+        )
+        .await
+        .err()
+        .unwrap();
     assert_eq!(err.kind(), floe::ErrorKind::NotFound);
     // Changes.
-    let c = ctx.floe.changes(&t, &At::Snapshot(id1), &At::Snapshot(id2)).await.unwrap();
-    assert_eq!((c.added_rows, c.removed_rows, c.added_files.len(), c.removed_files.len()), (3, 0, 1, 0));
-    let c = ctx.floe.changes(&t, &At::Snapshot(id2), &At::Current).await.unwrap();
+    let c = ctx
+        .floe
+        .changes(&t, &At::Snapshot(id1), &At::Snapshot(id2))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            c.added_rows,
+            c.removed_rows,
+            c.added_files.len(),
+            c.removed_files.len()
+        ),
+        (3, 0, 1, 0)
+    );
+    let c = ctx
+        .floe
+        .changes(&t, &At::Snapshot(id2), &At::Current)
+        .await
+        .unwrap();
     assert_eq!(c.to_snapshot, s3.snapshot_id);
     assert_eq!((c.added_rows, c.removed_rows), (0, 5));
-    let err = ctx.floe.scan(&t, &ScanOptions { at: Some(At::Snapshot(1)), ..Default::default() }).await.err().unwrap();
+    let err = ctx
+        .floe
+        .scan(
+            &t,
+            &ScanOptions {
+                at: Some(At::Snapshot(1)),
+                ..Default::default()
+            },
+        )
+        .await
+        .err()
+        .unwrap();
     assert_eq!(err.kind(), floe::ErrorKind::NotFound);
 });
 
 both_backends!(drop_and_purge, |ctx: Ctx| async move {
     let t = create_events(&ctx, "events", &[]).await;
-    let r = ctx.floe.append(&t, stream(vec![events(0..5)]), &CommitOptions::default()).await.unwrap();
+    let r = ctx
+        .floe
+        .append(&t, stream(vec![events(0..5)]), &CommitOptions::default())
+        .await
+        .unwrap();
     let location = r.table.location().to_string();
-    assert!(!ctx.floe.storage().list(&format!("{location}/")).await.unwrap().is_empty());
+    assert!(!ctx
+        .floe
+        .storage()
+        .list(&format!("{location}/"))
+        .await
+        .unwrap()
+        .is_empty());
     // Drop keeps the files.
     ctx.floe.drop_table(&t, false).await.unwrap();
-    assert_eq!(ctx.floe.load_table(&t).await.unwrap_err().kind(), floe::ErrorKind::NotFound);
-    assert!(!ctx.floe.storage().list(&format!("{location}/")).await.unwrap().is_empty());
+    assert_eq!(
+        ctx.floe.load_table(&t).await.unwrap_err().kind(),
+        floe::ErrorKind::NotFound
+    );
+    assert!(!ctx
+        .floe
+        .storage()
+        .list(&format!("{location}/"))
+        .await
+        .unwrap()
+        .is_empty());
     // Purge deletes them.
     let t2 = create_events(&ctx, "events2", &[]).await;
-    let r = ctx.floe.append(&t2, stream(vec![events(0..5)]), &CommitOptions::default()).await.unwrap();
+    let r = ctx
+        .floe
+        .append(&t2, stream(vec![events(0..5)]), &CommitOptions::default())
+        .await
+        .unwrap();
     let location2 = r.table.location().to_string();
     ctx.floe.drop_table(&t2, true).await.unwrap();
-    assert!(ctx.floe.storage().list(&format!("{location2}/")).await.unwrap().is_empty());
+    assert!(ctx
+        .floe
+        .storage()
+        .list(&format!("{location2}/"))
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(ctx.floe.tables(&ctx.ns).await.unwrap().len(), 0);
 });
 
 both_backends!(odd_names_round_trip, |ctx: Ctx| async move {
     let ns = floe::Namespace::parse("it's_100%;ns").unwrap();
     ctx.floe.create_namespace(&ns).await.unwrap();
-    for name in ["it's", "100%", "snake_case_", "a;b", "\"quoted\"", "under_score%_"] {
+    for name in [
+        "it's",
+        "100%",
+        "snake_case_",
+        "a;b",
+        "\"quoted\"",
+        "under_score%_",
+    ] {
         let t = floe::TableName::new(ns.clone(), name).unwrap();
         ctx.floe
-            .create_table(&t, TableDefinition { schema: events_schema(), ..Default::default() })
+            .create_table(
+                &t,
+                TableDefinition {
+                    schema: events_schema(),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
-        ctx.floe.append(&t, stream(vec![events(0..2)]), &CommitOptions::default()).await.unwrap();
+        ctx.floe
+            .append(&t, stream(vec![events(0..2)]), &CommitOptions::default())
+            .await
+            .unwrap();
         assert_eq!(ids(&ctx.floe, &t, At::Current).await, vec![0, 1]);
     }
-    let mut names: Vec<String> = ctx.floe.tables(&ns).await.unwrap().iter().map(|t| t.name().to_string()).collect();
+    let mut names: Vec<String> = ctx
+        .floe
+        .tables(&ns)
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.name().to_string())
+        .collect();
     names.sort();
-    let mut expected = vec!["it's", "100%", "snake_case_", "a;b", "\"quoted\"", "under_score%_"];
+    let mut expected = vec![
+        "it's",
+        "100%",
+        "snake_case_",
+        "a;b",
+        "\"quoted\"",
+        "under_score%_",
+    ];
     expected.sort();
     assert_eq!(names, expected);
     // LIKE wildcards do not leak: `%` and `_` are literal.
