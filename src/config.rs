@@ -241,8 +241,7 @@ impl PartialSettings {
             s3_secret_access_key: get("AWS_SECRET_ACCESS_KEY").map(Secret::new),
             s3_session_token: get("AWS_SESSION_TOKEN").map(Secret::new),
             s3_path_style: parse_bool("FLOE_S3_PATH_STYLE")?,
-            commit_retries: parse_num("FLOE_COMMIT_RETRIES")?
-                .map(|n| n.min(u32::MAX as u64) as u32),
+            commit_retries: parse_num("FLOE_COMMIT_RETRIES")?.map(|n| n.min(u32::MAX as u64) as u32),
             commit_min_backoff_ms: parse_num("FLOE_COMMIT_MIN_BACKOFF_MS")?,
             commit_max_backoff_ms: parse_num("FLOE_COMMIT_MAX_BACKOFF_MS")?,
         })

@@ -156,9 +156,7 @@ impl From<iceberg::Error> for Error {
                 ErrorKind::InvalidInput
             }
             iceberg::ErrorKind::CatalogCommitConflicts => ErrorKind::Conflict,
-            iceberg::ErrorKind::NamespaceNotFound | iceberg::ErrorKind::TableNotFound => {
-                ErrorKind::NotFound
-            }
+            iceberg::ErrorKind::NamespaceNotFound | iceberg::ErrorKind::TableNotFound => ErrorKind::NotFound,
             iceberg::ErrorKind::NamespaceAlreadyExists | iceberg::ErrorKind::TableAlreadyExists => {
                 ErrorKind::AlreadyExists
             }

@@ -8,9 +8,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::Schema as ArrowSchema;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
-use iceberg::spec::{
-    FormatVersion, TableMetadata, TableMetadataBuilder, Transform, UnboundPartitionSpec,
-};
+use iceberg::spec::{FormatVersion, TableMetadata, TableMetadataBuilder, Transform, UnboundPartitionSpec};
 use iceberg::{MetadataLocation, TableCreation};
 use serde::Serialize;
 
@@ -22,9 +20,7 @@ use crate::storage::{ObjectStorage, Warehouse};
 use crate::table::commit::{commit, delete_quietly, Change};
 use crate::table::scan::{self, ScanStream};
 use crate::table::writer::DataWriter;
-use crate::table::{
-    At, CommitOptions, CommitResult, RowFilter, ScanOptions, SnapshotChanges, Table,
-};
+use crate::table::{At, CommitOptions, CommitResult, RowFilter, ScanOptions, SnapshotChanges, Table};
 
 /// A partition field: a source column and a transform.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,13 +47,10 @@ impl PartitionField {
         let args: Vec<&str> = args.split(',').map(str::trim).collect();
         let num = |s: &str| {
             s.parse::<u32>().map_err(|_| {
-                Error::invalid(format!(
-                    "invalid partition field {text:?}: {s:?} is not a number"
-                ))
+                Error::invalid(format!("invalid partition field {text:?}: {s:?} is not a number"))
             })
         };
-        let (transform, column) = match (func.trim().to_ascii_lowercase().as_str(), args.as_slice())
-        {
+        let (transform, column) = match (func.trim().to_ascii_lowercase().as_str(), args.as_slice()) {
             ("identity", [c]) => (Transform::Identity, c),
             ("year" | "years", [c]) => (Transform::Year, c),
             ("month" | "months", [c]) => (Transform::Month, c),
@@ -216,11 +209,7 @@ impl Floe {
     }
 
     /// Create an Iceberg v2 table.
-    pub async fn create_table(
-        &self,
-        name: &TableName,
-        definition: TableDefinition,
-    ) -> Result<Table> {
+    pub async fn create_table(&self, name: &TableName, definition: TableDefinition) -> Result<Table> {
         if !self.catalog().namespace_exists(name.namespace()).await? {
             return Err(Error::not_found(format!(
                 "namespace {} does not exist (create it first)",
@@ -234,9 +223,7 @@ impl Floe {
             ));
         }
         let schema = iceberg::arrow::arrow_schema_to_schema_auto_assign_ids(&definition.schema)
-            .map_err(|e| {
-                Error::invalid(format!("unsupported schema for {name}: {}", e.message()))
-            })?;
+            .map_err(|e| Error::invalid(format!("unsupported schema for {name}: {}", e.message())))?;
         let mut spec = UnboundPartitionSpec::builder();
         for (i, p) in definition.partition.iter().enumerate() {
             let field = schema.field_by_name(&p.column).ok_or_else(|| {
@@ -253,9 +240,7 @@ impl Floe {
             };
             spec = spec
                 .add_partition_field(field.id, field_name, p.transform)
-                .map_err(|e| {
-                    Error::invalid(format!("partition field {i} of {name}: {}", e.message()))
-                })?;
+                .map_err(|e| Error::invalid(format!("partition field {i} of {name}: {}", e.message())))?;
         }
         let location = format!(
             "{}/{}/{}-{}",
@@ -415,20 +400,14 @@ impl Floe {
         data_type: &arrow::datatypes::DataType,
     ) -> Result<Table> {
         crate::catalog::names::validate_name("column", column)?;
-        let field_type = iceberg::arrow::arrow_type_to_type(data_type).map_err(|e| {
-            Error::invalid(format!(
-                "unsupported column type {data_type}: {}",
-                e.message()
-            ))
-        })?;
+        let field_type = iceberg::arrow::arrow_type_to_type(data_type)
+            .map_err(|e| Error::invalid(format!("unsupported column type {data_type}: {}", e.message())))?;
         let change = Change::AddColumn {
             name: column.to_string(),
             field_type,
             doc: None,
         };
-        Ok(commit(self, name, change, &CommitOptions::default())
-            .await?
-            .table)
+        Ok(commit(self, name, change, &CommitOptions::default()).await?.table)
     }
 
     /// Create a branch at a state of the table (the head of `main` by default).
@@ -441,13 +420,7 @@ impl Floe {
         self.create_ref(name, tag, at, true).await
     }
 
-    async fn create_ref(
-        &self,
-        name: &TableName,
-        ref_name: &str,
-        at: &At,
-        tag: bool,
-    ) -> Result<Table> {
+    async fn create_ref(&self, name: &TableName, ref_name: &str, at: &At, tag: bool) -> Result<Table> {
         validate_ref_name(ref_name)?;
         let table = self.load_table(name).await?;
         let snapshot = table.snapshot_at(at)?.ok_or_else(|| {
@@ -460,9 +433,7 @@ impl Floe {
             snapshot_id: snapshot.snapshot_id(),
             tag,
         };
-        Ok(commit(self, name, change, &CommitOptions::default())
-            .await?
-            .table)
+        Ok(commit(self, name, change, &CommitOptions::default()).await?.table)
     }
 
     /// Drop a branch or tag.
@@ -470,9 +441,7 @@ impl Floe {
         let change = Change::DropRef {
             name: ref_name.to_string(),
         };
-        Ok(commit(self, name, change, &CommitOptions::default())
-            .await?
-            .table)
+        Ok(commit(self, name, change, &CommitOptions::default()).await?.table)
     }
 
     /// Fast-forward `main` to the head of `branch`.
@@ -480,17 +449,13 @@ impl Floe {
         let change = Change::Publish {
             branch: branch.to_string(),
         };
-        Ok(commit(self, name, change, &CommitOptions::default())
-            .await?
-            .table)
+        Ok(commit(self, name, change, &CommitOptions::default()).await?.table)
     }
 
     /// Move `main` back to an earlier snapshot (an ancestor of its head).
     pub async fn rollback(&self, name: &TableName, snapshot_id: i64) -> Result<Table> {
         let change = Change::Rollback { snapshot_id };
-        Ok(commit(self, name, change, &CommitOptions::default())
-            .await?
-            .table)
+        Ok(commit(self, name, change, &CommitOptions::default()).await?.table)
     }
 
     /// Read a table as a stream of Arrow batches.
@@ -508,9 +473,7 @@ impl Floe {
 
 fn validate_ref_name(name: &str) -> Result<()> {
     if name.is_empty() || name.chars().any(|c| c.is_control() || c == '@') || name.trim() != name {
-        return Err(Error::invalid(format!(
-            "invalid branch or tag name {name:?}"
-        )));
+        return Err(Error::invalid(format!("invalid branch or tag name {name:?}")));
     }
     if name.parse::<i64>().is_ok() {
         return Err(Error::invalid(format!(

@@ -35,6 +35,4 @@ pub use config::{PartialSettings, Settings};
 pub use error::{Error, ErrorKind, Result};
 pub use lakehouse::{Floe, InitReport, PartitionField, TableDefinition};
 pub use table::scan::ScanStream;
-pub use table::{
-    At, CommitOptions, CommitResult, Lineage, RowFilter, ScanOptions, SnapshotChanges, Table,
-};
+pub use table::{At, CommitOptions, CommitResult, Lineage, RowFilter, ScanOptions, SnapshotChanges, Table};

@@ -2,12 +2,11 @@
 //! append throughput. Figures are medians over repetitions measured in one run; the latency at the
 //! last snapshot is reported as a ratio to the first, so machine noise cancels out.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::{
-    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
-};
+use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use serde::Serialize;
 
@@ -31,6 +30,8 @@ pub struct CoreBenchReport {
     pub last_commit_ms: f64,
     /// `last_commit_ms / first_commit_ms`.
     pub last_to_first_ratio: f64,
+    /// Where the last commit's time went (median of each phase, in milliseconds).
+    pub last_commit_phases_ms: BTreeMap<String, f64>,
     /// Rows per append in the throughput test.
     pub append_rows: usize,
     /// Median rows per second of one append (writing Parquet and committing).
@@ -103,16 +104,14 @@ pub async fn core_benchmark(
     floe.ensure_namespace(ns).await?;
     let mut first = Vec::new();
     let mut last = Vec::new();
+    let mut phases: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut rows_per_s = Vec::new();
     let mut arrow_mb_s = Vec::new();
     let mut parquet_mb_s = Vec::new();
     let options = CommitOptions::default();
     for rep in 0..repetitions {
         // History growth: one-row appends.
-        let name = TableName::new(
-            ns.clone(),
-            format!("bench_commits_{}_{rep}", std::process::id()),
-        )?;
+        let name = TableName::new(ns.clone(), format!("bench_commits_{}_{rep}", std::process::id()))?;
         floe.create_table(
             &name,
             TableDefinition {
@@ -124,7 +123,8 @@ pub async fn core_benchmark(
         for i in 0..snapshots {
             let batch = bench_batch(i as i64, 1);
             let t0 = Instant::now();
-            floe.append(&name, futures::stream::iter([Ok(batch)]), &options)
+            let r = floe
+                .append(&name, futures::stream::iter([Ok(batch)]), &options)
                 .await?;
             let ms = t0.elapsed().as_secs_f64() * 1e3;
             if i == 0 {
@@ -132,15 +132,22 @@ pub async fn core_benchmark(
             }
             if i + 1 == snapshots {
                 last.push(ms);
+                let t = &r.timings;
+                let split = [
+                    ("load", t.load_s),
+                    ("stage", t.stage_s),
+                    ("metadata", t.metadata_s),
+                    ("swap", t.swap_s),
+                ];
+                for (phase, s) in split {
+                    phases.entry(phase.to_string()).or_default().push(s * 1e3);
+                }
             }
         }
         floe.drop_table(&name, true).await?;
 
         // Throughput: one append of `rows` rows in 8192-row batches.
-        let name = TableName::new(
-            ns.clone(),
-            format!("bench_append_{}_{rep}", std::process::id()),
-        )?;
+        let name = TableName::new(ns.clone(), format!("bench_append_{}_{rep}", std::process::id()))?;
         floe.create_table(
             &name,
             TableDefinition {
@@ -166,12 +173,7 @@ pub async fn core_benchmark(
         let parquet_bytes: f64 = r
             .snapshot_id
             .and_then(|id| r.table.metadata().snapshot_by_id(id))
-            .and_then(|s| {
-                s.summary()
-                    .additional_properties
-                    .get("added-files-size")
-                    .cloned()
-            })
+            .and_then(|s| s.summary().additional_properties.get("added-files-size").cloned())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0);
         rows_per_s.push(rows as f64 / secs);
@@ -192,6 +194,7 @@ pub async fn core_benchmark(
         first_commit_ms: first_ms,
         last_commit_ms: last_ms,
         last_to_first_ratio: last_ms / first_ms,
+        last_commit_phases_ms: phases.into_iter().map(|(k, v)| (k, median(v))).collect(),
         append_rows: rows,
         append_rows_per_s: median(rows_per_s),
         append_arrow_mb_per_s: median(arrow_mb_s),

@@ -86,10 +86,7 @@ impl SqlCatalog {
         {
             let path = path.split('?').next().unwrap_or(path);
             if path.is_empty() {
-                return Err(Error::new(
-                    ErrorKind::Config,
-                    "sqlite catalog URL has no path",
-                ));
+                return Err(Error::new(ErrorKind::Config, "sqlite catalog URL has no path"));
             }
             let p = std::path::Path::new(path);
             if let Some(parent) = p.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -199,17 +196,11 @@ impl SqlCatalog {
             if applied.contains(version) {
                 continue;
             }
-            for statement in sql
-                .split(';')
-                .map(strip_sql_comments)
-                .filter(|s| !s.is_empty())
-            {
+            for statement in sql.split(';').map(strip_sql_comments).filter(|s| !s.is_empty()) {
                 sqlx::query(&statement)
                     .execute(&mut *conn)
                     .await
-                    .map_err(|e| {
-                        catalog_error(&format!("catalog migration {version} ({name})"), e)
-                    })?;
+                    .map_err(|e| catalog_error(&format!("catalog migration {version} ({name})"), e))?;
             }
             sqlx::query(&self.sql(
                 "INSERT INTO floe_migrations (version, name) VALUES (?, ?) ON CONFLICT (version) DO NOTHING",
@@ -340,9 +331,9 @@ impl SqlCatalog {
         if !self.list_tables(ns).await?.is_empty() {
             return Err(Error::invalid(format!("namespace {ns} is not empty")));
         }
-        let done = sqlx::query(&self.sql(
-            "DELETE FROM iceberg_namespace_properties WHERE catalog_name = ? AND namespace = ?",
-        ))
+        let done = sqlx::query(
+            &self.sql("DELETE FROM iceberg_namespace_properties WHERE catalog_name = ? AND namespace = ?"),
+        )
         .bind(&self.name)
         .bind(ns.to_string())
         .execute(&self.pool)
@@ -411,12 +402,7 @@ impl SqlCatalog {
 
     /// Compare-and-swap the metadata location: succeeds only while the table still points at
     /// `expected`. Both the affected-row count and the transaction's commit are checked.
-    pub async fn swap_metadata_location(
-        &self,
-        table: &TableName,
-        expected: &str,
-        new: &str,
-    ) -> SwapOutcome {
+    pub async fn swap_metadata_location(&self, table: &TableName, expected: &str, new: &str) -> SwapOutcome {
         // Failures before the UPDATE is sent leave the table untouched: report them as errors
         // that certainly did not land.
         let mut tx = match self.pool.begin().await {

@@ -13,11 +13,7 @@ pub const MAX_NAME_LEN: usize = 255;
 
 /// Check one name (a namespace level or a table name).
 pub fn validate_name(what: &str, name: &str) -> Result<()> {
-    let bad = |why: &str| {
-        Err(Error::invalid(format!(
-            "invalid {what} name {name:?}: {why}"
-        )))
-    };
+    let bad = |why: &str| Err(Error::invalid(format!("invalid {what} name {name:?}: {why}")));
     if name.is_empty() {
         return bad("it is empty");
     }
@@ -171,24 +167,13 @@ mod tests {
             "a.b",
             &"x".repeat(256),
         ] {
-            assert!(
-                validate_name("table", bad).is_err(),
-                "{bad:?} should be rejected"
-            );
+            assert!(validate_name("table", bad).is_err(), "{bad:?} should be rejected");
         }
     }
 
     #[test]
     fn accepts_odd_but_valid_names() {
-        for ok in [
-            "it's",
-            "100%",
-            "snake_case",
-            "a;b",
-            "\"quoted\"",
-            "名前",
-            "a-b",
-        ] {
+        for ok in ["it's", "100%", "snake_case", "a;b", "\"quoted\"", "名前", "a-b"] {
             validate_name("table", ok).unwrap();
         }
         let t = TableName::parse("ns_1.it's;100%").unwrap();

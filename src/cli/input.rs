@@ -27,15 +27,17 @@ pub fn parse_type(text: &str) -> Result<DataType> {
         "timestamptz" => DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
         _ => {
             if let Some(args) = t.strip_prefix("decimal(").and_then(|r| r.strip_suffix(')')) {
-                let (p, s) = args.split_once(',').ok_or_else(|| {
-                    Error::new(ErrorKind::InvalidInput, format!("invalid type {text:?}"))
-                })?;
-                let p: u8 = p.trim().parse().map_err(|_| {
-                    Error::new(ErrorKind::InvalidInput, format!("invalid type {text:?}"))
-                })?;
-                let s: i8 = s.trim().parse().map_err(|_| {
-                    Error::new(ErrorKind::InvalidInput, format!("invalid type {text:?}"))
-                })?;
+                let (p, s) = args
+                    .split_once(',')
+                    .ok_or_else(|| Error::new(ErrorKind::InvalidInput, format!("invalid type {text:?}")))?;
+                let p: u8 = p
+                    .trim()
+                    .parse()
+                    .map_err(|_| Error::new(ErrorKind::InvalidInput, format!("invalid type {text:?}")))?;
+                let s: i8 = s
+                    .trim()
+                    .parse()
+                    .map_err(|_| Error::new(ErrorKind::InvalidInput, format!("invalid type {text:?}")))?;
                 DataType::Decimal128(p, s)
             } else {
                 return Err(Error::new(
@@ -68,12 +70,9 @@ pub fn parse_schema(text: &str) -> Result<Schema> {
     }
     parts.push(&text[start..]);
     for part in parts.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
-        let (name, rest) = part.split_once(char::is_whitespace).ok_or_else(|| {
-            Error::new(
-                ErrorKind::InvalidInput,
-                format!("column {part:?} has no type"),
-            )
-        })?;
+        let (name, rest) = part
+            .split_once(char::is_whitespace)
+            .ok_or_else(|| Error::new(ErrorKind::InvalidInput, format!("column {part:?} has no type")))?;
         let rest = rest.trim();
         let lower = rest.to_ascii_lowercase();
         let (ty, nullable) = match lower.strip_suffix("not null") {
@@ -83,10 +82,7 @@ pub fn parse_schema(text: &str) -> Result<Schema> {
         fields.push(Field::new(name, parse_type(ty)?, nullable));
     }
     if fields.is_empty() {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            "the schema has no columns",
-        ));
+        return Err(Error::new(ErrorKind::InvalidInput, "the schema has no columns"));
     }
     Ok(Schema::new(fields))
 }
@@ -125,34 +121,35 @@ pub async fn read_files(
             .and_then(|e| e.to_str())
             .unwrap_or("")
             .to_ascii_lowercase();
-        let df =
-            match ext.as_str() {
-                "csv" => {
-                    ctx.read_csv(path, CsvReadOptions::new().has_header(true).schema(&plain))
-                        .await
-                }
-                "json" | "ndjson" | "jsonl" => {
-                    ctx.read_json(
-                        path,
-                        JsonReadOptions::default().file_extension(&format!(".{ext}")),
-                    )
+        let df = match ext.as_str() {
+            "csv" => {
+                ctx.read_csv(path, CsvReadOptions::new().has_header(true).schema(&plain))
                     .await
-                }
-                "parquet" => ctx.read_parquet(path, ParquetReadOptions::default()).await,
-                _ => return Err(Error::new(
+            }
+            "json" | "ndjson" | "jsonl" => {
+                ctx.read_json(
+                    path,
+                    JsonReadOptions::default().file_extension(&format!(".{ext}")),
+                )
+                .await
+            }
+            "parquet" => ctx.read_parquet(path, ParquetReadOptions::default()).await,
+            _ => {
+                return Err(Error::new(
                     ErrorKind::InvalidInput,
                     format!(
                         "{}: unknown file format (expected .csv, .ndjson/.jsonl/.json or .parquet)",
                         file.display()
                     ),
-                )),
+                ))
             }
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::InvalidInput,
-                    format!("cannot read {}: {e}", file.display()),
-                )
-            })?;
+        }
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("cannot read {}: {e}", file.display()),
+            )
+        })?;
         let stream = df.execute_stream().await.map_err(|e| {
             Error::new(
                 ErrorKind::InvalidInput,
@@ -162,9 +159,7 @@ pub async fn read_files(
         let name = file.display().to_string();
         streams.push(
             stream
-                .map_err(move |e| {
-                    Error::new(ErrorKind::InvalidInput, format!("cannot read {name}: {e}"))
-                })
+                .map_err(move |e| Error::new(ErrorKind::InvalidInput, format!("cannot read {name}: {e}")))
                 .boxed(),
         );
     }

@@ -10,8 +10,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use floe::{
-    At, CommitOptions, Floe, Lineage, Namespace, PartialSettings, PartitionField, RowFilter,
-    ScanOptions, Settings, TableDefinition, TableName,
+    At, CommitOptions, Floe, Lineage, Namespace, PartialSettings, PartitionField, RowFilter, ScanOptions,
+    Settings, TableDefinition, TableName,
 };
 
 use output::Format;
@@ -315,15 +315,11 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FLOE_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("FLOE_LOG").unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("floe: error: cannot start the async runtime: {e}");
@@ -365,8 +361,7 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
         Command::Namespace {
             action: NamespaceAction::Create { namespace },
         } => {
-            floe.create_namespace(&Namespace::parse(&namespace)?)
-                .await?;
+            floe.create_namespace(&Namespace::parse(&namespace)?).await?;
             println!("created namespace {namespace}");
         }
         Command::Namespace {
@@ -406,11 +401,7 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
             floe.create_table(&name, definition).await?;
             println!("created table {name}");
         }
-        Command::Append {
-            table,
-            files,
-            write,
-        } => {
+        Command::Append { table, files, write } => {
             let name = TableName::parse(&table)?;
             let t = floe.load_table(&name).await?;
             let batches = input::read_files(&files, t.arrow_schema()?).await?;
@@ -431,22 +422,14 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
                 .await?;
             output::print_commit(&r);
         }
-        Command::Delete {
-            table,
-            filter,
-            write,
-        } => {
+        Command::Delete { table, filter, write } => {
             let name = TableName::parse(&table)?;
             let r = floe
                 .delete(&name, RowFilter::sql(filter), &write.options())
                 .await?;
             output::print_commit(&r);
         }
-        Command::AddColumn {
-            table,
-            name,
-            r#type,
-        } => {
+        Command::AddColumn { table, name, r#type } => {
             let t = TableName::parse(&table)?;
             let dt = input::parse_type(&r#type)?;
             floe.add_column(&t, &name, &dt).await?;
@@ -517,14 +500,9 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
             format,
         } => {
             let ns = Namespace::parse(&namespace)?;
-            let r = floe::bench::core_benchmark(
-                &floe,
-                &ns,
-                snapshots.max(1),
-                rows.max(1),
-                repetitions.max(1),
-            )
-            .await?;
+            let r =
+                floe::bench::core_benchmark(&floe, &ns, snapshots.max(1), rows.max(1), repetitions.max(1))
+                    .await?;
             output::print_bench(&r, format)?;
         }
         Command::Rollback { table, snapshot } => {
@@ -546,10 +524,7 @@ async fn ref_action(floe: &Floe, action: RefAction, tag: bool) -> floe::Result<(
             } else {
                 floe.create_branch(&t, &name, &at).await?
             };
-            let id = table
-                .find_ref(&name)
-                .map(|r| r.snapshot_id)
-                .unwrap_or_default();
+            let id = table.find_ref(&name).map(|r| r.snapshot_id).unwrap_or_default();
             println!("created {what} {name} of {t} at {id}");
         }
         RefAction::Drop { table, name } => {

@@ -25,10 +25,7 @@ fn grid(header: Vec<&str>) -> Grid {
 }
 
 pub fn print_commit(r: &CommitResult) {
-    let id = r
-        .snapshot_id
-        .map(|s| s.to_string())
-        .unwrap_or_else(|| "-".into());
+    let id = r.snapshot_id.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
     let summary = r
         .snapshot_id
         .and_then(|id| r.table.metadata().snapshot_by_id(id))
@@ -66,9 +63,7 @@ pub async fn print_batches(stream: floe::ScanStream, format: Format) -> Result<(
             println!("{}", pretty_format_batches(&batches)?);
         }
         Format::Csv => {
-            let mut w = arrow::csv::WriterBuilder::new()
-                .with_header(true)
-                .build(&mut out);
+            let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
             if batches.is_empty() {
                 w.write(&RecordBatch::new_empty(schema))?;
             }
@@ -190,14 +185,7 @@ pub fn print_snapshots(t: &Table, format: Format) -> Result<()> {
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
         Format::Csv | Format::Table => {
-            let mut g = grid(vec![
-                "snapshot",
-                "parent",
-                "time",
-                "operation",
-                "summary",
-                "refs",
-            ]);
+            let mut g = grid(vec!["snapshot", "parent", "time", "operation", "summary", "refs"]);
             for r in &rows {
                 let mut summary: Vec<String> = r["summary"]
                     .as_object()
@@ -300,6 +288,12 @@ pub fn print_bench(r: &floe::bench::CoreBenchReport, format: Format) -> Result<(
         "ratio last / first".to_string(),
         format!("{:.2}", r.last_to_first_ratio),
     ]);
+    for (phase, ms) in &r.last_commit_phases_ms {
+        g.add_row(vec![
+            format!("  {}th commit: {phase}", r.snapshots),
+            format!("{ms:.1} ms"),
+        ]);
+    }
     g.add_row(vec![
         format!("append of {} rows", r.append_rows),
         format!("{:.0} rows/s", r.append_rows_per_s),

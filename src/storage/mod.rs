@@ -16,9 +16,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use iceberg::io::{
-    FileIO, FileIOBuilder, FileMetadata, FileRead, FileWrite, InputFile, OutputFile,
-};
+use iceberg::io::{FileIO, FileIOBuilder, FileMetadata, FileRead, FileWrite, InputFile, OutputFile};
 use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
@@ -49,10 +47,7 @@ impl Warehouse {
     /// Parse `./dir`, `/abs/dir`, `file:///abs/dir` or `s3://bucket/prefix`. Relative local paths are
     /// made absolute against the working directory.
     pub fn parse(text: &str) -> Result<Self> {
-        if let Some(rest) = text
-            .strip_prefix("s3://")
-            .or_else(|| text.strip_prefix("s3a://"))
-        {
+        if let Some(rest) = text.strip_prefix("s3://").or_else(|| text.strip_prefix("s3a://")) {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
                 return Err(Error::new(
@@ -173,9 +168,7 @@ impl ObjectStorage {
         }
         let fs_path = location.strip_prefix("file://").unwrap_or(location);
         if !fs_path.starts_with('/') {
-            return Err(Error::invalid(format!(
-                "location {location:?} is not absolute"
-            )));
+            return Err(Error::invalid(format!("location {location:?} is not absolute")));
         }
         let path = ObjectPath::from_absolute_path(fs_path).map_err(|e| {
             Error::wrap(
@@ -204,9 +197,7 @@ impl ObjectStorage {
             .get(&path)
             .await
             .map_err(|e| storage_error(e, location, "read"))?;
-        got.bytes()
-            .await
-            .map_err(|e| storage_error(e, location, "read"))
+        got.bytes().await.map_err(|e| storage_error(e, location, "read"))
     }
 
     /// Write a whole object (replacing it).
@@ -331,10 +322,7 @@ struct StorageWire {
 }
 
 impl Serialize for ObjectStorage {
-    fn serialize<S: serde::Serializer>(
-        &self,
-        serializer: S,
-    ) -> std::result::Result<S::Ok, S::Error> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
         let s3 = &self.inner.s3;
         StorageWire {
             s3: S3Endpoint {
@@ -349,9 +337,7 @@ impl Serialize for ObjectStorage {
 }
 
 impl<'de> Deserialize<'de> for ObjectStorage {
-    fn deserialize<D: serde::Deserializer<'de>>(
-        deserializer: D,
-    ) -> std::result::Result<Self, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         let wire = StorageWire::deserialize(deserializer)?;
         let secret = std::env::var("AWS_SECRET_ACCESS_KEY").ok().map(Secret::new);
         let token = std::env::var("AWS_SESSION_TOKEN").ok().map(Secret::new);
@@ -393,9 +379,7 @@ impl iceberg::io::Storage for ObjectStorage {
     }
 
     async fn write(&self, path: &str, bs: Bytes) -> iceberg::Result<()> {
-        ObjectStorage::write(self, path, bs)
-            .await
-            .map_err(to_iceberg)
+        ObjectStorage::write(self, path, bs).await.map_err(to_iceberg)
     }
 
     async fn writer(&self, path: &str) -> iceberg::Result<Box<dyn FileWrite>> {
@@ -411,9 +395,7 @@ impl iceberg::io::Storage for ObjectStorage {
     }
 
     async fn delete_prefix(&self, path: &str) -> iceberg::Result<()> {
-        ObjectStorage::delete_prefix(self, path)
-            .await
-            .map_err(to_iceberg)
+        ObjectStorage::delete_prefix(self, path).await.map_err(to_iceberg)
     }
 
     async fn delete_stream(&self, mut paths: BoxStream<'static, String>) -> iceberg::Result<()> {
@@ -456,18 +438,20 @@ struct ObjectWrite {
 #[async_trait]
 impl FileWrite for ObjectWrite {
     async fn write(&mut self, bs: Bytes) -> iceberg::Result<()> {
-        let w = self.writer.as_mut().ok_or_else(|| {
-            iceberg::Error::new(iceberg::ErrorKind::Unexpected, "write after close")
-        })?;
+        let w = self
+            .writer
+            .as_mut()
+            .ok_or_else(|| iceberg::Error::new(iceberg::ErrorKind::Unexpected, "write after close"))?;
         w.put(bs)
             .await
             .map_err(|e| to_iceberg(storage_error(e, &self.location, "write")))
     }
 
     async fn close(&mut self) -> iceberg::Result<()> {
-        let mut w = self.writer.take().ok_or_else(|| {
-            iceberg::Error::new(iceberg::ErrorKind::Unexpected, "file already closed")
-        })?;
+        let mut w = self
+            .writer
+            .take()
+            .ok_or_else(|| iceberg::Error::new(iceberg::ErrorKind::Unexpected, "file already closed"))?;
         w.shutdown().await.map_err(|e| {
             to_iceberg(Error::wrap(
                 ErrorKind::Storage,
@@ -486,10 +470,7 @@ struct StorageFactory {
 
 #[typetag::serde(name = "floe-object-storage-factory")]
 impl iceberg::io::StorageFactory for StorageFactory {
-    fn build(
-        &self,
-        _config: &iceberg::io::StorageConfig,
-    ) -> iceberg::Result<Arc<dyn iceberg::io::Storage>> {
+    fn build(&self, _config: &iceberg::io::StorageConfig) -> iceberg::Result<Arc<dyn iceberg::io::Storage>> {
         let storage = self
             .storage
             .clone()

@@ -22,11 +22,7 @@ pub(super) fn build_store(s3: &S3Settings, bucket: &str) -> Result<AmazonS3> {
         .with_retry(retry)
         .with_client_options(client)
         .with_bucket_name(bucket)
-        .with_region(
-            s3.region
-                .clone()
-                .unwrap_or_else(|| DEFAULT_REGION.to_string()),
-        )
+        .with_region(s3.region.clone().unwrap_or_else(|| DEFAULT_REGION.to_string()))
         .with_virtual_hosted_style_request(!s3.path_style);
     if let Some(endpoint) = &s3.endpoint {
         b = b
@@ -69,9 +65,7 @@ fn sdk_client(s3: &S3Settings) -> Result<aws_sdk_s3::Client> {
         .behavior_version(BehaviorVersion::latest())
         .credentials_provider(creds)
         .region(Region::new(
-            s3.region
-                .clone()
-                .unwrap_or_else(|| DEFAULT_REGION.to_string()),
+            s3.region.clone().unwrap_or_else(|| DEFAULT_REGION.to_string()),
         ))
         .force_path_style(s3.path_style);
     if let Some(endpoint) = &s3.endpoint {

@@ -7,12 +7,13 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use iceberg::spec::{
-    DataFile, FormatVersion, ManifestContentType, ManifestFile, ManifestListWriter,
-    ManifestWriterBuilder, NestedField, Operation, Schema, Snapshot, SnapshotReference,
-    SnapshotRetention, SnapshotSummaryCollector, Summary, TableMetadata, MAIN_BRANCH,
+    DataFile, FormatVersion, ManifestContentType, ManifestFile, ManifestListWriter, ManifestWriterBuilder,
+    NestedField, Operation, Schema, Snapshot, SnapshotReference, SnapshotRetention, SnapshotSummaryCollector,
+    Summary, TableMetadata, MAIN_BRANCH,
 };
 use iceberg::MetadataLocation;
 use rand::Rng;
@@ -96,6 +97,21 @@ impl CommitOptions {
     }
 }
 
+/// Where a commit's time went, summed over its attempts, in seconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct CommitTimings {
+    /// Loading the base metadata from the catalog and storage.
+    pub load_s: f64,
+    /// Applying the change: copy-on-write rewrites, manifests and the manifest list.
+    pub stage_s: f64,
+    /// Writing the metadata JSON.
+    pub metadata_s: f64,
+    /// The catalog's compare-and-swap.
+    pub swap_s: f64,
+    /// Waiting between attempts.
+    pub backoff_s: f64,
+}
+
 /// What a commit did.
 #[derive(Clone, Debug)]
 pub struct CommitResult {
@@ -105,6 +121,8 @@ pub struct CommitResult {
     pub snapshot_id: Option<i64>,
     /// How many attempts it took (1 when no one else was committing).
     pub attempts: u32,
+    /// Where the time went.
+    pub timings: CommitTimings,
 }
 
 /// A change to a table, re-applied on every attempt's base.
@@ -169,23 +187,35 @@ pub(crate) async fn commit(
 ) -> Result<CommitResult> {
     let policy = floe.settings().retry.clone();
     let storage = floe.storage();
-    // Attempts whose swap outcome is unknown: (snapshot id, metadata location).
+    // Attempts whose swap outcome is unknown: (snapshot id, metadata location). While there is one,
+    // the change's data files may be referenced by a landed commit and are never deleted.
     let mut unknown: Vec<(Option<i64>, String)> = Vec::new();
+    let mut timings = CommitTimings::default();
     let mut attempt: u32 = 0;
+    // Give up: delete the files of the change unless an attempt may have landed with them.
+    let abandon = |unknown: &Vec<(Option<i64>, String)>| {
+        let paths = if unknown.is_empty() {
+            file_paths(change.data_files())
+        } else {
+            Vec::new()
+        };
+        delete_quietly(storage, paths)
+    };
     loop {
         attempt += 1;
-        let base = match floe.load_table(name).await {
+        let t0 = Instant::now();
+        let base = floe.load_table(name).await;
+        timings.load_s += t0.elapsed().as_secs_f64();
+        let base = match base {
             Ok(b) => b,
+            Err(e) if unknown.is_empty() => {
+                abandon(&unknown).await;
+                return Err(e);
+            }
             Err(e) => {
-                if unknown.is_empty() {
-                    delete_quietly(storage, file_paths(change.data_files())).await;
-                    return Err(e);
-                }
                 return Err(Error::new(
                     ErrorKind::CommitStateUnknown,
-                    format!(
-                        "commit to {name} may have landed; cannot reload the table to check: {e}"
-                    ),
+                    format!("commit to {name} may have landed; cannot reload the table to check: {e}"),
                 ));
             }
         };
@@ -207,6 +237,7 @@ pub(crate) async fn commit(
                     table: base,
                     snapshot_id: *snapshot_id,
                     attempts: attempt - 1,
+                    timings,
                 });
             }
         }
@@ -216,7 +247,7 @@ pub(crate) async fn commit(
                 .snapshot_for_ref(&options.branch)
                 .map(|s| s.snapshot_id());
             if head != expected {
-                delete_quietly(storage, file_paths(change.data_files())).await;
+                abandon(&unknown).await;
                 return Err(Error::new(
                     ErrorKind::Conflict,
                     format!(
@@ -229,67 +260,68 @@ pub(crate) async fn commit(
             }
         }
 
+        // Stage: manifests, manifest list (and copy-on-write rewrites), then the metadata file.
         let mut written = AttemptFiles::default();
-        let staged = match stage(floe, &base, &change, options, &mut written).await {
-            Ok(s) => s,
+        let t0 = Instant::now();
+        let staged = stage(floe, &base, &change, options, &mut written).await;
+        timings.stage_s += t0.elapsed().as_secs_f64();
+        let staged = match staged {
+            Ok(staged) => staged,
             Err(e) => {
-                delete_quietly(storage, std::mem::take(&mut written.paths)).await;
-                if unknown.is_empty() {
-                    delete_quietly(storage, file_paths(change.data_files())).await;
-                }
+                delete_quietly(storage, written.paths).await;
+                abandon(&unknown).await;
                 return Err(e.context(format!("commit to {name}")));
             }
         };
-        let new_location = next_metadata_location(&base, &staged.metadata)?;
-        let file_io = storage.file_io();
-        let write = staged.metadata.write_to(&file_io, &new_location).await;
+        let t0 = Instant::now();
+        let new_location = next_metadata_location(&base, &staged.metadata);
+        let write = staged.metadata.write_to(&storage.file_io(), &new_location).await;
+        timings.metadata_s += t0.elapsed().as_secs_f64();
         let new_location = new_location.to_string();
         written.paths.push(new_location.clone());
         if let Err(e) = write {
-            delete_quietly(storage, std::mem::take(&mut written.paths)).await;
-            if unknown.is_empty() {
-                delete_quietly(storage, file_paths(change.data_files())).await;
-            }
+            delete_quietly(storage, written.paths).await;
+            abandon(&unknown).await;
             return Err(Error::from(e).context(format!("commit to {name}: cannot write metadata")));
         }
 
-        match floe
+        // Swap.
+        let t0 = Instant::now();
+        let swapped = floe
             .catalog()
             .swap_metadata_location(name, base.metadata_location(), &new_location)
-            .await
-        {
+            .await;
+        timings.swap_s += t0.elapsed().as_secs_f64();
+        match swapped {
             SwapOutcome::Swapped => {
                 let table = Table::new(
                     name.clone(),
                     new_location,
-                    std::sync::Arc::new(staged.metadata),
+                    Arc::new(staged.metadata),
                     storage.clone(),
                 );
                 return Ok(CommitResult {
                     table,
                     snapshot_id: staged.snapshot_id,
                     attempts: attempt,
+                    timings,
                 });
             }
+            SwapOutcome::NotSent(e) => {
+                delete_quietly(storage, written.paths).await;
+                abandon(&unknown).await;
+                return Err(e);
+            }
             SwapOutcome::Conflict => {
-                delete_quietly(storage, std::mem::take(&mut written.paths)).await;
+                delete_quietly(storage, written.paths).await;
                 if attempt > policy.max_retries {
-                    if unknown.is_empty() {
-                        delete_quietly(storage, file_paths(change.data_files())).await;
-                    }
+                    abandon(&unknown).await;
                     return Err(Error::new(
                         ErrorKind::Conflict,
                         format!("commit to {name} lost to concurrent commits {attempt} times; giving up"),
                     ));
                 }
                 tracing::debug!(table = %name, attempt, "commit conflict; retrying on the new base");
-            }
-            SwapOutcome::NotSent(e) => {
-                delete_quietly(storage, std::mem::take(&mut written.paths)).await;
-                if unknown.is_empty() {
-                    delete_quietly(storage, file_paths(change.data_files())).await;
-                }
-                return Err(e);
             }
             SwapOutcome::Unknown(e) => {
                 tracing::warn!(table = %name, attempt, error = %e, "commit outcome unknown; checking");
@@ -302,8 +334,9 @@ pub(crate) async fn commit(
                 }
             }
         }
-        let backoff = backoff(&policy, attempt);
-        tokio::time::sleep(backoff).await;
+        let pause = backoff(&policy, attempt);
+        timings.backoff_s += pause.as_secs_f64();
+        tokio::time::sleep(pause).await;
     }
 }
 
@@ -331,7 +364,7 @@ pub(crate) async fn delete_quietly(storage: &crate::storage::ObjectStorage, path
     }
 }
 
-fn next_metadata_location(base: &Table, new: &TableMetadata) -> Result<MetadataLocation> {
+fn next_metadata_location(base: &Table, new: &TableMetadata) -> MetadataLocation {
     let loc = MetadataLocation::from_str(base.metadata_location()).unwrap_or_else(|_| {
         // A metadata file named by another convention: continue numbering from the log's length.
         let mut l = MetadataLocation::new_with_metadata(base.location(), new);
@@ -340,7 +373,7 @@ fn next_metadata_location(base: &Table, new: &TableMetadata) -> Result<MetadataL
         }
         l
     });
-    Ok(loc.with_next_version().with_new_metadata(new))
+    loc.with_next_version().with_new_metadata(new)
 }
 
 async fn stage(
@@ -380,8 +413,7 @@ async fn stage(
                     Vec::new(),
                 ),
                 Some(filter) => {
-                    let cow = copy_on_write(floe, base, parent.as_ref(), filter, options, written)
-                        .await?;
+                    let cow = copy_on_write(floe, base, parent.as_ref(), filter, options, written).await?;
                     (cow.removed, cow.added)
                 }
             };
@@ -420,11 +452,8 @@ async fn stage(
                 ));
             }
             let mut fields: Vec<_> = schema.as_struct().fields().to_vec();
-            let mut field = NestedField::optional(
-                base.metadata().last_column_id() + 1,
-                name,
-                field_type.clone(),
-            );
+            let mut field =
+                NestedField::optional(base.metadata().last_column_id() + 1, name, field_type.clone());
             if let Some(d) = doc {
                 field = field.with_doc(d);
             }
@@ -451,9 +480,7 @@ async fn stage(
                 ));
             }
             let retention = if *tag {
-                SnapshotRetention::Tag {
-                    max_ref_age_ms: None,
-                }
+                SnapshotRetention::Tag { max_ref_age_ms: None }
             } else {
                 SnapshotRetention::branch(None, None, None)
             };
@@ -485,9 +512,7 @@ async fn stage(
             let source = base
                 .find_ref(branch)
                 .filter(|r| r.kind == "branch")
-                .ok_or_else(|| {
-                    Error::not_found(format!("table {} has no branch {branch:?}", base.name()))
-                })?;
+                .ok_or_else(|| Error::not_found(format!("table {} has no branch {branch:?}", base.name())))?;
             if let Some(main) = base.metadata().current_snapshot_id() {
                 if !base.is_ancestor(main, source.snapshot_id) {
                     return Err(Error::new(
@@ -510,10 +535,7 @@ async fn stage(
         }
         Change::Rollback { snapshot_id } => {
             let main = base.metadata().current_snapshot_id().ok_or_else(|| {
-                Error::invalid(format!(
-                    "table {} has no snapshot to roll back from",
-                    base.name()
-                ))
+                Error::invalid(format!("table {} has no snapshot to roll back from", base.name()))
             })?;
             if base.metadata().snapshot_by_id(*snapshot_id).is_none() {
                 return Err(Error::not_found(format!(
@@ -553,11 +575,7 @@ const TOTALS: &[(&str, &str, &str)] = &[
     ("total-records", "added-records", "deleted-records"),
     ("total-files-size", "added-files-size", "removed-files-size"),
     ("total-data-files", "added-data-files", "deleted-data-files"),
-    (
-        "total-delete-files",
-        "added-delete-files",
-        "removed-delete-files",
-    ),
+    ("total-delete-files", "added-delete-files", "removed-delete-files"),
     (
         "total-position-deletes",
         "added-position-deletes",
@@ -591,14 +609,6 @@ async fn stage_snapshot(
     let storage = base.storage();
     let file_io = storage.file_io();
     let parent = metadata.snapshot_for_ref(branch).cloned();
-    if let Some(r) = base.find_ref(branch) {
-        if r.kind == "tag" {
-            return Err(Error::invalid(format!(
-                "{branch:?} is a tag of {}; commits go to branches",
-                base.name()
-            )));
-        }
-    }
     let snapshot_id = loop {
         let (a, b) = Uuid::new_v4().as_u64_pair();
         let id = ((a ^ b) & (i64::MAX as u64)) as i64;
@@ -654,9 +664,7 @@ async fn stage_snapshot(
             let mf_spec = metadata
                 .partition_spec_by_id(mf.partition_spec_id)
                 .cloned()
-                .ok_or_else(|| {
-                    Error::internal(format!("unknown partition spec {}", mf.partition_spec_id))
-                })?;
+                .ok_or_else(|| Error::internal(format!("unknown partition spec {}", mf.partition_spec_id)))?;
             let path = new_manifest_path();
             written.paths.push(path.clone());
             let mut writer = ManifestWriterBuilder::new(
@@ -743,10 +751,7 @@ async fn stage_snapshot(
                 .get(*minus)
                 .and_then(|v| v.parse::<u64>().ok())
                 .unwrap_or(0);
-            properties.insert(
-                total.to_string(),
-                (prev + add).saturating_sub(sub).to_string(),
-            );
+            properties.insert(total.to_string(), (prev + add).saturating_sub(sub).to_string());
         }
     }
     properties.extend(computed);

@@ -50,19 +50,13 @@ impl RowFilter {
         let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
         let ctx = SessionContext::new();
         let expr = match &self.0 {
-            FilterSource::Sql(sql) => ctx.parse_sql_expr(sql, &df_schema).map_err(|e| {
-                Error::new(
-                    ErrorKind::InvalidInput,
-                    format!("invalid filter {sql:?}: {e}"),
-                )
-            })?,
+            FilterSource::Sql(sql) => ctx
+                .parse_sql_expr(sql, &df_schema)
+                .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("invalid filter {sql:?}: {e}")))?,
             FilterSource::Expr(e) => e.clone(),
         };
         let invalid = |e: datafusion::error::DataFusionError| {
-            Error::new(
-                ErrorKind::InvalidInput,
-                format!("invalid filter {}: {e}", self),
-            )
+            Error::new(ErrorKind::InvalidInput, format!("invalid filter {}: {e}", self))
         };
         // Coerce and fold literals (`amount < 45` on a double column becomes `amount < 45.0`), so
         // that Iceberg can bind the predicate it prunes files with.
@@ -77,8 +71,7 @@ impl RowFilter {
         let physical = ctx
             .create_physical_expr(expr.clone(), &df_schema)
             .map_err(invalid)?;
-        let predicate =
-            iceberg_datafusion::physical_plan::convert_filters_to_predicate(&[expr.clone()]);
+        let predicate = iceberg_datafusion::physical_plan::convert_filters_to_predicate(&[expr.clone()]);
         Ok(CompiledFilter {
             physical,
             predicate,
@@ -115,16 +108,11 @@ impl CompiledFilter {
 
     /// True where the row matches; NULL counts as no match.
     pub(crate) fn matches(&self, batch: &RecordBatch) -> Result<BooleanArray> {
-        let value = self
-            .physical
-            .evaluate(batch)?
-            .into_array(batch.num_rows())?;
+        let value = self.physical.evaluate(batch)?.into_array(batch.num_rows())?;
         let mask = value
             .as_any()
             .downcast_ref::<BooleanArray>()
-            .ok_or_else(|| {
-                Error::invalid(format!("filter is not boolean but {}", value.data_type()))
-            })?;
+            .ok_or_else(|| Error::invalid(format!("filter is not boolean but {}", value.data_type())))?;
         Ok(if mask.null_count() > 0 {
             prep_null_mask_filter(mask)
         } else {
@@ -173,13 +161,7 @@ pub(crate) async fn copy_on_write(
     }
     // Read every file with the table's current schema (columns added since the snapshot read as
     // null), so the filter and the rewritten files see the table as it is now.
-    let current_ids: Vec<i32> = base
-        .schema()
-        .as_struct()
-        .fields()
-        .iter()
-        .map(|f| f.id)
-        .collect();
+    let current_ids: Vec<i32> = base.schema().as_struct().fields().iter().map(|f| f.id).collect();
     let tasks: Vec<_> = scan.build()?.plan_files().await?.try_collect().await?;
     // Pass 1 reads only the filter's columns to count matches; pass 2 streams the survivors of the
     // files that have some into new files, so memory stays bounded by a batch, not a file.
@@ -257,11 +239,7 @@ pub(crate) async fn copy_on_write(
             // Rows go straight to the writer; `kept` only holds them when the file turns out to
             // have no match at all (the column-less filter case), to be dropped.
             if narrow.is_some() {
-                writer
-                    .as_mut()
-                    .expect("writer created above")
-                    .write(keep)
-                    .await?;
+                writer.as_mut().expect("writer created above").write(keep).await?;
             } else {
                 kept.push(keep);
             }
@@ -270,11 +248,7 @@ pub(crate) async fn copy_on_write(
             continue;
         }
         for keep in kept {
-            writer
-                .as_mut()
-                .expect("writer created above")
-                .write(keep)
-                .await?;
+            writer.as_mut().expect("writer created above").write(keep).await?;
         }
         out.removed.push(file);
     }

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use iceberg::spec::{
-    DataFile, FormatVersion, ManifestFile, ManifestList, ManifestStatus, PartitionSpecRef,
-    SchemaRef, SnapshotRef, SnapshotReference, TableMetadata, TableMetadataRef, MAIN_BRANCH,
+    DataFile, FormatVersion, ManifestFile, ManifestList, ManifestStatus, PartitionSpecRef, SchemaRef,
+    SnapshotRef, SnapshotReference, TableMetadata, TableMetadataRef, MAIN_BRANCH,
 };
 use serde::Serialize;
 
@@ -148,9 +148,7 @@ impl Table {
 
     /// The current schema as Arrow.
     pub fn arrow_schema(&self) -> Result<arrow::datatypes::SchemaRef> {
-        Ok(Arc::new(iceberg::arrow::schema_to_arrow_schema(
-            self.schema(),
-        )?))
+        Ok(Arc::new(iceberg::arrow::schema_to_arrow_schema(self.schema())?))
     }
 
     /// The default partition spec.
@@ -215,9 +213,7 @@ impl Table {
                 .snapshot_by_id(*id)
                 .cloned()
                 .map(Some)
-                .ok_or_else(|| {
-                    Error::not_found(format!("table {} has no snapshot {id}", self.name))
-                }),
+                .ok_or_else(|| Error::not_found(format!("table {} has no snapshot {id}", self.name))),
             At::Ref(name) => {
                 if let Some(r) = self.find_ref(name) {
                     return Ok(self.metadata.snapshot_by_id(r.snapshot_id).cloned());
@@ -293,10 +289,7 @@ impl Table {
 
     /// The live data files of a snapshot, as Iceberg describes them, with the partition spec id of
     /// the manifest that lists each.
-    pub(crate) async fn data_files(
-        &self,
-        snapshot: Option<&SnapshotRef>,
-    ) -> Result<Vec<(DataFile, i32)>> {
+    pub(crate) async fn data_files(&self, snapshot: Option<&SnapshotRef>) -> Result<Vec<(DataFile, i32)>> {
         let Some(snapshot) = snapshot else {
             return Ok(Vec::new());
         };

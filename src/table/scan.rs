@@ -72,11 +72,7 @@ pub(crate) async fn scan(table: &Table, options: &ScanOptions) -> Result<ScanStr
                 .collect::<std::result::Result<Vec<_>, _>>()?,
         )?,
     );
-    let compiled = options
-        .filter
-        .as_ref()
-        .map(|f| f.compile(&full))
-        .transpose()?;
+    let compiled = options.filter.as_ref().map(|f| f.compile(&full)).transpose()?;
     let Some(snapshot) = snapshot else {
         return Ok(ScanStream {
             schema: projected,
@@ -115,21 +111,14 @@ pub(crate) async fn scan(table: &Table, options: &ScanOptions) -> Result<ScanStr
     let ice = table.iceberg_table()?;
     let mut builder = ice.scan().snapshot_id(snapshot.snapshot_id()).select_all();
     let snapshot_schema = snapshot.schema(table.metadata())?;
-    if let Some(p) = compiled
-        .as_ref()
-        .and_then(|c| c.pushdown_for(&snapshot_schema))
-    {
+    if let Some(p) = compiled.as_ref().and_then(|c| c.pushdown_for(&snapshot_schema)) {
         builder = builder.with_filter(p);
     }
-    let tasks = builder
-        .build()?
-        .plan_files()
-        .await?
-        .map_ok(move |mut task| {
-            task.schema = read_schema.clone();
-            task.project_field_ids = read_ids.clone();
-            task
-        });
+    let tasks = builder.build()?.plan_files().await?.map_ok(move |mut task| {
+        task.schema = read_schema.clone();
+        task.project_field_ids = read_ids.clone();
+        task
+    });
     let stream = ice.reader_builder().build().read(tasks.boxed())?.stream();
     let out_schema = projected.clone();
     let limit = options.limit;

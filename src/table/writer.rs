@@ -8,9 +8,7 @@ use arrow::datatypes::{DataType, SchemaRef as ArrowSchemaRef};
 use iceberg::arrow::RecordBatchPartitionSplitter;
 use iceberg::spec::{DataFile, DataFileFormat, PartitionKey};
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
-use iceberg::writer::file_writer::location_generator::{
-    DefaultFileNameGenerator, DefaultLocationGenerator,
-};
+use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator, DefaultLocationGenerator};
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::file_writer::ParquetWriterBuilder;
 use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
@@ -28,10 +26,7 @@ type FileWriterBuilder =
 
 enum Inner {
     Unpartitioned(UnpartitionedWriter<FileWriterBuilder>),
-    Partitioned(
-        Box<FanoutWriter<FileWriterBuilder>>,
-        RecordBatchPartitionSplitter,
-    ),
+    Partitioned(Box<FanoutWriter<FileWriterBuilder>>, RecordBatchPartitionSplitter),
 }
 
 /// Writes batches into new data files of one table; `close` returns the files (not yet committed).
@@ -57,19 +52,14 @@ impl DataWriter {
             target_file_size,
             table.storage().file_io(),
             DefaultLocationGenerator::new(metadata)?,
-            DefaultFileNameGenerator::new(
-                Uuid::now_v7().to_string(),
-                None,
-                DataFileFormat::Parquet,
-            ),
+            DefaultFileNameGenerator::new(Uuid::now_v7().to_string(), None, DataFileFormat::Parquet),
         );
         let builder = DataFileWriterBuilder::new(rolling);
         let spec = metadata.default_partition_spec().clone();
         let inner = if spec.is_unpartitioned() {
             Inner::Unpartitioned(UnpartitionedWriter::new(builder))
         } else {
-            let splitter =
-                RecordBatchPartitionSplitter::try_new_with_computed_values(schema, spec)?;
+            let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(schema, spec)?;
             Inner::Partitioned(Box::new(FanoutWriter::new(builder)), splitter)
         };
         Ok(Self {
@@ -109,11 +99,7 @@ impl DataWriter {
 /// Make `batch` carry exactly the table's columns, in the table's order and types. Widening casts
 /// (int → long, float → double, any string or timestamp representation to the table's) are applied;
 /// a missing required column, an unknown column, or an incompatible type is an error.
-pub(crate) fn conform(
-    table: &str,
-    batch: &RecordBatch,
-    target: &ArrowSchemaRef,
-) -> Result<RecordBatch> {
+pub(crate) fn conform(table: &str, batch: &RecordBatch, target: &ArrowSchemaRef) -> Result<RecordBatch> {
     let input = batch.schema();
     let mismatch = |msg: String| {
         Error::new(
@@ -123,10 +109,7 @@ pub(crate) fn conform(
     };
     for f in input.fields() {
         if target.field_with_name(f.name()).is_err() {
-            return Err(mismatch(format!(
-                "column {:?} is not in the table",
-                f.name()
-            )));
+            return Err(mismatch(format!("column {:?} is not in the table", f.name())));
         }
     }
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(target.fields().len());
@@ -155,12 +138,7 @@ pub(crate) fn conform(
                 col
             }
             Err(_) if field.is_nullable() => new_null_array(field.data_type(), batch.num_rows()),
-            Err(_) => {
-                return Err(mismatch(format!(
-                    "required column {:?} is missing",
-                    field.name()
-                )))
-            }
+            Err(_) => return Err(mismatch(format!("required column {:?} is missing", field.name()))),
         };
         columns.push(column);
     }

@@ -12,16 +12,7 @@ use crate::support::*;
 
 #[test]
 fn invalid_names_are_rejected_before_any_io() {
-    for bad in [
-        "",
-        ".",
-        "..",
-        "a/b",
-        "a\\b",
-        "tab\tle",
-        "new\nline",
-        "nul\0",
-    ] {
+    for bad in ["", ".", "..", "a/b", "a\\b", "tab\tle", "new\nline", "nul\0"] {
         let err = Namespace::parse(bad).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad:?}");
         let ns = Namespace::parse("ok").unwrap();
@@ -31,147 +22,126 @@ fn invalid_names_are_rejected_before_any_io() {
     }
 }
 
-both_backends!(
-    schema_mismatch_leaves_table_unchanged,
-    |ctx: Ctx| async move {
-        let t = ctx.table("events");
-        ctx.floe
-            .create_table(
-                &t,
-                TableDefinition {
-                    schema: events_schema(),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        let r = ctx
-            .floe
-            .append(&t, stream(vec![events(0..3)]), &CommitOptions::default())
-            .await
-            .unwrap();
-        let before = r.table.metadata_location().to_string();
+both_backends!(schema_mismatch_leaves_table_unchanged, |ctx: Ctx| async move {
+    let t = ctx.table("events");
+    ctx.floe
+        .create_table(
+            &t,
+            TableDefinition {
+                schema: events_schema(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let r = ctx
+        .floe
+        .append(&t, stream(vec![events(0..3)]), &CommitOptions::default())
+        .await
+        .unwrap();
+    let before = r.table.metadata_location().to_string();
 
-        let cases: Vec<(RecordBatch, &str)> = vec![
-            // id is a string.
-            (
-                RecordBatch::try_new(
-                    Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, false)])),
-                    vec![Arc::new(StringArray::from(vec!["x"]))],
-                )
-                .unwrap(),
-                "\"id\" is Utf8",
-            ),
-            // an unknown column.
-            (
-                RecordBatch::try_new(
-                    Arc::new(Schema::new(vec![
-                        Field::new("id", DataType::Int64, false),
-                        Field::new("zzz", DataType::Int64, true),
-                    ])),
-                    vec![
-                        Arc::new(Int64Array::from(vec![1])),
-                        Arc::new(Int64Array::from(vec![1])),
-                    ],
-                )
-                .unwrap(),
-                "\"zzz\" is not in the table",
-            ),
-            // the required id missing.
-            (
-                RecordBatch::try_new(
-                    Arc::new(Schema::new(vec![Field::new(
-                        "user_id",
-                        DataType::Utf8,
-                        true,
-                    )])),
-                    vec![Arc::new(StringArray::from(vec!["u"]))],
-                )
-                .unwrap(),
-                "required column \"id\" is missing",
-            ),
-            // nulls in the required id.
-            (
-                RecordBatch::try_new(
-                    Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)])),
-                    vec![Arc::new(Int64Array::from(vec![Some(1), None]))],
-                )
-                .unwrap(),
-                "required but has nulls",
-            ),
-        ];
-        for (batch, expect) in cases {
-            // A good batch first, then the bad one: nothing of the stream may land.
-            let err = ctx
-                .floe
-                .append(
-                    &t,
-                    stream(vec![events(10..12), batch]),
-                    &CommitOptions::default(),
-                )
-                .await
-                .unwrap_err();
-            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
-            assert!(
-                err.to_string().contains(expect),
-                "{err} should mention {expect}"
-            );
-            assert!(err.to_string().contains("schema does not match"), "{err}");
-        }
-        let after = ctx.floe.load_table(&t).await.unwrap();
-        assert_eq!(after.metadata_location(), before);
-        assert_eq!(ids(&ctx.floe, &t, At::Current).await, vec![0, 1, 2]);
-        // Bad filters are refused up front.
+    let cases: Vec<(RecordBatch, &str)> = vec![
+        // id is a string.
+        (
+            RecordBatch::try_new(
+                Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, false)])),
+                vec![Arc::new(StringArray::from(vec!["x"]))],
+            )
+            .unwrap(),
+            "\"id\" is Utf8",
+        ),
+        // an unknown column.
+        (
+            RecordBatch::try_new(
+                Arc::new(Schema::new(vec![
+                    Field::new("id", DataType::Int64, false),
+                    Field::new("zzz", DataType::Int64, true),
+                ])),
+                vec![
+                    Arc::new(Int64Array::from(vec![1])),
+                    Arc::new(Int64Array::from(vec![1])),
+                ],
+            )
+            .unwrap(),
+            "\"zzz\" is not in the table",
+        ),
+        // the required id missing.
+        (
+            RecordBatch::try_new(
+                Arc::new(Schema::new(vec![Field::new("user_id", DataType::Utf8, true)])),
+                vec![Arc::new(StringArray::from(vec!["u"]))],
+            )
+            .unwrap(),
+            "required column \"id\" is missing",
+        ),
+        // nulls in the required id.
+        (
+            RecordBatch::try_new(
+                Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)])),
+                vec![Arc::new(Int64Array::from(vec![Some(1), None]))],
+            )
+            .unwrap(),
+            "required but has nulls",
+        ),
+    ];
+    for (batch, expect) in cases {
+        // A good batch first, then the bad one: nothing of the stream may land.
         let err = ctx
             .floe
-            .delete(
-                &t,
-                floe::RowFilter::sql("no_such_column = 1"),
-                &CommitOptions::default(),
-            )
+            .append(&t, stream(vec![events(10..12), batch]), &CommitOptions::default())
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
-        assert_eq!(
-            ctx.floe.load_table(&t).await.unwrap().metadata_location(),
-            before
-        );
-        // Missing tables and namespaces.
-        assert_eq!(
-            ctx.floe
-                .load_table(&ctx.table("nope"))
-                .await
-                .unwrap_err()
-                .kind(),
-            ErrorKind::NotFound
-        );
-        let t2 = TableName::parse("no_such_ns.t").unwrap();
-        let err = ctx
-            .floe
-            .create_table(
-                &t2,
-                TableDefinition {
-                    schema: events_schema(),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::NotFound);
-        let err = ctx
-            .floe
-            .create_table(
-                &t,
-                TableDefinition {
-                    schema: events_schema(),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+        assert!(err.to_string().contains(expect), "{err} should mention {expect}");
+        assert!(err.to_string().contains("schema does not match"), "{err}");
     }
-);
+    let after = ctx.floe.load_table(&t).await.unwrap();
+    assert_eq!(after.metadata_location(), before);
+    assert_eq!(ids(&ctx.floe, &t, At::Current).await, vec![0, 1, 2]);
+    // Bad filters are refused up front.
+    let err = ctx
+        .floe
+        .delete(
+            &t,
+            floe::RowFilter::sql("no_such_column = 1"),
+            &CommitOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert_eq!(ctx.floe.load_table(&t).await.unwrap().metadata_location(), before);
+    // Missing tables and namespaces.
+    assert_eq!(
+        ctx.floe.load_table(&ctx.table("nope")).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    let t2 = TableName::parse("no_such_ns.t").unwrap();
+    let err = ctx
+        .floe
+        .create_table(
+            &t2,
+            TableDefinition {
+                schema: events_schema(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    let err = ctx
+        .floe
+        .create_table(
+            &t,
+            TableDefinition {
+                schema: events_schema(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+});
 
 #[tokio::test]
 async fn unreachable_catalog_is_a_clear_error() {
@@ -185,10 +155,7 @@ async fn unreachable_catalog_is_a_clear_error() {
     assert!(!text.contains("hunter2secret"), "password leaked: {text}");
     let mut s = settings_for(Backend::SqliteLocal, dir.path()).unwrap();
     s.catalog_url = "mysql://x".into();
-    assert_eq!(
-        Floe::connect(s).await.unwrap_err().kind(),
-        ErrorKind::Config
-    );
+    assert_eq!(Floe::connect(s).await.unwrap_err().kind(), ErrorKind::Config);
 }
 
 #[tokio::test]
@@ -225,12 +192,7 @@ async fn unreachable_store_and_wrong_credentials_are_clear_errors() {
     floe.append(&t, stream(vec![events(0..1)]), &CommitOptions::default())
         .await
         .unwrap();
-    let location = floe
-        .load_table(&t)
-        .await
-        .unwrap()
-        .metadata_location()
-        .to_string();
+    let location = floe.load_table(&t).await.unwrap().metadata_location().to_string();
 
     // Wrong secret: init refuses with a clear error and never prints the secret.
     let mut wrong = base.clone();
@@ -261,9 +223,6 @@ async fn unreachable_store_and_wrong_credentials_are_clear_errors() {
         .await
         .is_err());
 
-    assert_eq!(
-        floe.load_table(&t).await.unwrap().metadata_location(),
-        location
-    );
+    assert_eq!(floe.load_table(&t).await.unwrap().metadata_location(), location);
     assert_eq!(ids(&floe, &t, At::Current).await, vec![0]);
 }

@@ -56,11 +56,7 @@ fn fails(dir: &Path, ctx: Option<&Ctx>, args: &[&str]) -> String {
     assert!(!out.status.success(), "floe {args:?} should fail");
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(!err.contains("panicked"), "{err}");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one line on stderr: {err}"
-    );
+    assert_eq!(err.trim_end().lines().count(), 1, "one line on stderr: {err}");
     assert!(err.starts_with("floe: error: "), "{err}");
     err
 }
@@ -93,14 +89,9 @@ both_backends!(cli_session, |ctx: Ctx| async move {
         "id,page,ts,price\n1,/home,2024-03-01T10:00:00Z,\n2,\"/a,b\",2024-03-01T11:00:00Z,9.99\n3,/c,2024-03-02T00:00:00Z,1.00\n",
     )
     .unwrap();
-    let out = ok(
-        d,
-        c,
-        &["append", &table, "a.csv", "--property", "source=a.csv"],
-    );
+    let out = ok(d, c, &["append", &table, "a.csv", "--property", "source=a.csv"]);
     assert!(out.contains("+3 rows"), "{out}");
-    let rows: Value =
-        serde_json::from_str(&ok(d, c, &["scan", &table, "--format", "json"])).unwrap();
+    let rows: Value = serde_json::from_str(&ok(d, c, &["scan", &table, "--format", "json"])).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 3);
     assert!(
         rows.as_array()
@@ -109,8 +100,7 @@ both_backends!(cli_session, |ctx: Ctx| async move {
             .any(|r| r["page"] == "/a,b" && r["price"].as_f64() == Some(9.99)),
         "{rows}"
     );
-    let snaps: Value =
-        serde_json::from_str(&ok(d, c, &["snapshots", &table, "--format", "json"])).unwrap();
+    let snaps: Value = serde_json::from_str(&ok(d, c, &["snapshots", &table, "--format", "json"])).unwrap();
     let first = snaps[0]["snapshot_id"].as_i64().unwrap();
     assert_eq!(snaps[0]["operation"], "append");
     assert_eq!(snaps[0]["summary"]["source"], "a.csv");
@@ -129,12 +119,7 @@ both_backends!(cli_session, |ctx: Ctx| async move {
             .count(),
         5
     );
-    assert_eq!(
-        ok(d, c, &["scan", &table, "--format", "csv"])
-            .lines()
-            .count(),
-        4
-    );
+    assert_eq!(ok(d, c, &["scan", &table, "--format", "csv"]).lines().count(), 4);
     ok(d, c, &["publish", &table, "dev"]);
     assert_eq!(
         ok(
@@ -177,14 +162,7 @@ both_backends!(cli_session, |ctx: Ctx| async move {
         3
     );
     let show = ok(d, c, &["show", &table]);
-    for want in [
-        "schema",
-        "partition spec",
-        "owner",
-        "dev",
-        "v1",
-        "rows       3",
-    ] {
+    for want in ["schema", "partition spec", "owner", "dev", "v1", "rows       3"] {
         assert!(show.contains(want), "show lacks {want}: {show}");
     }
     ok(d, c, &["add-column", &table, "referrer", "string"]);
@@ -194,11 +172,7 @@ both_backends!(cli_session, |ctx: Ctx| async move {
     // Errors: one line, non-zero exit, no panic.
     fails(d, c, &["scan", &format!("{ns}.nope")]);
     fails(d, c, &["scan", &format!("{table}@no-such-ref")]);
-    fails(
-        d,
-        c,
-        &["create", &format!("{ns}.a/b"), "--schema", "id long"],
-    );
+    fails(d, c, &["create", &format!("{ns}.a/b"), "--schema", "id long"]);
     fails(d, c, &["append", &table, "missing.csv"]);
     std::fs::write(
         d.join("bad.csv"),

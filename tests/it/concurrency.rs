@@ -51,10 +51,7 @@ both_backends!(eight_writers_twenty_five_appends, |ctx: Ctx| async move {
     }
     let table = ctx.floe.load_table(&t).await.unwrap();
     let total = (WRITERS * APPENDS) as usize;
-    eprintln!(
-        "{:?}: {total} commits took {attempts} attempts",
-        ctx.backend
-    );
+    eprintln!("{:?}: {total} commits took {attempts} attempts", ctx.backend);
 
     // 200 snapshots, one unbroken parent chain from main's head to the first.
     assert_eq!(table.snapshots().len(), total);
@@ -68,13 +65,7 @@ both_backends!(eight_writers_twenty_five_appends, |ctx: Ctx| async move {
     assert_eq!(chain.len(), total);
     let seqs: Vec<i64> = chain
         .iter()
-        .map(|id| {
-            table
-                .metadata()
-                .snapshot_by_id(*id)
-                .unwrap()
-                .sequence_number()
-        })
+        .map(|id| table.metadata().snapshot_by_id(*id).unwrap().sequence_number())
         .collect();
     assert!(
         seqs.windows(2).all(|w| w[0] > w[1]),
@@ -82,88 +73,72 @@ both_backends!(eight_writers_twenty_five_appends, |ctx: Ctx| async move {
     );
 
     // Every data file referenced once (a file listed twice would shrink the set), every row once.
-    let files = table
-        .live_data_files(table.current_snapshot())
-        .await
-        .unwrap();
+    let files = table.live_data_files(table.current_snapshot()).await.unwrap();
     assert_eq!(files.len(), total);
     let paths: HashSet<&str> = files.iter().map(|f| f.file_path()).collect();
     assert_eq!(paths.len(), total);
     let all = ids(&ctx.floe, &t, At::Current).await;
     assert_eq!(all, (0..(WRITERS * APPENDS * 10)).collect::<Vec<_>>());
     assert_eq!(
-        table
-            .current_snapshot()
-            .unwrap()
-            .summary()
-            .additional_properties["total-records"],
+        table.current_snapshot().unwrap().summary().additional_properties["total-records"],
         (WRITERS * APPENDS * 10).to_string()
     );
 });
 
-both_backends!(
-    stale_change_on_moved_ref_is_refused,
-    |ctx: Ctx| async move {
-        let t = ctx.table("events");
-        ctx.floe
-            .create_table(
-                &t,
-                TableDefinition {
-                    schema: events_schema(),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        let s1 = ctx
-            .floe
-            .append(&t, stream(vec![events(0..5)]), &CommitOptions::default())
-            .await
-            .unwrap()
-            .snapshot_id;
-        // Another writer moves main.
-        let s2 = ctx
-            .floe
-            .append(&t, stream(vec![events(5..6)]), &CommitOptions::default())
-            .await
-            .unwrap()
-            .snapshot_id;
-        // A change computed from s1 is refused, and nothing changes.
-        let mut stale = CommitOptions::default();
-        stale.expected_head = Some(s1);
-        let err = ctx
-            .floe
-            .append(&t, stream(vec![events(6..7)]), &stale)
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
-        let table = ctx.floe.load_table(&t).await.unwrap();
-        assert_eq!(table.current_snapshot().map(|s| s.snapshot_id()), s2);
-        assert_eq!(
-            ids(&ctx.floe, &t, At::Current).await,
-            (0..6).collect::<Vec<_>>()
-        );
-        // Its data file was cleaned up: only the two committed files remain under data/.
-        let data = ctx
-            .floe
-            .storage()
-            .list(&format!("{}/data/", table.location()))
-            .await
-            .unwrap();
-        assert_eq!(data.len(), 2, "{data:?}");
-        // With the right expectation it lands.
-        let mut fresh = CommitOptions::default();
-        fresh.expected_head = Some(s2);
-        ctx.floe
-            .append(&t, stream(vec![events(6..7)]), &fresh)
-            .await
-            .unwrap();
-        assert_eq!(
-            ids(&ctx.floe, &t, At::Current).await,
-            (0..7).collect::<Vec<_>>()
-        );
-    }
-);
+both_backends!(stale_change_on_moved_ref_is_refused, |ctx: Ctx| async move {
+    let t = ctx.table("events");
+    ctx.floe
+        .create_table(
+            &t,
+            TableDefinition {
+                schema: events_schema(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let s1 = ctx
+        .floe
+        .append(&t, stream(vec![events(0..5)]), &CommitOptions::default())
+        .await
+        .unwrap()
+        .snapshot_id;
+    // Another writer moves main.
+    let s2 = ctx
+        .floe
+        .append(&t, stream(vec![events(5..6)]), &CommitOptions::default())
+        .await
+        .unwrap()
+        .snapshot_id;
+    // A change computed from s1 is refused, and nothing changes.
+    let mut stale = CommitOptions::default();
+    stale.expected_head = Some(s1);
+    let err = ctx
+        .floe
+        .append(&t, stream(vec![events(6..7)]), &stale)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    let table = ctx.floe.load_table(&t).await.unwrap();
+    assert_eq!(table.current_snapshot().map(|s| s.snapshot_id()), s2);
+    assert_eq!(ids(&ctx.floe, &t, At::Current).await, (0..6).collect::<Vec<_>>());
+    // Its data file was cleaned up: only the two committed files remain under data/.
+    let data = ctx
+        .floe
+        .storage()
+        .list(&format!("{}/data/", table.location()))
+        .await
+        .unwrap();
+    assert_eq!(data.len(), 2, "{data:?}");
+    // With the right expectation it lands.
+    let mut fresh = CommitOptions::default();
+    fresh.expected_head = Some(s2);
+    ctx.floe
+        .append(&t, stream(vec![events(6..7)]), &fresh)
+        .await
+        .unwrap();
+    assert_eq!(ids(&ctx.floe, &t, At::Current).await, (0..7).collect::<Vec<_>>());
+});
 
 /// The Postgres server kills the committing connection in the middle of the compare-and-swap (a
 /// trigger on the catalog table terminates its own backend, once). The swap's outcome is unknown to
@@ -189,9 +164,7 @@ async fn connection_lost_during_swap_is_resolved_without_loss_or_duplicate() {
         .await
         .unwrap();
 
-    let pool = sqlx::PgPool::connect(&ctx.settings.catalog_url)
-        .await
-        .unwrap();
+    let pool = sqlx::PgPool::connect(&ctx.settings.catalog_url).await.unwrap();
     let seq = format!("fault_{}", ctx.settings.catalog_name);
     sqlx::query(&format!("CREATE SEQUENCE {seq}"))
         .execute(&pool)
@@ -226,8 +199,5 @@ async fn connection_lost_during_swap_is_resolved_without_loss_or_duplicate() {
     assert_eq!(r.attempts, 2, "the first attempt's connection was killed");
     let table = ctx.floe.load_table(&t).await.unwrap();
     assert_eq!(table.snapshots().len(), 2);
-    assert_eq!(
-        ids(&ctx.floe, &t, At::Current).await,
-        (0..5).collect::<Vec<_>>()
-    );
+    assert_eq!(ids(&ctx.floe, &t, At::Current).await, (0..5).collect::<Vec<_>>());
 }

@@ -34,10 +34,10 @@ fn pyiceberg_config(ctx: &Ctx) -> Value {
     let uri = if let Some(path) = s.catalog_url.strip_prefix("sqlite:") {
         format!("sqlite:///{path}")
     } else {
-        s.catalog_url
-            .replacen("postgres://", "postgresql+psycopg2://", 1)
+        s.catalog_url.replacen("postgres://", "postgresql+psycopg2://", 1)
     };
-    let mut cfg = json!({"catalog_name": s.catalog_name, "uri": uri, "warehouse": ctx.floe.warehouse().uri()});
+    let mut cfg =
+        json!({"catalog_name": s.catalog_name, "uri": uri, "warehouse": ctx.floe.warehouse().uri()});
     if ctx.backend == Backend::PostgresS3 {
         cfg["s3"] = json!({
             "endpoint": s.s3.endpoint,
@@ -50,10 +50,7 @@ fn pyiceberg_config(ctx: &Ctx) -> Value {
 }
 
 fn pyiceberg(args: &[&str]) -> Value {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/interop/pyiceberg_tool.py"
-    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/pyiceberg_tool.py");
     let out = Command::new(python())
         .arg(script)
         .args(args)
@@ -141,10 +138,7 @@ both_backends!(pyiceberg_reads_what_floe_writes, |ctx: Ctx| async move {
         .delete(&t, RowFilter::sql("id < 3 OR id = 7"), &o)
         .await
         .unwrap();
-    ctx.floe
-        .create_branch(&t, "dev", &At::Current)
-        .await
-        .unwrap();
+    ctx.floe.create_branch(&t, "dev", &At::Current).await.unwrap();
     ctx.floe
         .append(
             &t,
@@ -278,8 +272,7 @@ both_backends!(
             )
             .await
             .unwrap();
-        let ident =
-            iceberg::TableIdent::from_strs([ctx.ns.to_string().as_str(), "events"]).unwrap();
+        let ident = iceberg::TableIdent::from_strs([ctx.ns.to_string().as_str(), "events"]).unwrap();
         let table = catalog.load_table(&ident).await.unwrap();
         let rows: usize = table
             .scan()

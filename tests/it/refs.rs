@@ -34,10 +34,7 @@ both_backends!(branches_tags_publish_rollback, |ctx: Ctx| async move {
         .unwrap();
     let s1 = main1.snapshot_id.unwrap();
     ctx.floe.create_tag(&t, "v1", &At::Current).await.unwrap();
-    ctx.floe
-        .create_branch(&t, "dev", &At::Current)
-        .await
-        .unwrap();
+    ctx.floe.create_branch(&t, "dev", &At::Current).await.unwrap();
     assert_eq!(
         ctx.floe
             .create_branch(&t, "dev", &At::Current)
@@ -68,10 +65,7 @@ both_backends!(branches_tags_publish_rollback, |ctx: Ctx| async move {
             .parent_snapshot_id(),
         d1.snapshot_id
     );
-    assert_eq!(
-        ids(&ctx.floe, &t, At::Current).await,
-        (0..5).collect::<Vec<_>>()
-    );
+    assert_eq!(ids(&ctx.floe, &t, At::Current).await, (0..5).collect::<Vec<_>>());
     assert_eq!(
         ids(&ctx.floe, &t, At::Ref("dev".into())).await,
         (1..8).collect::<Vec<_>>()
@@ -100,18 +94,11 @@ both_backends!(branches_tags_publish_rollback, |ctx: Ctx| async move {
     // Publish fast-forwards main to the branch head.
     let p = ctx.floe.publish(&t, "dev").await.unwrap();
     assert_eq!(p.current_snapshot().unwrap().snapshot_id(), d2_id);
-    assert_eq!(
-        ids(&ctx.floe, &t, At::Current).await,
-        (1..8).collect::<Vec<_>>()
-    );
+    assert_eq!(ids(&ctx.floe, &t, At::Current).await, (1..8).collect::<Vec<_>>());
 
     // Diverged: main moves on its own, then publishing dev (behind) is refused as not a fast-forward.
     ctx.floe
-        .append(
-            &t,
-            stream(vec![events(100..101)]),
-            &CommitOptions::default(),
-        )
+        .append(&t, stream(vec![events(100..101)]), &CommitOptions::default())
         .await
         .unwrap();
     ctx.floe
@@ -130,10 +117,7 @@ both_backends!(branches_tags_publish_rollback, |ctx: Ctx| async move {
     );
     let rolled = ctx.floe.rollback(&t, s1).await.unwrap();
     assert_eq!(rolled.current_snapshot().unwrap().snapshot_id(), s1);
-    assert_eq!(
-        ids(&ctx.floe, &t, At::Current).await,
-        (0..5).collect::<Vec<_>>()
-    );
+    assert_eq!(ids(&ctx.floe, &t, At::Current).await, (0..5).collect::<Vec<_>>());
     // The rolled-back snapshots stay reachable by id.
     assert_eq!(
         ids(&ctx.floe, &t, At::Snapshot(d2_id)).await,
@@ -187,8 +171,5 @@ both_backends!(branches_tags_publish_rollback, |ctx: Ctx| async move {
             .parent_snapshot_id(),
         None
     );
-    assert_eq!(
-        ids(&ctx.floe, &t, At::Ref("fresh".into())).await,
-        vec![300, 301]
-    );
+    assert_eq!(ids(&ctx.floe, &t, At::Ref("fresh".into())).await, vec![300, 301]);
 });

@@ -8,9 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
-};
+use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use floe::config::{S3Settings, Secret};
 use floe::{Floe, Namespace, PartialSettings, Settings};
@@ -93,17 +91,12 @@ impl Ctx {
     pub async fn new(backend: Backend) -> Option<Ctx> {
         let dir = tempfile::tempdir().unwrap();
         let Some(settings) = settings_for(backend, dir.path()) else {
-            eprintln!(
-                "skipping {backend:?}: servers not configured (run the test command to start them)"
-            );
+            eprintln!("skipping {backend:?}: servers not configured (run the test command to start them)");
             return None;
         };
         let (floe, _) = Floe::init(settings.clone()).await.expect("init");
-        let ns = Namespace::parse(&format!(
-            "ns_{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        ))
-        .unwrap();
+        let ns =
+            Namespace::parse(&format!("ns_{}", &uuid::Uuid::new_v4().simple().to_string()[..8])).unwrap();
         floe.create_namespace(&ns).await.unwrap();
         Some(Ctx {
             backend,
@@ -133,8 +126,7 @@ macro_rules! both_backends {
             use super::*;
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn sqlite_local() {
-                if let Some(mut ctx) =
-                    $crate::support::Ctx::new($crate::support::Backend::SqliteLocal).await
+                if let Some(mut ctx) = $crate::support::Ctx::new($crate::support::Backend::SqliteLocal).await
                 {
                     let _dir = ctx.take_dir();
                     ($body)(ctx).await;
@@ -142,9 +134,7 @@ macro_rules! both_backends {
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn postgres_s3() {
-                if let Some(mut ctx) =
-                    $crate::support::Ctx::new($crate::support::Backend::PostgresS3).await
-                {
+                if let Some(mut ctx) = $crate::support::Ctx::new($crate::support::Backend::PostgresS3).await {
                     let _dir = ctx.take_dir();
                     ($body)(ctx).await;
                 }
@@ -195,9 +185,7 @@ pub fn events(ids: std::ops::Range<i64>) -> RecordBatch {
     RecordBatch::try_new(schema, cols).unwrap()
 }
 
-pub fn stream(
-    batches: Vec<RecordBatch>,
-) -> impl futures::Stream<Item = floe::Result<RecordBatch>> + Send {
+pub fn stream(batches: Vec<RecordBatch>) -> impl futures::Stream<Item = floe::Result<RecordBatch>> + Send {
     futures::stream::iter(batches.into_iter().map(Ok))
 }
 

@@ -34,10 +34,7 @@ both_backends!(append_and_scan_partitioned, |ctx: Ctx| async move {
         .await
         .unwrap();
     let id = r.snapshot_id.unwrap();
-    assert_eq!(
-        ids(&ctx.floe, &t, At::Current).await,
-        (0..50).collect::<Vec<_>>()
-    );
+    assert_eq!(ids(&ctx.floe, &t, At::Current).await, (0..50).collect::<Vec<_>>());
     let s = summary(&r.table, id);
     assert_eq!(
         r.table
@@ -59,17 +56,10 @@ both_backends!(append_and_scan_partitioned, |ctx: Ctx| async move {
         "expected one file per partition at least, got {}",
         files.len()
     );
-    assert!(
-        files.iter().all(|f| f.partition.contains("ts_day=")),
-        "{files:?}"
-    );
+    assert!(files.iter().all(|f| f.partition.contains("ts_day=")), "{files:?}");
     assert_eq!(files.iter().map(|f| f.record_count).sum::<u64>(), 50);
     // Column statistics are in the manifests.
-    let data_files = r
-        .table
-        .live_data_files(r.table.current_snapshot())
-        .await
-        .unwrap();
+    let data_files = r.table.live_data_files(r.table.current_snapshot()).await.unwrap();
     assert!(data_files
         .iter()
         .all(|f| !f.lower_bounds().is_empty() && !f.upper_bounds().is_empty()));
@@ -78,9 +68,7 @@ both_backends!(append_and_scan_partitioned, |ctx: Ctx| async move {
     // Projection and filter pushdown, exact.
     let opts = ScanOptions {
         columns: Some(vec!["id".into(), "user_id".into()]),
-        filter: Some(RowFilter::sql(
-            "ts >= '2024-01-03T00:00:00Z' AND amount < 45",
-        )),
+        filter: Some(RowFilter::sql("ts >= '2024-01-03T00:00:00Z' AND amount < 45")),
         ..Default::default()
     };
     let scan = ctx.floe.scan(&t, &opts).await.unwrap();
@@ -174,12 +162,7 @@ both_backends!(overwrite_and_delete_copy_on_write, |ctx: Ctx| async move {
         .await
         .unwrap();
     assert_eq!(
-        r.table
-            .current_snapshot()
-            .unwrap()
-            .summary()
-            .operation
-            .as_str(),
+        r.table.current_snapshot().unwrap().summary().operation.as_str(),
         "overwrite"
     );
     let mut expected: Vec<i64> = (10..20).filter(|i| i % 10 != 3).collect();
@@ -219,10 +202,7 @@ both_backends!(overwrite_and_delete_copy_on_write, |ctx: Ctx| async move {
 both_backends!(schema_evolution_add_column, |ctx: Ctx| async move {
     let t = create_events(&ctx, "events", &[]).await;
     let o = CommitOptions::default();
-    ctx.floe
-        .append(&t, stream(vec![events(0..3)]), &o)
-        .await
-        .unwrap();
+    ctx.floe.append(&t, stream(vec![events(0..3)]), &o).await.unwrap();
     let table = ctx
         .floe
         .add_column(&t, "country", &arrow::datatypes::DataType::Utf8)
@@ -248,14 +228,7 @@ both_backends!(schema_evolution_add_column, |ctx: Ctx| async move {
         columns: Some(vec!["id".into(), "country".into()]),
         ..Default::default()
     };
-    let batches = ctx
-        .floe
-        .scan(&t, &opts)
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let batches = ctx.floe.scan(&t, &opts).await.unwrap().collect().await.unwrap();
     let mut pairs: Vec<(i64, Option<String>)> = Vec::new();
     for b in &batches {
         let id = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
@@ -294,11 +267,7 @@ both_backends!(lineage_and_user_properties, |ctx: Ctx| async move {
         inputs: BTreeMap::from([("clickstream.raw_events".to_string(), 123)]),
     };
     o.properties.insert("team".into(), "data-eng".into());
-    let r = ctx
-        .floe
-        .append(&t, stream(vec![events(0..3)]), &o)
-        .await
-        .unwrap();
+    let r = ctx.floe.append(&t, stream(vec![events(0..3)]), &o).await.unwrap();
     let s = summary(&r.table, r.snapshot_id.unwrap());
     assert_eq!(s["floe.run-id"], "run-42");
     assert_eq!(s["floe.stage"], "cleanse");
@@ -310,22 +279,10 @@ both_backends!(lineage_and_user_properties, |ctx: Ctx| async move {
 both_backends!(time_travel_and_changes, |ctx: Ctx| async move {
     let t = create_events(&ctx, "events", &[]).await;
     let o = CommitOptions::default();
-    let s1 = ctx
-        .floe
-        .append(&t, stream(vec![events(0..5)]), &o)
-        .await
-        .unwrap();
+    let s1 = ctx.floe.append(&t, stream(vec![events(0..5)]), &o).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    let s2 = ctx
-        .floe
-        .append(&t, stream(vec![events(5..8)]), &o)
-        .await
-        .unwrap();
-    let s3 = ctx
-        .floe
-        .delete(&t, RowFilter::sql("id < 5"), &o)
-        .await
-        .unwrap();
+    let s2 = ctx.floe.append(&t, stream(vec![events(5..8)]), &o).await.unwrap();
+    let s3 = ctx.floe.delete(&t, RowFilter::sql("id < 5"), &o).await.unwrap();
     let id1 = s1.snapshot_id.unwrap();
     let id2 = s2.snapshot_id.unwrap();
     assert_eq!(
@@ -336,23 +293,10 @@ both_backends!(time_travel_and_changes, |ctx: Ctx| async move {
         ids(&ctx.floe, &t, At::Snapshot(id2)).await,
         (0..8).collect::<Vec<_>>()
     );
-    assert_eq!(
-        ids(&ctx.floe, &t, At::Current).await,
-        (5..8).collect::<Vec<_>>()
-    );
+    assert_eq!(ids(&ctx.floe, &t, At::Current).await, (5..8).collect::<Vec<_>>());
     // By time: just after snapshot 1 was committed, before snapshot 2.
-    let t1 = s1
-        .table
-        .metadata()
-        .snapshot_by_id(id1)
-        .unwrap()
-        .timestamp_ms();
-    let t2 = s2
-        .table
-        .metadata()
-        .snapshot_by_id(id2)
-        .unwrap()
-        .timestamp_ms();
+    let t1 = s1.table.metadata().snapshot_by_id(id1).unwrap().timestamp_ms();
+    let t2 = s2.table.metadata().snapshot_by_id(id2).unwrap().timestamp_ms();
     assert!(t2 > t1);
     assert_eq!(
         ids(&ctx.floe, &t, At::Timestamp(t2 - 1)).await,
