@@ -71,7 +71,8 @@ impl RowFilter {
         let physical = ctx
             .create_physical_expr(expr.clone(), &df_schema)
             .map_err(invalid)?;
-        let predicate = iceberg_datafusion::physical_plan::convert_filters_to_predicate(&[expr.clone()]);
+        let predicate =
+            iceberg_datafusion::physical_plan::convert_filters_to_predicate(std::slice::from_ref(&expr));
         Ok(CompiledFilter {
             physical,
             predicate,

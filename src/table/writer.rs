@@ -25,8 +25,8 @@ type FileWriterBuilder =
     DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
 
 enum Inner {
-    Unpartitioned(UnpartitionedWriter<FileWriterBuilder>),
-    Partitioned(Box<FanoutWriter<FileWriterBuilder>>, RecordBatchPartitionSplitter),
+    Unpartitioned(Box<UnpartitionedWriter<FileWriterBuilder>>),
+    Partitioned(Box<(FanoutWriter<FileWriterBuilder>, RecordBatchPartitionSplitter)>),
 }
 
 /// Writes batches into new data files of one table; `close` returns the files (not yet committed).
@@ -57,10 +57,10 @@ impl DataWriter {
         let builder = DataFileWriterBuilder::new(rolling);
         let spec = metadata.default_partition_spec().clone();
         let inner = if spec.is_unpartitioned() {
-            Inner::Unpartitioned(UnpartitionedWriter::new(builder))
+            Inner::Unpartitioned(Box::new(UnpartitionedWriter::new(builder)))
         } else {
             let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(schema, spec)?;
-            Inner::Partitioned(Box::new(FanoutWriter::new(builder)), splitter)
+            Inner::Partitioned(Box::new((FanoutWriter::new(builder), splitter)))
         };
         Ok(Self {
             table: table.name().to_string(),
@@ -78,7 +78,8 @@ impl DataWriter {
         self.rows += batch.num_rows() as u64;
         match &mut self.inner {
             Inner::Unpartitioned(w) => w.write(batch).await?,
-            Inner::Partitioned(w, splitter) => {
+            Inner::Partitioned(parts) => {
+                let (w, splitter) = &mut **parts;
                 for (key, part) in splitter.split(&batch)? {
                     let key: PartitionKey = key;
                     w.write(key, part).await?;
@@ -91,7 +92,7 @@ impl DataWriter {
     pub(crate) async fn close(self) -> Result<Vec<DataFile>> {
         Ok(match self.inner {
             Inner::Unpartitioned(w) => w.close().await?,
-            Inner::Partitioned(w, _) => w.close().await?,
+            Inner::Partitioned(parts) => parts.0.close().await?,
         })
     }
 }

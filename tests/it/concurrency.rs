@@ -111,8 +111,10 @@ both_backends!(stale_change_on_moved_ref_is_refused, |ctx: Ctx| async move {
         .unwrap()
         .snapshot_id;
     // A change computed from s1 is refused, and nothing changes.
-    let mut stale = CommitOptions::default();
-    stale.expected_head = Some(s1);
+    let stale = CommitOptions {
+        expected_head: Some(s1),
+        ..Default::default()
+    };
     let err = ctx
         .floe
         .append(&t, stream(vec![events(6..7)]), &stale)
@@ -131,8 +133,10 @@ both_backends!(stale_change_on_moved_ref_is_refused, |ctx: Ctx| async move {
         .unwrap();
     assert_eq!(data.len(), 2, "{data:?}");
     // With the right expectation it lands.
-    let mut fresh = CommitOptions::default();
-    fresh.expected_head = Some(s2);
+    let fresh = CommitOptions {
+        expected_head: Some(s2),
+        ..Default::default()
+    };
     ctx.floe
         .append(&t, stream(vec![events(6..7)]), &fresh)
         .await

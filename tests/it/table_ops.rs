@@ -26,8 +26,11 @@ async fn create_events(ctx: &Ctx, name: &str, partition: &[&str]) -> floe::Table
 
 both_backends!(append_and_scan_partitioned, |ctx: Ctx| async move {
     let t = create_events(&ctx, "events", &["day(ts)", "bucket(4, user_id)"]).await;
-    let mut opts = CommitOptions::default();
-    opts.target_file_size = 1; // roll after every batch-sized write
+    // Roll after every batch-sized write.
+    let opts = CommitOptions {
+        target_file_size: 1,
+        ..Default::default()
+    };
     let r = ctx
         .floe
         .append(&t, stream(vec![events(0..30), events(30..50)]), &opts)
@@ -259,14 +262,16 @@ both_backends!(schema_evolution_add_column, |ctx: Ctx| async move {
 
 both_backends!(lineage_and_user_properties, |ctx: Ctx| async move {
     let t = create_events(&ctx, "events", &[]).await;
-    let mut o = CommitOptions::default();
-    o.lineage = Lineage {
-        run_id: Some("run-42".into()),
-        stage: Some("cleanse".into()),
-        engine: Some("duckdb".into()),
-        inputs: BTreeMap::from([("clickstream.raw_events".to_string(), 123)]),
+    let o = CommitOptions {
+        lineage: Lineage {
+            run_id: Some("run-42".into()),
+            stage: Some("cleanse".into()),
+            engine: Some("duckdb".into()),
+            inputs: BTreeMap::from([("clickstream.raw_events".to_string(), 123)]),
+        },
+        properties: BTreeMap::from([("team".to_string(), "data-eng".to_string())]),
+        ..Default::default()
     };
-    o.properties.insert("team".into(), "data-eng".into());
     let r = ctx.floe.append(&t, stream(vec![events(0..3)]), &o).await.unwrap();
     let s = summary(&r.table, r.snapshot_id.unwrap());
     assert_eq!(s["floe.run-id"], "run-42");
