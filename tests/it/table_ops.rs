@@ -454,3 +454,61 @@ both_backends!(odd_names_round_trip, |ctx: Ctx| async move {
     // LIKE wildcards do not leak: `%` and `_` are literal.
     assert!(ctx.floe.namespaces().await.unwrap().contains(&ns));
 });
+
+both_backends!(partition_transforms, |ctx: Ctx| async move {
+    let specs: [(&str, &[&str], &str); 4] = [
+        ("by_user_month", &["user_id", "month(ts)"], "user_id=u"),
+        // iceberg-rust renders year and hour partitions as ordinals since 1970 (2024 is 54).
+        ("by_year", &["year(ts)", "identity(user_id)"], "ts_year=54/user_id=u"),
+        ("by_hour", &["hour(ts)"], "ts_hour="),
+        ("by_trunc", &["truncate(1, user_id)", "bucket(3, id)"], "user_id_trunc_1=u"),
+    ];
+    for (name, partition, expect) in specs {
+        let t = create_events(&ctx, name, partition).await;
+        let r = ctx.floe.append(&t, stream(vec![events(0..40)]), &CommitOptions::default()).await.unwrap();
+        let files = r.table.files(r.table.current_snapshot()).await.unwrap();
+        assert!(files.len() > 1, "{name}: {files:?}");
+        assert!(files.iter().all(|f| f.partition.contains(expect)), "{name}: {files:?}");
+        assert_eq!(ids(&ctx.floe, &t, At::Current).await, (0..40).collect::<Vec<_>>());
+        let opts = ScanOptions { filter: Some(RowFilter::sql("user_id = 'u3' AND id < 20")), ..Default::default() };
+        let rows: usize = ctx.floe.scan(&t, &opts).await.unwrap().collect().await.unwrap().iter().map(|b| b.num_rows()).sum();
+        assert_eq!(rows, 4, "{name}");
+    }
+    let err = floe::PartitionField::parse("fortnight(ts)").unwrap_err();
+    assert_eq!(err.kind(), floe::ErrorKind::InvalidInput);
+    let t = ctx.table("bad_partition");
+    let def = TableDefinition {
+        schema: events_schema(),
+        partition: vec![floe::PartitionField::parse("day(no_such_column)").unwrap()],
+        ..Default::default()
+    };
+    assert_eq!(ctx.floe.create_table(&t, def).await.unwrap_err().kind(), floe::ErrorKind::InvalidInput);
+});
+
+#[tokio::test]
+async fn init_creates_a_missing_bucket() {
+    let Some((s3, _)) = s3_settings() else {
+        assert!(std::env::var("FLOE_TEST_REQUIRE_SERVERS").as_deref() != Ok("1"), "S3 test server not configured");
+        eprintln!("skipping: S3 test server not configured");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = format!("floe-new-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let settings = floe::Settings {
+        catalog_url: format!("sqlite:{}", dir.path().join("c.db").display()),
+        warehouse: format!("s3://{bucket}/warehouse"),
+        s3,
+        ..floe::PartialSettings::default().finish()
+    };
+    let (floe, report) = floe::Floe::init(settings.clone()).await.unwrap();
+    assert!(report.bucket_created);
+    let (_, again) = floe::Floe::init(settings).await.unwrap();
+    assert!(!again.bucket_created);
+    // The new bucket works as a warehouse.
+    let ns = floe::Namespace::parse("nb").unwrap();
+    floe.create_namespace(&ns).await.unwrap();
+    let t = floe::TableName::new(ns, "t").unwrap();
+    floe.create_table(&t, TableDefinition { schema: events_schema(), ..Default::default() }).await.unwrap();
+    floe.append(&t, stream(vec![events(0..3)]), &CommitOptions::default()).await.unwrap();
+    assert_eq!(ids(&floe, &t, At::Current).await, vec![0, 1, 2]);
+}
