@@ -26,6 +26,7 @@ pub mod bench;
 pub mod catalog;
 pub mod config;
 pub mod error;
+pub mod generate;
 mod lakehouse;
 pub mod storage;
 pub mod table;

@@ -92,6 +92,17 @@ fn bench_batch(start: i64, rows: usize) -> RecordBatch {
     RecordBatch::try_new(Arc::new(bench_schema()), cols).expect("bench batch")
 }
 
+/// Create an empty table of the benchmark's schema, named after the process and repetition.
+async fn fresh_table(floe: &Floe, ns: &Namespace, kind: &str, rep: usize) -> Result<TableName> {
+    let name = TableName::new(ns.clone(), format!("bench_{kind}_{}_{rep}", std::process::id()))?;
+    let definition = TableDefinition {
+        schema: bench_schema(),
+        ..Default::default()
+    };
+    floe.create_table(&name, definition).await?;
+    Ok(name)
+}
+
 /// Measure commit latency over `snapshots` commits and append throughput of `rows` rows, each
 /// `repetitions` times, in fresh tables of namespace `ns` (dropped with their files afterwards).
 pub async fn core_benchmark(
@@ -111,15 +122,7 @@ pub async fn core_benchmark(
     let options = CommitOptions::default();
     for rep in 0..repetitions {
         // History growth: one-row appends.
-        let name = TableName::new(ns.clone(), format!("bench_commits_{}_{rep}", std::process::id()))?;
-        floe.create_table(
-            &name,
-            TableDefinition {
-                schema: bench_schema(),
-                ..Default::default()
-            },
-        )
-        .await?;
+        let name = fresh_table(floe, ns, "commits", rep).await?;
         for i in 0..snapshots {
             let batch = bench_batch(i as i64, 1);
             let t0 = Instant::now();
@@ -147,15 +150,7 @@ pub async fn core_benchmark(
         floe.drop_table(&name, true).await?;
 
         // Throughput: one append of `rows` rows in 8192-row batches.
-        let name = TableName::new(ns.clone(), format!("bench_append_{}_{rep}", std::process::id()))?;
-        floe.create_table(
-            &name,
-            TableDefinition {
-                schema: bench_schema(),
-                ..Default::default()
-            },
-        )
-        .await?;
+        let name = fresh_table(floe, ns, "append", rep).await?;
         let batches: Vec<RecordBatch> = (0..rows)
             .step_by(8192)
             .map(|s| bench_batch(s as i64, 8192.min(rows - s)))

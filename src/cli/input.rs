@@ -165,3 +165,34 @@ pub async fn read_files(
     }
     Ok(futures::stream::iter(streams).flatten().boxed())
 }
+
+/// Parse a size: `10MB`, `1GB`, `500KB`, `2GiB`, or a number of bytes.
+pub fn parse_size(text: &str) -> Result<u64> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num.parse().map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            format!("invalid size {text:?}: expected e.g. 10MB or 1GB"),
+        )
+    })?;
+    let factor: f64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1.0,
+        "KB" | "K" => 1e3,
+        "MB" | "M" => 1e6,
+        "GB" | "G" => 1e9,
+        "KIB" => 1024.0,
+        "MIB" => 1024.0 * 1024.0,
+        "GIB" => 1024.0 * 1024.0 * 1024.0,
+        _ => {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("invalid size unit in {text:?}"),
+            ))
+        }
+    };
+    Ok((value * factor).round() as u64)
+}

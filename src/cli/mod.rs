@@ -210,6 +210,33 @@ enum Command {
         /// Branch.
         branch: String,
     },
+    /// Generate a deterministic, deliberately dirty clickstream (CSV, NDJSON or Parquet).
+    Generate {
+        /// Number of input records.
+        #[arg(long, conflicts_with = "size", required_unless_present = "size")]
+        events: Option<u64>,
+        /// Target total size instead: 10MB, 1GB, 500KB, or bytes.
+        #[arg(long)]
+        size: Option<String>,
+        /// Seed: the same arguments give byte-identical files.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// File format.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// Number of files to split into.
+        #[arg(long, default_value_t = 1)]
+        files: usize,
+        /// Days of traffic, from 2024-03-01.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// Rate of each kind of dirt (duplicates, malformed, missing ids, ...); default ~0.5-2% each.
+        #[arg(long)]
+        dirty_rate: Option<f64>,
+        /// Output directory: a local path, file:///path or s3://bucket/prefix.
+        #[arg(long)]
+        out: String,
+    },
     /// Benchmark the storage layer: commit latency as history grows, append throughput.
     Bench {
         /// Snapshots per history-growth run.
@@ -350,9 +377,34 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
         println!("ready");
         return Ok(ExitCode::SUCCESS);
     }
+    if let Command::Generate {
+        events,
+        size,
+        seed,
+        format,
+        files,
+        days,
+        dirty_rate,
+        out,
+    } = &cli.command
+    {
+        return generate(
+            &settings,
+            *events,
+            size.as_deref(),
+            *seed,
+            format,
+            *files,
+            *days,
+            *dirty_rate,
+            out,
+        )
+        .await
+        .map(|()| ExitCode::SUCCESS);
+    }
     let floe = Floe::connect(settings).await?;
     match cli.command {
-        Command::Init => unreachable!("handled above"),
+        Command::Init | Command::Generate { .. } => unreachable!("handled above"),
         Command::Namespaces => {
             for ns in floe.namespaces().await? {
                 println!("{ns}");
@@ -511,6 +563,55 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn generate(
+    settings: &Settings,
+    events: Option<u64>,
+    size: Option<&str>,
+    seed: u64,
+    format: &str,
+    files: usize,
+    days: u32,
+    dirty_rate: Option<f64>,
+    out: &str,
+) -> floe::Result<()> {
+    use floe::generate::{generate, DirtyRates, GenerateOptions, OutputFormat};
+    let format: OutputFormat = format.parse()?;
+    let mut options = GenerateOptions::new(events.unwrap_or(0), seed);
+    options.format = format;
+    options.files = files.max(1);
+    options.days = days;
+    if let Some(rate) = dirty_rate {
+        options.dirty = DirtyRates::uniform(rate);
+    }
+    if let Some(size) = size {
+        options = options.with_target_size(input::parse_size(size)?)?;
+    }
+    let out_uri = floe::storage::Warehouse::parse(out)?.uri();
+    let storage = floe::storage::ObjectStorage::new(settings.s3.clone());
+    let bar = indicatif::ProgressBar::new(options.events);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} generating [{bar:40}] {pos}/{len} events ({per_sec}, {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    let progress = |n: u64| bar.set_position(n);
+    let report = generate(&storage, &out_uri, &options, Some(&progress)).await?;
+    bar.finish_and_clear();
+    for f in &report.files {
+        println!("{f}");
+    }
+    println!(
+        "{} events, {} bytes, {} files ({format}, seed {seed})",
+        report.events,
+        report.bytes,
+        report.files.len()
+    );
+    Ok(())
 }
 
 async fn ref_action(floe: &Floe, action: RefAction, tag: bool) -> floe::Result<()> {

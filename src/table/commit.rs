@@ -621,12 +621,18 @@ async fn stage_snapshot(
     let schema = metadata.current_schema().clone();
     let spec = metadata.default_partition_spec().clone();
     let mut manifest_counter = 0;
-    let mut new_manifest_path = || {
+    // A v2 data manifest of this snapshot at a new path, recorded as written by this attempt.
+    let mut new_manifest_writer = |written: &mut AttemptFiles, spec: &iceberg::spec::PartitionSpec| {
+        let path = format!(
+            "{}/metadata/{commit_uuid}-m{manifest_counter}.avro",
+            metadata.location()
+        );
         manifest_counter += 1;
-        format!(
-            "{}/metadata/{commit_uuid}-m{}.avro",
-            metadata.location(),
-            manifest_counter - 1
+        written.paths.push(path.clone());
+        let output = file_io.new_output(&path)?;
+        Ok::<_, Error>(
+            ManifestWriterBuilder::new(output, Some(snapshot_id), schema.clone(), spec.clone())
+                .build_v2_data(),
         )
     };
 
@@ -665,15 +671,7 @@ async fn stage_snapshot(
                 .partition_spec_by_id(mf.partition_spec_id)
                 .cloned()
                 .ok_or_else(|| Error::internal(format!("unknown partition spec {}", mf.partition_spec_id)))?;
-            let path = new_manifest_path();
-            written.paths.push(path.clone());
-            let mut writer = ManifestWriterBuilder::new(
-                file_io.new_output(&path)?,
-                Some(snapshot_id),
-                schema.clone(),
-                mf_spec.as_ref().clone(),
-            )
-            .build_v2_data();
+            let mut writer = new_manifest_writer(written, mf_spec.as_ref())?;
             for e in manifest.entries() {
                 if !e.is_alive() {
                     continue;
@@ -700,15 +698,7 @@ async fn stage_snapshot(
         ));
     }
     if !added.is_empty() {
-        let path = new_manifest_path();
-        written.paths.push(path.clone());
-        let mut writer = ManifestWriterBuilder::new(
-            file_io.new_output(&path)?,
-            Some(snapshot_id),
-            schema.clone(),
-            spec.as_ref().clone(),
-        )
-        .build_v2_data();
+        let mut writer = new_manifest_writer(written, spec.as_ref())?;
         for f in added {
             writer.add_file(f, sequence_number)?;
         }

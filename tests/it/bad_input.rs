@@ -24,16 +24,7 @@ fn invalid_names_are_rejected_before_any_io() {
 
 both_backends!(schema_mismatch_leaves_table_unchanged, |ctx: Ctx| async move {
     let t = ctx.table("events");
-    ctx.floe
-        .create_table(
-            &t,
-            TableDefinition {
-                schema: events_schema(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    ctx.create_events_table(&t, &[]).await;
     let r = ctx
         .floe
         .append(&t, stream(vec![events(0..3)]), &CommitOptions::default())

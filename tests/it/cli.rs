@@ -237,3 +237,70 @@ fn cli_defaults_and_precedence() {
     );
     assert!(!err.contains("topsecretpw"), "{err}");
 }
+
+both_backends!(cli_generate_is_deterministic, |ctx: Ctx| async move {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let c = Some(&ctx);
+    // Into the backend's store: a local directory, or a prefix of the S3 bucket.
+    let base = match ctx.backend {
+        Backend::SqliteLocal => d.join("gen").display().to_string(),
+        Backend::PostgresS3 => format!("{}/gen", ctx.floe.warehouse().uri()),
+    };
+    for run in ["a", "b"] {
+        let out = ok(
+            d,
+            c,
+            &[
+                "generate",
+                "--events",
+                "3000",
+                "--files",
+                "2",
+                "--seed",
+                "9",
+                "--out",
+                &format!("{base}/{run}"),
+            ],
+        );
+        assert!(out.contains("3000 events"), "{out}");
+    }
+    let storage = ctx.floe.storage();
+    let uri = |run: &str, i: usize| {
+        let root = floe::storage::Warehouse::parse(&format!("{base}/{run}"))
+            .unwrap()
+            .uri();
+        format!("{root}/events-{i:05}.csv")
+    };
+    for i in 0..2 {
+        let a = storage.read(&uri("a", i)).await.unwrap();
+        let b = storage.read(&uri("b", i)).await.unwrap();
+        assert!(a.len() > 10_000);
+        assert_eq!(a, b, "file {i} differs between runs with the same seed");
+    }
+    ok(
+        d,
+        c,
+        &[
+            "generate",
+            "--events",
+            "3000",
+            "--files",
+            "2",
+            "--seed",
+            "10",
+            "--out",
+            &format!("{base}/c"),
+        ],
+    );
+    assert_ne!(
+        storage.read(&uri("a", 0)).await.unwrap(),
+        storage.read(&uri("c", 0)).await.unwrap()
+    );
+    fails(
+        d,
+        c,
+        &["generate", "--events", "10", "--format", "xml", "--out", &base],
+    );
+    fails(d, c, &["generate", "--size", "ten", "--out", &base]);
+});

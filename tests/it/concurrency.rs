@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use floe::{At, CommitOptions, ErrorKind, Floe, TableDefinition};
+use floe::{At, CommitOptions, ErrorKind, Floe};
 
 use crate::both_backends;
 use crate::support::*;
@@ -13,16 +13,7 @@ const APPENDS: i64 = 25;
 
 both_backends!(eight_writers_twenty_five_appends, |ctx: Ctx| async move {
     let t = ctx.table("events");
-    ctx.floe
-        .create_table(
-            &t,
-            TableDefinition {
-                schema: events_schema(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    ctx.create_events_table(&t, &[]).await;
     let mut handles = Vec::new();
     for w in 0..WRITERS {
         // Each writer has its own connection pool, as separate jobs would.
@@ -87,16 +78,7 @@ both_backends!(eight_writers_twenty_five_appends, |ctx: Ctx| async move {
 
 both_backends!(stale_change_on_moved_ref_is_refused, |ctx: Ctx| async move {
     let t = ctx.table("events");
-    ctx.floe
-        .create_table(
-            &t,
-            TableDefinition {
-                schema: events_schema(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    ctx.create_events_table(&t, &[]).await;
     let s1 = ctx
         .floe
         .append(&t, stream(vec![events(0..5)]), &CommitOptions::default())
@@ -153,16 +135,7 @@ async fn connection_lost_during_swap_is_resolved_without_loss_or_duplicate() {
         return;
     };
     let t = ctx.table("events");
-    ctx.floe
-        .create_table(
-            &t,
-            TableDefinition {
-                schema: events_schema(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    ctx.create_events_table(&t, &[]).await;
     ctx.floe
         .append(&t, stream(vec![events(0..3)]), &CommitOptions::default())
         .await

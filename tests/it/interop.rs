@@ -237,16 +237,7 @@ both_backends!(
     iceberg_rust_sql_catalog_loads_floe_tables,
     |ctx: Ctx| async move {
         let t = ctx.table("events");
-        ctx.floe
-            .create_table(
-                &t,
-                TableDefinition {
-                    schema: events_schema(),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
+        ctx.create_events_table(&t, &[]).await;
         ctx.floe
             .append(&t, stream(vec![events(0..9)]), &CommitOptions::default())
             .await

@@ -1,22 +1,13 @@
 //! Branches, tags, writing to a branch, publishing (fast-forward) and rollback.
 
-use floe::{At, CommitOptions, ErrorKind, RowFilter, TableDefinition};
+use floe::{At, CommitOptions, ErrorKind, RowFilter};
 
 use crate::both_backends;
 use crate::support::*;
 
 both_backends!(branches_tags_publish_rollback, |ctx: Ctx| async move {
     let t = ctx.table("events");
-    ctx.floe
-        .create_table(
-            &t,
-            TableDefinition {
-                schema: events_schema(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    ctx.create_events_table(&t, &[]).await;
     // No snapshot yet: nothing to branch from.
     assert_eq!(
         ctx.floe

@@ -113,6 +113,19 @@ impl Ctx {
         self._dir.take()
     }
 
+    /// Create a table with the events schema in this namespace's floe, partitioned by `partition`.
+    pub async fn create_events_table(&self, t: &floe::TableName, partition: &[&str]) {
+        let definition = floe::TableDefinition {
+            schema: events_schema(),
+            partition: partition
+                .iter()
+                .map(|p| floe::PartitionField::parse(p).unwrap())
+                .collect(),
+            properties: std::collections::BTreeMap::from([("owner".to_string(), "tests".to_string())]),
+        };
+        self.floe.create_table(t, definition).await.unwrap();
+    }
+
     pub fn table(&self, name: &str) -> floe::TableName {
         floe::TableName::new(self.ns.clone(), name).unwrap()
     }
@@ -189,15 +202,20 @@ pub fn stream(batches: Vec<RecordBatch>) -> impl futures::Stream<Item = floe::Re
     futures::stream::iter(batches.into_iter().map(Ok))
 }
 
-/// All ids of a scan, sorted.
+/// All ids of a scan at `at`, sorted.
 pub async fn ids(floe: &Floe, table: &floe::TableName, at: floe::At) -> Vec<i64> {
     let options = floe::ScanOptions {
         at: Some(at),
         columns: Some(vec!["id".into()]),
         ..Default::default()
     };
+    scan_ids(floe, table, &options).await
+}
+
+/// The `id` column (the first one the scan returns) of a scan, sorted.
+pub async fn scan_ids(floe: &Floe, table: &floe::TableName, options: &floe::ScanOptions) -> Vec<i64> {
     let batches: Vec<RecordBatch> = floe
-        .scan(table, &options)
+        .scan(table, options)
         .await
         .unwrap()
         .batches
@@ -217,6 +235,19 @@ pub async fn ids(floe: &Floe, table: &floe::TableName, at: floe::At) -> Vec<i64>
         .collect();
     out.sort();
     out
+}
+
+/// The number of rows a scan returns.
+pub async fn scan_rows(floe: &Floe, table: &floe::TableName, options: &floe::ScanOptions) -> usize {
+    floe.scan(table, options)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.num_rows())
+        .sum()
 }
 
 pub fn summary(table: &floe::Table, snapshot_id: i64) -> HashMap<String, String> {

@@ -4,23 +4,14 @@
 use std::collections::BTreeMap;
 
 use arrow::array::{Array, Int64Array, StringArray};
-use floe::{At, CommitOptions, Lineage, PartitionField, RowFilter, ScanOptions, TableDefinition};
-use futures::TryStreamExt;
+use floe::{At, CommitOptions, Lineage, RowFilter, ScanOptions, TableDefinition};
 
 use crate::both_backends;
 use crate::support::*;
 
 async fn create_events(ctx: &Ctx, name: &str, partition: &[&str]) -> floe::TableName {
     let t = ctx.table(name);
-    let def = TableDefinition {
-        schema: events_schema(),
-        partition: partition
-            .iter()
-            .map(|p| PartitionField::parse(p).unwrap())
-            .collect(),
-        properties: BTreeMap::from([("owner".to_string(), "tests".to_string())]),
-    };
-    ctx.floe.create_table(&t, def).await.unwrap();
+    ctx.create_events_table(&t, partition).await;
     t
 }
 
@@ -76,36 +67,14 @@ both_backends!(append_and_scan_partitioned, |ctx: Ctx| async move {
     };
     let scan = ctx.floe.scan(&t, &opts).await.unwrap();
     assert_eq!(scan.schema.fields().len(), 2);
-    let batches: Vec<_> = scan.batches.try_collect().await.unwrap();
-    let mut got: Vec<i64> = batches
-        .iter()
-        .flat_map(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .unwrap()
-                .values()
-                .to_vec()
-        })
-        .collect();
-    got.sort();
+    let got = scan_ids(&ctx.floe, &t, &opts).await;
     assert_eq!(got, (20..30).collect::<Vec<_>>());
     // Limit.
     let opts = ScanOptions {
         limit: Some(7),
         ..Default::default()
     };
-    let rows: usize = ctx
-        .floe
-        .scan(&t, &opts)
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap()
-        .iter()
-        .map(|b| b.num_rows())
-        .sum();
+    let rows = scan_rows(&ctx.floe, &t, &opts).await;
     assert_eq!(rows, 7);
 });
 
@@ -416,16 +385,7 @@ both_backends!(odd_names_round_trip, |ctx: Ctx| async move {
         "under_score%_",
     ] {
         let t = floe::TableName::new(ns.clone(), name).unwrap();
-        ctx.floe
-            .create_table(
-                &t,
-                TableDefinition {
-                    schema: events_schema(),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
+        ctx.create_events_table(&t, &[]).await;
         ctx.floe
             .append(&t, stream(vec![events(0..2)]), &CommitOptions::default())
             .await
@@ -459,19 +419,37 @@ both_backends!(partition_transforms, |ctx: Ctx| async move {
     let specs: [(&str, &[&str], &str); 4] = [
         ("by_user_month", &["user_id", "month(ts)"], "user_id=u"),
         // iceberg-rust renders year and hour partitions as ordinals since 1970 (2024 is 54).
-        ("by_year", &["year(ts)", "identity(user_id)"], "ts_year=54/user_id=u"),
+        (
+            "by_year",
+            &["year(ts)", "identity(user_id)"],
+            "ts_year=54/user_id=u",
+        ),
         ("by_hour", &["hour(ts)"], "ts_hour="),
-        ("by_trunc", &["truncate(1, user_id)", "bucket(3, id)"], "user_id_trunc_1=u"),
+        (
+            "by_trunc",
+            &["truncate(1, user_id)", "bucket(3, id)"],
+            "user_id_trunc_1=u",
+        ),
     ];
     for (name, partition, expect) in specs {
         let t = create_events(&ctx, name, partition).await;
-        let r = ctx.floe.append(&t, stream(vec![events(0..40)]), &CommitOptions::default()).await.unwrap();
+        let r = ctx
+            .floe
+            .append(&t, stream(vec![events(0..40)]), &CommitOptions::default())
+            .await
+            .unwrap();
         let files = r.table.files(r.table.current_snapshot()).await.unwrap();
         assert!(files.len() > 1, "{name}: {files:?}");
-        assert!(files.iter().all(|f| f.partition.contains(expect)), "{name}: {files:?}");
+        assert!(
+            files.iter().all(|f| f.partition.contains(expect)),
+            "{name}: {files:?}"
+        );
         assert_eq!(ids(&ctx.floe, &t, At::Current).await, (0..40).collect::<Vec<_>>());
-        let opts = ScanOptions { filter: Some(RowFilter::sql("user_id = 'u3' AND id < 20")), ..Default::default() };
-        let rows: usize = ctx.floe.scan(&t, &opts).await.unwrap().collect().await.unwrap().iter().map(|b| b.num_rows()).sum();
+        let opts = ScanOptions {
+            filter: Some(RowFilter::sql("user_id = 'u3' AND id < 20")),
+            ..Default::default()
+        };
+        let rows = scan_rows(&ctx.floe, &t, &opts).await;
         assert_eq!(rows, 4, "{name}");
     }
     let err = floe::PartitionField::parse("fortnight(ts)").unwrap_err();
@@ -482,13 +460,19 @@ both_backends!(partition_transforms, |ctx: Ctx| async move {
         partition: vec![floe::PartitionField::parse("day(no_such_column)").unwrap()],
         ..Default::default()
     };
-    assert_eq!(ctx.floe.create_table(&t, def).await.unwrap_err().kind(), floe::ErrorKind::InvalidInput);
+    assert_eq!(
+        ctx.floe.create_table(&t, def).await.unwrap_err().kind(),
+        floe::ErrorKind::InvalidInput
+    );
 });
 
 #[tokio::test]
 async fn init_creates_a_missing_bucket() {
     let Some((s3, _)) = s3_settings() else {
-        assert!(std::env::var("FLOE_TEST_REQUIRE_SERVERS").as_deref() != Ok("1"), "S3 test server not configured");
+        assert!(
+            std::env::var("FLOE_TEST_REQUIRE_SERVERS").as_deref() != Ok("1"),
+            "S3 test server not configured"
+        );
         eprintln!("skipping: S3 test server not configured");
         return;
     };
@@ -508,7 +492,17 @@ async fn init_creates_a_missing_bucket() {
     let ns = floe::Namespace::parse("nb").unwrap();
     floe.create_namespace(&ns).await.unwrap();
     let t = floe::TableName::new(ns, "t").unwrap();
-    floe.create_table(&t, TableDefinition { schema: events_schema(), ..Default::default() }).await.unwrap();
-    floe.append(&t, stream(vec![events(0..3)]), &CommitOptions::default()).await.unwrap();
+    floe.create_table(
+        &t,
+        TableDefinition {
+            schema: events_schema(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    floe.append(&t, stream(vec![events(0..3)]), &CommitOptions::default())
+        .await
+        .unwrap();
     assert_eq!(ids(&floe, &t, At::Current).await, vec![0, 1, 2]);
 }
