@@ -8,7 +8,9 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::Schema as ArrowSchema;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
-use iceberg::spec::{FormatVersion, TableMetadata, TableMetadataBuilder, Transform, UnboundPartitionSpec};
+use iceberg::spec::{
+    FormatVersion, TableMetadata, TableMetadataBuilder, TableMetadataRef, Transform, UnboundPartitionSpec,
+};
 use iceberg::{MetadataLocation, TableCreation};
 use serde::Serialize;
 
@@ -111,6 +113,35 @@ struct Inner {
     catalog: SqlCatalog,
     storage: ObjectStorage,
     warehouse: Warehouse,
+    metadata_cache: MetadataCache,
+}
+
+/// Parsed metadata files by location. Metadata files are immutable, so a location the catalog points
+/// at again (or one this process just wrote) never needs to be read and parsed twice.
+#[derive(Debug, Default)]
+struct MetadataCache(std::sync::Mutex<std::collections::VecDeque<(String, TableMetadataRef)>>);
+
+impl MetadataCache {
+    const CAPACITY: usize = 32;
+
+    fn get(&self, location: &str) -> Option<TableMetadataRef> {
+        let entries = self.0.lock().expect("metadata cache poisoned");
+        entries
+            .iter()
+            .find(|(l, _)| l == location)
+            .map(|(_, m)| m.clone())
+    }
+
+    fn put(&self, location: String, metadata: TableMetadataRef) {
+        let mut entries = self.0.lock().expect("metadata cache poisoned");
+        if entries.iter().any(|(l, _)| *l == location) {
+            return;
+        }
+        if entries.len() == Self::CAPACITY {
+            entries.pop_front();
+        }
+        entries.push_back((location, metadata));
+    }
 }
 
 impl Floe {
@@ -119,12 +150,14 @@ impl Floe {
         let warehouse = Warehouse::parse(&settings.warehouse)?;
         let catalog = SqlCatalog::connect(&settings.catalog_url, &settings.catalog_name).await?;
         let storage = ObjectStorage::new(settings.s3.clone());
+        let metadata_cache = MetadataCache::default();
         Ok(Floe {
             inner: Arc::new(Inner {
                 settings,
                 catalog,
                 storage,
                 warehouse,
+                metadata_cache,
             }),
         })
     }
@@ -284,6 +317,14 @@ impl Floe {
             .metadata_location(name)
             .await?
             .ok_or_else(|| Error::not_found(format!("table {name} does not exist")))?;
+        if let Some(metadata) = self.inner.metadata_cache.get(&location) {
+            return Ok(Table::new(
+                name.clone(),
+                location,
+                metadata,
+                self.storage().clone(),
+            ));
+        }
         let bytes = self
             .storage()
             .read(&location)
@@ -297,12 +338,19 @@ impl Floe {
             } else {
                 serde_json::from_slice(&bytes)?
             };
+        let metadata = Arc::new(metadata);
+        self.inner.metadata_cache.put(location.clone(), metadata.clone());
         Ok(Table::new(
             name.clone(),
             location,
-            Arc::new(metadata),
+            metadata,
             self.storage().clone(),
         ))
+    }
+
+    /// Remember metadata this process wrote, so the next load of its location is free.
+    pub(crate) fn remember_metadata(&self, location: &str, metadata: TableMetadataRef) {
+        self.inner.metadata_cache.put(location.to_string(), metadata);
     }
 
     /// Drop a table from the catalog; with `purge`, delete all of its files too.
@@ -358,7 +406,7 @@ impl Floe {
     {
         let table = self.load_table(name).await?;
         let files = self.write_files(&table, batches.boxed(), options).await?;
-        commit(self, name, Change::Append { files }, options).await
+        commit(self, name, Change::Append { files }, options, Some(table)).await
     }
 
     /// Replace the rows matching `filter` (every row when `None`) with `batches`, as one snapshot.
@@ -377,7 +425,14 @@ impl Floe {
             f.compile(&table.arrow_schema()?)?;
         }
         let files = self.write_files(&table, batches.boxed(), options).await?;
-        commit(self, name, Change::Overwrite { filter, files }, options).await
+        commit(
+            self,
+            name,
+            Change::Overwrite { filter, files },
+            options,
+            Some(table),
+        )
+        .await
     }
 
     /// Delete the rows matching `filter` (copy-on-write), as one snapshot.
@@ -389,7 +444,7 @@ impl Floe {
     ) -> Result<CommitResult> {
         let table = self.load_table(name).await?;
         filter.compile(&table.arrow_schema()?)?;
-        commit(self, name, Change::Delete { filter }, options).await
+        commit(self, name, Change::Delete { filter }, options, Some(table)).await
     }
 
     /// Add an optional column (schema evolution; no snapshot).
@@ -407,7 +462,9 @@ impl Floe {
             field_type,
             doc: None,
         };
-        Ok(commit(self, name, change, &CommitOptions::default()).await?.table)
+        Ok(commit(self, name, change, &CommitOptions::default(), None)
+            .await?
+            .table)
     }
 
     /// Create a branch at a state of the table (the head of `main` by default).
@@ -433,7 +490,9 @@ impl Floe {
             snapshot_id: snapshot.snapshot_id(),
             tag,
         };
-        Ok(commit(self, name, change, &CommitOptions::default()).await?.table)
+        Ok(commit(self, name, change, &CommitOptions::default(), Some(table))
+            .await?
+            .table)
     }
 
     /// Drop a branch or tag.
@@ -441,7 +500,9 @@ impl Floe {
         let change = Change::DropRef {
             name: ref_name.to_string(),
         };
-        Ok(commit(self, name, change, &CommitOptions::default()).await?.table)
+        Ok(commit(self, name, change, &CommitOptions::default(), None)
+            .await?
+            .table)
     }
 
     /// Fast-forward `main` to the head of `branch`.
@@ -449,13 +510,17 @@ impl Floe {
         let change = Change::Publish {
             branch: branch.to_string(),
         };
-        Ok(commit(self, name, change, &CommitOptions::default()).await?.table)
+        Ok(commit(self, name, change, &CommitOptions::default(), None)
+            .await?
+            .table)
     }
 
     /// Move `main` back to an earlier snapshot (an ancestor of its head).
     pub async fn rollback(&self, name: &TableName, snapshot_id: i64) -> Result<Table> {
         let change = Change::Rollback { snapshot_id };
-        Ok(commit(self, name, change, &CommitOptions::default()).await?.table)
+        Ok(commit(self, name, change, &CommitOptions::default(), None)
+            .await?
+            .table)
     }
 
     /// Read a table as a stream of Arrow batches.

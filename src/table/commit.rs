@@ -178,12 +178,14 @@ struct Staged {
     snapshot_id: Option<i64>,
 }
 
-/// Commit `change` to `name` through the catalog's compare-and-swap, retrying on conflicts.
+/// Commit `change` to `name` through the catalog's compare-and-swap, retrying on conflicts. The
+/// first attempt may start from a `preloaded` table the caller just loaded; retries always reload.
 pub(crate) async fn commit(
     floe: &Floe,
     name: &TableName,
     change: Change,
     options: &CommitOptions,
+    preloaded: Option<Table>,
 ) -> Result<CommitResult> {
     let policy = floe.settings().retry.clone();
     let storage = floe.storage();
@@ -192,6 +194,7 @@ pub(crate) async fn commit(
     let mut unknown: Vec<(Option<i64>, String)> = Vec::new();
     let mut timings = CommitTimings::default();
     let mut attempt: u32 = 0;
+    let mut preloaded = preloaded;
     // Give up: delete the files of the change unless an attempt may have landed with them.
     let abandon = |unknown: &Vec<(Option<i64>, String)>| {
         let paths = if unknown.is_empty() {
@@ -204,7 +207,10 @@ pub(crate) async fn commit(
     loop {
         attempt += 1;
         let t0 = Instant::now();
-        let base = floe.load_table(name).await;
+        let base = match preloaded.take() {
+            Some(table) => Ok(table),
+            None => floe.load_table(name).await,
+        };
         timings.load_s += t0.elapsed().as_secs_f64();
         let base = match base {
             Ok(b) => b,
@@ -294,12 +300,9 @@ pub(crate) async fn commit(
         timings.swap_s += t0.elapsed().as_secs_f64();
         match swapped {
             SwapOutcome::Swapped => {
-                let table = Table::new(
-                    name.clone(),
-                    new_location,
-                    Arc::new(staged.metadata),
-                    storage.clone(),
-                );
+                let metadata = Arc::new(staged.metadata);
+                floe.remember_metadata(&new_location, metadata.clone());
+                let table = Table::new(name.clone(), new_location, metadata, storage.clone());
                 return Ok(CommitResult {
                     table,
                     snapshot_id: staged.snapshot_id,
