@@ -19,6 +19,7 @@ use crate::catalog::{Namespace, SqlCatalog, TableName};
 use crate::config::Settings;
 use crate::error::{Error, ErrorKind, Result};
 use crate::storage::{ObjectStorage, Warehouse};
+use crate::table::cache::FileCache;
 use crate::table::commit::{commit, delete_quietly, Change};
 use crate::table::scan::{self, ScanStream};
 use crate::table::writer::DataWriter;
@@ -113,35 +114,7 @@ struct Inner {
     catalog: SqlCatalog,
     storage: ObjectStorage,
     warehouse: Warehouse,
-    metadata_cache: MetadataCache,
-}
-
-/// Parsed metadata files by location. Metadata files are immutable, so a location the catalog points
-/// at again (or one this process just wrote) never needs to be read and parsed twice.
-#[derive(Debug, Default)]
-struct MetadataCache(std::sync::Mutex<std::collections::VecDeque<(String, TableMetadataRef)>>);
-
-impl MetadataCache {
-    const CAPACITY: usize = 32;
-
-    fn get(&self, location: &str) -> Option<TableMetadataRef> {
-        let entries = self.0.lock().expect("metadata cache poisoned");
-        entries
-            .iter()
-            .find(|(l, _)| l == location)
-            .map(|(_, m)| m.clone())
-    }
-
-    fn put(&self, location: String, metadata: TableMetadataRef) {
-        let mut entries = self.0.lock().expect("metadata cache poisoned");
-        if entries.iter().any(|(l, _)| *l == location) {
-            return;
-        }
-        if entries.len() == Self::CAPACITY {
-            entries.pop_front();
-        }
-        entries.push_back((location, metadata));
-    }
+    cache: Arc<FileCache>,
 }
 
 impl Floe {
@@ -150,14 +123,14 @@ impl Floe {
         let warehouse = Warehouse::parse(&settings.warehouse)?;
         let catalog = SqlCatalog::connect(&settings.catalog_url, &settings.catalog_name).await?;
         let storage = ObjectStorage::new(settings.s3.clone());
-        let metadata_cache = MetadataCache::default();
+        let cache = Arc::new(FileCache::default());
         Ok(Floe {
             inner: Arc::new(Inner {
                 settings,
                 catalog,
                 storage,
                 warehouse,
-                metadata_cache,
+                cache,
             }),
         })
     }
@@ -302,12 +275,7 @@ impl Floe {
             delete_quietly(self.storage(), vec![metadata_location]).await;
             return Err(e);
         }
-        Ok(Table::new(
-            name.clone(),
-            metadata_location,
-            Arc::new(metadata),
-            self.storage().clone(),
-        ))
+        Ok(self.table_handle(name, metadata_location, Arc::new(metadata)))
     }
 
     /// Load a table's current metadata.
@@ -317,13 +285,8 @@ impl Floe {
             .metadata_location(name)
             .await?
             .ok_or_else(|| Error::not_found(format!("table {name} does not exist")))?;
-        if let Some(metadata) = self.inner.metadata_cache.get(&location) {
-            return Ok(Table::new(
-                name.clone(),
-                location,
-                metadata,
-                self.storage().clone(),
-            ));
+        if let Some(metadata) = self.inner.cache.metadata(&location) {
+            return Ok(self.table_handle(name, location, metadata));
         }
         let bytes = self
             .storage()
@@ -338,19 +301,25 @@ impl Floe {
             } else {
                 serde_json::from_slice(&bytes)?
             };
-        let metadata = Arc::new(metadata);
-        self.inner.metadata_cache.put(location.clone(), metadata.clone());
-        Ok(Table::new(
+        Ok(self.table_handle(name, location, Arc::new(metadata)))
+    }
+
+    /// A table at `location`, sharing this handle's storage and file cache; the metadata is
+    /// remembered, so loading the same location again is free.
+    pub(crate) fn table_handle(
+        &self,
+        name: &TableName,
+        location: String,
+        metadata: TableMetadataRef,
+    ) -> Table {
+        self.inner.cache.put_metadata(&location, metadata.clone());
+        Table::new(
             name.clone(),
             location,
             metadata,
             self.storage().clone(),
-        ))
-    }
-
-    /// Remember metadata this process wrote, so the next load of its location is free.
-    pub(crate) fn remember_metadata(&self, location: &str, metadata: TableMetadataRef) {
-        self.inner.metadata_cache.put(location.to_string(), metadata);
+            self.inner.cache.clone(),
+        )
     }
 
     /// Drop a table from the catalog; with `purge`, delete all of its files too.

@@ -301,8 +301,7 @@ pub(crate) async fn commit(
         match swapped {
             SwapOutcome::Swapped => {
                 let metadata = Arc::new(staged.metadata);
-                floe.remember_metadata(&new_location, metadata.clone());
-                let table = Table::new(name.clone(), new_location, metadata, storage.clone());
+                let table = floe.table_handle(name, new_location, metadata);
                 return Ok(CommitResult {
                     table,
                     snapshot_id: staged.snapshot_id,
@@ -656,7 +655,7 @@ async fn stage_snapshot(
     let mut manifests: Vec<ManifestFile> = Vec::new();
     let mut found_removed: HashSet<String> = HashSet::new();
     if let Some(parent) = &parent {
-        for mf in base.manifests(parent).await? {
+        for mf in base.manifests(parent).await?.iter().cloned() {
             if removed_paths.is_empty() || mf.content != ManifestContentType::Data {
                 manifests.push(mf);
                 continue;
@@ -720,8 +719,20 @@ async fn stage_snapshot(
         parent.as_ref().map(|p| p.snapshot_id()),
         sequence_number,
     );
+    // Assign the new manifests' sequence numbers as the writer would, so the list this process
+    // remembers is the list it wrote.
+    for m in manifests.iter_mut() {
+        if m.sequence_number == iceberg::spec::UNASSIGNED_SEQUENCE_NUMBER {
+            m.sequence_number = sequence_number;
+        }
+        if m.min_sequence_number == iceberg::spec::UNASSIGNED_SEQUENCE_NUMBER {
+            m.min_sequence_number = sequence_number;
+        }
+    }
+    let remembered = Arc::new(manifests.clone());
     list_writer.add_manifests(manifests.into_iter())?;
     list_writer.close().await?;
+    base.remember_manifest_list(&list_path, remembered);
 
     let mut properties: HashMap<String, String> = options.properties.clone().into_iter().collect();
     properties.extend(options.lineage.to_properties());

@@ -1,6 +1,7 @@
 //! Tables: a loaded view of one Iceberg table ([`Table`]), how a ref is named ([`At`]), and the
 //! operations that change a table. Every change goes through [`commit`]'s one path.
 
+pub(crate) mod cache;
 pub(crate) mod commit;
 pub(crate) mod filter;
 pub mod scan;
@@ -18,6 +19,7 @@ use serde::Serialize;
 use crate::catalog::TableName;
 use crate::error::{Error, Result};
 use crate::storage::ObjectStorage;
+use cache::FileCache;
 
 pub use commit::{CommitOptions, CommitResult, Lineage};
 pub use filter::RowFilter;
@@ -30,6 +32,7 @@ pub struct Table {
     metadata_location: String,
     metadata: TableMetadataRef,
     storage: ObjectStorage,
+    cache: Arc<FileCache>,
 }
 
 /// Which state of a table to read: the current `main`, a snapshot id, a branch, a tag, or the state
@@ -117,12 +120,14 @@ impl Table {
         metadata_location: String,
         metadata: TableMetadataRef,
         storage: ObjectStorage,
+        cache: Arc<FileCache>,
     ) -> Self {
         Self {
             name,
             metadata_location,
             metadata,
             storage,
+            cache,
         }
     }
 
@@ -295,7 +300,7 @@ impl Table {
         };
         let file_io = self.storage.file_io();
         let mut out = Vec::new();
-        for mf in self.manifests(snapshot).await? {
+        for mf in self.manifests(snapshot).await?.iter() {
             let manifest = mf.load_manifest(&file_io).await?;
             for e in manifest.entries() {
                 if e.status() != ManifestStatus::Deleted
@@ -320,10 +325,21 @@ impl Table {
     }
 
     /// The manifests a snapshot's manifest list names.
-    pub(crate) async fn manifests(&self, snapshot: &SnapshotRef) -> Result<Vec<ManifestFile>> {
+    pub(crate) async fn manifests(&self, snapshot: &SnapshotRef) -> Result<Arc<Vec<ManifestFile>>> {
+        if let Some(list) = self.cache.manifest_list(snapshot.manifest_list()) {
+            return Ok(list);
+        }
         let bytes = self.storage.read(snapshot.manifest_list()).await?;
         let list = ManifestList::parse_with_version(&bytes, self.format_version())?;
-        Ok(list.consume_entries().into_iter().collect())
+        let list = Arc::new(list.consume_entries().into_iter().collect::<Vec<_>>());
+        self.cache
+            .put_manifest_list(snapshot.manifest_list(), list.clone());
+        Ok(list)
+    }
+
+    /// Remember the manifests of a manifest list this process wrote.
+    pub(crate) fn remember_manifest_list(&self, location: &str, manifests: Arc<Vec<ManifestFile>>) {
+        self.cache.put_manifest_list(location, manifests);
     }
 
     /// An iceberg-rust `Table` over the same metadata, for its scan planning and Arrow reader.
