@@ -140,8 +140,8 @@ impl Default for RetryPolicy {
     }
 }
 
-/// Fully resolved settings.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Fully resolved settings. `Debug` masks the catalog URL's password and the S3 secrets.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Settings {
     /// `sqlite:PATH` or `postgres://...`.
     pub catalog_url: String,
@@ -153,6 +153,18 @@ pub struct Settings {
     pub s3: S3Settings,
     /// Commit retry policy.
     pub retry: RetryPolicy,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("catalog_url", &self.catalog_url_redacted())
+            .field("warehouse", &self.warehouse)
+            .field("catalog_name", &self.catalog_name)
+            .field("s3", &self.s3)
+            .field("retry", &self.retry)
+            .finish()
+    }
 }
 
 impl Default for Settings {
@@ -386,8 +398,10 @@ mod tests {
             "AWS_SECRET_ACCESS_KEY".to_string(),
             "sup3r-s3cret-value".to_string(),
         )]);
-        let s = PartialSettings::from_vars(&vars).unwrap().finish();
+        let mut s = PartialSettings::from_vars(&vars).unwrap().finish();
         assert!(!format!("{s:?}").contains("sup3r"));
+        s.catalog_url = "postgres://floe:pg-pass-123@db/x".into();
+        assert!(!format!("{s:?}").contains("pg-pass-123"));
         assert_eq!(
             redact_secrets("failed with sup3r-s3cret-value"),
             "failed with ***"

@@ -296,7 +296,13 @@ impl SqlCatalog {
             .bind(v)
             .execute(&mut *tx)
             .await
-            .map_err(|e| catalog_error(&format!("cannot create namespace {ns}"), e))?;
+            .map_err(|e| match e {
+                // Another writer created it between the check above and this insert.
+                sqlx::Error::Database(db) if db.is_unique_violation() => {
+                    Error::new(ErrorKind::AlreadyExists, format!("namespace {ns} already exists"))
+                }
+                e => catalog_error(&format!("cannot create namespace {ns}"), e),
+            })?;
         }
         tx.commit()
             .await
