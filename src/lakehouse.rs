@@ -324,16 +324,19 @@ impl Floe {
 
     /// Drop a table from the catalog; with `purge`, delete all of its files too.
     pub async fn drop_table(&self, name: &TableName, purge: bool) -> Result<()> {
-        let table = if purge {
-            Some(self.load_table(name).await?)
+        let files = if purge {
+            // Everything the table references, wherever it lives (a `write.data.path` may point
+            // outside the table's location), is listed before the table disappears.
+            Some(self.load_table(name).await?.all_files().await?)
         } else {
             None
         };
         self.catalog().delete_table(name).await?;
-        if let Some(t) = table {
-            self.storage()
-                .delete_prefix(&format!("{}/", t.location()))
-                .await?;
+        if let Some((location, files)) = files {
+            for f in files {
+                self.storage().delete(&f).await?;
+            }
+            self.storage().delete_prefix(&format!("{location}/")).await?;
         }
         Ok(())
     }

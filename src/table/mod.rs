@@ -324,6 +324,34 @@ impl Table {
             .collect())
     }
 
+    /// The table's location and every file its metadata references: metadata files (current and
+    /// logged), manifest lists, manifests, and the data and delete files of every snapshot.
+    pub(crate) async fn all_files(&self) -> Result<(String, Vec<String>)> {
+        let file_io = self.storage.file_io();
+        let mut files: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        files.insert(self.metadata_location.clone());
+        files.extend(
+            self.metadata
+                .metadata_log()
+                .iter()
+                .map(|m| m.metadata_file.clone()),
+        );
+        let mut seen_manifests = std::collections::HashSet::new();
+        for snapshot in self.metadata.snapshots() {
+            files.insert(snapshot.manifest_list().to_string());
+            for mf in self.manifests(snapshot).await?.iter() {
+                if !seen_manifests.insert(mf.manifest_path.clone()) {
+                    continue;
+                }
+                files.insert(mf.manifest_path.clone());
+                for e in mf.load_manifest(&file_io).await?.entries() {
+                    files.insert(e.data_file().file_path().to_string());
+                }
+            }
+        }
+        Ok((self.location().to_string(), files.into_iter().collect()))
+    }
+
     /// The manifests a snapshot's manifest list names.
     pub(crate) async fn manifests(&self, snapshot: &SnapshotRef) -> Result<Arc<Vec<ManifestFile>>> {
         if let Some(list) = self.cache.manifest_list(snapshot.manifest_list()) {

@@ -371,6 +371,45 @@ both_backends!(drop_and_purge, |ctx: Ctx| async move {
         .unwrap()
         .is_empty());
     assert_eq!(ctx.floe.tables(&ctx.ns).await.unwrap().len(), 0);
+
+    // Purge also deletes data written outside the table's location (write.data.path).
+    let elsewhere = format!(
+        "{}/elsewhere-{}",
+        ctx.floe.warehouse().uri(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let t3 = ctx.table("events3");
+    let def = TableDefinition {
+        schema: events_schema(),
+        properties: std::collections::BTreeMap::from([("write.data.path".to_string(), elsewhere.clone())]),
+        ..Default::default()
+    };
+    ctx.floe.create_table(&t3, def).await.unwrap();
+    ctx.floe
+        .append(&t3, stream(vec![events(0..5)]), &CommitOptions::default())
+        .await
+        .unwrap();
+    ctx.floe
+        .delete(&t3, RowFilter::sql("id = 1"), &CommitOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        ctx.floe
+            .storage()
+            .list(&format!("{elsewhere}/"))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    ctx.floe.drop_table(&t3, true).await.unwrap();
+    assert!(ctx
+        .floe
+        .storage()
+        .list(&format!("{elsewhere}/"))
+        .await
+        .unwrap()
+        .is_empty());
 });
 
 both_backends!(odd_names_round_trip, |ctx: Ctx| async move {
