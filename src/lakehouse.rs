@@ -343,7 +343,7 @@ impl Floe {
 
     /// Write a stream of batches into new data files of `name` (not committed): the files and the
     /// number of rows. Used by append and overwrite; on error the files written so far are deleted.
-    async fn write_files(
+    pub(crate) async fn write_files(
         &self,
         table: &Table,
         mut batches: BoxStream<'_, Result<RecordBatch>>,
@@ -483,6 +483,27 @@ impl Floe {
             branch: branch.to_string(),
         };
         Ok(commit(self, name, change, &CommitOptions::default(), None)
+            .await?
+            .table)
+    }
+
+    /// Point `branch` at a snapshot (creating the branch), or remove it with `None`; a branch already
+    /// there commits nothing.
+    pub async fn reset_branch(
+        &self,
+        name: &TableName,
+        branch: &str,
+        snapshot_id: Option<i64>,
+    ) -> Result<Table> {
+        let table = self.load_table(name).await?;
+        if table.find_ref(branch).map(|r| r.snapshot_id) == snapshot_id {
+            return Ok(table);
+        }
+        let change = Change::ResetBranch {
+            name: branch.to_string(),
+            snapshot_id,
+        };
+        Ok(commit(self, name, change, &CommitOptions::default(), Some(table))
             .await?
             .table)
     }

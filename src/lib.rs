@@ -28,6 +28,7 @@ pub mod config;
 pub mod error;
 pub mod generate;
 mod lakehouse;
+pub mod pipeline;
 pub mod storage;
 pub mod table;
 

@@ -18,11 +18,18 @@ use crate::error::{Error, ErrorKind, Result};
 pub use names::{Namespace, TableName};
 
 /// Schema migrations, in order: (version, name, SQL). The SQL is portable between SQLite and Postgres.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "iceberg_jdbc_catalog",
-    include_str!("../../catalog/migrations/0001_iceberg_jdbc_catalog.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "iceberg_jdbc_catalog",
+        include_str!("../../catalog/migrations/0001_iceberg_jdbc_catalog.sql"),
+    ),
+    (
+        2,
+        "run_ledger",
+        include_str!("../../catalog/migrations/0002_run_ledger.sql"),
+    ),
+];
 
 const TABLE_TYPE: &str = "TABLE";
 
@@ -150,6 +157,11 @@ impl SqlCatalog {
     /// The catalog name (the `catalog_name` column).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The pool, for floe's own tables in the catalog database (the run ledger).
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     /// Rewrite `?` placeholders for Postgres.

@@ -237,6 +237,34 @@ enum Command {
         #[arg(long)]
         out: String,
     },
+    /// Run the clickstream pipeline; every stage commits its outputs as snapshots with lineage.
+    Run {
+        /// Input events for ingest: a file, a directory or a glob, local or s3://.
+        #[arg(long)]
+        input: Option<String>,
+        /// Namespace of the pipeline's tables.
+        #[arg(long, default_value = "clickstream")]
+        namespace: String,
+        /// Engine (this build has DataFusion; DuckDB follows).
+        #[arg(long, default_value = "datafusion")]
+        engine: String,
+        /// Stages to run, comma-separated (default: all).
+        #[arg(long, value_delimiter = ',')]
+        stages: Option<Vec<String>>,
+        /// Run stages even when an identical earlier run can be reused.
+        #[arg(long)]
+        force: bool,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// The run ledger: one row per stage and engine of each run.
+    Runs {
+        /// Rows to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Benchmark the storage layer: commit latency as history grows, append throughput.
     Bench {
         /// Snapshots per history-growth run.
@@ -543,6 +571,45 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
                     .map(|s| s.snapshot_id().to_string())
                     .unwrap_or_default()
             );
+        }
+        Command::Run {
+            input,
+            namespace,
+            engine,
+            stages,
+            force,
+            format,
+        } => {
+            let engine: std::sync::Arc<dyn floe::pipeline::Engine> = match engine.as_str() {
+                "datafusion" => std::sync::Arc::new(floe::pipeline::DataFusionEngine::default()),
+                other => {
+                    return Err(floe::Error::new(
+                        floe::ErrorKind::InvalidInput,
+                        format!("engine {other:?} is not available in this build (available: datafusion)"),
+                    ))
+                }
+            };
+            let stages = match stages {
+                Some(s) => s
+                    .iter()
+                    .map(|s| floe::pipeline::Stage::parse(s))
+                    .collect::<floe::Result<Vec<_>>>()?,
+                None => floe::pipeline::Stage::ALL.to_vec(),
+            };
+            let options = floe::pipeline::RunOptions {
+                namespace: Namespace::parse(&namespace)?,
+                input,
+                engines: vec![engine],
+                stages,
+                force,
+                publish: true,
+            };
+            let report = floe::pipeline::run(&floe, &options).await?;
+            output::print_run(&report, format)?;
+        }
+        Command::Runs { limit, format } => {
+            let entries = floe::pipeline::ledger::list(floe.catalog(), limit).await?;
+            output::print_runs(&entries, format)?;
         }
         Command::Bench {
             snapshots,

@@ -155,6 +155,8 @@ pub(crate) enum Change {
     Publish { branch: String },
     /// Move `main` back to one of its ancestors.
     Rollback { snapshot_id: i64 },
+    /// Point a branch at a snapshot (creating it), or remove it (`None`).
+    ResetBranch { name: String, snapshot_id: Option<i64> },
 }
 
 impl Change {
@@ -532,6 +534,27 @@ async fn stage(
                 .build()?;
             Ok(Staged {
                 metadata: result.metadata,
+                snapshot_id: None,
+            })
+        }
+        Change::ResetBranch { name, snapshot_id } => {
+            if name == MAIN_BRANCH {
+                return Err(Error::invalid(
+                    "reset_branch moves other branches; main moves by publish or rollback",
+                ));
+            }
+            if base.find_ref(name).is_some_and(|r| r.kind == "tag") {
+                return Err(Error::invalid(format!("{name:?} is a tag of {}", base.name())));
+            }
+            let builder = match snapshot_id {
+                Some(id) => builder.set_ref(
+                    name,
+                    SnapshotReference::new(*id, SnapshotRetention::branch(None, None, None)),
+                )?,
+                None => builder.remove_ref(name),
+            };
+            Ok(Staged {
+                metadata: builder.build()?.metadata,
                 snapshot_id: None,
             })
         }

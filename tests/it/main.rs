@@ -7,5 +7,6 @@ mod bad_input;
 mod cli;
 mod concurrency;
 mod interop;
+mod pipeline;
 mod refs;
 mod table_ops;

@@ -1,0 +1,120 @@
+//! The seam between the stage runner and the query engines. The runner pins a stage's inputs and
+//! hands them to an [`Engine`]; the engine computes each output table and returns it as a stream of
+//! Arrow batches; the runner writes and commits them. The runner never names an engine.
+
+mod datafusion;
+pub(crate) mod rules;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use arrow::array::RecordBatch;
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+
+use crate::error::{Error, Result};
+use crate::pipeline::tables::*;
+use crate::table::Table;
+
+pub use self::datafusion::DataFusionEngine;
+
+/// A pipeline stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stage {
+    /// Files → `raw_events` (+ `rejected_events`).
+    Ingest,
+    /// `raw_events` → `clean_events` (+ `rejected_events`).
+    Cleanse,
+    /// `clean_events` + `geoip` → `enriched_events`.
+    Enrich,
+    /// `enriched_events` → `session_events`, `sessions`.
+    Sessionize,
+    /// `sessions` → `daily_metrics`.
+    Aggregate,
+}
+
+impl Stage {
+    /// Every stage, in order.
+    pub const ALL: [Stage; 5] = [
+        Stage::Ingest,
+        Stage::Cleanse,
+        Stage::Enrich,
+        Stage::Sessionize,
+        Stage::Aggregate,
+    ];
+
+    /// The stage's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Stage::Ingest => "ingest",
+            Stage::Cleanse => "cleanse",
+            Stage::Enrich => "enrich",
+            Stage::Sessionize => "sessionize",
+            Stage::Aggregate => "aggregate",
+        }
+    }
+
+    /// Parse a stage name.
+    pub fn parse(name: &str) -> Result<Stage> {
+        Stage::ALL
+            .into_iter()
+            .find(|s| s.name() == name.trim())
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "unknown stage {name:?} (ingest, cleanse, enrich, sessionize, aggregate)"
+                ))
+            })
+    }
+
+    /// Tables the stage reads.
+    pub fn inputs(&self) -> &'static [&'static str] {
+        match self {
+            Stage::Ingest => &[],
+            Stage::Cleanse => &[RAW_EVENTS],
+            Stage::Enrich => &[CLEAN_EVENTS, GEOIP],
+            Stage::Sessionize => &[ENRICHED_EVENTS],
+            Stage::Aggregate => &[SESSIONS],
+        }
+    }
+
+    /// Tables the stage writes, each as one snapshot.
+    pub fn outputs(&self) -> &'static [&'static str] {
+        match self {
+            Stage::Ingest => &[RAW_EVENTS, REJECTED_EVENTS],
+            Stage::Cleanse => &[CLEAN_EVENTS, REJECTED_EVENTS],
+            Stage::Enrich => &[ENRICHED_EVENTS],
+            Stage::Sessionize => &[SESSION_EVENTS, SESSIONS],
+            Stage::Aggregate => &[DAILY_METRICS],
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One input table at its pinned snapshot (`None`: the table was empty).
+#[derive(Clone, Debug)]
+pub struct PinnedTable {
+    /// The table as loaded when the stage started.
+    pub table: Table,
+    /// The pinned snapshot.
+    pub snapshot_id: Option<i64>,
+}
+
+/// One output: the rows of an output table.
+pub type Rows = BoxStream<'static, Result<RecordBatch>>;
+
+/// A query engine that can run every stage but `ingest` (whose parsing is floe's shared input reader,
+/// so that line numbers and malformed-record rules cannot differ between engines).
+#[async_trait]
+pub trait Engine: Send + Sync {
+    /// The engine's name: also the branch its outputs are committed to.
+    fn name(&self) -> &'static str;
+
+    /// Compute `stage`'s outputs from its pinned inputs: one stream per table of `stage.outputs()`,
+    /// in that order. For `cleanse`, the `rejected_events` stream holds only the stage's own rejects.
+    async fn run(&self, stage: Stage, inputs: &BTreeMap<&'static str, PinnedTable>) -> Result<Vec<Rows>>;
+}

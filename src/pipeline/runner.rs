@@ -1,0 +1,521 @@
+//! The stage runner. For each engine and stage it pins the inputs (the head of the engine's branch of
+//! each input table, `geoip` at `main`), looks for an earlier identical run in the ledger, asks the
+//! engine for the outputs, writes them as data files, commits each output table as one snapshot on
+//! the engine's branch with lineage, and records the outcome. A failing stage commits nothing (or
+//! moves back what it committed) and deletes the files it wrote.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arrow::array::{Array, RecordBatch, StringArray};
+use futures::{StreamExt, TryStreamExt};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::engine::{Engine, PinnedTable, Rows, Stage};
+use super::input::{read_input, resolve_inputs, InputBatch};
+use super::ledger::{self, LedgerEntry};
+use super::tables::{self, GEOIP, REJECTED_EVENTS};
+use crate::catalog::{Namespace, TableName};
+use crate::error::{Error, ErrorKind, Result};
+use crate::lakehouse::Floe;
+use crate::table::commit::{commit, delete_quietly, file_paths, Change};
+use crate::table::{CommitOptions, Lineage, RowFilter};
+
+/// Bumped when the pipeline's rules change, so earlier ledger rows are not reused.
+const PIPELINE_VERSION: &str = "clickstream-1";
+
+/// What to run.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// Namespace of the pipeline's tables.
+    pub namespace: Namespace,
+    /// Input files for `ingest`: a file, a directory or a glob, local or S3.
+    pub input: Option<String>,
+    /// Engines; each writes to its own branch of every output table.
+    pub engines: Vec<Arc<dyn Engine>>,
+    /// Stages, in pipeline order.
+    pub stages: Vec<Stage>,
+    /// Run stages even when the ledger holds an identical earlier run.
+    pub force: bool,
+    /// Fast-forward `main` of every output table to the engine's branch at the end (single-engine
+    /// runs).
+    pub publish: bool,
+}
+
+/// What one stage of one engine did.
+#[derive(Clone, Debug, Serialize)]
+pub struct StageReport {
+    /// The stage.
+    pub stage: String,
+    /// The engine.
+    pub engine: String,
+    /// `succeeded` or `reused`.
+    pub status: String,
+    /// Rows read.
+    pub rows_in: u64,
+    /// Rows written per output table.
+    pub rows_out: BTreeMap<String, u64>,
+    /// Rejects by reason.
+    pub rejects: BTreeMap<String, u64>,
+    /// Snapshot committed per output table.
+    pub snapshots: BTreeMap<String, i64>,
+    /// Wall time.
+    pub seconds: f64,
+    /// Peak resident memory of the process during the stage.
+    pub peak_memory_bytes: Option<u64>,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    /// The run's id.
+    pub run_id: String,
+    /// Per stage and engine.
+    pub stages: Vec<StageReport>,
+}
+
+/// The peak resident set size since the last reset, on Linux.
+fn peak_rss_reset() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339()
+}
+
+/// Run the pipeline.
+pub async fn run(floe: &Floe, options: &RunOptions) -> Result<RunReport> {
+    if options.engines.is_empty() {
+        return Err(Error::invalid("no engine to run"));
+    }
+    let run_id = uuid::Uuid::now_v7().to_string();
+    let ns = &options.namespace;
+    tables::ensure_tables(floe, ns).await?;
+    load_geoip(floe, ns).await?;
+    let mut report = RunReport {
+        run_id: run_id.clone(),
+        stages: Vec::new(),
+    };
+    for engine in &options.engines {
+        let branch = engine.name();
+        for stage in &options.stages {
+            let r = run_stage(floe, options, &run_id, engine.as_ref(), *stage)
+                .await
+                .map_err(|e| e.context(format!("stage {stage} on {branch} failed (run {run_id})")))?;
+            report.stages.push(r);
+        }
+        if options.publish {
+            for t in options.stages.iter().flat_map(|s| s.outputs()) {
+                let name = TableName::new(ns.clone(), *t)?;
+                let table = floe.load_table(&name).await?;
+                if table.find_ref(branch).is_some()
+                    && table.find_ref(branch).map(|r| r.snapshot_id)
+                        != table.current_snapshot().map(|s| s.snapshot_id())
+                {
+                    floe.publish(&name, branch).await?;
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// The `geoip` table, from the fixture built into the binary, on its first use.
+async fn load_geoip(floe: &Floe, ns: &Namespace) -> Result<()> {
+    let name = TableName::new(ns.clone(), GEOIP)?;
+    if floe.load_table(&name).await?.current_snapshot().is_some() {
+        return Ok(());
+    }
+    let batch = crate::generate::geoip_batch()?;
+    let options = CommitOptions {
+        expected_head: Some(None),
+        ..Default::default()
+    };
+    match floe
+        .append(&name, futures::stream::iter([Ok(batch)]), &options)
+        .await
+    {
+        Err(e) if e.kind() == ErrorKind::Conflict => Ok(()), // another run loaded it first
+        other => other.map(|_| ()),
+    }
+}
+
+/// A stage's pinned state: inputs at their snapshots, input files, and the heads of its outputs
+/// (commits are refused if those move meanwhile).
+struct Pins {
+    pinned: BTreeMap<&'static str, PinnedTable>,
+    input_snapshots: BTreeMap<String, Option<i64>>,
+    files: Vec<super::input::InputFile>,
+    heads: BTreeMap<&'static str, Option<i64>>,
+}
+
+async fn pin(floe: &Floe, options: &RunOptions, branch: &str, stage: Stage) -> Result<Pins> {
+    let ns = &options.namespace;
+    let mut pinned = BTreeMap::new();
+    let mut input_snapshots = BTreeMap::new();
+    for t in stage.inputs() {
+        let table = floe.load_table(&TableName::new(ns.clone(), *t)?).await?;
+        let at = if *t == GEOIP { "main" } else { branch };
+        let snapshot_id = table.metadata().snapshot_for_ref(at).map(|s| s.snapshot_id());
+        input_snapshots.insert(format!("{ns}.{t}"), snapshot_id);
+        pinned.insert(*t, PinnedTable { table, snapshot_id });
+    }
+    let mut files = Vec::new();
+    if stage == Stage::Ingest {
+        let input = options
+            .input
+            .as_deref()
+            .ok_or_else(|| Error::invalid("ingest needs an input (a file, a directory or a glob)"))?;
+        files = resolve_inputs(floe.storage(), input).await?;
+        for f in &files {
+            input_snapshots.insert(f.uri.clone(), Some(f.size as i64));
+        }
+    }
+    let mut heads = BTreeMap::new();
+    for t in stage.outputs() {
+        let table = floe.load_table(&TableName::new(ns.clone(), *t)?).await?;
+        heads.insert(
+            *t,
+            table.metadata().snapshot_for_ref(branch).map(|s| s.snapshot_id()),
+        );
+    }
+    Ok(Pins {
+        pinned,
+        input_snapshots,
+        files,
+        heads,
+    })
+}
+
+fn fingerprint(parts: &[String]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0u8]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Output table → files written but not yet committed.
+type Written = Vec<(&'static str, Vec<iceberg::spec::DataFile>)>;
+
+async fn run_stage(
+    floe: &Floe,
+    options: &RunOptions,
+    run_id: &str,
+    engine: &dyn Engine,
+    stage: Stage,
+) -> Result<StageReport> {
+    let ns = &options.namespace;
+    let branch = engine.name();
+    let started = Instant::now();
+    let started_at = now();
+    peak_rss_reset();
+
+    let base_entry = LedgerEntry {
+        run_id: run_id.to_string(),
+        pipeline: "clickstream".to_string(),
+        stage: stage.to_string(),
+        engine: branch.to_string(),
+        status: "succeeded".to_string(),
+        started_at,
+        ..Default::default()
+    };
+    let Pins {
+        pinned,
+        input_snapshots,
+        files,
+        heads,
+    } = match pin(floe, options, branch, stage).await {
+        Ok(p) => p,
+        Err(e) => return Err(fail(floe, base_entry, e).await),
+    };
+    let mut parts = vec![
+        PIPELINE_VERSION.to_string(),
+        stage.to_string(),
+        branch.to_string(),
+        ns.to_string(),
+    ];
+    parts.extend(input_snapshots.iter().map(|(k, v)| format!("{k}={v:?}")));
+    let fingerprint = fingerprint(&parts);
+
+    let mut entry = LedgerEntry {
+        fingerprint: fingerprint.clone(),
+        input_snapshots,
+        ..base_entry
+    };
+
+    // An identical earlier run whose outputs are still the branch heads: reuse it.
+    if !options.force {
+        if let Some(prev) = ledger::find_succeeded(floe.catalog(), &fingerprint).await? {
+            if outputs_still_current(floe, ns, branch, stage, &prev).await? {
+                entry.status = "reused".to_string();
+                entry.output_snapshots = prev.output_snapshots.clone();
+                entry.rows_in = prev.rows_in;
+                entry.rows_out = prev.rows_out.clone();
+                entry.rejects = prev.rejects.clone();
+                entry.ended_at = Some(now());
+                ledger::record(floe.catalog(), &entry).await?;
+                return Ok(report_of(&entry, started));
+            }
+        }
+    }
+
+    let rejects: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+    let mut written: Written = Vec::new();
+    let outcome = produce(floe, ns, engine, stage, &pinned, &files, &rejects, &mut written).await;
+    let rows_in = match outcome {
+        Ok(rows_in) => rows_in,
+        Err(e) => {
+            for (_, f) in &written {
+                delete_quietly(floe.storage(), file_paths(f)).await;
+            }
+            return Err(fail(floe, entry, e).await);
+        }
+    };
+    entry.rows_in = rows_in;
+    entry.rejects = rejects.lock().expect("reject counts").clone();
+    for (t, f) in &written {
+        entry
+            .rows_out
+            .insert(t.to_string(), f.iter().map(|f| f.record_count()).sum());
+    }
+
+    // Commit each output as one snapshot on the engine's branch; undo on failure.
+    let mut lineage_inputs = BTreeMap::new();
+    for (k, v) in &entry.input_snapshots {
+        if let (Some(id), false) = (v, k.contains("://")) {
+            lineage_inputs.insert(k.clone(), *id);
+        }
+    }
+    let lineage = Lineage {
+        run_id: Some(run_id.to_string()),
+        stage: Some(stage.to_string()),
+        engine: Some(branch.to_string()),
+        inputs: lineage_inputs,
+    };
+    let mut committed: Vec<&'static str> = Vec::new();
+    let mut pending = written.into_iter();
+    while let Some((t, data)) = pending.next() {
+        let name = TableName::new(ns.clone(), t)?;
+        let filter = (t == REJECTED_EVENTS && stage != Stage::Ingest)
+            .then(|| RowFilter::sql(format!("stage = '{stage}'")));
+        let options = CommitOptions {
+            branch: branch.to_string(),
+            lineage: lineage.clone(),
+            expected_head: Some(heads[t]),
+            ..Default::default()
+        };
+        match commit(
+            floe,
+            &name,
+            Change::Overwrite { filter, files: data },
+            &options,
+            None,
+        )
+        .await
+        {
+            Ok(r) => {
+                committed.push(t);
+                entry
+                    .output_snapshots
+                    .insert(t.to_string(), r.snapshot_id.expect("overwrite makes a snapshot"));
+            }
+            Err(e) => {
+                for (_, rest) in pending {
+                    delete_quietly(floe.storage(), file_paths(&rest)).await;
+                }
+                for t in committed {
+                    let _ = floe
+                        .reset_branch(&TableName::new(ns.clone(), t)?, branch, heads[t])
+                        .await;
+                }
+                entry.output_snapshots.clear();
+                return Err(fail(floe, entry, e).await);
+            }
+        }
+    }
+    entry.peak_memory_bytes = peak_rss();
+    entry.ended_at = Some(now());
+    ledger::record(floe.catalog(), &entry).await?;
+    Ok(report_of(&entry, started))
+}
+
+/// Whether the outputs an earlier run of `stage` committed are still what the branch holds: each is
+/// the branch head, or an ancestor of it with only later stages' commits after it (`cleanse` adds to
+/// the `rejected_events` that `ingest` wrote).
+async fn outputs_still_current(
+    floe: &Floe,
+    ns: &Namespace,
+    branch: &str,
+    stage: Stage,
+    prev: &LedgerEntry,
+) -> Result<bool> {
+    for t in stage.outputs() {
+        let Some(recorded) = prev.output_snapshots.get(*t).copied() else {
+            return Ok(false);
+        };
+        let table = floe.load_table(&TableName::new(ns.clone(), *t)?).await?;
+        let mut cur = table.metadata().snapshot_for_ref(branch).cloned();
+        loop {
+            match cur {
+                None => return Ok(false),
+                Some(s) if s.snapshot_id() == recorded => break,
+                Some(s) => {
+                    let by = s
+                        .summary()
+                        .additional_properties
+                        .get("floe.stage")
+                        .cloned()
+                        .unwrap_or_default();
+                    let later = Stage::ALL.iter().any(|x| x.name() == by && *x > stage);
+                    if !later {
+                        return Ok(false);
+                    }
+                    cur = s
+                        .parent_snapshot_id()
+                        .and_then(|p| table.metadata().snapshot_by_id(p).cloned());
+                }
+            }
+        }
+    }
+    Ok(true)
+}
+
+async fn fail(floe: &Floe, mut entry: LedgerEntry, e: Error) -> Error {
+    entry.status = "failed".to_string();
+    entry.error = Some(e.to_string());
+    entry.ended_at = Some(now());
+    if let Err(le) = ledger::record(floe.catalog(), &entry).await {
+        tracing::warn!(error = %le, "could not record the failed stage");
+    }
+    e
+}
+
+fn report_of(e: &LedgerEntry, started: Instant) -> StageReport {
+    StageReport {
+        stage: e.stage.clone(),
+        engine: e.engine.clone(),
+        status: e.status.clone(),
+        rows_in: e.rows_in,
+        rows_out: e.rows_out.clone(),
+        rejects: e.rejects.clone(),
+        snapshots: e.output_snapshots.clone(),
+        seconds: started.elapsed().as_secs_f64(),
+        peak_memory_bytes: e.peak_memory_bytes,
+    }
+}
+
+/// Count rejects by reason as they stream past.
+fn counted(rows: Rows, counts: Arc<Mutex<BTreeMap<String, u64>>>) -> Rows {
+    rows.map_ok(move |b: RecordBatch| {
+        if let Some(col) = b
+            .column_by_name("reason")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
+        {
+            let mut m = counts.lock().expect("reject counts");
+            for i in 0..col.len() {
+                if col.is_valid(i) {
+                    *m.entry(col.value(i).to_string()).or_default() += 1;
+                }
+            }
+        }
+        b
+    })
+    .boxed()
+}
+
+/// Compute and write (not commit) the stage's outputs; returns the rows read.
+#[allow(clippy::too_many_arguments)]
+async fn produce(
+    floe: &Floe,
+    ns: &Namespace,
+    engine: &dyn Engine,
+    stage: Stage,
+    pinned: &BTreeMap<&'static str, PinnedTable>,
+    files: &[super::input::InputFile],
+    rejects: &Arc<Mutex<BTreeMap<String, u64>>>,
+    written: &mut Written,
+) -> Result<u64> {
+    let table_of = |t: &str| TableName::new(ns.clone(), t);
+    let options = CommitOptions::default();
+    if stage == Stage::Ingest {
+        // One pass over the files feeds both outputs.
+        let raw_table = floe.load_table(&table_of(tables::RAW_EVENTS)?).await?;
+        let rej_table = floe.load_table(&table_of(REJECTED_EVENTS)?).await?;
+        let mut raw = crate::table::writer::DataWriter::new(&raw_table, options.target_file_size)?;
+        let mut rej = crate::table::writer::DataWriter::new(&rej_table, options.target_file_size)?;
+        let mut records = 0u64;
+        let result: Result<()> = async {
+            for f in files {
+                let mut batches = read_input(floe.storage(), f, 8192);
+                while let Some(b) = batches.try_next().await? {
+                    match b {
+                        InputBatch::Raw(b) => {
+                            records += b.num_rows() as u64;
+                            raw.write(b).await?;
+                        }
+                        InputBatch::Rejects(b) => {
+                            records += b.num_rows() as u64;
+                            *rejects
+                                .lock()
+                                .expect("reject counts")
+                                .entry("malformed_record".into())
+                                .or_default() += b.num_rows() as u64;
+                            rej.write(b).await?;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        let raw_files = raw.close().await?;
+        let rej_files = rej.close().await?;
+        written.push((tables::RAW_EVENTS, raw_files));
+        written.push((REJECTED_EVENTS, rej_files));
+        result?;
+        if records == 0 {
+            return Err(Error::invalid("the input holds no records"));
+        }
+        return Ok(records);
+    }
+    let rows_in: u64 = pinned
+        .iter()
+        .filter(|(t, _)| **t != GEOIP)
+        .filter_map(|(_, p)| {
+            p.snapshot_id
+                .and_then(|id| p.table.metadata().snapshot_by_id(id))
+                .and_then(|s| s.summary().additional_properties.get("total-records").cloned())
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .sum();
+    let outputs = engine.run(stage, pinned).await?;
+    if outputs.len() != stage.outputs().len() {
+        return Err(Error::internal(format!(
+            "{} returned {} outputs for {stage}",
+            engine.name(),
+            outputs.len()
+        )));
+    }
+    for (t, rows) in stage.outputs().iter().zip(outputs) {
+        let rows = if *t == REJECTED_EVENTS {
+            counted(rows, rejects.clone())
+        } else {
+            rows
+        };
+        let table = floe.load_table(&table_of(t)?).await?;
+        let data = floe.write_files(&table, rows, &options).await?;
+        written.push((t, data));
+    }
+    Ok(rows_in)
+}

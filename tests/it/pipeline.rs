@@ -1,0 +1,367 @@
+//! The clickstream pipeline on hand-written edge cases with hand-computed outputs, on both backends:
+//! sessions split just over 30 minutes and kept at exactly 30, duplicates with equal times, addresses at
+//! geoip range boundaries, an offset crossing midnight, a quoted CSV field with a newline, invalid
+//! UTF-8, every reject reason; reuse of identical runs; a failing input that commits nothing.
+
+use std::sync::Arc;
+
+use arrow::util::display::array_value_to_string;
+use floe::pipeline::{DataFusionEngine, RunOptions, Stage};
+use floe::{At, ErrorKind, ScanOptions};
+
+use crate::both_backends;
+use crate::support::*;
+
+const HEADER: &str = "event_id,user_id,event_time,event_type,url,referrer,ip,user_agent,revenue\n";
+
+/// 15 records: 7 clean, 2 malformed at ingest, 6 rejected at cleanse.
+fn edge_csv() -> Vec<u8> {
+    let mut b = HEADER.as_bytes().to_vec();
+    let lines: [&[u8]; 15] = [
+        b"e1,u1,2024-03-01T10:00:00Z,page_view,/home,,1.0.0.0,UA,\n",
+        b"e2,u1,2024-03-01T10:30:00Z,click,/p1,,1.0.0.0,UA,\n",
+        b"e3,u1,2024-03-01T11:00:00.000001Z,purchase,/checkout,,1.0.0.0,UA,10.50\n",
+        b"e4,u2,2024-03-01T23:50:00-01:00,page_view,/home,,1.0.31.255,UA,\n",
+        b"e5,u2,2024-03-02T01:10:00Z,add_to_cart,/p2,,1.0.32.0,\"Mozilla, \"\"quoted\"\"\nline2\",\n",
+        b"e6,u3,2024-03-02T05:00:00Z, Page_View ,/about,,0.0.0.1,UA,\n",
+        b"e6,u3,2024-03-02T05:00:00Z,page_view,/about,,0.0.0.1,UA,\n",
+        b"e8,u1,2024-03-01T12:00:00Z,page_view,/caf\xe9,,1.0.0.0,UA,\n",
+        b"\"  \",u4,2024-03-02T06:00:00Z,page_view,,,,,\n",
+        b"e10,,2024-03-02T06:00:00Z,page_view,,,,,\n",
+        b"e11,u4,2024-03-02 06:00:00,page_view,,,,,\n",
+        b"e12,u4,2024-03-02T06:00:00Z,purchased,,,,,\n",
+        b"e13,u4,2024-03-02T06:00:00Z,purchase,,,,,1.234\n",
+        b"e14,u4,only,four\n",
+        b"e15,u5,2024-03-02T07:00:00Z,page_view,/x,,300.1.2.3,,\n",
+    ];
+    for l in lines {
+        b.extend_from_slice(l);
+    }
+    b
+}
+
+/// Rows of `columns` of a table, each cell as text, sorted.
+async fn rows(ctx: &Ctx, table: &str, columns: &[&str]) -> Vec<Vec<String>> {
+    let options = ScanOptions {
+        at: Some(At::Current),
+        columns: Some(columns.iter().map(|c| c.to_string()).collect()),
+        ..Default::default()
+    };
+    let batches = ctx
+        .floe
+        .scan(&ctx.table(table), &options)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for b in batches {
+        for i in 0..b.num_rows() {
+            out.push(
+                (0..b.num_columns())
+                    .map(|c| array_value_to_string(b.column(c), i).unwrap())
+                    .collect(),
+            );
+        }
+    }
+    out.sort();
+    out
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+both_backends!(edge_cases_end_to_end_on_datafusion, |ctx: Ctx| async move {
+    let dir = tempfile::tempdir().unwrap();
+    let input = match ctx.backend {
+        Backend::SqliteLocal => {
+            let p = dir.path().join("edge.csv");
+            std::fs::write(&p, edge_csv()).unwrap();
+            p.display().to_string()
+        }
+        Backend::PostgresS3 => {
+            let uri = format!("{}/input/edge.csv", ctx.floe.warehouse().uri());
+            ctx.floe.storage().write(&uri, edge_csv().into()).await.unwrap();
+            uri
+        }
+    };
+    let options = RunOptions {
+        namespace: ctx.ns.clone(),
+        input: Some(input.clone()),
+        engines: vec![Arc::new(DataFusionEngine::default())],
+        stages: Stage::ALL.to_vec(),
+        force: false,
+        publish: true,
+    };
+    let report = floe::pipeline::run(&ctx.floe, &options).await.unwrap();
+    assert!(
+        report.stages.iter().all(|s| s.status == "succeeded"),
+        "{report:?}"
+    );
+    let ingest = &report.stages[0];
+    assert_eq!(ingest.rows_in, 15);
+    assert_eq!(ingest.rows_out["raw_events"], 13);
+    assert_eq!(ingest.rejects["malformed_record"], 2);
+    let cleanse = &report.stages[1];
+    assert_eq!(cleanse.rows_out["clean_events"], 7);
+    let expect_rejects: Vec<(&str, u64)> = vec![
+        ("bad_event_time", 1),
+        ("bad_event_type", 1),
+        ("bad_revenue", 1),
+        ("duplicate_event_id", 1),
+        ("missing_event_id", 1),
+        ("missing_user_id", 1),
+    ];
+    assert_eq!(
+        cleanse
+            .rejects
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect::<Vec<_>>(),
+        expect_rejects
+    );
+
+    // Every input record is in exactly one place, with its reason and position.
+    let rejected = rows(&ctx, "rejected_events", &["source_line", "stage", "reason"]).await;
+    let expected: Vec<Vec<String>> = vec![
+        s(&["11", "cleanse", "bad_event_time"]),
+        s(&["12", "cleanse", "bad_event_type"]),
+        s(&["13", "cleanse", "bad_revenue"]),
+        s(&["14", "ingest", "malformed_record"]),
+        s(&["7", "cleanse", "duplicate_event_id"]),
+        s(&["8", "ingest", "malformed_record"]),
+        s(&["9", "cleanse", "missing_event_id"]),
+        s(&["10", "cleanse", "missing_user_id"]),
+    ];
+    let mut expected = expected;
+    expected.sort();
+    assert_eq!(rejected, expected);
+    let malformed = rows(&ctx, "rejected_events", &["source_line", "record"]).await;
+    assert!(malformed.contains(&s(&[
+        "8",
+        "e8,u1,2024-03-01T12:00:00Z,page_view,/caf\u{FFFD},,1.0.0.0,UA,"
+    ])));
+    assert!(malformed
+        .iter()
+        .any(|r| r[0] == "10" && r[1].starts_with("{\"event_id\":\"e10\",\"user_id\":\"\"")));
+
+    // Cleansed and enriched: trimmed and typed, the offset crossing midnight, range boundaries.
+    let enriched = rows(
+        &ctx,
+        "enriched_events",
+        &[
+            "event_id",
+            "event_time",
+            "event_type",
+            "ip",
+            "country_code",
+            "source_line",
+        ],
+    )
+    .await;
+    assert_eq!(
+        enriched,
+        vec![
+            s(&["e1", "2024-03-01T10:00:00Z", "page_view", "1.0.0.0", "DE", "1"]),
+            s(&[
+                "e15",
+                "2024-03-02T07:00:00Z",
+                "page_view",
+                "300.1.2.3",
+                "ZZ",
+                "15"
+            ]),
+            s(&["e2", "2024-03-01T10:30:00Z", "click", "1.0.0.0", "DE", "2"]),
+            s(&[
+                "e3",
+                "2024-03-01T11:00:00.000001Z",
+                "purchase",
+                "1.0.0.0",
+                "DE",
+                "3"
+            ]),
+            s(&["e4", "2024-03-02T00:50:00Z", "page_view", "1.0.31.255", "DE", "4"]),
+            s(&["e5", "2024-03-02T01:10:00Z", "add_to_cart", "1.0.32.0", "TR", "5"]),
+            s(&["e6", "2024-03-02T05:00:00Z", "page_view", "0.0.0.1", "ZZ", "6"]),
+        ]
+    );
+    let agent = rows(&ctx, "clean_events", &["event_id", "user_agent"]).await;
+    assert!(agent.contains(&s(&["e5", "Mozilla, \"quoted\"\nline2"])));
+
+    // Sessions: exactly 30 minutes stays, 30 minutes and 1 µs splits.
+    let sessions = rows(
+        &ctx,
+        "sessions",
+        &[
+            "session_id",
+            "duration_us",
+            "event_count",
+            "page_views",
+            "purchases",
+            "revenue",
+            "country_code",
+            "landing_url",
+            "exit_url",
+            "is_bounce",
+        ],
+    )
+    .await;
+    assert_eq!(
+        sessions,
+        vec![
+            s(&[
+                "u1#1",
+                "1800000000",
+                "2",
+                "1",
+                "0",
+                "0.00",
+                "DE",
+                "/home",
+                "/p1",
+                "false"
+            ]),
+            s(&[
+                "u1#2",
+                "0",
+                "1",
+                "0",
+                "1",
+                "10.50",
+                "DE",
+                "/checkout",
+                "/checkout",
+                "true"
+            ]),
+            s(&[
+                "u2#1",
+                "1200000000",
+                "2",
+                "1",
+                "0",
+                "0.00",
+                "DE",
+                "/home",
+                "/p2",
+                "false"
+            ]),
+            s(&["u3#1", "0", "1", "1", "0", "0.00", "ZZ", "/about", "/about", "true"]),
+            s(&["u5#1", "0", "1", "1", "0", "0.00", "ZZ", "/x", "/x", "true"]),
+        ]
+    );
+    let session_events = rows(&ctx, "session_events", &["event_id", "session_id"]).await;
+    assert!(session_events.contains(&s(&["e2", "u1#1"])) && session_events.contains(&s(&["e3", "u1#2"])));
+    let metrics = rows(
+        &ctx,
+        "daily_metrics",
+        &[
+            "day",
+            "country_code",
+            "sessions",
+            "users",
+            "events",
+            "page_views",
+            "purchases",
+            "revenue",
+            "avg_session_duration_s",
+            "bounce_rate",
+        ],
+    )
+    .await;
+    assert_eq!(
+        metrics,
+        vec![
+            s(&[
+                "2024-03-01",
+                "DE",
+                "2",
+                "1",
+                "3",
+                "1",
+                "1",
+                "10.50",
+                "900.0",
+                "0.5"
+            ]),
+            s(&[
+                "2024-03-02",
+                "DE",
+                "1",
+                "1",
+                "2",
+                "1",
+                "0",
+                "0.00",
+                "1200.0",
+                "0.0"
+            ]),
+            s(&["2024-03-02", "ZZ", "2", "2", "2", "2", "0", "0.00", "0.0", "1.0"]),
+        ]
+    );
+
+    // Lineage on the published snapshots.
+    let table = ctx.floe.load_table(&ctx.table("sessions")).await.unwrap();
+    let summary = &table.current_snapshot().unwrap().summary().additional_properties;
+    assert_eq!(summary["floe.stage"], "sessionize");
+    assert_eq!(summary["floe.engine"], "datafusion");
+    assert_eq!(summary["floe.run-id"], report.run_id);
+    let input_key = format!("floe.input.{}.enriched_events", ctx.ns);
+    assert_eq!(
+        summary[&input_key],
+        report.stages[2].snapshots["enriched_events"].to_string()
+    );
+
+    // The same run again reuses every stage and commits nothing; --force commits again.
+    let snapshots_before = table.snapshots().len();
+    let again = floe::pipeline::run(&ctx.floe, &options).await.unwrap();
+    assert!(again.stages.iter().all(|s| s.status == "reused"), "{again:?}");
+    assert_eq!(
+        ctx.floe
+            .load_table(&ctx.table("sessions"))
+            .await
+            .unwrap()
+            .snapshots()
+            .len(),
+        snapshots_before
+    );
+    let forced = floe::pipeline::run(
+        &ctx.floe,
+        &RunOptions {
+            force: true,
+            ..options.clone()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(forced.stages.iter().all(|s| s.status == "succeeded"));
+    assert_eq!(rows(&ctx, "sessions", &["session_id"]).await.len(), 5);
+
+    // A missing input: a clear error, no snapshot, recorded as failed.
+    let heads = |t: &'static str| {
+        let ctx = &ctx;
+        async move {
+            ctx.floe
+                .load_table(&ctx.table(t))
+                .await
+                .unwrap()
+                .metadata_location()
+                .to_string()
+        }
+    };
+    let raw_before = heads("raw_events").await;
+    let missing = RunOptions {
+        input: Some(format!("{input}.missing")),
+        force: true,
+        ..options.clone()
+    };
+    let err = floe::pipeline::run(&ctx.floe, &missing).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert_eq!(heads("raw_events").await, raw_before);
+    let ledger = floe::pipeline::ledger::list(ctx.floe.catalog(), 50)
+        .await
+        .unwrap();
+    assert!(ledger.iter().any(|e| e.status == "failed" && e.stage == "ingest"));
+    assert_eq!(ledger.iter().filter(|e| e.status == "reused").count(), 5);
+});
