@@ -245,8 +245,8 @@ enum Command {
         /// Namespace of the pipeline's tables.
         #[arg(long, default_value = "clickstream")]
         namespace: String,
-        /// Engine (this build has DataFusion; DuckDB follows).
-        #[arg(long, default_value = "datafusion")]
+        /// Engine: duckdb, datafusion, or both (each into its own branch; both publishes nothing).
+        #[arg(long, default_value = "duckdb")]
         engine: String,
         /// Stages to run, comma-separated (default: all).
         #[arg(long, value_delimiter = ',')]
@@ -580,15 +580,21 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
             force,
             format,
         } => {
-            let engine: std::sync::Arc<dyn floe::pipeline::Engine> = match engine.as_str() {
-                "datafusion" => std::sync::Arc::new(floe::pipeline::DataFusionEngine::default()),
+            let engines: Vec<std::sync::Arc<dyn floe::pipeline::Engine>> = match engine.as_str() {
+                "datafusion" => vec![std::sync::Arc::new(floe::pipeline::DataFusionEngine::default())],
+                "duckdb" => vec![std::sync::Arc::new(floe::pipeline::DuckDbEngine::default())],
+                "both" => vec![
+                    std::sync::Arc::new(floe::pipeline::DuckDbEngine::default()),
+                    std::sync::Arc::new(floe::pipeline::DataFusionEngine::default()),
+                ],
                 other => {
                     return Err(floe::Error::new(
                         floe::ErrorKind::InvalidInput,
-                        format!("engine {other:?} is not available in this build (available: datafusion)"),
+                        format!("unknown engine {other:?} (duckdb, datafusion, both)"),
                     ))
                 }
             };
+            let publish = engines.len() == 1;
             let stages = match stages {
                 Some(s) => s
                     .iter()
@@ -599,10 +605,10 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
             let options = floe::pipeline::RunOptions {
                 namespace: Namespace::parse(&namespace)?,
                 input,
-                engines: vec![engine],
+                engines,
                 stages,
                 force,
-                publish: true,
+                publish,
             };
             let report = floe::pipeline::run(&floe, &options).await?;
             output::print_run(&report, format)?;

@@ -6,8 +6,9 @@
 use std::sync::Arc;
 
 use arrow::util::display::array_value_to_string;
-use floe::pipeline::{DataFusionEngine, RunOptions, Stage};
-use floe::{At, ErrorKind, ScanOptions};
+use floe::pipeline::Engine;
+use floe::pipeline::{DataFusionEngine, DuckDbEngine, RunOptions, Stage};
+use floe::{At, ErrorKind, Namespace, ScanOptions};
 
 use crate::both_backends;
 use crate::support::*;
@@ -41,15 +42,21 @@ fn edge_csv() -> Vec<u8> {
 }
 
 /// Rows of `columns` of a table, each cell as text, sorted.
-async fn rows(ctx: &Ctx, table: &str, columns: &[&str]) -> Vec<Vec<String>> {
+async fn rows(ctx: &Ctx, ns: &Namespace, table: &str, columns: &[&str]) -> Vec<Vec<String>> {
+    rows_at(ctx, ns, table, columns, At::Current).await
+}
+
+/// Rows of `columns` of a table at `at`, each cell as text, sorted.
+async fn rows_at(ctx: &Ctx, ns: &Namespace, table: &str, columns: &[&str], at: At) -> Vec<Vec<String>> {
     let options = ScanOptions {
-        at: Some(At::Current),
+        at: Some(at),
         columns: Some(columns.iter().map(|c| c.to_string()).collect()),
         ..Default::default()
     };
+    let name = floe::TableName::new(ns.clone(), table).unwrap();
     let batches = ctx
         .floe
-        .scan(&ctx.table(table), &options)
+        .scan(&name, &options)
         .await
         .unwrap()
         .collect()
@@ -73,24 +80,25 @@ fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| x.to_string()).collect()
 }
 
-both_backends!(edge_cases_end_to_end_on_datafusion, |ctx: Ctx| async move {
-    let dir = tempfile::tempdir().unwrap();
+/// The edge cases through one engine, in a namespace of its own.
+async fn edge_cases(ctx: &Ctx, engine: Arc<dyn Engine>, dir: &std::path::Path) {
+    let ns = Namespace::parse(&format!("{}_{}", ctx.ns, engine.name())).unwrap();
     let input = match ctx.backend {
         Backend::SqliteLocal => {
-            let p = dir.path().join("edge.csv");
+            let p = dir.join(format!("edge-{}.csv", engine.name()));
             std::fs::write(&p, edge_csv()).unwrap();
             p.display().to_string()
         }
         Backend::PostgresS3 => {
-            let uri = format!("{}/input/edge.csv", ctx.floe.warehouse().uri());
+            let uri = format!("{}/input-{}/edge.csv", ctx.floe.warehouse().uri(), engine.name());
             ctx.floe.storage().write(&uri, edge_csv().into()).await.unwrap();
             uri
         }
     };
     let options = RunOptions {
-        namespace: ctx.ns.clone(),
+        namespace: ns.clone(),
         input: Some(input.clone()),
-        engines: vec![Arc::new(DataFusionEngine::default())],
+        engines: vec![engine.clone()],
         stages: Stage::ALL.to_vec(),
         force: false,
         publish: true,
@@ -124,7 +132,7 @@ both_backends!(edge_cases_end_to_end_on_datafusion, |ctx: Ctx| async move {
     );
 
     // Every input record is in exactly one place, with its reason and position.
-    let rejected = rows(&ctx, "rejected_events", &["source_line", "stage", "reason"]).await;
+    let rejected = rows(ctx, &ns, "rejected_events", &["source_line", "stage", "reason"]).await;
     let expected: Vec<Vec<String>> = vec![
         s(&["11", "cleanse", "bad_event_time"]),
         s(&["12", "cleanse", "bad_event_type"]),
@@ -138,7 +146,7 @@ both_backends!(edge_cases_end_to_end_on_datafusion, |ctx: Ctx| async move {
     let mut expected = expected;
     expected.sort();
     assert_eq!(rejected, expected);
-    let malformed = rows(&ctx, "rejected_events", &["source_line", "record"]).await;
+    let malformed = rows(ctx, &ns, "rejected_events", &["source_line", "record"]).await;
     assert!(malformed.contains(&s(&[
         "8",
         "e8,u1,2024-03-01T12:00:00Z,page_view,/caf\u{FFFD},,1.0.0.0,UA,"
@@ -149,7 +157,8 @@ both_backends!(edge_cases_end_to_end_on_datafusion, |ctx: Ctx| async move {
 
     // Cleansed and enriched: trimmed and typed, the offset crossing midnight, range boundaries.
     let enriched = rows(
-        &ctx,
+        ctx,
+        &ns,
         "enriched_events",
         &[
             "event_id",
@@ -187,12 +196,13 @@ both_backends!(edge_cases_end_to_end_on_datafusion, |ctx: Ctx| async move {
             s(&["e6", "2024-03-02T05:00:00Z", "page_view", "0.0.0.1", "ZZ", "6"]),
         ]
     );
-    let agent = rows(&ctx, "clean_events", &["event_id", "user_agent"]).await;
+    let agent = rows(ctx, &ns, "clean_events", &["event_id", "user_agent"]).await;
     assert!(agent.contains(&s(&["e5", "Mozilla, \"quoted\"\nline2"])));
 
     // Sessions: exactly 30 minutes stays, 30 minutes and 1 µs splits.
     let sessions = rows(
-        &ctx,
+        ctx,
+        &ns,
         "sessions",
         &[
             "session_id",
@@ -251,10 +261,11 @@ both_backends!(edge_cases_end_to_end_on_datafusion, |ctx: Ctx| async move {
             s(&["u5#1", "0", "1", "1", "0", "0.00", "ZZ", "/x", "/x", "true"]),
         ]
     );
-    let session_events = rows(&ctx, "session_events", &["event_id", "session_id"]).await;
+    let session_events = rows(ctx, &ns, "session_events", &["event_id", "session_id"]).await;
     assert!(session_events.contains(&s(&["e2", "u1#1"])) && session_events.contains(&s(&["e3", "u1#2"])));
     let metrics = rows(
-        &ctx,
+        ctx,
+        &ns,
         "daily_metrics",
         &[
             "day",
@@ -302,12 +313,16 @@ both_backends!(edge_cases_end_to_end_on_datafusion, |ctx: Ctx| async move {
     );
 
     // Lineage on the published snapshots.
-    let table = ctx.floe.load_table(&ctx.table("sessions")).await.unwrap();
+    let table = ctx
+        .floe
+        .load_table(&floe::TableName::new(ns.clone(), "sessions").unwrap())
+        .await
+        .unwrap();
     let summary = &table.current_snapshot().unwrap().summary().additional_properties;
     assert_eq!(summary["floe.stage"], "sessionize");
-    assert_eq!(summary["floe.engine"], "datafusion");
+    assert_eq!(summary["floe.engine"], engine.name());
     assert_eq!(summary["floe.run-id"], report.run_id);
-    let input_key = format!("floe.input.{}.enriched_events", ctx.ns);
+    let input_key = format!("floe.input.{ns}.enriched_events");
     assert_eq!(
         summary[&input_key],
         report.stages[2].snapshots["enriched_events"].to_string()
@@ -319,7 +334,7 @@ both_backends!(edge_cases_end_to_end_on_datafusion, |ctx: Ctx| async move {
     assert!(again.stages.iter().all(|s| s.status == "reused"), "{again:?}");
     assert_eq!(
         ctx.floe
-            .load_table(&ctx.table("sessions"))
+            .load_table(&floe::TableName::new(ns.clone(), "sessions").unwrap())
             .await
             .unwrap()
             .snapshots()
@@ -336,14 +351,14 @@ both_backends!(edge_cases_end_to_end_on_datafusion, |ctx: Ctx| async move {
     .await
     .unwrap();
     assert!(forced.stages.iter().all(|s| s.status == "succeeded"));
-    assert_eq!(rows(&ctx, "sessions", &["session_id"]).await.len(), 5);
+    assert_eq!(rows(ctx, &ns, "sessions", &["session_id"]).await.len(), 5);
 
     // A missing input: a clear error, no snapshot, recorded as failed.
     let heads = |t: &'static str| {
-        let ctx = &ctx;
+        let name = floe::TableName::new(ns.clone(), t).unwrap();
         async move {
             ctx.floe
-                .load_table(&ctx.table(t))
+                .load_table(&name)
                 .await
                 .unwrap()
                 .metadata_location()
@@ -359,9 +374,97 @@ both_backends!(edge_cases_end_to_end_on_datafusion, |ctx: Ctx| async move {
     let err = floe::pipeline::run(&ctx.floe, &missing).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     assert_eq!(heads("raw_events").await, raw_before);
-    let ledger = floe::pipeline::ledger::list(ctx.floe.catalog(), 50)
+    let ledger: Vec<_> = floe::pipeline::ledger::list(ctx.floe.catalog(), 500)
         .await
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.engine == engine.name())
+        .collect();
     assert!(ledger.iter().any(|e| e.status == "failed" && e.stage == "ingest"));
     assert_eq!(ledger.iter().filter(|e| e.status == "reused").count(), 5);
+}
+
+both_backends!(edge_cases_end_to_end_on_both_engines, |ctx: Ctx| async move {
+    let dir = tempfile::tempdir().unwrap();
+    let engines: [Arc<dyn Engine>; 2] = [
+        Arc::new(DuckDbEngine::default()),
+        Arc::new(DataFusionEngine::default()),
+    ];
+    for engine in engines {
+        edge_cases(&ctx, engine, dir.path()).await;
+    }
 });
+
+/// Cells equal as text, or as doubles within a relative 1e-9.
+fn same_cell(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    match (a.parse::<f64>(), b.parse::<f64>()) {
+        (Ok(x), Ok(y)) => (x - y).abs() <= 1e-9 * x.abs().max(y.abs()),
+        _ => false,
+    }
+}
+
+both_backends!(
+    engines_agree_row_for_row_on_generated_data,
+    |ctx: Ctx| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let out = match ctx.backend {
+            Backend::SqliteLocal => dir.path().join("gen").display().to_string(),
+            Backend::PostgresS3 => format!("{}/gen", ctx.floe.warehouse().uri()),
+        };
+        let out = floe::storage::Warehouse::parse(&out).unwrap().uri();
+        let mut g = floe::generate::GenerateOptions::new(6000, 11);
+        g.files = 2;
+        g.dirty = floe::generate::DirtyRates::uniform(0.02);
+        floe::generate::generate(ctx.floe.storage(), &out, &g, None)
+            .await
+            .unwrap();
+        let options = RunOptions {
+            namespace: ctx.ns.clone(),
+            input: Some(out),
+            engines: vec![
+                Arc::new(DuckDbEngine::default()),
+                Arc::new(DataFusionEngine::default()),
+            ],
+            stages: Stage::ALL.to_vec(),
+            force: false,
+            publish: false,
+        };
+        let report = floe::pipeline::run(&ctx.floe, &options).await.unwrap();
+        assert_eq!(report.stages.len(), 10);
+        for table in [
+            "raw_events",
+            "rejected_events",
+            "clean_events",
+            "enriched_events",
+            "session_events",
+            "sessions",
+            "daily_metrics",
+        ] {
+            let schema = ctx
+                .floe
+                .load_table(&ctx.table(table))
+                .await
+                .unwrap()
+                .arrow_schema()
+                .unwrap();
+            let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+            let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+            let duck = rows_at(&ctx, &ctx.ns, table, &columns, At::Ref("duckdb".into())).await;
+            let fusion = rows_at(&ctx, &ctx.ns, table, &columns, At::Ref("datafusion".into())).await;
+            assert!(!duck.is_empty(), "{table} is empty");
+            assert_eq!(duck.len(), fusion.len(), "{table}: row counts differ");
+            for (a, b) in duck.iter().zip(&fusion) {
+                assert!(
+                    a.iter().zip(b).all(|(x, y)| same_cell(x, y)),
+                    "{table} differs between engines:\n duckdb     {a:?}\n datafusion {b:?}"
+                );
+            }
+        }
+        // Both branches written, main untouched: publishing is the equivalence check's decision.
+        let sessions = ctx.floe.load_table(&ctx.table("sessions")).await.unwrap();
+        assert!(sessions.current_snapshot().is_none());
+    }
+);

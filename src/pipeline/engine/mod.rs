@@ -3,6 +3,7 @@
 //! Arrow batches; the runner writes and commits them. The runner never names an engine.
 
 mod datafusion;
+mod duckdb;
 pub(crate) mod rules;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use crate::pipeline::tables::*;
 use crate::table::Table;
 
 pub use self::datafusion::DataFusionEngine;
+pub use self::duckdb::DuckDbEngine;
 
 /// A pipeline stage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

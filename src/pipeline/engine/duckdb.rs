@@ -1,0 +1,367 @@
+//! The DuckDB engine: the pinned input snapshots stream into an embedded DuckDB database through the
+//! Arrow appender, each stage is DuckDB SQL (the field rules as SQL macros), and results stream back
+//! out as Arrow batches. DuckDB spills to a temporary directory beyond its memory limit.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use async_trait::async_trait;
+use duckdb::{Config, Connection};
+use futures::{StreamExt, TryStreamExt};
+
+use super::{Engine, PinnedTable, Rows, Stage};
+use crate::error::{Error, ErrorKind, Result};
+use crate::table::ScanOptions;
+
+/// DuckDB, embedded.
+#[derive(Clone, Debug)]
+pub struct DuckDbEngine {
+    memory_limit: String,
+}
+
+impl Default for DuckDbEngine {
+    fn default() -> Self {
+        Self {
+            memory_limit: "1GB".to_string(),
+        }
+    }
+}
+
+impl DuckDbEngine {
+    /// An engine with DuckDB's `memory_limit` (for example `512MB`).
+    pub fn with_memory_limit(limit: impl Into<String>) -> Self {
+        Self {
+            memory_limit: limit.into(),
+        }
+    }
+}
+
+fn duck_error(e: duckdb::Error) -> Error {
+    Error::new(ErrorKind::Engine, format!("duckdb: {e}"))
+}
+
+/// The DuckDB column type of an Arrow type (the ones the pipeline's tables use).
+fn sql_type(t: &DataType) -> Result<String> {
+    Ok(match t {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "VARCHAR".into(),
+        DataType::Int64 => "BIGINT".into(),
+        DataType::Int32 => "INTEGER".into(),
+        DataType::Float64 => "DOUBLE".into(),
+        DataType::Boolean => "BOOLEAN".into(),
+        DataType::Date32 => "DATE".into(),
+        // Instants are UTC wall times inside DuckDB (TIMESTAMPTZ would need the ICU extension).
+        DataType::Timestamp(TimeUnit::Microsecond, _) => "TIMESTAMP".into(),
+        DataType::Decimal128(p, s) => format!("DECIMAL({p}, {s})"),
+        other => {
+            return Err(Error::new(
+                ErrorKind::Engine,
+                format!("duckdb engine: no column type for {other}"),
+            ))
+        }
+    })
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The field rules as DuckDB macros (see src/pipeline/README.md; they match `rules.rs`).
+const MACROS: &str = r#"
+CREATE MACRO floe_ws_trim(s) AS trim(s, ' ' || chr(9) || chr(10) || chr(13));
+CREATE MACRO floe_offset_min(t) AS (
+    CASE WHEN regexp_full_match(t, '.*[+-]\d{2}:\d{2}')
+    THEN (CASE WHEN substr(right(t, 6), 1, 1) = '-' THEN -1 ELSE 1 END)
+         * (CAST(substr(right(t, 6), 2, 2) AS INTEGER) * 60 + CAST(right(t, 2) AS INTEGER))
+    ELSE 0 END);
+CREATE MACRO floe_event_time_t(t) AS (
+    CASE WHEN regexp_full_match(t, '\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?')
+          AND abs(floe_offset_min(t)) <= 18 * 60
+          AND (NOT regexp_full_match(t, '.*[+-]\d{2}:\d{2}') OR CAST(right(t, 2) AS INTEGER) < 60)
+    THEN try_strptime(
+            substr(t, 1, 19) || '.' || left(rpad(coalesce(regexp_extract(t, '\.(\d+)', 1), ''), 6, '0'), 6),
+            '%Y-%m-%dT%H:%M:%S.%f')
+         - to_minutes(floe_offset_min(t))
+    END);
+CREATE MACRO floe_event_time(s) AS floe_event_time_t(floe_ws_trim(s));
+CREATE MACRO floe_revenue_ok(r) AS (
+    r IS NULL OR r = '' OR regexp_full_match(floe_ws_trim(r), '\d{1,10}(\.\d{1,2})?'));
+CREATE MACRO floe_revenue(r) AS (
+    CASE WHEN r IS NOT NULL AND r <> '' AND regexp_full_match(floe_ws_trim(r), '\d{1,10}(\.\d{1,2})?')
+    THEN CAST(floe_ws_trim(r) AS DECIMAL(12, 2)) END);
+CREATE MACRO floe_ipv4(ip) AS (
+    CASE WHEN regexp_full_match(ip, '(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}')
+    THEN CAST(split_part(ip, '.', 1) AS BIGINT) * 16777216 + CAST(split_part(ip, '.', 2) AS BIGINT) * 65536
+         + CAST(split_part(ip, '.', 3) AS BIGINT) * 256 + CAST(split_part(ip, '.', 4) AS BIGINT) END);
+"#;
+
+/// `floe_record_json(...)`: the nine fields as a JSON object, escaped exactly as serde_json does (the
+/// DataFusion engine's `rules::record_json`), without DuckDB's json extension.
+fn record_json_macros() -> String {
+    let mut escaped = "replace(replace(v, '\\', '\\\\'), '\"', '\\\"')".to_string();
+    for c in 1u8..32 {
+        let esc = match c {
+            8 => "\\b".to_string(),
+            9 => "\\t".to_string(),
+            10 => "\\n".to_string(),
+            12 => "\\f".to_string(),
+            13 => "\\r".to_string(),
+            _ => format!("\\u{c:04x}"),
+        };
+        escaped = format!("replace({escaped}, chr({c}), '{esc}')");
+    }
+    let fields = crate::pipeline::input::FIELDS;
+    let args: Vec<String> = (0..fields.len()).map(|i| format!("f{i}")).collect();
+    let body: Vec<String> = fields
+        .iter()
+        .enumerate()
+        .map(|(i, name)| format!("'\"{name}\":' || floe_json_str(f{i})"))
+        .collect();
+    format!(
+        "CREATE MACRO floe_json_str(v) AS CASE WHEN v IS NULL THEN 'null' ELSE '\"' || {escaped} || '\"' END;\n\
+         CREATE MACRO floe_record_json({}) AS '{{' || {} || '}}';",
+        args.join(", "),
+        body.join(" || ',' || ")
+    )
+}
+
+mod sql {
+    pub const CLEANSE_CHECKED: &str = "
+        WITH typed AS (
+            SELECT *, trim(event_id) AS t_id, trim(user_id) AS t_user,
+                   floe_event_time(event_time) AS t_time, lower(trim(event_type)) AS t_type,
+                   floe_revenue_ok(revenue) AS rev_ok
+            FROM raw_events),
+        checked AS (
+            SELECT *, CASE
+                WHEN t_id IS NULL OR t_id = '' THEN 'missing_event_id'
+                WHEN t_user IS NULL OR t_user = '' THEN 'missing_user_id'
+                WHEN t_time IS NULL THEN 'bad_event_time'
+                WHEN t_type IS NULL OR t_type NOT IN ('page_view', 'click', 'add_to_cart', 'purchase')
+                    THEN 'bad_event_type'
+                WHEN NOT rev_ok THEN 'bad_revenue'
+            END AS reason
+            FROM typed),
+        ranked AS (
+            SELECT *, row_number() OVER (PARTITION BY t_id ORDER BY t_time, source_file, source_line) AS rn
+            FROM checked WHERE reason IS NULL)";
+
+    pub const CLEAN: &str = "
+        SELECT t_id AS event_id, t_user AS user_id, t_time AS event_time, t_type AS event_type,
+               nullif(url, '') AS url, nullif(referrer, '') AS referrer, nullif(ip, '') AS ip,
+               nullif(user_agent, '') AS user_agent, floe_revenue(revenue) AS revenue, source_file, source_line
+        FROM ranked WHERE rn = 1";
+
+    pub const CLEANSE_REJECTS: &str = "
+        SELECT source_file, source_line, 'cleanse' AS stage, reason,
+               floe_record_json(event_id, user_id, event_time, event_type, url, referrer, ip, user_agent, revenue)
+                   AS record
+        FROM checked WHERE reason IS NOT NULL
+        UNION ALL
+        SELECT source_file, source_line, 'cleanse' AS stage, 'duplicate_event_id' AS reason,
+               floe_record_json(event_id, user_id, event_time, event_type, url, referrer, ip, user_agent, revenue)
+                   AS record
+        FROM ranked WHERE rn > 1";
+
+    pub const ENRICH: &str = "
+        WITH g AS (
+            SELECT ip_start, ip_end, country_code, unnest(range(ip_start // 65536, ip_end // 65536 + 1)) AS blk
+            FROM geoip),
+        c AS (SELECT *, floe_ipv4(ip) AS ipn FROM clean_events)
+        SELECT c.event_id, c.user_id, c.event_time, c.event_type, c.url, c.referrer, c.ip, c.user_agent,
+               c.revenue, c.source_file, c.source_line, coalesce(g.country_code, 'ZZ') AS country_code
+        FROM c LEFT JOIN g ON g.blk = c.ipn // 65536 AND c.ipn >= g.ip_start AND c.ipn <= g.ip_end";
+
+    pub const SESSIONIZED: &str = "
+        WITH e AS (
+            SELECT *, epoch_us(event_time) AS t_us,
+                   lag(epoch_us(event_time)) OVER (PARTITION BY user_id ORDER BY event_time, event_id) AS prev_us
+            FROM enriched_events),
+        s AS (
+            SELECT *, CASE WHEN prev_us IS NULL OR t_us - prev_us > 1800000000 THEN 1 ELSE 0 END AS starts FROM e),
+        n AS (
+            SELECT *, sum(starts) OVER (PARTITION BY user_id ORDER BY event_time, event_id
+                                        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS session_no
+            FROM s),
+        x AS (
+            SELECT event_id, user_id, event_time, event_type, url, referrer, ip, user_agent, revenue,
+                   source_file, source_line, country_code,
+                   concat(user_id, '#', CAST(CAST(session_no AS BIGINT) AS VARCHAR)) AS session_id, t_us
+            FROM n)";
+
+    pub const SESSION_EVENTS: &str = "
+        SELECT event_id, user_id, event_time, event_type, url, referrer, ip, user_agent, revenue,
+               source_file, source_line, country_code, session_id
+        FROM x";
+
+    pub const SESSIONS: &str = "
+        SELECT session_id, user_id, min(event_time) AS session_start, max(event_time) AS session_end,
+               max(t_us) - min(t_us) AS duration_us, count(*) AS event_count,
+               CAST(sum(CASE WHEN event_type = 'page_view' THEN 1 ELSE 0 END) AS BIGINT) AS page_views,
+               CAST(sum(CASE WHEN event_type = 'purchase' THEN 1 ELSE 0 END) AS BIGINT) AS purchases,
+               CAST(coalesce(sum(revenue), 0) AS DECIMAL(18, 2)) AS revenue,
+               first(country_code ORDER BY event_time, event_id) AS country_code,
+               first(url ORDER BY event_time, event_id) AS landing_url,
+               last(url ORDER BY event_time, event_id) AS exit_url,
+               count(*) = 1 AS is_bounce
+        FROM x GROUP BY session_id, user_id";
+
+    pub const DAILY_METRICS: &str = "
+        SELECT CAST(session_start AS DATE) AS day, country_code, count(*) AS sessions,
+               count(DISTINCT user_id) AS users, CAST(sum(event_count) AS BIGINT) AS events,
+               CAST(sum(page_views) AS BIGINT) AS page_views, CAST(sum(purchases) AS BIGINT) AS purchases,
+               CAST(sum(revenue) AS DECIMAL(18, 2)) AS revenue,
+               avg(CAST(duration_us AS DOUBLE) / 1e6) AS avg_session_duration_s,
+               CAST(sum(CASE WHEN is_bounce THEN 1 ELSE 0 END) AS DOUBLE) / count(*) AS bounce_rate
+        FROM sessions GROUP BY 1, 2";
+}
+
+impl DuckDbEngine {
+    fn open(&self) -> Result<(Connection, tempfile::TempDir)> {
+        let spill = tempfile::tempdir()?;
+        let config = Config::default()
+            .max_memory(&self.memory_limit)
+            .and_then(|c| c.with("temp_directory", spill.path().display().to_string()))
+            .and_then(|c| c.threads(2))
+            .map_err(duck_error)?;
+        let conn = Connection::open_in_memory_with_flags(config).map_err(duck_error)?;
+        conn.execute_batch(MACROS).map_err(duck_error)?;
+        conn.execute_batch(&record_json_macros()).map_err(duck_error)?;
+        Ok((conn, spill))
+    }
+}
+
+/// Stream a pinned input into a DuckDB table of the same name.
+async fn load(conn: &Arc<Mutex<Connection>>, name: &str, input: &PinnedTable) -> Result<()> {
+    let schema: SchemaRef = input.table.arrow_schema()?;
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| Ok(format!("{} {}", quote(f.name()), sql_type(f.data_type())?)))
+        .collect::<Result<Vec<_>>>()?;
+    conn.lock()
+        .expect("duckdb connection")
+        .execute_batch(&format!("CREATE TABLE {} ({})", quote(name), columns.join(", ")))
+        .map_err(duck_error)?;
+    let Some(snapshot_id) = input.snapshot_id else {
+        return Ok(());
+    };
+    let options = ScanOptions {
+        at: Some(crate::table::At::Snapshot(snapshot_id)),
+        ..Default::default()
+    };
+    let mut batches = crate::table::scan::scan(&input.table, &options).await?.batches;
+    while let Some(batch) = batches.try_next().await? {
+        let conn = conn.clone();
+        let name = name.to_string();
+        let batch = with_zone(&batch, None)?;
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let c = conn.lock().expect("duckdb connection");
+            let mut app = c.appender(&name).map_err(duck_error)?;
+            app.append_record_batch(batch).map_err(duck_error)?;
+            app.flush().map_err(duck_error)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("duckdb loader: {e}")))??;
+    }
+    Ok(())
+}
+
+/// The batch with every microsecond timestamp column relabelled to `zone` (the values are UTC
+/// either way; only the label changes).
+fn with_zone(batch: &RecordBatch, zone: Option<&str>) -> Result<RecordBatch> {
+    let target = DataType::Timestamp(TimeUnit::Microsecond, zone.map(Into::into));
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        if matches!(f.data_type(), DataType::Timestamp(TimeUnit::Microsecond, _)) && f.data_type() != &target
+        {
+            fields.push(f.as_ref().clone().with_data_type(target.clone()));
+            columns.push(arrow::compute::cast(c, &target)?);
+        } else {
+            fields.push(f.as_ref().clone());
+            columns.push(c.clone());
+        }
+    }
+    Ok(RecordBatch::try_new(
+        Arc::new(arrow::datatypes::Schema::new(fields)),
+        columns,
+    )?)
+}
+
+/// Run a query on its own thread; its batches arrive through a bounded channel (back-pressure).
+fn query(conn: &Arc<Mutex<Connection>>, sql: String) -> Result<Rows> {
+    let conn = conn
+        .lock()
+        .expect("duckdb connection")
+        .try_clone()
+        .map_err(duck_error)?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(4);
+    std::thread::spawn(move || {
+        let run = || -> Result<()> {
+            let mut stmt = conn.prepare(&sql).map_err(duck_error)?;
+            for batch in stmt.query_arrow([]).map_err(duck_error)? {
+                if tx.blocking_send(with_zone(&batch, Some("+00:00"))).is_err() {
+                    break; // the consumer went away
+                }
+            }
+            Ok(())
+        };
+        if let Err(e) = run() {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    Ok(tokio_stream_from(rx))
+}
+
+fn tokio_stream_from(mut rx: tokio::sync::mpsc::Receiver<Result<RecordBatch>>) -> Rows {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+}
+
+#[async_trait]
+impl Engine for DuckDbEngine {
+    fn name(&self) -> &'static str {
+        "duckdb"
+    }
+
+    async fn run(&self, stage: Stage, inputs: &BTreeMap<&'static str, PinnedTable>) -> Result<Vec<Rows>> {
+        let (conn, spill) = self.open()?;
+        let conn = Arc::new(Mutex::new(conn));
+        for (name, input) in inputs {
+            load(&conn, name, input).await?;
+        }
+        let queries: Vec<String> = match stage {
+            Stage::Ingest => {
+                return Err(Error::internal(
+                    "ingest runs through floe's input reader, not an engine",
+                ))
+            }
+            Stage::Cleanse => vec![
+                format!("{} {}", sql::CLEANSE_CHECKED, sql::CLEAN),
+                format!("{} {}", sql::CLEANSE_CHECKED, sql::CLEANSE_REJECTS),
+            ],
+            Stage::Enrich => vec![sql::ENRICH.to_string()],
+            Stage::Sessionize => vec![
+                format!("{} {}", sql::SESSIONIZED, sql::SESSION_EVENTS),
+                format!("{} {}", sql::SESSIONIZED, sql::SESSIONS),
+            ],
+            Stage::Aggregate => vec![sql::DAILY_METRICS.to_string()],
+        };
+        // The spill directory lives until the last output stream is dropped.
+        let spill = Arc::new(spill);
+        let mut out = Vec::new();
+        for q in queries {
+            let keep = spill.clone();
+            out.push(
+                query(&conn, q)?
+                    .map(move |r| {
+                        let _ = &keep;
+                        r
+                    })
+                    .boxed(),
+            );
+        }
+        Ok(out)
+    }
+}
