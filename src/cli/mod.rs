@@ -245,7 +245,8 @@ enum Command {
         /// Namespace of the pipeline's tables.
         #[arg(long, default_value = "clickstream")]
         namespace: String,
-        /// Engine: duckdb, datafusion, or both (each into its own branch; both publishes nothing).
+        /// Engine: duckdb, datafusion, both (each into its own branch; both publishes nothing), or auto
+        /// (by input size and free memory; the choice and its reason are printed and recorded).
         #[arg(long, default_value = "duckdb")]
         engine: String,
         /// Stages to run, comma-separated (default: all).
@@ -580,17 +581,32 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
             force,
             format,
         } => {
-            let engines: Vec<std::sync::Arc<dyn floe::pipeline::Engine>> = match engine.as_str() {
-                "datafusion" => vec![std::sync::Arc::new(floe::pipeline::DataFusionEngine::default())],
-                "duckdb" => vec![std::sync::Arc::new(floe::pipeline::DuckDbEngine::default())],
-                "both" => vec![
-                    std::sync::Arc::new(floe::pipeline::DuckDbEngine::default()),
-                    std::sync::Arc::new(floe::pipeline::DataFusionEngine::default()),
-                ],
+            let duckdb = || -> std::sync::Arc<dyn floe::pipeline::Engine> {
+                std::sync::Arc::new(floe::pipeline::DuckDbEngine::default())
+            };
+            let datafusion = || -> std::sync::Arc<dyn floe::pipeline::Engine> {
+                std::sync::Arc::new(floe::pipeline::DataFusionEngine::default())
+            };
+            let mut engine_reason = None;
+            let engines = match engine.as_str() {
+                "datafusion" => vec![datafusion()],
+                "duckdb" => vec![duckdb()],
+                "both" => vec![duckdb(), datafusion()],
+                "auto" => {
+                    let ns = Namespace::parse(&namespace)?;
+                    let bytes = floe::pipeline::runner::input_bytes(&floe, &ns, input.as_deref()).await?;
+                    let (name, reason) = floe::pipeline::runner::choose_engine(
+                        bytes,
+                        floe::pipeline::runner::available_memory(),
+                    );
+                    eprintln!("engine auto: {name} ({reason})");
+                    engine_reason = Some(format!("auto: {name}: {reason}"));
+                    vec![if name == "duckdb" { duckdb() } else { datafusion() }]
+                }
                 other => {
                     return Err(floe::Error::new(
                         floe::ErrorKind::InvalidInput,
-                        format!("unknown engine {other:?} (duckdb, datafusion, both)"),
+                        format!("unknown engine {other:?} (duckdb, datafusion, both, auto)"),
                     ))
                 }
             };
@@ -609,6 +625,8 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
                 stages,
                 force,
                 publish,
+                engine_reason,
+                progress: Some(output::stage_progress()),
             };
             let report = floe::pipeline::run(&floe, &options).await?;
             output::print_run(&report, format)?;

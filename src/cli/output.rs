@@ -402,3 +402,29 @@ pub fn print_runs(entries: &[floe::pipeline::ledger::LedgerEntry], format: Forma
     println!("{g}");
     Ok(())
 }
+
+/// A spinner per stage on stderr while it runs, then one line with its outcome.
+pub fn stage_progress() -> floe::pipeline::Progress {
+    let bar: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
+    std::sync::Arc::new(move |stage, engine, report| {
+        let mut bar = bar.lock().expect("progress bar");
+        match report {
+            None => {
+                let b = indicatif::ProgressBar::new_spinner();
+                b.set_message(format!("{stage} on {engine}"));
+                b.enable_steady_tick(std::time::Duration::from_millis(120));
+                *bar = Some(b);
+            }
+            Some(r) => {
+                if let Some(b) = bar.take() {
+                    b.finish_and_clear();
+                }
+                let rows: u64 = r.rows_out.values().sum();
+                eprintln!(
+                    "{stage} on {engine}: {} ({} rows in, {rows} rows out, {:.2} s)",
+                    r.status, r.rows_in, r.seconds
+                );
+            }
+        }
+    })
+}

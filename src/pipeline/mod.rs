@@ -9,4 +9,4 @@ pub mod runner;
 pub mod tables;
 
 pub use engine::{DataFusionEngine, DuckDbEngine, Engine, Stage};
-pub use runner::{run, RunOptions, RunReport, StageReport};
+pub use runner::{run, Progress, RunOptions, RunReport, StageReport};

@@ -304,3 +304,57 @@ both_backends!(cli_generate_is_deterministic, |ctx: Ctx| async move {
     );
     fails(d, c, &["generate", "--size", "ten", "--out", &base]);
 });
+
+#[test]
+fn cli_run_and_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, None, &["generate", "--events", "2000", "--out", "events"]);
+    let out = ok(d, None, &["run", "--input", "events", "--engine", "duckdb"]);
+    assert!(out.contains("duckdb: input 2000 = clean"), "{out}");
+    assert!(out.contains(": holds"), "{out}");
+    let again = ok(
+        d,
+        None,
+        &[
+            "run", "--input", "events", "--engine", "duckdb", "--format", "json",
+        ],
+    );
+    let report: Value = serde_json::from_str(&again).unwrap();
+    assert!(
+        report["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["status"] == "reused"),
+        "{report}"
+    );
+    let runs: Value = serde_json::from_str(&ok(d, None, &["runs", "--format", "json"])).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 10);
+    let sessions = ok(
+        d,
+        None,
+        &["scan", "clickstream.sessions", "--limit", "3", "--format", "csv"],
+    );
+    assert_eq!(sessions.lines().count(), 4);
+    ok(
+        d,
+        None,
+        &[
+            "run",
+            "--input",
+            "events",
+            "--engine",
+            "auto",
+            "--stages",
+            "aggregate",
+        ],
+    );
+    fails(d, None, &["run", "--input", "nope.csv"]);
+    fails(d, None, &["run", "--input", "events", "--engine", "spark"]);
+    fails(
+        d,
+        None,
+        &["run", "--input", "events", "--stages", "ingest,dedupe"],
+    );
+}

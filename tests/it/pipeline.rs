@@ -102,6 +102,8 @@ async fn edge_cases(ctx: &Ctx, engine: Arc<dyn Engine>, dir: &std::path::Path) {
         stages: Stage::ALL.to_vec(),
         force: false,
         publish: true,
+        engine_reason: None,
+        progress: None,
     };
     let report = floe::pipeline::run(&ctx.floe, &options).await.unwrap();
     assert!(
@@ -431,6 +433,8 @@ both_backends!(
             stages: Stage::ALL.to_vec(),
             force: false,
             publish: false,
+            engine_reason: None,
+            progress: None,
         };
         let report = floe::pipeline::run(&ctx.floe, &options).await.unwrap();
         assert_eq!(report.stages.len(), 10);
@@ -466,5 +470,70 @@ both_backends!(
         // Both branches written, main untouched: publishing is the equivalence check's decision.
         let sessions = ctx.floe.load_table(&ctx.table("sessions")).await.unwrap();
         assert!(sessions.current_snapshot().is_none());
+    }
+);
+
+both_backends!(
+    bad_inputs_are_clear_errors_and_commit_nothing,
+    |ctx: Ctx| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let base = match ctx.backend {
+            Backend::SqliteLocal => dir.path().display().to_string(),
+            Backend::PostgresS3 => format!("{}/bad-input", ctx.floe.warehouse().uri()),
+        };
+        let base = floe::storage::Warehouse::parse(&base).unwrap().uri();
+        let storage = ctx.floe.storage();
+        storage
+            .write(&format!("{base}/empty/events.csv"), bytes::Bytes::new())
+            .await
+            .unwrap();
+        storage
+            .write(
+                &format!("{base}/xml/events.xml"),
+                bytes::Bytes::from_static(b"<e/>"),
+            )
+            .await
+            .unwrap();
+        storage
+            .write(
+                &format!("{base}/header/events.csv"),
+                bytes::Bytes::from_static(b"a,b\n1,2\n"),
+            )
+            .await
+            .unwrap();
+        let cases = [
+            (format!("{base}/empty/events.csv"), ErrorKind::InvalidInput),
+            (format!("{base}/xml/events.xml"), ErrorKind::InvalidInput),
+            (format!("{base}/header/events.csv"), ErrorKind::InvalidInput),
+            (format!("{base}/nothing-here/*.csv"), ErrorKind::NotFound),
+            (format!("{base}/missing.csv"), ErrorKind::NotFound),
+        ];
+        for (input, kind) in cases {
+            let options = RunOptions {
+                namespace: ctx.ns.clone(),
+                input: Some(input.clone()),
+                engines: vec![Arc::new(DuckDbEngine::default())],
+                stages: Stage::ALL.to_vec(),
+                force: false,
+                publish: true,
+                engine_reason: None,
+                progress: None,
+            };
+            let err = floe::pipeline::run(&ctx.floe, &options).await.unwrap_err();
+            assert_eq!(err.kind(), kind, "{input}: {err}");
+            for t in ["raw_events", "rejected_events", "clean_events"] {
+                let table = ctx.floe.load_table(&ctx.table(t)).await.unwrap();
+                assert!(table.snapshots().is_empty(), "{input}: {t} got a snapshot");
+            }
+        }
+        // No data file was left behind either.
+        for t in ["raw_events", "rejected_events"] {
+            let table = ctx.floe.load_table(&ctx.table(t)).await.unwrap();
+            assert!(storage
+                .list(&format!("{}/data/", table.location()))
+                .await
+                .unwrap()
+                .is_empty());
+        }
     }
 );
