@@ -3,11 +3,16 @@
 
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 
+/// Surrounding white space, as both engines define it: space, tab, line feed, carriage return.
+fn ws_trim(text: &str) -> &str {
+    text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'))
+}
+
 /// `YYYY-MM-DDTHH:MM:SS[.fraction][Z|±HH:MM]` → microseconds since the epoch, UTC; `None` when the
 /// text breaks a rule. Surrounding white space is ignored, no zone means UTC, the fraction is
 /// truncated to microseconds.
 pub fn parse_event_time(text: &str) -> Option<i64> {
-    let s = text.trim().as_bytes();
+    let s = ws_trim(text).as_bytes();
     if s.len() < 19 || s[4] != b'-' || s[7] != b'-' || s[10] != b'T' || s[13] != b':' || s[16] != b':' {
         return None;
     }
@@ -62,7 +67,7 @@ pub fn parse_revenue(text: &str) -> Result<Option<i128>, ()> {
     if text.is_empty() {
         return Ok(None);
     }
-    let t = text.trim();
+    let t = ws_trim(text);
     let (int, frac) = t.split_once('.').unwrap_or((t, ""));
     let digits = |p: &str| p.bytes().all(|c| c.is_ascii_digit());
     if int.is_empty() || int.len() > 10 || !digits(int) || !digits(frac) || frac.len() > 2 || t.ends_with('.')
