@@ -537,3 +537,53 @@ both_backends!(
         }
     }
 );
+
+both_backends!(ndjson_and_parquet_inputs_lose_nothing, |ctx: Ctx| async move {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, format) in [
+        floe::generate::OutputFormat::Ndjson,
+        floe::generate::OutputFormat::Parquet,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let out = match ctx.backend {
+            Backend::SqliteLocal => dir.path().join(format!("gen{i}")).display().to_string(),
+            Backend::PostgresS3 => format!("{}/gen{i}", ctx.floe.warehouse().uri()),
+        };
+        let out = floe::storage::Warehouse::parse(&out).unwrap().uri();
+        let mut g = floe::generate::GenerateOptions::new(3000, 5);
+        g.format = format;
+        g.dirty = floe::generate::DirtyRates::uniform(0.03);
+        floe::generate::generate(ctx.floe.storage(), &out, &g, None)
+            .await
+            .unwrap();
+        let ns = Namespace::parse(&format!("{}_{i}", ctx.ns)).unwrap();
+        let options = RunOptions {
+            namespace: ns.clone(),
+            input: Some(out),
+            engines: vec![Arc::new(DataFusionEngine::default())],
+            stages: vec![Stage::Ingest, Stage::Cleanse],
+            force: false,
+            publish: true,
+            engine_reason: None,
+            progress: None,
+        };
+        let report = floe::pipeline::run(&ctx.floe, &options).await.unwrap();
+        let (ingest, cleanse) = (&report.stages[0], &report.stages[1]);
+        assert_eq!(ingest.rows_in, 3000);
+        let rejected: u64 = ingest.rejects.values().sum::<u64>() + cleanse.rejects.values().sum::<u64>();
+        assert_eq!(
+            cleanse.rows_out["clean_events"] + rejected,
+            3000,
+            "{format:?}: {report:?}"
+        );
+        assert!(
+            cleanse.rejects.len() >= 5,
+            "{format:?}: every kind of dirt is caught: {:?}",
+            cleanse.rejects
+        );
+        let stored = rows(&ctx, &ns, "rejected_events", &["reason"]).await.len() as u64;
+        assert_eq!(stored, rejected);
+    }
+});
