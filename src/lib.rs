@@ -25,6 +25,7 @@
 pub mod bench;
 pub mod catalog;
 pub mod config;
+pub mod diff;
 pub mod error;
 pub mod generate;
 mod lakehouse;

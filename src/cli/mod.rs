@@ -266,6 +266,24 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Compare two tables or one table at two refs: exit 0 when equal, 1 when different, 2 on error.
+    Diff {
+        /// NS.TABLE[@REF]
+        left: String,
+        /// NS.TABLE[@REF]
+        right: String,
+        /// Key columns, comma-separated: report added, removed and changed rows by key.
+        #[arg(long, value_delimiter = ',')]
+        key: Option<Vec<String>>,
+        /// Relative tolerance for doubles.
+        #[arg(long, default_value_t = 1e-9)]
+        float_tolerance: f64,
+        /// Memory budget for rows of differing buckets, in MB.
+        #[arg(long, default_value_t = 256)]
+        memory_mb: usize,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Benchmark the storage layer: commit latency as history grows, append throughput.
     Bench {
         /// Snapshots per history-growth run.
@@ -382,6 +400,12 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // `floe diff` keeps exit code 1 for "different"; its errors are 2.
+    let error_code = if matches!(cli.command, Command::Diff { .. }) {
+        2
+    } else {
+        1
+    };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
@@ -389,7 +413,7 @@ pub fn main() -> ExitCode {
                 "floe: error: {}",
                 floe::config::redact_secrets(&e.to_string()).replace('\n', " ")
             );
-            ExitCode::from(1)
+            ExitCode::from(error_code)
         }
     }
 }
@@ -634,6 +658,34 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
         Command::Runs { limit, format } => {
             let entries = floe::pipeline::ledger::list(floe.catalog(), limit).await?;
             output::print_runs(&entries, format)?;
+        }
+        Command::Diff {
+            left,
+            right,
+            key,
+            float_tolerance,
+            memory_mb,
+            format,
+        } => {
+            let options = floe::diff::DiffOptions {
+                key,
+                float_tolerance,
+                memory_limit: memory_mb.max(1) * 1024 * 1024,
+                ..Default::default()
+            };
+            let report = floe::diff::diff(
+                &floe,
+                &floe::diff::DiffSide::parse(&left)?,
+                &floe::diff::DiffSide::parse(&right)?,
+                &options,
+            )
+            .await?;
+            output::print_diff(&report, format)?;
+            return Ok(if report.equal {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
         }
         Command::Bench {
             snapshots,

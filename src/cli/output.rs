@@ -428,3 +428,48 @@ pub fn stage_progress() -> floe::pipeline::Progress {
         }
     })
 }
+
+pub fn print_diff(r: &floe::diff::DiffReport, format: Format) -> Result<()> {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+        return Ok(());
+    }
+    let verdict = if r.equal { "EQUAL" } else { "DIFFERENT" };
+    println!(
+        "{} vs {}: {verdict} (decided by {:?})",
+        r.left, r.right, r.decided_by
+    );
+    println!("rows: {} vs {}", r.left_rows, r.right_rows);
+    for d in r.schema_differences.iter().chain(&r.statistics_differences) {
+        println!("  {d}");
+    }
+    if r.decided_by == floe::diff::DecidedBy::Rows {
+        println!(
+            "buckets: {} compared, {} differed; rows: +{} added, -{} removed, ~{} changed",
+            r.buckets, r.differing_buckets, r.added, r.removed, r.changed
+        );
+    }
+    if !r.samples.is_empty() {
+        let mut g = grid(vec!["kind", "left", "right", "changed columns"]);
+        let show = |m: &Option<std::collections::BTreeMap<String, String>>| {
+            m.as_ref()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                })
+                .unwrap_or_default()
+        };
+        for s in &r.samples {
+            g.add_row(vec![
+                s.kind.clone(),
+                show(&s.left),
+                show(&s.right),
+                s.changed_columns.join(", "),
+            ]);
+        }
+        println!("sample of differing rows\n{g}");
+    }
+    Ok(())
+}

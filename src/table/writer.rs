@@ -42,9 +42,11 @@ impl DataWriter {
         let metadata = table.metadata();
         let schema = metadata.current_schema().clone();
         let target = table.arrow_schema()?;
+        // Row groups of 128Ki rows: every open partition buffers one, so this bounds a
+        // partitioned write's memory.
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
-            .set_max_row_group_row_count(Some(1024 * 1024))
+            .set_max_row_group_row_count(Some(128 * 1024))
             .build();
         let parquet = ParquetWriterBuilder::new(props, schema.clone());
         let rolling = RollingFileWriterBuilder::new(

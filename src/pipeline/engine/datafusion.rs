@@ -204,7 +204,8 @@ mod sql {
                    AS record
         FROM ranked WHERE rn > 1";
 
-    /// Ranges are looked up through their /16 blocks, so the join is an equi-join on the block.
+    /// Ranges are looked up through their /16 blocks, so the join is an equi-join on the block. The
+    /// small `geoip` side is written first: DataFusion builds its hash table from the left input.
     pub const ENRICH: &str = "
         WITH g AS (
             SELECT ip_start, ip_end, country_code, unnest(range(ip_start / 65536, ip_end / 65536 + 1)) AS blk
@@ -212,7 +213,7 @@ mod sql {
         c AS (SELECT *, floe_ipv4(ip) AS ipn FROM clean_events)
         SELECT c.event_id, c.user_id, c.event_time, c.event_type, c.url, c.referrer, c.ip, c.user_agent,
                c.revenue, c.source_file, c.source_line, coalesce(g.country_code, 'ZZ') AS country_code
-        FROM c LEFT JOIN g ON g.blk = c.ipn / 65536 AND c.ipn >= g.ip_start AND c.ipn <= g.ip_end";
+        FROM g RIGHT JOIN c ON g.blk = c.ipn / 65536 AND c.ipn >= g.ip_start AND c.ipn <= g.ip_end";
 
     pub const SESSIONIZED: &str = "
         WITH e AS (

@@ -224,8 +224,11 @@ impl DuckDbEngine {
             .max_memory(&self.memory_limit)
             .and_then(|c| c.with("temp_directory", spill.path().display().to_string()))
             .and_then(|c| c.threads(2))
+            .and_then(|c| c.with("preserve_insertion_order", "false"))
             .map_err(duck_error)?;
-        let conn = Connection::open_in_memory_with_flags(config).map_err(duck_error)?;
+        // A database file in the spill directory, not an in-memory one: the loaded inputs then live on
+        // disk and only DuckDB's buffer pool (`memory_limit`) is resident.
+        let conn = Connection::open_with_flags(spill.path().join("stage.duckdb"), config).map_err(duck_error)?;
         conn.execute_batch(MACROS).map_err(duck_error)?;
         conn.execute_batch(&record_json_macros()).map_err(duck_error)?;
         Ok((conn, spill))
