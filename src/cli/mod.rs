@@ -258,6 +258,16 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Re-check a recorded two-engine run: diff what each engine committed, table by table.
+    Verify {
+        /// The run id (see `floe runs`).
+        run_id: String,
+        /// Namespace of the pipeline's tables.
+        #[arg(long, default_value = "clickstream")]
+        namespace: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// The run ledger: one row per stage and engine of each run.
     Runs {
         /// Rows to show.
@@ -654,10 +664,26 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
             };
             let report = floe::pipeline::run(&floe, &options).await?;
             output::print_run(&report, format)?;
+            if report.equivalence.as_ref().is_some_and(|e| !e.equal) {
+                return Ok(ExitCode::from(1));
+            }
         }
         Command::Runs { limit, format } => {
             let entries = floe::pipeline::ledger::list(floe.catalog(), limit).await?;
             output::print_runs(&entries, format)?;
+        }
+        Command::Verify {
+            run_id,
+            namespace,
+            format,
+        } => {
+            let eq = floe::pipeline::runner::verify(&floe, &Namespace::parse(&namespace)?, &run_id).await?;
+            output::print_equivalence(&eq, format)?;
+            return Ok(if eq.equal {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
         }
         Command::Diff {
             left,

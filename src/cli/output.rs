@@ -355,6 +355,9 @@ pub fn print_run(r: &floe::pipeline::RunReport, format: Format) -> Result<()> {
         ]);
     }
     println!("run {}\n{g}", r.run_id);
+    if let Some(eq) = &r.equivalence {
+        print_equivalence(eq, format)?;
+    }
     // Nothing is lost: every input record is clean or rejected.
     for engine in r
         .stages
@@ -470,6 +473,40 @@ pub fn print_diff(r: &floe::diff::DiffReport, format: Format) -> Result<()> {
             ]);
         }
         println!("sample of differing rows\n{g}");
+    }
+    Ok(())
+}
+
+pub fn print_equivalence(eq: &floe::pipeline::runner::Equivalence, format: Format) -> Result<()> {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(eq)?);
+        return Ok(());
+    }
+    let mut g = grid(vec!["table", "verdict", "decided by", "rows", "differences"]);
+    for d in &eq.tables {
+        let differences: Vec<String> = d
+            .schema_differences
+            .iter()
+            .chain(&d.statistics_differences)
+            .cloned()
+            .chain(
+                (d.added + d.removed + d.changed > 0)
+                    .then(|| format!("+{} -{} ~{}", d.added, d.removed, d.changed)),
+            )
+            .collect();
+        g.add_row(vec![
+            d.left.split('@').next().unwrap_or_default().to_string(),
+            if d.equal { "equal" } else { "DIFFERENT" }.to_string(),
+            format!("{:?}", d.decided_by).to_lowercase(),
+            format!("{} / {}", d.left_rows, d.right_rows),
+            differences.join("\n"),
+        ]);
+    }
+    println!("equivalence of {} and {}\n{g}", eq.engines.0, eq.engines.1);
+    match (&eq.tag, eq.equal) {
+        (Some(tag), true) => println!("all equal: main published from {} and tagged {tag}", eq.engines.0),
+        (None, true) => println!("all equal"),
+        _ => println!("DIFFERENT: nothing published"),
     }
     Ok(())
 }

@@ -21,7 +21,7 @@ use crate::catalog::{Namespace, TableName};
 use crate::error::{Error, ErrorKind, Result};
 use crate::lakehouse::Floe;
 use crate::table::commit::{commit, delete_quietly, file_paths, Change};
-use crate::table::{CommitOptions, Lineage, RowFilter};
+use crate::table::{At, CommitOptions, Lineage, RowFilter, Table};
 
 /// Bumped when the pipeline's rules change, so earlier ledger rows are not reused.
 const PIPELINE_VERSION: &str = "clickstream-1";
@@ -146,6 +146,22 @@ pub struct RunReport {
     pub run_id: String,
     /// Per stage and engine.
     pub stages: Vec<StageReport>,
+    /// With two engines: whether their outputs are equal, table by table.
+    pub equivalence: Option<Equivalence>,
+}
+
+/// The equivalence check of a two-engine run: every output table of every stage diffed between
+/// the two engines' branches.
+#[derive(Clone, Debug, Serialize)]
+pub struct Equivalence {
+    /// All equal.
+    pub equal: bool,
+    /// The engines compared (left, right).
+    pub engines: (String, String),
+    /// Per output table, in stage order.
+    pub tables: Vec<crate::diff::DiffReport>,
+    /// The tag set on every published table when all were equal.
+    pub tag: Option<String>,
 }
 
 /// Samples the process's resident set size every 20 ms on a thread of its own, keeping the peak.
@@ -218,6 +234,7 @@ pub async fn run(floe: &Floe, options: &RunOptions) -> Result<RunReport> {
     let mut report = RunReport {
         run_id: run_id.clone(),
         stages: Vec::new(),
+        equivalence: None,
     };
     for engine in &options.engines {
         let branch = engine.name();
@@ -231,20 +248,146 @@ pub async fn run(floe: &Floe, options: &RunOptions) -> Result<RunReport> {
             }
             report.stages.push(r);
         }
-        if options.publish {
-            for t in options.stages.iter().flat_map(|s| s.outputs()) {
-                let name = TableName::new(ns.clone(), *t)?;
-                let table = floe.load_table(&name).await?;
-                if table.find_ref(branch).is_some()
-                    && table.find_ref(branch).map(|r| r.snapshot_id)
-                        != table.current_snapshot().map(|s| s.snapshot_id())
-                {
-                    floe.publish(&name, branch).await?;
-                }
+        if options.publish && options.engines.len() == 1 {
+            publish(floe, ns, branch, &options.stages, None).await?;
+        }
+    }
+    if let [a, b] = options.engines.as_slice() {
+        let tables: Vec<&str> = options.stages.iter().flat_map(|s| s.outputs()).copied().collect();
+        let mut eq = check(floe, ns, a.name(), b.name(), &tables, |t: &Table, e: &str| {
+            Ok(At::Snapshot(t.find_ref(e).map(|r| r.snapshot_id).ok_or_else(
+                || Error::not_found(format!("{} has no branch {e}", t.name())),
+            )?))
+        })
+        .await?;
+        if eq.equal {
+            let tag = format!("verified-{run_id}");
+            publish(floe, ns, a.name(), &options.stages, Some(&tag)).await?;
+            eq.tag = Some(tag);
+        }
+        let mut entry = LedgerEntry {
+            run_id: run_id.clone(),
+            pipeline: "clickstream".to_string(),
+            stage: "equivalence".to_string(),
+            engine: format!("{}={}", a.name(), b.name()),
+            fingerprint: String::new(),
+            status: if eq.equal { "equal" } else { "different" }.to_string(),
+            started_at: now(),
+            ended_at: Some(now()),
+            ..Default::default()
+        };
+        for d in &eq.tables {
+            entry.rows_out.insert(d.left.clone(), d.left_rows);
+            if !d.equal {
+                entry
+                    .rejects
+                    .insert(d.left.clone(), d.added + d.removed + d.changed);
+            }
+        }
+        ledger::record(floe.catalog(), &entry).await?;
+        report.equivalence = Some(eq);
+    }
+    Ok(report)
+}
+
+/// Fast-forward `main` of every output table of `stages` to `branch` (and tag the result).
+async fn publish(
+    floe: &Floe,
+    ns: &Namespace,
+    branch: &str,
+    stages: &[Stage],
+    tag: Option<&str>,
+) -> Result<()> {
+    for t in stages.iter().flat_map(|s| s.outputs()) {
+        let name = TableName::new(ns.clone(), *t)?;
+        let table = floe.load_table(&name).await?;
+        let head = table.find_ref(branch).map(|r| r.snapshot_id);
+        if head.is_some() && head != table.current_snapshot().map(|s| s.snapshot_id()) {
+            floe.publish(&name, branch).await?;
+        }
+        if let (Some(tag), Some(_)) = (tag, head) {
+            if floe.load_table(&name).await?.find_ref(tag).is_none() {
+                floe.create_tag(&name, tag, &At::Current).await?;
             }
         }
     }
-    Ok(report)
+    Ok(())
+}
+
+/// Diff every table between the states `at` gives for engines `a` and `b`.
+async fn check(
+    floe: &Floe,
+    ns: &Namespace,
+    a: &str,
+    b: &str,
+    tables: &[&str],
+    at: impl Fn(&Table, &str) -> Result<At>,
+) -> Result<Equivalence> {
+    let mut out = Equivalence {
+        equal: true,
+        engines: (a.to_string(), b.to_string()),
+        tables: Vec::new(),
+        tag: None,
+    };
+    let mut seen = std::collections::HashSet::new();
+    for t in tables {
+        if !seen.insert(*t) {
+            continue;
+        }
+        let name = TableName::new(ns.clone(), *t)?;
+        let table = floe.load_table(&name).await?;
+        let left = crate::diff::DiffSide {
+            table: name.clone(),
+            at: at(&table, a)?,
+        };
+        let right = crate::diff::DiffSide {
+            table: name,
+            at: at(&table, b)?,
+        };
+        let d = crate::diff::diff(floe, &left, &right, &crate::diff::DiffOptions::default()).await?;
+        out.equal &= d.equal;
+        out.tables.push(d);
+    }
+    Ok(out)
+}
+
+/// Re-check a recorded two-engine run: diff the snapshots each engine committed (or reused) for
+/// every output table.
+pub async fn verify(floe: &Floe, ns: &Namespace, run_id: &str) -> Result<Equivalence> {
+    let entries: Vec<LedgerEntry> = ledger::list(floe.catalog(), 10_000)
+        .await?
+        .into_iter()
+        .filter(|e| e.run_id == run_id && e.stage != "equivalence" && e.status != "failed")
+        .collect();
+    let mut engines: Vec<String> = entries.iter().map(|e| e.engine.clone()).collect();
+    engines.sort();
+    engines.dedup();
+    let [a, b] = engines.as_slice() else {
+        return Err(Error::not_found(format!(
+            "run {run_id} is not a recorded two-engine run (engines found: {engines:?})"
+        )));
+    };
+    // The last snapshot each engine committed per table in this run.
+    let mut snaps: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let mut tables: Vec<String> = Vec::new();
+    let mut ordered = entries.clone();
+    ordered.sort_by(|x, y| x.started_at.cmp(&y.started_at));
+    for e in &ordered {
+        for (t, id) in &e.output_snapshots {
+            snaps.insert((e.engine.clone(), t.clone()), *id);
+            if !tables.contains(t) {
+                tables.push(t.clone());
+            }
+        }
+    }
+    let tables: Vec<&str> = tables.iter().map(String::as_str).collect();
+    check(floe, ns, a, b, &tables, |t: &Table, e: &str| {
+        snaps
+            .get(&(e.to_string(), t.name().name().to_string()))
+            .map(|id| At::Snapshot(*id))
+            .ok_or_else(|| Error::not_found(format!("run {run_id} recorded no {e} snapshot of {}", t.name())))
+    })
+    .await
 }
 
 /// Start the engine's branch of every table the stages read or write from `main`, unless it is

@@ -587,3 +587,143 @@ both_backends!(ndjson_and_parquet_inputs_lose_nothing, |ctx: Ctx| async move {
         assert_eq!(stored, rejected);
     }
 });
+
+/// DataFusion with one altered output: the aggregate loses its first row.
+struct Tampered(DataFusionEngine);
+
+#[async_trait::async_trait]
+impl Engine for Tampered {
+    fn name(&self) -> &'static str {
+        "tampered"
+    }
+
+    async fn run(
+        &self,
+        stage: Stage,
+        inputs: &std::collections::BTreeMap<&'static str, floe::pipeline::engine::PinnedTable>,
+    ) -> floe::Result<Vec<floe::pipeline::engine::Rows>> {
+        use futures::StreamExt;
+        let mut out = self.0.run(stage, inputs).await?;
+        if stage == Stage::Aggregate {
+            let rows = out.remove(0);
+            let mut first = true;
+            out.insert(
+                0,
+                rows.map(move |b| {
+                    b.map(|b| {
+                        if first && b.num_rows() > 0 {
+                            first = false;
+                            b.slice(1, b.num_rows() - 1)
+                        } else {
+                            b
+                        }
+                    })
+                })
+                .boxed(),
+            );
+        }
+        Ok(out)
+    }
+}
+
+both_backends!(
+    equivalence_check_publishes_only_equal_outputs,
+    |ctx: Ctx| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let out = match ctx.backend {
+            Backend::SqliteLocal => dir.path().join("gen").display().to_string(),
+            Backend::PostgresS3 => format!("{}/gen", ctx.floe.warehouse().uri()),
+        };
+        let out = floe::storage::Warehouse::parse(&out).unwrap().uri();
+        floe::generate::generate(
+            ctx.floe.storage(),
+            &out,
+            &floe::generate::GenerateOptions::new(3000, 3),
+            None,
+        )
+        .await
+        .unwrap();
+        let options = |ns: &Namespace, second: Arc<dyn Engine>| RunOptions {
+            namespace: ns.clone(),
+            input: Some(out.clone()),
+            engines: vec![Arc::new(DuckDbEngine::default()), second],
+            stages: Stage::ALL.to_vec(),
+            force: false,
+            publish: false,
+            engine_reason: None,
+            progress: None,
+        };
+        // Equal: published from the first engine and tagged; the ledger records the verdict.
+        let good = Namespace::parse(&format!("{}_good", ctx.ns)).unwrap();
+        let report = floe::pipeline::run(&ctx.floe, &options(&good, Arc::new(DataFusionEngine::default())))
+            .await
+            .unwrap();
+        let eq = report.equivalence.clone().unwrap();
+        assert!(eq.equal, "{eq:?}");
+        assert_eq!(eq.tables.len(), 7);
+        let tag = eq.tag.clone().unwrap();
+        let metrics = ctx
+            .floe
+            .load_table(&floe::TableName::new(good.clone(), "daily_metrics").unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            metrics.current_snapshot().map(|s| s.snapshot_id()),
+            metrics.find_ref("duckdb").map(|r| r.snapshot_id)
+        );
+        assert_eq!(
+            metrics.find_ref(&tag).map(|r| r.snapshot_id),
+            metrics.find_ref("duckdb").map(|r| r.snapshot_id)
+        );
+        let verified = floe::pipeline::runner::verify(&ctx.floe, &good, &report.run_id)
+            .await
+            .unwrap();
+        assert!(verified.equal);
+        let ledger = floe::pipeline::ledger::list(ctx.floe.catalog(), 100)
+            .await
+            .unwrap();
+        assert!(ledger
+            .iter()
+            .any(|e| e.run_id == report.run_id && e.stage == "equivalence" && e.status == "equal"));
+
+        // One engine's output altered: different, nothing published, reported.
+        let bad = Namespace::parse(&format!("{}_bad", ctx.ns)).unwrap();
+        let report = floe::pipeline::run(
+            &ctx.floe,
+            &options(&bad, Arc::new(Tampered(DataFusionEngine::default()))),
+        )
+        .await
+        .unwrap();
+        let eq = report.equivalence.clone().unwrap();
+        assert!(!eq.equal);
+        let different: Vec<&str> = eq
+            .tables
+            .iter()
+            .filter(|d| !d.equal)
+            .map(|d| d.left.as_str())
+            .collect();
+        assert_eq!(different.len(), 1, "{different:?}");
+        assert!(different[0].starts_with(&format!("{bad}.daily_metrics@")), "{different:?}");
+        assert!(eq.tag.is_none());
+        for t in ["raw_events", "sessions", "daily_metrics"] {
+            let table = ctx
+                .floe
+                .load_table(&floe::TableName::new(bad.clone(), t).unwrap())
+                .await
+                .unwrap();
+            assert!(table.current_snapshot().is_none(), "{t} was published");
+        }
+        assert!(
+            !floe::pipeline::runner::verify(&ctx.floe, &bad, &report.run_id)
+                .await
+                .unwrap()
+                .equal
+        );
+        let ledger = floe::pipeline::ledger::list(ctx.floe.catalog(), 100)
+            .await
+            .unwrap();
+        assert!(ledger
+            .iter()
+            .any(|e| e.run_id == report.run_id && e.stage == "equivalence" && e.status == "different"));
+    }
+);

@@ -228,7 +228,8 @@ impl DuckDbEngine {
             .map_err(duck_error)?;
         // A database file in the spill directory, not an in-memory one: the loaded inputs then live on
         // disk and only DuckDB's buffer pool (`memory_limit`) is resident.
-        let conn = Connection::open_with_flags(spill.path().join("stage.duckdb"), config).map_err(duck_error)?;
+        let conn =
+            Connection::open_with_flags(spill.path().join("stage.duckdb"), config).map_err(duck_error)?;
         conn.execute_batch(MACROS).map_err(duck_error)?;
         conn.execute_batch(&record_json_macros()).map_err(duck_error)?;
         Ok((conn, spill))
