@@ -30,6 +30,7 @@ pub mod error;
 pub mod generate;
 mod lakehouse;
 pub mod pipeline;
+pub mod query;
 pub mod storage;
 pub mod table;
 

@@ -1,6 +1,7 @@
 //! The command-line interface: a thin layer over the library. Every command parses its arguments,
 //! calls [`floe::Floe`], prints, and maps errors to one line on stderr and a non-zero exit code.
 
+mod demo;
 mod input;
 mod output;
 
@@ -257,6 +258,28 @@ enum Command {
         force: bool,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+    },
+    /// DuckDB SQL over floe tables: NS.TABLE, "NS.TABLE@REF", "NS.TABLE$snapshots|refs|files|history",
+    /// floe_runs. Without a query, it is read from standard input.
+    Sql {
+        /// The query.
+        query: Option<String>,
+        /// table, csv, json, or parquet (with --out).
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// Output file for --format parquet.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The whole story on the embedded default: generate a clickstream, run the pipeline on both
+    /// engines, diff and publish, answer analytics questions with SQL.
+    Demo {
+        /// Events to generate.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Generator seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
     },
     /// Re-check a recorded two-engine run: diff what each engine committed, table by table.
     Verify {
@@ -671,6 +694,23 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
         Command::Runs { limit, format } => {
             let entries = floe::pipeline::ledger::list(floe.catalog(), limit).await?;
             output::print_runs(&entries, format)?;
+        }
+        Command::Demo { events, seed } => {
+            if !demo::run(&floe, events, seed).await? {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Command::Sql { query, format, out } => {
+            let query = match query {
+                Some(q) => q,
+                None => {
+                    let mut q = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut q)?;
+                    q
+                }
+            };
+            let result = floe::query::sql(&floe, &query).await?;
+            output::print_query(result, &format, out.as_deref())?;
         }
         Command::Verify {
             run_id,

@@ -510,3 +510,36 @@ pub fn print_equivalence(eq: &floe::pipeline::runner::Equivalence, format: Forma
     }
     Ok(())
 }
+
+pub fn print_query(r: floe::query::QueryResult, format: &str, out: Option<&std::path::Path>) -> Result<()> {
+    let as_format = match format {
+        "table" => Format::Table,
+        "csv" => Format::Csv,
+        "json" => Format::Json,
+        "parquet" => {
+            let path = out.ok_or_else(|| {
+                floe::Error::new(floe::ErrorKind::InvalidInput, "--format parquet needs --out FILE")
+            })?;
+            let file = std::fs::File::create(path)?;
+            let mut w = parquet::arrow::ArrowWriter::try_new(file, r.schema.clone(), None)?;
+            for b in &r.batches {
+                w.write(b)?;
+            }
+            w.close()?;
+            let rows: usize = r.batches.iter().map(|b| b.num_rows()).sum();
+            println!("wrote {rows} rows to {}", path.display());
+            return Ok(());
+        }
+        other => {
+            return Err(floe::Error::new(
+                floe::ErrorKind::InvalidInput,
+                format!("unknown format {other:?} (table, csv, json, parquet)"),
+            ))
+        }
+    };
+    let stream = floe::ScanStream {
+        schema: r.schema,
+        batches: futures::StreamExt::boxed(futures::stream::iter(r.batches.into_iter().map(Ok))),
+    };
+    futures::executor::block_on(print_batches(stream, as_format))
+}

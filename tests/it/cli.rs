@@ -358,3 +358,59 @@ fn cli_run_and_runs() {
         &["run", "--input", "events", "--stages", "ingest,dedupe"],
     );
 }
+
+#[test]
+fn cli_demo_runs_twice_and_sql_reads_its_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let first = ok(d, None, &["demo", "--events", "4000"]);
+    assert!(
+        first.contains("both engines produced the same tables; main is published"),
+        "{first}"
+    );
+    assert!(first.contains("-- The funnel"), "{first}");
+    let second = ok(d, None, &["demo", "--events", "4000"]);
+    assert!(second.contains("reusing the generated input"), "{second}");
+    assert!(second.contains("main is published"), "{second}");
+    let out = ok(
+        d,
+        None,
+        &[
+            "sql",
+            "SELECT count(*) AS n FROM clickstream.sessions",
+            "--format",
+            "csv",
+        ],
+    );
+    assert_eq!(out.lines().count(), 2, "{out}");
+    let tags = ok(
+        d,
+        None,
+        &[
+            "sql",
+            r#"SELECT name FROM "clickstream.sessions$refs" WHERE kind = 'tag'"#,
+            "--format",
+            "csv",
+        ],
+    );
+    assert_eq!(
+        tags.lines().filter(|l| l.starts_with("verified-")).count(),
+        2,
+        "{tags}"
+    );
+    let pq = d.join("out.parquet");
+    ok(
+        d,
+        None,
+        &[
+            "sql",
+            "SELECT * FROM clickstream.daily_metrics",
+            "--format",
+            "parquet",
+            "--out",
+            pq.to_str().unwrap(),
+        ],
+    );
+    assert!(std::fs::metadata(&pq).unwrap().len() > 0);
+    fails(d, None, &["sql", "SELECT * FROM nowhere.nothing"]);
+}

@@ -467,9 +467,13 @@ both_backends!(
                 );
             }
         }
-        // Both branches written, main untouched: publishing is the equivalence check's decision.
+        // The run's own equivalence check agrees, and published the first engine's branch.
+        assert!(report.equivalence.as_ref().unwrap().equal);
         let sessions = ctx.floe.load_table(&ctx.table("sessions")).await.unwrap();
-        assert!(sessions.current_snapshot().is_none());
+        assert_eq!(
+            sessions.current_snapshot().map(|s| s.snapshot_id()),
+            sessions.find_ref("duckdb").map(|r| r.snapshot_id)
+        );
     }
 );
 
@@ -703,7 +707,10 @@ both_backends!(
             .map(|d| d.left.as_str())
             .collect();
         assert_eq!(different.len(), 1, "{different:?}");
-        assert!(different[0].starts_with(&format!("{bad}.daily_metrics@")), "{different:?}");
+        assert!(
+            different[0].starts_with(&format!("{bad}.daily_metrics@")),
+            "{different:?}"
+        );
         assert!(eq.tag.is_none());
         for t in ["raw_events", "sessions", "daily_metrics"] {
             let table = ctx
@@ -725,5 +732,98 @@ both_backends!(
         assert!(ledger
             .iter()
             .any(|e| e.run_id == report.run_id && e.stage == "equivalence" && e.status == "different"));
+    }
+);
+
+both_backends!(
+    analytics_queries_answer_on_the_edge_cases,
+    |ctx: Ctx| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("edge.csv");
+        std::fs::write(&input, edge_csv()).unwrap();
+        // The queries name the `clickstream` namespace: give this test its own catalog.
+        let settings = floe::Settings {
+            catalog_name: format!("{}_q", ctx.settings.catalog_name),
+            ..ctx.settings.clone()
+        };
+        let floe = floe::Floe::connect(settings).await.unwrap();
+        let options = RunOptions {
+            namespace: Namespace::parse("clickstream").unwrap(),
+            input: Some(input.display().to_string()),
+            engines: vec![Arc::new(DuckDbEngine::default())],
+            stages: Stage::ALL.to_vec(),
+            force: false,
+            publish: true,
+            engine_reason: None,
+            progress: None,
+        };
+        floe::pipeline::run(&floe, &options).await.unwrap();
+        let query = |file: &str| {
+            let floe = floe.clone();
+            let text =
+                std::fs::read_to_string(format!("{}/fixtures/queries/{file}", env!("CARGO_MANIFEST_DIR")))
+                    .unwrap();
+            async move {
+                let r = floe::query::sql(&floe, &text).await.unwrap();
+                let mut rows = Vec::new();
+                for b in &r.batches {
+                    for i in 0..b.num_rows() {
+                        rows.push(
+                            (0..b.num_columns())
+                                .map(|c| array_value_to_string(b.column(c), i).unwrap())
+                                .collect::<Vec<_>>()
+                                .join("|"),
+                        );
+                    }
+                }
+                rows
+            }
+        };
+        assert_eq!(
+            query("revenue_and_conversion_by_country_and_day.sql").await,
+            vec![
+                "2024-03-01|DE|2|10.50|0.5",
+                "2024-03-02|DE|1|0.00|0.0",
+                "2024-03-02|ZZ|2|0.00|0.0"
+            ]
+        );
+        assert_eq!(query("funnel.sql").await, vec!["4|1|1|0.25"]);
+        assert_eq!(
+            query("landing_pages_by_bounce_rate.sql").await,
+            vec!["/about|1|1.0", "/checkout|1|1.0", "/x|1|1.0", "/home|2|0.0"]
+        );
+        assert_eq!(
+            query("rejects_by_reason.sql").await,
+            vec![
+                "malformed_record|ingest|2|0.1333",
+                "bad_event_time|cleanse|1|0.0667",
+                "bad_event_type|cleanse|1|0.0667",
+                "bad_revenue|cleanse|1|0.0667",
+                "duplicate_event_id|cleanse|1|0.0667",
+                "missing_event_id|cleanse|1|0.0667",
+                "missing_user_id|cleanse|1|0.0667",
+            ]
+        );
+        // Refs and metadata are tables too.
+        let r = floe::query::sql(
+            &floe,
+            r#"SELECT count(*) AS n FROM "clickstream.sessions@duckdb""#,
+        )
+        .await
+        .unwrap();
+        assert_eq!(array_value_to_string(r.batches[0].column(0), 0).unwrap(), "5");
+        let r = floe::query::sql(&floe, r#"SELECT operation FROM "clickstream.sessions$snapshots""#)
+            .await
+            .unwrap();
+        assert_eq!(r.batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+        let r = floe::query::sql(&floe, "SELECT count(*) FROM floe_runs WHERE status = 'succeeded'")
+            .await
+            .unwrap();
+        assert_eq!(array_value_to_string(r.batches[0].column(0), 0).unwrap(), "5");
+        let err = floe::query::sql(&floe, "SELECT * FROM clickstream.nope")
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
     }
 );

@@ -38,7 +38,7 @@ impl DuckDbEngine {
     }
 }
 
-fn duck_error(e: duckdb::Error) -> Error {
+pub(crate) fn duck_error(e: duckdb::Error) -> Error {
     Error::new(ErrorKind::Engine, format!("duckdb: {e}"))
 }
 
@@ -63,7 +63,7 @@ fn sql_type(t: &DataType) -> Result<String> {
     })
 }
 
-fn quote(name: &str) -> String {
+pub(crate) fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
@@ -238,31 +238,54 @@ impl DuckDbEngine {
 
 /// Stream a pinned input into a DuckDB table of the same name.
 async fn load(conn: &Arc<Mutex<Connection>>, name: &str, input: &PinnedTable) -> Result<()> {
-    let schema: SchemaRef = input.table.arrow_schema()?;
-    let columns = schema
+    let batches = match input.snapshot_id {
+        Some(id) => {
+            let options = ScanOptions {
+                at: Some(crate::table::At::Snapshot(id)),
+                ..Default::default()
+            };
+            Some(crate::table::scan::scan(&input.table, &options).await?.batches)
+        }
+        None => None,
+    };
+    load_stream(conn, None, name, &input.table.arrow_schema()?, batches).await
+}
+
+/// Create `schema.table` (or `table` in DuckDB's main schema) with the columns of `arrow_schema` and
+/// append `batches` through the Arrow appender.
+pub(crate) async fn load_stream(
+    conn: &Arc<Mutex<Connection>>,
+    schema: Option<&str>,
+    table: &str,
+    arrow_schema: &SchemaRef,
+    batches: Option<futures::stream::BoxStream<'static, Result<RecordBatch>>>,
+) -> Result<()> {
+    let columns = arrow_schema
         .fields()
         .iter()
         .map(|f| Ok(format!("{} {}", quote(f.name()), sql_type(f.data_type())?)))
         .collect::<Result<Vec<_>>>()?;
-    conn.lock()
-        .expect("duckdb connection")
-        .execute_batch(&format!("CREATE TABLE {} ({})", quote(name), columns.join(", ")))
-        .map_err(duck_error)?;
-    let Some(snapshot_id) = input.snapshot_id else {
-        return Ok(());
+    let qualified = match schema {
+        Some(s) => format!("{}.{}", quote(s), quote(table)),
+        None => quote(table),
     };
-    let options = ScanOptions {
-        at: Some(crate::table::At::Snapshot(snapshot_id)),
-        ..Default::default()
-    };
-    let mut batches = crate::table::scan::scan(&input.table, &options).await?.batches;
+    {
+        let c = conn.lock().expect("duckdb connection");
+        if let Some(s) = schema {
+            c.execute_batch(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote(s)))
+                .map_err(duck_error)?;
+        }
+        c.execute_batch(&format!("CREATE TABLE {qualified} ({})", columns.join(", ")))
+            .map_err(duck_error)?;
+    }
+    let Some(mut batches) = batches else { return Ok(()) };
     while let Some(batch) = batches.try_next().await? {
         let conn = conn.clone();
-        let name = name.to_string();
+        let (schema, table) = (schema.unwrap_or("main").to_string(), table.to_string());
         let batch = with_zone(&batch, None)?;
         tokio::task::spawn_blocking(move || -> Result<()> {
             let c = conn.lock().expect("duckdb connection");
-            let mut app = c.appender(&name).map_err(duck_error)?;
+            let mut app = c.appender_to_db(&table, &schema).map_err(duck_error)?;
             app.append_record_batch(batch).map_err(duck_error)?;
             app.flush().map_err(duck_error)
         })
@@ -274,7 +297,7 @@ async fn load(conn: &Arc<Mutex<Connection>>, name: &str, input: &PinnedTable) ->
 
 /// The batch with every microsecond timestamp column relabelled to `zone` (the values are UTC
 /// either way; only the label changes).
-fn with_zone(batch: &RecordBatch, zone: Option<&str>) -> Result<RecordBatch> {
+pub(crate) fn with_zone(batch: &RecordBatch, zone: Option<&str>) -> Result<RecordBatch> {
     let target = DataType::Timestamp(TimeUnit::Microsecond, zone.map(Into::into));
     let mut fields = Vec::new();
     let mut columns = Vec::new();

@@ -3,7 +3,7 @@
 //! Arrow batches; the runner writes and commits them. The runner never names an engine.
 
 mod datafusion;
-mod duckdb;
+pub(crate) mod duckdb;
 pub(crate) mod rules;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,104 @@
+//! `floe demo`: the whole story on the embedded default. Generates a clickstream, runs the pipeline
+//! on both engines, diffs every stage's outputs, publishes when equal, answers analytics questions
+//! with DuckDB SQL, and reports what it did and where the tables are. A second run is a new run.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use floe::pipeline::{DataFusionEngine, DuckDbEngine, RunOptions, Stage};
+use floe::{Floe, Namespace, Result};
+
+use super::output::{self, Format};
+
+/// The analytics questions, shipped with the binary.
+pub const QUERIES: &[(&str, &str)] = &[
+    (
+        "Revenue and conversion by country and day",
+        include_str!("../../fixtures/queries/revenue_and_conversion_by_country_and_day.sql"),
+    ),
+    (
+        "The funnel page_view → add_to_cart → purchase",
+        include_str!("../../fixtures/queries/funnel.sql"),
+    ),
+    (
+        "Landing pages with the highest bounce rate",
+        include_str!("../../fixtures/queries/landing_pages_by_bounce_rate.sql"),
+    ),
+    (
+        "Input records rejected, by reason",
+        include_str!("../../fixtures/queries/rejects_by_reason.sql"),
+    ),
+];
+
+pub async fn run(floe: &Floe, events: u64, seed: u64) -> Result<bool> {
+    let started = Instant::now();
+    let input = format!(
+        "{}/../demo-input/events-{events}-seed-{seed}",
+        floe.warehouse().uri()
+    );
+    let input = floe::storage::Warehouse::parse(&input)?.uri();
+    let storage = floe.storage();
+    if storage
+        .list(&format!("{input}/"))
+        .await
+        .map(|f| f.is_empty())
+        .unwrap_or(true)
+    {
+        println!("1. generating {events} clickstream events (seed {seed}) into {input}");
+        let mut options = floe::generate::GenerateOptions::new(events, seed);
+        options.files = 4;
+        let bar = indicatif::ProgressBar::new(events);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("   [{bar:40}] {pos}/{len} events ({eta})")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        let progress = |n: u64| bar.set_position(n);
+        floe::generate::generate(storage, &input, &options, Some(&progress)).await?;
+        bar.finish_and_clear();
+    } else {
+        println!("1. reusing the generated input in {input}");
+    }
+    println!("2. running the pipeline on DuckDB and DataFusion, each into its own branch");
+    let options = RunOptions {
+        namespace: Namespace::parse("clickstream")?,
+        input: Some(input.clone()),
+        engines: vec![
+            Arc::new(DuckDbEngine::default()),
+            Arc::new(DataFusionEngine::default()),
+        ],
+        stages: Stage::ALL.to_vec(),
+        force: false,
+        publish: false,
+        engine_reason: None,
+        progress: Some(output::stage_progress()),
+    };
+    let report = floe::pipeline::run(floe, &options).await?;
+    println!("3. comparing the engines' outputs, table by table");
+    output::print_run(&report, Format::Table)?;
+    let equal = report.equivalence.as_ref().is_some_and(|e| e.equal);
+    println!("4. answering questions with DuckDB SQL over the published tables");
+    for (title, sql) in QUERIES {
+        println!("\n-- {title}");
+        let result = floe::query::sql(floe, sql).await?;
+        output::print_query(result, "table", None)?;
+    }
+    println!(
+        "\nrun {} finished in {:.0} s",
+        report.run_id,
+        started.elapsed().as_secs_f64()
+    );
+    println!("catalog    {}", floe.settings().catalog_url_redacted());
+    println!("warehouse  {}", floe.warehouse().uri());
+    println!("tables     clickstream.{{raw_events, rejected_events, clean_events, enriched_events, session_events, sessions, daily_metrics, geoip}}");
+    println!(
+        "verdict    {}",
+        if equal {
+            "both engines produced the same tables; main is published"
+        } else {
+            "the engines DIFFER; nothing was published"
+        }
+    );
+    println!("next       floe sql \"SELECT * FROM clickstream.daily_metrics LIMIT 10\"   |   floe runs   |   floe snapshots clickstream.sessions");
+    Ok(equal)
+}
