@@ -700,18 +700,15 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         }
-        Command::Sql { query, format, out } => {
-            let query = match query {
-                Some(q) => q,
-                None => {
-                    let mut q = String::new();
-                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut q)?;
-                    q
-                }
-            };
-            let result = floe::query::sql(&floe, &query).await?;
-            output::print_query(result, &format, out.as_deref())?;
-        }
+        Command::Sql { query, format, out } => match query {
+            Some(q) => output::print_query(floe::query::sql(&floe, &q).await?, &format, out.as_deref())?,
+            None if std::io::IsTerminal::is_terminal(&std::io::stdin()) => repl(&floe, &format).await?,
+            None => {
+                let mut q = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut q)?;
+                output::print_query(floe::query::sql(&floe, &q).await?, &format, out.as_deref())?;
+            }
+        },
         Command::Verify {
             run_id,
             namespace,
@@ -820,6 +817,71 @@ async fn generate(
         report.bytes,
         report.files.len()
     );
+    Ok(())
+}
+
+/// The interactive SQL prompt. Statements end with `;`; `\history` lists earlier statements (kept
+/// in ~/.floe_history across sessions) and `!N` runs statement N again.
+async fn repl(floe: &Floe, format: &str) -> floe::Result<()> {
+    use std::io::{BufRead, Write};
+    let path = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".floe_history"));
+    let mut history: Vec<String> = path
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .map(|t| t.lines().map(|l| l.replace("\\n", "\n")).collect())
+        .unwrap_or_default();
+    println!(
+        "floe sql: DuckDB SQL over floe tables (NS.TABLE, \"NS.TABLE@REF\", \"NS.TABLE$snapshots\", floe_runs).\n\
+         End statements with ;  \\history lists earlier ones, !N runs one again, Ctrl-D quits."
+    );
+    let stdin = std::io::stdin();
+    let mut statement = String::new();
+    loop {
+        print!("{}", if statement.is_empty() { "floe> " } else { "  ..> " });
+        std::io::stdout().flush()?;
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            println!();
+            break;
+        }
+        let trimmed = line.trim();
+        if statement.is_empty() && trimmed == "\\history" {
+            for (i, h) in history.iter().enumerate() {
+                println!("{:>4}  {}", i + 1, h.replace('\n', " "));
+            }
+            continue;
+        }
+        if statement.is_empty() && trimmed.starts_with('!') {
+            match trimmed[1..]
+                .parse::<usize>()
+                .ok()
+                .and_then(|n| history.get(n.wrapping_sub(1)).cloned())
+            {
+                Some(h) => statement = h,
+                None => {
+                    eprintln!("error: no statement {trimmed}");
+                    continue;
+                }
+            }
+        } else {
+            statement.push_str(&line);
+        }
+        if !statement.trim_end().ends_with(';') {
+            continue;
+        }
+        let text = statement.trim().to_string();
+        statement.clear();
+        match floe::query::sql(floe, &text).await {
+            Ok(result) => output::print_query(result, format, None)?,
+            Err(e) => eprintln!("error: {e}"),
+        }
+        history.push(text.clone());
+        if let Some(p) = &path {
+            if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(p) {
+                let _ = writeln!(f, "{}", text.replace('\n', "\\n"));
+            }
+        }
+    }
     Ok(())
 }
 
