@@ -126,97 +126,6 @@ fn record_json_macros() -> String {
     )
 }
 
-mod sql {
-    pub const CLEANSE_CHECKED: &str = "
-        WITH typed AS (
-            SELECT *, trim(event_id) AS t_id, trim(user_id) AS t_user,
-                   floe_event_time(event_time) AS t_time, lower(trim(event_type)) AS t_type,
-                   floe_revenue_ok(revenue) AS rev_ok
-            FROM raw_events),
-        checked AS (
-            SELECT *, CASE
-                WHEN t_id IS NULL OR t_id = '' THEN 'missing_event_id'
-                WHEN t_user IS NULL OR t_user = '' THEN 'missing_user_id'
-                WHEN t_time IS NULL THEN 'bad_event_time'
-                WHEN t_type IS NULL OR t_type NOT IN ('page_view', 'click', 'add_to_cart', 'purchase')
-                    THEN 'bad_event_type'
-                WHEN NOT rev_ok THEN 'bad_revenue'
-            END AS reason
-            FROM typed),
-        ranked AS (
-            SELECT *, row_number() OVER (PARTITION BY t_id ORDER BY t_time, source_file, source_line) AS rn
-            FROM checked WHERE reason IS NULL)";
-
-    pub const CLEAN: &str = "
-        SELECT t_id AS event_id, t_user AS user_id, t_time AS event_time, t_type AS event_type,
-               nullif(url, '') AS url, nullif(referrer, '') AS referrer, nullif(ip, '') AS ip,
-               nullif(user_agent, '') AS user_agent, floe_revenue(revenue) AS revenue, source_file, source_line
-        FROM ranked WHERE rn = 1";
-
-    pub const CLEANSE_REJECTS: &str = "
-        SELECT source_file, source_line, 'cleanse' AS stage, reason,
-               floe_record_json(event_id, user_id, event_time, event_type, url, referrer, ip, user_agent, revenue)
-                   AS record
-        FROM checked WHERE reason IS NOT NULL
-        UNION ALL
-        SELECT source_file, source_line, 'cleanse' AS stage, 'duplicate_event_id' AS reason,
-               floe_record_json(event_id, user_id, event_time, event_type, url, referrer, ip, user_agent, revenue)
-                   AS record
-        FROM ranked WHERE rn > 1";
-
-    pub const ENRICH: &str = "
-        WITH g AS (
-            SELECT ip_start, ip_end, country_code, unnest(range(ip_start // 65536, ip_end // 65536 + 1)) AS blk
-            FROM geoip),
-        c AS (SELECT *, floe_ipv4(ip) AS ipn FROM clean_events)
-        SELECT c.event_id, c.user_id, c.event_time, c.event_type, c.url, c.referrer, c.ip, c.user_agent,
-               c.revenue, c.source_file, c.source_line, coalesce(g.country_code, 'ZZ') AS country_code
-        FROM c LEFT JOIN g ON g.blk = c.ipn // 65536 AND c.ipn >= g.ip_start AND c.ipn <= g.ip_end";
-
-    pub const SESSIONIZED: &str = "
-        WITH e AS (
-            SELECT *, epoch_us(event_time) AS t_us,
-                   lag(epoch_us(event_time)) OVER (PARTITION BY user_id ORDER BY event_time, event_id) AS prev_us
-            FROM enriched_events),
-        s AS (
-            SELECT *, CASE WHEN prev_us IS NULL OR t_us - prev_us > 1800000000 THEN 1 ELSE 0 END AS starts FROM e),
-        n AS (
-            SELECT *, sum(starts) OVER (PARTITION BY user_id ORDER BY event_time, event_id
-                                        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS session_no
-            FROM s),
-        x AS (
-            SELECT event_id, user_id, event_time, event_type, url, referrer, ip, user_agent, revenue,
-                   source_file, source_line, country_code,
-                   concat(user_id, '#', CAST(CAST(session_no AS BIGINT) AS VARCHAR)) AS session_id, t_us
-            FROM n)";
-
-    pub const SESSION_EVENTS: &str = "
-        SELECT event_id, user_id, event_time, event_type, url, referrer, ip, user_agent, revenue,
-               source_file, source_line, country_code, session_id
-        FROM x";
-
-    pub const SESSIONS: &str = "
-        SELECT session_id, user_id, min(event_time) AS session_start, max(event_time) AS session_end,
-               max(t_us) - min(t_us) AS duration_us, count(*) AS event_count,
-               CAST(sum(CASE WHEN event_type = 'page_view' THEN 1 ELSE 0 END) AS BIGINT) AS page_views,
-               CAST(sum(CASE WHEN event_type = 'purchase' THEN 1 ELSE 0 END) AS BIGINT) AS purchases,
-               CAST(coalesce(sum(revenue), 0) AS DECIMAL(18, 2)) AS revenue,
-               first(country_code ORDER BY event_time, event_id) AS country_code,
-               first(url ORDER BY event_time, event_id) AS landing_url,
-               last(url ORDER BY event_time, event_id) AS exit_url,
-               count(*) = 1 AS is_bounce
-        FROM x GROUP BY session_id, user_id";
-
-    pub const DAILY_METRICS: &str = "
-        SELECT CAST(session_start AS DATE) AS day, country_code, count(*) AS sessions,
-               count(DISTINCT user_id) AS users, CAST(sum(event_count) AS BIGINT) AS events,
-               CAST(sum(page_views) AS BIGINT) AS page_views, CAST(sum(purchases) AS BIGINT) AS purchases,
-               CAST(sum(revenue) AS DECIMAL(18, 2)) AS revenue,
-               avg(CAST(duration_us AS DOUBLE) / 1e6) AS avg_session_duration_s,
-               CAST(sum(CASE WHEN is_bounce THEN 1 ELSE 0 END) AS DOUBLE) / count(*) AS bounce_rate
-        FROM sessions GROUP BY 1, 2";
-}
-
 impl DuckDbEngine {
     fn open(&self) -> Result<(Connection, tempfile::TempDir)> {
         let spill = tempfile::tempdir()?;
@@ -358,23 +267,12 @@ impl Engine for DuckDbEngine {
         for (name, input) in inputs {
             load(&conn, name, input).await?;
         }
-        let queries: Vec<String> = match stage {
-            Stage::Ingest => {
-                return Err(Error::internal(
-                    "ingest runs through floe's input reader, not an engine",
-                ))
-            }
-            Stage::Cleanse => vec![
-                format!("{} {}", sql::CLEANSE_CHECKED, sql::CLEAN),
-                format!("{} {}", sql::CLEANSE_CHECKED, sql::CLEANSE_REJECTS),
-            ],
-            Stage::Enrich => vec![sql::ENRICH.to_string()],
-            Stage::Sessionize => vec![
-                format!("{} {}", sql::SESSIONIZED, sql::SESSION_EVENTS),
-                format!("{} {}", sql::SESSIONIZED, sql::SESSIONS),
-            ],
-            Stage::Aggregate => vec![sql::DAILY_METRICS.to_string()],
-        };
+        if stage == Stage::Ingest {
+            return Err(Error::internal(
+                "ingest runs through floe's input reader, not an engine",
+            ));
+        }
+        let queries = super::sql::DUCKDB.stage(stage);
         // The spill directory lives until the last output stream is dropped.
         let spill = Arc::new(spill);
         let mut out = Vec::new();

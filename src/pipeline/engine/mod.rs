@@ -5,6 +5,7 @@
 mod datafusion;
 pub(crate) mod duckdb;
 pub(crate) mod rules;
+mod sql;
 
 use std::collections::BTreeMap;
 use std::fmt;
