@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use floe::pipeline::{DataFusionEngine, DuckDbEngine, RunOptions, Stage};
+use floe::pipeline::{DataFusionEngine, DuckDbEngine, RunOptions};
 use floe::{Floe, Namespace, Result};
 
 use super::output::{self, Format};
@@ -60,18 +60,13 @@ pub async fn run(floe: &Floe, events: u64, seed: u64) -> Result<bool> {
         println!("1. reusing the generated input in {input}");
     }
     println!("2. running the pipeline on DuckDB and DataFusion, each into its own branch");
+    let engines: Vec<Arc<dyn floe::pipeline::Engine>> = vec![
+        Arc::new(DuckDbEngine::default()),
+        Arc::new(DataFusionEngine::default()),
+    ];
     let options = RunOptions {
-        namespace: Namespace::parse("clickstream")?,
-        input: Some(input.clone()),
-        engines: vec![
-            Arc::new(DuckDbEngine::default()),
-            Arc::new(DataFusionEngine::default()),
-        ],
-        stages: Stage::ALL.to_vec(),
-        force: false,
-        publish: false,
-        engine_reason: None,
         progress: Some(output::stage_progress()),
+        ..RunOptions::new(Namespace::parse("clickstream")?, Some(input.clone()), engines)
     };
     let report = floe::pipeline::run(floe, &options).await?;
     println!("3. comparing the engines' outputs, table by table");

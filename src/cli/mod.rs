@@ -667,7 +667,6 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
                     ))
                 }
             };
-            let publish = engines.len() == 1;
             let stages = match stages {
                 Some(s) => s
                     .iter()
@@ -676,14 +675,11 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
                 None => floe::pipeline::Stage::ALL.to_vec(),
             };
             let options = floe::pipeline::RunOptions {
-                namespace: Namespace::parse(&namespace)?,
-                input,
-                engines,
                 stages,
                 force,
-                publish,
                 engine_reason,
                 progress: Some(output::stage_progress()),
+                ..floe::pipeline::RunOptions::new(Namespace::parse(&namespace)?, input, engines)
             };
             let report = floe::pipeline::run(&floe, &options).await?;
             output::print_run(&report, format)?;

@@ -191,26 +191,26 @@ fn schema_differences(l: &iceberg::spec::Schema, r: &iceberg::spec::Schema) -> V
     out
 }
 
-/// Rows and per-column null counts from the manifests.
-async fn statistics(side: &Loaded) -> Result<(u64, HashMap<i32, u64>)> {
+/// What the manifests say of one side: its live data files, rows, and null counts per column.
+struct ManifestFacts {
+    paths: HashSet<String>,
+    rows: u64,
+    nulls: HashMap<i32, u64>,
+}
+
+async fn manifest_facts(side: &Loaded) -> Result<ManifestFacts> {
     let files = side.table.live_data_files(side.snapshot.as_ref()).await?;
-    let rows = files.iter().map(|f| f.record_count()).sum();
     let mut nulls: HashMap<i32, u64> = HashMap::new();
     for f in &files {
         for (id, n) in f.null_value_counts() {
             *nulls.entry(*id).or_default() += n;
         }
     }
-    Ok((rows, nulls))
-}
-
-async fn live_paths(t: &Loaded) -> Result<HashSet<String>> {
-    Ok(t.table
-        .live_data_files(t.snapshot.as_ref())
-        .await?
-        .iter()
-        .map(|f| f.file_path().to_string())
-        .collect())
+    Ok(ManifestFacts {
+        paths: files.iter().map(|f| f.file_path().to_string()).collect(),
+        rows: files.iter().map(|f| f.record_count()).sum(),
+        nulls,
+    })
 }
 
 /// Compare two table states.
@@ -241,8 +241,9 @@ pub async fn diff(
 
     // Schemas.
     report.schema_differences = schema_differences(&l.schema, &r.schema);
-    let (lrows, lnulls) = statistics(&l).await?;
-    let (rrows, rnulls) = statistics(&r).await?;
+    let lf = manifest_facts(&l).await?;
+    let rf = manifest_facts(&r).await?;
+    let (lrows, rrows, lnulls, rnulls) = (lf.rows, rf.rows, &lf.nulls, &rf.nulls);
     report.left_rows = lrows;
     report.right_rows = rrows;
     if !report.schema_differences.is_empty() {
@@ -251,7 +252,7 @@ pub async fn diff(
     }
 
     // The same files: equal at once.
-    if live_paths(&l).await? == live_paths(&r).await? {
+    if lf.paths == rf.paths {
         report.equal = true;
         report.decided_by = DecidedBy::Files;
         return Ok(report);

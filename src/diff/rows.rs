@@ -291,6 +291,31 @@ fn sample(report: &mut DiffReport, options: &DiffOptions, s: RowSample) {
     }
 }
 
+/// Count and sample a row found on one side only (`removed`: left, `added`: right).
+fn one_sided(report: &mut DiffReport, options: &DiffOptions, names: &[String], kind: &str, row: &Row) {
+    if kind == "removed" {
+        report.removed += 1;
+    } else {
+        report.added += 1;
+    }
+    let cells = Some(as_map(names, row));
+    let (left, right) = if kind == "removed" {
+        (cells, None)
+    } else {
+        (None, cells)
+    };
+    sample(
+        report,
+        options,
+        RowSample {
+            kind: kind.to_string(),
+            left,
+            right,
+            changed_columns: vec![],
+        },
+    );
+}
+
 fn multiset(
     names: &[String],
     left: Vec<Row>,
@@ -324,58 +349,18 @@ fn multiset(
                 i += 1;
                 j += 1;
             } else if by_floats(&ls[i], &rs[j]) == std::cmp::Ordering::Less {
-                report.removed += 1;
-                sample(
-                    report,
-                    options,
-                    RowSample {
-                        kind: "removed".into(),
-                        left: Some(as_map(names, &ls[i])),
-                        right: None,
-                        changed_columns: vec![],
-                    },
-                );
+                one_sided(report, options, names, "removed", &ls[i]);
                 i += 1;
             } else {
-                report.added += 1;
-                sample(
-                    report,
-                    options,
-                    RowSample {
-                        kind: "added".into(),
-                        left: None,
-                        right: Some(as_map(names, &rs[j])),
-                        changed_columns: vec![],
-                    },
-                );
+                one_sided(report, options, names, "added", &rs[j]);
                 j += 1;
             }
         }
         for r in &ls[i..] {
-            report.removed += 1;
-            sample(
-                report,
-                options,
-                RowSample {
-                    kind: "removed".into(),
-                    left: Some(as_map(names, r)),
-                    right: None,
-                    changed_columns: vec![],
-                },
-            );
+            one_sided(report, options, names, "removed", r);
         }
         for r in &rs[j..] {
-            report.added += 1;
-            sample(
-                report,
-                options,
-                RowSample {
-                    kind: "added".into(),
-                    left: None,
-                    right: Some(as_map(names, r)),
-                    changed_columns: vec![],
-                },
-            );
+            one_sided(report, options, names, "added", r);
         }
     }
 }

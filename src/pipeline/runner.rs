@@ -52,6 +52,24 @@ pub struct RunOptions {
     pub progress: Option<Progress>,
 }
 
+impl RunOptions {
+    /// Every stage of the pipeline in `namespace`, reading `input`, on `engines`: one engine
+    /// publishes its branch at the end, two are checked for equivalence (and published if equal).
+    pub fn new(namespace: Namespace, input: Option<String>, engines: Vec<Arc<dyn Engine>>) -> Self {
+        let publish = engines.len() == 1;
+        Self {
+            namespace,
+            input,
+            engines,
+            stages: Stage::ALL.to_vec(),
+            force: false,
+            publish,
+            engine_reason: None,
+            progress: None,
+        }
+    }
+}
+
 /// Which engine `--engine auto` takes for `input_bytes` of input with `available_memory` bytes free,
 /// and why. Measured on this project's 2-core machine (the benchmark issue refines the threshold):
 /// on 20 MB and 200 MB of CSV, DataFusion was faster than DuckDB in cleanse (1.5x), enrich (2x) and

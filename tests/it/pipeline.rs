@@ -95,16 +95,7 @@ async fn edge_cases(ctx: &Ctx, engine: Arc<dyn Engine>, dir: &std::path::Path) {
             uri
         }
     };
-    let options = RunOptions {
-        namespace: ns.clone(),
-        input: Some(input.clone()),
-        engines: vec![engine.clone()],
-        stages: Stage::ALL.to_vec(),
-        force: false,
-        publish: true,
-        engine_reason: None,
-        progress: None,
-    };
+    let options = RunOptions::new(ns.clone(), Some(input.clone()), vec![engine.clone()]);
     let report = floe::pipeline::run(&ctx.floe, &options).await.unwrap();
     assert!(
         report.stages.iter().all(|s| s.status == "succeeded"),
@@ -423,19 +414,11 @@ both_backends!(
         floe::generate::generate(ctx.floe.storage(), &out, &g, None)
             .await
             .unwrap();
-        let options = RunOptions {
-            namespace: ctx.ns.clone(),
-            input: Some(out),
-            engines: vec![
-                Arc::new(DuckDbEngine::default()),
-                Arc::new(DataFusionEngine::default()),
-            ],
-            stages: Stage::ALL.to_vec(),
-            force: false,
-            publish: false,
-            engine_reason: None,
-            progress: None,
-        };
+        let engines: Vec<Arc<dyn Engine>> = vec![
+            Arc::new(DuckDbEngine::default()),
+            Arc::new(DataFusionEngine::default()),
+        ];
+        let options = RunOptions::new(ctx.ns.clone(), Some(out), engines);
         let report = floe::pipeline::run(&ctx.floe, &options).await.unwrap();
         assert_eq!(report.stages.len(), 10);
         for table in [
@@ -513,16 +496,11 @@ both_backends!(
             (format!("{base}/missing.csv"), ErrorKind::NotFound),
         ];
         for (input, kind) in cases {
-            let options = RunOptions {
-                namespace: ctx.ns.clone(),
-                input: Some(input.clone()),
-                engines: vec![Arc::new(DuckDbEngine::default())],
-                stages: Stage::ALL.to_vec(),
-                force: false,
-                publish: true,
-                engine_reason: None,
-                progress: None,
-            };
+            let options = RunOptions::new(
+                ctx.ns.clone(),
+                Some(input.clone()),
+                vec![Arc::new(DuckDbEngine::default())],
+            );
             let err = floe::pipeline::run(&ctx.floe, &options).await.unwrap_err();
             assert_eq!(err.kind(), kind, "{input}: {err}");
             for t in ["raw_events", "rejected_events", "clean_events"] {
@@ -564,14 +542,8 @@ both_backends!(ndjson_and_parquet_inputs_lose_nothing, |ctx: Ctx| async move {
             .unwrap();
         let ns = Namespace::parse(&format!("{}_{i}", ctx.ns)).unwrap();
         let options = RunOptions {
-            namespace: ns.clone(),
-            input: Some(out),
-            engines: vec![Arc::new(DataFusionEngine::default())],
             stages: vec![Stage::Ingest, Stage::Cleanse],
-            force: false,
-            publish: true,
-            engine_reason: None,
-            progress: None,
+            ..RunOptions::new(ns.clone(), Some(out), vec![Arc::new(DataFusionEngine::default())])
         };
         let report = floe::pipeline::run(&ctx.floe, &options).await.unwrap();
         let (ingest, cleanse) = (&report.stages[0], &report.stages[1]);
@@ -647,15 +619,12 @@ both_backends!(
         )
         .await
         .unwrap();
-        let options = |ns: &Namespace, second: Arc<dyn Engine>| RunOptions {
-            namespace: ns.clone(),
-            input: Some(out.clone()),
-            engines: vec![Arc::new(DuckDbEngine::default()), second],
-            stages: Stage::ALL.to_vec(),
-            force: false,
-            publish: false,
-            engine_reason: None,
-            progress: None,
+        let options = |ns: &Namespace, second: Arc<dyn Engine>| {
+            RunOptions::new(
+                ns.clone(),
+                Some(out.clone()),
+                vec![Arc::new(DuckDbEngine::default()), second],
+            )
         };
         // Equal: published from the first engine and tagged; the ledger records the verdict.
         let good = Namespace::parse(&format!("{}_good", ctx.ns)).unwrap();
@@ -747,16 +716,11 @@ both_backends!(
             ..ctx.settings.clone()
         };
         let floe = floe::Floe::connect(settings).await.unwrap();
-        let options = RunOptions {
-            namespace: Namespace::parse("clickstream").unwrap(),
-            input: Some(input.display().to_string()),
-            engines: vec![Arc::new(DuckDbEngine::default())],
-            stages: Stage::ALL.to_vec(),
-            force: false,
-            publish: true,
-            engine_reason: None,
-            progress: None,
-        };
+        let options = RunOptions::new(
+            Namespace::parse("clickstream").unwrap(),
+            Some(input.display().to_string()),
+            vec![Arc::new(DuckDbEngine::default())],
+        );
         floe::pipeline::run(&floe, &options).await.unwrap();
         let query = |file: &str| {
             let floe = floe.clone();
