@@ -403,11 +403,7 @@ both_backends!(
     engines_agree_row_for_row_on_generated_data,
     |ctx: Ctx| async move {
         let dir = tempfile::tempdir().unwrap();
-        let out = match ctx.backend {
-            Backend::SqliteLocal => dir.path().join("gen").display().to_string(),
-            Backend::PostgresS3 => format!("{}/gen", ctx.floe.warehouse().uri()),
-        };
-        let out = floe::storage::Warehouse::parse(&out).unwrap().uri();
+        let out = ctx.input_uri(dir.path(), "gen");
         let mut g = floe::generate::GenerateOptions::new(6000, 11);
         g.files = 2;
         g.dirty = floe::generate::DirtyRates::uniform(0.02);
@@ -529,11 +525,7 @@ both_backends!(ndjson_and_parquet_inputs_lose_nothing, |ctx: Ctx| async move {
     .into_iter()
     .enumerate()
     {
-        let out = match ctx.backend {
-            Backend::SqliteLocal => dir.path().join(format!("gen{i}")).display().to_string(),
-            Backend::PostgresS3 => format!("{}/gen{i}", ctx.floe.warehouse().uri()),
-        };
-        let out = floe::storage::Warehouse::parse(&out).unwrap().uri();
+        let out = ctx.input_uri(dir.path(), &format!("gen{i}"));
         let mut g = floe::generate::GenerateOptions::new(3000, 5);
         g.format = format;
         g.dirty = floe::generate::DirtyRates::uniform(0.03);
@@ -606,11 +598,7 @@ both_backends!(
     equivalence_check_publishes_only_equal_outputs,
     |ctx: Ctx| async move {
         let dir = tempfile::tempdir().unwrap();
-        let out = match ctx.backend {
-            Backend::SqliteLocal => dir.path().join("gen").display().to_string(),
-            Backend::PostgresS3 => format!("{}/gen", ctx.floe.warehouse().uri()),
-        };
-        let out = floe::storage::Warehouse::parse(&out).unwrap().uri();
+        let out = ctx.input_uri(dir.path(), "gen");
         floe::generate::generate(
             ctx.floe.storage(),
             &out,

@@ -126,6 +126,16 @@ impl Ctx {
         self.floe.create_table(t, definition).await.unwrap();
     }
 
+    /// A directory URI for test inputs on this backend's store: under `local` on disk, or under the
+    /// warehouse prefix on S3.
+    pub fn input_uri(&self, local: &std::path::Path, name: &str) -> String {
+        let raw = match self.backend {
+            Backend::SqliteLocal => local.join(name).display().to_string(),
+            Backend::PostgresS3 => format!("{}/{name}", self.floe.warehouse().uri()),
+        };
+        floe::storage::Warehouse::parse(&raw).unwrap().uri()
+    }
+
     pub fn table(&self, name: &str) -> floe::TableName {
         floe::TableName::new(self.ns.clone(), name).unwrap()
     }
