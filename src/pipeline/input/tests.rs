@@ -511,9 +511,15 @@ async fn resolves_files_directories_and_globs() {
         }]
     );
 
-    // Relative paths are made absolute (tests run in the crate root).
+    // Relative paths are made absolute against the working directory (the crate root when tests
+    // run; compared with it rather than the compile-time path, which a shared build cache may hold
+    // from another checkout).
     let rel = resolve_inputs(&st, "fixtures/pipeline/edge.csv").await.unwrap();
-    assert_eq!(rel[0].uri, format!("file://{EDGE_CSV}"));
+    let cwd = std::env::current_dir().unwrap();
+    assert_eq!(
+        rel[0].uri,
+        format!("file://{}/fixtures/pipeline/edge.csv", cwd.display())
+    );
 
     for missing in [
         format!("{root}/nope.csv"),
