@@ -31,6 +31,7 @@ pub mod generate;
 mod lakehouse;
 pub mod pipeline;
 pub mod query;
+pub mod resources;
 pub mod storage;
 pub mod table;
 

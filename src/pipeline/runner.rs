@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use arrow::array::{Array, RecordBatch, StringArray};
 use futures::{StreamExt, TryStreamExt};
@@ -20,6 +19,7 @@ use super::tables::{self, GEOIP, REJECTED_EVENTS};
 use crate::catalog::{Namespace, TableName};
 use crate::error::{Error, ErrorKind, Result};
 use crate::lakehouse::Floe;
+use crate::resources::Monitor;
 use crate::table::commit::{commit, delete_quietly, file_paths, Change};
 use crate::table::{At, CommitOptions, Lineage, RowFilter, Table};
 
@@ -153,8 +153,16 @@ pub struct StageReport {
     pub snapshots: BTreeMap<String, i64>,
     /// Wall time.
     pub seconds: f64,
+    /// CPU time (user + system, all threads of the process).
+    pub cpu_seconds: f64,
     /// Peak resident memory of the process during the stage.
     pub peak_memory_bytes: Option<u64>,
+    /// Bytes read: the input files (`ingest`) or the data files of the pinned input snapshots.
+    pub bytes_read: u64,
+    /// Bytes of data files written.
+    pub bytes_written: u64,
+    /// Time spent committing the outputs (manifests, manifest list, metadata, catalog swap).
+    pub commit_seconds: f64,
 }
 
 /// What a run did.
@@ -180,60 +188,6 @@ pub struct Equivalence {
     pub tables: Vec<crate::diff::DiffReport>,
     /// The tag set on every published table when all were equal.
     pub tag: Option<String>,
-}
-
-/// Samples the process's resident set size every 20 ms on a thread of its own, keeping the peak.
-struct PeakMemory {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    peak: Arc<std::sync::atomic::AtomicU64>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-fn rss_bytes() -> Option<u64> {
-    // statm's second field: resident pages.
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
-}
-
-impl PeakMemory {
-    fn start() -> Self {
-        use std::sync::atomic::Ordering;
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let peak = Arc::new(std::sync::atomic::AtomicU64::new(rss_bytes().unwrap_or(0)));
-        let (s, p) = (stop.clone(), peak.clone());
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                if let Some(r) = rss_bytes() {
-                    p.fetch_max(r, Ordering::Relaxed);
-                }
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-        });
-        Self {
-            stop,
-            peak,
-            thread: Some(thread),
-        }
-    }
-
-    fn finish(mut self) -> Option<u64> {
-        use std::sync::atomic::Ordering;
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        if let Some(r) = rss_bytes() {
-            self.peak.fetch_max(r, Ordering::Relaxed);
-        }
-        Some(self.peak.load(Ordering::Relaxed)).filter(|v| *v > 0)
-    }
-}
-
-impl Drop for PeakMemory {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
 }
 
 fn now() -> String {
@@ -525,9 +479,8 @@ async fn run_stage(
 ) -> Result<StageReport> {
     let ns = &options.namespace;
     let branch = engine.name();
-    let started = Instant::now();
     let started_at = now();
-    let memory = PeakMemory::start();
+    let monitor = Monitor::start();
 
     let base_entry = LedgerEntry {
         run_id: run_id.to_string(),
@@ -573,11 +526,27 @@ async fn run_stage(
                 entry.rejects = prev.rejects.clone();
                 entry.ended_at = Some(now());
                 ledger::record(floe.catalog(), &entry).await?;
-                return Ok(report_of(&entry, started));
+                return Ok(report_of(&entry, monitor.finish(), StageIo::default()));
             }
         }
     }
 
+    let mut io = StageIo {
+        bytes_read: if stage == Stage::Ingest {
+            files.iter().map(|f| f.size).sum()
+        } else {
+            pinned
+                .values()
+                .filter_map(|p| {
+                    p.snapshot_id
+                        .and_then(|id| p.table.metadata().snapshot_by_id(id))
+                        .and_then(|s| s.summary().additional_properties.get("total-files-size").cloned())
+                        .and_then(|v| v.parse::<u64>().ok())
+                })
+                .sum()
+        },
+        ..Default::default()
+    };
     let rejects: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
     let mut written: Written = Vec::new();
     let outcome = produce(floe, ns, engine, stage, &pinned, &files, &rejects, &mut written).await;
@@ -596,7 +565,9 @@ async fn run_stage(
         entry
             .rows_out
             .insert(t.to_string(), f.iter().map(|f| f.record_count()).sum());
+        io.bytes_written += f.iter().map(|f| f.file_size_in_bytes()).sum::<u64>();
     }
+    let committing = std::time::Instant::now();
 
     // Commit each output as one snapshot on the engine's branch; undo on failure.
     let mut lineage_inputs = BTreeMap::new();
@@ -657,10 +628,12 @@ async fn run_stage(
             }
         }
     }
-    entry.peak_memory_bytes = memory.finish();
+    io.commit_seconds = committing.elapsed().as_secs_f64();
+    let usage = monitor.finish();
+    entry.peak_memory_bytes = Some(usage.peak_memory_bytes);
     entry.ended_at = Some(now());
     ledger::record(floe.catalog(), &entry).await?;
-    Ok(report_of(&entry, started))
+    Ok(report_of(&entry, usage, io))
 }
 
 /// Whether the outputs an earlier run of `stage` committed are still what the branch holds: each is
@@ -714,7 +687,15 @@ async fn fail(floe: &Floe, mut entry: LedgerEntry, e: Error) -> Error {
     e
 }
 
-fn report_of(e: &LedgerEntry, started: Instant) -> StageReport {
+/// A stage's data volume and commit time.
+#[derive(Default)]
+struct StageIo {
+    bytes_read: u64,
+    bytes_written: u64,
+    commit_seconds: f64,
+}
+
+fn report_of(e: &LedgerEntry, usage: crate::resources::Usage, io: StageIo) -> StageReport {
     StageReport {
         stage: e.stage.clone(),
         engine: e.engine.clone(),
@@ -723,8 +704,12 @@ fn report_of(e: &LedgerEntry, started: Instant) -> StageReport {
         rows_out: e.rows_out.clone(),
         rejects: e.rejects.clone(),
         snapshots: e.output_snapshots.clone(),
-        seconds: started.elapsed().as_secs_f64(),
+        seconds: usage.wall_seconds,
+        cpu_seconds: usage.cpu_seconds,
         peak_memory_bytes: e.peak_memory_bytes,
+        bytes_read: io.bytes_read,
+        bytes_written: io.bytes_written,
+        commit_seconds: io.commit_seconds,
     }
 }
 

@@ -1,8 +1,10 @@
 //! DuckDB SQL over floe tables. A query names tables as `NS.TABLE` (the current state), or as a
 //! quoted `"NS.TABLE@REF"` (a snapshot id, branch, tag or RFC 3339 time); metadata is reachable as
 //! `"NS.TABLE$snapshots"`, `"NS.TABLE$refs"`, `"NS.TABLE$files"`, `"NS.TABLE$history"`, and the run
-//! ledger as `floe_runs`. Only the tables a query names are loaded, streamed into an embedded DuckDB
-//! through the Arrow appender; the result comes back as Arrow batches. Timestamps are UTC.
+//! ledger as `floe_runs`. Only the tables a query names are loaded. A table whose data files are on
+//! local disk becomes a view over DuckDB's own Parquet reader, so filters and projections reach the
+//! files; other tables (on S3, or with delete files or an evolved schema) stream into an embedded
+//! DuckDB through the Arrow appender. The result comes back as Arrow batches. Timestamps are UTC.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -15,7 +17,7 @@ use futures::StreamExt;
 use crate::catalog::TableName;
 use crate::error::{Error, ErrorKind, Result};
 use crate::lakehouse::Floe;
-use crate::pipeline::engine::duckdb::{duck_error, load_stream, with_zone};
+use crate::pipeline::engine::duckdb::{duck_error, load_stream, local_parquet_query, quote, with_zone};
 use crate::table::{parse_table_ref, At, ScanOptions, Table};
 
 /// A query's result.
@@ -196,6 +198,41 @@ async fn load_batch(conn: &Arc<Mutex<Connection>>, name: &str, b: RecordBatch) -
     .await
 }
 
+/// Make `table` at `at` queryable as `schema.name`: a view over its Parquet files where DuckDB's own
+/// reader can take them (local files: the query's filters and projections reach the files), else a
+/// table its rows stream into.
+async fn load_table(
+    conn: &Arc<Mutex<Connection>>,
+    schema: Option<&str>,
+    name: &str,
+    table: &Table,
+    at: At,
+) -> Result<()> {
+    let snapshot = table.snapshot_at(&at)?;
+    if let Some(s) = &snapshot {
+        if let Some(q) = local_parquet_query(table, s.snapshot_id()).await? {
+            let c = conn.lock().expect("duckdb connection");
+            let qualified = match schema {
+                Some(s) => {
+                    c.execute_batch(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote(s)))
+                        .map_err(duck_error)?;
+                    format!("{}.{}", quote(s), quote(name))
+                }
+                None => quote(name),
+            };
+            return c
+                .execute_batch(&format!("CREATE VIEW {qualified} AS {q}"))
+                .map_err(duck_error);
+        }
+    }
+    let options = ScanOptions {
+        at: Some(at),
+        ..Default::default()
+    };
+    let scan = crate::table::scan::scan(table, &options).await?;
+    load_stream(conn, schema, name, &scan.schema, Some(scan.batches)).await
+}
+
 /// Run a DuckDB query over floe tables.
 pub async fn sql(floe: &Floe, query: &str) -> Result<QueryResult> {
     let spill = tempfile::tempdir()?;
@@ -222,14 +259,7 @@ pub async fn sql(floe: &Floe, query: &str) -> Result<QueryResult> {
         };
         match meta {
             Some(kind) => load_batch(&conn, name, metadata(&table, kind).await?).await?,
-            None => {
-                let options = ScanOptions {
-                    at: Some(at),
-                    ..Default::default()
-                };
-                let scan = crate::table::scan::scan(&table, &options).await?;
-                load_stream(&conn, None, name, &scan.schema, Some(scan.batches)).await?;
-            }
+            None => load_table(&conn, None, name, &table, at).await?,
         }
     }
     for (ns, t) in &dotted {
@@ -241,12 +271,7 @@ pub async fn sql(floe: &Floe, query: &str) -> Result<QueryResult> {
             Err(e) if e.kind() == ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
-        let options = ScanOptions {
-            at: Some(At::Current),
-            ..Default::default()
-        };
-        let scan = crate::table::scan::scan(&table, &options).await?;
-        load_stream(&conn, Some(ns), t, &scan.schema, Some(scan.batches)).await?;
+        load_table(&conn, Some(ns), t, &table, At::Current).await?;
     }
     if regex::Regex::new(r"\bfloe_runs\b")
         .expect("valid regex")

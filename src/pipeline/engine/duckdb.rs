@@ -13,7 +13,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::{Engine, PinnedTable, Rows, Stage};
 use crate::error::{Error, ErrorKind, Result};
-use crate::table::ScanOptions;
+use crate::table::{ScanOptions, Table};
 
 /// DuckDB, embedded.
 #[derive(Clone, Debug)]
@@ -145,8 +145,72 @@ impl DuckDbEngine {
     }
 }
 
-/// Stream a pinned input into a DuckDB table of the same name.
+/// A DuckDB query reading `snapshot_id` of `table` with DuckDB's own Parquet reader, when it can be
+/// read that way: every data file on local disk, no delete files, and one schema in the table's
+/// history (so column names are field ids). Timestamps come out as UTC wall times, as elsewhere in
+/// the engine. `None` when the rows must be streamed in instead (S3 locations, deletes, evolved
+/// schemas, an empty snapshot).
+pub(crate) async fn local_parquet_query(table: &Table, snapshot_id: i64) -> Result<Option<String>> {
+    let metadata = table.metadata();
+    let Some(snapshot) = metadata.snapshot_by_id(snapshot_id) else {
+        return Ok(None);
+    };
+    if metadata.schemas_iter().count() != 1 {
+        return Ok(None);
+    }
+    let manifests = table.manifests(snapshot).await?;
+    if manifests
+        .iter()
+        .any(|m| m.content == iceberg::spec::ManifestContentType::Deletes)
+    {
+        return Ok(None);
+    }
+    let files = table.live_data_files(Some(snapshot)).await?;
+    let mut paths = Vec::with_capacity(files.len());
+    for f in &files {
+        let path = f.file_path();
+        let Some(local) = path
+            .strip_prefix("file://")
+            .or(path.starts_with('/').then_some(path))
+        else {
+            return Ok(None);
+        };
+        paths.push(format!("'{}'", local.replace('\'', "''")));
+    }
+    if paths.is_empty() {
+        return Ok(None);
+    }
+    let columns = table
+        .arrow_schema()?
+        .fields()
+        .iter()
+        .map(|f| {
+            let c = quote(f.name());
+            if matches!(f.data_type(), DataType::Timestamp(_, Some(_))) {
+                format!("CAST({c} AS TIMESTAMP) AS {c}")
+            } else {
+                c
+            }
+        })
+        .collect::<Vec<_>>();
+    Ok(Some(format!(
+        "SELECT {} FROM read_parquet([{}])",
+        columns.join(", "),
+        paths.join(", ")
+    )))
+}
+
+/// Make a pinned input readable as a DuckDB table of the same name: a view over its Parquet files
+/// where DuckDB can read them itself, otherwise a table the rows stream into.
 async fn load(conn: &Arc<Mutex<Connection>>, name: &str, input: &PinnedTable) -> Result<()> {
+    if let Some(id) = input.snapshot_id {
+        if let Some(q) = local_parquet_query(&input.table, id).await? {
+            let c = conn.lock().expect("duckdb connection");
+            return c
+                .execute_batch(&format!("CREATE VIEW {} AS {q}", quote(name)))
+                .map_err(duck_error);
+        }
+    }
     let batches = match input.snapshot_id {
         Some(id) => {
             let options = ScanOptions {
