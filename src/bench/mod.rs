@@ -1,198 +1,489 @@
-//! Benchmarks of the storage layer itself: catalog commit latency as a table's history grows, and
-//! append throughput. Figures are medians over repetitions measured in one run; the latency at the
-//! last snapshot is reported as a ratio to the first, so machine noise cancels out.
+//! `floe bench`: the engine comparison benchmark. For each input size, repetition and engine it runs
+//! the whole clickstream pipeline into fresh tables, and the same stage logic on the raw engine over
+//! plain Parquet (no Iceberg, no catalog), in a balanced order (`A B B A`, the engines and the two
+//! paths alternating) so machine drift hits all alike. In the same run it checks that the engines'
+//! outputs are equal, pits floe's append against PyIceberg's on the same rows, and measures commit
+//! latency as a table's history grows. [`report`] turns the figures into JSON, Markdown and charts.
+
+pub mod peer;
+pub mod raw;
+pub mod report;
+pub mod stats;
+mod storage;
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
-use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use serde::Serialize;
 
+pub use self::storage::{core_benchmark, CoreBenchReport};
 use crate::catalog::{Namespace, TableName};
-use crate::error::Result;
-use crate::lakehouse::{Floe, TableDefinition};
-use crate::table::CommitOptions;
+use crate::error::{Error, Result};
+use crate::generate::{GenerateOptions, OutputFormat};
+use crate::lakehouse::Floe;
+use crate::pipeline::engine::{DataFusionEngine, DuckDbEngine, Engine, Stage};
+use crate::pipeline::input::resolve_inputs;
+use crate::pipeline::runner::{run, RunOptions};
+use crate::table::At;
 
-/// What [`core_benchmark`] measured.
-#[derive(Clone, Debug, Serialize)]
-pub struct CoreBenchReport {
-    /// Catalog backend (`sqlite` or `postgres`) and warehouse scheme.
-    pub backend: String,
-    /// Snapshots committed per history-growth repetition.
-    pub snapshots: usize,
-    /// Repetitions.
+/// Called with each step's description and the count of steps done out of all.
+pub type BenchProgress = Arc<dyn Fn(&str, u64, u64) + Send + Sync>;
+
+/// What to benchmark.
+#[derive(Clone)]
+pub struct BenchOptions {
+    /// CSV input sizes in bytes.
+    pub sizes: Vec<u64>,
+    /// Engines (`duckdb`, `datafusion`).
+    pub engines: Vec<String>,
+    /// Repetitions of every run.
     pub repetitions: usize,
-    /// Median latency of the commit that creates the first snapshot, in milliseconds.
-    pub first_commit_ms: f64,
-    /// Median latency of the commit that creates the last snapshot, in milliseconds.
-    pub last_commit_ms: f64,
-    /// `last_commit_ms / first_commit_ms`.
-    pub last_to_first_ratio: f64,
-    /// Where the last commit's time went (median of each phase, in milliseconds).
-    pub last_commit_phases_ms: BTreeMap<String, f64>,
-    /// Rows per append in the throughput test.
+    /// Where inputs are cached and the report is written.
+    pub out: PathBuf,
+    /// Seed of the generated inputs.
+    pub seed: u64,
+    /// Snapshots of the commit-latency history (the latency at the last is compared to the first).
+    pub history: usize,
+    /// Rows of the storage benchmark's append.
     pub append_rows: usize,
-    /// Median rows per second of one append (writing Parquet and committing).
-    pub append_rows_per_s: f64,
-    /// Median Arrow (in-memory) megabytes per second of one append.
-    pub append_arrow_mb_per_s: f64,
-    /// Median Parquet megabytes written per second of one append.
-    pub append_parquet_mb_per_s: f64,
+    /// Run the raw-engine baselines.
+    pub raw: bool,
+    /// Run the PyIceberg peer where it is installed.
+    pub peer: bool,
+    /// Prefix of the namespaces of the benchmark's fresh tables.
+    pub namespace_prefix: String,
+    /// Progress reporting.
+    pub progress: Option<BenchProgress>,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    if v.is_empty() {
-        return f64::NAN;
+impl Default for BenchOptions {
+    fn default() -> Self {
+        Self {
+            sizes: vec![10_000_000, 100_000_000, 1_000_000_000],
+            engines: vec!["duckdb".into(), "datafusion".into()],
+            repetitions: 3,
+            out: PathBuf::from("floe-bench"),
+            seed: 42,
+            history: 500,
+            append_rows: 1_000_000,
+            raw: true,
+            peer: true,
+            namespace_prefix: "floe_bench".into(),
+            progress: None,
+        }
     }
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
+}
+
+/// One stage of one run, floe or raw.
+#[derive(Clone, Debug, Serialize)]
+pub struct StageFigures {
+    /// The stage.
+    pub stage: String,
+    /// Wall time.
+    pub seconds: f64,
+    /// CPU time (user + system).
+    pub cpu_seconds: f64,
+    /// Peak resident memory of the process during the stage.
+    pub peak_memory_bytes: u64,
+    /// Bytes read.
+    pub bytes_read: u64,
+    /// Bytes written.
+    pub bytes_written: u64,
+    /// Rows written over all outputs.
+    pub rows_out: u64,
+    /// Time committing (floe only).
+    pub commit_seconds: Option<f64>,
+}
+
+impl StageFigures {
+    /// Rows written per second.
+    pub fn rows_per_s(&self) -> f64 {
+        self.rows_out as f64 / self.seconds
     }
 }
 
-fn bench_schema() -> Schema {
-    Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("user_id", DataType::Utf8, true),
-        Field::new(
-            "ts",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
-            true,
-        ),
-        Field::new("url", DataType::Utf8, true),
-        Field::new("amount", DataType::Float64, true),
-    ])
+/// One pass of the whole pipeline.
+#[derive(Clone, Debug, Serialize)]
+pub struct PipelineRun {
+    /// Input size label.
+    pub size: String,
+    /// Input bytes.
+    pub input_bytes: u64,
+    /// Engine.
+    pub engine: String,
+    /// `floe` (Iceberg tables, catalog commits) or `raw` (plain Parquet).
+    pub path: String,
+    /// Repetition (0-based).
+    pub repetition: usize,
+    /// Per stage, in order.
+    pub stages: Vec<StageFigures>,
 }
 
-fn bench_batch(start: i64, rows: usize) -> RecordBatch {
-    let ids: Vec<i64> = (start..start + rows as i64).collect();
-    let cols: Vec<ArrayRef> = vec![
-        Arc::new(Int64Array::from(ids.clone())),
-        Arc::new(StringArray::from_iter_values(
-            ids.iter().map(|i| format!("user-{}", (i * 7919) % 100_000)),
-        )),
-        Arc::new(
-            TimestampMicrosecondArray::from_iter_values(
-                ids.iter().map(|i| 1_704_067_200_000_000 + i * 1_000_003),
-            )
-            .with_timezone("+00:00"),
-        ),
-        Arc::new(StringArray::from_iter_values(
-            ids.iter().map(|i| format!("/products/{}", i % 5000)),
-        )),
-        Arc::new(Float64Array::from_iter_values(
-            ids.iter().map(|i| (i % 10_000) as f64 / 100.0),
-        )),
-    ];
-    RecordBatch::try_new(Arc::new(bench_schema()), cols).expect("bench batch")
+/// The equivalence check of one repetition: every output table diffed between the engines.
+#[derive(Clone, Debug, Serialize)]
+pub struct EquivalenceRun {
+    /// Input size label.
+    pub size: String,
+    /// Repetition.
+    pub repetition: usize,
+    /// All equal.
+    pub equal: bool,
+    /// Per table: name, equal, what decided it, rows.
+    pub tables: Vec<TableVerdict>,
 }
 
-/// Create an empty table of the benchmark's schema, named after the process and repetition.
-async fn fresh_table(floe: &Floe, ns: &Namespace, kind: &str, rep: usize) -> Result<TableName> {
-    let name = TableName::new(ns.clone(), format!("bench_{kind}_{}_{rep}", std::process::id()))?;
-    let definition = TableDefinition {
-        schema: bench_schema(),
-        ..Default::default()
-    };
-    floe.create_table(&name, definition).await?;
-    Ok(name)
+/// One table's verdict.
+#[derive(Clone, Debug, Serialize)]
+pub struct TableVerdict {
+    /// Table name.
+    pub table: String,
+    /// Equal.
+    pub equal: bool,
+    /// What decided it (`files`, `schema`, `statistics`, `rows`).
+    pub decided_by: String,
+    /// Rows on each side.
+    pub rows: (u64, u64),
 }
 
-/// Measure commit latency over `snapshots` commits and append throughput of `rows` rows, each
-/// `repetitions` times, in fresh tables of namespace `ns` (dropped with their files afterwards).
-pub async fn core_benchmark(
-    floe: &Floe,
-    ns: &Namespace,
-    snapshots: usize,
-    rows: usize,
-    repetitions: usize,
-) -> Result<CoreBenchReport> {
+/// One paired append: floe against PyIceberg.
+#[derive(Clone, Debug, Serialize)]
+pub struct PeerRun {
+    /// Input size label.
+    pub size: String,
+    /// Repetition.
+    pub repetition: usize,
+    /// The measurement.
+    pub append: peer::PeerAppend,
+}
+
+/// A generated input.
+#[derive(Clone, Debug, Serialize)]
+pub struct InputInfo {
+    /// Size label (`10MB`).
+    pub size: String,
+    /// Bytes on disk.
+    pub bytes: u64,
+    /// Records.
+    pub events: u64,
+    /// Directory.
+    pub dir: String,
+}
+
+/// Everything one benchmark run measured, before summarizing.
+#[derive(Clone, Debug, Serialize)]
+pub struct Measurements {
+    /// The inputs.
+    pub inputs: Vec<InputInfo>,
+    /// Every pipeline pass, floe and raw.
+    pub runs: Vec<PipelineRun>,
+    /// Every equivalence check.
+    pub equivalence: Vec<EquivalenceRun>,
+    /// Every peer append.
+    pub peer: Vec<PeerRun>,
+    /// Why the peer did not run, if it did not.
+    pub peer_skipped: Option<String>,
+    /// Commit latency and append throughput of the storage layer.
+    pub storage: CoreBenchReport,
+}
+
+/// `10MB`, `1.5GB`, `512KB`: decimal units.
+pub fn size_label(bytes: u64) -> String {
+    let units = [(1_000_000_000_000u64, "TB"), (1_000_000_000, "GB"), (1_000_000, "MB"), (1_000, "KB")];
+    for (u, name) in units {
+        if bytes >= u {
+            let v = bytes as f64 / u as f64;
+            return if (v - v.round()).abs() < 1e-9 {
+                format!("{}{name}", v.round() as u64)
+            } else {
+                format!("{v:.1}{name}")
+            };
+        }
+    }
+    format!("{bytes}B")
+}
+
+fn engine_of(name: &str) -> Result<Arc<dyn Engine>> {
+    match name {
+        "duckdb" => Ok(Arc::new(DuckDbEngine::default())),
+        "datafusion" => Ok(Arc::new(DataFusionEngine::default())),
+        other => Err(Error::invalid(format!(
+            "unknown engine {other:?} (duckdb, datafusion)"
+        ))),
+    }
+}
+
+/// The generated CSV input of `bytes` for `seed`, from the cache under `out/inputs` or generated
+/// there (a directory without its completion marker is generated again).
+async fn input(floe: &Floe, options: &BenchOptions, bytes: u64) -> Result<InputInfo> {
+    let dir = std::path::absolute(options.out.join("inputs").join(format!(
+        "seed-{}-{}",
+        options.seed,
+        size_label(bytes)
+    )))?;
+    // The marker sits beside the directory: everything inside is input.
+    let marker = dir.with_extension("complete.json");
+    if let Ok(text) = std::fs::read_to_string(&marker) {
+        if let Ok(info) = serde_json::from_str::<serde_json::Value>(&text) {
+            return Ok(InputInfo {
+                size: size_label(bytes),
+                bytes: info["bytes"].as_u64().unwrap_or(0),
+                events: info["events"].as_u64().unwrap_or(0),
+                dir: dir.display().to_string(),
+            });
+        }
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    let mut g = GenerateOptions::from_target_size(bytes, OutputFormat::Csv, options.seed)?;
+    g.files = (bytes / 256_000_000).max(1) as usize;
+    let report = crate::generate::generate(floe.storage(), &dir.display().to_string(), &g, None).await?;
+    std::fs::write(
+        &marker,
+        serde_json::json!({"bytes": report.bytes, "events": report.events, "seed": options.seed}).to_string(),
+    )?;
+    Ok(InputInfo {
+        size: size_label(bytes),
+        bytes: report.bytes,
+        events: report.events,
+        dir: dir.display().to_string(),
+    })
+}
+
+/// Drop every table of `ns` with its files, then `ns`.
+async fn purge_namespace(floe: &Floe, ns: &Namespace) -> Result<()> {
+    if !floe.catalog().namespace_exists(ns).await? {
+        return Ok(());
+    }
+    for t in floe.tables(ns).await? {
+        floe.drop_table(&t, true).await?;
+    }
+    floe.catalog().drop_namespace(ns).await
+}
+
+fn namespace(options: &BenchOptions, parts: &[&str]) -> Result<Namespace> {
+    let mut name = options.namespace_prefix.clone();
+    for p in parts {
+        name.push('_');
+        name.extend(p.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }));
+    }
+    Namespace::parse(&name)
+}
+
+/// One floe pass of the pipeline on `engine` into fresh tables of `ns`.
+async fn floe_pass(floe: &Floe, ns: &Namespace, engine: Arc<dyn Engine>, input: &InputInfo) -> Result<Vec<StageFigures>> {
+    purge_namespace(floe, ns).await?;
     floe.ensure_namespace(ns).await?;
-    let mut first = Vec::new();
-    let mut last = Vec::new();
-    let mut phases: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    let mut rows_per_s = Vec::new();
-    let mut arrow_mb_s = Vec::new();
-    let mut parquet_mb_s = Vec::new();
-    let options = CommitOptions::default();
-    for rep in 0..repetitions {
-        // History growth: one-row appends.
-        let name = fresh_table(floe, ns, "commits", rep).await?;
-        for i in 0..snapshots {
-            let batch = bench_batch(i as i64, 1);
-            let t0 = Instant::now();
-            let r = floe
-                .append(&name, futures::stream::iter([Ok(batch)]), &options)
-                .await?;
-            let ms = t0.elapsed().as_secs_f64() * 1e3;
-            if i == 0 {
-                first.push(ms);
-            }
-            if i + 1 == snapshots {
-                last.push(ms);
-                let t = &r.timings;
-                let split = [
-                    ("load", t.load_s),
-                    ("stage", t.stage_s),
-                    ("metadata", t.metadata_s),
-                    ("swap", t.swap_s),
-                ];
-                for (phase, s) in split {
-                    phases.entry(phase.to_string()).or_default().push(s * 1e3);
+    let options = RunOptions::new(ns.clone(), Some(input.dir.clone()), vec![engine]);
+    let report = run(floe, &options).await?;
+    Ok(report
+        .stages
+        .iter()
+        .map(|s| StageFigures {
+            stage: s.stage.clone(),
+            seconds: s.seconds,
+            cpu_seconds: s.cpu_seconds,
+            peak_memory_bytes: s.peak_memory_bytes.unwrap_or(0),
+            bytes_read: s.bytes_read,
+            bytes_written: s.bytes_written,
+            rows_out: s.rows_out.values().sum(),
+            commit_seconds: Some(s.commit_seconds),
+        })
+        .collect())
+}
+
+/// One raw pass on `engine` in a scratch directory under `out`.
+async fn raw_pass(floe: &Floe, options: &BenchOptions, engine: &str, input: &InputInfo) -> Result<Vec<StageFigures>> {
+    let dir = std::path::absolute(options.out.join("raw-work").join(engine))?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    let files = resolve_inputs(floe.storage(), &input.dir).await?;
+    let stages = match engine {
+        "duckdb" => raw::duckdb(&DuckDbEngine::default(), &files, &dir).await,
+        _ => raw::datafusion(&DataFusionEngine::default(), floe.storage(), &files, &dir).await,
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(stages?
+        .into_iter()
+        .map(|s| StageFigures {
+            stage: s.stage,
+            seconds: s.usage.wall_seconds,
+            cpu_seconds: s.usage.cpu_seconds,
+            peak_memory_bytes: s.usage.peak_memory_bytes,
+            bytes_read: s.bytes_read,
+            bytes_written: s.bytes_written,
+            rows_out: s.rows_out,
+            commit_seconds: None,
+        })
+        .collect())
+}
+
+/// Diff every output table of the pipeline between two namespaces' `main`.
+async fn equivalence(floe: &Floe, a: &Namespace, b: &Namespace) -> Result<(bool, Vec<TableVerdict>)> {
+    let mut tables: Vec<&str> = Stage::ALL.iter().flat_map(|s| s.outputs()).copied().collect();
+    tables.dedup();
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    let mut all = true;
+    for t in tables.into_iter().filter(|t| seen.insert(*t)) {
+        let left = crate::diff::DiffSide {
+            table: TableName::new(a.clone(), t)?,
+            at: At::Current,
+        };
+        let right = crate::diff::DiffSide {
+            table: TableName::new(b.clone(), t)?,
+            at: At::Current,
+        };
+        let d = crate::diff::diff(floe, &left, &right, &crate::diff::DiffOptions::default()).await?;
+        all &= d.equal;
+        out.push(TableVerdict {
+            table: t.to_string(),
+            equal: d.equal,
+            decided_by: format!("{:?}", d.decided_by).to_lowercase(),
+            rows: (d.left_rows, d.right_rows),
+        });
+    }
+    Ok((all, out))
+}
+
+/// The `raw_events` of `ns` at `main` as one Parquet file (the peer appends its rows).
+async fn export_raw_events(floe: &Floe, ns: &Namespace, path: &Path) -> Result<()> {
+    use futures::TryStreamExt;
+    let name = TableName::new(ns.clone(), crate::pipeline::tables::RAW_EVENTS)?;
+    let mut scan = floe.scan(&name, &Default::default()).await?;
+    let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path)?, scan.schema.clone(), None)?;
+    while let Some(b) = scan.batches.try_next().await? {
+        w.write(&b)?;
+    }
+    w.close()?;
+    Ok(())
+}
+
+/// Run the benchmark and collect every figure (see [`report::summarize`] and [`report::write`]).
+pub async fn measure(floe: &Floe, options: &BenchOptions) -> Result<Measurements> {
+    if options.sizes.is_empty() || options.engines.is_empty() || options.repetitions == 0 {
+        return Err(Error::invalid("nothing to run: give at least one size, engine and repetition"));
+    }
+    let engines: Vec<(String, Arc<dyn Engine>)> = options
+        .engines
+        .iter()
+        .map(|e| Ok((e.clone(), engine_of(e)?)))
+        .collect::<Result<_>>()?;
+    std::fs::create_dir_all(&options.out)?;
+    let peer_skipped = if options.peer { peer::unavailable() } else { Some("not requested (--no-peer)".into()) };
+    let paths = if options.raw { 2 } else { 1 };
+    let per_rep = (engines.len() * paths) as u64 + u64::from(engines.len() == 2) + u64::from(peer_skipped.is_none());
+    let total = options.sizes.len() as u64 * (1 + options.repetitions as u64 * per_rep) + 1;
+    let mut done = 0u64;
+    let step = |done: &mut u64, what: String| {
+        if let Some(p) = &options.progress {
+            p(&what, *done, total);
+        }
+        *done += 1;
+    };
+
+    let mut m = Measurements {
+        inputs: Vec::new(),
+        runs: Vec::new(),
+        equivalence: Vec::new(),
+        peer: Vec::new(),
+        peer_skipped,
+        storage: CoreBenchReport::default(),
+    };
+    for &bytes in &options.sizes {
+        let label = size_label(bytes);
+        step(&mut done, format!("{label}: generating the input (cached by seed and size)"));
+        let input = input(floe, options, bytes).await?;
+        let peer_file = std::path::absolute(options.out.join("raw-work").join(format!("peer-{label}.parquet")))?;
+        for rep in 0..options.repetitions {
+            // A B B A: engines and paths alternate from one repetition to the next.
+            let mut order: Vec<(usize, &str)> = Vec::new();
+            for i in 0..engines.len() {
+                order.push((i, "floe"));
+                if options.raw {
+                    order.push((i, "raw"));
                 }
             }
+            if rep % 2 == 1 {
+                order.reverse();
+            }
+            let mut floe_namespaces: BTreeMap<usize, Namespace> = BTreeMap::new();
+            for (i, path) in order {
+                let (name, engine) = &engines[i];
+                step(
+                    &mut done,
+                    format!("{label} repetition {}/{}: {name} {path}", rep + 1, options.repetitions),
+                );
+                let stages = if path == "floe" {
+                    let ns = namespace(options, &[&label, &format!("r{rep}"), name])?;
+                    let s = floe_pass(floe, &ns, engine.clone(), &input)
+                        .await
+                        .map_err(|e| e.context(format!("{label}, {name} on floe")))?;
+                    floe_namespaces.insert(i, ns);
+                    s
+                } else {
+                    raw_pass(floe, options, name, &input)
+                        .await
+                        .map_err(|e| e.context(format!("{label}, raw {name}")))?
+                };
+                m.runs.push(PipelineRun {
+                    size: label.clone(),
+                    input_bytes: input.bytes,
+                    engine: name.clone(),
+                    path: path.to_string(),
+                    repetition: rep,
+                    stages,
+                });
+            }
+            if let (Some(a), Some(b)) = (floe_namespaces.get(&0), floe_namespaces.get(&1)) {
+                step(&mut done, format!("{label} repetition {}: equivalence check", rep + 1));
+                let (equal, tables) = equivalence(floe, a, b).await?;
+                m.equivalence.push(EquivalenceRun {
+                    size: label.clone(),
+                    repetition: rep,
+                    equal,
+                    tables,
+                });
+            }
+            if m.peer_skipped.is_none() {
+                step(&mut done, format!("{label} repetition {}: floe and PyIceberg appends", rep + 1));
+                if let Some(ns) = floe_namespaces.get(&0) {
+                    if rep == 0 || !peer_file.exists() {
+                        export_raw_events(floe, ns, &peer_file).await?;
+                    }
+                    let peer_ns = namespace(options, &["peer"])?;
+                    let dir = peer_file.parent().unwrap_or(Path::new("."));
+                    let append = peer::append_pair(floe, &peer_ns, &format!("raw_events_{rep}"), &peer_file, dir)
+                        .await
+                        .map_err(|e| e.context(format!("{label}, peer append")))?;
+                    m.peer.push(PeerRun {
+                        size: label.clone(),
+                        repetition: rep,
+                        append,
+                    });
+                }
+            }
+            for ns in floe_namespaces.values() {
+                purge_namespace(floe, ns).await?;
+            }
         }
-        floe.drop_table(&name, true).await?;
-
-        // Throughput: one append of `rows` rows in 8192-row batches.
-        let name = fresh_table(floe, ns, "append", rep).await?;
-        let batches: Vec<RecordBatch> = (0..rows)
-            .step_by(8192)
-            .map(|s| bench_batch(s as i64, 8192.min(rows - s)))
-            .collect();
-        let arrow_bytes: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
-        let t0 = Instant::now();
-        let r = floe
-            .append(
-                &name,
-                futures::stream::iter(batches.into_iter().map(Ok)),
-                &options,
-            )
-            .await?;
-        let secs = t0.elapsed().as_secs_f64();
-        let parquet_bytes: f64 = r
-            .snapshot_id
-            .and_then(|id| r.table.metadata().snapshot_by_id(id))
-            .and_then(|s| s.summary().additional_properties.get("added-files-size").cloned())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0);
-        rows_per_s.push(rows as f64 / secs);
-        arrow_mb_s.push(arrow_bytes as f64 / 1e6 / secs);
-        parquet_mb_s.push(parquet_bytes / 1e6 / secs);
-        floe.drop_table(&name, true).await?;
+        let _ = std::fs::remove_file(&peer_file);
+        m.inputs.push(input);
     }
-    let first_ms = median(first);
-    let last_ms = median(last);
-    Ok(CoreBenchReport {
-        backend: format!(
-            "{:?} catalog, {} warehouse",
-            floe.catalog().backend(),
-            floe.warehouse().uri().split("://").next().unwrap_or("?")
-        ),
-        snapshots,
-        repetitions,
-        first_commit_ms: first_ms,
-        last_commit_ms: last_ms,
-        last_to_first_ratio: last_ms / first_ms,
-        last_commit_phases_ms: phases.into_iter().map(|(k, v)| (k, median(v))).collect(),
-        append_rows: rows,
-        append_rows_per_s: median(rows_per_s),
-        append_arrow_mb_per_s: median(arrow_mb_s),
-        append_parquet_mb_per_s: median(parquet_mb_s),
-    })
+    step(&mut done, format!("commit latency over {} snapshots", options.history));
+    let ns = namespace(options, &["storage"])?;
+    m.storage = core_benchmark(floe, &ns, options.history.max(1), options.append_rows.max(1), options.repetitions)
+        .await?;
+    purge_namespace(floe, &ns).await?;
+    if let Ok(peer_ns) = namespace(options, &["peer"]) {
+        purge_namespace(floe, &peer_ns).await?;
+    }
+    let _ = std::fs::remove_dir_all(options.out.join("raw-work"));
+    if let Some(p) = &options.progress {
+        p("done", total, total);
+    }
+    Ok(m)
 }

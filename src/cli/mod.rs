@@ -317,20 +317,44 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
-    /// Benchmark the storage layer: commit latency as history grows, append throughput.
+    /// Benchmark the two engine paths: the whole pipeline per size, engine and repetition into fresh
+    /// tables, against raw DuckDB and DataFusion over plain Parquet and PyIceberg's append, with the
+    /// engines' outputs checked equal; writes report.json, report.md and SVG charts to --out.
     Bench {
-        /// Snapshots per history-growth run.
-        #[arg(long, default_value_t = 200)]
-        snapshots: usize,
-        /// Rows in the throughput run.
-        #[arg(long, default_value_t = 1_000_000)]
-        rows: usize,
-        /// Repetitions (figures are medians).
+        /// CSV input sizes (generated once per seed and size, cached under --out/inputs).
+        #[arg(long, value_delimiter = ',', default_value = "10MB,100MB,1GB")]
+        sizes: Vec<String>,
+        /// Engines.
+        #[arg(long, value_delimiter = ',', default_value = "duckdb,datafusion")]
+        engines: Vec<String>,
+        /// Repetitions of every run (figures are min / median / max).
         #[arg(long, default_value_t = 3)]
         repetitions: usize,
-        /// Namespace for the benchmark's temporary tables.
+        /// Directory of the report and the cached inputs.
+        #[arg(long, default_value = "floe-bench")]
+        out: PathBuf,
+        /// Seed of the generated inputs.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Snapshots of the commit-latency history.
+        #[arg(long, default_value_t = 500)]
+        snapshots: usize,
+        /// Rows of the storage benchmark's append.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        /// Skip the raw-engine baselines.
+        #[arg(long)]
+        no_raw: bool,
+        /// Skip the PyIceberg peer.
+        #[arg(long)]
+        no_peer: bool,
+        /// Only the storage layer: commit latency as history grows, and append throughput.
+        #[arg(long)]
+        storage_only: bool,
+        /// Prefix of the benchmark's namespaces (their tables are dropped at the end).
         #[arg(long, default_value = "floe_bench")]
         namespace: String,
+        /// Output of --storage-only.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -747,17 +771,49 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
             });
         }
         Command::Bench {
+            sizes,
+            engines,
+            repetitions,
+            out,
+            seed,
             snapshots,
             rows,
-            repetitions,
+            no_raw,
+            no_peer,
+            storage_only,
             namespace,
             format,
         } => {
-            let ns = Namespace::parse(&namespace)?;
-            let r =
-                floe::bench::core_benchmark(&floe, &ns, snapshots.max(1), rows.max(1), repetitions.max(1))
+            if storage_only {
+                let ns = Namespace::parse(&format!("{namespace}_storage"))?;
+                let r = floe::bench::core_benchmark(&floe, &ns, snapshots.max(1), rows.max(1), repetitions.max(1))
                     .await?;
-            output::print_bench(&r, format)?;
+                output::print_bench(&r, format)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let options = floe::bench::BenchOptions {
+                sizes: sizes.iter().map(|s| input::parse_size(s)).collect::<floe::Result<_>>()?,
+                engines,
+                repetitions,
+                out: out.clone(),
+                seed,
+                history: snapshots,
+                append_rows: rows,
+                raw: !no_raw,
+                peer: !no_peer,
+                namespace_prefix: namespace,
+                progress: None,
+            };
+            let report = output::bench_with_progress(&floe, options).await?;
+            let files = floe::bench::report::write(&report, &out)?;
+            print!("{}", output::bench_summary(&report));
+            for f in files {
+                println!("wrote {}", f.display());
+            }
+            if report.measurements.equivalence.iter().any(|e| !e.equal) {
+                eprintln!("the engines' outputs differ: see the report's Equivalence section");
+                return Ok(ExitCode::from(1));
+            }
         }
         Command::Rollback { table, snapshot } => {
             let t = floe.rollback(&TableName::parse(&table)?, snapshot).await?;

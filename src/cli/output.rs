@@ -543,3 +543,67 @@ pub fn print_query(r: floe::query::QueryResult, format: &str, out: Option<&std::
     };
     futures::executor::block_on(print_batches(stream, as_format))
 }
+
+/// Run the benchmark with a progress bar on stderr.
+pub async fn bench_with_progress(
+    floe: &floe::Floe,
+    mut options: floe::bench::BenchOptions,
+) -> Result<floe::bench::report::BenchReport> {
+    let bar = indicatif::ProgressBar::new(1);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {wide_msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let b = bar.clone();
+    options.progress = Some(std::sync::Arc::new(move |what: &str, done: u64, total: u64| {
+        b.set_length(total);
+        b.set_position(done);
+        b.set_message(what.to_string());
+        if !b.is_hidden() {
+            return;
+        }
+        // Not a terminal (CI, a pipe): one line per step instead.
+        eprintln!("[{done}/{total}] {what}");
+    }));
+    let repetitions = options.repetitions;
+    let m = floe::bench::measure(floe, &options).await;
+    bar.finish_and_clear();
+    Ok(floe::bench::report::summarize(floe, m?, repetitions))
+}
+
+/// The report's headline figures for the terminal.
+pub fn bench_summary(r: &floe::bench::report::BenchReport) -> String {
+    let mut g = grid(vec!["input", "engine", "floe (s)", "raw (s)", "floe / raw", "peak memory"]);
+    for row in r.summary.iter().filter(|x| x.stage == "total" && x.path == "floe") {
+        let raw = r
+            .summary
+            .iter()
+            .find(|x| x.stage == "total" && x.path == "raw" && x.size == row.size && x.engine == row.engine);
+        let o = r
+            .overhead
+            .iter()
+            .find(|o| o.stage == "total" && o.size == row.size && o.engine == row.engine);
+        g.add_row(vec![
+            row.size.clone(),
+            row.engine.clone(),
+            format!("{:.2}", row.seconds.median),
+            raw.map(|x| format!("{:.2}", x.seconds.median)).unwrap_or("-".into()),
+            o.map(|o| format!("{:.2}", o.floe_over_raw.mean)).unwrap_or("-".into()),
+            format!("{:.2} GB", row.peak_memory_bytes.max / 1e9),
+        ]);
+    }
+    let mut t = grid(vec!["target", "measured", "met"]);
+    for x in &r.targets {
+        t.add_row(vec![
+            x.target.clone(),
+            x.measured.clone(),
+            match x.met {
+                Some(true) => "yes".into(),
+                Some(false) => "NO".into(),
+                None => "-".into(),
+            },
+        ]);
+    }
+    format!("{g}\n{t}\n{}\n", r.recommendation.rule)
+}

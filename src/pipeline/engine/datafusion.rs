@@ -44,7 +44,7 @@ impl DataFusionEngine {
         Self { memory_limit }
     }
 
-    fn context(&self) -> Result<SessionContext> {
+    pub(crate) fn context(&self) -> Result<SessionContext> {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(self.memory_limit)))
             .build_arc()?;

@@ -127,7 +127,7 @@ fn record_json_macros() -> String {
 }
 
 impl DuckDbEngine {
-    fn open(&self) -> Result<(Connection, tempfile::TempDir)> {
+    pub(crate) fn open(&self) -> Result<(Connection, tempfile::TempDir)> {
         let spill = tempfile::tempdir()?;
         let config = Config::default()
             .max_memory(&self.memory_limit)

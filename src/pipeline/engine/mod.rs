@@ -2,10 +2,10 @@
 //! hands them to an [`Engine`]; the engine computes each output table and returns it as a stream of
 //! Arrow batches; the runner writes and commits them. The runner never names an engine.
 
-mod datafusion;
+pub(crate) mod datafusion;
 pub(crate) mod duckdb;
 pub(crate) mod rules;
-mod sql;
+pub(crate) mod sql;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,0 +1,47 @@
+"""floe bench's peer: PyIceberg with PyArrow (the "Pythonic stack") appending a Parquet file's rows
+to a fresh Iceberg table of a SQL catalog. Only the append is timed. Prints one JSON object.
+
+usage: python3 peer.py CONFIG_JSON NAMESPACE TABLE PARQUET_PATH
+CONFIG_JSON holds catalog_name, uri (SQLAlchemy URL), warehouse and optional s3 settings.
+"""
+import json
+import sys
+import time
+
+import pyarrow.parquet as pq
+import pyiceberg
+from pyiceberg.catalog.sql import SqlCatalog
+
+
+def main():
+    cfg = json.loads(sys.argv[1])
+    ns, name, path = sys.argv[2], sys.argv[3], sys.argv[4]
+    props = {"uri": cfg["uri"], "warehouse": cfg["warehouse"]}
+    s3 = cfg.get("s3")
+    if s3:
+        props.update({
+            "s3.endpoint": s3["endpoint"],
+            "s3.access-key-id": s3["access_key_id"],
+            "s3.secret-access-key": s3["secret_access_key"],
+            "s3.region": s3["region"],
+            "s3.force-virtual-addressing": "false",
+        })
+    catalog = SqlCatalog(cfg["catalog_name"], **props)
+    try:
+        catalog.create_namespace(ns)
+    except Exception:
+        pass  # it exists
+    data = pq.read_table(path)
+    table = catalog.create_table((ns, name), schema=data.schema)
+    t0 = time.perf_counter()
+    table.append(data)
+    seconds = time.perf_counter() - t0
+    try:
+        catalog.purge_table((ns, name))
+    except Exception:
+        catalog.drop_table((ns, name))
+    print(json.dumps({"rows": data.num_rows, "seconds": seconds, "version": pyiceberg.__version__}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+//! The peer in the benchmark: PyIceberg with PyArrow, the "Pythonic stack", appending the same
+//! ingest output into the same catalog and warehouse floe uses, against floe's own append of the
+//! same Arrow data. Only the appends are timed (data already in memory on both sides).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use arrow::array::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::catalog::{Namespace, TableName};
+use crate::error::{Error, ErrorKind, Result};
+use crate::lakehouse::{Floe, TableDefinition};
+use crate::table::CommitOptions;
+
+const SCRIPT: &str = include_str!("peer.py");
+
+/// One paired measurement: floe and PyIceberg appending the same rows.
+#[derive(Clone, Debug, Serialize)]
+pub struct PeerAppend {
+    /// Rows appended.
+    pub rows: u64,
+    /// floe's append, seconds.
+    pub floe_seconds: f64,
+    /// PyIceberg's append, seconds.
+    pub pyiceberg_seconds: f64,
+    /// PyIceberg's version.
+    pub pyiceberg_version: String,
+}
+
+/// The Python interpreter: `FLOE_PYTHON` or `python3`.
+fn python() -> String {
+    std::env::var("FLOE_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Why the peer cannot run here, if it cannot (Python or PyIceberg missing).
+pub fn unavailable() -> Option<String> {
+    match Command::new(python())
+        .args(["-c", "import pyiceberg.catalog.sql, pyarrow"])
+        .output()
+    {
+        Ok(o) if o.status.success() => None,
+        Ok(o) => Some(format!(
+            "PyIceberg is not importable: {}",
+            String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("")
+        )),
+        Err(e) => Some(format!("{} cannot be started: {e}", python())),
+    }
+}
+
+/// The catalog and warehouse of `floe` as PyIceberg's `SqlCatalog` takes them.
+fn pyiceberg_config(floe: &Floe) -> Value {
+    let s = floe.settings();
+    let uri = if let Some(path) = s.catalog_url.strip_prefix("sqlite:") {
+        format!("sqlite:///{}", path.trim_start_matches("//"))
+    } else {
+        s.catalog_url
+            .replacen("postgres://", "postgresql+psycopg2://", 1)
+            .replacen("postgresql://", "postgresql+psycopg2://", 1)
+    };
+    let mut cfg = json!({"catalog_name": s.catalog_name, "uri": uri, "warehouse": floe.warehouse().uri()});
+    if floe.warehouse().uri().starts_with("s3://") {
+        cfg["s3"] = json!({
+            "endpoint": s.s3.endpoint,
+            "access_key_id": s.s3.access_key_id,
+            "secret_access_key": s.s3.secret_access_key.as_ref().map(|x| x.expose().to_string()),
+            "region": s.s3.region,
+        });
+    }
+    cfg
+}
+
+/// Append the rows of the Parquet file `path` with floe into a fresh table `ns.{name}_floe` and with
+/// PyIceberg into `ns.{name}_pyiceberg`; both tables are dropped with their files afterwards.
+pub async fn append_pair(floe: &Floe, ns: &Namespace, name: &str, path: &Path, dir: &Path) -> Result<PeerAppend> {
+    // floe: the file's batches in memory, then one timed append.
+    let file = std::fs::File::open(path)?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.with_batch_size(8192).build()?;
+    let batches: Vec<RecordBatch> = reader.collect::<std::result::Result<_, _>>()?;
+    let schema = batches
+        .first()
+        .map(|b| b.schema())
+        .ok_or_else(|| Error::invalid(format!("{} holds no rows", path.display())))?;
+    let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+    floe.ensure_namespace(ns).await?;
+    let table = TableName::new(ns.clone(), format!("{name}_floe"))?;
+    floe.create_table(
+        &table,
+        TableDefinition {
+            schema: schema.as_ref().clone(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let t0 = Instant::now();
+    floe.append(
+        &table,
+        futures::stream::iter(batches.into_iter().map(Ok)),
+        &CommitOptions::default(),
+    )
+    .await?;
+    let floe_seconds = t0.elapsed().as_secs_f64();
+    floe.drop_table(&table, true).await?;
+
+    // PyIceberg: the same file, appended by the script.
+    let script = dir.join("floe_bench_peer.py");
+    std::fs::write(&script, SCRIPT)?;
+    let out = Command::new(python())
+        .arg(&script)
+        .arg(pyiceberg_config(floe).to_string())
+        .arg(ns.to_string())
+        .arg(format!("{name}_pyiceberg"))
+        .arg(path)
+        .output()?;
+    if !out.status.success() {
+        return Err(Error::new(
+            ErrorKind::Engine,
+            format!(
+                "the PyIceberg peer failed: {}",
+                crate::config::redact_secrets(String::from_utf8_lossy(&out.stderr).trim())
+            ),
+        ));
+    }
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| Error::internal(format!("the PyIceberg peer printed no JSON: {e}")))?;
+    Ok(PeerAppend {
+        rows,
+        floe_seconds,
+        pyiceberg_seconds: v["seconds"].as_f64().unwrap_or(f64::NAN),
+        pyiceberg_version: v["version"].as_str().unwrap_or("?").to_string(),
+    })
+}
