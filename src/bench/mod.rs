@@ -116,8 +116,10 @@ pub struct PipelineRun {
     pub path: String,
     /// Repetition (0-based).
     pub repetition: usize,
-    /// Per stage, in order.
+    /// Per stage, in order (empty when the pass failed).
     pub stages: Vec<StageFigures>,
+    /// Why the pass failed, if it did (the benchmark goes on with the other runs).
+    pub error: Option<String>,
 }
 
 /// The equivalence check of one repetition: every output table diffed between the engines.
@@ -417,17 +419,24 @@ pub async fn measure(floe: &Floe, options: &BenchOptions) -> Result<Measurements
                     &mut done,
                     format!("{label} repetition {}/{}: {name} {path}", rep + 1, options.repetitions),
                 );
-                let stages = if path == "floe" {
+                let outcome = if path == "floe" {
                     let ns = namespace(options, &[&label, &format!("r{rep}"), name])?;
-                    let s = floe_pass(floe, &ns, engine.clone(), &input)
-                        .await
-                        .map_err(|e| e.context(format!("{label}, {name} on floe")))?;
-                    floe_namespaces.insert(i, ns);
+                    let s = floe_pass(floe, &ns, engine.clone(), &input).await;
+                    if s.is_ok() {
+                        floe_namespaces.insert(i, ns);
+                    } else {
+                        purge_namespace(floe, &ns).await?;
+                    }
                     s
                 } else {
-                    raw_pass(floe, options, name, &input)
-                        .await
-                        .map_err(|e| e.context(format!("{label}, raw {name}")))?
+                    raw_pass(floe, options, name, &input).await
+                };
+                let (stages, error) = match outcome {
+                    Ok(s) => (s, None),
+                    Err(e) => {
+                        tracing::warn!(size = %label, engine = %name, path, error = %e, "benchmark pass failed");
+                        (Vec::new(), Some(e.to_string()))
+                    }
                 };
                 m.runs.push(PipelineRun {
                     size: label.clone(),
@@ -436,6 +445,7 @@ pub async fn measure(floe: &Floe, options: &BenchOptions) -> Result<Measurements
                     path: path.to_string(),
                     repetition: rep,
                     stages,
+                    error,
                 });
             }
             if let (Some(a), Some(b)) = (floe_namespaces.get(&0), floe_namespaces.get(&1)) {

@@ -201,7 +201,7 @@ type Series = BTreeMap<(String, String, String, String), Vec<(usize, StageFigure
 
 fn series(m: &Measurements) -> Series {
     let mut out: Series = BTreeMap::new();
-    for run in &m.runs {
+    for run in m.runs.iter().filter(|r| r.error.is_none()) {
         for s in run.stages.iter().cloned().chain([total_of(run)]) {
             out.entry((run.size.clone(), run.engine.clone(), run.path.clone(), s.stage.clone()))
                 .or_default()
@@ -591,6 +591,22 @@ pub fn markdown(r: &BenchReport) -> String {
     }
     if r.measurements.equivalence.is_empty() {
         line("- not run (needs two engines)".into());
+    }
+    let failed: Vec<_> = r.measurements.runs.iter().filter(|x| x.error.is_some()).collect();
+    if !failed.is_empty() {
+        line(String::new());
+        line("## Failed passes".into());
+        line(String::new());
+        for f in failed {
+            line(format!(
+                "- {} {} {} repetition {}: {}",
+                f.size,
+                f.engine,
+                f.path,
+                f.repetition + 1,
+                f.error.as_deref().unwrap_or("")
+            ));
+        }
     }
     line(String::new());
     line("## Storage layer".into());

@@ -814,6 +814,10 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
                 eprintln!("the engines' outputs differ: see the report's Equivalence section");
                 return Ok(ExitCode::from(1));
             }
+            if report.measurements.runs.iter().any(|r| r.error.is_some()) {
+                eprintln!("some passes failed: see the report's Failed passes section");
+                return Ok(ExitCode::from(1));
+            }
         }
         Command::Rollback { table, snapshot } => {
             let t = floe.rollback(&TableName::parse(&table)?, snapshot).await?;

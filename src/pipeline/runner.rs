@@ -232,7 +232,9 @@ pub async fn run(floe: &Floe, options: &RunOptions) -> Result<RunReport> {
             )?))
         })
         .await?;
+        let mut verdicts = BTreeMap::new();
         if eq.equal {
+            verdicts = record_verdict(floe, ns, &run_id, a.name(), &eq).await?;
             let tag = format!("verified-{run_id}");
             publish(floe, ns, a.name(), &options.stages, Some(&tag)).await?;
             eq.tag = Some(tag);
@@ -246,6 +248,7 @@ pub async fn run(floe: &Floe, options: &RunOptions) -> Result<RunReport> {
             status: if eq.equal { "equal" } else { "different" }.to_string(),
             started_at: now(),
             ended_at: Some(now()),
+            output_snapshots: verdicts,
             ..Default::default()
         };
         for d in &eq.tables {
@@ -260,6 +263,72 @@ pub async fn run(floe: &Floe, options: &RunOptions) -> Result<RunReport> {
         report.equivalence = Some(eq);
     }
     Ok(report)
+}
+
+/// `floe.stage` of the snapshots that record an equivalence verdict.
+const VERDICT_STAGE: &str = "equivalence";
+
+/// The snapshot whose data `id` holds: `id` itself, or for a verdict snapshot (which changes no
+/// data) its nearest ancestor that is not one.
+fn data_snapshot(table: &Table, id: i64) -> i64 {
+    let mut cur = id;
+    while let Some(s) = table.metadata().snapshot_by_id(cur) {
+        let verdict = s.summary().additional_properties.get("floe.stage").map(String::as_str) == Some(VERDICT_STAGE);
+        match (verdict, s.parent_snapshot_id()) {
+            (true, Some(parent)) => cur = parent,
+            _ => break,
+        }
+    }
+    cur
+}
+
+/// Record an equal verdict in the snapshot that will be published: on `branch` of every compared
+/// table, a snapshot that changes no data and carries the verdict in its summary
+/// (`floe.equivalence`, `floe.equivalence.compared`, `floe.equivalence.decided-by`). Returns the
+/// verdict snapshot per table.
+async fn record_verdict(
+    floe: &Floe,
+    ns: &Namespace,
+    run_id: &str,
+    branch: &str,
+    eq: &Equivalence,
+) -> Result<BTreeMap<String, i64>> {
+    let mut out = BTreeMap::new();
+    for d in &eq.tables {
+        let table_name = d.left.split('@').next().unwrap_or(&d.left);
+        let name = TableName::parse(table_name)?;
+        let table = floe.load_table(&name).await?;
+        let head = table.find_ref(branch).map(|r| r.snapshot_id);
+        if head.is_none() {
+            continue;
+        }
+        let properties = BTreeMap::from([
+            ("floe.equivalence".to_string(), "equal".to_string()),
+            ("floe.equivalence.engines".to_string(), format!("{}={}", eq.engines.0, eq.engines.1)),
+            ("floe.equivalence.compared".to_string(), format!("{} = {}", d.left, d.right)),
+            (
+                "floe.equivalence.decided-by".to_string(),
+                format!("{:?}", d.decided_by).to_lowercase(),
+            ),
+        ]);
+        let options = CommitOptions {
+            branch: branch.to_string(),
+            lineage: Lineage {
+                run_id: Some(run_id.to_string()),
+                stage: Some(VERDICT_STAGE.to_string()),
+                engine: Some(format!("{}={}", eq.engines.0, eq.engines.1)),
+                inputs: BTreeMap::new(),
+            },
+            properties,
+            expected_head: Some(head),
+            ..Default::default()
+        };
+        let r = commit(floe, &name, Change::Append { files: Vec::new() }, &options, None).await?;
+        if let Some(id) = r.snapshot_id {
+            out.insert(name.name().to_string(), id);
+        }
+    }
+    Ok(out)
 }
 
 /// Fast-forward `main` of every output table of `stages` to `branch` (and tag the result).
@@ -428,7 +497,8 @@ async fn pin(floe: &Floe, options: &RunOptions, branch: &str, stage: Stage) -> R
         let table = floe.load_table(&TableName::new(ns.clone(), *t)?).await?;
         let at = if *t == GEOIP { "main" } else { branch };
         let snapshot_id = table.metadata().snapshot_for_ref(at).map(|s| s.snapshot_id());
-        input_snapshots.insert(format!("{ns}.{t}"), snapshot_id);
+        // The verdict snapshot of an equivalence check changes no data: the input is its parent's.
+        input_snapshots.insert(format!("{ns}.{t}"), snapshot_id.map(|id| data_snapshot(&table, id)));
         pinned.insert(*t, PinnedTable { table, snapshot_id });
     }
     let mut files = Vec::new();
@@ -663,7 +733,7 @@ async fn outputs_still_current(
                         .get("floe.stage")
                         .cloned()
                         .unwrap_or_default();
-                    let later = Stage::ALL.iter().any(|x| x.name() == by && *x > stage);
+                    let later = by == VERDICT_STAGE || Stage::ALL.iter().any(|x| x.name() == by && *x > stage);
                     if !later {
                         return Ok(false);
                     }

@@ -636,6 +636,41 @@ both_backends!(
             metrics.find_ref(&tag).map(|r| r.snapshot_id),
             metrics.find_ref("duckdb").map(|r| r.snapshot_id)
         );
+        // The published snapshot carries the verdict, changes no data, and sits on the stage's
+        // snapshot.
+        let published = metrics.current_snapshot().unwrap();
+        let summary = &published.summary().additional_properties;
+        assert_eq!(summary.get("floe.equivalence").map(String::as_str), Some("equal"));
+        assert_eq!(summary.get("floe.stage").map(String::as_str), Some("equivalence"));
+        assert_eq!(summary.get("added-records").map(String::as_str).unwrap_or("0"), "0");
+        let compared = summary.get("floe.equivalence.compared").unwrap();
+        assert!(compared.starts_with(&format!("{good}.daily_metrics@")), "{compared}");
+        let parent = metrics
+            .metadata()
+            .snapshot_by_id(published.parent_snapshot_id().unwrap())
+            .unwrap();
+        assert_eq!(
+            parent.summary().additional_properties.get("floe.stage").map(String::as_str),
+            Some("aggregate")
+        );
+        assert_eq!(
+            summary.get("total-records"),
+            parent.summary().additional_properties.get("total-records")
+        );
+        // Running again reuses every stage of the first engine: the verdict changed no input.
+        let again = floe::pipeline::run(&ctx.floe, &options(&good, Arc::new(DataFusionEngine::default())))
+            .await
+            .unwrap();
+        assert!(
+            again
+                .stages
+                .iter()
+                .filter(|s| s.engine == "duckdb")
+                .all(|s| s.status == "reused"),
+            "{:?}",
+            again.stages.iter().map(|s| (&s.engine, &s.stage, &s.status)).collect::<Vec<_>>()
+        );
+        assert!(again.equivalence.as_ref().unwrap().equal);
         let verified = floe::pipeline::runner::verify(&ctx.floe, &good, &report.run_id)
             .await
             .unwrap();
