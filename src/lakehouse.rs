@@ -22,7 +22,7 @@ use crate::storage::{ObjectStorage, Warehouse};
 use crate::table::cache::FileCache;
 use crate::table::commit::{commit, delete_quietly, Change};
 use crate::table::scan::{self, ScanStream};
-use crate::table::writer::DataWriter;
+use crate::table::writer::ParallelWriter;
 use crate::table::{At, CommitOptions, CommitResult, RowFilter, ScanOptions, SnapshotChanges, Table};
 
 /// A partition field: a source column and a transform.
@@ -349,21 +349,28 @@ impl Floe {
         mut batches: BoxStream<'_, Result<RecordBatch>>,
         options: &CommitOptions,
     ) -> Result<Vec<iceberg::spec::DataFile>> {
-        let mut writer = DataWriter::new(table, options.target_file_size)?;
+        let mut writer = ParallelWriter::new(table, options.target_file_size)?;
+        let mut failure = None;
         while let Some(batch) = batches.next().await {
-            let written = match batch {
-                Ok(batch) => writer.write(batch).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = written {
-                // Nothing was committed: remove the files this write produced so far.
-                if let Ok(files) = writer.close().await {
-                    delete_quietly(self.storage(), crate::table::commit::file_paths(&files)).await;
+            match batch {
+                Ok(batch) => {
+                    if writer.write(batch).await.is_err() {
+                        break; // an encoder failed: `close` reports why
+                    }
                 }
-                return Err(e);
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
             }
         }
-        writer.close().await
+        let (files, result) = writer.close().await;
+        if let Err(e) = failure.map_or(result, Err) {
+            // Nothing was committed: remove the files this write produced so far.
+            delete_quietly(self.storage(), crate::table::commit::file_paths(&files)).await;
+            return Err(e);
+        }
+        Ok(files)
     }
 
     /// Append batches to `name` as one snapshot.

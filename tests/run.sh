@@ -31,6 +31,10 @@ fi
 source "$ROOT/tests/services/duckdb.sh"
 floe_use_prebuilt_duckdb
 CARGO_FLAGS=("${floe_cargo_flags[@]}")
+# Extra cargo flags for quick local iterations, for example
+# FLOE_CARGO_EXTRA="--config profile.dev.package.floe.opt-level=0" (CI leaves it empty).
+read -r -a extra_flags <<< "${FLOE_CARGO_EXTRA:-}"
+CARGO_FLAGS+=("${extra_flags[@]}")
 
 # --- build (tests and binary, one profile) ---------------------------------------------------------
 say "building"

@@ -191,7 +191,12 @@ pub struct Measurements {
 
 /// `10MB`, `1.5GB`, `512KB`: decimal units.
 pub fn size_label(bytes: u64) -> String {
-    let units = [(1_000_000_000_000u64, "TB"), (1_000_000_000, "GB"), (1_000_000, "MB"), (1_000, "KB")];
+    let units = [
+        (1_000_000_000_000u64, "TB"),
+        (1_000_000_000, "GB"),
+        (1_000_000, "MB"),
+        (1_000, "KB"),
+    ];
     for (u, name) in units {
         if bytes >= u {
             let v = bytes as f64 / u as f64;
@@ -269,13 +274,24 @@ fn namespace(options: &BenchOptions, parts: &[&str]) -> Result<Namespace> {
     let mut name = options.namespace_prefix.clone();
     for p in parts {
         name.push('_');
-        name.extend(p.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }));
+        name.extend(p.chars().map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        }));
     }
     Namespace::parse(&name)
 }
 
 /// One floe pass of the pipeline on `engine` into fresh tables of `ns`.
-async fn floe_pass(floe: &Floe, ns: &Namespace, engine: Arc<dyn Engine>, input: &InputInfo) -> Result<Vec<StageFigures>> {
+async fn floe_pass(
+    floe: &Floe,
+    ns: &Namespace,
+    engine: Arc<dyn Engine>,
+    input: &InputInfo,
+) -> Result<Vec<StageFigures>> {
     purge_namespace(floe, ns).await?;
     floe.ensure_namespace(ns).await?;
     let options = RunOptions::new(ns.clone(), Some(input.dir.clone()), vec![engine]);
@@ -297,7 +313,12 @@ async fn floe_pass(floe: &Floe, ns: &Namespace, engine: Arc<dyn Engine>, input: 
 }
 
 /// One raw pass on `engine` in a scratch directory under `out`.
-async fn raw_pass(floe: &Floe, options: &BenchOptions, engine: &str, input: &InputInfo) -> Result<Vec<StageFigures>> {
+async fn raw_pass(
+    floe: &Floe,
+    options: &BenchOptions,
+    engine: &str,
+    input: &InputInfo,
+) -> Result<Vec<StageFigures>> {
     let dir = std::path::absolute(options.out.join("raw-work").join(engine))?;
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
@@ -356,7 +377,8 @@ async fn export_raw_events(floe: &Floe, ns: &Namespace, path: &Path) -> Result<(
     use futures::TryStreamExt;
     let name = TableName::new(ns.clone(), crate::pipeline::tables::RAW_EVENTS)?;
     let mut scan = floe.scan(&name, &Default::default()).await?;
-    let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path)?, scan.schema.clone(), None)?;
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path)?, scan.schema.clone(), None)?;
     while let Some(b) = scan.batches.try_next().await? {
         w.write(&b)?;
     }
@@ -367,7 +389,9 @@ async fn export_raw_events(floe: &Floe, ns: &Namespace, path: &Path) -> Result<(
 /// Run the benchmark and collect every figure (see [`report::summarize`] and [`report::write`]).
 pub async fn measure(floe: &Floe, options: &BenchOptions) -> Result<Measurements> {
     if options.sizes.is_empty() || options.engines.is_empty() || options.repetitions == 0 {
-        return Err(Error::invalid("nothing to run: give at least one size, engine and repetition"));
+        return Err(Error::invalid(
+            "nothing to run: give at least one size, engine and repetition",
+        ));
     }
     let engines: Vec<(String, Arc<dyn Engine>)> = options
         .engines
@@ -375,9 +399,14 @@ pub async fn measure(floe: &Floe, options: &BenchOptions) -> Result<Measurements
         .map(|e| Ok((e.clone(), engine_of(e)?)))
         .collect::<Result<_>>()?;
     std::fs::create_dir_all(&options.out)?;
-    let peer_skipped = if options.peer { peer::unavailable() } else { Some("not requested (--no-peer)".into()) };
+    let peer_skipped = if options.peer {
+        peer::unavailable()
+    } else {
+        Some("not requested (--no-peer)".into())
+    };
     let paths = if options.raw { 2 } else { 1 };
-    let per_rep = (engines.len() * paths) as u64 + u64::from(engines.len() == 2) + u64::from(peer_skipped.is_none());
+    let per_rep =
+        (engines.len() * paths) as u64 + u64::from(engines.len() == 2) + u64::from(peer_skipped.is_none());
     let total = options.sizes.len() as u64 * (1 + options.repetitions as u64 * per_rep) + 1;
     let mut done = 0u64;
     let step = |done: &mut u64, what: String| {
@@ -397,9 +426,13 @@ pub async fn measure(floe: &Floe, options: &BenchOptions) -> Result<Measurements
     };
     for &bytes in &options.sizes {
         let label = size_label(bytes);
-        step(&mut done, format!("{label}: generating the input (cached by seed and size)"));
+        step(
+            &mut done,
+            format!("{label}: generating the input (cached by seed and size)"),
+        );
         let input = input(floe, options, bytes).await?;
-        let peer_file = std::path::absolute(options.out.join("raw-work").join(format!("peer-{label}.parquet")))?;
+        let peer_file =
+            std::path::absolute(options.out.join("raw-work").join(format!("peer-{label}.parquet")))?;
         for rep in 0..options.repetitions {
             // A B B A: engines and paths alternate from one repetition to the next.
             let mut order: Vec<(usize, &str)> = Vec::new();
@@ -417,7 +450,11 @@ pub async fn measure(floe: &Floe, options: &BenchOptions) -> Result<Measurements
                 let (name, engine) = &engines[i];
                 step(
                     &mut done,
-                    format!("{label} repetition {}/{}: {name} {path}", rep + 1, options.repetitions),
+                    format!(
+                        "{label} repetition {}/{}: {name} {path}",
+                        rep + 1,
+                        options.repetitions
+                    ),
                 );
                 let outcome = if path == "floe" {
                     let ns = namespace(options, &[&label, &format!("r{rep}"), name])?;
@@ -449,7 +486,10 @@ pub async fn measure(floe: &Floe, options: &BenchOptions) -> Result<Measurements
                 });
             }
             if let (Some(a), Some(b)) = (floe_namespaces.get(&0), floe_namespaces.get(&1)) {
-                step(&mut done, format!("{label} repetition {}: equivalence check", rep + 1));
+                step(
+                    &mut done,
+                    format!("{label} repetition {}: equivalence check", rep + 1),
+                );
                 let (equal, tables) = equivalence(floe, a, b).await?;
                 m.equivalence.push(EquivalenceRun {
                     size: label.clone(),
@@ -459,16 +499,20 @@ pub async fn measure(floe: &Floe, options: &BenchOptions) -> Result<Measurements
                 });
             }
             if m.peer_skipped.is_none() {
-                step(&mut done, format!("{label} repetition {}: floe and PyIceberg appends", rep + 1));
+                step(
+                    &mut done,
+                    format!("{label} repetition {}: floe and PyIceberg appends", rep + 1),
+                );
                 if let Some(ns) = floe_namespaces.get(&0) {
                     if rep == 0 || !peer_file.exists() {
                         export_raw_events(floe, ns, &peer_file).await?;
                     }
                     let peer_ns = namespace(options, &["peer"])?;
                     let dir = peer_file.parent().unwrap_or(Path::new("."));
-                    let append = peer::append_pair(floe, &peer_ns, &format!("raw_events_{rep}"), &peer_file, dir)
-                        .await
-                        .map_err(|e| e.context(format!("{label}, peer append")))?;
+                    let append =
+                        peer::append_pair(floe, &peer_ns, &format!("raw_events_{rep}"), &peer_file, dir)
+                            .await
+                            .map_err(|e| e.context(format!("{label}, peer append")))?;
                     m.peer.push(PeerRun {
                         size: label.clone(),
                         repetition: rep,
@@ -483,10 +527,19 @@ pub async fn measure(floe: &Floe, options: &BenchOptions) -> Result<Measurements
         let _ = std::fs::remove_file(&peer_file);
         m.inputs.push(input);
     }
-    step(&mut done, format!("commit latency over {} snapshots", options.history));
+    step(
+        &mut done,
+        format!("commit latency over {} snapshots", options.history),
+    );
     let ns = namespace(options, &["storage"])?;
-    m.storage = core_benchmark(floe, &ns, options.history.max(1), options.append_rows.max(1), options.repetitions)
-        .await?;
+    m.storage = core_benchmark(
+        floe,
+        &ns,
+        options.history.max(1),
+        options.append_rows.max(1),
+        options.repetitions,
+    )
+    .await?;
     purge_namespace(floe, &ns).await?;
     if let Ok(peer_ns) = namespace(options, &["peer"]) {
         purge_namespace(floe, &peer_ns).await?;

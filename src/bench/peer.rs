@@ -75,10 +75,18 @@ fn pyiceberg_config(floe: &Floe) -> Value {
 
 /// Append the rows of the Parquet file `path` with floe into a fresh table `ns.{name}_floe` and with
 /// PyIceberg into `ns.{name}_pyiceberg`; both tables are dropped with their files afterwards.
-pub async fn append_pair(floe: &Floe, ns: &Namespace, name: &str, path: &Path, dir: &Path) -> Result<PeerAppend> {
+pub async fn append_pair(
+    floe: &Floe,
+    ns: &Namespace,
+    name: &str,
+    path: &Path,
+    dir: &Path,
+) -> Result<PeerAppend> {
     // floe: the file's batches in memory, then one timed append.
     let file = std::fs::File::open(path)?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.with_batch_size(8192).build()?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?
+        .with_batch_size(8192)
+        .build()?;
     let batches: Vec<RecordBatch> = reader.collect::<std::result::Result<_, _>>()?;
     let schema = batches
         .first()

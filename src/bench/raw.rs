@@ -102,7 +102,12 @@ pub async fn duckdb(engine: &DuckDbEngine, inputs: &[InputFile], dir: &Path) -> 
     Ok(out)
 }
 
-fn duckdb_stage(conn: &Mutex<duckdb::Connection>, stage: Stage, inputs: &[InputFile], dir: &Path) -> Result<RawStage> {
+fn duckdb_stage(
+    conn: &Mutex<duckdb::Connection>,
+    stage: Stage,
+    inputs: &[InputFile],
+    dir: &Path,
+) -> Result<RawStage> {
     let c = conn.lock().expect("duckdb connection");
     let monitor = Monitor::start();
     let mut rows_out = 0u64;
@@ -153,7 +158,10 @@ fn duckdb_stage(conn: &Mutex<duckdb::Connection>, stage: Stage, inputs: &[InputF
         for (t, q) in stage.outputs().iter().zip(sql::DUCKDB.stage(stage)) {
             let target = output_file(dir, stage, t);
             rows_out += c
-                .execute(&format!("COPY ({q}) TO {} (FORMAT parquet)", sql_path(&target)), [])
+                .execute(
+                    &format!("COPY ({q}) TO {} (FORMAT parquet)", sql_path(&target)),
+                    [],
+                )
                 .map_err(duck_error)? as u64;
             written.push(target);
         }

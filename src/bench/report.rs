@@ -80,7 +80,11 @@ impl Machine {
             floe: format!(
                 "{} ({} build)",
                 env!("CARGO_PKG_VERSION"),
-                if cfg!(debug_assertions) { "debug" } else { "release" }
+                if cfg!(debug_assertions) {
+                    "debug"
+                } else {
+                    "release"
+                }
             ),
             duckdb,
             datafusion: datafusion::DATAFUSION_VERSION.to_string(),
@@ -189,10 +193,7 @@ fn total_of(run: &PipelineRun) -> StageFigures {
         bytes_read: s.iter().map(|x| x.bytes_read).sum(),
         bytes_written: s.iter().map(|x| x.bytes_written).sum(),
         rows_out: s.iter().map(|x| x.rows_out).sum(),
-        commit_seconds: s
-            .iter()
-            .map(|x| x.commit_seconds)
-            .sum::<Option<f64>>(),
+        commit_seconds: s.iter().map(|x| x.commit_seconds).sum::<Option<f64>>(),
     }
 }
 
@@ -203,9 +204,14 @@ fn series(m: &Measurements) -> Series {
     let mut out: Series = BTreeMap::new();
     for run in m.runs.iter().filter(|r| r.error.is_none()) {
         for s in run.stages.iter().cloned().chain([total_of(run)]) {
-            out.entry((run.size.clone(), run.engine.clone(), run.path.clone(), s.stage.clone()))
-                .or_default()
-                .push((run.repetition, s));
+            out.entry((
+                run.size.clone(),
+                run.engine.clone(),
+                run.path.clone(),
+                s.stage.clone(),
+            ))
+            .or_default()
+            .push((run.repetition, s));
         }
     }
     out
@@ -237,7 +243,9 @@ pub fn summarize(floe: &Floe, m: Measurements, repetitions: usize) -> BenchRepor
     let input_bytes: BTreeMap<String, u64> = m.runs.iter().map(|r| (r.size.clone(), r.input_bytes)).collect();
     let mut summary = Vec::new();
     for ((size, engine, path, stage), figs) in &series {
-        let f = |g: &dyn Fn(&StageFigures) -> f64| Summary::of(&figs.iter().map(|(_, x)| g(x)).collect::<Vec<_>>());
+        let f = |g: &dyn Fn(&StageFigures) -> f64| {
+            Summary::of(&figs.iter().map(|(_, x)| g(x)).collect::<Vec<_>>())
+        };
         summary.push(SummaryRow {
             size: size.clone(),
             input_bytes: input_bytes.get(size).copied().unwrap_or(0),
@@ -253,7 +261,14 @@ pub fn summarize(floe: &Floe, m: Measurements, repetitions: usize) -> BenchRepor
             commit_share: (path == "floe").then(|| f(&|x| x.commit_seconds.unwrap_or(0.0) / x.seconds)),
         });
     }
-    summary.sort_by_key(|r| (r.input_bytes, r.engine.clone(), r.path.clone(), stage_order(&r.stage)));
+    summary.sort_by_key(|r| {
+        (
+            r.input_bytes,
+            r.engine.clone(),
+            r.path.clone(),
+            stage_order(&r.stage),
+        )
+    });
 
     let mut overhead = Vec::new();
     for ((size, engine, path, stage), figs) in &series {
@@ -275,7 +290,13 @@ pub fn summarize(floe: &Floe, m: Measurements, repetitions: usize) -> BenchRepor
             floe_over_raw: Ratio::paired(&a, &b),
         });
     }
-    overhead.sort_by_key(|r| (input_bytes.get(&r.size).copied(), r.engine.clone(), stage_order(&r.stage)));
+    overhead.sort_by_key(|r| {
+        (
+            input_bytes.get(&r.size).copied(),
+            r.engine.clone(),
+            stage_order(&r.stage),
+        )
+    });
 
     let mut append_vs_pyiceberg = BTreeMap::new();
     for (size, _) in sizes_in_order(&m) {
@@ -283,7 +304,10 @@ pub fn summarize(floe: &Floe, m: Measurements, repetitions: usize) -> BenchRepor
         if runs.is_empty() {
             continue;
         }
-        let floe_rps: Vec<f64> = runs.iter().map(|p| p.append.rows as f64 / p.append.floe_seconds).collect();
+        let floe_rps: Vec<f64> = runs
+            .iter()
+            .map(|p| p.append.rows as f64 / p.append.floe_seconds)
+            .collect();
         let py_rps: Vec<f64> = runs
             .iter()
             .map(|p| p.append.rows as f64 / p.append.pyiceberg_seconds)
@@ -306,7 +330,13 @@ pub fn summarize(floe: &Floe, m: Measurements, repetitions: usize) -> BenchRepor
     }
 }
 
-fn find<'a>(summary: &'a [SummaryRow], size: &str, engine: &str, path: &str, stage: &str) -> Option<&'a SummaryRow> {
+fn find<'a>(
+    summary: &'a [SummaryRow],
+    size: &str,
+    engine: &str,
+    path: &str,
+    stage: &str,
+) -> Option<&'a SummaryRow> {
     summary
         .iter()
         .find(|r| r.size == size && r.engine == engine && r.path == path && r.stage == stage)
@@ -378,7 +408,9 @@ fn targets(
             .find(|o| o.size == size && &o.engine == e && o.stage == "total");
         out.push(Target {
             target: format!("{e}: floe end to end within 1.3x of raw {e} ({size})"),
-            measured: r.map(|r| fmt_ratio(&r.floe_over_raw)).unwrap_or_else(|| "not measured".into()),
+            measured: r
+                .map(|r| fmt_ratio(&r.floe_over_raw))
+                .unwrap_or_else(|| "not measured".into()),
             met: r.map(|r| r.floe_over_raw.mean <= 1.3),
         });
     }
@@ -399,12 +431,18 @@ fn targets(
     }
     let s = &m.storage;
     out.push(Target {
-        target: format!("commit latency at snapshot {} within 1.5x of the 1st", s.snapshots),
+        target: format!(
+            "commit latency at snapshot {} within 1.5x of the 1st",
+            s.snapshots
+        ),
         measured: format!(
             "{:.1} ms vs {:.1} ms: {:.2}x",
             s.last_commit_ms, s.first_commit_ms, s.last_to_first_ratio
         ),
-        met: s.last_to_first_ratio.is_finite().then_some(s.last_to_first_ratio <= 1.5),
+        met: s
+            .last_to_first_ratio
+            .is_finite()
+            .then_some(s.last_to_first_ratio <= 1.5),
     });
     // Ingest is floe's input reader whatever the engine: every floe ingest counts.
     let floe_ingest: Vec<f64> = m
@@ -414,12 +452,18 @@ fn targets(
         .filter_map(|r| r.stages.iter().find(|s| s.stage == "ingest"))
         .map(|s| s.bytes_read as f64 / s.seconds)
         .collect();
-    let copy = find(summary, &size, "duckdb", "raw", "ingest").map(|r| r.bytes_read.median / r.seconds.median);
+    let copy =
+        find(summary, &size, "duckdb", "raw", "ingest").map(|r| r.bytes_read.median / r.seconds.median);
     let floe_mb = Summary::of(&floe_ingest).median;
     out.push(Target {
         target: format!("floe ingest at least half of DuckDB COPY CSV to Parquet ({size})"),
         measured: match copy {
-            Some(c) => format!("{:.1} MB/s vs {:.1} MB/s: {:.2}x", floe_mb / 1e6, c / 1e6, floe_mb / c),
+            Some(c) => format!(
+                "{:.1} MB/s vs {:.1} MB/s: {:.2}x",
+                floe_mb / 1e6,
+                c / 1e6,
+                floe_mb / c
+            ),
             None => "not measured (needs raw duckdb)".into(),
         },
         met: copy.map(|c| floe_mb / c >= 0.5),
@@ -507,7 +551,12 @@ pub fn markdown(r: &BenchReport) -> String {
     let sizes = sizes_in_order(&r.measurements);
     let engines = engines_of(&r.summary);
     for (size, _) in &sizes {
-        let eq: Vec<_> = r.measurements.equivalence.iter().filter(|e| &e.size == size).collect();
+        let eq: Vec<_> = r
+            .measurements
+            .equivalence
+            .iter()
+            .filter(|e| &e.size == size)
+            .collect();
         let eq_text = if eq.is_empty() {
             "-".to_string()
         } else {
@@ -516,14 +565,18 @@ pub fn markdown(r: &BenchReport) -> String {
         for e in &engines {
             let f = find(&r.summary, size, e, "floe", "total");
             let raw = find(&r.summary, size, e, "raw", "total");
-            let o = r.overhead.iter().find(|o| &o.size == size && &o.engine == e && o.stage == "total");
+            let o = r
+                .overhead
+                .iter()
+                .find(|o| &o.size == size && &o.engine == e && o.stage == "total");
             line(format!(
                 "| {size} | {e} | {} | {} | {} | {} | {} | {eq_text} |",
                 f.map(|x| fmt_summary(&x.seconds, &secs)).unwrap_or("-".into()),
                 raw.map(|x| fmt_summary(&x.seconds, &secs)).unwrap_or("-".into()),
                 o.map(|o| fmt_ratio(&o.floe_over_raw)).unwrap_or("-".into()),
                 f.map(|x| gb(x.peak_memory_bytes.max)).unwrap_or("-".into()),
-                f.map(|x| fmt_summary(&x.cpu_seconds, &secs)).unwrap_or("-".into()),
+                f.map(|x| fmt_summary(&x.cpu_seconds, &secs))
+                    .unwrap_or("-".into()),
             ));
         }
     }
@@ -545,7 +598,11 @@ pub fn markdown(r: &BenchReport) -> String {
         rule.push_str("---|");
         line(head);
         line(rule);
-        for stage in crate::pipeline::engine::Stage::ALL.iter().map(|s| s.name()).chain(["total"]) {
+        for stage in crate::pipeline::engine::Stage::ALL
+            .iter()
+            .map(|s| s.name())
+            .chain(["total"])
+        {
             let mut row = format!("| {stage} |");
             let mut best: Option<(String, f64)> = None;
             for e in &engines {
@@ -564,7 +621,8 @@ pub fn markdown(r: &BenchReport) -> String {
                         .map(|c| format!("{:.1}%", c.median * 100.0))
                         .unwrap_or("-".into()),
                     f.map(|x| gb(x.peak_memory_bytes.max)).unwrap_or("-".into()),
-                    f.map(|x| format!("{:.0}", x.rows_per_s.median)).unwrap_or("-".into()),
+                    f.map(|x| format!("{:.0}", x.rows_per_s.median))
+                        .unwrap_or("-".into()),
                 ));
             }
             row.push_str(&format!(" {} |", best.map(|b| b.0).unwrap_or("-".into())));
@@ -575,12 +633,21 @@ pub fn markdown(r: &BenchReport) -> String {
     line("## Equivalence".into());
     line(String::new());
     for e in &r.measurements.equivalence {
-        let differing: Vec<&str> = e.tables.iter().filter(|t| !t.equal).map(|t| t.table.as_str()).collect();
+        let differing: Vec<&str> = e
+            .tables
+            .iter()
+            .filter(|t| !t.equal)
+            .map(|t| t.table.as_str())
+            .collect();
         line(format!(
             "- {} repetition {}: {} ({} tables{})",
             e.size,
             e.repetition + 1,
-            if e.equal { "all outputs equal" } else { "OUTPUTS DIFFER" },
+            if e.equal {
+                "all outputs equal"
+            } else {
+                "OUTPUTS DIFFER"
+            },
             e.tables.len(),
             if differing.is_empty() {
                 String::new()
@@ -632,7 +699,12 @@ pub fn markdown(r: &BenchReport) -> String {
     ));
     for (size, ratio) in &r.append_vs_pyiceberg {
         let runs: Vec<_> = r.measurements.peer.iter().filter(|p| &p.size == size).collect();
-        let floe_rps = Summary::of(&runs.iter().map(|p| p.append.rows as f64 / p.append.floe_seconds).collect::<Vec<_>>());
+        let floe_rps = Summary::of(
+            &runs
+                .iter()
+                .map(|p| p.append.rows as f64 / p.append.floe_seconds)
+                .collect::<Vec<_>>(),
+        );
         let py_rps = Summary::of(
             &runs
                 .iter()
@@ -688,7 +760,13 @@ fn plot_error(e: impl std::fmt::Display) -> Error {
 }
 
 /// One line chart: x = input MB (log scale), a line per series.
-fn chart(path: &Path, title: &str, y_label: &str, lines: &[(String, Vec<(f64, f64)>)], guide: Option<f64>) -> Result<()> {
+fn chart(
+    path: &Path,
+    title: &str,
+    y_label: &str,
+    lines: &[(String, Vec<(f64, f64)>)],
+    guide: Option<f64>,
+) -> Result<()> {
     let xs: Vec<f64> = lines.iter().flat_map(|(_, p)| p.iter().map(|x| x.0)).collect();
     let ys: Vec<f64> = lines
         .iter()
@@ -699,7 +777,9 @@ fn chart(path: &Path, title: &str, y_label: &str, lines: &[(String, Vec<(f64, f6
     if xs.is_empty() || ys.is_empty() {
         return Ok(());
     }
-    let (x0, x1) = xs.iter().fold((f64::MAX, f64::MIN), |a, &x| (a.0.min(x), a.1.max(x)));
+    let (x0, x1) = xs
+        .iter()
+        .fold((f64::MAX, f64::MIN), |a, &x| (a.0.min(x), a.1.max(x)));
     let (x0, x1) = (x0 / 1.5, x1 * 1.5);
     let y1 = ys.iter().cloned().fold(0.0, f64::max) * 1.15;
     let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
@@ -808,8 +888,20 @@ pub fn write(r: &BenchReport, dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = vec![json, md];
     for (file, title, y, lines, guide) in [
         ("time.svg", "End-to-end time (median)", "seconds", time, None),
-        ("memory.svg", "Peak memory (largest stage)", "GB", memory, Some(4.0)),
-        ("overhead.svg", "floe over the raw engine, end to end", "floe / raw", overhead, Some(1.3)),
+        (
+            "memory.svg",
+            "Peak memory (largest stage)",
+            "GB",
+            memory,
+            Some(4.0),
+        ),
+        (
+            "overhead.svg",
+            "floe over the raw engine, end to end",
+            "floe / raw",
+            overhead,
+            Some(1.3),
+        ),
     ] {
         let p = dir.join(file);
         chart(&p, title, y, &lines, guide)?;

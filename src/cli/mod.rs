@@ -786,13 +786,22 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
         } => {
             if storage_only {
                 let ns = Namespace::parse(&format!("{namespace}_storage"))?;
-                let r = floe::bench::core_benchmark(&floe, &ns, snapshots.max(1), rows.max(1), repetitions.max(1))
-                    .await?;
+                let r = floe::bench::core_benchmark(
+                    &floe,
+                    &ns,
+                    snapshots.max(1),
+                    rows.max(1),
+                    repetitions.max(1),
+                )
+                .await?;
                 output::print_bench(&r, format)?;
                 return Ok(ExitCode::SUCCESS);
             }
             let options = floe::bench::BenchOptions {
-                sizes: sizes.iter().map(|s| input::parse_size(s)).collect::<floe::Result<_>>()?,
+                sizes: sizes
+                    .iter()
+                    .map(|s| input::parse_size(s))
+                    .collect::<floe::Result<_>>()?,
                 engines,
                 repetitions,
                 out: out.clone(),

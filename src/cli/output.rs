@@ -574,8 +574,19 @@ pub async fn bench_with_progress(
 
 /// The report's headline figures for the terminal.
 pub fn bench_summary(r: &floe::bench::report::BenchReport) -> String {
-    let mut g = grid(vec!["input", "engine", "floe (s)", "raw (s)", "floe / raw", "peak memory"]);
-    for row in r.summary.iter().filter(|x| x.stage == "total" && x.path == "floe") {
+    let mut g = grid(vec![
+        "input",
+        "engine",
+        "floe (s)",
+        "raw (s)",
+        "floe / raw",
+        "peak memory",
+    ]);
+    for row in r
+        .summary
+        .iter()
+        .filter(|x| x.stage == "total" && x.path == "floe")
+    {
         let raw = r
             .summary
             .iter()
@@ -588,8 +599,10 @@ pub fn bench_summary(r: &floe::bench::report::BenchReport) -> String {
             row.size.clone(),
             row.engine.clone(),
             format!("{:.2}", row.seconds.median),
-            raw.map(|x| format!("{:.2}", x.seconds.median)).unwrap_or("-".into()),
-            o.map(|o| format!("{:.2}", o.floe_over_raw.mean)).unwrap_or("-".into()),
+            raw.map(|x| format!("{:.2}", x.seconds.median))
+                .unwrap_or("-".into()),
+            o.map(|o| format!("{:.2}", o.floe_over_raw.mean))
+                .unwrap_or("-".into()),
             format!("{:.2} GB", row.peak_memory_bytes.max / 1e9),
         ]);
     }

@@ -234,7 +234,7 @@ pub async fn run(floe: &Floe, options: &RunOptions) -> Result<RunReport> {
         .await?;
         let mut verdicts = BTreeMap::new();
         if eq.equal {
-            verdicts = record_verdict(floe, ns, &run_id, a.name(), &eq).await?;
+            verdicts = record_verdict(floe, &run_id, a.name(), &eq).await?;
             let tag = format!("verified-{run_id}");
             publish(floe, ns, a.name(), &options.stages, Some(&tag)).await?;
             eq.tag = Some(tag);
@@ -273,7 +273,12 @@ const VERDICT_STAGE: &str = "equivalence";
 fn data_snapshot(table: &Table, id: i64) -> i64 {
     let mut cur = id;
     while let Some(s) = table.metadata().snapshot_by_id(cur) {
-        let verdict = s.summary().additional_properties.get("floe.stage").map(String::as_str) == Some(VERDICT_STAGE);
+        let verdict = s
+            .summary()
+            .additional_properties
+            .get("floe.stage")
+            .map(String::as_str)
+            == Some(VERDICT_STAGE);
         match (verdict, s.parent_snapshot_id()) {
             (true, Some(parent)) => cur = parent,
             _ => break,
@@ -288,7 +293,6 @@ fn data_snapshot(table: &Table, id: i64) -> i64 {
 /// verdict snapshot per table.
 async fn record_verdict(
     floe: &Floe,
-    ns: &Namespace,
     run_id: &str,
     branch: &str,
     eq: &Equivalence,
@@ -304,8 +308,14 @@ async fn record_verdict(
         }
         let properties = BTreeMap::from([
             ("floe.equivalence".to_string(), "equal".to_string()),
-            ("floe.equivalence.engines".to_string(), format!("{}={}", eq.engines.0, eq.engines.1)),
-            ("floe.equivalence.compared".to_string(), format!("{} = {}", d.left, d.right)),
+            (
+                "floe.equivalence.engines".to_string(),
+                format!("{}={}", eq.engines.0, eq.engines.1),
+            ),
+            (
+                "floe.equivalence.compared".to_string(),
+                format!("{} = {}", d.left, d.right),
+            ),
             (
                 "floe.equivalence.decided-by".to_string(),
                 format!("{:?}", d.decided_by).to_lowercase(),
@@ -498,7 +508,10 @@ async fn pin(floe: &Floe, options: &RunOptions, branch: &str, stage: Stage) -> R
         let at = if *t == GEOIP { "main" } else { branch };
         let snapshot_id = table.metadata().snapshot_for_ref(at).map(|s| s.snapshot_id());
         // The verdict snapshot of an equivalence check changes no data: the input is its parent's.
-        input_snapshots.insert(format!("{ns}.{t}"), snapshot_id.map(|id| data_snapshot(&table, id)));
+        input_snapshots.insert(
+            format!("{ns}.{t}"),
+            snapshot_id.map(|id| data_snapshot(&table, id)),
+        );
         pinned.insert(*t, PinnedTable { table, snapshot_id });
     }
     let mut files = Vec::new();
@@ -733,7 +746,8 @@ async fn outputs_still_current(
                         .get("floe.stage")
                         .cloned()
                         .unwrap_or_default();
-                    let later = by == VERDICT_STAGE || Stage::ALL.iter().any(|x| x.name() == by && *x > stage);
+                    let later =
+                        by == VERDICT_STAGE || Stage::ALL.iter().any(|x| x.name() == by && *x > stage);
                     if !later {
                         return Ok(false);
                     }
@@ -820,8 +834,9 @@ async fn produce(
         // One pass over the files feeds both outputs.
         let raw_table = floe.load_table(&table_of(tables::RAW_EVENTS)?).await?;
         let rej_table = floe.load_table(&table_of(REJECTED_EVENTS)?).await?;
-        let mut raw = crate::table::writer::DataWriter::new(&raw_table, options.target_file_size)?;
-        let mut rej = crate::table::writer::DataWriter::new(&rej_table, options.target_file_size)?;
+        // Parsing runs here; Parquet encoding on the writers' own tasks.
+        let mut raw = crate::table::writer::ParallelWriter::new(&raw_table, options.target_file_size)?;
+        let mut rej = crate::table::writer::ParallelWriter::new(&rej_table, options.target_file_size)?;
         let mut records = 0u64;
         let result: Result<()> = async {
             for f in files {
@@ -847,11 +862,12 @@ async fn produce(
             Ok(())
         }
         .await;
-        let raw_files = raw.close().await?;
-        let rej_files = rej.close().await?;
+        let (raw_files, raw_result) = raw.close().await;
+        let (rej_files, rej_result) = rej.close().await;
         written.push((tables::RAW_EVENTS, raw_files));
         written.push((REJECTED_EVENTS, rej_files));
-        result?;
+        // A writer's own error explains a failed send better than the send does.
+        raw_result.and(rej_result).and(result)?;
         if records == 0 {
             return Err(Error::invalid("the input holds no records"));
         }

@@ -99,6 +99,106 @@ impl DataWriter {
     }
 }
 
+/// Rows a write takes on one encoder before a second one starts: small writes stay in one file,
+/// large ones encode Parquet on every core.
+const PARALLEL_AFTER_ROWS: u64 = 256 * 1024;
+
+/// Batches waiting per encoder (back-pressure on the producer).
+const QUEUED_BATCHES: usize = 4;
+
+/// A [`DataWriter`] per core, each on a task of its own, fed round-robin: Parquet encoding (the
+/// CPU-heavy part of a write) runs beside whatever produces the batches. Starts with one encoder and
+/// adds the others once the write is large (small writes make one file, as before).
+pub(crate) struct ParallelWriter {
+    table: Table,
+    target_file_size: usize,
+    max_writers: usize,
+    senders: Vec<tokio::sync::mpsc::Sender<RecordBatch>>,
+    tasks: Vec<tokio::task::JoinHandle<(Vec<DataFile>, Result<()>)>>,
+    next: usize,
+    rows: u64,
+}
+
+impl ParallelWriter {
+    pub(crate) fn new(table: &Table, target_file_size: usize) -> Result<Self> {
+        let mut w = Self {
+            table: table.clone(),
+            target_file_size,
+            max_writers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .clamp(1, 4),
+            senders: Vec::new(),
+            tasks: Vec::new(),
+            next: 0,
+            rows: 0,
+        };
+        w.add_writer()?;
+        Ok(w)
+    }
+
+    fn add_writer(&mut self) -> Result<()> {
+        let mut writer = DataWriter::new(&self.table, self.target_file_size)?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(QUEUED_BATCHES);
+        self.senders.push(tx);
+        self.tasks.push(tokio::spawn(async move {
+            let mut result = Ok(());
+            while let Some(batch) = rx.recv().await {
+                if let Err(e) = writer.write(batch).await {
+                    result = Err(e);
+                    break;
+                }
+            }
+            drop(rx); // the producer's next send fails: it stops and closes
+            match writer.close().await {
+                Ok(files) => (files, result),
+                Err(e) => (Vec::new(), result.and(Err(e))),
+            }
+        }));
+        Ok(())
+    }
+
+    /// Queue a batch. An error means an encoder stopped; [`ParallelWriter::close`] says why.
+    pub(crate) async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.rows += batch.num_rows() as u64;
+        if self.rows > PARALLEL_AFTER_ROWS && self.senders.len() < self.max_writers {
+            self.add_writer()?;
+        }
+        let i = self.next % self.senders.len();
+        self.next += 1;
+        self.senders[i]
+            .send(batch)
+            .await
+            .map_err(|_| Error::internal(format!("a data writer of {} stopped", self.table.name())))
+    }
+
+    /// Finish every file: the files written (also on failure, for cleanup) and the first error.
+    pub(crate) async fn close(self) -> (Vec<DataFile>, Result<()>) {
+        drop(self.senders);
+        let mut files = Vec::new();
+        let mut result = Ok(());
+        for t in self.tasks {
+            match t.await {
+                Ok((f, r)) => {
+                    files.extend(f);
+                    if result.is_ok() {
+                        result = r;
+                    }
+                }
+                Err(e) => {
+                    if result.is_ok() {
+                        result = Err(Error::internal(format!("data writer task: {e}")));
+                    }
+                }
+            }
+        }
+        (files, result)
+    }
+}
+
 /// Make `batch` carry exactly the table's columns, in the table's order and types. Widening casts
 /// (int → long, float → double, any string or timestamp representation to the table's) are applied;
 /// a missing required column, an unknown column, or an incompatible type is an error.

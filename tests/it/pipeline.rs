@@ -642,15 +642,25 @@ both_backends!(
         let summary = &published.summary().additional_properties;
         assert_eq!(summary.get("floe.equivalence").map(String::as_str), Some("equal"));
         assert_eq!(summary.get("floe.stage").map(String::as_str), Some("equivalence"));
-        assert_eq!(summary.get("added-records").map(String::as_str).unwrap_or("0"), "0");
+        assert_eq!(
+            summary.get("added-records").map(String::as_str).unwrap_or("0"),
+            "0"
+        );
         let compared = summary.get("floe.equivalence.compared").unwrap();
-        assert!(compared.starts_with(&format!("{good}.daily_metrics@")), "{compared}");
+        assert!(
+            compared.starts_with(&format!("{good}.daily_metrics@")),
+            "{compared}"
+        );
         let parent = metrics
             .metadata()
             .snapshot_by_id(published.parent_snapshot_id().unwrap())
             .unwrap();
         assert_eq!(
-            parent.summary().additional_properties.get("floe.stage").map(String::as_str),
+            parent
+                .summary()
+                .additional_properties
+                .get("floe.stage")
+                .map(String::as_str),
             Some("aggregate")
         );
         assert_eq!(
@@ -668,7 +678,11 @@ both_backends!(
                 .filter(|s| s.engine == "duckdb")
                 .all(|s| s.status == "reused"),
             "{:?}",
-            again.stages.iter().map(|s| (&s.engine, &s.stage, &s.status)).collect::<Vec<_>>()
+            again
+                .stages
+                .iter()
+                .map(|s| (&s.engine, &s.stage, &s.status))
+                .collect::<Vec<_>>()
         );
         assert!(again.equivalence.as_ref().unwrap().equal);
         let verified = floe::pipeline::runner::verify(&ctx.floe, &good, &report.run_id)

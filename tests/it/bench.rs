@@ -1,0 +1,132 @@
+//! `floe bench` end to end on a small input: every pass measured, the engines equal, the peer and
+//! the storage benchmark run, and the report files written.
+
+use crate::both_backends;
+use crate::support::*;
+
+both_backends!(
+    bench_measures_reports_and_checks_equivalence,
+    |ctx: Ctx| async move {
+        let out = tempfile::tempdir().unwrap();
+        let options = floe::bench::BenchOptions {
+            sizes: vec![400_000],
+            repetitions: 2,
+            out: out.path().to_path_buf(),
+            history: 12,
+            append_rows: 20_000,
+            namespace_prefix: ctx.ns.to_string(),
+            ..Default::default()
+        };
+        let m = floe::bench::measure(&ctx.floe, &options).await.unwrap();
+
+        // Two engines x two paths x two repetitions, every stage measured.
+        assert_eq!(m.runs.len(), 8);
+        for r in &m.runs {
+            assert!(r.error.is_none(), "{r:?}");
+            assert_eq!(r.stages.len(), 5, "{r:?}");
+            for s in &r.stages {
+                assert!(s.seconds > 0.0 && s.peak_memory_bytes > 0, "{s:?}");
+                assert!(s.bytes_read > 0 && s.bytes_written > 0 && s.rows_out > 0, "{r:?}");
+                assert_eq!(s.commit_seconds.is_some(), r.path == "floe");
+            }
+        }
+        // The balanced order: the second repetition runs the passes in reverse.
+        let order = |rep: usize| -> Vec<(String, String)> {
+            m.runs
+                .iter()
+                .filter(|r| r.repetition == rep)
+                .map(|r| (r.engine.clone(), r.path.clone()))
+                .collect()
+        };
+        let mut reversed = order(1);
+        reversed.reverse();
+        assert_eq!(order(0), reversed);
+        // Both floe paths ingest the same records.
+        let ingested: Vec<u64> = m
+            .runs
+            .iter()
+            .filter(|r| r.path == "floe")
+            .map(|r| r.stages[0].rows_out)
+            .collect();
+        assert!(ingested.windows(2).all(|w| w[0] == w[1]), "{ingested:?}");
+
+        assert_eq!(m.equivalence.len(), 2);
+        assert!(
+            m.equivalence.iter().all(|e| e.equal && e.tables.len() == 7),
+            "{:?}",
+            m.equivalence
+        );
+        // The test command installs PyIceberg, so the peer runs.
+        assert!(m.peer_skipped.is_none(), "{:?}", m.peer_skipped);
+        assert_eq!(m.peer.len(), 2);
+        assert!(m
+            .peer
+            .iter()
+            .all(|p| p.append.rows > 0 && p.append.pyiceberg_seconds > 0.0));
+        assert_eq!(m.storage.snapshots, 12);
+        assert!(m.storage.first_commit_ms > 0.0 && m.storage.last_commit_ms > 0.0);
+
+        // The benchmark's tables are gone.
+        for ns in ctx.floe.namespaces().await.unwrap() {
+            assert!(
+                !ns.to_string().starts_with(&format!("{}_", ctx.ns)),
+                "{ns} left behind"
+            );
+        }
+
+        let report = floe::bench::report::summarize(&ctx.floe, m, 2);
+        let total = report
+            .summary
+            .iter()
+            .find(|r| r.engine == "duckdb" && r.path == "floe" && r.stage == "total")
+            .unwrap();
+        assert_eq!(total.seconds.n, 2);
+        assert!(total.seconds.min <= total.seconds.median && total.seconds.median <= total.seconds.max);
+        let overhead = report
+            .overhead
+            .iter()
+            .find(|o| o.engine == "datafusion" && o.stage == "total")
+            .unwrap();
+        assert_eq!(overhead.floe_over_raw.n, 2);
+        assert!(overhead.floe_over_raw.low.unwrap() <= overhead.floe_over_raw.mean);
+        assert_eq!(report.targets.len(), 9, "{:?}", report.targets);
+        assert!(report.append_vs_pyiceberg.contains_key("400KB"));
+        assert_eq!(report.recommendation.winners.len(), 1);
+
+        let files = floe::bench::report::write(&report, out.path()).unwrap();
+        let names: Vec<String> = files
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "report.json",
+                "report.md",
+                "time.svg",
+                "memory.svg",
+                "overhead.svg"
+            ]
+        );
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
+        assert!(json["machine"]["cpus"].as_u64().unwrap() >= 1);
+        assert_eq!(json["measurements"]["runs"].as_array().unwrap().len(), 8);
+        let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+        for section in [
+            "## End to end",
+            "## Per stage",
+            "## Equivalence",
+            "## Targets",
+            "--engine auto",
+        ] {
+            assert!(md.contains(section), "{section} missing from\n{md}");
+        }
+        let svg = std::fs::read_to_string(out.path().join("time.svg")).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("duckdb floe"), "{svg}");
+
+        // The input stays cached for the next run: its directory and, beside it, the completion marker.
+        let cached = std::fs::read_dir(out.path().join("inputs")).unwrap().count();
+        assert_eq!(cached, 2);
+    }
+);
