@@ -332,6 +332,45 @@ impl PartialSettings {
 }
 
 impl Settings {
+    /// These settings as the environment variables [`PartialSettings::from_vars`] reads, secrets
+    /// included: for handing them to a child process's environment, never for printing.
+    pub fn to_vars(&self) -> Vec<(&'static str, String)> {
+        let mut v = vec![
+            ("FLOE_CATALOG_URL", self.catalog_url.clone()),
+            ("FLOE_WAREHOUSE", self.warehouse.clone()),
+            ("FLOE_CATALOG_NAME", self.catalog_name.clone()),
+            ("FLOE_S3_PATH_STYLE", self.s3.path_style.to_string()),
+            ("FLOE_COMMIT_RETRIES", self.retry.max_retries.to_string()),
+            (
+                "FLOE_COMMIT_MIN_BACKOFF_MS",
+                self.retry.min_backoff.as_millis().to_string(),
+            ),
+            (
+                "FLOE_COMMIT_MAX_BACKOFF_MS",
+                self.retry.max_backoff.as_millis().to_string(),
+            ),
+        ];
+        let s3 = &self.s3;
+        for (k, val) in [
+            ("AWS_ENDPOINT_URL", s3.endpoint.clone()),
+            ("AWS_REGION", s3.region.clone()),
+            ("AWS_ACCESS_KEY_ID", s3.access_key_id.clone()),
+            (
+                "AWS_SECRET_ACCESS_KEY",
+                s3.secret_access_key.as_ref().map(|x| x.expose().to_string()),
+            ),
+            (
+                "AWS_SESSION_TOKEN",
+                s3.session_token.as_ref().map(|x| x.expose().to_string()),
+            ),
+        ] {
+            if let Some(val) = val {
+                v.push((k, val));
+            }
+        }
+        v
+    }
+
     /// Resolve settings with the documented precedence: `flags` > environment > config file >
     /// defaults. The config file is `config_file` when given (it must exist), else `./floe.toml` when
     /// present.
@@ -365,6 +404,25 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_survive_the_environment_round_trip() {
+        let mut s = Settings {
+            catalog_url: "postgres://u:p@h/db".into(),
+            warehouse: "s3://b/w".into(),
+            catalog_name: "c".into(),
+            ..Default::default()
+        };
+        s.s3.endpoint = Some("http://127.0.0.1:3900".into());
+        s.s3.region = Some("garage".into());
+        s.s3.access_key_id = Some("GK1".into());
+        s.s3.secret_access_key = Some(Secret::new("shh".to_string()));
+        s.s3.path_style = true;
+        s.retry.max_retries = 7;
+        let vars: HashMap<String, String> =
+            s.to_vars().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        assert_eq!(PartialSettings::from_vars(&vars).unwrap().finish(), s);
+    }
 
     #[test]
     fn precedence_flags_then_env_then_file_then_defaults() {

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use self::storage::{core_benchmark, CoreBenchReport};
 use crate::catalog::{Namespace, TableName};
@@ -55,6 +55,9 @@ pub struct BenchOptions {
     pub namespace_prefix: String,
     /// Progress reporting.
     pub progress: Option<BenchProgress>,
+    /// Run every pass in a child process of this floe executable (`floe bench-pass`), so a pass's
+    /// memory is its own and not what earlier passes left with the allocator. `None`: in process.
+    pub isolate: Option<PathBuf>,
 }
 
 impl Default for BenchOptions {
@@ -71,12 +74,13 @@ impl Default for BenchOptions {
             peer: true,
             namespace_prefix: "floe_bench".into(),
             progress: None,
+            isolate: None,
         }
     }
 }
 
 /// One stage of one run, floe or raw.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StageFigures {
     /// The stage.
     pub stage: String,
@@ -160,7 +164,7 @@ pub struct PeerRun {
 }
 
 /// A generated input.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct InputInfo {
     /// Size label (`10MB`).
     pub size: String,
@@ -312,14 +316,9 @@ async fn floe_pass(
         .collect())
 }
 
-/// One raw pass on `engine` in a scratch directory under `out`.
-async fn raw_pass(
-    floe: &Floe,
-    options: &BenchOptions,
-    engine: &str,
-    input: &InputInfo,
-) -> Result<Vec<StageFigures>> {
-    let dir = std::path::absolute(options.out.join("raw-work").join(engine))?;
+/// One raw pass on `engine` in the scratch directory `work` (removed afterwards).
+async fn raw_pass(floe: &Floe, work: &Path, engine: &str, input: &InputInfo) -> Result<Vec<StageFigures>> {
+    let dir = std::path::absolute(work.join(engine))?;
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
     }
@@ -342,6 +341,62 @@ async fn raw_pass(
             commit_seconds: None,
         })
         .collect())
+}
+
+/// One pass of the pipeline: `path` `floe` runs it on `engine` into fresh tables of `ns`, `raw`
+/// runs the raw engine in the scratch directory `work`. This is what `floe bench-pass` runs in a
+/// child process.
+pub async fn run_pass(
+    floe: &Floe,
+    path: &str,
+    engine: &str,
+    input: &InputInfo,
+    ns: &Namespace,
+    work: &Path,
+) -> Result<Vec<StageFigures>> {
+    match path {
+        "floe" => floe_pass(floe, ns, engine_of(engine)?, input).await,
+        "raw" => raw_pass(floe, work, engine, input).await,
+        other => Err(Error::invalid(format!(
+            "unknown benchmark path {other:?} (floe, raw)"
+        ))),
+    }
+}
+
+/// [`run_pass`] in a child process: `exe bench-pass ...`, with floe's settings in its environment;
+/// the child prints the stage figures as JSON.
+async fn pass_in_child(
+    exe: &Path,
+    floe: &Floe,
+    path: &str,
+    engine: &str,
+    input: &InputInfo,
+    ns: &Namespace,
+    work: &Path,
+) -> Result<Vec<StageFigures>> {
+    let out = tokio::process::Command::new(exe)
+        .envs(floe.settings().to_vars())
+        .args(["bench-pass", "--path", path, "--engine", engine, "--input"])
+        .arg(&input.dir)
+        .arg("--namespace")
+        .arg(ns.to_string())
+        .arg("--work")
+        .arg(work)
+        .kill_on_drop(true)
+        .output()
+        .await?;
+    if !out.status.success() {
+        return Err(Error::new(
+            crate::error::ErrorKind::Engine,
+            format!(
+                "benchmark pass failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ));
+    }
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| Error::internal(format!("benchmark pass printed no stage figures: {e}")))
 }
 
 /// Diff every output table of the pipeline between two namespaces' `main`.
@@ -393,11 +448,10 @@ pub async fn measure(floe: &Floe, options: &BenchOptions) -> Result<Measurements
             "nothing to run: give at least one size, engine and repetition",
         ));
     }
-    let engines: Vec<(String, Arc<dyn Engine>)> = options
-        .engines
-        .iter()
-        .map(|e| Ok((e.clone(), engine_of(e)?)))
-        .collect::<Result<_>>()?;
+    for e in &options.engines {
+        engine_of(e)?; // an unknown engine fails before any work
+    }
+    let engines = &options.engines;
     std::fs::create_dir_all(&options.out)?;
     let peer_skipped = if options.peer {
         peer::unavailable()
@@ -447,7 +501,7 @@ pub async fn measure(floe: &Floe, options: &BenchOptions) -> Result<Measurements
             }
             let mut floe_namespaces: BTreeMap<usize, Namespace> = BTreeMap::new();
             for (i, path) in order {
-                let (name, engine) = &engines[i];
+                let name = &engines[i];
                 step(
                     &mut done,
                     format!(
@@ -456,18 +510,19 @@ pub async fn measure(floe: &Floe, options: &BenchOptions) -> Result<Measurements
                         options.repetitions
                     ),
                 );
-                let outcome = if path == "floe" {
-                    let ns = namespace(options, &[&label, &format!("r{rep}"), name])?;
-                    let s = floe_pass(floe, &ns, engine.clone(), &input).await;
-                    if s.is_ok() {
+                let ns = namespace(options, &[&label, &format!("r{rep}"), name])?;
+                let work = std::path::absolute(options.out.join("raw-work"))?;
+                let outcome = match &options.isolate {
+                    Some(exe) => pass_in_child(exe, floe, path, name, &input, &ns, &work).await,
+                    None => run_pass(floe, path, name, &input, &ns, &work).await,
+                };
+                if path == "floe" {
+                    if outcome.is_ok() {
                         floe_namespaces.insert(i, ns);
                     } else {
                         purge_namespace(floe, &ns).await?;
                     }
-                    s
-                } else {
-                    raw_pass(floe, options, name, &input).await
-                };
+                }
                 let (stages, error) = match outcome {
                     Ok(s) => (s, None),
                     Err(e) => {

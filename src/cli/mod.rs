@@ -351,12 +351,35 @@ enum Command {
         /// Only the storage layer: commit latency as history grows, and append throughput.
         #[arg(long)]
         storage_only: bool,
+        /// Run every pass in this process instead of a child process each (peak memory then
+        /// includes what earlier passes left with the allocator).
+        #[arg(long)]
+        in_process: bool,
         /// Prefix of the benchmark's namespaces (their tables are dropped at the end).
         #[arg(long, default_value = "floe_bench")]
         namespace: String,
         /// Output of --storage-only.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+    },
+    /// One pass of `floe bench` (run by it in a child process); prints the stage figures as JSON.
+    #[command(hide = true)]
+    BenchPass {
+        /// `floe` or `raw`.
+        #[arg(long)]
+        path: String,
+        /// Engine.
+        #[arg(long)]
+        engine: String,
+        /// Input directory.
+        #[arg(long)]
+        input: String,
+        /// Namespace of the pass's fresh tables.
+        #[arg(long)]
+        namespace: String,
+        /// Scratch directory of raw passes.
+        #[arg(long)]
+        work: PathBuf,
     },
     /// Move main back to an earlier snapshot.
     Rollback {
@@ -781,6 +804,7 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
             no_raw,
             no_peer,
             storage_only,
+            in_process,
             namespace,
             format,
         } => {
@@ -812,6 +836,11 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
                 peer: !no_peer,
                 namespace_prefix: namespace,
                 progress: None,
+                isolate: if in_process {
+                    None
+                } else {
+                    Some(std::env::current_exe()?)
+                },
             };
             let report = output::bench_with_progress(&floe, options).await?;
             let files = floe::bench::report::write(&report, &out)?;
@@ -827,6 +856,30 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
                 eprintln!("some passes failed: see the report's Failed passes section");
                 return Ok(ExitCode::from(1));
             }
+        }
+        Command::BenchPass {
+            path,
+            engine,
+            input,
+            namespace,
+            work,
+        } => {
+            let input = floe::bench::InputInfo {
+                size: String::new(),
+                bytes: 0,
+                events: 0,
+                dir: input,
+            };
+            let figures = floe::bench::run_pass(
+                &floe,
+                &path,
+                &engine,
+                &input,
+                &Namespace::parse(&namespace)?,
+                &work,
+            )
+            .await?;
+            println!("{}", serde_json::to_string(&figures)?);
         }
         Command::Rollback { table, snapshot } => {
             let t = floe.rollback(&TableName::parse(&table)?, snapshot).await?;
