@@ -78,13 +78,9 @@ impl Machine {
             os,
             kernel,
             floe: format!(
-                "{} ({} build)",
+                "{} ({} profile)",
                 env!("CARGO_PKG_VERSION"),
-                if cfg!(debug_assertions) {
-                    "debug"
-                } else {
-                    "release"
-                }
+                if cfg!(debug_assertions) { "dev" } else { "release" }
             ),
             duckdb,
             datafusion: datafusion::DATAFUSION_VERSION.to_string(),
@@ -384,6 +380,23 @@ fn recommend(m: &Measurements, summary: &[SummaryRow]) -> Recommendation {
             format!("the faster engine changes with size: {}", flips.join("; "))
         }
     };
+    // Which engine each stage favours at the largest size: the work that decides.
+    let mut rule = rule;
+    if let Some((size, ..)) = winners.last() {
+        let per_stage: Vec<String> = crate::pipeline::engine::Stage::ALL
+            .iter()
+            .filter_map(|s| {
+                engines
+                    .iter()
+                    .filter_map(|e| find(summary, size, e, "floe", s.name()).map(|r| (e, r.seconds.median)))
+                    .min_by(|a, b| a.1.total_cmp(&b.1))
+                    .map(|(e, _)| format!("{} {e}", s.name()))
+            })
+            .collect();
+        if !per_stage.is_empty() {
+            rule.push_str(&format!(". Per stage at {size}: {}", per_stage.join(", ")));
+        }
+    }
     Recommendation { winners, rule }
 }
 
