@@ -816,6 +816,78 @@ fn counted(rows: Rows, counts: Arc<Mutex<BTreeMap<String, u64>>>) -> Rows {
     .boxed()
 }
 
+/// Record `files` written for `table`: one entry per table, committed as one snapshot.
+fn add_written(written: &mut Written, table: &'static str, files: Vec<iceberg::spec::DataFile>) {
+    match written.iter_mut().find(|(t, _)| *t == table) {
+        Some((_, f)) => f.extend(files),
+        None => written.push((table, files)),
+    }
+}
+
+/// What ingesting one file wrote (also when it failed: the files are then for cleanup).
+struct FileIngest {
+    records: u64,
+    malformed: u64,
+    raw: Vec<iceberg::spec::DataFile>,
+    rejected: Vec<iceberg::spec::DataFile>,
+    result: Result<()>,
+}
+
+/// Parse one input file into data files of `raw_events` and (malformed records) `rejected_events`.
+async fn ingest_file(
+    storage: &crate::storage::ObjectStorage,
+    file: &super::input::InputFile,
+    raw_table: &Table,
+    rej_table: &Table,
+    target_file_size: usize,
+) -> FileIngest {
+    let mut out = FileIngest {
+        records: 0,
+        malformed: 0,
+        raw: Vec::new(),
+        rejected: Vec::new(),
+        result: Ok(()),
+    };
+    let writers = crate::table::writer::ParallelWriter::new(raw_table, target_file_size).and_then(|raw| {
+        Ok((
+            raw,
+            crate::table::writer::ParallelWriter::new(rej_table, target_file_size)?,
+        ))
+    });
+    let (mut raw, mut rej) = match writers {
+        Ok(w) => w,
+        Err(e) => {
+            out.result = Err(e);
+            return out;
+        }
+    };
+    let read: Result<()> = async {
+        let mut batches = read_input(storage, file, 8192);
+        while let Some(b) = batches.try_next().await? {
+            match b {
+                InputBatch::Raw(b) => {
+                    out.records += b.num_rows() as u64;
+                    raw.write(b).await?;
+                }
+                InputBatch::Rejects(b) => {
+                    out.records += b.num_rows() as u64;
+                    out.malformed += b.num_rows() as u64;
+                    rej.write(b).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let (raw_files, raw_result) = raw.close().await;
+    let (rej_files, rej_result) = rej.close().await;
+    out.raw = raw_files;
+    out.rejected = rej_files;
+    // A writer's own error explains a failed send better than the send does.
+    out.result = raw_result.and(rej_result).and(read);
+    out
+}
+
 /// Compute and write (not commit) the stage's outputs; returns the rows read.
 #[allow(clippy::too_many_arguments)]
 async fn produce(
@@ -831,43 +903,43 @@ async fn produce(
     let table_of = |t: &str| TableName::new(ns.clone(), t);
     let options = CommitOptions::default();
     if stage == Stage::Ingest {
-        // One pass over the files feeds both outputs.
         let raw_table = floe.load_table(&table_of(tables::RAW_EVENTS)?).await?;
         let rej_table = floe.load_table(&table_of(REJECTED_EVENTS)?).await?;
-        // Parsing runs here; Parquet encoding on the writers' own tasks.
-        let mut raw = crate::table::writer::ParallelWriter::new(&raw_table, options.target_file_size)?;
-        let mut rej = crate::table::writer::ParallelWriter::new(&rej_table, options.target_file_size)?;
+        // Files are parsed concurrently, one task each (as many at a time as there are cores), and
+        // each file's Parquet is encoded on its writers' own tasks.
+        let parallel = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let tasks = files.iter().cloned().map(|f| {
+            let (storage, raw_table, rej_table) =
+                (floe.storage().clone(), raw_table.clone(), rej_table.clone());
+            let size = options.target_file_size;
+            tokio::spawn(async move { ingest_file(&storage, &f, &raw_table, &rej_table, size).await })
+        });
+        let outcomes: Vec<_> = futures::stream::iter(tasks).buffered(parallel).collect().await;
         let mut records = 0u64;
-        let result: Result<()> = async {
-            for f in files {
-                let mut batches = read_input(floe.storage(), f, 8192);
-                while let Some(b) = batches.try_next().await? {
-                    match b {
-                        InputBatch::Raw(b) => {
-                            records += b.num_rows() as u64;
-                            raw.write(b).await?;
-                        }
-                        InputBatch::Rejects(b) => {
-                            records += b.num_rows() as u64;
-                            *rejects
-                                .lock()
-                                .expect("reject counts")
-                                .entry("malformed_record".into())
-                                .or_default() += b.num_rows() as u64;
-                            rej.write(b).await?;
-                        }
+        let mut result = Ok(());
+        for outcome in outcomes {
+            match outcome {
+                Ok(o) => {
+                    records += o.records;
+                    *rejects
+                        .lock()
+                        .expect("reject counts")
+                        .entry("malformed_record".into())
+                        .or_default() += o.malformed;
+                    add_written(written, tables::RAW_EVENTS, o.raw);
+                    add_written(written, REJECTED_EVENTS, o.rejected);
+                    if result.is_ok() {
+                        result = o.result;
+                    }
+                }
+                Err(e) => {
+                    if result.is_ok() {
+                        result = Err(Error::internal(format!("ingest task: {e}")));
                     }
                 }
             }
-            Ok(())
         }
-        .await;
-        let (raw_files, raw_result) = raw.close().await;
-        let (rej_files, rej_result) = rej.close().await;
-        written.push((tables::RAW_EVENTS, raw_files));
-        written.push((REJECTED_EVENTS, rej_files));
-        // A writer's own error explains a failed send better than the send does.
-        raw_result.and(rej_result).and(result)?;
+        result?;
         if records == 0 {
             return Err(Error::invalid("the input holds no records"));
         }
@@ -899,7 +971,7 @@ async fn produce(
         };
         let table = floe.load_table(&table_of(t)?).await?;
         let data = floe.write_files(&table, rows, &options).await?;
-        written.push((t, data));
+        add_written(written, t, data);
     }
     Ok(rows_in)
 }

@@ -301,14 +301,29 @@ fn query(conn: &Arc<Mutex<Connection>>, sql: String) -> Result<Rows> {
     std::thread::spawn(move || {
         let run = || -> Result<()> {
             let mut stmt = conn.prepare(&sql).map_err(duck_error)?;
-            for batch in stmt.query_arrow([]).map_err(duck_error)? {
+            // Streamed, not materialized: DuckDB produces chunks as the writer takes them, so the
+            // result never sits whole in memory.
+            for batch in stmt.stream_arrow([]).map_err(duck_error)? {
                 if tx.blocking_send(with_zone(&batch, Some("+00:00"))).is_err() {
                     break; // the consumer went away
                 }
             }
             Ok(())
         };
-        if let Err(e) = run() {
+        // The streaming iterator panics when a fetch fails mid-way: that must end the stream with
+        // an error, never look like its end.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|p| {
+            let what = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown failure".into());
+            Err(Error::new(
+                ErrorKind::Engine,
+                format!("duckdb: query failed while streaming: {what}"),
+            ))
+        });
+        if let Err(e) = outcome {
             let _ = tx.blocking_send(Err(e));
         }
     });
