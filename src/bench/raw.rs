@@ -125,7 +125,7 @@ fn duckdb_stage(
         let target = output_file(dir, stage, crate::pipeline::tables::RAW_EVENTS);
         let columns: Vec<String> = FIELDS
             .iter()
-            .map(|f| format!("{}", crate::pipeline::engine::duckdb::quote(f)))
+            .map(|f| crate::pipeline::engine::duckdb::quote(f))
             .collect();
         let types: Vec<String> = FIELDS.iter().map(|f| format!("'{f}': 'VARCHAR'")).collect();
         rows_out += c

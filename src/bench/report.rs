@@ -351,34 +351,60 @@ fn recommend(m: &Measurements, summary: &[SummaryRow]) -> Recommendation {
     let engines = engines_of(summary);
     let mut winners = Vec::new();
     for (size, _) in sizes_in_order(m) {
-        let times: BTreeMap<String, f64> = engines
+        let rows: Vec<&SummaryRow> = engines
             .iter()
-            .filter_map(|e| find(summary, &size, e, "floe", "total").map(|r| (e.clone(), r.seconds.median)))
+            .filter_map(|e| find(summary, &size, e, "floe", "total"))
             .collect();
-        if let Some((w, _)) = times
+        let times: BTreeMap<String, f64> = rows
             .iter()
-            .min_by(|a, b| a.1.total_cmp(b.1))
-            .map(|(e, t)| (e.clone(), *t))
-        {
-            winners.push((size, w, times));
-        }
+            .map(|r| (r.engine.clone(), r.seconds.median))
+            .collect();
+        let Some(best) = rows
+            .iter()
+            .min_by(|a, b| a.seconds.median.total_cmp(&b.seconds.median))
+        else {
+            continue;
+        };
+        // A win counts only when the repetitions do not overlap: otherwise it is a tie.
+        let clear = rows
+            .iter()
+            .filter(|r| r.engine != best.engine)
+            .all(|r| best.seconds.max < r.seconds.min);
+        let w = if clear {
+            best.engine.clone()
+        } else {
+            "tie".to_string()
+        };
+        winners.push((size, w, times));
     }
-    let distinct: BTreeSet<&String> = winners.iter().map(|(_, w, _)| w).collect();
-    let rule = match (distinct.len(), winners.first(), winners.last()) {
-        (0, ..) => "no floe run to compare".to_string(),
-        (1, Some(first), Some(last)) => format!(
-            "{} was faster end to end at every measured size ({} to {}): choose it whenever the input fits \
-             the measured range; beyond it, prefer the engine whose peak memory stays lower",
-            first.1, first.0, last.0
+    let decided: BTreeSet<&String> = winners
+        .iter()
+        .map(|(_, w, _)| w)
+        .filter(|w| *w != "tie")
+        .collect();
+    let by_size: Vec<String> = winners
+        .iter()
+        .map(|(size, w, times)| {
+            let t: Vec<String> = times.iter().map(|(e, t)| format!("{e} {t:.2} s")).collect();
+            format!("{size}: {w} ({})", t.join(", "))
+        })
+        .collect();
+    let rule = match (decided.iter().next(), decided.len(), winners.last()) {
+        (_, _, None) => "no floe run to compare".to_string(),
+        (None, ..) => format!(
+            "no engine was clearly faster ({}): either serves",
+            by_size.join("; ")
         ),
-        _ => {
-            let flips: Vec<String> = winners
-                .windows(2)
-                .filter(|w| w[0].1 != w[1].1)
-                .map(|w| format!("{} up to {}, {} from {}", w[0].1, w[0].0, w[1].1, w[1].0))
-                .collect();
-            format!("the faster engine changes with size: {}", flips.join("; "))
-        }
+        (Some(e), 1, Some(last)) => format!(
+            "{e} was faster end to end wherever one engine was clearly faster ({}): choose {e} up to {} \
+             at least; beyond the measured range, prefer the engine whose peak memory stays lower",
+            by_size.join("; "),
+            last.0
+        ),
+        _ => format!(
+            "the faster engine changes with size ({}): choose by size",
+            by_size.join("; ")
+        ),
     };
     // Which engine each stage favours at the largest size: the work that decides.
     let mut rule = rule;
