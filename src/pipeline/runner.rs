@@ -906,8 +906,8 @@ async fn produce(
     if stage == Stage::Ingest {
         let raw_table = floe.load_table(&table_of(tables::RAW_EVENTS)?).await?;
         let rej_table = floe.load_table(&table_of(REJECTED_EVENTS)?).await?;
-        // Files are parsed concurrently, one task each (as many at a time as there are cores), and
-        // each file's Parquet is encoded on its writers' own tasks.
+        // Files are parsed concurrently, one task each (two per core at a time, so that an odd file
+        // out does not leave a core idle), and each file's Parquet is encoded on its writers' tasks.
         let parallel = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let tasks = files.iter().cloned().map(|f| {
             let (storage, raw_table, rej_table) =
@@ -915,7 +915,10 @@ async fn produce(
             let size = options.target_file_size;
             tokio::spawn(async move { ingest_file(&storage, &f, &raw_table, &rej_table, size).await })
         });
-        let outcomes: Vec<_> = futures::stream::iter(tasks).buffered(parallel).collect().await;
+        let outcomes: Vec<_> = futures::stream::iter(tasks)
+            .buffered(parallel * 2)
+            .collect()
+            .await;
         let mut records = 0u64;
         let mut result = Ok(());
         for outcome in outcomes {

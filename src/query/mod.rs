@@ -1,10 +1,11 @@
-//! DuckDB SQL over floe tables. A query names tables as `NS.TABLE` (the current state), or as a
-//! quoted `"NS.TABLE@REF"` (a snapshot id, branch, tag or RFC 3339 time); metadata is reachable as
+//! DuckDB SQL over floe tables. A query names tables as `NS.TABLE` (the current state), or as a quoted
+//! `"NS.TABLE@REF"` (a snapshot id, branch, tag or RFC 3339 time); metadata is reachable as
 //! `"NS.TABLE$snapshots"`, `"NS.TABLE$refs"`, `"NS.TABLE$files"`, `"NS.TABLE$history"`, and the run
-//! ledger as `floe_runs`. Only the tables a query names are loaded. A table whose data files are on
-//! local disk becomes a view over DuckDB's own Parquet reader, so filters and projections reach the
-//! files; other tables (on S3, or with delete files or an evolved schema) stream into an embedded
-//! DuckDB through the Arrow appender. The result comes back as Arrow batches. Timestamps are UTC.
+//! ledger as `floe_runs`. Only the tables a query names are loaded. A table whose data files are on local
+//! disk becomes a view over DuckDB's own Parquet reader, so filters and projections reach the files;
+//! other tables (on S3, or with delete files or an evolved schema) stream into an embedded DuckDB through
+//! the Arrow appender, reading from storage only the columns the query names. The result comes back as
+//! Arrow batches. Timestamps are UTC.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -207,6 +208,7 @@ async fn load_table(
     name: &str,
     table: &Table,
     at: At,
+    query: &str,
 ) -> Result<()> {
     let snapshot = table.snapshot_at(&at)?;
     if let Some(s) = &snapshot {
@@ -225,12 +227,51 @@ async fn load_table(
                 .map_err(duck_error);
         }
     }
+    let columns: Vec<String> = table
+        .arrow_schema()?
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     let options = ScanOptions {
         at: Some(at),
+        columns: named_columns(query, &columns),
         ..Default::default()
     };
     let scan = crate::table::scan::scan(table, &options).await?;
     load_stream(conn, schema, name, &scan.schema, Some(scan.batches)).await
+}
+
+/// The columns of `columns` that `query` names, in table order: only those are read from object
+/// storage. `None` (read every column) when the query can reach columns without naming them: a
+/// `*` other than `count(*)`, or `COLUMNS(...)`. A column the query needs but does not name can only
+/// be reached those ways, so a wrong guess is a binder error, never a wrong answer.
+fn named_columns(query: &str, columns: &[String]) -> Option<Vec<String>> {
+    let lower = query.to_ascii_lowercase();
+    let without_count = regex::Regex::new(r"count\s*\(\s*\*\s*\)")
+        .expect("valid regex")
+        .replace_all(&lower, "count(1)");
+    if without_count.contains('*') || lower.contains("columns(") || lower.contains("columns (") {
+        return None;
+    }
+    let tokens: BTreeSet<String> = regex::Regex::new(r#""((?:[^"]|"")*)"|[A-Za-z_][A-Za-z0-9_]*"#)
+        .expect("valid regex")
+        .captures_iter(query)
+        .map(|c| match c.get(1) {
+            Some(quoted) => quoted.as_str().replace("\"\"", "\"").to_lowercase(),
+            None => c[0].to_lowercase(),
+        })
+        .collect();
+    let mut named: Vec<String> = columns
+        .iter()
+        .filter(|c| tokens.contains(&c.to_lowercase()))
+        .cloned()
+        .collect();
+    if named.is_empty() {
+        // `SELECT count(*) FROM t` still needs the rows: one column carries them.
+        named.extend(columns.first().cloned());
+    }
+    Some(named)
 }
 
 /// Run a DuckDB query over floe tables.
@@ -259,7 +300,7 @@ pub async fn sql(floe: &Floe, query: &str) -> Result<QueryResult> {
         };
         match meta {
             Some(kind) => load_batch(&conn, name, metadata(&table, kind).await?).await?,
-            None => load_table(&conn, None, name, &table, at).await?,
+            None => load_table(&conn, None, name, &table, at, query).await?,
         }
     }
     for (ns, t) in &dotted {
@@ -271,7 +312,7 @@ pub async fn sql(floe: &Floe, query: &str) -> Result<QueryResult> {
             Err(e) if e.kind() == ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
-        load_table(&conn, Some(ns), t, &table, At::Current).await?;
+        load_table(&conn, Some(ns), t, &table, At::Current, query).await?;
     }
     if regex::Regex::new(r"\bfloe_runs\b")
         .expect("valid regex")
@@ -303,6 +344,31 @@ pub async fn sql(floe: &Floe, query: &str) -> Result<QueryResult> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_the_columns_a_query_reads() {
+        let cols: Vec<String> = ["id", "user_id", "Event Time", "revenue"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            named_columns(
+                r#"SELECT user_id, sum(revenue) FROM t WHERE "Event Time" > now() GROUP BY 1"#,
+                &cols
+            ),
+            Some(vec!["user_id".into(), "Event Time".into(), "revenue".into()])
+        );
+        assert_eq!(
+            named_columns("SELECT count(*) FROM t", &cols),
+            Some(vec!["id".into()])
+        );
+        assert_eq!(
+            named_columns("SELECT COUNT( * ), USER_ID FROM t", &cols),
+            Some(vec!["user_id".into()])
+        );
+        assert_eq!(named_columns("SELECT * FROM t", &cols), None);
+        assert_eq!(named_columns("SELECT t.* FROM t", &cols), None);
+        assert_eq!(named_columns("SELECT max(COLUMNS('rev.*')) FROM t", &cols), None);
+    }
 
     #[test]
     fn finds_referenced_tables() {
