@@ -34,6 +34,14 @@ pub fn cpu_seconds() -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// A `/proc/meminfo` figure (`MemTotal`, `MemAvailable`, ...) in bytes.
+pub fn meminfo_bytes(key: &str) -> Option<u64> {
+    let m = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = m.lines().find(|l| l.split(':').next() == Some(key))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 /// What a monitored span of work used.
 #[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
 pub struct Usage {

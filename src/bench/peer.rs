@@ -51,8 +51,9 @@ pub fn unavailable() -> Option<String> {
     }
 }
 
-/// The catalog and warehouse of `floe` as PyIceberg's `SqlCatalog` takes them.
-fn pyiceberg_config(floe: &Floe) -> Value {
+/// The catalog and warehouse of `floe` as PyIceberg's `SqlCatalog` takes them: `catalog_name`,
+/// `uri` (an SQLAlchemy URL), `warehouse`, and `s3` settings when the warehouse is on S3.
+pub fn pyiceberg_config(floe: &Floe) -> Value {
     let s = floe.settings();
     let uri = if let Some(path) = s.catalog_url.strip_prefix("sqlite:") {
         format!("sqlite:///{}", path.trim_start_matches("//"))

@@ -47,16 +47,7 @@ impl Machine {
             .and_then(|l| l.split_once(':'))
             .map(|(_, v)| v.trim().to_string())
             .unwrap_or_else(|| std::env::consts::ARCH.to_string());
-        let memory_bytes = std::fs::read_to_string("/proc/meminfo")
-            .ok()
-            .and_then(|m| {
-                m.lines()
-                    .find(|l| l.starts_with("MemTotal:"))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|v| v.parse::<u64>().ok())
-            })
-            .map(|kb| kb * 1024)
-            .unwrap_or(0);
+        let memory_bytes = crate::resources::meminfo_bytes("MemTotal").unwrap_or(0);
         let os = std::fs::read_to_string("/etc/os-release")
             .ok()
             .and_then(|t| {

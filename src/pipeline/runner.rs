@@ -123,16 +123,7 @@ pub async fn input_bytes(floe: &Floe, ns: &Namespace, input: Option<&str>) -> Re
 
 /// Free memory as the kernel estimates it (`MemAvailable`).
 pub fn available_memory() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemAvailable:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(4 << 30)
+    crate::resources::meminfo_bytes("MemAvailable").unwrap_or(4 << 30)
 }
 
 /// What one stage of one engine did.

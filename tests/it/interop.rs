@@ -29,24 +29,10 @@ fn pyiceberg_available() -> bool {
     ok
 }
 
+/// The backend's catalog and warehouse as PyIceberg's `SqlCatalog` takes them (the library's own
+/// translation, which `floe bench`'s PyIceberg peer uses too).
 fn pyiceberg_config(ctx: &Ctx) -> Value {
-    let s = &ctx.settings;
-    let uri = if let Some(path) = s.catalog_url.strip_prefix("sqlite:") {
-        format!("sqlite:///{path}")
-    } else {
-        s.catalog_url.replacen("postgres://", "postgresql+psycopg2://", 1)
-    };
-    let mut cfg =
-        json!({"catalog_name": s.catalog_name, "uri": uri, "warehouse": ctx.floe.warehouse().uri()});
-    if ctx.backend == Backend::PostgresS3 {
-        cfg["s3"] = json!({
-            "endpoint": s.s3.endpoint,
-            "access_key_id": s.s3.access_key_id,
-            "secret_access_key": s.s3.secret_access_key.as_ref().map(|x| x.expose().to_string()),
-            "region": s.s3.region,
-        });
-    }
-    cfg
+    floe::bench::peer::pyiceberg_config(&ctx.floe)
 }
 
 fn pyiceberg(args: &[&str]) -> Value {
