@@ -72,9 +72,9 @@ impl RunOptions {
 
 /// Which engine `--engine auto` takes for `input_bytes` of input with `available_memory` bytes free,
 /// and why. From `floe bench` on this project's 2-core machine (3 repetitions, SQLite + local disk):
-/// DataFusion was faster end to end at 10 MB (0.55 s vs 0.88 s) and at 1 GB of CSV (58 s vs 68 s),
-/// a tie at 100 MB; it wins cleanse and enrich, DuckDB wins sessionize (15 s vs 20 s at 1 GB), and
-/// both peak at about 2 GB at 1 GB. DuckDB is kept for inputs beyond a quarter of the free memory,
+/// DataFusion was faster end to end at 10 MB (0.63 s vs 0.85 s) and at 1 GB of CSV (58 s vs 72 s),
+/// a tie at 100 MB; it wins cleanse and enrich, DuckDB wins sessionize (17 s vs 21 s at 1 GB), and
+/// both peak at about 2.1 GB at 1 GB. DuckDB is kept for inputs beyond a quarter of the free memory,
 /// outside the measured range, where its out-of-core window and sort operators are the safer bet.
 pub fn choose_engine(input_bytes: u64, available_memory: u64) -> (&'static str, String) {
     let mb = |b: u64| b as f64 / 1e6;
