@@ -13,9 +13,8 @@ import pyiceberg
 from pyiceberg.catalog.sql import SqlCatalog
 
 
-def main():
-    cfg = json.loads(sys.argv[1])
-    ns, name, path = sys.argv[2], sys.argv[3], sys.argv[4]
+def catalog(cfg):
+    """The SqlCatalog a floe config describes (also used by the interop tests' PyIceberg tool)."""
     props = {"uri": cfg["uri"], "warehouse": cfg["warehouse"]}
     s3 = cfg.get("s3")
     if s3:
@@ -26,20 +25,26 @@ def main():
             "s3.region": s3["region"],
             "s3.force-virtual-addressing": "false",
         })
-    catalog = SqlCatalog(cfg["catalog_name"], **props)
+    return SqlCatalog(cfg["catalog_name"], **props)
+
+
+def main():
+    cfg = json.loads(sys.argv[1])
+    ns, name, path = sys.argv[2], sys.argv[3], sys.argv[4]
+    cat = catalog(cfg)
     try:
-        catalog.create_namespace(ns)
+        cat.create_namespace(ns)
     except Exception:
         pass  # it exists
     data = pq.read_table(path)
-    table = catalog.create_table((ns, name), schema=data.schema)
+    table = cat.create_table((ns, name), schema=data.schema)
     t0 = time.perf_counter()
     table.append(data)
     seconds = time.perf_counter() - t0
     try:
-        catalog.purge_table((ns, name))
+        cat.purge_table((ns, name))
     except Exception:
-        catalog.drop_table((ns, name))
+        cat.drop_table((ns, name))
     print(json.dumps({"rows": data.num_rows, "seconds": seconds, "version": pyiceberg.__version__}))
 
 

@@ -9,23 +9,13 @@ CONFIG_JSON holds: catalog_name, uri (SQLAlchemy URL), warehouse, and optional s
 """
 import json
 import sys
+from pathlib import Path
 
 import pyarrow as pa
-from pyiceberg.catalog.sql import SqlCatalog
 
-
-def catalog(cfg):
-    props = {"uri": cfg["uri"], "warehouse": cfg["warehouse"]}
-    s3 = cfg.get("s3")
-    if s3:
-        props.update({
-            "s3.endpoint": s3["endpoint"],
-            "s3.access-key-id": s3["access_key_id"],
-            "s3.secret-access-key": s3["secret_access_key"],
-            "s3.region": s3["region"],
-            "s3.force-virtual-addressing": "false",
-        })
-    return SqlCatalog(cfg["catalog_name"], **props)
+# One translation of floe's config into a PyIceberg SqlCatalog: the benchmark peer's.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src" / "bench"))
+from peer import catalog  # noqa: E402
 
 
 def rows_json(tbl):
