@@ -217,7 +217,9 @@ pub async fn run(floe: &Floe, options: &RunOptions) -> Result<RunReport> {
         }
     }
     if let [a, b] = options.engines.as_slice() {
-        let tables: Vec<&str> = options.stages.iter().flat_map(|s| s.outputs()).copied().collect();
+        let mut tables: Vec<&str> = options.stages.iter().flat_map(|s| s.outputs()).copied().collect();
+        let mut seen = std::collections::HashSet::new();
+        tables.retain(|t| seen.insert(*t));
         let mut eq = check(floe, ns, a.name(), b.name(), &tables, |t: &Table, e: &str| {
             Ok(At::Snapshot(t.find_ref(e).map(|r| r.snapshot_id).ok_or_else(
                 || Error::not_found(format!("{} has no branch {e}", t.name())),
@@ -226,7 +228,7 @@ pub async fn run(floe: &Floe, options: &RunOptions) -> Result<RunReport> {
         .await?;
         let mut verdicts = BTreeMap::new();
         if eq.equal {
-            verdicts = record_verdict(floe, &run_id, a.name(), &eq).await?;
+            verdicts = record_verdict(floe, ns, &tables, &run_id, a.name(), &eq).await?;
             let tag = format!("verified-{run_id}");
             publish(floe, ns, a.name(), &options.stages, Some(&tag)).await?;
             eq.tag = Some(tag);
@@ -285,14 +287,16 @@ fn data_snapshot(table: &Table, id: i64) -> i64 {
 /// verdict snapshot per table.
 async fn record_verdict(
     floe: &Floe,
+    ns: &Namespace,
+    tables: &[&str],
     run_id: &str,
     branch: &str,
     eq: &Equivalence,
 ) -> Result<BTreeMap<String, i64>> {
     let mut out = BTreeMap::new();
-    for d in &eq.tables {
-        let table_name = d.left.split('@').next().unwrap_or(&d.left);
-        let name = TableName::parse(table_name)?;
+    // `eq.tables` holds one report per table of `tables`, in that order.
+    for (t, d) in tables.iter().zip(&eq.tables) {
+        let name = TableName::new(ns.clone(), *t)?;
         let table = floe.load_table(&name).await?;
         let head = table.find_ref(branch).map(|r| r.snapshot_id);
         if head.is_none() {
