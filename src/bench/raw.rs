@@ -22,7 +22,7 @@ use parquet::file::properties::WriterProperties;
 use serde::Serialize;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::pipeline::engine::duckdb::duck_error;
+use crate::pipeline::engine::duckdb::{duck_error, literal};
 use crate::pipeline::engine::{sql, DataFusionEngine, DuckDbEngine, Stage};
 use crate::pipeline::input::{read_input, InputBatch, InputFile, FIELDS};
 use crate::pipeline::tables::{GEOIP, REJECTED_EVENTS};
@@ -70,7 +70,7 @@ fn size_of(paths: &[PathBuf]) -> u64 {
 }
 
 fn sql_path(p: &Path) -> String {
-    format!("'{}'", p.display().to_string().replace('\'', "''"))
+    literal(&p.display().to_string())
 }
 
 /// Write the built-in `geoip` table as `geoip.parquet` in `dir` (not timed: both paths load it once).
@@ -118,7 +118,7 @@ fn duckdb_stage(
             .iter()
             .map(|f| {
                 let p = f.uri.strip_prefix("file://").unwrap_or(&f.uri);
-                format!("'{}'", p.replace('\'', "''"))
+                literal(p)
             })
             .collect();
         bytes_read = inputs.iter().map(|f| f.size).sum();

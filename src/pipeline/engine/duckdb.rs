@@ -67,6 +67,11 @@ pub(crate) fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// `text` as a DuckDB string literal.
+pub(crate) fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
 /// The field rules as DuckDB macros (see src/pipeline/README.md; they match `rules.rs`).
 const MACROS: &str = r#"
 CREATE MACRO floe_ws_trim(s) AS trim(s, ' ' || chr(9) || chr(10) || chr(13));
@@ -175,7 +180,7 @@ pub(crate) async fn local_parquet_query(table: &Table, snapshot_id: i64) -> Resu
         else {
             return Ok(None);
         };
-        paths.push(format!("'{}'", local.replace('\'', "''")));
+        paths.push(literal(local));
     }
     if paths.is_empty() {
         return Ok(None);
