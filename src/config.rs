@@ -5,12 +5,13 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::secrets::{register_secret, register_url_secrets};
+pub use crate::secrets::{redact_secrets, Secret};
 
 /// Default catalog: an SQLite file under `./floe-data`.
 pub const DEFAULT_CATALOG_URL: &str = "sqlite:./floe-data/catalog.db";
@@ -20,87 +21,6 @@ pub const DEFAULT_WAREHOUSE: &str = "./floe-data/warehouse";
 pub const DEFAULT_CATALOG_NAME: &str = "floe";
 /// Default config file, read from the working directory when present.
 pub const DEFAULT_CONFIG_FILE: &str = "floe.toml";
-
-/// A secret value (S3 secret key, session token): `Debug` and `Display` print `***`.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wrap a secret; it is registered so that error messages mask it too.
-    pub fn new(value: impl Into<String>) -> Self {
-        let value = value.into();
-        register_secret(&value);
-        Self(value)
-    }
-
-    /// The secret itself, for the one place that must hand it to a client.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
-
-fn register_secret(value: &str) {
-    if value.len() < 4 {
-        return;
-    }
-    if let Ok(mut secrets) = SECRETS.write() {
-        if !secrets.iter().any(|s| s == value) {
-            secrets.push(value.to_string());
-        }
-    }
-}
-
-/// Mask every registered secret and the password of any `scheme://user:password@host` URL in `text`.
-pub fn redact_secrets(text: &str) -> String {
-    let mut out = redact_url_passwords(text);
-    if let Ok(secrets) = SECRETS.read() {
-        for s in secrets.iter() {
-            if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), "***");
-            }
-        }
-    }
-    out
-}
-
-fn redact_url_passwords(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(pos) = rest.find("://") {
-        let (head, tail) = rest.split_at(pos + 3);
-        out.push_str(head);
-        let end = tail
-            .find(|c: char| c.is_whitespace() || c == '/' || c == '"')
-            .unwrap_or(tail.len());
-        let authority = &tail[..end];
-        match (authority.rfind('@'), authority.find(':')) {
-            (Some(at), Some(colon)) if colon < at => {
-                out.push_str(&authority[..colon]);
-                out.push_str(":***");
-                out.push_str(&authority[at..]);
-            }
-            _ => out.push_str(authority),
-        }
-        rest = &tail[end..];
-    }
-    out.push_str(rest);
-    out
-}
 
 /// S3 settings for an `s3://` warehouse.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -153,6 +73,8 @@ pub struct Settings {
     pub s3: S3Settings,
     /// Commit retry policy.
     pub retry: RetryPolicy,
+    /// A cluster to run the `ballista` engine on: `df://HOST:PORT`.
+    pub cluster: Option<String>,
 }
 
 impl fmt::Debug for Settings {
@@ -163,6 +85,7 @@ impl fmt::Debug for Settings {
             .field("catalog_name", &self.catalog_name)
             .field("s3", &self.s3)
             .field("retry", &self.retry)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
@@ -175,6 +98,7 @@ impl Default for Settings {
             catalog_name: DEFAULT_CATALOG_NAME.to_string(),
             s3: S3Settings::default(),
             retry: RetryPolicy::default(),
+            cluster: None,
         }
     }
 }
@@ -207,6 +131,8 @@ pub struct PartialSettings {
     pub commit_min_backoff_ms: Option<u64>,
     /// Largest commit backoff in milliseconds.
     pub commit_max_backoff_ms: Option<u64>,
+    /// See [`Settings::cluster`].
+    pub cluster: Option<String>,
 }
 
 impl PartialSettings {
@@ -256,6 +182,7 @@ impl PartialSettings {
             commit_retries: parse_num("FLOE_COMMIT_RETRIES")?.map(|n| n.min(u32::MAX as u64) as u32),
             commit_min_backoff_ms: parse_num("FLOE_COMMIT_MIN_BACKOFF_MS")?,
             commit_max_backoff_ms: parse_num("FLOE_COMMIT_MAX_BACKOFF_MS")?,
+            cluster: get("FLOE_CLUSTER"),
         })
     }
 
@@ -298,6 +225,7 @@ impl PartialSettings {
             commit_retries: self.commit_retries.or(lower.commit_retries),
             commit_min_backoff_ms: self.commit_min_backoff_ms.or(lower.commit_min_backoff_ms),
             commit_max_backoff_ms: self.commit_max_backoff_ms.or(lower.commit_max_backoff_ms),
+            cluster: self.cluster.or(lower.cluster),
         }
     }
 
@@ -327,6 +255,7 @@ impl PartialSettings {
                     .map(Duration::from_millis)
                     .unwrap_or(d.retry.max_backoff),
             },
+            cluster: self.cluster,
         }
     }
 }
@@ -350,6 +279,9 @@ impl Settings {
                 self.retry.max_backoff.as_millis().to_string(),
             ),
         ];
+        if let Some(c) = &self.cluster {
+            v.push(("FLOE_CLUSTER", c.clone()));
+        }
         let s3 = &self.s3;
         for (k, val) in [
             ("AWS_ENDPOINT_URL", s3.endpoint.clone()),
@@ -387,7 +319,12 @@ impl Settings {
                 }
             }
         };
-        Ok(flags.or(env).or(file).finish())
+        let settings = flags.or(env).or(file).finish();
+        register_url_secrets(&settings.catalog_url);
+        if let Some(endpoint) = &settings.s3.endpoint {
+            register_url_secrets(endpoint);
+        }
+        Ok(settings)
     }
 
     /// Settings from environment and `./floe.toml` only, as a library user gets them by default.

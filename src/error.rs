@@ -56,6 +56,7 @@ impl fmt::Display for ErrorKind {
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    conflicting_snapshot: Option<i64>,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -68,8 +69,21 @@ impl Error {
         Self {
             kind,
             message: message.into(),
+            conflicting_snapshot: None,
             source: None,
         }
+    }
+
+    /// A `Conflict` with the snapshot a concurrent writer committed that this change conflicts with.
+    pub(crate) fn conflict(snapshot_id: Option<i64>, message: impl Into<String>) -> Self {
+        let mut e = Self::new(ErrorKind::Conflict, message);
+        e.conflicting_snapshot = snapshot_id;
+        e
+    }
+
+    /// For a `Conflict`: the concurrent snapshot the change conflicted with, when one is to blame.
+    pub fn conflicting_snapshot(&self) -> Option<i64> {
+        self.conflicting_snapshot
     }
 
     /// Attach the underlying cause.
@@ -125,13 +139,13 @@ impl fmt::Debug for Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.kind, self.message)?;
+        write!(f, "{}: {}", self.kind, crate::secrets::redact_secrets(&self.message))?;
         let mut source = self
             .source
             .as_deref()
             .map(|s| s as &(dyn std::error::Error + 'static));
         while let Some(s) = source {
-            let text = crate::config::redact_secrets(&s.to_string());
+            let text = crate::secrets::redact_secrets(&s.to_string());
             if !text.is_empty() && !self.message.contains(&text) {
                 write!(f, ": {text}")?;
             }

@@ -1,29 +1,27 @@
 //! [`Floe`]: the handle a job holds. It ties the catalog, the object storage and the settings
-//! together and offers every table operation; the CLI is a thin layer over it.
+//! together and offers every table operation as a thin façade over the transaction layer; the CLI is
+//! a thin layer over it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::Schema as ArrowSchema;
-use futures::stream::BoxStream;
-use futures::{Stream, StreamExt};
-use iceberg::spec::{
-    FormatVersion, TableMetadata, TableMetadataBuilder, TableMetadataRef, Transform, UnboundPartitionSpec,
-};
+use futures::Stream;
+use iceberg::spec::{FormatVersion, TableMetadata, TableMetadataBuilder, Transform, UnboundPartitionSpec};
 use iceberg::{MetadataLocation, TableCreation};
 use serde::Serialize;
 
 use crate::catalog::names::path_segment;
-use crate::catalog::{Namespace, SqlCatalog, TableName};
+use crate::catalog::{Catalog, CatalogDatabase, Namespace, SqlCatalog, TableName};
 use crate::config::Settings;
 use crate::error::{Error, ErrorKind, Result};
 use crate::storage::{ObjectStorage, Warehouse};
-use crate::table::cache::FileCache;
-use crate::table::commit::{commit, delete_quietly, Change};
 use crate::table::scan::{self, ScanStream};
-use crate::table::writer::ParallelWriter;
-use crate::table::{At, CommitOptions, CommitResult, RowFilter, ScanOptions, SnapshotChanges, Table};
+use crate::table::transaction::delete_quietly;
+use crate::table::{
+    At, CommitOptions, CommitResult, RowFilter, ScanOptions, SnapshotChanges, Table, TableStore, Transaction,
+};
 
 /// A partition field: a source column and a transform.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,26 +109,42 @@ pub struct Floe {
 #[derive(Debug)]
 struct Inner {
     settings: Settings,
-    catalog: SqlCatalog,
-    storage: ObjectStorage,
+    tables: TableStore,
+    database: CatalogDatabase,
     warehouse: Warehouse,
-    cache: Arc<FileCache>,
 }
+
+/// Properties floe sets on the tables it creates (a caller's own properties win).
+const CREATE_PROPERTIES: &[(&str, &str)] = &[
+    // Old metadata files go once the metadata log (100 entries by default) no longer lists them.
+    ("write.metadata.delete-after-commit.enabled", "true"),
+];
 
 impl Floe {
     /// Connect to the catalog (creating its schema when missing) and the warehouse.
     pub async fn connect(settings: Settings) -> Result<Floe> {
+        Self::connect_with(settings, |catalog| catalog).await
+    }
+
+    /// Connect, then hand the SQL catalog to `wrap`, and use the catalog it returns for every table
+    /// operation: for a catalog that adds behaviour around floe's own (auditing, fault injection in
+    /// tests). The run ledger stays in the SQL catalog's database.
+    pub async fn connect_with(
+        settings: Settings,
+        wrap: impl FnOnce(Arc<dyn Catalog>) -> Arc<dyn Catalog>,
+    ) -> Result<Floe> {
         let warehouse = Warehouse::parse(&settings.warehouse)?;
-        let catalog = SqlCatalog::connect(&settings.catalog_url, &settings.catalog_name).await?;
+        let sql = SqlCatalog::connect(&settings.catalog_url, &settings.catalog_name).await?;
+        let database = sql.database().clone();
+        let catalog = wrap(Arc::new(sql));
         let storage = ObjectStorage::new(settings.s3.clone());
-        let cache = Arc::new(FileCache::default());
+        let tables = TableStore::new(catalog, storage, settings.retry.clone());
         Ok(Floe {
             inner: Arc::new(Inner {
                 settings,
-                catalog,
-                storage,
+                tables,
+                database,
                 warehouse,
-                cache,
             }),
         })
     }
@@ -177,13 +191,23 @@ impl Floe {
     }
 
     /// The catalog.
-    pub fn catalog(&self) -> &SqlCatalog {
-        &self.inner.catalog
+    pub fn catalog(&self) -> &dyn Catalog {
+        self.inner.tables.catalog().as_ref()
+    }
+
+    /// The catalog database, where floe keeps its own records (the run ledger).
+    pub fn database(&self) -> &CatalogDatabase {
+        &self.inner.database
     }
 
     /// The object storage.
     pub fn storage(&self) -> &ObjectStorage {
-        &self.inner.storage
+        self.inner.tables.storage()
+    }
+
+    /// The store tables are loaded from and committed through.
+    pub fn table_store(&self) -> &TableStore {
+        &self.inner.tables
     }
 
     /// The warehouse.
@@ -207,6 +231,11 @@ impl Floe {
             Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
             other => other,
         }
+    }
+
+    /// Drop an empty namespace.
+    pub async fn drop_namespace(&self, ns: &Namespace) -> Result<()> {
+        self.catalog().drop_namespace(ns).await
     }
 
     /// Tables of a namespace.
@@ -255,12 +284,17 @@ impl Floe {
             path_segment(name.name()),
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
+        let mut properties: HashMap<String, String> = CREATE_PROPERTIES
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        properties.extend(definition.properties);
         let creation = TableCreation::builder()
             .name(name.name().to_string())
             .location(location.clone())
             .schema(schema)
             .partition_spec(spec.build())
-            .properties(definition.properties.into_iter().collect::<HashMap<_, _>>())
+            .properties(properties)
             .format_version(FormatVersion::V2)
             .build();
         let metadata: TableMetadata = TableMetadataBuilder::from_table_creation(creation)?
@@ -271,109 +305,57 @@ impl Floe {
             .write_to(&self.storage().file_io(), &metadata_location)
             .await?;
         let metadata_location = metadata_location.to_string();
-        if let Err(e) = self.catalog().insert_table(name, &metadata_location).await {
+        if let Err(e) = self.catalog().register_table(name, &metadata_location).await {
             delete_quietly(self.storage(), vec![metadata_location]).await;
             return Err(e);
         }
-        Ok(self.table_handle(name, metadata_location, Arc::new(metadata)))
+        Ok(self
+            .inner
+            .tables
+            .handle(name, metadata_location, Arc::new(metadata)))
     }
 
     /// Load a table's current metadata.
     pub async fn load_table(&self, name: &TableName) -> Result<Table> {
-        let location = self
-            .catalog()
-            .metadata_location(name)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("table {name} does not exist")))?;
-        if let Some(metadata) = self.inner.cache.metadata(&location) {
-            return Ok(self.table_handle(name, location, metadata));
-        }
-        let bytes = self
-            .storage()
-            .read(&location)
-            .await
-            .map_err(|e| e.context(format!("load {name}")))?;
-        let metadata: TableMetadata =
-            if location.ends_with(".gz.metadata.json") || bytes.starts_with(&[0x1f, 0x8b]) {
-                let mut text = Vec::new();
-                std::io::Read::read_to_end(&mut flate2_decoder(&bytes), &mut text)?;
-                serde_json::from_slice(&text)?
-            } else {
-                serde_json::from_slice(&bytes)?
-            };
-        Ok(self.table_handle(name, location, Arc::new(metadata)))
+        self.inner.tables.load(name).await
     }
 
-    /// A table at `location`, sharing this handle's storage and file cache; the metadata is
-    /// remembered, so loading the same location again is free.
-    pub(crate) fn table_handle(
-        &self,
-        name: &TableName,
-        location: String,
-        metadata: TableMetadataRef,
-    ) -> Table {
-        self.inner.cache.put_metadata(&location, metadata.clone());
-        Table::new(
-            name.clone(),
-            location,
-            metadata,
-            self.storage().clone(),
-            self.inner.cache.clone(),
-        )
-    }
-
-    /// Drop a table from the catalog; with `purge`, delete all of its files too.
+    /// Drop a table from the catalog; with `purge`, delete every file its metadata references too
+    /// (data, delete, manifest, manifest list, metadata and statistics files), and nothing else: a
+    /// file under the table's location that the metadata does not name, or another table's files
+    /// below it, are left alone.
     pub async fn drop_table(&self, name: &TableName, purge: bool) -> Result<()> {
         let files = if purge {
-            // Everything the table references, wherever it lives (a `write.data.path` may point
-            // outside the table's location), is listed before the table disappears.
-            Some(self.load_table(name).await?.all_files().await?)
+            // Listed before the table disappears from the catalog.
+            let table = self.load_table(name).await?;
+            let all = crate::maintenance::reachable::reachable(
+                &table,
+                table.metadata().snapshots(),
+                crate::maintenance::reachable::Entries::All,
+            )
+            .await?
+            .all();
+            Some((table.location().to_string(), all.into_iter().collect::<Vec<_>>()))
         } else {
             None
         };
-        self.catalog().delete_table(name).await?;
+        self.catalog().drop_table(name).await?;
         if let Some((location, files)) = files {
-            for f in files {
-                self.storage().delete(&f).await?;
+            for f in &files {
+                self.storage().delete(f).await?;
             }
-            self.storage().delete_prefix(&format!("{location}/")).await?;
+            crate::storage::remove_empty_local_dirs(&location, &files);
         }
         Ok(())
     }
 
-    /// Write a stream of batches into new data files of `name` (not committed): the files and the
-    /// number of rows. Used by append and overwrite; on error the files written so far are deleted.
-    pub(crate) async fn write_files(
-        &self,
-        table: &Table,
-        mut batches: BoxStream<'_, Result<RecordBatch>>,
-        options: &CommitOptions,
-    ) -> Result<Vec<iceberg::spec::DataFile>> {
-        let mut writer = ParallelWriter::new(table, options.target_file_size)?;
-        let mut failure = None;
-        while let Some(batch) = batches.next().await {
-            match batch {
-                Ok(batch) => {
-                    if writer.write(batch).await.is_err() {
-                        break; // an encoder failed: `close` reports why
-                    }
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
-        }
-        let (files, result) = writer.close().await;
-        if let Err(e) = failure.map_or(result, Err) {
-            // Nothing was committed: remove the files this write produced so far.
-            delete_quietly(self.storage(), crate::table::commit::file_paths(&files)).await;
-            return Err(e);
-        }
-        Ok(files)
+    /// A transaction over one or more tables: its changes land together or not at all.
+    pub fn transaction(&self) -> Transaction {
+        Transaction::new(self.inner.tables.clone())
     }
 
-    /// Append batches to `name` as one snapshot.
+    /// Append batches to `name` as one snapshot. An append of no rows commits nothing (its
+    /// `snapshot_id` is `None`).
     pub async fn append<S>(
         &self,
         name: &TableName,
@@ -383,9 +365,20 @@ impl Floe {
     where
         S: Stream<Item = Result<RecordBatch>> + Send + 'static,
     {
-        let table = self.load_table(name).await?;
-        let files = self.write_files(&table, batches.boxed(), options).await?;
-        commit(self, name, Change::Append { files }, options, Some(table)).await
+        let mut tx = self.transaction();
+        tx.append(name, batches, options).await?;
+        tx.commit_one().await
+    }
+
+    /// Commit existing Parquet files (local paths, `file://` or `s3://` URIs on the table's store) as one
+    /// append snapshot, with statistics from their footers. The files must carry the table's field ids
+    /// (or be mapped by name through `schema.name-mapping.default`); a file that does not fit, is
+    /// missing, or is already in the table is an error and nothing is committed. The files are never
+    /// moved or deleted.
+    pub async fn add_files(&self, name: &TableName, files: &[String], options: &CommitOptions) -> Result<CommitResult> {
+        let mut tx = self.transaction();
+        tx.add_files(name, files, options).await?;
+        tx.commit_one().await
     }
 
     /// Replace the rows matching `filter` (every row when `None`) with `batches`, as one snapshot.
@@ -399,31 +392,22 @@ impl Floe {
     where
         S: Stream<Item = Result<RecordBatch>> + Send + 'static,
     {
-        let table = self.load_table(name).await?;
-        if let Some(f) = &filter {
-            f.compile(&table.arrow_schema()?)?;
-        }
-        let files = self.write_files(&table, batches.boxed(), options).await?;
-        commit(
-            self,
-            name,
-            Change::Overwrite { filter, files },
-            options,
-            Some(table),
-        )
-        .await
+        let mut tx = self.transaction();
+        tx.overwrite(name, filter, batches, options).await?;
+        tx.commit_one().await
     }
 
-    /// Delete the rows matching `filter` (copy-on-write), as one snapshot.
+    /// Delete the rows matching `filter` (copy-on-write), as one snapshot; a filter that matches no
+    /// row commits nothing (`snapshot_id` is `None`).
     pub async fn delete(
         &self,
         name: &TableName,
         filter: RowFilter,
         options: &CommitOptions,
     ) -> Result<CommitResult> {
-        let table = self.load_table(name).await?;
-        filter.compile(&table.arrow_schema()?)?;
-        commit(self, name, Change::Delete { filter }, options, Some(table)).await
+        let mut tx = self.transaction();
+        tx.delete(name, filter, options).await?;
+        tx.commit_one().await
     }
 
     /// Add an optional column (schema evolution; no snapshot).
@@ -436,14 +420,9 @@ impl Floe {
         crate::catalog::names::validate_name("column", column)?;
         let field_type = iceberg::arrow::arrow_type_to_type(data_type)
             .map_err(|e| Error::invalid(format!("unsupported column type {data_type}: {}", e.message())))?;
-        let change = Change::AddColumn {
-            name: column.to_string(),
-            field_type,
-            doc: None,
-        };
-        Ok(commit(self, name, change, &CommitOptions::default(), None)
-            .await?
-            .table)
+        let mut tx = self.transaction();
+        tx.add_column(name, column, field_type).await?;
+        Ok(tx.commit_one().await?.table)
     }
 
     /// Create a branch at a state of the table (the head of `main` by default).
@@ -457,70 +436,91 @@ impl Floe {
     }
 
     async fn create_ref(&self, name: &TableName, ref_name: &str, at: &At, tag: bool) -> Result<Table> {
-        validate_ref_name(ref_name)?;
-        let table = self.load_table(name).await?;
+        let mut tx = self.transaction();
+        let table = tx.table(name).await?;
         let snapshot = table.snapshot_at(at)?.ok_or_else(|| {
             Error::invalid(format!(
                 "table {name} has no snapshot at {at} to point {ref_name:?} at"
             ))
         })?;
-        let change = Change::CreateRef {
-            name: ref_name.to_string(),
-            snapshot_id: snapshot.snapshot_id(),
-            tag,
-        };
-        Ok(commit(self, name, change, &CommitOptions::default(), Some(table))
-            .await?
-            .table)
+        tx.create_ref(name, ref_name, snapshot.snapshot_id(), tag).await?;
+        Ok(tx.commit_one().await?.table)
     }
 
     /// Drop a branch or tag.
     pub async fn drop_ref(&self, name: &TableName, ref_name: &str) -> Result<Table> {
-        let change = Change::DropRef {
-            name: ref_name.to_string(),
-        };
-        Ok(commit(self, name, change, &CommitOptions::default(), None)
-            .await?
-            .table)
+        let mut tx = self.transaction();
+        tx.drop_ref(name, ref_name).await?;
+        Ok(tx.commit_one().await?.table)
     }
 
     /// Fast-forward `main` to the head of `branch`.
     pub async fn publish(&self, name: &TableName, branch: &str) -> Result<Table> {
-        let change = Change::Publish {
-            branch: branch.to_string(),
-        };
-        Ok(commit(self, name, change, &CommitOptions::default(), None)
-            .await?
-            .table)
+        let mut tx = self.transaction();
+        tx.publish(name, branch).await?;
+        Ok(tx.commit_one().await?.table)
     }
 
-    /// Point `branch` at a snapshot (creating the branch), or remove it with `None`; a branch already
-    /// there commits nothing.
+    /// Point `branch` at a snapshot (creating the branch), or remove it with `None`, as a
+    /// compare-and-swap of the ref: if another writer moved it since it was read here, the result is
+    /// a `Conflict`. A branch already there commits nothing.
     pub async fn reset_branch(
         &self,
         name: &TableName,
         branch: &str,
         snapshot_id: Option<i64>,
     ) -> Result<Table> {
-        let table = self.load_table(name).await?;
+        let mut tx = self.transaction();
+        let table = tx.table(name).await?;
         if table.find_ref(branch).map(|r| r.snapshot_id) == snapshot_id {
             return Ok(table);
         }
-        let change = Change::ResetBranch {
-            name: branch.to_string(),
-            snapshot_id,
-        };
-        Ok(commit(self, name, change, &CommitOptions::default(), Some(table))
-            .await?
-            .table)
+        tx.reset_branch(name, branch, snapshot_id).await?;
+        Ok(tx.commit_one().await?.table)
     }
 
     /// Move `main` back to an earlier snapshot (an ancestor of its head).
     pub async fn rollback(&self, name: &TableName, snapshot_id: i64) -> Result<Table> {
-        let change = Change::Rollback { snapshot_id };
-        Ok(commit(self, name, change, &CommitOptions::default(), None)
-            .await?
-            .table)
+        let mut tx = self.transaction();
+        tx.rollback(name, snapshot_id).await?;
+        Ok(tx.commit_one().await?.table)
+    }
+
+    /// Expire old snapshots of `name` and delete the files only they referenced.
+    pub async fn expire_snapshots(
+        &self,
+        name: &TableName,
+        options: &crate::maintenance::ExpireOptions,
+    ) -> Result<crate::maintenance::ExpireReport> {
+        crate::maintenance::expire_snapshots(&self.inner.tables, name, options).await
+    }
+
+    /// Delete the files under `name`'s location that its metadata does not reference.
+    pub async fn remove_orphan_files(
+        &self,
+        name: &TableName,
+        options: &crate::maintenance::OrphanOptions,
+    ) -> Result<crate::maintenance::OrphanReport> {
+        crate::maintenance::remove_orphan_files(&self.inner.tables, name, options).await
+    }
+
+    /// Rewrite the small data files of `name` into files of the target size (one `replace`
+    /// snapshot).
+    pub async fn compact(
+        &self,
+        name: &TableName,
+        options: &crate::maintenance::CompactOptions,
+    ) -> Result<crate::maintenance::CompactReport> {
+        crate::maintenance::compact(&self.inner.tables, name, options).await
+    }
+
+    /// Compact, expire snapshots and remove orphans, with the table's properties as defaults.
+    pub async fn maintain(
+        &self,
+        name: &TableName,
+        options: &crate::maintenance::MaintainOptions,
+    ) -> Result<crate::maintenance::MaintainReport> {
+        crate::maintenance::maintain(&self.inner.tables, name, options).await
     }
 
     /// Read a table as a stream of Arrow batches.
@@ -534,20 +534,4 @@ impl Floe {
         let table = self.load_table(name).await?;
         scan::changes(&table, from, to).await
     }
-}
-
-fn validate_ref_name(name: &str) -> Result<()> {
-    if name.is_empty() || name.chars().any(|c| c.is_control() || c == '@') || name.trim() != name {
-        return Err(Error::invalid(format!("invalid branch or tag name {name:?}")));
-    }
-    if name.parse::<i64>().is_ok() {
-        return Err(Error::invalid(format!(
-            "invalid branch or tag name {name:?}: it would read as a snapshot id"
-        )));
-    }
-    Ok(())
-}
-
-fn flate2_decoder(bytes: &[u8]) -> impl std::io::Read + '_ {
-    flate2::read::GzDecoder::new(bytes)
 }

@@ -19,25 +19,39 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Modules: [`catalog`] (the SQL catalog), [`storage`] (object storage), [`table`] (tables and the
-//! commit path), [`config`] (settings), [`error`].
+//! Modules: [`catalog`] (the catalog seam and the SQL catalog), [`storage`] (object storage),
+//! [`table`] (tables, scans, writers and the transaction layer), [`config`] (settings), [`secrets`],
+//! [`error`].
 
 pub mod bench;
 pub mod catalog;
+pub mod cluster;
 pub mod config;
 pub mod diff;
 pub mod error;
+mod faults;
 pub mod generate;
+pub mod ingest;
 mod lakehouse;
+pub mod maintenance;
 pub mod pipeline;
 pub mod query;
 pub mod resources;
+pub mod secrets;
 pub mod storage;
 pub mod table;
+pub mod units;
 
 pub use catalog::{Namespace, TableName};
 pub use config::{PartialSettings, Settings};
 pub use error::{Error, ErrorKind, Result};
 pub use lakehouse::{Floe, InitReport, PartitionField, TableDefinition};
 pub use table::scan::ScanStream;
-pub use table::{At, CommitOptions, CommitResult, Lineage, RowFilter, ScanOptions, SnapshotChanges, Table};
+pub use table::{
+    At, CommitOptions, CommitResult, Isolation, Lineage, RowFilter, ScanOptions, SnapshotChanges, Table, Transaction,
+};
+
+/// The README's library example, run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -36,18 +36,29 @@ CARGO_FLAGS=("${floe_cargo_flags[@]}")
 read -r -a extra_flags <<< "${FLOE_CARGO_EXTRA:-}"
 CARGO_FLAGS+=("${extra_flags[@]}")
 
+# The crash tests need the commit path's crash points (compiled in only with this feature).
+CARGO_FLAGS+=(--features failpoints)
+
 # --- build (tests and binary, one profile) ---------------------------------------------------------
+# Garage (the S3 server) builds at the same time on a fresh machine: two builds fill both cores
+# where one alone leaves a core idle (long single crates, linking).
+# shellcheck source=tests/services/garage.sh
+source "$ROOT/tests/services/garage.sh"
+_floe_garage_bin >/dev/null 2>"$FLOE_TOOLS_DIR/garage-build.log" &
+GARAGE_BUILD=$!
 say "building"
 cargo build --tests --bins "${CARGO_FLAGS[@]}"
+wait "$GARAGE_BUILD" || { cat "$FLOE_TOOLS_DIR/garage-build.log" >&2; exit 1; }
 
 # --- servers ---------------------------------------------------------------------------------------
 # shellcheck source=tests/services/postgres.sh
 source "$ROOT/tests/services/postgres.sh"
-# shellcheck source=tests/services/garage.sh
-source "$ROOT/tests/services/garage.sh"
+# shellcheck source=tests/services/cluster.sh
+source "$ROOT/tests/services/cluster.sh"
 WORK=$(mktemp -d /tmp/floe-test.XXXXXX)
 chmod 755 "$WORK"  # the Postgres server runs as an unprivileged user inside it
 cleanup() {
+  floe_stop_cluster 2>/dev/null || true
   floe_stop_garage 2>/dev/null || true
   floe_stop_postgres 2>/dev/null || true
   rm -rf "$WORK"
@@ -57,6 +68,8 @@ say "starting PostgreSQL"
 floe_start_postgres "$WORK/pg"
 say "starting Garage (S3)"
 floe_start_garage "$WORK/garage"
+say "starting a floe cluster (a scheduler and two executors)"
+floe_start_cluster "${CARGO_TARGET_DIR:-$ROOT/target}/debug/floe" "$WORK/cluster"
 export FLOE_TEST_REQUIRE_SERVERS=1
 
 # --- tests -----------------------------------------------------------------------------------------

@@ -1,16 +1,24 @@
 """floe bench's peer: PyIceberg with PyArrow (the "Pythonic stack") appending a Parquet file's rows
 to a fresh Iceberg table of a SQL catalog. Only the append is timed. Prints one JSON object.
 
-usage: python3 peer.py CONFIG_JSON NAMESPACE TABLE PARQUET_PATH
-CONFIG_JSON holds catalog_name, uri (SQLAlchemy URL), warehouse and optional s3 settings.
+usage: FLOE_PYICEBERG_CONFIG=CONFIG_JSON python3 peer.py NAMESPACE TABLE PARQUET_PATH
+CONFIG_JSON holds catalog_name, uri (SQLAlchemy URL), warehouse and optional s3 settings. It comes
+through the environment, never the command line, because it holds the catalog password and the S3
+secret (a command line is visible to every local user).
 """
 import json
+import os
 import sys
 import time
 
 import pyarrow.parquet as pq
 import pyiceberg
 from pyiceberg.catalog.sql import SqlCatalog
+
+
+def config():
+    """The floe config the parent process handed over in the environment."""
+    return json.loads(os.environ["FLOE_PYICEBERG_CONFIG"])
 
 
 def catalog(cfg):
@@ -29,8 +37,8 @@ def catalog(cfg):
 
 
 def main():
-    cfg = json.loads(sys.argv[1])
-    ns, name, path = sys.argv[2], sys.argv[3], sys.argv[4]
+    cfg = config()
+    ns, name, path = sys.argv[1], sys.argv[2], sys.argv[3]
     cat = catalog(cfg)
     try:
         cat.create_namespace(ns)

@@ -18,6 +18,9 @@ use crate::table::CommitOptions;
 
 const SCRIPT: &str = include_str!("peer.py");
 
+/// The environment variable that hands the PyIceberg config (secrets included) to a child.
+pub const CONFIG_VAR: &str = "FLOE_PYICEBERG_CONFIG";
+
 /// One paired measurement: floe and PyIceberg appending the same rows.
 #[derive(Clone, Debug, Serialize)]
 pub struct PeerAppend {
@@ -117,9 +120,10 @@ pub async fn append_pair(
     // PyIceberg: the same file, appended by the script.
     let script = dir.join("floe_bench_peer.py");
     std::fs::write(&script, SCRIPT)?;
+    // The config (catalog password, S3 secret) goes through the environment, never argv.
     let out = Command::new(python())
         .arg(&script)
-        .arg(pyiceberg_config(floe).to_string())
+        .env(CONFIG_VAR, pyiceberg_config(floe).to_string())
         .arg(ns.to_string())
         .arg(format!("{name}_pyiceberg"))
         .arg(path)

@@ -76,8 +76,8 @@ impl Machine {
             duckdb,
             datafusion: datafusion::DATAFUSION_VERSION.to_string(),
             storage: format!(
-                "{:?} catalog, {} warehouse",
-                floe.catalog().backend(),
+                "{} catalog, {} warehouse",
+                floe.catalog().kind(),
                 floe.warehouse().uri().split("://").next().unwrap_or("?")
             ),
         }

@@ -180,8 +180,8 @@ pub async fn core_benchmark(
     let last_ms = median(last);
     Ok(CoreBenchReport {
         backend: format!(
-            "{:?} catalog, {} warehouse",
-            floe.catalog().backend(),
+            "{} catalog, {} warehouse",
+            floe.catalog().kind(),
             floe.warehouse().uri().split("://").next().unwrap_or("?")
         ),
         snapshots,

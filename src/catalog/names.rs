@@ -1,8 +1,12 @@
 //! Namespace and table names, validated before any I/O.
 //!
 //! A name may hold any printable character (quotes, `%`, `_`, `;` round-trip exactly) except the path
-//! separators `/` and `\`, and `.`, which separates namespace levels and the table name in
-//! `NS.TABLE`. Empty names, control characters and names longer than the catalog column are refused.
+//! separators `/` and `\`, `.` (it separates namespace levels and the table name in `NS.TABLE`), and
+//! `@` and `$` (they address refs and metadata tables: `NS.TABLE@REF`, `NS.TABLE$files`). Empty names,
+//! control characters, names longer than the catalog column (255 bytes), names whose escaped directory
+//! name would pass the file system's 255 bytes, and names not in Unicode normalization form C are
+//! refused. NFC is required, not applied: `café` typed as `e` + combining accent is refused with the
+//! NFC spelling to use, so that one name can never be two tables.
 
 use std::fmt;
 
@@ -10,6 +14,10 @@ use crate::error::{Error, Result};
 
 /// Longest name the JDBC catalog schema stores (`VARCHAR(255)`).
 pub const MAX_NAME_LEN: usize = 255;
+
+/// Longest directory name floe makes from a name: the escaped name plus a `-` and 8 hex digits
+/// must fit the 255 bytes file systems allow.
+const MAX_ESCAPED_LEN: usize = 255 - 9;
 
 /// Check one name (a namespace level or a table name).
 pub fn validate_name(what: &str, name: &str) -> Result<()> {
@@ -29,11 +37,34 @@ pub fn validate_name(what: &str, name: &str) -> Result<()> {
     if name.contains('.') {
         return bad("`.` separates namespace and table; it cannot be part of a name");
     }
+    if name.contains('@') || name.contains('$') {
+        return bad("`@` and `$` address refs and metadata tables (`NS.TABLE@REF`, `NS.TABLE$files`)");
+    }
     if name.chars().any(|c| c.is_control()) {
         return bad("it contains a control character");
     }
     if name.len() > MAX_NAME_LEN {
         return bad("it is longer than 255 bytes");
+    }
+    if path_segment(name).len() > MAX_ESCAPED_LEN {
+        return bad("it is too long for a directory name once its non-ASCII characters are escaped");
+    }
+    use unicode_normalization::UnicodeNormalization;
+    if !unicode_normalization::is_nfc(name) {
+        let nfc: String = name.nfc().collect();
+        return Err(Error::invalid(format!(
+            "invalid {what} name {name:?}: it is not in Unicode normalization form C; write it as {nfc:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuse path syntax where a `NS.TABLE` or `NS` is expected, with a message that says so.
+fn refuse_paths(kind: &str, text: &str) -> Result<()> {
+    if text.contains('/') || text.contains('\\') {
+        return Err(Error::invalid(format!(
+            "invalid {kind} {text:?}: names cannot contain a path separator (`/` or `\\`)"
+        )));
     }
     Ok(())
 }
@@ -70,6 +101,7 @@ impl Namespace {
         if text.is_empty() {
             return Err(Error::invalid("invalid namespace name \"\": it is empty"));
         }
+        refuse_paths("namespace", text)?;
         Self::new(text.split('.'))
     }
 
@@ -106,6 +138,7 @@ impl TableName {
 
     /// Parse `NS.TABLE` (the last `.` separates the table name).
     pub fn parse(text: &str) -> Result<Self> {
+        refuse_paths("table", text)?;
         let Some((ns, name)) = text.rsplit_once('.') else {
             return Err(Error::invalid(format!(
                 "invalid table {text:?}: expected NAMESPACE.TABLE"
@@ -152,6 +185,7 @@ pub(crate) fn path_segment(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn rejects_bad_names() {
@@ -179,6 +213,49 @@ mod tests {
         let t = TableName::parse("ns_1.it's;100%").unwrap();
         assert_eq!(t.namespace().to_string(), "ns_1");
         assert_eq!(t.name(), "it's;100%");
+    }
+
+    #[test]
+    fn refuses_ref_and_metadata_syntax_and_paths_with_clear_messages() {
+        for bad in ["t@main", "t$files", "a@b"] {
+            let e = validate_name("table", bad).unwrap_err();
+            assert!(e.message().contains("refs and metadata tables"), "{e}");
+        }
+        let e = TableName::parse("../x").unwrap_err();
+        assert!(e.message().contains("path separator"), "{e}");
+        let e = Namespace::parse("a/b").unwrap_err();
+        assert!(e.message().contains("path separator"), "{e}");
+        // 100 two-byte characters: 200 bytes, under the column limit, 600 bytes once escaped.
+        let long = "é".repeat(100);
+        let e = validate_name("table", &long).unwrap_err();
+        assert!(e.message().contains("too long for a directory name"), "{e}");
+        // NFD spelling of "café" is refused with the NFC one to use.
+        let e = validate_name("table", "cafe\u{301}").unwrap_err();
+        assert!(e.message().contains("normalization form C") && e.message().contains("café"), "{e}");
+        validate_name("table", "café").unwrap();
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(10_000))]
+        /// Any name that is accepted becomes one directory name: no separator, not `.` or `..`, at
+        /// most 246 bytes, and distinct names give distinct directories.
+        #[test]
+        fn accepted_names_stay_one_directory(
+            a in proptest::collection::vec(proptest::char::any(), 0..40).prop_map(|c| c.into_iter().collect::<String>()),
+            b in proptest::collection::vec(proptest::char::any(), 0..40).prop_map(|c| c.into_iter().collect::<String>()),
+        ) {
+            for name in [&a, &b] {
+                if validate_name("table", name).is_ok() {
+                    let seg = path_segment(name);
+                    prop_assert!(seg.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'='));
+                    prop_assert!(seg != "." && seg != ".." && !seg.is_empty());
+                    prop_assert!(seg.len() <= MAX_ESCAPED_LEN);
+                }
+            }
+            if a != b && validate_name("table", &a).is_ok() && validate_name("table", &b).is_ok() {
+                prop_assert_ne!(path_segment(&a), path_segment(&b));
+            }
+        }
     }
 
     #[test]

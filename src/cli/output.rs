@@ -18,6 +18,15 @@ pub enum Format {
     Json,
 }
 
+/// A CSV field, quoted (RFC 4180) when it holds a comma, a quote or a line break.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
 fn grid(header: Vec<&str>) -> Grid {
     let mut g = Grid::new();
     g.load_preset(UTF8_FULL_CONDENSED).set_header(header);
@@ -45,7 +54,10 @@ pub fn print_commit(r: &CommitResult) {
                 get("total-records"),
             );
         }
-        None => println!("committed to {}", r.table.name()),
+        None => println!(
+            "nothing to commit to {}: the change holds no rows and matches none; no snapshot was created",
+            r.table.name()
+        ),
     }
 }
 
@@ -185,6 +197,9 @@ pub fn print_snapshots(t: &Table, format: Format) -> Result<()> {
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
         Format::Csv | Format::Table => {
+            if format == Format::Csv {
+                println!("snapshot_id,parent_id,timestamp,operation,summary,refs");
+            }
             let mut g = grid(vec!["snapshot", "parent", "time", "operation", "summary", "refs"]);
             for r in &rows {
                 let mut summary: Vec<String> = r["summary"]
@@ -207,13 +222,19 @@ pub fn print_snapshots(t: &Table, format: Format) -> Result<()> {
                     .unwrap_or_default();
                 if format == Format::Csv {
                     println!(
-                        "{},{},{},{},\"{}\",\"{}\"",
-                        cell(&r["snapshot_id"]),
-                        cell(&r["parent_id"]),
-                        cell(&r["timestamp"]),
-                        cell(&r["operation"]),
-                        summary.join(";"),
-                        refs.join(";")
+                        "{}",
+                        [
+                            cell(&r["snapshot_id"]),
+                            cell(&r["parent_id"]),
+                            cell(&r["timestamp"]),
+                            cell(&r["operation"]),
+                            summary.join(";"),
+                            refs.join(";"),
+                        ]
+                        .iter()
+                        .map(|f| csv_field(f))
+                        .collect::<Vec<_>>()
+                        .join(",")
                     );
                 } else {
                     g.add_row(vec![
@@ -414,6 +435,9 @@ pub fn stage_progress() -> floe::pipeline::Progress {
         match report {
             None => {
                 let b = indicatif::ProgressBar::new_spinner();
+                if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+                    b.set_style(style);
+                }
                 b.set_message(format!("{stage} on {engine}"));
                 b.enable_steady_tick(std::time::Duration::from_millis(120));
                 *bar = Some(b);
@@ -619,4 +643,168 @@ pub fn bench_summary(r: &floe::bench::report::BenchReport) -> String {
         ]);
     }
     format!("{g}\n{t}\n{}\n", r.recommendation.rule)
+}
+
+fn counts_line(c: &floe::maintenance::FileCounts) -> String {
+    format!(
+        "{} files, {} bytes ({} data, {} delete, {} manifests, {} manifest lists, {} statistics, {} metadata, {} other)",
+        c.files(),
+        c.bytes,
+        c.data_files,
+        c.delete_files,
+        c.manifests,
+        c.manifest_lists,
+        c.statistics,
+        c.metadata,
+        c.other
+    )
+}
+
+fn verb(dry_run: bool, done: &'static str) -> &'static str {
+    if dry_run {
+        "would delete"
+    } else {
+        done
+    }
+}
+
+pub fn print_expire(r: &floe::maintenance::ExpireReport, format: Format) -> Result<()> {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+        return Ok(());
+    }
+    println!(
+        "{}: {} {} snapshots{}",
+        r.table,
+        if r.dry_run { "would expire" } else { "expired" },
+        r.snapshots_expired.len(),
+        if r.refs_expired.is_empty() {
+            String::new()
+        } else {
+            format!(" and refs {}", r.refs_expired.join(", "))
+        }
+    );
+    println!("{}: {} {}", r.table, verb(r.dry_run, "deleted"), counts_line(&r.deleted));
+    Ok(())
+}
+
+pub fn print_orphans(r: &floe::maintenance::OrphanReport, format: Format) -> Result<()> {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+        return Ok(());
+    }
+    for f in &r.files {
+        println!("{f}");
+    }
+    println!(
+        "{}: {} {} orphans: {}",
+        r.table,
+        verb(r.dry_run, "deleted"),
+        r.files.len(),
+        counts_line(&r.deleted)
+    );
+    Ok(())
+}
+
+pub fn print_compact(r: &floe::maintenance::CompactReport, format: Format) -> Result<()> {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+        return Ok(());
+    }
+    if r.dry_run {
+        println!(
+            "{}: would rewrite {} files ({} bytes) in {} partitions",
+            r.table, r.files_rewritten, r.bytes_rewritten, r.groups
+        );
+    } else {
+        println!(
+            "{}: rewrote {} files ({} bytes) in {} partitions into {} files ({} bytes){}",
+            r.table,
+            r.files_rewritten,
+            r.bytes_rewritten,
+            r.groups,
+            r.files_written,
+            r.bytes_written,
+            r.snapshot_id
+                .map(|id| format!(", snapshot {id}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+pub fn print_maintain(reports: &[floe::maintenance::MaintainReport], format: Format) -> Result<()> {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(reports)?);
+        return Ok(());
+    }
+    for r in reports {
+        if let Some(c) = &r.compact {
+            print_compact(c, format)?;
+        }
+        print_expire(&r.expire, format)?;
+        println!(
+            "{}: {} {} orphans ({} bytes)",
+            r.orphans.table,
+            verb(r.orphans.dry_run, "deleted"),
+            r.orphans.files.len(),
+            r.orphans.deleted.bytes
+        );
+    }
+    Ok(())
+}
+
+pub fn print_ingest_plan(p: &floe::ingest::IngestPlan, format: Format) -> Result<()> {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(p)?);
+        return Ok(());
+    }
+    println!("{} -> {}", p.source, p.destination);
+    for (name, source_type, arrow) in &p.columns {
+        println!("  column {name}: {source_type} -> {arrow}");
+    }
+    println!(
+        "partition by {}: {} units, about {} rows",
+        p.partition_by,
+        p.units.len(),
+        p.estimated_rows
+    );
+    if let Some(note) = &p.note {
+        println!("note: {note}");
+    }
+    let mut g = grid(vec!["unit", "bounds", "estimated rows"]);
+    for u in &p.units {
+        g.add_row(vec![u.index.to_string(), u.describe(), u.estimated_rows.to_string()]);
+    }
+    println!("{g}");
+    Ok(())
+}
+
+pub fn print_ingest(r: &floe::ingest::IngestReport, format: Format) -> Result<()> {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+        return Ok(());
+    }
+    let mut g = grid(vec!["unit", "bounds", "rows", "files", "attempts", "ran"]);
+    for u in &r.units {
+        g.add_row(vec![
+            u.index.to_string(),
+            u.bounds.clone(),
+            u.rows.to_string(),
+            u.files.to_string(),
+            u.attempts.to_string(),
+            if u.ran { "yes".into() } else { "earlier".into() },
+        ]);
+    }
+    println!("{g}");
+    println!(
+        "run {}: {} rows in {} units committed to {} as snapshot {} ({:.1} s)",
+        r.run_id,
+        r.rows,
+        r.units.len(),
+        r.plan.destination,
+        r.snapshot_id.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+        r.seconds
+    );
+    Ok(())
 }

@@ -26,6 +26,7 @@
 mod encode;
 mod events;
 mod geoip;
+mod sample;
 
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
@@ -38,6 +39,7 @@ use tokio::io::AsyncWriteExt;
 
 pub use encode::{events_schema, FIELDS};
 pub use events::SESSION_GAP_US as SESSION_TIMEOUT_US;
+pub use sample::{sample_clicks, sample_clicks_schema};
 pub use geoip::{geoip_batch, geoip_csv, geoip_lookup, geoip_ranges, geoip_schema, GeoRange};
 
 use crate::error::{Error, ErrorKind, Result};

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::catalog::SqlCatalog;
+use crate::catalog::CatalogDatabase;
 use crate::error::{Error, ErrorKind, Result};
 
 /// One ledger row.
@@ -98,7 +98,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<LedgerEntry> {
 }
 
 /// Record a stage's outcome.
-pub async fn record(catalog: &SqlCatalog, e: &LedgerEntry) -> Result<()> {
+pub async fn record(catalog: &CatalogDatabase, e: &LedgerEntry) -> Result<()> {
     let sql = catalog.sql(&format!(
         "INSERT INTO floe_runs (catalog_name, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     ));
@@ -126,7 +126,7 @@ pub async fn record(catalog: &SqlCatalog, e: &LedgerEntry) -> Result<()> {
 }
 
 /// The latest succeeded entry with this fingerprint.
-pub async fn find_succeeded(catalog: &SqlCatalog, fingerprint: &str) -> Result<Option<LedgerEntry>> {
+pub async fn find_succeeded(catalog: &CatalogDatabase, fingerprint: &str) -> Result<Option<LedgerEntry>> {
     let sql = catalog.sql(&format!(
         "SELECT {COLUMNS} FROM floe_runs WHERE catalog_name = ? AND fingerprint = ? AND status = 'succeeded' \
          ORDER BY started_at DESC LIMIT 1"
@@ -141,7 +141,7 @@ pub async fn find_succeeded(catalog: &SqlCatalog, fingerprint: &str) -> Result<O
 }
 
 /// The most recent entries, newest first.
-pub async fn list(catalog: &SqlCatalog, limit: usize) -> Result<Vec<LedgerEntry>> {
+pub async fn list(catalog: &CatalogDatabase, limit: usize) -> Result<Vec<LedgerEntry>> {
     let sql = catalog.sql(&format!(
         "SELECT {COLUMNS} FROM floe_runs WHERE catalog_name = ? ORDER BY started_at DESC, stage LIMIT ?"
     ));

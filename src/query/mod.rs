@@ -6,6 +6,12 @@
 //! other tables (on S3, or with delete files or an evolved schema) stream into an embedded DuckDB through
 //! the Arrow appender, reading from storage only the columns the query names. The result comes back as
 //! Arrow batches. Timestamps are UTC.
+//!
+//! The DuckDB a query runs in is locked down by default ([`SqlOptions`]): once floe's tables are
+//! loaded, file access is limited to the directories of those tables and floe's spill directory
+//! (`allowed_directories`, `enable_external_access=false`), extensions are neither installed nor
+//! loaded, and the configuration is locked, so a query can read floe's tables and nothing else: no
+//! `COPY ... TO` a file, no `read_csv('/etc/passwd')`, no `INSTALL`/`LOAD`, no `ATTACH`, no `SET`.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -20,6 +26,14 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::lakehouse::Floe;
 use crate::pipeline::engine::duckdb::{duck_error, load_stream, local_parquet_query, quote, with_zone};
 use crate::table::{parse_table_ref, At, ScanOptions, Table};
+
+/// How a query runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SqlOptions {
+    /// Lift the lockdown: the query may read and write any file DuckDB can reach, install and load
+    /// extensions, and change settings (`floe sql --allow-external-access`).
+    pub allow_external_access: bool,
+}
 
 /// A query's result.
 pub struct QueryResult {
@@ -150,7 +164,7 @@ async fn metadata(table: &Table, kind: &str) -> Result<RecordBatch> {
 }
 
 async fn runs(floe: &Floe) -> Result<RecordBatch> {
-    let e = crate::pipeline::ledger::list(floe.catalog(), 100_000).await?;
+    let e = crate::pipeline::ledger::list(floe.database(), 100_000).await?;
     let text = |name: &str| Field::new(name, DataType::Utf8, true);
     let s = |f: &dyn Fn(&crate::pipeline::ledger::LedgerEntry) -> String| -> ArrayRef {
         Arc::new(StringArray::from_iter_values(e.iter().map(f)))
@@ -242,29 +256,16 @@ async fn load_table(
     load_stream(conn, schema, name, &scan.schema, Some(scan.batches)).await
 }
 
-/// The columns of `columns` that `query` names, in table order: only those are read from object
-/// storage. `None` (read every column) when the query can reach columns without naming them: a
-/// `*` other than `count(*)`, or `COLUMNS(...)`. A column the query needs but does not name can only
-/// be reached those ways, so a wrong guess is a binder error, never a wrong answer.
+/// The columns of `columns` that `query` can read, in table order: only those are read from object
+/// storage. The query is parsed (DuckDB dialect) and `None` (read every column) is returned unless
+/// the set is provable: the statement is a plain query, with no `*` other than `count(*)`, no
+/// `COLUMNS(...)`, no `NATURAL JOIN`, and no bare reference to a table or its alias as a value
+/// (`SELECT t FROM t` reads the whole row). Otherwise every column the query names is read.
 fn named_columns(query: &str, columns: &[String]) -> Option<Vec<String>> {
-    let lower = query.to_ascii_lowercase();
-    let without_count = regex::Regex::new(r"count\s*\(\s*\*\s*\)")
-        .expect("valid regex")
-        .replace_all(&lower, "count(1)");
-    if without_count.contains('*') || lower.contains("columns(") || lower.contains("columns (") {
-        return None;
-    }
-    let tokens: BTreeSet<String> = regex::Regex::new(r#""((?:[^"]|"")*)"|[A-Za-z_][A-Za-z0-9_]*"#)
-        .expect("valid regex")
-        .captures_iter(query)
-        .map(|c| match c.get(1) {
-            Some(quoted) => quoted.as_str().replace("\"\"", "\"").to_lowercase(),
-            None => c[0].to_lowercase(),
-        })
-        .collect();
+    let names = referenced_names(query)?;
     let mut named: Vec<String> = columns
         .iter()
-        .filter(|c| tokens.contains(&c.to_lowercase()))
+        .filter(|c| names.contains(&c.to_lowercase()))
         .cloned()
         .collect();
     if named.is_empty() {
@@ -274,8 +275,189 @@ fn named_columns(query: &str, columns: &[String]) -> Option<Vec<String>> {
     Some(named)
 }
 
-/// Run a DuckDB query over floe tables.
+/// Every name a query uses as a column (lower-cased), or `None` when it may read columns it does not
+/// name.
+fn referenced_names(query: &str) -> Option<BTreeSet<String>> {
+    use datafusion::sql::sqlparser::ast::{
+        Expr, FunctionArg, FunctionArgExpr, FunctionArguments, JoinConstraint, JoinOperator, Query, SelectItem,
+        SetExpr, Statement, TableFactor, Visit, Visitor,
+    };
+    use datafusion::sql::sqlparser::dialect::DuckDbDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    use std::ops::ControlFlow;
+
+    #[derive(Default)]
+    struct Names {
+        columns: BTreeSet<String>,
+        relations: BTreeSet<String>,
+        all: bool,
+    }
+
+    fn join_constraint(op: &JoinOperator) -> Option<&JoinConstraint> {
+        match op {
+            JoinOperator::Join(c)
+            | JoinOperator::Inner(c)
+            | JoinOperator::Left(c)
+            | JoinOperator::LeftOuter(c)
+            | JoinOperator::Right(c)
+            | JoinOperator::RightOuter(c)
+            | JoinOperator::FullOuter(c)
+            | JoinOperator::LeftSemi(c)
+            | JoinOperator::RightSemi(c)
+            | JoinOperator::LeftAnti(c)
+            | JoinOperator::RightAnti(c)
+            | JoinOperator::Semi(c)
+            | JoinOperator::Anti(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    impl Names {
+        fn set_expr(&mut self, body: &SetExpr) {
+            match body {
+                SetExpr::Select(select) => {
+                    for item in &select.projection {
+                        if matches!(item, SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)) {
+                            self.all = true;
+                        }
+                    }
+                    for t in &select.from {
+                        for j in &t.joins {
+                            match join_constraint(&j.join_operator) {
+                                Some(JoinConstraint::Natural) => self.all = true,
+                                Some(JoinConstraint::Using(cols)) => {
+                                    for c in cols {
+                                        if let Some(last) = c.0.last() {
+                                            self.columns.insert(last.to_string().trim_matches('"').to_lowercase());
+                                        }
+                                    }
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+                SetExpr::SetOperation { left, right, .. } => {
+                    self.set_expr(left);
+                    self.set_expr(right);
+                }
+                SetExpr::Query(_) | SetExpr::Values(_) => {}
+                _ => self.all = true,
+            }
+        }
+    }
+
+    impl Visitor for Names {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+            self.set_expr(&query.body);
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Table { name, alias, .. } = factor {
+                if let Some(last) = name.0.last() {
+                    self.relations.insert(last.to_string().trim_matches('"').to_lowercase());
+                }
+                if let Some(a) = alias {
+                    self.relations.insert(a.name.value.to_lowercase());
+                }
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+            match expr {
+                Expr::Identifier(i) => {
+                    self.columns.insert(i.value.to_lowercase());
+                }
+                Expr::CompoundIdentifier(parts) => {
+                    if let Some(last) = parts.last() {
+                        self.columns.insert(last.value.to_lowercase());
+                    }
+                }
+                Expr::Function(f) => {
+                    let name = f.name.to_string().to_lowercase();
+                    if name == "columns" || name == "unpack" {
+                        self.all = true;
+                    }
+                    if let FunctionArguments::List(list) = &f.args {
+                        for arg in &list.args {
+                            let wildcard = matches!(
+                                arg,
+                                FunctionArg::Unnamed(FunctionArgExpr::Wildcard | FunctionArgExpr::QualifiedWildcard(_))
+                                    | FunctionArg::Named { arg: FunctionArgExpr::Wildcard | FunctionArgExpr::QualifiedWildcard(_), .. }
+                            );
+                            if wildcard && name != "count" {
+                                self.all = true;
+                            }
+                        }
+                    }
+                }
+                Expr::Wildcard(_) | Expr::QualifiedWildcard(..) => self.all = true,
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        }
+    }
+
+    let statements = Parser::parse_sql(&DuckDbDialect {}, query).ok()?;
+    let mut names = Names::default();
+    for statement in &statements {
+        if !matches!(statement, Statement::Query(_)) {
+            return None;
+        }
+        let _ = statement.visit(&mut names);
+    }
+    // A bare name that is a table or an alias reads the whole row (`SELECT t FROM t`).
+    if names.all || names.columns.iter().any(|c| names.relations.contains(c)) {
+        return None;
+    }
+    Some(names.columns)
+}
+
+/// Run a DuckDB query over floe tables, locked down (see [`SqlOptions`]).
 pub async fn sql(floe: &Floe, query: &str) -> Result<QueryResult> {
+    sql_with(floe, query, &SqlOptions::default()).await
+}
+
+/// Lock the connection down: file access only under `directories`, no extensions, no settings.
+fn lock_down(conn: &Connection, directories: &BTreeSet<String>) -> Result<()> {
+    let list = directories
+        .iter()
+        .map(|d| format!("'{}'", d.replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    conn.execute_batch(&format!(
+        "SET allowed_directories = [{list}];
+         SET autoinstall_known_extensions = false;
+         SET autoload_known_extensions = false;
+         SET allow_community_extensions = false;
+         SET enable_external_access = false;
+         SET lock_configuration = true;"
+    ))
+    .map_err(duck_error)
+}
+
+/// A DuckDB error of the user's query, explained when the lockdown refused it.
+fn query_error(e: duckdb::Error, locked: bool) -> Error {
+    let text = e.to_string();
+    let refused = ["Permission Error", "file system operations are disabled", "configuration has been locked",
+        "Cannot access", "disabled by configuration", "external access"]
+        .iter()
+        .any(|p| text.contains(p));
+    if locked && refused {
+        Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "query refused: floe sql reads floe's tables only (no other files, no extensions, no settings);                  `--allow-external-access` lifts this ({text})"
+            ),
+        )
+    } else {
+        Error::new(ErrorKind::InvalidInput, format!("query: {text}"))
+    }
+}
+
+/// Run a DuckDB query over floe tables.
+pub async fn sql_with(floe: &Floe, query: &str, options: &SqlOptions) -> Result<QueryResult> {
     let spill = tempfile::tempdir()?;
     let config = Config::default()
         .max_memory("1GB")
@@ -285,6 +467,13 @@ pub async fn sql(floe: &Floe, query: &str) -> Result<QueryResult> {
         Connection::open_in_memory_with_flags(config).map_err(duck_error)?,
     ));
     let (quoted, dotted) = references(query);
+    let mut directories: BTreeSet<String> = BTreeSet::new();
+    directories.insert(format!("{}/", spill.path().display()));
+    let mut allow = |table: &Table| {
+        if let Some(dir) = table.location().strip_prefix("file://") {
+            directories.insert(format!("{}/", dir.trim_end_matches('/')));
+        }
+    };
     for name in &quoted {
         let (table_part, meta) = match name.split_once('$') {
             Some((t, m)) => (t, Some(m)),
@@ -298,6 +487,7 @@ pub async fn sql(floe: &Floe, query: &str) -> Result<QueryResult> {
             Err(e) if e.kind() == ErrorKind::NotFound => continue, // a quoted name that is not ours
             Err(e) => return Err(e),
         };
+        allow(&table);
         match meta {
             Some(kind) => load_batch(&conn, name, metadata(&table, kind).await?).await?,
             None => load_table(&conn, None, name, &table, at, query).await?,
@@ -312,6 +502,7 @@ pub async fn sql(floe: &Floe, query: &str) -> Result<QueryResult> {
             Err(e) if e.kind() == ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
+        allow(&table);
         load_table(&conn, Some(ns), t, &table, At::Current, query).await?;
     }
     if regex::Regex::new(r"\bfloe_runs\b")
@@ -321,14 +512,14 @@ pub async fn sql(floe: &Floe, query: &str) -> Result<QueryResult> {
         load_batch(&conn, "floe_runs", runs(floe).await?).await?;
     }
     let query = query.to_string();
+    let locked = !options.allow_external_access;
     tokio::task::spawn_blocking(move || -> Result<QueryResult> {
         let c = conn.lock().expect("duckdb connection");
-        let mut stmt = c
-            .prepare(&query)
-            .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("query: {e}")))?;
-        let arrow = stmt
-            .query_arrow([])
-            .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("query: {e}")))?;
+        if locked {
+            lock_down(&c, &directories)?;
+        }
+        let mut stmt = c.prepare(&query).map_err(|e| query_error(e, locked))?;
+        let arrow = stmt.query_arrow([]).map_err(|e| query_error(e, locked))?;
         let schema = arrow.get_schema();
         let batches = arrow
             .map(|b| with_zone(&b, Some("+00:00")))
@@ -368,6 +559,16 @@ mod tests {
         assert_eq!(named_columns("SELECT * FROM t", &cols), None);
         assert_eq!(named_columns("SELECT t.* FROM t", &cols), None);
         assert_eq!(named_columns("SELECT max(COLUMNS('rev.*')) FROM t", &cols), None);
+        assert_eq!(named_columns("SELECT t FROM ns.t", &cols), None);
+        assert_eq!(named_columns("SELECT x FROM ns.t AS x", &cols), None);
+        assert_eq!(named_columns("SELECT id FROM a NATURAL JOIN b", &cols), None);
+        assert_eq!(named_columns("DESCRIBE ns.t", &cols), None);
+        assert_eq!(named_columns("SELECT * EXCLUDE (id) FROM t", &cols), None);
+        assert_eq!(named_columns("this is not sql", &cols), None);
+        assert_eq!(
+            named_columns("SELECT revenue FROM a JOIN b USING (user_id)", &cols),
+            Some(vec!["user_id".into(), "revenue".into()])
+        );
     }
 
     #[test]

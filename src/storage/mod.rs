@@ -220,6 +220,15 @@ impl ObjectStorage {
         }
     }
 
+    /// An object's size, ETag and modification time.
+    pub async fn head(&self, location: &str) -> Result<object_store::ObjectMeta> {
+        let (store, path) = self.resolve(location)?;
+        store
+            .head(&path)
+            .await
+            .map_err(|e| storage_error(e, location, "stat"))
+    }
+
     /// Size of an object in bytes.
     pub async fn size(&self, location: &str) -> Result<u64> {
         let (store, path) = self.resolve(location)?;
@@ -254,6 +263,25 @@ impl ObjectStorage {
             .collect())
     }
 
+    /// Every object under a prefix URI, with its size and modification time.
+    pub async fn list_with_meta(&self, prefix: &str) -> Result<Vec<StoredObject>> {
+        let (store, path) = self.resolve(prefix)?;
+        let base = location_base(prefix);
+        let metas: Vec<_> = store
+            .list(Some(&path))
+            .try_collect()
+            .await
+            .map_err(|e| storage_error(e, prefix, "list"))?;
+        Ok(metas
+            .into_iter()
+            .map(|m| StoredObject {
+                location: format!("{base}{}", m.location),
+                size: m.size,
+                last_modified: m.last_modified,
+            })
+            .collect())
+    }
+
     /// Delete everything under a prefix URI.
     pub async fn delete_prefix(&self, prefix: &str) -> Result<()> {
         let (store, path) = self.resolve(prefix)?;
@@ -283,6 +311,17 @@ impl ObjectStorage {
             storage: Some(self.clone()),
         })
     }
+}
+
+/// An object as a listing shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredObject {
+    /// Full URI.
+    pub location: String,
+    /// Bytes.
+    pub size: u64,
+    /// When it was last written.
+    pub last_modified: chrono::DateTime<chrono::Utc>,
 }
 
 /// The scheme-and-bucket part that precedes an object key in a location.
@@ -476,5 +515,34 @@ impl iceberg::io::StorageFactory for StorageFactory {
             .clone()
             .unwrap_or_else(|| ObjectStorage::new(S3Settings::default()));
         Ok(Arc::new(storage))
+    }
+}
+
+/// After the files of a purged table were deleted: remove the directories under its local
+/// `location` that held them and are empty now (object stores have no directories). A directory
+/// that still holds anything, such as another table's files, stays.
+pub(crate) fn remove_empty_local_dirs(location: &str, deleted: &[String]) {
+    let Some(root) = location
+        .strip_prefix("file://")
+        .or_else(|| location.starts_with('/').then_some(location))
+    else {
+        return;
+    };
+    let root = std::path::Path::new(root);
+    let mut dirs: std::collections::BTreeSet<PathBuf> = std::collections::BTreeSet::new();
+    for f in deleted {
+        let path = std::path::Path::new(f.strip_prefix("file://").unwrap_or(f));
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            if !d.starts_with(root) {
+                break;
+            }
+            dirs.insert(d.to_path_buf());
+            dir = d.parent();
+        }
+    }
+    // Deepest first; `remove_dir` only removes an empty directory.
+    for d in dirs.iter().rev() {
+        let _ = std::fs::remove_dir(d);
     }
 }

@@ -2,11 +2,10 @@
 //! expression. Filters prune files through Iceberg's manifest statistics and are then evaluated
 //! exactly on rows with DataFusion; a row whose predicate is NULL does not match.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, BooleanArray, RecordBatch};
-use arrow::compute::{filter_record_batch, not, prep_null_mask_filter};
+use arrow::compute::{filter_record_batch, prep_null_mask_filter};
 use arrow::datatypes::SchemaRef as ArrowSchemaRef;
 use datafusion::common::DFSchema;
 use datafusion::logical_expr::simplify::SimplifyContext;
@@ -14,15 +13,9 @@ use datafusion::logical_expr::Expr;
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionContext;
-use futures::{StreamExt, TryStreamExt};
 use iceberg::expr::{Bind, Predicate};
-use iceberg::spec::{DataFile, SnapshotRef};
 
-use super::commit::{AttemptFiles, CommitOptions};
-use super::writer::DataWriter;
-use super::Table;
 use crate::error::{Error, ErrorKind, Result};
-use crate::lakehouse::Floe;
 
 /// Which rows an overwrite replaces, a delete removes, or a scan returns.
 #[derive(Clone, Debug)]
@@ -125,139 +118,4 @@ impl CompiledFilter {
     pub(crate) fn select(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         Ok(filter_record_batch(batch, &self.matches(batch)?)?)
     }
-}
-
-/// What a copy-on-write pass decided: files to remove, and the files holding their surviving rows.
-pub(crate) struct CopyOnWrite {
-    pub(crate) removed: Vec<DataFile>,
-    pub(crate) added: Vec<DataFile>,
-}
-
-/// Find the live files of `parent` with rows matching `filter`; rewrite each without those rows.
-pub(crate) async fn copy_on_write(
-    _floe: &Floe,
-    base: &Table,
-    parent: Option<&SnapshotRef>,
-    filter: &RowFilter,
-    options: &CommitOptions,
-    written: &mut AttemptFiles,
-) -> Result<CopyOnWrite> {
-    let mut out = CopyOnWrite {
-        removed: Vec::new(),
-        added: Vec::new(),
-    };
-    let Some(parent) = parent else { return Ok(out) };
-    let compiled = filter.compile(&base.arrow_schema()?)?;
-    let live: HashMap<String, DataFile> = base
-        .data_files(Some(parent))
-        .await?
-        .into_iter()
-        .map(|(f, _)| (f.file_path().to_string(), f))
-        .collect();
-    let ice = base.iceberg_table()?;
-    let mut scan = ice.scan().snapshot_id(parent.snapshot_id()).select_all();
-    let snapshot_schema = parent.schema(base.metadata())?;
-    if let Some(p) = compiled.pushdown_for(&snapshot_schema) {
-        scan = scan.with_filter(p);
-    }
-    // Read every file with the table's current schema (columns added since the snapshot read as
-    // null), so the filter and the rewritten files see the table as it is now.
-    let current_ids: Vec<i32> = base.schema().as_struct().fields().iter().map(|f| f.id).collect();
-    let tasks: Vec<_> = scan.build()?.plan_files().await?.try_collect().await?;
-    // Pass 1 reads only the filter's columns to count matches; pass 2 streams the survivors of the
-    // files that have some into new files, so memory stays bounded by a batch, not a file.
-    let schema = base.schema();
-    let full_arrow = base.arrow_schema()?;
-    let filter_ids: Vec<i32> = compiled
-        .columns
-        .iter()
-        .filter_map(|c| schema.field_by_name(c).map(|f| f.id))
-        .collect();
-    let narrow = if filter_ids.is_empty() {
-        None
-    } else {
-        let idx: Vec<usize> = compiled
-            .columns
-            .iter()
-            .filter_map(|c| full_arrow.index_of(c).ok())
-            .collect();
-        let narrow_schema = std::sync::Arc::new(full_arrow.project(&idx)?);
-        Some(filter.compile(&narrow_schema)?)
-    };
-    let mut writer: Option<DataWriter> = None;
-    for mut task in tasks {
-        let path = task.data_file_path.clone();
-        task.predicate = None;
-        task.schema = base.schema().clone();
-        task.project_field_ids = current_ids.clone();
-        let total = live.get(&path).map(|f| f.record_count() as usize);
-        let matched = match &narrow {
-            Some(narrow_filter) => {
-                let mut probe = task.clone();
-                probe.project_field_ids = filter_ids.clone();
-                let mut batches = ice
-                    .reader_builder()
-                    .build()
-                    .read(futures::stream::iter([Ok(probe)]).boxed())?
-                    .stream();
-                let mut matched = 0usize;
-                while let Some(batch) = batches.try_next().await? {
-                    matched += narrow_filter.matches(&batch)?.true_count();
-                }
-                matched
-            }
-            // A filter on no column (`true`, `1 = 0`): evaluate it on the full rows below.
-            None => usize::MAX,
-        };
-        if matched == 0 {
-            continue;
-        }
-        let file = live
-            .get(&path)
-            .cloned()
-            .ok_or_else(|| Error::internal(format!("scan planned {path}, which is not live")))?;
-        if Some(matched) == total {
-            out.removed.push(file);
-            continue;
-        }
-        let mut batches = ice
-            .reader_builder()
-            .build()
-            .read(futures::stream::iter([Ok(task)]).boxed())?
-            .stream();
-        let mut removed_rows = 0usize;
-        let mut kept: Vec<RecordBatch> = Vec::new();
-        while let Some(batch) = batches.try_next().await? {
-            let mask = compiled.matches(&batch)?;
-            removed_rows += mask.true_count();
-            let keep = filter_record_batch(&batch, &not(&mask)?)?;
-            if keep.num_rows() == 0 {
-                continue;
-            }
-            if writer.is_none() {
-                writer = Some(DataWriter::new(base, options.target_file_size)?);
-            }
-            // Rows go straight to the writer; `kept` only holds them when the file turns out to
-            // have no match at all (the column-less filter case), to be dropped.
-            if narrow.is_some() {
-                writer.as_mut().expect("writer created above").write(keep).await?;
-            } else {
-                kept.push(keep);
-            }
-        }
-        if removed_rows == 0 {
-            continue;
-        }
-        for keep in kept {
-            writer.as_mut().expect("writer created above").write(keep).await?;
-        }
-        out.removed.push(file);
-    }
-    if let Some(w) = writer {
-        out.added = w.close().await?;
-        written
-            .paths
-            .extend(out.added.iter().map(|f| f.file_path().to_string()));
-    }
-    Ok(out)
 }

@@ -1,18 +1,24 @@
-//! Tables: a loaded view of one Iceberg table ([`Table`]), how a ref is named ([`At`]), and the
-//! operations that change a table. Every change goes through [`commit`]'s one path.
+//! Tables: a loaded view of one Iceberg table ([`Table`]), how a ref is named ([`At`]), where tables
+//! are loaded from ([`store`]), how they are read ([`scan`]) and written ([`writer`]), and the
+//! transaction layer every change goes through ([`transaction`]).
 
+pub mod add_files;
 pub(crate) mod cache;
-pub(crate) mod commit;
+pub mod files;
 pub(crate) mod filter;
+pub mod plain_files;
 pub mod scan;
+pub mod schema_text;
+pub mod store;
+pub mod transaction;
 pub(crate) mod writer;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use iceberg::spec::{
     DataFile, FormatVersion, ManifestFile, ManifestList, ManifestStatus, PartitionSpecRef, SchemaRef,
-    SnapshotRef, SnapshotReference, TableMetadata, TableMetadataRef, MAIN_BRANCH,
+    SnapshotRef, SnapshotReference, TableMetadata, TableMetadataBuilder, TableMetadataRef, MAIN_BRANCH,
 };
 use serde::Serialize;
 
@@ -21,9 +27,10 @@ use crate::error::{Error, Result};
 use crate::storage::ObjectStorage;
 use cache::FileCache;
 
-pub use commit::{CommitOptions, CommitResult, Lineage};
 pub use filter::RowFilter;
 pub use scan::{ScanOptions, SnapshotChanges};
+pub use store::TableStore;
+pub use transaction::{CommitOptions, CommitResult, CommitTimings, Isolation, Lineage, Transaction};
 
 /// A table as loaded from the catalog: its metadata at one metadata location.
 #[derive(Clone, Debug)]
@@ -33,6 +40,9 @@ pub struct Table {
     metadata: TableMetadataRef,
     storage: ObjectStorage,
     cache: Arc<FileCache>,
+    /// Set on a view of metadata a commit staged on top of `metadata_location` (not yet written).
+    staged: bool,
+    refs: Arc<OnceLock<BTreeMap<String, SnapshotReference>>>,
 }
 
 /// Which state of a table to read: the current `main`, a snapshot id, a branch, a tag, or the state
@@ -128,7 +138,26 @@ impl Table {
             metadata,
             storage,
             cache,
+            staged: false,
+            refs: Arc::default(),
         }
+    }
+
+    /// A view of `metadata` that a commit staged on top of this table (not yet written): further
+    /// changes build on it, and the metadata log records this table's location once.
+    pub(crate) fn staged(&self, metadata: TableMetadata) -> Self {
+        Self {
+            metadata: Arc::new(metadata),
+            staged: true,
+            refs: Arc::default(),
+            ..self.clone()
+        }
+    }
+
+    /// A builder for metadata that follows this table's.
+    pub(crate) fn metadata_builder(&self) -> TableMetadataBuilder {
+        let previous = (!self.staged).then(|| self.metadata_location.clone());
+        (*self.metadata).clone().into_builder(previous)
     }
 
     /// The table's name.
@@ -187,15 +216,24 @@ impl Table {
         s
     }
 
-    /// Branches and tags, by name. (iceberg-rust keeps the refs map private; its JSON form is the
-    /// spec's, so floe reads them from there.)
+    /// Branches and tags with their retention settings, by name. (iceberg-rust keeps the refs map
+    /// private; its JSON form is the spec's, so floe reads them from there, once per view.)
+    pub fn snapshot_refs(&self) -> BTreeMap<String, SnapshotReference> {
+        self.refs
+            .get_or_init(|| {
+                serde_json::to_value(&*self.metadata)
+                    .ok()
+                    .and_then(|v| v.get("refs").cloned())
+                    .and_then(|r| serde_json::from_value::<BTreeMap<String, SnapshotReference>>(r).ok())
+                    .unwrap_or_default()
+            })
+            .clone()
+    }
+
+    /// Branches and tags, by name.
     pub fn refs(&self) -> Vec<RefInfo> {
-        let refs = serde_json::to_value(&*self.metadata)
-            .ok()
-            .and_then(|v| v.get("refs").cloned())
-            .and_then(|r| serde_json::from_value::<BTreeMap<String, SnapshotReference>>(r).ok())
-            .unwrap_or_default();
-        refs.into_iter()
+        self.snapshot_refs()
+            .into_iter()
             .map(|(name, r)| RefInfo {
                 kind: if r.is_branch() { "branch" } else { "tag" },
                 snapshot_id: r.snapshot_id,
@@ -324,32 +362,14 @@ impl Table {
             .collect())
     }
 
-    /// The table's location and every file its metadata references: metadata files (current and
-    /// logged), manifest lists, manifests, and the data and delete files of every snapshot.
-    pub(crate) async fn all_files(&self) -> Result<(String, Vec<String>)> {
-        let file_io = self.storage.file_io();
-        let mut files: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
-        files.insert(self.metadata_location.clone());
-        files.extend(
-            self.metadata
-                .metadata_log()
-                .iter()
-                .map(|m| m.metadata_file.clone()),
-        );
-        let mut seen_manifests = std::collections::HashSet::new();
-        for snapshot in self.metadata.snapshots() {
-            files.insert(snapshot.manifest_list().to_string());
-            for mf in self.manifests(snapshot).await?.iter() {
-                if !seen_manifests.insert(mf.manifest_path.clone()) {
-                    continue;
-                }
-                files.insert(mf.manifest_path.clone());
-                for e in mf.load_manifest(&file_io).await?.entries() {
-                    files.insert(e.data_file().file_path().to_string());
-                }
-            }
-        }
-        Ok((self.location().to_string(), files.into_iter().collect()))
+    /// The paths of the manifests a snapshot's manifest list names.
+    pub async fn manifest_paths(&self, snapshot: &SnapshotRef) -> Result<Vec<String>> {
+        Ok(self
+            .manifests(snapshot)
+            .await?
+            .iter()
+            .map(|m| m.manifest_path.clone())
+            .collect())
     }
 
     /// The manifests a snapshot's manifest list names.

@@ -266,3 +266,35 @@ fn widening(from: &DataType, to: &DataType) -> bool {
         _ => false,
     }
 }
+
+/// Write a stream of batches into new data files of `table` (not committed), encoding on every
+/// core. On error the files written so far are deleted.
+pub(crate) async fn write_batches(
+    table: &Table,
+    mut batches: futures::stream::BoxStream<'_, Result<RecordBatch>>,
+    target_file_size: usize,
+) -> Result<Vec<DataFile>> {
+    use futures::StreamExt;
+    let mut writer = ParallelWriter::new(table, target_file_size)?;
+    let mut failure = None;
+    while let Some(batch) = batches.next().await {
+        match batch {
+            Ok(batch) => {
+                if writer.write(batch).await.is_err() {
+                    break; // an encoder failed: `close` reports why
+                }
+            }
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    let (files, result) = writer.close().await;
+    if let Err(e) = failure.map_or(result, Err) {
+        crate::table::transaction::delete_quietly(table.storage(), crate::table::transaction::paths_of(&files))
+            .await;
+        return Err(e);
+    }
+    Ok(files)
+}

@@ -1,11 +1,11 @@
 """PyIceberg side of floe's interoperability tests: an independent Iceberg implementation reads the
 tables floe writes and writes a table floe reads. Prints JSON on stdout.
 
-usage:
-  pyiceberg_tool.py read  CONFIG_JSON NAMESPACE TABLE [REF]
-  pyiceberg_tool.py write CONFIG_JSON NAMESPACE TABLE
+usage (FLOE_PYICEBERG_CONFIG holds the config, never the command line: it carries secrets):
+  pyiceberg_tool.py read  NAMESPACE TABLE [REF]
+  pyiceberg_tool.py write NAMESPACE TABLE [LOCATION]
 
-CONFIG_JSON holds: catalog_name, uri (SQLAlchemy URL), warehouse, and optional s3 settings.
+The config holds: catalog_name, uri (SQLAlchemy URL), warehouse, and optional s3 settings.
 """
 import json
 import sys
@@ -15,7 +15,7 @@ import pyarrow as pa
 
 # One translation of floe's config into a PyIceberg SqlCatalog: the benchmark peer's.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src" / "bench"))
-from peer import catalog  # noqa: E402
+from peer import catalog, config  # noqa: E402
 
 
 def rows_json(tbl):
@@ -44,7 +44,7 @@ def read(cfg, ns, name, ref=None):
     }))
 
 
-def write(cfg, ns, name):
+def write(cfg, ns, name, location=None):
     cat = catalog(cfg)
     try:
         cat.create_namespace(ns)
@@ -55,7 +55,7 @@ def write(cfg, ns, name):
         pa.field("user_id", pa.string()),
         pa.field("amount", pa.float64()),
     ])
-    table = cat.create_table((ns, name), schema=schema)
+    table = cat.create_table((ns, name), schema=schema, location=location)
     table.append(pa.table({"id": [1, 2, 3], "user_id": ["a", "b", None], "amount": [1.5, 2.5, 3.5]}, schema=schema))
     table.append(pa.table({"id": [4], "user_id": ["d"], "amount": [4.5]}, schema=schema))
     table.delete("id == 2")
@@ -63,11 +63,11 @@ def write(cfg, ns, name):
 
 
 if __name__ == "__main__":
-    cmd, cfg_text, ns, name, *rest = sys.argv[1:]
-    cfg = json.loads(cfg_text)
+    cmd, ns, name, *rest = sys.argv[1:]
+    cfg = config()
     if cmd == "read":
         read(cfg, ns, name, rest[0] if rest else None)
     elif cmd == "write":
-        write(cfg, ns, name)
+        write(cfg, ns, name, rest[0] if rest else None)
     else:
         raise SystemExit(f"unknown command {cmd}")

@@ -2,39 +2,12 @@
 //! backends; errors as one line and a non-zero exit; configuration precedence.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
 use crate::both_backends;
 use crate::support::*;
-
-fn floe_cmd(dir: &Path, ctx: Option<&Ctx>) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_floe"));
-    c.current_dir(dir).env_clear();
-    for k in ["PATH", "HOME", "LD_LIBRARY_PATH"] {
-        if let Ok(v) = std::env::var(k) {
-            c.env(k, v);
-        }
-    }
-    if let Some(ctx) = ctx {
-        let s = &ctx.settings;
-        c.env("FLOE_CATALOG_URL", &s.catalog_url)
-            .env("FLOE_WAREHOUSE", &s.warehouse)
-            .env("FLOE_CATALOG_NAME", &s.catalog_name);
-        if ctx.backend == Backend::PostgresS3 {
-            c.env("AWS_ENDPOINT_URL", s.s3.endpoint.as_deref().unwrap())
-                .env("AWS_REGION", s.s3.region.as_deref().unwrap())
-                .env("AWS_ACCESS_KEY_ID", s.s3.access_key_id.as_deref().unwrap())
-                .env(
-                    "AWS_SECRET_ACCESS_KEY",
-                    s.s3.secret_access_key.as_ref().unwrap().expose(),
-                )
-                .env("FLOE_S3_PATH_STYLE", "true");
-        }
-    }
-    c
-}
 
 fn run(dir: &Path, ctx: Option<&Ctx>, args: &[&str]) -> Output {
     floe_cmd(dir, ctx).args(args).output().expect("run floe")

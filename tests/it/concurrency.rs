@@ -1,9 +1,14 @@
 //! Concurrent writers on one table: no lost commit, an unbroken parent chain, every data file
-//! referenced once; and a stale change on a moved ref is refused, never applied blindly.
+//! referenced once; appenders, filtered overwriters and a deleter at once, their history replayed on
+//! a model; a stale change on a moved ref is refused, never applied blindly; processes racing to
+//! create one table or to set up a fresh catalog.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
-use floe::{At, CommitOptions, ErrorKind, Floe};
+use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use floe::{At, CommitOptions, ErrorKind, Floe, RowFilter};
+use futures::TryStreamExt;
 
 use crate::both_backends;
 use crate::support::*;
@@ -178,3 +183,277 @@ async fn connection_lost_during_swap_is_resolved_without_loss_or_duplicate() {
     assert_eq!(table.snapshots().len(), 2);
     assert_eq!(ids(&ctx.floe, &t, At::Current).await, (0..5).collect::<Vec<_>>());
 }
+
+/// Rows of the matrix test: `id`, and `user_id` naming the writer that owns them.
+fn owned_rows(ids: impl Iterator<Item = i64>, owner: &str) -> RecordBatch {
+    let ids: Vec<i64> = ids.collect();
+    let n = ids.len();
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(ids.clone())),
+        Arc::new(StringArray::from(vec![owner; n])),
+        Arc::new(
+            TimestampMicrosecondArray::from(ids.iter().map(|i| 1_704_067_200_000_000 + i).collect::<Vec<_>>())
+                .with_timezone("+00:00"),
+        ),
+        Arc::new(Float64Array::from(vec![1.0; n])),
+    ];
+    RecordBatch::try_new(Arc::new(events_schema()), cols).unwrap()
+}
+
+/// What a committed write did, to replay it on the model.
+#[derive(Clone, Debug)]
+enum Op {
+    /// Rows added.
+    Append(Vec<(i64, String)>),
+    /// Rows of `owner` replaced by `rows`.
+    Overwrite { owner: String, rows: Vec<(i64, String)> },
+    /// Rows of `owner` with `lo <= id < hi` removed.
+    Delete { owner: String, lo: i64, hi: i64 },
+}
+
+/// Per writer: (snapshot id, op) of each success, and the number of conflicts.
+type Outcome = (Vec<(i64, Op)>, u32);
+
+fn rows_of(batch: &RecordBatch) -> Vec<(i64, String)> {
+    let ids = batch.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+    let owners = batch.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+    (0..batch.num_rows())
+        .map(|i| (ids.value(i), owners.value(i).to_string()))
+        .collect()
+}
+
+// 4 appenders × 25 appends, 2 writers doing filtered overwrites and 1 doing deletes, all at once on
+// one table. Afterwards the committed snapshots, replayed in order on a model, give exactly the
+// table's rows; every success is in the history; every failure was a `Conflict` that committed
+// nothing.
+both_backends!(concurrency_matrix_replays_exactly, |ctx: Ctx| async move {
+    let t = ctx.table("events");
+    ctx.create_events_table(&t, &[]).await;
+    let started = std::time::Instant::now();
+    let mut handles: Vec<tokio::task::JoinHandle<Outcome>> = Vec::new();
+    for a in 0..4i64 {
+        let floe = Floe::connect(ctx.settings.clone()).await.unwrap();
+        let t = t.clone();
+        handles.push(tokio::spawn(async move {
+            let owner = format!("ap{a}");
+            let mut done = Vec::new();
+            for i in 0..25i64 {
+                let first = 1_000_000 * (a + 1) + i * 10;
+                let batch = owned_rows(first..first + 10, &owner);
+                let rows = rows_of(&batch);
+                let r = floe
+                    .append(&t, stream(vec![batch]), &CommitOptions::default())
+                    .await
+                    .expect("an append never conflicts");
+                done.push((r.snapshot_id.unwrap(), Op::Append(rows)));
+            }
+            (done, 0)
+        }));
+    }
+    for o in 0..2i64 {
+        let floe = Floe::connect(ctx.settings.clone()).await.unwrap();
+        let t = t.clone();
+        handles.push(tokio::spawn(async move {
+            let owner = format!("ow{o}");
+            let (mut done, mut conflicts) = (Vec::new(), 0);
+            for v in 0..10i64 {
+                let first = 10_000_000 * (o + 1) + v * 100;
+                let batch = owned_rows(first..first + 5, &owner);
+                let rows = rows_of(&batch);
+                let filter = RowFilter::sql(format!("user_id = '{owner}'"));
+                match floe
+                    .overwrite(&t, Some(filter), stream(vec![batch]), &CommitOptions::default())
+                    .await
+                {
+                    Ok(r) => done.push((
+                        r.snapshot_id.unwrap(),
+                        Op::Overwrite {
+                            owner: owner.clone(),
+                            rows,
+                        },
+                    )),
+                    Err(e) if e.kind() == ErrorKind::Conflict => conflicts += 1,
+                    Err(e) => panic!("overwrite failed with something other than a conflict: {e}"),
+                }
+            }
+            (done, conflicts)
+        }));
+    }
+    {
+        let floe = Floe::connect(ctx.settings.clone()).await.unwrap();
+        let t = t.clone();
+        handles.push(tokio::spawn(async move {
+            let (mut done, mut conflicts) = (Vec::new(), 0);
+            for k in 0..10i64 {
+                let (lo, hi) = (2_000_000 + k * 25, 2_000_000 + k * 25 + 12);
+                let filter = RowFilter::sql(format!("user_id = 'ap1' AND id >= {lo} AND id < {hi}"));
+                match floe.delete(&t, filter, &CommitOptions::default()).await {
+                    Ok(r) => {
+                        if let Some(id) = r.snapshot_id {
+                            done.push((
+                                id,
+                                Op::Delete {
+                                    owner: "ap1".into(),
+                                    lo,
+                                    hi,
+                                },
+                            ));
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::Conflict => conflicts += 1,
+                    Err(e) => panic!("delete failed with something other than a conflict: {e}"),
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            (done, conflicts)
+        }));
+    }
+    let mut landed: HashMap<i64, Op> = HashMap::new();
+    let mut conflicts = 0;
+    for h in handles {
+        let (done, c) = h.await.unwrap();
+        conflicts += c;
+        for (id, op) in done {
+            assert!(landed.insert(id, op).is_none(), "snapshot {id} reported twice");
+        }
+    }
+    let wall = started.elapsed();
+
+    // Replay main's history, oldest first, on the model.
+    let table = ctx.floe.load_table(&t).await.unwrap();
+    let mut chain = Vec::new();
+    let mut cur = table.current_snapshot().map(|s| s.snapshot_id());
+    while let Some(id) = cur {
+        chain.push(id);
+        cur = table.metadata().snapshot_by_id(id).unwrap().parent_snapshot_id();
+    }
+    chain.reverse();
+    let in_history: HashSet<i64> = chain.iter().copied().collect();
+    for id in landed.keys() {
+        assert!(in_history.contains(id), "reported commit {id} is not in main's history");
+    }
+    assert_eq!(chain.len(), landed.len(), "a snapshot in the history that no writer reported");
+    let mut model: BTreeSet<(i64, String)> = BTreeSet::new();
+    for id in &chain {
+        match &landed[id] {
+            Op::Append(rows) => model.extend(rows.iter().cloned()),
+            Op::Overwrite { owner, rows } => {
+                model.retain(|(_, o)| o != owner);
+                model.extend(rows.iter().cloned());
+            }
+            Op::Delete { owner, lo, hi } => model.retain(|(i, o)| !(o == owner && i >= lo && i < hi)),
+        }
+    }
+    let batches: Vec<RecordBatch> = ctx
+        .floe
+        .scan(
+            &t,
+            &floe::ScanOptions {
+                columns: Some(vec!["id".into(), "user_id".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .batches
+        .try_collect()
+        .await
+        .unwrap();
+    let mut rows: Vec<(i64, String)> = batches.iter().flat_map(rows_of).collect();
+    rows.sort();
+    let expected: Vec<(i64, String)> = model.into_iter().collect();
+    assert_eq!(rows.len(), expected.len(), "row count");
+    assert_eq!(rows, expected);
+    let attempted = 4 * 25 + 2 * 10 + 10;
+    eprintln!(
+        "concurrency matrix {:?}: {attempted} commits attempted, {} landed (incl. {} no-op deletes skipped), \
+         {conflicts} conflicts, {:.1} s",
+        ctx.backend,
+        landed.len(),
+        attempted - landed.len() as u32 - conflicts,
+        wall.as_secs_f64()
+    );
+});
+
+/// Run `args` in `n` `floe` processes at once; their outputs.
+fn at_once(n: usize, dir: &std::path::Path, ctx: Option<&Ctx>, env: &[(&str, String)], args: &[&str]) -> Vec<std::process::Output> {
+    let children: Vec<std::process::Child> = (0..n)
+        .map(|_| {
+            let mut c = floe_cmd(dir, ctx);
+            for (k, v) in env {
+                c.env(k, v);
+            }
+            c.args(args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn floe")
+        })
+        .collect();
+    children.into_iter().map(|c| c.wait_with_output().unwrap()).collect()
+}
+
+both_backends!(eight_processes_create_one_table, |ctx: Ctx| async move {
+    let dir = tempfile::tempdir().unwrap();
+    let table = format!("{}.raced", ctx.ns);
+    let outputs = tokio::task::spawn_blocking({
+        let (dir, ctx_settings, backend) = (dir.path().to_path_buf(), ctx.settings.clone(), ctx.backend);
+        move || {
+            let env = settings_env(&ctx_settings, backend);
+            at_once(8, &dir, None, &env, &["create", &table, "--schema", "id long not null, name string"])
+        }
+    })
+    .await
+    .unwrap();
+    let won: Vec<_> = outputs.iter().filter(|o| o.status.success()).collect();
+    assert_eq!(won.len(), 1, "exactly one process creates the table");
+    for o in outputs.iter().filter(|o| !o.status.success()) {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("already exists"), "{err}");
+    }
+    // One table, loadable, with one metadata file.
+    let t = ctx.table("raced");
+    let table = ctx.floe.load_table(&t).await.unwrap();
+    let metadata = ctx
+        .floe
+        .storage()
+        .list(&format!("{}/metadata/", table.location()))
+        .await
+        .unwrap();
+    assert_eq!(metadata.len(), 1, "{metadata:?}");
+});
+
+both_backends!(eight_processes_set_up_a_fresh_catalog, |ctx: Ctx| async move {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = ctx.settings.clone();
+    let mut fresh_db = None;
+    match ctx.backend {
+        Backend::SqliteLocal => {
+            settings.catalog_url = format!("sqlite:{}", dir.path().join("fresh.db").display());
+        }
+        Backend::PostgresS3 => {
+            // A database no floe has touched yet.
+            let name = format!("fresh_{}", uuid::Uuid::new_v4().simple());
+            let pool = sqlx::PgPool::connect(&ctx.settings.catalog_url).await.unwrap();
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await.unwrap();
+            let (base, _) = ctx.settings.catalog_url.rsplit_once('/').unwrap();
+            settings.catalog_url = format!("{base}/{name}");
+            fresh_db = Some((pool, name));
+        }
+    }
+    let outputs = tokio::task::spawn_blocking({
+        let (dir, settings, backend) = (dir.path().to_path_buf(), settings.clone(), ctx.backend);
+        move || at_once(8, &dir, None, &settings_env(&settings, backend), &["namespaces"])
+    })
+    .await
+    .unwrap();
+    for o in &outputs {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let floe = Floe::connect(settings.clone()).await.unwrap();
+    assert!(floe.namespaces().await.unwrap().is_empty());
+    drop(floe);
+    if let Some((pool, name)) = fresh_db {
+        let _ = sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)")).execute(&pool).await;
+    }
+});

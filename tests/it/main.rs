@@ -1,14 +1,21 @@
 //! floe's integration suite: one test binary, every test run against both backends (SQLite + local
 //! disk, Postgres + Garage S3) with real servers.
 
+mod faulty_catalog;
 mod support;
 
 mod bad_input;
 mod bench;
 mod cli;
+mod cluster;
 mod concurrency;
+mod crash;
 mod diff;
-mod interop;
+pub mod interop;
+mod hostile_text;
+mod ingest;
+mod maintenance;
 mod pipeline;
 mod refs;
 mod table_ops;
+mod transactions;

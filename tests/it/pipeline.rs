@@ -367,7 +367,7 @@ async fn edge_cases(ctx: &Ctx, engine: Arc<dyn Engine>, dir: &std::path::Path) {
     let err = floe::pipeline::run(&ctx.floe, &missing).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     assert_eq!(heads("raw_events").await, raw_before);
-    let ledger: Vec<_> = floe::pipeline::ledger::list(ctx.floe.catalog(), 500)
+    let ledger: Vec<_> = floe::pipeline::ledger::list(ctx.floe.database(), 500)
         .await
         .unwrap()
         .into_iter()
@@ -592,6 +592,10 @@ impl Engine for Tampered {
         }
         Ok(out)
     }
+
+    fn code(&self, stage: Stage) -> String {
+        format!("tampered aggregate\n{}", self.0.code(stage))
+    }
 }
 
 both_backends!(
@@ -689,7 +693,7 @@ both_backends!(
             .await
             .unwrap();
         assert!(verified.equal);
-        let ledger = floe::pipeline::ledger::list(ctx.floe.catalog(), 100)
+        let ledger = floe::pipeline::ledger::list(ctx.floe.database(), 100)
             .await
             .unwrap();
         assert!(ledger
@@ -732,7 +736,7 @@ both_backends!(
                 .unwrap()
                 .equal
         );
-        let ledger = floe::pipeline::ledger::list(ctx.floe.catalog(), 100)
+        let ledger = floe::pipeline::ledger::list(ctx.floe.database(), 100)
             .await
             .unwrap();
         assert!(ledger

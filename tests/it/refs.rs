@@ -143,7 +143,8 @@ both_backends!(branches_tags_publish_rollback, |ctx: Ctx| async move {
         ErrorKind::NotFound
     );
 
-    // A write to a branch that does not exist yet creates it from nothing (Iceberg semantics).
+    // A write to a branch that does not exist yet forks it from main's current snapshot (Iceberg's
+    // `SnapshotUtil.latestSnapshot`): main is at s1 (rows 0..5) after the rollback.
     let fresh = ctx
         .floe
         .append(
@@ -160,7 +161,30 @@ both_backends!(branches_tags_publish_rollback, |ctx: Ctx| async move {
             .snapshot_by_id(fresh.snapshot_id.unwrap())
             .unwrap()
             .parent_snapshot_id(),
-        None
+        Some(s1)
     );
-    assert_eq!(ids(&ctx.floe, &t, At::Ref("fresh".into())).await, vec![300, 301]);
+    let mut expected: Vec<i64> = (0..5).collect();
+    expected.extend([300, 301]);
+    assert_eq!(ids(&ctx.floe, &t, At::Ref("fresh".into())).await, expected);
+    assert_eq!(ids(&ctx.floe, &t, At::Current).await, (0..5).collect::<Vec<_>>());
+});
+
+// The README's library example: a delete on a branch that does not exist yet, then publish.
+both_backends!(delete_on_a_new_branch_then_publish, |ctx: Ctx| async move {
+    let t = ctx.table("events");
+    ctx.create_events_table(&t, &[]).await;
+    ctx.floe
+        .append(&t, stream(vec![events(0..100)]), &CommitOptions::default())
+        .await
+        .unwrap();
+    let r = ctx
+        .floe
+        .delete(&t, RowFilter::sql("id < 10"), &CommitOptions::on_branch("cleanup"))
+        .await
+        .unwrap();
+    assert!(r.snapshot_id.is_some());
+    assert_eq!(ids(&ctx.floe, &t, At::Ref("cleanup".into())).await, (10..100).collect::<Vec<_>>());
+    assert_eq!(ids(&ctx.floe, &t, At::Current).await.len(), 100);
+    ctx.floe.publish(&t, "cleanup").await.unwrap();
+    assert_eq!(ids(&ctx.floe, &t, At::Current).await, (10..100).collect::<Vec<_>>());
 });

@@ -2,8 +2,10 @@
 //!
 //! - `sqlite_local`: an SQLite catalog file and a local warehouse in a temp directory (always).
 //! - `postgres_s3`: the Postgres server and the Garage S3 server the test command starts, named by
-//!   `FLOE_TEST_POSTGRES_URL` and `FLOE_TEST_S3_*`. When they are missing the case is skipped with a
-//!   message, unless `FLOE_TEST_REQUIRE_SERVERS=1` (set by the test command and CI), where it fails.
+//!   `FLOE_TEST_POSTGRES_URL` and `FLOE_TEST_S3_*`. When they are missing the case fails (a plain
+//!   `cargo test` must not report server tests as passed without running them), unless
+//!   `FLOE_TEST_SKIP_SERVERS=1` says to skip them; the skip is then printed. The test command starts
+//!   the servers and sets `FLOE_TEST_REQUIRE_SERVERS=1`, which refuses the skip.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,8 +35,10 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-fn require_servers() -> bool {
-    env("FLOE_TEST_REQUIRE_SERVERS").as_deref() == Some("1")
+/// Whether a test may skip what needs a server or PyIceberg when it is missing: only when
+/// `FLOE_TEST_SKIP_SERVERS=1`, and never under the test command (`FLOE_TEST_REQUIRE_SERVERS=1`).
+pub fn may_skip_servers() -> bool {
+    env("FLOE_TEST_SKIP_SERVERS").as_deref() == Some("1") && env("FLOE_TEST_REQUIRE_SERVERS").as_deref() != Some("1")
 }
 
 /// S3 settings of the test server, if configured.
@@ -78,10 +82,11 @@ pub fn settings_for(backend: Backend, dir: &std::path::Path) -> Option<Settings>
                     s3,
                     ..base
                 }),
-                _ if require_servers() => panic!(
-                    "FLOE_TEST_REQUIRE_SERVERS=1 but FLOE_TEST_POSTGRES_URL / FLOE_TEST_S3_ENDPOINT are not set"
+                _ if may_skip_servers() => None,
+                _ => panic!(
+                    "Postgres and S3 are not configured (FLOE_TEST_POSTGRES_URL, FLOE_TEST_S3_ENDPOINT): run \
+                     `bash tests/run.sh`, which starts them, or set FLOE_TEST_SKIP_SERVERS=1 to skip these cases"
                 ),
-                _ => None,
             }
         }
     }
@@ -91,7 +96,7 @@ impl Ctx {
     pub async fn new(backend: Backend) -> Option<Ctx> {
         let dir = tempfile::tempdir().unwrap();
         let Some(settings) = settings_for(backend, dir.path()) else {
-            eprintln!("skipping {backend:?}: servers not configured (run the test command to start them)");
+            eprintln!("SKIPPED {backend:?}: servers not configured and FLOE_TEST_SKIP_SERVERS=1");
             return None;
         };
         let (floe, _) = Floe::init(settings.clone()).await.expect("init");
@@ -268,4 +273,42 @@ pub fn summary(table: &floe::Table, snapshot_id: i64) -> HashMap<String, String>
         .summary()
         .additional_properties
         .clone()
+}
+
+/// The `floe` binary with a clean environment in `dir`, pointed at `ctx`'s backend when given.
+pub fn floe_cmd(dir: &std::path::Path, ctx: Option<&Ctx>) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_floe"));
+    c.current_dir(dir).env_clear();
+    for k in ["PATH", "HOME", "LD_LIBRARY_PATH"] {
+        if let Ok(v) = std::env::var(k) {
+            c.env(k, v);
+        }
+    }
+    if let Some(ctx) = ctx {
+        for (k, v) in settings_env(&ctx.settings, ctx.backend) {
+            c.env(k, v);
+        }
+    }
+    c
+}
+
+/// The environment that points the `floe` binary at `settings`.
+pub fn settings_env(settings: &Settings, backend: Backend) -> Vec<(&'static str, String)> {
+    let mut v = vec![
+        ("FLOE_CATALOG_URL", settings.catalog_url.clone()),
+        ("FLOE_WAREHOUSE", settings.warehouse.clone()),
+        ("FLOE_CATALOG_NAME", settings.catalog_name.clone()),
+    ];
+    if backend == Backend::PostgresS3 {
+        let s3 = &settings.s3;
+        v.push(("AWS_ENDPOINT_URL", s3.endpoint.clone().unwrap()));
+        v.push(("AWS_REGION", s3.region.clone().unwrap()));
+        v.push(("AWS_ACCESS_KEY_ID", s3.access_key_id.clone().unwrap()));
+        v.push((
+            "AWS_SECRET_ACCESS_KEY",
+            s3.secret_access_key.as_ref().unwrap().expose().to_string(),
+        ));
+        v.push(("FLOE_S3_PATH_STYLE", "true".to_string()));
+    }
+    v
 }

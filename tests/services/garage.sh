@@ -17,10 +17,13 @@ _floe_garage_bin() {
   local bin=$tools/garage/bin/garage
   [[ -x $bin ]] && { echo "$bin"; return 0; }
   command -v garage 2>/dev/null && return 0
-  _floe_garage_err "garage not found; running 'cargo install garage' into $tools/garage (takes ~10 min)"
+  _floe_garage_err "garage not found; running 'cargo install garage' into $tools/garage (takes ~5-10 min)"
   mkdir -p "$tools" || return 1
+  # Only what the tests use (the SQLite metadata engine, bundled C libraries), at opt-level 1: a
+  # test server needs no k2v, metrics or LMDB, and the build is the slowest step of a fresh machine.
   # flock: concurrent callers wait for one build instead of starting another.
-  flock "$tools/garage.lock" sh -c '[ -x "$1" ] || cargo install garage --locked --root "$2"' \
+  flock "$tools/garage.lock" sh -c '[ -x "$1" ] || CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
+      cargo install garage --locked --no-default-features --features bundled-libs,sqlite --root "$2"' \
       sh "$bin" "$tools/garage" >&2 \
     || { _floe_garage_err "cargo install garage failed"; return 1; }
   [[ -x $bin ]] || { _floe_garage_err "$bin missing after install"; return 1; }

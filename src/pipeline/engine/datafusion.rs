@@ -1,17 +1,14 @@
-//! The DataFusion engine: each stage is SQL over the pinned input snapshots (registered through
-//! iceberg-datafusion's static table provider, so scans stream from the Parquet files with filter and
-//! projection pushdown), with the field rules as scalar UDFs. Memory is bounded by a spill-to-disk
-//! memory pool.
+//! The DataFusion engine: each stage is SQL over the pinned input snapshots, with the field rules as
+//! scalar UDFs. A snapshot that is plain Parquet files is read by DataFusion's own multi-partition file
+//! scan (file groups over every core, large files split by byte range); one with delete files or
+//! renamed columns through iceberg-datafusion's provider. Memory is bounded by a spill-to-disk pool.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, BooleanArray, Decimal128Array, Int64Array, StringArray, TimestampMicrosecondArray,
-};
+use arrow::array::ArrayRef;
 use arrow::datatypes::{DataType, TimeUnit};
 use async_trait::async_trait;
-use datafusion::common::cast::as_string_array;
 use datafusion::datasource::MemTable;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -48,17 +45,16 @@ impl DataFusionEngine {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(self.memory_limit)))
             .build_arc()?;
-        let config = SessionConfig::new()
-            .with_target_partitions(2)
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let mut config = SessionConfig::new()
+            .with_target_partitions(cores)
             .with_batch_size(8192);
+        // Text as Utf8, as the tables and the rules keep it (no view types to convert back).
+        config.options_mut().execution.parquet.schema_force_view_types = false;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         register_rules(&ctx);
         Ok(ctx)
     }
-}
-
-fn strings(args: &[ColumnarValue], n: usize) -> datafusion::error::Result<Vec<ArrayRef>> {
-    args.iter().map(|a| a.clone().into_array(n)).collect()
 }
 
 fn rows_of(args: &[ColumnarValue]) -> usize {
@@ -70,110 +66,102 @@ fn rows_of(args: &[ColumnarValue]) -> usize {
         .unwrap_or(1)
 }
 
-/// The field rules as DataFusion scalar functions.
-fn register_rules(ctx: &SessionContext) {
-    let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()));
-    ctx.register_udf(create_udf(
-        "floe_event_time",
-        vec![DataType::Utf8],
-        ts,
-        Volatility::Immutable,
-        Arc::new(|args: &[ColumnarValue]| {
-            let n = rows_of(args);
-            let a = strings(args, n)?;
-            let s = as_string_array(&a[0])?;
-            let out: TimestampMicrosecondArray = s
-                .iter()
-                .map(|v| v.and_then(rules::parse_event_time))
-                .collect::<TimestampMicrosecondArray>();
-            Ok(ColumnarValue::Array(Arc::new(out.with_timezone("+00:00"))))
-        }),
-    ));
-    ctx.register_udf(create_udf(
-        "floe_revenue_ok",
-        vec![DataType::Utf8],
-        DataType::Boolean,
-        Volatility::Immutable,
-        Arc::new(|args: &[ColumnarValue]| {
-            let n = rows_of(args);
-            let a = strings(args, n)?;
-            let s = as_string_array(&a[0])?;
-            let out: BooleanArray = s
-                .iter()
-                .map(|v| Some(v.is_none_or(|v| rules::parse_revenue(v).is_ok())))
-                .collect();
-            Ok(ColumnarValue::Array(Arc::new(out)))
-        }),
-    ));
-    ctx.register_udf(create_udf(
-        "floe_revenue",
-        vec![DataType::Utf8],
-        DataType::Decimal128(12, 2),
-        Volatility::Immutable,
-        Arc::new(|args: &[ColumnarValue]| {
-            let n = rows_of(args);
-            let a = strings(args, n)?;
-            let s = as_string_array(&a[0])?;
-            let out: Decimal128Array = s
-                .iter()
-                .map(|v| v.and_then(|v| rules::parse_revenue(v).ok().flatten()))
-                .collect();
-            Ok(ColumnarValue::Array(Arc::new(
-                out.with_precision_and_scale(12, 2)?,
-            )))
-        }),
-    ));
-    ctx.register_udf(create_udf(
-        "floe_ipv4",
-        vec![DataType::Utf8],
-        DataType::Int64,
-        Volatility::Immutable,
-        Arc::new(|args: &[ColumnarValue]| {
-            let n = rows_of(args);
-            let a = strings(args, n)?;
-            let s = as_string_array(&a[0])?;
-            let out: Int64Array = s
-                .iter()
-                .map(|v| v.and_then(rules::parse_ipv4).map(i64::from))
-                .collect();
-            Ok(ColumnarValue::Array(Arc::new(out)))
-        }),
-    ));
-    ctx.register_udf(create_udf(
-        "floe_record_json",
-        vec![DataType::Utf8; 9],
-        DataType::Utf8,
-        Volatility::Immutable,
-        Arc::new(|args: &[ColumnarValue]| {
-            let n = rows_of(args);
-            let cols = strings(args, n)?;
-            let cols: Vec<&StringArray> = cols
-                .iter()
-                .map(|c| as_string_array(c))
-                .collect::<Result<_, _>>()?;
-            let out: StringArray = (0..n)
-                .map(|i| {
-                    let fields: Vec<Option<&str>> = cols
-                        .iter()
-                        .map(|c| if c.is_valid(i) { Some(c.value(i)) } else { None })
-                        .collect();
-                    Some(rules::record_json(&fields))
-                })
-                .collect();
-            Ok(ColumnarValue::Array(Arc::new(out)))
-        }),
-    ));
+/// The field rules ([`rules::FUNCTIONS`]) registered on `ctx`.
+pub(crate) fn register_rules(ctx: &SessionContext) {
+    for udf in rule_udfs() {
+        ctx.register_udf(udf);
+    }
 }
 
+/// The field rules ([`rules::FUNCTIONS`]) as DataFusion scalar functions. Instants are labelled UTC.
+pub(crate) fn rule_udfs() -> Vec<datafusion::logical_expr::ScalarUDF> {
+    let mut out = Vec::new();
+    for f in rules::FUNCTIONS {
+        let returns = match &f.returns {
+            DataType::Timestamp(unit, None) => DataType::Timestamp(*unit, Some("+00:00".into())),
+            other => other.clone(),
+        };
+        let zoned = matches!(returns, DataType::Timestamp(_, Some(_)));
+        let kernel = f.kernel;
+        out.push(create_udf(
+            f.name,
+            vec![DataType::Utf8; f.args],
+            returns,
+            Volatility::Immutable,
+            Arc::new(move |args: &[ColumnarValue]| {
+                let n = rows_of(args);
+                let arrays = args
+                    .iter()
+                    .map(|a| a.clone().into_array(n))
+                    .collect::<datafusion::error::Result<Vec<ArrayRef>>>()?;
+                let out = kernel(&rules::as_utf8(arrays)?)?;
+                let out = if zoned {
+                    arrow::compute::cast(
+                        &out,
+                        &DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+                    )?
+                } else {
+                    out
+                };
+                Ok(ColumnarValue::Array(out))
+            }),
+        ));
+    }
+    out
+}
+
+/// Make a pinned input queryable as `name`: a multi-partition scan of its Parquet files (DataFusion's
+/// own file scan: file groups over `target_partitions`, large files split by byte range, row-group
+/// pruning) when the snapshot is plain files; otherwise iceberg-datafusion's provider, which applies
+/// delete files.
 async fn register(ctx: &SessionContext, name: &str, input: &PinnedTable) -> Result<()> {
     let provider: Arc<dyn datafusion::datasource::TableProvider> = match input.snapshot_id {
-        Some(id) => Arc::new(
-            IcebergStaticTableProvider::try_new_from_table_snapshot(input.table.iceberg_table()?, id).await?,
-        ),
+        Some(id) => match crate::table::plain_files::plain_parquet_files(&input.table, id).await? {
+            Some(plain) => listing_table(ctx, input.table.storage(), &plain)?,
+            None => Arc::new(
+                IcebergStaticTableProvider::try_new_from_table_snapshot(input.table.iceberg_table()?, id).await?,
+            ),
+        },
         None => Arc::new(MemTable::try_new(input.table.arrow_schema()?, vec![vec![]])?),
     };
     ctx.register_table(name, provider)?;
     Ok(())
+}
+
+/// A `ListingTable` over an explicit list of Parquet files (serializable, so Ballista ships it to
+/// executors as it is), with floe's object stores registered for their buckets.
+pub(crate) fn listing_table(
+    ctx: &SessionContext,
+    storage: &crate::storage::ObjectStorage,
+    plain: &crate::table::plain_files::PlainFiles,
+) -> Result<Arc<dyn datafusion::datasource::TableProvider>> {
+    use datafusion::datasource::file_format::parquet::ParquetFormat;
+    use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+    if plain.files.is_empty() {
+        return Ok(Arc::new(MemTable::try_new(plain.schema.clone(), vec![vec![]])?));
+    }
+    let mut urls = Vec::with_capacity(plain.files.len());
+    let mut buckets = std::collections::HashSet::new();
+    for (uri, _) in &plain.files {
+        if let Some(rest) = uri.strip_prefix("s3://").or_else(|| uri.strip_prefix("s3a://")) {
+            let bucket = rest.split('/').next().unwrap_or(rest);
+            if buckets.insert(bucket.to_string()) {
+                let base = url::Url::parse(&format!("s3://{bucket}"))
+                    .map_err(|e| Error::internal(format!("bucket URL of {uri}: {e}")))?;
+                let (store, _) = storage.resolve(uri)?;
+                ctx.register_object_store(&base, store);
+            }
+        }
+        urls.push(ListingTableUrl::parse(uri)?);
+    }
+    let partitions = ctx.copied_config().target_partitions();
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_target_partitions(partitions);
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .with_schema(plain.schema.clone());
+    Ok(Arc::new(ListingTable::try_new(config)?))
 }
 
 async fn query(ctx: &SessionContext, sql: String) -> Result<Rows> {
@@ -208,5 +196,10 @@ impl Engine for DataFusionEngine {
             out.push(query(&ctx, q).await?);
         }
         Ok(out)
+    }
+
+    fn code(&self, stage: Stage) -> String {
+        // The UDFs are registered from this file.
+        format!("{}\n{}", super::sql::DATAFUSION.stage(stage).join(";\n"), include_str!("datafusion.rs"))
     }
 }

@@ -1,13 +1,15 @@
 //! The DuckDB engine: the pinned input snapshots stream into an embedded DuckDB database through the
-//! Arrow appender, each stage is DuckDB SQL (the field rules as SQL macros), and results stream back
-//! out as Arrow batches. DuckDB spills to a temporary directory beyond its memory limit.
+//! Arrow appender, each stage is DuckDB SQL (the field rules registered as Arrow scalar functions:
+//! the same Rust functions the DataFusion engine calls), and results stream back out as Arrow
+//! batches. DuckDB spills to a temporary directory beyond its memory limit.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use arrow::array::RecordBatch;
+use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use async_trait::async_trait;
+use duckdb::vscalar::{ArrowFunctionSignature, VArrowScalar};
 use duckdb::{Config, Connection};
 use futures::{StreamExt, TryStreamExt};
 
@@ -72,63 +74,71 @@ pub(crate) fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-/// The field rules as DuckDB macros (see src/pipeline/README.md; they match `rules.rs`).
-const MACROS: &str = r#"
-CREATE MACRO floe_ws_trim(s) AS trim(s, ' ' || chr(9) || chr(10) || chr(13));
-CREATE MACRO floe_offset_min(t) AS (
-    CASE WHEN regexp_full_match(t, '.*[+-]\d{2}:\d{2}')
-    THEN (CASE WHEN substr(right(t, 6), 1, 1) = '-' THEN -1 ELSE 1 END)
-         * (CAST(substr(right(t, 6), 2, 2) AS INTEGER) * 60 + CAST(right(t, 2) AS INTEGER))
-    ELSE 0 END);
-CREATE MACRO floe_event_time_t(t) AS (
-    CASE WHEN regexp_full_match(t, '\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?')
-          AND abs(floe_offset_min(t)) <= 18 * 60
-          AND (NOT regexp_full_match(t, '.*[+-]\d{2}:\d{2}') OR CAST(right(t, 2) AS INTEGER) < 60)
-    THEN try_strptime(
-            substr(t, 1, 19) || '.' || left(rpad(coalesce(regexp_extract(t, '\.(\d+)', 1), ''), 6, '0'), 6),
-            '%Y-%m-%dT%H:%M:%S.%f')
-         - to_minutes(floe_offset_min(t))
-    END);
-CREATE MACRO floe_event_time(s) AS floe_event_time_t(floe_ws_trim(s));
-CREATE MACRO floe_revenue_ok(r) AS (
-    r IS NULL OR r = '' OR regexp_full_match(floe_ws_trim(r), '\d{1,10}(\.\d{1,2})?'));
-CREATE MACRO floe_revenue(r) AS (
-    CASE WHEN r IS NOT NULL AND r <> '' AND regexp_full_match(floe_ws_trim(r), '\d{1,10}(\.\d{1,2})?')
-    THEN CAST(floe_ws_trim(r) AS DECIMAL(12, 2)) END);
-CREATE MACRO floe_ipv4(ip) AS (
-    CASE WHEN regexp_full_match(ip, '(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}')
-    THEN CAST(split_part(ip, '.', 1) AS BIGINT) * 16777216 + CAST(split_part(ip, '.', 2) AS BIGINT) * 65536
-         + CAST(split_part(ip, '.', 3) AS BIGINT) * 256 + CAST(split_part(ip, '.', 4) AS BIGINT) END);
-"#;
+/// A rule kernel, as the state of a DuckDB scalar function.
+#[derive(Clone)]
+struct Kernel(fn(&[ArrayRef]) -> std::result::Result<ArrayRef, arrow::error::ArrowError>);
 
-/// `floe_record_json(...)`: the nine fields as a JSON object, escaped exactly as serde_json does (the
-/// DataFusion engine's `rules::record_json`), without DuckDB's json extension.
-fn record_json_macros() -> String {
-    let mut escaped = "replace(replace(v, '\\', '\\\\'), '\"', '\\\"')".to_string();
-    for c in 1u8..32 {
-        let esc = match c {
-            8 => "\\b".to_string(),
-            9 => "\\t".to_string(),
-            10 => "\\n".to_string(),
-            12 => "\\f".to_string(),
-            13 => "\\r".to_string(),
-            _ => format!("\\u{c:04x}"),
-        };
-        escaped = format!("replace({escaped}, chr({c}), '{esc}')");
+impl Default for Kernel {
+    /// Never registered: every registration passes its kernel.
+    fn default() -> Self {
+        Kernel(|_| {
+            Err(arrow::error::ArrowError::InvalidArgumentError(
+                "a floe rule function was registered without its kernel".into(),
+            ))
+        })
     }
-    let fields = crate::pipeline::input::FIELDS;
-    let args: Vec<String> = (0..fields.len()).map(|i| format!("f{i}")).collect();
-    let body: Vec<String> = fields
-        .iter()
-        .enumerate()
-        .map(|(i, name)| format!("'\"{name}\":' || floe_json_str(f{i})"))
-        .collect();
-    format!(
-        "CREATE MACRO floe_json_str(v) AS CASE WHEN v IS NULL THEN 'null' ELSE '\"' || {escaped} || '\"' END;\n\
-         CREATE MACRO floe_record_json({}) AS '{{' || {} || '}}';",
-        args.join(", "),
-        body.join(" || ',' || ")
-    )
+}
+
+/// DuckDB scalar functions over Arrow, one type per signature of the rule functions; the kernel is
+/// the registration's state.
+macro_rules! rule_signature {
+    ($name:ident, $args:expr, $returns:expr) => {
+        struct $name;
+        impl VArrowScalar for $name {
+            type State = Kernel;
+            fn invoke(
+                state: &Kernel,
+                input: RecordBatch,
+            ) -> std::result::Result<ArrayRef, Box<dyn std::error::Error>> {
+                let args = super::rules::as_utf8(input.columns().to_vec())?;
+                Ok((state.0)(&args)?)
+            }
+            fn signatures() -> Vec<ArrowFunctionSignature> {
+                vec![ArrowFunctionSignature::exact(vec![DataType::Utf8; $args], $returns)]
+            }
+        }
+    };
+}
+
+rule_signature!(TextToText, 1, DataType::Utf8);
+rule_signature!(TextToTimestamp, 1, DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None));
+rule_signature!(TextToBool, 1, DataType::Boolean);
+rule_signature!(TextToMoney, 1, DataType::Decimal128(12, 2));
+rule_signature!(TextToLong, 1, DataType::Int64);
+rule_signature!(RecordToText, 10, DataType::Utf8);
+
+/// Register the field rules ([`super::rules::FUNCTIONS`]) on `conn`: the same Rust functions the
+/// DataFusion engine calls.
+pub(crate) fn register_rules(conn: &Connection) -> Result<()> {
+    for f in super::rules::FUNCTIONS {
+        let k = Kernel(f.kernel);
+        let registered = match (f.args, &f.returns) {
+            (1, DataType::Utf8) => conn.register_scalar_function_with_state::<TextToText>(f.name, &k),
+            (1, DataType::Timestamp(..)) => conn.register_scalar_function_with_state::<TextToTimestamp>(f.name, &k),
+            (1, DataType::Boolean) => conn.register_scalar_function_with_state::<TextToBool>(f.name, &k),
+            (1, DataType::Decimal128(..)) => conn.register_scalar_function_with_state::<TextToMoney>(f.name, &k),
+            (1, DataType::Int64) => conn.register_scalar_function_with_state::<TextToLong>(f.name, &k),
+            (10, DataType::Utf8) => conn.register_scalar_function_with_state::<RecordToText>(f.name, &k),
+            (n, t) => {
+                return Err(Error::internal(format!(
+                    "no DuckDB signature for rule {} ({n} arguments, {t})",
+                    f.name
+                )))
+            }
+        };
+        registered.map_err(duck_error)?;
+    }
+    Ok(())
 }
 
 impl DuckDbEngine {
@@ -144,8 +154,7 @@ impl DuckDbEngine {
         // disk and only DuckDB's buffer pool (`memory_limit`) is resident.
         let conn =
             Connection::open_with_flags(spill.path().join("stage.duckdb"), config).map_err(duck_error)?;
-        conn.execute_batch(MACROS).map_err(duck_error)?;
-        conn.execute_batch(&record_json_macros()).map_err(duck_error)?;
+        register_rules(&conn)?;
         Ok((conn, spill))
     }
 }
@@ -373,4 +382,205 @@ impl Engine for DuckDbEngine {
         }
         Ok(out)
     }
+
+    async fn run_to_files(
+        &self,
+        stage: Stage,
+        inputs: &BTreeMap<&'static str, PinnedTable>,
+        outputs: &[Table],
+    ) -> Result<Option<Vec<Vec<crate::table::add_files::FileToAdd>>>> {
+        // DuckDB here writes local files only (no S3 extension): tables on S3 take floe's writer.
+        let mut copies = Vec::new();
+        let queries = super::sql::DUCKDB.stage(stage);
+        for (table, q) in outputs.iter().zip(&queries) {
+            let Some(location) = table.location().strip_prefix("file://") else {
+                return Ok(None);
+            };
+            let dir = format!("{location}/data/{stage}-{}", uuid::Uuid::now_v7().simple());
+            match copy_statement(table, q, &dir)? {
+                Some((sql, partition_columns)) => copies.push((table.clone(), dir, sql, partition_columns)),
+                None => return Ok(None),
+            }
+        }
+        let (conn, spill) = self.open()?;
+        let conn = Arc::new(Mutex::new(conn));
+        for (name, input) in inputs {
+            load(&conn, name, input).await?;
+        }
+        let dirs: Vec<String> = copies.iter().map(|(_, d, _, _)| d.clone()).collect();
+        let written = tokio::task::spawn_blocking(move || -> Result<Vec<Vec<crate::table::add_files::FileToAdd>>> {
+            let _spill = spill;
+            let c = conn.lock().expect("duckdb connection");
+            let mut out = Vec::new();
+            for (table, dir, sql, partition_columns) in &copies {
+                let mut stmt = c.prepare(sql).map_err(duck_error)?;
+                let mut files = Vec::new();
+                for batch in stmt.query_arrow([]).map_err(duck_error)? {
+                    let Some(list) = batch
+                        .column_by_name("Files")
+                        .and_then(|c| c.as_any().downcast_ref::<arrow::array::ListArray>().cloned())
+                    else {
+                        return Err(Error::internal("DuckDB's COPY returned no Files column"));
+                    };
+                    for i in 0..arrow::array::Array::len(&list) {
+                        let values = list.value(i);
+                        let paths = arrow::compute::cast(&values, &DataType::Utf8)?;
+                        let paths = paths
+                            .as_any()
+                            .downcast_ref::<arrow::array::StringArray>()
+                            .ok_or_else(|| Error::internal("DuckDB's COPY file list is not text"))?;
+                        for p in paths.iter().flatten() {
+                            let partition = if partition_columns.is_empty() {
+                                None
+                            } else {
+                                Some(partition_from_path(table, dir, p, partition_columns)?)
+                            };
+                            files.push(crate::table::add_files::FileToAdd {
+                                uri: format!("file://{p}"),
+                                partition,
+                            });
+                        }
+                    }
+                }
+                out.push(files);
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("duckdb copy: {e}")))?;
+        match written {
+            Ok(files) => Ok(Some(files)),
+            Err(e) => {
+                // Nothing of a failed stage may stay behind: these directories are this run's own.
+                for d in dirs {
+                    let _ = std::fs::remove_dir_all(d);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn code(&self, stage: Stage) -> String {
+        // The rules are registered from this file (their code is in every stage's key already).
+        format!("{}\n{}", super::sql::DUCKDB.stage(stage).join(";\n"), include_str!("duckdb.rs"))
+    }
+}
+
+/// How DuckDB writes floe's data files: Snappy, row groups of 128 Ki rows (as floe's own writer).
+const COPY_OPTIONS: &str = "FORMAT parquet, COMPRESSION snappy, ROW_GROUP_SIZE 131072";
+
+/// The `COPY` that writes `query`'s rows as data files of `table` under `dir`: columns cast to the
+/// table's types (instants as `TIMESTAMPTZ`, so the files say UTC), the table's field ids, and one
+/// directory per partition for `identity` and temporal transforms computed in SQL. `None` when the
+/// table's partitioning cannot be expressed (bucket, truncate).
+fn copy_statement(table: &Table, query: &str, dir: &str) -> Result<Option<(String, Vec<String>)>> {
+    let schema = table.schema();
+    let arrow = table.arrow_schema()?;
+    let mut columns = Vec::new();
+    let mut ids = Vec::new();
+    for (f, a) in schema.as_struct().fields().iter().zip(arrow.fields()) {
+        let c = quote(&f.name);
+        columns.push(match a.data_type() {
+            DataType::Timestamp(_, Some(_)) => format!("CAST({c} AS TIMESTAMPTZ) AS {c}"),
+            _ => format!("CAST({c} AS {}) AS {c}", sql_type(a.data_type())?),
+        });
+        ids.push(format!("{c}: {}", f.id));
+    }
+    let mut partition_columns = Vec::new();
+    for (i, pf) in table.partition_spec().fields().iter().enumerate() {
+        let source = schema
+            .field_by_id(pf.source_id)
+            .ok_or_else(|| Error::internal(format!("partition source {} is not in the schema", pf.source_id)))?;
+        let c = quote(&source.name);
+        let expr = match pf.transform {
+            iceberg::spec::Transform::Identity => c,
+            iceberg::spec::Transform::Day => format!("CAST(floor(epoch_us({c}) / 86400000000.0) AS BIGINT)"),
+            iceberg::spec::Transform::Hour => format!("CAST(floor(epoch_us({c}) / 3600000000.0) AS BIGINT)"),
+            iceberg::spec::Transform::Month => {
+                format!("(CAST(year({c}) AS BIGINT) - 1970) * 12 + CAST(month({c}) AS BIGINT) - 1")
+            }
+            iceberg::spec::Transform::Year => format!("CAST(year({c}) AS BIGINT) - 1970"),
+            _ => return Ok(None),
+        };
+        let name = format!("__floe_p{i}");
+        columns.push(format!("{expr} AS {name}"));
+        partition_columns.push(name);
+    }
+    let partition = if partition_columns.is_empty() {
+        // One file per thread: DuckDB encodes on every core.
+        "PER_THREAD_OUTPUT true".to_string()
+    } else {
+        format!("PARTITION_BY ({}), WRITE_PARTITION_COLUMNS false", partition_columns.join(", "))
+    };
+    Ok(Some((
+        format!(
+            "COPY (SELECT {} FROM ({query})) TO {} ({COPY_OPTIONS}, FIELD_IDS {{{}}}, {partition}, \
+             FILENAME_PATTERN 'data_{{uuidv7}}', RETURN_FILES true)",
+            columns.join(", "),
+            literal(dir),
+            ids.join(", ")
+        ),
+        partition_columns,
+    )))
+}
+
+/// The partition of a file DuckDB wrote under `dir/__floe_p0=V0/__floe_p1=V1/...`.
+fn partition_from_path(table: &Table, dir: &str, file: &str, columns: &[String]) -> Result<iceberg::spec::Struct> {
+    use iceberg::spec::{Literal, PrimitiveType, Transform, Type};
+    let rel = file.strip_prefix(dir).unwrap_or(file);
+    let mut values: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    for part in rel.split('/') {
+        if let Some((k, v)) = part.split_once('=') {
+            values.insert(k, v);
+        }
+    }
+    let schema = table.schema();
+    let mut out = Vec::new();
+    for (pf, name) in table.partition_spec().fields().iter().zip(columns) {
+        let raw = values
+            .get(name.as_str())
+            .ok_or_else(|| Error::internal(format!("{file} is not under a {name}= directory")))?;
+        if *raw == "NULL" || raw.is_empty() {
+            out.push(None);
+            continue;
+        }
+        let bad = || Error::internal(format!("{file}: partition value {raw:?} of {name}"));
+        let value = match pf.transform {
+            Transform::Day => Literal::date(raw.parse::<i32>().map_err(|_| bad())?),
+            Transform::Hour | Transform::Month | Transform::Year => Literal::int(raw.parse::<i32>().map_err(|_| bad())?),
+            Transform::Identity => {
+                let source = schema.field_by_id(pf.source_id).ok_or_else(bad)?;
+                let text = percent_decode(raw);
+                match source.field_type.as_ref() {
+                    Type::Primitive(PrimitiveType::String) => Literal::string(text),
+                    Type::Primitive(PrimitiveType::Int) => Literal::int(text.parse::<i32>().map_err(|_| bad())?),
+                    Type::Primitive(PrimitiveType::Long) => Literal::long(text.parse::<i64>().map_err(|_| bad())?),
+                    Type::Primitive(PrimitiveType::Boolean) => Literal::bool(text == "true"),
+                    _ => return Err(Error::internal(format!("identity partition of {} from a path", source.name))),
+                }
+            }
+            _ => return Err(bad()),
+        };
+        out.push(Some(value));
+    }
+    Ok(out.into_iter().collect())
+}
+
+/// DuckDB escapes hive partition values like URLs.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("-"), 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

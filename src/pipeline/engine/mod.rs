@@ -2,6 +2,7 @@
 //! hands them to an [`Engine`]; the engine computes each output table and returns it as a stream of
 //! Arrow batches; the runner writes and commits them. The runner never names an engine.
 
+pub(crate) mod ballista;
 pub(crate) mod datafusion;
 pub(crate) mod duckdb;
 pub(crate) mod rules;
@@ -18,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::pipeline::tables::*;
 use crate::table::Table;
 
+pub use self::ballista::BallistaEngine;
 pub use self::datafusion::DataFusionEngine;
 pub use self::duckdb::DuckDbEngine;
 
@@ -117,7 +119,34 @@ pub trait Engine: Send + Sync {
     /// The engine's name: also the branch its outputs are committed to.
     fn name(&self) -> &'static str;
 
+    /// Check that the engine can run at all (a cluster is reachable), before a run writes anything.
+    async fn check(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Compute `stage`'s outputs from its pinned inputs: one stream per table of `stage.outputs()`,
     /// in that order. For `cleanse`, the `rejected_events` stream holds only the stage's own rejects.
     async fn run(&self, stage: Stage, inputs: &BTreeMap<&'static str, PinnedTable>) -> Result<Vec<Rows>>;
+
+    /// Everything that decides what `stage` computes on this engine: the rendered SQL and the
+    /// definitions it runs with. The runner hashes it (with the rules' own code, [`RULES_CODE`])
+    /// into the stage's reuse key, so a change to any of it never reuses outputs of the old code.
+    fn code(&self, stage: Stage) -> String;
+
+    /// Compute `stage`'s outputs and write them as Parquet data files of `outputs` (one table per
+    /// `stage.outputs()`, in that order) itself, with the tables' field ids and partitioning: per
+    /// output, the files written. `None` when this engine does not write these tables itself (the
+    /// runner then writes the rows [`Engine::run`] returns). Files are not committed.
+    async fn run_to_files(
+        &self,
+        _stage: Stage,
+        _inputs: &BTreeMap<&'static str, PinnedTable>,
+        _outputs: &[Table],
+    ) -> Result<Option<Vec<Vec<crate::table::add_files::FileToAdd>>>> {
+        Ok(None)
+    }
 }
+
+/// The source of the field rules both engines call (and of the shared SQL): part of every stage's
+/// reuse key.
+pub const RULES_CODE: &[&str] = &[include_str!("rules.rs"), include_str!("sql.rs")];

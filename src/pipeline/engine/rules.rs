@@ -1,11 +1,44 @@
-//! The field rules of `cleanse` and `enrich` (see `src/pipeline/README.md`) as plain functions, so the
-//! engines can use one implementation: DataFusion calls them as scalar UDFs.
+//! The field rules of `cleanse` and `enrich` (see `src/pipeline/README.md`), implemented once: plain
+//! functions over text, and [`FUNCTIONS`], the same functions over Arrow arrays, which both engines
+//! register under the same names (DataFusion as scalar UDFs, DuckDB as Arrow scalar functions). The
+//! stage SQL calls these for every text rule, never an engine's own `trim`, `lower` or regex, so that
+//! the two engines cannot give an input two meanings.
 
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Decimal128Array, Int64Array, StringArray, TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, TimeUnit};
+use arrow::error::ArrowError;
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 
-/// Surrounding white space, as both engines define it: space, tab, line feed, carriage return.
+/// White space, as every rule means it: the Unicode `White_Space` characters (space, tab, line feed,
+/// vertical tab, form feed, carriage return, U+0085, U+00A0 no-break space, U+1680, U+2000–U+200A,
+/// U+2028, U+2029, U+202F, U+205F, U+3000). Not white space: U+200B zero-width space, U+FEFF byte
+/// order mark, NUL and other control characters.
+pub fn is_space(c: char) -> bool {
+    c.is_whitespace()
+}
+
+/// `text` without surrounding white space ([`is_space`]).
+pub fn trim(text: &str) -> &str {
+    text.trim_matches(is_space)
+}
+
 fn ws_trim(text: &str) -> &str {
-    text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'))
+    trim(text)
+}
+
+/// The event types, as stored.
+pub const EVENT_TYPES: [&str; 4] = ["page_view", "click", "add_to_cart", "purchase"];
+
+/// An event type: surrounding white space ignored, matched against [`EVENT_TYPES`] ignoring ASCII case
+/// only (`PAGE_VIEW` matches; a non-ASCII letter never does, so neither the Kelvin sign `K` nor a
+/// fullwidth `ｃｌｉｃｋ` is `click`); `None` when it is none of them (`bad_event_type`).
+pub fn parse_event_type(text: &str) -> Option<&'static str> {
+    let t = trim(text);
+    EVENT_TYPES.into_iter().find(|e| e.eq_ignore_ascii_case(t))
 }
 
 /// `YYYY-MM-DDTHH:MM:SS[.fraction][Z|±HH:MM]` → microseconds since the epoch, UTC; `None` when the
@@ -120,9 +153,149 @@ pub fn record_json(fields: &[Option<&str>]) -> String {
     out
 }
 
+/// One rule as a function over Arrow arrays: its SQL name, argument types, result type, and kernel.
+pub struct RuleFunction {
+    /// The name the stage SQL calls it by.
+    pub name: &'static str,
+    /// Argument types (all text).
+    pub args: usize,
+    /// Result type, with timestamps zone-less (each engine labels them as it keeps instants).
+    pub returns: DataType,
+    /// The kernel: one output value per row of the arguments.
+    pub kernel: fn(&[ArrayRef]) -> Result<ArrayRef, ArrowError>,
+}
+
+/// Every rule function both engines register.
+pub const FUNCTIONS: &[RuleFunction] = &[
+    RuleFunction {
+        name: "floe_trim",
+        args: 1,
+        returns: DataType::Utf8,
+        kernel: |a| map_str(a, |s| Some(trim(s).to_string())),
+    },
+    RuleFunction {
+        name: "floe_event_type",
+        args: 1,
+        returns: DataType::Utf8,
+        kernel: |a| map_str(a, |s| parse_event_type(s).map(str::to_string)),
+    },
+    RuleFunction {
+        name: "floe_event_time",
+        args: 1,
+        returns: DataType::Timestamp(TimeUnit::Microsecond, None),
+        kernel: |a| {
+            let s = strings(a, 0)?;
+            Ok(Arc::new(
+                s.iter()
+                    .map(|v| v.and_then(parse_event_time))
+                    .collect::<TimestampMicrosecondArray>(),
+            ))
+        },
+    },
+    RuleFunction {
+        name: "floe_revenue_ok",
+        args: 1,
+        returns: DataType::Boolean,
+        kernel: |a| {
+            let s = strings(a, 0)?;
+            Ok(Arc::new(
+                s.iter()
+                    .map(|v| Some(v.is_none_or(|v| parse_revenue(v).is_ok())))
+                    .collect::<BooleanArray>(),
+            ))
+        },
+    },
+    RuleFunction {
+        name: "floe_revenue",
+        args: 1,
+        returns: DataType::Decimal128(12, 2),
+        kernel: |a| {
+            let s = strings(a, 0)?;
+            let out: Decimal128Array = s
+                .iter()
+                .map(|v| v.and_then(|v| parse_revenue(v).ok().flatten()))
+                .collect();
+            Ok(Arc::new(out.with_precision_and_scale(12, 2)?))
+        },
+    },
+    RuleFunction {
+        name: "floe_ipv4",
+        args: 1,
+        returns: DataType::Int64,
+        kernel: |a| {
+            let s = strings(a, 0)?;
+            Ok(Arc::new(
+                s.iter()
+                    .map(|v| v.and_then(parse_ipv4).map(i64::from))
+                    .collect::<Int64Array>(),
+            ))
+        },
+    },
+    // The nine fields come with a mask of which are null (`"010000001"`) and as text with nulls made
+    // empty, so that no engine's NULL handling of function arguments can change the record.
+    RuleFunction {
+        name: "floe_record_json",
+        args: 10,
+        returns: DataType::Utf8,
+        kernel: |a| {
+            let mask = strings(a, 0)?;
+            let cols: Vec<&StringArray> = (1..a.len()).map(|i| strings(a, i)).collect::<Result<_, _>>()?;
+            let out: StringArray = (0..mask.len())
+                .map(|i| {
+                    let nulls = mask.is_valid(i).then(|| mask.value(i).as_bytes()).unwrap_or(b"");
+                    let fields: Vec<Option<&str>> = cols
+                        .iter()
+                        .enumerate()
+                        .map(|(k, c)| {
+                            let null = nulls.get(k) == Some(&b'1') || !c.is_valid(i);
+                            (!null).then(|| c.value(i))
+                        })
+                        .collect();
+                    Some(record_json(&fields))
+                })
+                .collect();
+            Ok(Arc::new(out))
+        },
+    },
+];
+
+/// Argument `i` as text (Utf8; a Utf8View or LargeUtf8 argument is cast first).
+fn strings(args: &[ArrayRef], i: usize) -> Result<&StringArray, ArrowError> {
+    args.get(i)
+        .and_then(|a| a.as_any().downcast_ref::<StringArray>())
+        .ok_or_else(|| ArrowError::InvalidArgumentError(format!("argument {i} of a floe rule is not text")))
+}
+
+fn map_str(args: &[ArrayRef], f: impl Fn(&str) -> Option<String>) -> Result<ArrayRef, ArrowError> {
+    let s = strings(args, 0)?;
+    Ok(Arc::new(s.iter().map(|v| v.and_then(&f)).collect::<StringArray>()))
+}
+
+/// The arguments as Utf8 arrays (engines may hand over views or large strings).
+pub fn as_utf8(args: Vec<ArrayRef>) -> Result<Vec<ArrayRef>, ArrowError> {
+    args.into_iter()
+        .map(|a| match a.data_type() {
+            DataType::Utf8 => Ok(a),
+            _ => arrow::compute::cast(&a, &DataType::Utf8),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn white_space_and_event_types() {
+        assert_eq!(trim("\u{3000}\u{a0} a b\t\u{2028}"), "a b");
+        assert_eq!(trim("\u{200b}x\u{feff}"), "\u{200b}x\u{feff}");
+        assert_eq!(trim("\0x"), "\0x");
+        assert_eq!(parse_event_type("  PAGE_View\u{3000}"), Some("page_view"));
+        assert_eq!(parse_event_type("clic\u{212a}"), None);
+        assert_eq!(parse_event_type("ｃｌｉｃｋ"), None);
+        assert_eq!(parse_event_type("purchase\u{200b}"), None);
+        assert_eq!(parse_event_type(""), None);
+    }
 
     fn us(s: &str) -> i64 {
         chrono::DateTime::parse_from_rfc3339(s)
@@ -172,6 +345,10 @@ mod tests {
         assert_eq!(parse_revenue(""), Ok(None));
         assert_eq!(parse_revenue("12.5"), Ok(Some(1250)));
         assert_eq!(parse_revenue(" 12 "), Ok(Some(1200)));
+        assert_eq!(parse_revenue("\u{a0}12.30\u{3000}"), Ok(Some(1230)));
+        assert_eq!(parse_revenue("\u{663}"), Err(()), "Arabic-Indic digits are not digits here");
+        assert_eq!(parse_revenue("\u{ff11}"), Err(()), "nor fullwidth ones");
+        assert_eq!(parse_revenue("9999999999.99"), Ok(Some(999_999_999_999)));
         assert_eq!(parse_revenue("0.07"), Ok(Some(7)));
         for bad in [
             "-1.00",

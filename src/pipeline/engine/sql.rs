@@ -29,8 +29,8 @@ pub(crate) const DUCKDB: Dialect = Dialect {
 
 const CLEANSE_CHECKED: &str = "
     WITH typed AS (
-        SELECT *, trim(event_id) AS t_id, trim(user_id) AS t_user,
-               floe_event_time(event_time) AS t_time, lower(trim(event_type)) AS t_type,
+        SELECT *, floe_trim(event_id) AS t_id, floe_trim(user_id) AS t_user,
+               floe_event_time(event_time) AS t_time, floe_event_type(event_type) AS t_type,
                floe_revenue_ok(revenue) AS rev_ok
         FROM raw_events),
     checked AS (
@@ -38,8 +38,7 @@ const CLEANSE_CHECKED: &str = "
             WHEN t_id IS NULL OR t_id = '' THEN 'missing_event_id'
             WHEN t_user IS NULL OR t_user = '' THEN 'missing_user_id'
             WHEN t_time IS NULL THEN 'bad_event_time'
-            WHEN t_type IS NULL OR t_type NOT IN ('page_view', 'click', 'add_to_cart', 'purchase')
-                THEN 'bad_event_type'
+            WHEN t_type IS NULL THEN 'bad_event_type'
             WHEN NOT rev_ok THEN 'bad_revenue'
         END AS reason
         FROM typed),
@@ -47,8 +46,15 @@ const CLEANSE_CHECKED: &str = "
         SELECT *, row_number() OVER (PARTITION BY t_id ORDER BY t_time, source_file, source_line) AS rn
         FROM checked WHERE reason IS NULL)";
 
-const RECORD: &str =
-    "floe_record_json(event_id, user_id, event_time, event_type, url, referrer, ip, user_agent, revenue)";
+/// The reject's `record`: `floe_record_json(nulls, fields...)`, the null mask and the fields as text.
+const RECORD: &str = "floe_record_json(
+    concat(CASE WHEN event_id IS NULL THEN '1' ELSE '0' END, CASE WHEN user_id IS NULL THEN '1' ELSE '0' END,
+           CASE WHEN event_time IS NULL THEN '1' ELSE '0' END, CASE WHEN event_type IS NULL THEN '1' ELSE '0' END,
+           CASE WHEN url IS NULL THEN '1' ELSE '0' END, CASE WHEN referrer IS NULL THEN '1' ELSE '0' END,
+           CASE WHEN ip IS NULL THEN '1' ELSE '0' END, CASE WHEN user_agent IS NULL THEN '1' ELSE '0' END,
+           CASE WHEN revenue IS NULL THEN '1' ELSE '0' END),
+    coalesce(event_id, ''), coalesce(user_id, ''), coalesce(event_time, ''), coalesce(event_type, ''),
+    coalesce(url, ''), coalesce(referrer, ''), coalesce(ip, ''), coalesce(user_agent, ''), coalesce(revenue, ''))";
 
 impl Dialect {
     /// The queries of `stage`, one per output table in `stage.outputs()` order.

@@ -1,0 +1,172 @@
+//! `floe bench` (the engine comparison benchmark) and `floe bench-pass` (one pass of it, run by it
+//! in a child process).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use floe::{Floe, Namespace};
+
+use super::output::{self, Format};
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Benchmark the two engine paths: the whole pipeline per size, engine and repetition into fresh
+    /// tables, against raw DuckDB and DataFusion over plain Parquet and PyIceberg's append, with the
+    /// engines' outputs checked equal; writes report.json, report.md and SVG charts to --out.
+    Bench {
+        /// CSV input sizes (generated once per seed and size, cached under --out/inputs).
+        #[arg(long, value_delimiter = ',', default_value = "10MB,100MB,1GB")]
+        sizes: Vec<String>,
+        /// Engines.
+        #[arg(long, value_delimiter = ',', default_value = "duckdb,datafusion")]
+        engines: Vec<String>,
+        /// Repetitions of every run (figures are min / median / max).
+        #[arg(long, default_value_t = 3)]
+        repetitions: usize,
+        /// Directory of the report and the cached inputs.
+        #[arg(long, default_value = "floe-bench")]
+        out: PathBuf,
+        /// Seed of the generated inputs.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Snapshots of the commit-latency history.
+        #[arg(long, default_value_t = 500)]
+        snapshots: usize,
+        /// Rows of the storage benchmark's append.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        /// Skip the raw-engine baselines.
+        #[arg(long)]
+        no_raw: bool,
+        /// Skip the PyIceberg peer.
+        #[arg(long)]
+        no_peer: bool,
+        /// Only the storage layer: commit latency as history grows, and append throughput.
+        #[arg(long)]
+        storage_only: bool,
+        /// Run every pass in this process instead of a child process each (peak memory then
+        /// includes what earlier passes left with the allocator).
+        #[arg(long)]
+        in_process: bool,
+        /// Prefix of the benchmark's namespaces (their tables are dropped at the end).
+        #[arg(long, default_value = "floe_bench")]
+        namespace: String,
+        /// Output of --storage-only.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// One pass of `floe bench` (run by it in a child process); prints the stage figures as JSON.
+    #[command(hide = true)]
+    BenchPass {
+        /// `floe` or `raw`.
+        #[arg(long)]
+        path: String,
+        /// Engine.
+        #[arg(long)]
+        engine: String,
+        /// Input directory.
+        #[arg(long)]
+        input: String,
+        /// Namespace of the pass's fresh tables.
+        #[arg(long)]
+        namespace: String,
+        /// Scratch directory of raw passes.
+        #[arg(long)]
+        work: PathBuf,
+    },
+}
+
+pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
+    match command {
+        Command::Bench {
+            sizes,
+            engines,
+            repetitions,
+            out,
+            seed,
+            snapshots,
+            rows,
+            no_raw,
+            no_peer,
+            storage_only,
+            in_process,
+            namespace,
+            format,
+        } => {
+            if storage_only {
+                let ns = Namespace::parse(&format!("{namespace}_storage"))?;
+                let r = floe::bench::core_benchmark(
+                    floe,
+                    &ns,
+                    snapshots.max(1),
+                    rows.max(1),
+                    repetitions.max(1),
+                )
+                .await?;
+                output::print_bench(&r, format)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let options = floe::bench::BenchOptions {
+                sizes: sizes
+                    .iter()
+                    .map(|s| floe::units::parse_size(s))
+                    .collect::<floe::Result<_>>()?,
+                engines,
+                repetitions,
+                out: out.clone(),
+                seed,
+                history: snapshots,
+                append_rows: rows,
+                raw: !no_raw,
+                peer: !no_peer,
+                namespace_prefix: namespace,
+                progress: None,
+                isolate: if in_process {
+                    None
+                } else {
+                    Some(std::env::current_exe()?)
+                },
+            };
+            let report = output::bench_with_progress(floe, options).await?;
+            let files = floe::bench::report::write(&report, &out)?;
+            print!("{}", output::bench_summary(&report));
+            for f in files {
+                println!("wrote {}", f.display());
+            }
+            if report.measurements.equivalence.iter().any(|e| !e.equal) {
+                eprintln!("the engines' outputs differ: see the report's Equivalence section");
+                return Ok(ExitCode::from(1));
+            }
+            if report.measurements.runs.iter().any(|r| r.error.is_some()) {
+                eprintln!("some passes failed: see the report's Failed passes section");
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Command::BenchPass {
+            path,
+            engine,
+            input,
+            namespace,
+            work,
+        } => {
+            let input = floe::bench::InputInfo {
+                size: String::new(),
+                bytes: 0,
+                events: 0,
+                dir: input,
+            };
+            let figures = floe::bench::run_pass(
+                floe,
+                &path,
+                &engine,
+                &input,
+                &Namespace::parse(&namespace)?,
+                &work,
+            )
+            .await?;
+            println!("{}", serde_json::to_string(&figures)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

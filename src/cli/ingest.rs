@@ -1,0 +1,103 @@
+//! `floe ingest`: parallel extraction from a database table or query, or files, into one snapshot;
+//! `--plan` prints the units and changes nothing; `--resume RUN_ID` finishes a failed run.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use floe::ingest::units::{PartitionBy, UnitCount};
+use floe::ingest::{IngestMode, IngestOptions};
+use floe::Floe;
+
+use super::output::{self, Format};
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Extract a database table or query (postgres://..., sqlite:PATH) or files (CSV, NDJSON, Parquet;
+    /// local or s3://) into a table as one snapshot, in work units that run in parallel and are retried
+    /// alone when they fail.
+    Ingest(IngestArgs),
+}
+
+/// `floe ingest`.
+#[derive(Args, Debug)]
+pub struct IngestArgs {
+    /// postgres://USER@HOST/DB, sqlite:PATH, or a file, a directory or a glob.
+    #[arg(required_unless_present = "resume")]
+    source: Option<String>,
+    /// Destination NS.TABLE.
+    #[arg(long, required_unless_present = "resume")]
+    into: Option<String>,
+    /// Source table SCHEMA.NAME (database sources).
+    #[arg(long, conflicts_with = "query")]
+    table: Option<String>,
+    /// Source query (database sources).
+    #[arg(long)]
+    query: Option<String>,
+    /// date(COL), id(COL), hash(COL), file or bytes (default: file for files, one unit otherwise).
+    #[arg(long)]
+    partition_by: Option<String>,
+    /// Number of units, or auto (about 50,000 rows each, 10 to 100).
+    #[arg(long, default_value = "auto")]
+    units: String,
+    /// Units at a time (default: the number of cores).
+    #[arg(long)]
+    parallel: Option<usize>,
+    /// Retries of a failed unit, with backoff.
+    #[arg(long, default_value_t = 3)]
+    unit_retries: u32,
+    /// append or overwrite.
+    #[arg(long, default_value = "append")]
+    mode: String,
+    /// Create the destination from the source's columns when it does not exist.
+    #[arg(long)]
+    create: bool,
+    /// Print the units (kind, bounds, estimated rows); change nothing.
+    #[arg(long)]
+    plan: bool,
+    /// Count each unit's range at the source again and require equality.
+    #[arg(long)]
+    verify: bool,
+    /// Run the units of a failed run that are not done, then commit.
+    #[arg(long, conflicts_with_all = ["source", "plan"])]
+    resume: Option<String>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
+    let Command::Ingest(a) = command;
+    if let Some(run_id) = &a.resume {
+        let report = floe::ingest::resume(floe, run_id, a.parallel).await?;
+        output::print_ingest(&report, a.format)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let source = a.source.clone().unwrap_or_default();
+    let mut options = IngestOptions::new(source, a.into.clone().unwrap_or_default());
+    options.table = a.table.clone();
+    options.query = a.query.clone();
+    options.partition_by = a.partition_by.as_deref().map(PartitionBy::parse).transpose()?;
+    options.units = UnitCount::parse(&a.units)?;
+    if let Some(p) = a.parallel {
+        options.parallel = p.max(1);
+    }
+    options.unit_retries = a.unit_retries;
+    options.mode = IngestMode::parse(&a.mode)?;
+    options.create = a.create;
+    options.verify = a.verify;
+    if a.plan {
+        let plan = floe::ingest::plan(floe, &options).await?;
+        output::print_ingest_plan(&plan, a.format)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let prepared = floe::ingest::prepare(floe, &options).await?;
+    eprintln!(
+        "ingest run {}: {} units into {} (if it stops early: floe ingest --resume {})",
+        prepared.run_id(),
+        prepared.plan().units.len(),
+        prepared.plan().destination,
+        prepared.run_id()
+    );
+    let report = prepared.run().await?;
+    output::print_ingest(&report, a.format)?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,187 @@
+//! floe on a cluster: a Ballista (DataFusion's distributed form) scheduler and executors built into
+//! the `floe` binary (`floe cluster scheduler`, `floe cluster executor`), so that every process of
+//! the cluster knows floe's rule functions and reaches the warehouse with floe's storage settings.
+//! The client side is the `ballista` engine (`pipeline::engine::ballista`). Scheduling is push-based
+//! (executors send heartbeats every few seconds, so a busy executor is never taken for dead, and a
+//! killed one is noticed within seconds and its tasks run elsewhere).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ballista_core::config::TaskSchedulingPolicy;
+use ballista_core::extension::SessionConfigExt;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::prelude::SessionConfig;
+
+use crate::config::Settings;
+use crate::error::{Error, ErrorKind, Result};
+use crate::storage::{ObjectStorage, Warehouse};
+
+/// The default scheduler address.
+pub const DEFAULT_SCHEDULER: &str = "127.0.0.1:50050";
+
+/// How often executors report, and how long without a report makes one dead.
+const HEARTBEAT_SECONDS: u64 = 3;
+const EXECUTOR_TIMEOUT_SECONDS: u64 = 15;
+
+/// `df://HOST:PORT` → `HOST:PORT`.
+pub fn parse_cluster(url: &str) -> Result<String> {
+    let rest = url
+        .strip_prefix("df://")
+        .ok_or_else(|| Error::new(ErrorKind::Config, format!("cluster {url:?}: expected df://HOST:PORT")))?;
+    if rest.is_empty() || rest.contains('/') {
+        return Err(Error::new(ErrorKind::Config, format!("cluster {url:?}: expected df://HOST:PORT")));
+    }
+    Ok(if rest.contains(':') {
+        rest.to_string()
+    } else {
+        format!("{rest}:50050")
+    })
+}
+
+/// The session configuration every process of the cluster uses (client, scheduler, executors).
+pub(crate) fn session_config() -> SessionConfig {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let mut config = SessionConfig::new_with_ballista()
+        .with_target_partitions(cores.max(2))
+        .with_batch_size(8192)
+        .set_u64("ballista.client.grpc_connect_timeout_seconds", 5);
+    config.options_mut().execution.parquet.schema_force_view_types = false;
+    config
+}
+
+/// A runtime that reaches the warehouse: local files, and the warehouse's S3 bucket with floe's
+/// S3 settings.
+pub(crate) fn runtime(settings: &Settings) -> Result<Arc<RuntimeEnv>> {
+    let runtime = RuntimeEnvBuilder::new().build()?;
+    if let Warehouse::S3 { bucket, .. } = Warehouse::parse(&settings.warehouse)? {
+        let storage = ObjectStorage::new(settings.s3.clone());
+        let (store, _) = storage.resolve(&format!("s3://{bucket}/"))?;
+        let url = url::Url::parse(&format!("s3://{bucket}"))
+            .map_err(|e| Error::new(ErrorKind::Config, format!("bucket {bucket}: {e}")))?;
+        runtime.register_object_store(&url, store);
+    }
+    Ok(Arc::new(runtime))
+}
+
+/// floe's rule functions (the same the DataFusion engine registers).
+pub(crate) fn functions() -> Vec<Arc<datafusion::logical_expr::ScalarUDF>> {
+    crate::pipeline::engine::datafusion::rule_udfs()
+        .into_iter()
+        .map(Arc::new)
+        .collect()
+}
+
+/// Run a scheduler on `bind` until the process ends.
+pub async fn run_scheduler(settings: &Settings, bind: SocketAddr) -> Result<()> {
+    use ballista_scheduler::cluster::BallistaCluster;
+    use ballista_scheduler::config::SchedulerConfig;
+    let runtime = runtime(settings)?;
+    let mut config = SchedulerConfig::default();
+    config.bind_host = bind.ip().to_string();
+    config.bind_port = bind.port();
+    config.external_host = bind.ip().to_string();
+    config.scheduling_policy = TaskSchedulingPolicy::PushStaged;
+    config.executor_timeout_seconds = EXECUTOR_TIMEOUT_SECONDS;
+    config.expire_dead_executor_interval_seconds = 2;
+    config.task_max_failures = 4;
+    config.override_config_producer = Some(Arc::new(session_config));
+    config.override_session_builder = Some(Arc::new(move |c: SessionConfig| {
+        use datafusion::execution::FunctionRegistry;
+        let mut state = SessionStateBuilder::new()
+            .with_config(c)
+            .with_runtime_env(runtime.clone())
+            .with_default_features()
+            .build();
+        for f in functions() {
+            state.register_udf(f)?;
+        }
+        Ok(state)
+    }));
+    let config = Arc::new(config);
+    let cluster = BallistaCluster::new_from_config(&config)
+        .await
+        .map_err(|e| Error::new(ErrorKind::Engine, format!("cluster: {e}")))?;
+    ballista_scheduler::scheduler_process::start_server(cluster, bind, config)
+        .await
+        .map_err(|e| Error::new(ErrorKind::Engine, format!("scheduler on {bind}: {e}")))
+}
+
+/// What an executor needs.
+#[derive(Clone, Debug)]
+pub struct ExecutorOptions {
+    /// The scheduler, `HOST:PORT`.
+    pub scheduler: String,
+    /// Where the executor listens (Arrow Flight on this port, task gRPC on the next).
+    pub bind: SocketAddr,
+    /// Tasks at a time (default: the number of cores).
+    pub concurrent_tasks: usize,
+    /// Shuffle files (default: a directory under the system's temporary directory).
+    pub work_dir: Option<std::path::PathBuf>,
+}
+
+/// Run an executor until the process ends.
+pub async fn run_executor(settings: &Settings, options: &ExecutorOptions) -> Result<()> {
+    use ballista_core::registry::BallistaFunctionRegistry;
+    use ballista_executor::executor_process::{start_executor_process, ExecutorProcessConfig};
+    let (host, port) = options
+        .scheduler
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+        .ok_or_else(|| Error::new(ErrorKind::Config, format!("scheduler {:?}: expected HOST:PORT", options.scheduler)))?;
+    let runtime = runtime(settings)?;
+    let mut registry = BallistaFunctionRegistry::default();
+    for f in functions() {
+        registry.scalar_functions.insert(f.name().to_string(), f);
+    }
+    let work_dir = match &options.work_dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("floe-executor-{}", options.bind.port())),
+    };
+    std::fs::create_dir_all(&work_dir)?;
+    let config = ExecutorProcessConfig {
+        bind_host: options.bind.ip().to_string(),
+        external_host: Some(options.bind.ip().to_string()),
+        port: options.bind.port(),
+        grpc_port: options.bind.port().wrapping_add(1),
+        scheduler_host: host,
+        scheduler_port: port,
+        concurrent_tasks: options.concurrent_tasks.max(1),
+        task_scheduling_policy: TaskSchedulingPolicy::PushStaged,
+        work_dir: Some(work_dir.display().to_string()),
+        executor_heartbeat_interval_seconds: HEARTBEAT_SECONDS,
+        print_thread_info: false,
+        override_function_registry: Some(Arc::new(registry)),
+        override_runtime_producer: Some(Arc::new(move |_c: &SessionConfig| Ok(runtime.clone()))),
+        override_config_producer: Some(Arc::new(session_config)),
+        ..Default::default()
+    };
+    start_executor_process(Arc::new(config))
+        .await
+        .map_err(|e| Error::new(ErrorKind::Engine, format!("executor on {}: {e}", options.bind)))
+}
+
+/// Fail fast with a clear error when no scheduler answers at `address` (`HOST:PORT`).
+pub async fn check_reachable(address: &str) -> Result<()> {
+    let url = format!("http://{address}");
+    let config = ballista_core::utils::GrpcClientConfig {
+        connect_timeout_seconds: 3,
+        timeout_seconds: 5,
+        ..Default::default()
+    };
+    let endpoint = ballista_core::utils::create_grpc_client_endpoint(url.clone(), Some(&config))
+        .map_err(|e| Error::new(ErrorKind::Config, format!("cluster df://{address}: {e}")))?;
+    match tokio::time::timeout(Duration::from_secs(4), endpoint.connect()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(Error::new(
+            ErrorKind::Engine,
+            format!("the cluster scheduler at df://{address} cannot be reached: {e}; nothing was written"),
+        )),
+        Err(_) => Err(Error::new(
+            ErrorKind::Engine,
+            format!("the cluster scheduler at df://{address} did not answer within 4 s; nothing was written"),
+        )),
+    }
+}

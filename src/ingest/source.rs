@@ -1,0 +1,685 @@
+//! Extraction sources: a table or query of a Postgres or SQLite database, or files (CSV, NDJSON,
+//! Parquet; local or S3). For a database, the columns are read from the database's catalog and
+//! mapped to Iceberg types (an unmappable column is an error before any work), the rows are
+//! estimated and histogrammed for planning units, and a unit's rows stream as Arrow batches: from
+//! Postgres through `COPY (SELECT ...) TO STDOUT` in CSV (decoded by Arrow's CSV decoder as the bytes
+//! arrive), from SQLite through row-by-row reads. No unit holds its result in memory.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use sqlx::{Connection, Row};
+
+use super::units::Bounds;
+use crate::error::{Error, ErrorKind, Result};
+use crate::secrets::redact_secrets;
+
+/// Which database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Database {
+    /// A Postgres server.
+    Postgres,
+    /// An SQLite file.
+    Sqlite,
+}
+
+/// A database source: a URL and a table or a query.
+#[derive(Clone, Debug)]
+pub struct SqlSource {
+    url: String,
+    database: Database,
+    /// `SELECT * FROM <table>` or the user's query.
+    relation: String,
+    /// What the user named, for messages and the record.
+    pub described: String,
+}
+
+/// A source column and how it maps.
+#[derive(Clone, Debug)]
+pub struct SourceColumn {
+    /// Its name.
+    pub name: String,
+    /// The source's type name (`numeric(12,2)`, `timestamp with time zone`, `TEXT`).
+    pub source_type: String,
+    /// The Arrow type it lands as.
+    pub arrow: DataType,
+    kind: Kind,
+}
+
+/// How a column travels from the source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// As its own text (numbers, dates, JSON).
+    Plain,
+    /// Text, prefixed with `v` so that an empty string is not a NULL.
+    Text,
+    /// Bytes as prefixed hex.
+    Bytes,
+    /// A boolean as `true` / `false`.
+    Bool,
+    /// An instant in UTC, ISO 8601 with `Z`.
+    Instant,
+    /// A local timestamp, ISO 8601.
+    Local,
+    /// A date.
+    Date,
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn sql_error(what: &str, url: &str, e: sqlx::Error) -> Error {
+    let kind = match &e {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut => ErrorKind::Storage,
+        sqlx::Error::Database(_) => ErrorKind::InvalidInput,
+        _ => ErrorKind::Engine,
+    };
+    Error::new(kind, format!("{what} ({}): {}", redact_secrets(url), redact_secrets(&e.to_string())))
+}
+
+/// An open connection to the source database.
+pub(crate) enum SourceConnection {
+    Postgres(sqlx::PgConnection),
+    Sqlite(sqlx::SqliteConnection),
+}
+
+impl SqlSource {
+    /// A source at `url` (`postgres://...` or `sqlite:PATH`) reading `table` (`SCHEMA.NAME` or `NAME`)
+    /// or `query`.
+    pub fn new(url: &str, table: Option<&str>, query: Option<&str>) -> Result<Self> {
+        crate::secrets::register_url_secrets(url);
+        let database = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Database::Postgres
+        } else if url.starts_with("sqlite:") {
+            Database::Sqlite
+        } else {
+            return Err(Error::invalid(format!(
+                "source {}: expected postgres://..., sqlite:PATH, or files",
+                redact_secrets(url)
+            )));
+        };
+        let (relation, described) = match (table, query) {
+            (Some(t), None) => {
+                let quoted = t.split('.').map(quote_ident).collect::<Vec<_>>().join(".");
+                (format!("SELECT * FROM {quoted}"), format!("table {t}"))
+            }
+            (None, Some(q)) => (q.trim().trim_end_matches(';').to_string(), format!("query {q}")),
+            _ => return Err(Error::invalid("a database source needs exactly one of --table and --query")),
+        };
+        Ok(Self {
+            url: url.to_string(),
+            database,
+            relation,
+            described,
+        })
+    }
+
+    /// The database kind.
+    pub fn database(&self) -> Database {
+        self.database
+    }
+
+    /// The URL without any password, as it is recorded.
+    pub fn url_redacted(&self) -> String {
+        redact_secrets(&self.url)
+    }
+
+    /// Open a connection named `application` (visible in `pg_stat_activity`), in UTC.
+    pub(crate) async fn connect(&self, application: &str) -> Result<SourceConnection> {
+        match self.database {
+            Database::Postgres => {
+                use std::str::FromStr;
+                let options = sqlx::postgres::PgConnectOptions::from_str(&self.url)
+                    .map_err(|e| sql_error("invalid source URL", &self.url, e))?
+                    .application_name(application)
+                    .options([("TimeZone", "UTC")]);
+                let conn = sqlx::PgConnection::connect_with(&options)
+                    .await
+                    .map_err(|e| sql_error("cannot connect to the source", &self.url, e))?;
+                Ok(SourceConnection::Postgres(conn))
+            }
+            Database::Sqlite => {
+                let path = self.url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+                if !std::path::Path::new(path.split('?').next().unwrap_or(path)).exists() {
+                    return Err(Error::new(
+                        ErrorKind::Storage,
+                        format!("cannot open the source: SQLite file {path} does not exist"),
+                    ));
+                }
+                let conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}?mode=ro"))
+                    .await
+                    .map_err(|e| sql_error("cannot open the source", &self.url, e))?;
+                Ok(SourceConnection::Sqlite(conn))
+            }
+        }
+    }
+
+    /// The source's columns, each mapped to an Arrow (Iceberg) type; an unmappable one is an error.
+    pub async fn columns(&self) -> Result<Vec<SourceColumn>> {
+        let mut conn = self.connect("floe-ingest-plan").await?;
+        let probe = format!("floe_probe_{}", uuid::Uuid::new_v4().simple());
+        let rows: Vec<(String, String)> = match &mut conn {
+            SourceConnection::Postgres(c) => {
+                sqlx::query(&format!("CREATE TEMP VIEW {probe} AS {}", self.relation))
+                    .execute(&mut *c)
+                    .await
+                    .map_err(|e| sql_error(&format!("cannot read {}", self.described), &self.url, e))?;
+                let rows = sqlx::query(&format!(
+                    "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)::text FROM pg_attribute a \
+                     WHERE a.attrelid = '{probe}'::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
+                ))
+                .fetch_all(&mut *c)
+                .await
+                .map_err(|e| sql_error("cannot read the source's columns", &self.url, e))?;
+                rows.iter().map(|r| (r.get::<String, _>(0), r.get::<String, _>(1))).collect()
+            }
+            SourceConnection::Sqlite(c) => {
+                let rows = sqlx::query(&format!("SELECT * FROM ({}) LIMIT 0", self.relation))
+                    .fetch_all(&mut *c)
+                    .await
+                    .map_err(|e| sql_error(&format!("cannot read {}", self.described), &self.url, e))?;
+                drop(rows);
+                // Declared types: through a temporary view's table_info.
+                sqlx::query(&format!("CREATE TEMP VIEW {probe} AS {}", self.relation))
+                    .execute(&mut *c)
+                    .await
+                    .map_err(|e| sql_error(&format!("cannot read {}", self.described), &self.url, e))?;
+                let rows = sqlx::query(&format!("PRAGMA table_info({probe})"))
+                    .fetch_all(&mut *c)
+                    .await
+                    .map_err(|e| sql_error("cannot read the source's columns", &self.url, e))?;
+                rows.iter()
+                    .map(|r| (r.get::<String, _>("name"), r.get::<String, _>("type")))
+                    .collect()
+            }
+        };
+        if rows.is_empty() {
+            return Err(Error::invalid(format!("{} has no columns", self.described)));
+        }
+        rows.into_iter()
+            .map(|(name, ty)| map_type(self.database, &name, &ty))
+            .collect()
+    }
+
+    /// The rows the source holds, as cheaply as the database can say: Postgres's `reltuples` for a
+    /// table that has been analyzed, else a count.
+    pub async fn estimate(&self) -> Result<u64> {
+        let mut conn = self.connect("floe-ingest-plan").await?;
+        if let (SourceConnection::Postgres(c), Some(table)) = (&mut conn, self.relation.strip_prefix("SELECT * FROM ")) {
+            let estimate: Option<f32> = sqlx::query_scalar(&format!(
+                "SELECT reltuples FROM pg_class WHERE oid = to_regclass('{}')",
+                table.replace('\'', "''")
+            ))
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(|e| sql_error("cannot estimate the source's rows", &self.url, e))?;
+            if let Some(n) = estimate.filter(|n| *n > 0.0) {
+                return Ok(n as u64);
+            }
+        }
+        self.count(&mut conn, &Bounds::All).await
+    }
+
+    /// The exact number of rows of `bounds` at the source.
+    pub(crate) async fn count(&self, conn: &mut SourceConnection, bounds: &Bounds) -> Result<u64> {
+        let sql = format!(
+            "SELECT count(*) FROM ({}) AS floe_source WHERE {}",
+            self.relation,
+            self.condition(bounds)?
+        );
+        let n: i64 = match conn {
+            SourceConnection::Postgres(c) => sqlx::query_scalar(&sql).fetch_one(&mut *c).await,
+            SourceConnection::Sqlite(c) => sqlx::query_scalar(&sql).fetch_one(&mut *c).await,
+        }
+        .map_err(|e| sql_error("cannot count the source's rows", &self.url, e))?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// Rows per day of `column` (a date or timestamp), ascending, empty days absent: `(day, next day,
+    /// rows)` as `YYYY-MM-DD`.
+    pub(crate) async fn day_histogram(&self, column: &SourceColumn) -> Result<Vec<(String, String, u64)>> {
+        let c = quote_ident(&column.name);
+        let day = match self.database {
+            Database::Postgres => format!("to_char(date_trunc('day', {c}), 'YYYY-MM-DD')"),
+            Database::Sqlite => format!("substr({c}, 1, 10)"),
+        };
+        let sql = format!(
+            "SELECT {day} AS d, count(*) AS n FROM ({}) AS floe_source WHERE {c} IS NOT NULL GROUP BY 1 ORDER BY 1",
+            self.relation
+        );
+        let rows = self.fetch_pairs(&sql).await?;
+        rows.into_iter()
+            .map(|(d, n)| {
+                let day = chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d")
+                    .map_err(|_| Error::invalid(format!("{}: {d:?} is not a date", column.name)))?;
+                let next = day.succ_opt().unwrap_or(day);
+                Ok((day.to_string(), next.to_string(), n))
+            })
+            .collect()
+    }
+
+    /// Rows per one-thousandth of the range of `column` (an integer key), ascending, empty stretches
+    /// absent: `(smallest value, smallest value + 1, rows)` per stretch.
+    pub(crate) async fn id_histogram(&self, column: &SourceColumn) -> Result<Vec<(i64, i64, u64)>> {
+        let c = quote_ident(&column.name);
+        let bounds = format!(
+            "SELECT min({c}) AS lo, max({c}) AS hi FROM ({}) AS floe_source",
+            self.relation
+        );
+        let sql = format!(
+            "WITH b AS ({bounds}) SELECT CAST(min({c}) AS BIGINT) AS lo, count(*) AS n FROM ({}) AS floe_source, b \
+             WHERE {c} IS NOT NULL GROUP BY (CAST({c} AS BIGINT) - b.lo) * 1000 / (b.hi - b.lo + 1) ORDER BY 1",
+            self.relation
+        );
+        let mut conn = self.connect("floe-ingest-plan").await?;
+        let rows: Vec<(i64, i64)> = match &mut conn {
+            SourceConnection::Postgres(conn) => sqlx::query(&sql)
+                .fetch_all(&mut *conn)
+                .await
+                .map(|rows| rows.iter().map(|r| (r.get::<i64, _>(0), r.get::<i64, _>(1))).collect()),
+            SourceConnection::Sqlite(conn) => sqlx::query(&sql)
+                .fetch_all(&mut *conn)
+                .await
+                .map(|rows| rows.iter().map(|r| (r.get::<i64, _>(0), r.get::<i64, _>(1))).collect()),
+        }
+        .map_err(|e| sql_error(&format!("cannot histogram {}", column.name), &self.url, e))?;
+        Ok(rows.into_iter().map(|(lo, n)| (lo, lo.saturating_add(1), n.max(0) as u64)).collect())
+    }
+
+    async fn fetch_pairs(&self, sql: &str) -> Result<Vec<(String, u64)>> {
+        let mut conn = self.connect("floe-ingest-plan").await?;
+        let rows: Vec<(String, i64)> = match &mut conn {
+            SourceConnection::Postgres(c) => sqlx::query(sql)
+                .fetch_all(&mut *c)
+                .await
+                .map(|rows| rows.iter().map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1))).collect()),
+            SourceConnection::Sqlite(c) => sqlx::query(sql)
+                .fetch_all(&mut *c)
+                .await
+                .map(|rows| rows.iter().map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1))).collect()),
+        }
+        .map_err(|e| sql_error("cannot plan the extraction", &self.url, e))?;
+        Ok(rows.into_iter().map(|(k, n)| (k, n.max(0) as u64)).collect())
+    }
+
+    /// The SQL condition that selects `bounds`.
+    pub(crate) fn condition(&self, bounds: &Bounds) -> Result<String> {
+        Ok(match bounds {
+            Bounds::All => "TRUE".to_string(),
+            Bounds::Range {
+                column,
+                lo,
+                hi,
+                nulls,
+                dates,
+            } => {
+                let c = quote_ident(column);
+                let value = |v: &str| -> String {
+                    match (dates, self.database) {
+                        (true, Database::Postgres) => format!("DATE '{v}'"),
+                        (true, Database::Sqlite) => format!("'{v}'"),
+                        (false, _) => v.parse::<i64>().map(|n| n.to_string()).unwrap_or_else(|_| "NULL".into()),
+                    }
+                };
+                let mut parts = Vec::new();
+                if let Some(lo) = lo {
+                    parts.push(format!("{c} >= {}", value(lo)));
+                }
+                if let Some(hi) = hi {
+                    parts.push(format!("{c} < {}", value(hi)));
+                }
+                let range = if parts.is_empty() {
+                    format!("{c} IS NOT NULL")
+                } else {
+                    parts.join(" AND ")
+                };
+                if *nulls {
+                    format!("(({range}) OR {c} IS NULL)")
+                } else {
+                    format!("({range})")
+                }
+            }
+            Bounds::Hash { column, bucket, buckets } => match self.database {
+                Database::Postgres => {
+                    let c = quote_ident(column);
+                    format!(
+                        "coalesce(((hashtextextended(CAST({c} AS text), 0) % {buckets}) + {buckets}) % {buckets}, 0) = {bucket}"
+                    )
+                }
+                Database::Sqlite => {
+                    return Err(Error::invalid(
+                        "hash(COL) needs a source that can hash; SQLite cannot: use id(COL) or date(COL)",
+                    ))
+                }
+            },
+            Bounds::File { .. } | Bounds::ByteRange { .. } => {
+                return Err(Error::internal("a file unit on a database source"))
+            }
+        })
+    }
+
+    /// The rows of `bounds`, as batches of `columns` (their Arrow types).
+    pub(crate) async fn extract(
+        &self,
+        columns: &[SourceColumn],
+        bounds: &Bounds,
+        application: &str,
+    ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+        let condition = self.condition(bounds)?;
+        let schema: SchemaRef = Arc::new(Schema::new(
+            columns
+                .iter()
+                .map(|c| Field::new(&c.name, c.arrow.clone(), true))
+                .collect::<Vec<_>>(),
+        ));
+        let conn = self.connect(application).await?;
+        match conn {
+            SourceConnection::Postgres(conn) => postgres_copy(conn, &self.url, &self.relation, &condition, columns, schema).await,
+            SourceConnection::Sqlite(conn) => sqlite_rows(conn, &self.url, &self.relation, &condition, columns, schema),
+        }
+    }
+}
+
+/// A source type → Arrow type and how it travels.
+fn map_type(database: Database, name: &str, source_type: &str) -> Result<SourceColumn> {
+    let t = source_type.trim().to_ascii_lowercase();
+    let base = t.split('(').next().unwrap_or(&t).trim();
+    let (arrow, kind) = match (database, base) {
+        (_, "smallint" | "integer" | "int" | "int2" | "int4" | "mediumint" | "tinyint") => (DataType::Int32, Kind::Plain),
+        (_, "bigint" | "int8") => (DataType::Int64, Kind::Plain),
+        (Database::Sqlite, "" | "numeric" | "num") if !t.contains('(') => {
+            return Err(unmappable(name, source_type, "an SQLite column without a declared type (or numeric without precision); cast it in --query"))
+        }
+        (_, "real") if database == Database::Postgres => (DataType::Float32, Kind::Plain),
+        (_, "real" | "double precision" | "double" | "float" | "float8") => (DataType::Float64, Kind::Plain),
+        (_, "float4") => (DataType::Float32, Kind::Plain),
+        (_, "numeric" | "decimal") => {
+            let args = t
+                .split_once('(')
+                .and_then(|(_, a)| a.strip_suffix(')'))
+                .map(|a| a.split(',').map(|x| x.trim().parse::<u8>()).collect::<Vec<_>>());
+            match args.as_deref() {
+                Some([Ok(p), Ok(s)]) if *p <= 38 && s <= p => (DataType::Decimal128(*p, *s as i8), Kind::Plain),
+                Some([Ok(p)]) if *p <= 38 => (DataType::Decimal128(*p, 0), Kind::Plain),
+                _ => {
+                    return Err(unmappable(
+                        name,
+                        source_type,
+                        "numeric needs a precision of at most 38 (cast it in --query, e.g. numeric(38,9))",
+                    ))
+                }
+            }
+        }
+        (_, "text" | "varchar" | "character varying" | "character" | "char" | "bpchar" | "name" | "citext" | "clob") => {
+            (DataType::Utf8, Kind::Text)
+        }
+        (_, "json" | "jsonb" | "uuid") => (DataType::Utf8, Kind::Text),
+        (_, "boolean" | "bool") => (DataType::Boolean, Kind::Bool),
+        (_, "date") => (DataType::Date32, Kind::Date),
+        (_, "timestamp with time zone" | "timestamptz") => {
+            (DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())), Kind::Instant)
+        }
+        (_, "timestamp" | "timestamp without time zone" | "datetime") => {
+            (DataType::Timestamp(TimeUnit::Microsecond, None), Kind::Local)
+        }
+        (_, "bytea" | "blob") => (DataType::Binary, Kind::Bytes),
+        _ => return Err(unmappable(name, source_type, "no Iceberg type fits it")),
+    };
+    Ok(SourceColumn {
+        name: name.to_string(),
+        source_type: source_type.to_string(),
+        arrow,
+        kind,
+    })
+}
+
+fn unmappable(name: &str, source_type: &str, why: &str) -> Error {
+    Error::invalid(format!(
+        "source column {name:?} of type {source_type} cannot be extracted: {why}; nothing was written"
+    ))
+}
+
+/// Whether `column` can be hashed into units.
+pub(crate) fn hashable(column: &SourceColumn) -> bool {
+    matches!(
+        column.arrow,
+        DataType::Int32 | DataType::Int64 | DataType::Utf8 | DataType::Date32 | DataType::Timestamp(..) | DataType::Decimal128(..)
+    ) && !column.source_type.to_ascii_lowercase().starts_with("json")
+}
+
+/// Whether `column` can key `id(COL)` units.
+pub(crate) fn integer(column: &SourceColumn) -> bool {
+    matches!(column.arrow, DataType::Int32 | DataType::Int64)
+}
+
+/// Whether `column` can key `date(COL)` units.
+pub(crate) fn temporal(column: &SourceColumn) -> bool {
+    matches!(column.arrow, DataType::Date32 | DataType::Timestamp(..))
+}
+
+/// The text a column travels as in Postgres's CSV.
+fn pg_text(c: &SourceColumn) -> String {
+    let q = quote_ident(&c.name);
+    match c.kind {
+        Kind::Plain => format!("{q}"),
+        Kind::Text => format!("'v' || CAST({q} AS text)"),
+        Kind::Bytes => format!("'v' || encode({q}, 'hex')"),
+        Kind::Bool => format!("CASE WHEN {q} THEN 'true' WHEN NOT {q} THEN 'false' END"),
+        Kind::Instant => format!("to_char({q} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"),
+        Kind::Local => format!("to_char({q}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"),
+        Kind::Date => format!("to_char({q}, 'YYYY-MM-DD')"),
+    }
+}
+
+/// The CSV decoder's type of a column: text for what needs a second step.
+fn wire_type(c: &SourceColumn) -> DataType {
+    match c.kind {
+        Kind::Text | Kind::Bytes => DataType::Utf8,
+        _ => c.arrow.clone(),
+    }
+}
+
+/// Turn a decoded batch into the target types: drop the `v` prefix of text, decode hex bytes.
+fn finish_batch(batch: RecordBatch, columns: &[SourceColumn], schema: &SchemaRef) -> Result<RecordBatch> {
+    let mut out: Vec<ArrayRef> = Vec::with_capacity(columns.len());
+    for (c, col) in columns.iter().zip(batch.columns()) {
+        out.push(match c.kind {
+            Kind::Text => arrow::compute::kernels::substring::substring(col.as_ref(), 1, None)?,
+            Kind::Bytes => {
+                let s = col
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .ok_or_else(|| Error::internal("hex column is not text"))?;
+                let mut b = arrow::array::BinaryBuilder::with_capacity(s.len(), s.value_data().len() / 2);
+                for v in s.iter() {
+                    match v {
+                        None => b.append_null(),
+                        Some(v) => b.append_value(hex_decode(&v[1..]).ok_or_else(|| Error::internal("invalid hex from the source"))?),
+                    }
+                }
+                Arc::new(b.finish())
+            }
+            _ => col.clone(),
+        });
+    }
+    Ok(RecordBatch::try_new(schema.clone(), out)?)
+}
+
+fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    let b = text.as_bytes();
+    if b.len() % 2 != 0 {
+        return None;
+    }
+    (0..b.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(std::str::from_utf8(&b[i..i + 2]).ok()?, 16).ok())
+        .collect()
+}
+
+async fn postgres_copy(
+    mut conn: sqlx::PgConnection,
+    url: &str,
+    relation: &str,
+    condition: &str,
+    columns: &[SourceColumn],
+    schema: SchemaRef,
+) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+    let select = columns.iter().map(pg_text).collect::<Vec<_>>().join(", ");
+    let copy = format!(
+        "COPY (SELECT {select} FROM ({relation}) AS floe_source WHERE {condition}) TO STDOUT WITH (FORMAT csv, NULL '')"
+    );
+    let wire: SchemaRef = Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|c| Field::new(&c.name, wire_type(c), true))
+            .collect::<Vec<_>>(),
+    ));
+    let columns = columns.to_vec();
+    let url = url.to_string();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(4);
+    // The COPY stream borrows the connection: it runs on a task of its own that owns both.
+    tokio::spawn(async move {
+        let result: Result<()> = async {
+            let mut bytes = conn
+                .copy_out_raw(&copy)
+                .await
+                .map_err(|e| sql_error("cannot read the source", &url, e))?;
+            let mut decoder = arrow::csv::ReaderBuilder::new(wire)
+                .with_header(false)
+                .with_batch_size(8192)
+                .build_decoder();
+            let mut pending = bytes::Bytes::new();
+            loop {
+                if pending.is_empty() {
+                    match bytes.try_next().await.map_err(|e| sql_error("reading the source failed", &url, e))? {
+                        Some(b) => pending = b,
+                        None => break,
+                    }
+                }
+                let n = decoder
+                    .decode(&pending)
+                    .map_err(|e| Error::new(ErrorKind::Data, format!("cannot decode the source's rows: {e}")))?;
+                bytes::Buf::advance(&mut pending, n);
+                if decoder.capacity() == 0 {
+                    if let Some(b) = decoder.flush()? {
+                        if tx.send(finish_batch(b, &columns, &schema)).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            if let Some(b) = decoder.flush()? {
+                let _ = tx.send(finish_batch(b, &columns, &schema)).await;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            let _ = tx.send(Err(e)).await;
+        }
+    });
+    let mut rx = rx;
+    Ok(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed())
+}
+
+fn sqlite_rows(
+    mut conn: sqlx::SqliteConnection,
+    url: &str,
+    relation: &str,
+    condition: &str,
+    columns: &[SourceColumn],
+    schema: SchemaRef,
+) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+    let select = columns
+        .iter()
+        .map(|c| quote_ident(&c.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!("SELECT {select} FROM ({relation}) AS floe_source WHERE {condition}");
+    let columns = columns.to_vec();
+    let url = url.to_string();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(4);
+    tokio::spawn(async move {
+        let result: Result<()> = async {
+            let mut rows = sqlx::query(&sql).fetch(&mut conn);
+            let mut buffered: Vec<Vec<Option<String>>> = columns.iter().map(|_| Vec::new()).collect();
+            let mut blobs: Vec<Vec<Option<Vec<u8>>>> = columns.iter().map(|_| Vec::new()).collect();
+            let mut n = 0usize;
+            let flush = |buffered: &mut Vec<Vec<Option<String>>>, blobs: &mut Vec<Vec<Option<Vec<u8>>>>| -> Result<RecordBatch> {
+                let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len());
+                for (i, c) in columns.iter().enumerate() {
+                    if c.kind == Kind::Bytes {
+                        let values = std::mem::take(&mut blobs[i]);
+                        arrays.push(Arc::new(arrow::array::BinaryArray::from_iter(values)));
+                    } else {
+                        let text: StringArray = std::mem::take(&mut buffered[i]).into_iter().collect();
+                        let cast = arrow::compute::cast_with_options(
+                            &text,
+                            &c.arrow,
+                            &arrow::compute::CastOptions {
+                                safe: false,
+                                ..Default::default()
+                            },
+                        )
+                        .map_err(|e| Error::new(ErrorKind::Data, format!("source column {}: {e}", c.name)))?;
+                        arrays.push(cast);
+                    }
+                }
+                Ok(RecordBatch::try_new(schema.clone(), arrays)?)
+            };
+            while let Some(row) = rows.try_next().await.map_err(|e| sql_error("reading the source failed", &url, e))? {
+                for (i, c) in columns.iter().enumerate() {
+                    if c.kind == Kind::Bytes {
+                        blobs[i].push(row.try_get::<Option<Vec<u8>>, _>(i).map_err(|e| sql_error("reading the source failed", &url, e))?);
+                        continue;
+                    }
+                    let raw = row.try_get_raw(i).map_err(|e| sql_error("reading the source failed", &url, e))?;
+                    let text = if sqlx::ValueRef::is_null(&raw) {
+                        None
+                    } else {
+                        match c.arrow {
+                            DataType::Int32 | DataType::Int64 => Some(row.try_get::<i64, _>(i).map(|v| v.to_string())),
+                            DataType::Float32 | DataType::Float64 => Some(row.try_get::<f64, _>(i).map(|v| v.to_string())),
+                            DataType::Boolean => Some(row.try_get::<bool, _>(i).map(|v| v.to_string())),
+                            _ => Some(row.try_get::<String, _>(i)),
+                        }
+                        .transpose()
+                        .map_err(|e| sql_error(&format!("source column {}", c.name), &url, e))?
+                    };
+                    buffered[i].push(text);
+                }
+                n += 1;
+                if n == 8192 {
+                    n = 0;
+                    if tx.send(flush(&mut buffered, &mut blobs)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            if n > 0 {
+                let _ = tx.send(flush(&mut buffered, &mut blobs)).await;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            let _ = tx.send(Err(e)).await;
+        }
+    });
+    let mut rx = rx;
+    Ok(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed())
+}
+
+/// Whether `column` exists in `columns`.
+pub(crate) fn find<'a>(columns: &'a [SourceColumn], name: &str) -> Result<&'a SourceColumn> {
+    columns.iter().find(|c| c.name == name).ok_or_else(|| {
+        Error::invalid(format!(
+            "the source has no column {name:?} (columns: {}); nothing was written",
+            columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+        ))
+    })
+}

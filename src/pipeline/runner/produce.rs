@@ -1,0 +1,244 @@
+//! Computing a stage's outputs into data files (not committed): `ingest` parses the input files with
+//! the shared reader, concurrently, into `raw_events` and `rejected_events`; every other stage asks
+//! the engine for its outputs and writes them. Reject reasons are counted as they stream past.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{Array, RecordBatch, StringArray};
+use futures::{StreamExt, TryStreamExt};
+use iceberg::spec::DataFile;
+
+use super::super::engine::{Engine, PinnedTable, Rows, Stage};
+use super::super::input::{read_input, InputBatch, InputFile};
+use super::super::tables::{self, GEOIP, REJECTED_EVENTS};
+use crate::error::{Error, Result};
+use crate::table::writer::{write_batches, ParallelWriter};
+use crate::table::{CommitOptions, Table};
+
+/// Output table → files written but not yet committed.
+pub(crate) type Written = Vec<(&'static str, Vec<DataFile>)>;
+
+/// Reject reason → count.
+pub(crate) type RejectCounts = Arc<Mutex<BTreeMap<String, u64>>>;
+
+/// Compute and write (not commit) the stage's outputs into `written`; returns the records read.
+/// `outputs` holds the stage's output tables as the stage read them.
+pub(crate) async fn produce(
+    engine: &dyn Engine,
+    stage: Stage,
+    pinned: &BTreeMap<&'static str, PinnedTable>,
+    outputs: &BTreeMap<&'static str, Table>,
+    files: &[InputFile],
+    rejects: &RejectCounts,
+    written: &mut Written,
+) -> Result<u64> {
+    let target_file_size = CommitOptions::default().target_file_size;
+    if stage == Stage::Ingest {
+        let raw_table = outputs[tables::RAW_EVENTS].clone();
+        let rej_table = outputs[REJECTED_EVENTS].clone();
+        // Files are parsed concurrently, one task each (two per core at a time, so that an odd file
+        // out does not leave a core idle), and each file's Parquet is encoded on its writers' tasks.
+        let parallel = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let tasks = files.iter().cloned().map(|f| {
+            let (raw_table, rej_table) = (raw_table.clone(), rej_table.clone());
+            tokio::spawn(async move { ingest_file(&f, &raw_table, &rej_table, target_file_size).await })
+        });
+        let outcomes: Vec<_> = futures::stream::iter(tasks)
+            .buffered(parallel * 2)
+            .collect()
+            .await;
+        let mut records = 0u64;
+        let mut result = Ok(());
+        for outcome in outcomes {
+            match outcome {
+                Ok(o) => {
+                    records += o.records;
+                    *rejects
+                        .lock()
+                        .expect("reject counts")
+                        .entry("malformed_record".into())
+                        .or_default() += o.malformed;
+                    add_written(written, tables::RAW_EVENTS, o.raw);
+                    add_written(written, REJECTED_EVENTS, o.rejected);
+                    if result.is_ok() {
+                        result = o.result;
+                    }
+                }
+                Err(e) => {
+                    if result.is_ok() {
+                        result = Err(Error::internal(format!("ingest task: {e}")));
+                    }
+                }
+            }
+        }
+        result?;
+        if records == 0 {
+            return Err(Error::invalid("the input holds no records"));
+        }
+        return Ok(records);
+    }
+    let rows_in: u64 = pinned
+        .iter()
+        .filter(|(t, _)| **t != GEOIP)
+        .filter_map(|(_, p)| {
+            p.snapshot_id
+                .and_then(|id| p.table.metadata().snapshot_by_id(id))
+                .and_then(|s| s.summary().additional_properties.get("total-records").cloned())
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .sum();
+    // Engines that write their own Parquet (DuckDB's COPY into local tables) hand back files,
+    // described from their footers; the others stream rows to floe's writer.
+    let targets: Vec<Table> = stage.outputs().iter().map(|t| outputs[t].clone()).collect();
+    if let Some(per_output) = engine.run_to_files(stage, pinned, &targets).await? {
+        let mut per_output = per_output.into_iter();
+        for t in stage.outputs() {
+            let files = per_output.next().unwrap_or_default();
+            let uris: Vec<String> = files.iter().map(|f| f.uri.clone()).collect();
+            let described = crate::table::add_files::describe_files(&outputs[t], files).await;
+            let data = match described {
+                Ok(d) => d,
+                Err(e) => {
+                    crate::table::transaction::delete_quietly(outputs[t].storage(), uris).await;
+                    for rest in per_output {
+                        let rest: Vec<String> = rest.into_iter().map(|f| f.uri).collect();
+                        crate::table::transaction::delete_quietly(outputs[t].storage(), rest).await;
+                    }
+                    return Err(e.context(format!("{} wrote files that do not fit {t}", engine.name())));
+                }
+            };
+            if *t == REJECTED_EVENTS {
+                count_reasons(&outputs[t], &data, rejects).await?;
+            }
+            add_written(written, t, data);
+        }
+        return Ok(rows_in);
+    }
+    let streams = engine.run(stage, pinned).await?;
+    if streams.len() != stage.outputs().len() {
+        return Err(Error::internal(format!(
+            "{} returned {} outputs for {stage}",
+            engine.name(),
+            streams.len()
+        )));
+    }
+    for (t, rows) in stage.outputs().iter().zip(streams) {
+        let rows = if *t == REJECTED_EVENTS {
+            counted(rows, rejects.clone())
+        } else {
+            rows
+        };
+        let data = write_batches(&outputs[t], rows, target_file_size).await?;
+        add_written(written, t, data);
+    }
+    Ok(rows_in)
+}
+
+/// Count rejects by reason as they stream past.
+fn counted(rows: Rows, counts: RejectCounts) -> Rows {
+    rows.map_ok(move |b: RecordBatch| {
+        if let Some(col) = b
+            .column_by_name("reason")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
+        {
+            let mut m = counts.lock().expect("reject counts");
+            for i in 0..col.len() {
+                if col.is_valid(i) {
+                    *m.entry(col.value(i).to_string()).or_default() += 1;
+                }
+            }
+        }
+        b
+    })
+    .boxed()
+}
+
+/// Count the reject reasons in written files of `rejected_events` (read back: rejects are few).
+async fn count_reasons(table: &Table, files: &[DataFile], counts: &RejectCounts) -> Result<()> {
+    use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
+    for f in files {
+        let (store, path) = table.storage().resolve(f.file_path())?;
+        let reader = ParquetObjectReader::new(store, path).with_file_size(f.file_size_in_bytes());
+        let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
+        let Some(index) = builder.schema().index_of("reason").ok() else {
+            continue;
+        };
+        let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), [index]);
+        let mut stream = builder.with_projection(mask).build()?;
+        while let Some(batch) = stream.try_next().await? {
+            let reasons = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)?;
+            let reasons = reasons
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or_else(|| Error::internal("reason column is not text"))?;
+            let mut m = counts.lock().expect("reject counts");
+            for r in reasons.iter().flatten() {
+                *m.entry(r.to_string()).or_default() += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Record `files` written for `table`: one entry per table, committed as one snapshot.
+fn add_written(written: &mut Written, table: &'static str, files: Vec<DataFile>) {
+    match written.iter_mut().find(|(t, _)| *t == table) {
+        Some((_, f)) => f.extend(files),
+        None => written.push((table, files)),
+    }
+}
+
+/// What ingesting one file wrote (also when it failed: the files are then for cleanup).
+struct FileIngest {
+    records: u64,
+    malformed: u64,
+    raw: Vec<DataFile>,
+    rejected: Vec<DataFile>,
+    result: Result<()>,
+}
+
+/// Parse one input file into data files of `raw_events` and (malformed records) `rejected_events`.
+async fn ingest_file(file: &InputFile, raw_table: &Table, rej_table: &Table, target_file_size: usize) -> FileIngest {
+    let mut out = FileIngest {
+        records: 0,
+        malformed: 0,
+        raw: Vec::new(),
+        rejected: Vec::new(),
+        result: Ok(()),
+    };
+    let writers = ParallelWriter::new(raw_table, target_file_size)
+        .and_then(|raw| Ok((raw, ParallelWriter::new(rej_table, target_file_size)?)));
+    let (mut raw, mut rej) = match writers {
+        Ok(w) => w,
+        Err(e) => {
+            out.result = Err(e);
+            return out;
+        }
+    };
+    let read: Result<()> = async {
+        let mut batches = read_input(raw_table.storage(), file, 8192);
+        while let Some(b) = batches.try_next().await? {
+            match b {
+                InputBatch::Raw(b) => {
+                    out.records += b.num_rows() as u64;
+                    raw.write(b).await?;
+                }
+                InputBatch::Rejects(b) => {
+                    out.records += b.num_rows() as u64;
+                    out.malformed += b.num_rows() as u64;
+                    rej.write(b).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let (raw_files, raw_result) = raw.close().await;
+    let (rej_files, rej_result) = rej.close().await;
+    out.raw = raw_files;
+    out.rejected = rej_files;
+    // A writer's own error explains a failed send better than the send does.
+    out.result = raw_result.and(rej_result).and(read);
+    out
+}

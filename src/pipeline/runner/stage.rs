@@ -1,0 +1,361 @@
+//! One stage of one engine: pin the inputs (each input table's branch head, `geoip` at `main`) and
+//! load every table the stage touches once; reuse an identical earlier run from the ledger; else
+//! compute the outputs, check that no record was lost, and commit every output table in one
+//! transaction on the engine's branch, with lineage. A failing stage commits nothing and deletes the
+//! files it wrote; the outcome is recorded in the ledger either way.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+
+use super::super::engine::{Engine, PinnedTable, Stage, RULES_CODE};
+use super::super::input::{resolve_inputs, InputFile};
+use super::super::ledger::{self, LedgerEntry};
+use super::super::tables::{self, GEOIP, REJECTED_EVENTS};
+use super::equivalence::{data_snapshot, VERDICT_STAGE};
+use super::produce::{produce, Written};
+use super::{now, RunOptions, StageReport};
+use crate::catalog::TableName;
+use crate::error::{Error, ErrorKind, Result};
+use crate::lakehouse::Floe;
+use crate::resources::Monitor;
+use crate::table::transaction::delete_quietly;
+use crate::table::{CommitOptions, Lineage, RowFilter, Table};
+
+/// Bumped when the pipeline's rules change, so earlier ledger rows are not reused.
+const PIPELINE_VERSION: &str = "clickstream-1";
+
+/// A stage's pinned state: inputs at their snapshots, input files, and every output table as the
+/// stage read it (its commit is refused if the branch head moves meanwhile).
+struct Pins {
+    pinned: BTreeMap<&'static str, PinnedTable>,
+    input_snapshots: BTreeMap<String, Option<i64>>,
+    files: Vec<InputFile>,
+    /// Per input file: URI, size, ETag and modification time.
+    file_versions: Vec<String>,
+    outputs: BTreeMap<&'static str, Table>,
+}
+
+impl Pins {
+    fn head(&self, table: &str, branch: &str) -> Option<i64> {
+        self.outputs[table]
+            .metadata()
+            .snapshot_for_ref(branch)
+            .map(|s| s.snapshot_id())
+    }
+}
+
+async fn pin(floe: &Floe, options: &RunOptions, branch: &str, stage: Stage) -> Result<Pins> {
+    let ns = &options.namespace;
+    let mut loaded: BTreeMap<&'static str, Table> = BTreeMap::new();
+    for t in stage.inputs().iter().chain(stage.outputs()) {
+        if !loaded.contains_key(t) {
+            loaded.insert(*t, floe.load_table(&TableName::new(ns.clone(), *t)?).await?);
+        }
+    }
+    let mut pinned = BTreeMap::new();
+    let mut input_snapshots = BTreeMap::new();
+    for t in stage.inputs() {
+        let table = loaded[t].clone();
+        let at = if *t == GEOIP { "main" } else { branch };
+        let snapshot_id = table.metadata().snapshot_for_ref(at).map(|s| s.snapshot_id());
+        // The verdict snapshot of an equivalence check changes no data: the input is its parent's.
+        input_snapshots.insert(
+            format!("{ns}.{t}"),
+            snapshot_id.map(|id| data_snapshot(&table, id)),
+        );
+        pinned.insert(*t, PinnedTable { table, snapshot_id });
+    }
+    let mut files = Vec::new();
+    let mut versions = Vec::new();
+    if stage == Stage::Ingest {
+        let input = options
+            .input
+            .as_deref()
+            .ok_or_else(|| Error::invalid("ingest needs an input (a file, a directory or a glob)"))?;
+        files = resolve_inputs(floe.storage(), input).await?;
+        for f in &files {
+            input_snapshots.insert(f.uri.clone(), Some(f.size as i64));
+        }
+        // An input file is identified by its store's ETag and modification time besides its size:
+        // an edited file of the same size is a new input.
+        for f in &files {
+            let meta = floe.storage().head(&f.uri).await?;
+            versions.push(format!(
+                "{}={}:{}:{}",
+                f.uri,
+                meta.size,
+                meta.e_tag.as_deref().unwrap_or("-"),
+                meta.last_modified.timestamp_nanos_opt().unwrap_or(0)
+            ));
+        }
+    }
+    let outputs = stage.outputs().iter().map(|t| (*t, loaded[t].clone())).collect();
+    Ok(Pins {
+        pinned,
+        input_snapshots,
+        files,
+        file_versions: versions,
+        outputs,
+    })
+}
+
+fn fingerprint(parts: &[String]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0u8]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(crate) async fn run_stage(
+    floe: &Floe,
+    options: &RunOptions,
+    run_id: &str,
+    engine: &dyn Engine,
+    stage: Stage,
+) -> Result<StageReport> {
+    let ns = &options.namespace;
+    let branch = engine.name();
+    let started_at = now();
+    let monitor = Monitor::start();
+
+    let base_entry = LedgerEntry {
+        run_id: run_id.to_string(),
+        pipeline: "clickstream".to_string(),
+        stage: stage.to_string(),
+        engine: branch.to_string(),
+        status: "succeeded".to_string(),
+        started_at,
+        ..Default::default()
+    };
+    let pins = match pin(floe, options, branch, stage).await {
+        Ok(p) => p,
+        Err(e) => return Err(fail(floe, base_entry, e).await),
+    };
+    // The reuse key: the stage, the engine and its code (rendered SQL, rules), the namespace, every
+    // pinned input snapshot and every input file's version.
+    let mut parts = vec![
+        PIPELINE_VERSION.to_string(),
+        stage.to_string(),
+        branch.to_string(),
+        ns.to_string(),
+        engine.code(stage),
+    ];
+    parts.extend(RULES_CODE.iter().map(|c| c.to_string()));
+    parts.extend(pins.input_snapshots.iter().map(|(k, v)| format!("{k}={v:?}")));
+    parts.extend(pins.file_versions.iter().cloned());
+    let fingerprint = fingerprint(&parts);
+
+    let mut entry = LedgerEntry {
+        fingerprint: fingerprint.clone(),
+        input_snapshots: pins.input_snapshots.clone(),
+        ..base_entry
+    };
+
+    // An identical earlier run whose outputs are still the branch heads: reuse it.
+    if !options.force {
+        if let Some(prev) = ledger::find_succeeded(floe.database(), &fingerprint).await? {
+            if outputs_still_current(&pins.outputs, branch, stage, &prev) {
+                entry.status = "reused".to_string();
+                entry.output_snapshots = prev.output_snapshots.clone();
+                entry.rows_in = prev.rows_in;
+                entry.rows_out = prev.rows_out.clone();
+                entry.rejects = prev.rejects.clone();
+                entry.ended_at = Some(now());
+                ledger::record(floe.database(), &entry).await?;
+                return Ok(super::report_of(&entry, monitor.finish(), super::StageIo::default()));
+            }
+        }
+    }
+
+    let mut io = super::StageIo {
+        bytes_read: if stage == Stage::Ingest {
+            pins.files.iter().map(|f| f.size).sum()
+        } else {
+            pins.pinned
+                .values()
+                .filter_map(|p| {
+                    p.snapshot_id
+                        .and_then(|id| p.table.metadata().snapshot_by_id(id))
+                        .and_then(|s| s.summary().additional_properties.get("total-files-size").cloned())
+                        .and_then(|v| v.parse::<u64>().ok())
+                })
+                .sum()
+        },
+        ..Default::default()
+    };
+    let rejects: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+    let mut written: Written = Vec::new();
+    let outcome = produce(
+        engine,
+        stage,
+        &pins.pinned,
+        &pins.outputs,
+        &pins.files,
+        &rejects,
+        &mut written,
+    )
+    .await;
+    let discard = |written: Written| async move {
+        for (_, f) in written {
+            delete_quietly(floe.storage(), crate::table::transaction::paths_of(&f)).await;
+        }
+    };
+    let rows_in = match outcome {
+        Ok(rows_in) => rows_in,
+        Err(e) => {
+            discard(written).await;
+            return Err(fail(floe, entry, e).await);
+        }
+    };
+    entry.rows_in = rows_in;
+    entry.rejects = rejects.lock().expect("reject counts").clone();
+    for (t, f) in &written {
+        entry
+            .rows_out
+            .insert(t.to_string(), f.iter().map(|f| f.record_count()).sum());
+        io.bytes_written += f.iter().map(|f| f.file_size_in_bytes()).sum::<u64>();
+    }
+    if let Err(e) = check_balance(stage, &entry) {
+        discard(written).await;
+        return Err(fail(floe, entry, e).await);
+    }
+    let committing = std::time::Instant::now();
+
+    // Every output of the stage in one transaction on the engine's branch: all land or none.
+    let mut lineage_inputs = BTreeMap::new();
+    for (k, v) in &entry.input_snapshots {
+        if let (Some(id), false) = (v, k.contains("://")) {
+            lineage_inputs.insert(k.clone(), *id);
+        }
+    }
+    let lineage = Lineage {
+        run_id: Some(run_id.to_string()),
+        stage: Some(stage.to_string()),
+        engine: Some(branch.to_string()),
+        inputs: lineage_inputs,
+    };
+    let mut tx = floe.transaction();
+    for table in pins.outputs.values() {
+        tx.read_as(table.clone());
+    }
+    let mut names = Vec::new();
+    let mut pending = written.into_iter();
+    while let Some((t, data)) = pending.next() {
+        let name = TableName::new(ns.clone(), t)?;
+        let filter = (t == REJECTED_EVENTS && stage != Stage::Ingest)
+            .then(|| RowFilter::sql(format!("stage = '{stage}'")));
+        let commit_options = CommitOptions {
+            branch: branch.to_string(),
+            lineage: lineage.clone(),
+            properties: options
+                .engine_reason
+                .iter()
+                .map(|r| ("floe.engine-reason".to_string(), r.clone()))
+                .collect(),
+            expected_head: Some(pins.head(t, branch)),
+            ..Default::default()
+        };
+        if let Err(e) = tx.overwrite_files(&name, filter, data, &commit_options).await {
+            discard(pending.collect()).await;
+            tx.abort().await;
+            return Err(fail(floe, entry, e).await);
+        }
+        names.push(name);
+    }
+    let results = match tx.commit().await {
+        Ok(r) => r,
+        Err(e) => return Err(fail(floe, entry, e).await),
+    };
+    for r in results {
+        if let Some(id) = r.snapshot_id {
+            entry
+                .output_snapshots
+                .insert(r.table.name().name().to_string(), id);
+        }
+    }
+    io.commit_seconds = committing.elapsed().as_secs_f64();
+    let usage = monitor.finish();
+    entry.peak_memory_bytes = Some(usage.peak_memory_bytes);
+    entry.ended_at = Some(now());
+    ledger::record(floe.database(), &entry).await?;
+    Ok(super::report_of(&entry, usage, io))
+}
+
+/// Nothing lost: every record a stage read is in exactly one of its outputs (`ingest` and
+/// `cleanse`: the clean or raw rows plus the stage's rejects; `enrich` and `sessionize`: one output
+/// row per input row). A stage whose counts do not add up fails and commits nothing.
+fn check_balance(stage: Stage, entry: &LedgerEntry) -> Result<()> {
+    let out = |t: &str| entry.rows_out.get(t).copied().unwrap_or(0);
+    let (kept, label) = match stage {
+        Stage::Ingest => (out(tables::RAW_EVENTS) + out(REJECTED_EVENTS), "raw + rejected"),
+        Stage::Cleanse => (out(tables::CLEAN_EVENTS) + out(REJECTED_EVENTS), "clean + rejected"),
+        Stage::Enrich => (out(tables::ENRICHED_EVENTS), "enriched"),
+        Stage::Sessionize => (out(tables::SESSION_EVENTS), "session events"),
+        Stage::Aggregate => return Ok(()),
+    };
+    if kept != entry.rows_in {
+        return Err(Error::new(
+            ErrorKind::Internal,
+            format!(
+                "stage {stage} read {} records but wrote {kept} ({label}); nothing was committed",
+                entry.rows_in
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether the outputs an earlier run of `stage` committed are still what the branch holds: each is
+/// the branch head, or an ancestor of it with only later stages' commits after it (`cleanse` adds to
+/// the `rejected_events` that `ingest` wrote).
+fn outputs_still_current(
+    outputs: &BTreeMap<&'static str, Table>,
+    branch: &str,
+    stage: Stage,
+    prev: &LedgerEntry,
+) -> bool {
+    for t in stage.outputs() {
+        let Some(recorded) = prev.output_snapshots.get(*t).copied() else {
+            return false;
+        };
+        let table = &outputs[t];
+        let mut cur = table.metadata().snapshot_for_ref(branch).cloned();
+        loop {
+            match cur {
+                None => return false,
+                Some(s) if s.snapshot_id() == recorded => break,
+                Some(s) => {
+                    let by = s
+                        .summary()
+                        .additional_properties
+                        .get("floe.stage")
+                        .cloned()
+                        .unwrap_or_default();
+                    let later =
+                        by == VERDICT_STAGE || Stage::ALL.iter().any(|x| x.name() == by && *x > stage);
+                    if !later {
+                        return false;
+                    }
+                    cur = s
+                        .parent_snapshot_id()
+                        .and_then(|p| table.metadata().snapshot_by_id(p).cloned());
+                }
+            }
+        }
+    }
+    true
+}
+
+async fn fail(floe: &Floe, mut entry: LedgerEntry, e: Error) -> Error {
+    entry.status = "failed".to_string();
+    entry.error = Some(e.to_string());
+    entry.ended_at = Some(now());
+    if let Err(le) = ledger::record(floe.database(), &entry).await {
+        tracing::warn!(error = %le, "could not record the failed stage");
+    }
+    e
+}

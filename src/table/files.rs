@@ -1,0 +1,395 @@
+//! Reading data files into a table's shape: CSV with a header line, NDJSON and Parquet, local or on
+//! S3, streamed as Arrow batches. Columns are matched by name, never by position: a CSV header
+//! `w,id` fills the table's `w` and `id` whatever their order. A file that does not fit is a clear
+//! error before anything is written: a duplicate header name, a column the table does not have
+//! (unless [`FileReadOptions::allow_extra_columns`]), a required column the file lacks, an empty
+//! CSV with no header line, a `.parquet` that is not Parquet, or a directory where a file is named.
+//! Types are the table's: CSV and NDJSON text is parsed into them, Parquet columns are widened to
+//! them by the writer (never narrowed).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use bytes::{Buf, Bytes};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStoreExt;
+use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::storage::ObjectStorage;
+
+/// How data files are read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileReadOptions {
+    /// Drop columns the table does not have instead of refusing the file.
+    pub allow_extra_columns: bool,
+}
+
+/// A data file format, from the file name's extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileFormat {
+    /// `.csv`: a header line, then RFC 4180 records.
+    Csv,
+    /// `.ndjson`, `.jsonl`, `.json`: one JSON object per line.
+    NdJson,
+    /// `.parquet`.
+    Parquet,
+}
+
+impl FileFormat {
+    /// The format a file name says, if any.
+    pub fn of(name: &str) -> Result<FileFormat> {
+        let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+        match ext.as_str() {
+            "csv" => Ok(FileFormat::Csv),
+            "ndjson" | "jsonl" | "json" => Ok(FileFormat::NdJson),
+            "parquet" => Ok(FileFormat::Parquet),
+            _ => Err(Error::invalid(format!(
+                "{name}: unknown file format (expected .csv, .ndjson/.jsonl/.json or .parquet)"
+            ))),
+        }
+    }
+}
+
+/// Rows read, as a stream of batches.
+pub type Batches = BoxStream<'static, Result<RecordBatch>>;
+
+/// Stream the rows of `files` (local paths or `file://` / `s3://` URIs) shaped for a table with
+/// `table_schema`. Every file is checked (exists, is a file, fits the table) before the first batch
+/// is returned.
+pub async fn read_files(
+    storage: &ObjectStorage,
+    files: &[String],
+    table_schema: SchemaRef,
+    options: &FileReadOptions,
+) -> Result<Batches> {
+    let mut streams = Vec::new();
+    for file in files {
+        let uri = crate::storage::Warehouse::parse(file)?.uri();
+        streams.push(read_file(storage, &uri, table_schema.clone(), options).await?);
+    }
+    Ok(futures::stream::iter(streams).flatten().boxed())
+}
+
+async fn read_file(
+    storage: &ObjectStorage,
+    uri: &str,
+    table: SchemaRef,
+    options: &FileReadOptions,
+) -> Result<Batches> {
+    let format = FileFormat::of(uri)?;
+    if let Some(path) = uri.strip_prefix("file://") {
+        let meta = std::fs::metadata(path)
+            .map_err(|_| Error::not_found(format!("input file {path} does not exist")))?;
+        if meta.is_dir() {
+            return Err(Error::invalid(format!("input {path} is a directory, not a {format:?} file")));
+        }
+    }
+    let size = storage
+        .size(uri)
+        .await
+        .map_err(|e| e.context(format!("input file {uri}")))?;
+    let schema = plain(&table);
+    match format {
+        FileFormat::Csv => read_csv(storage, uri, size, schema, options).await,
+        FileFormat::NdJson => read_ndjson(storage, uri, schema, options).await,
+        FileFormat::Parquet => read_parquet(storage, uri, size, schema, options).await,
+    }
+}
+
+/// The table's columns without Iceberg field-id metadata, nullable (the writer checks required
+/// columns, with a better message than a parser could give).
+fn plain(table: &SchemaRef) -> SchemaRef {
+    Arc::new(Schema::new(
+        table
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), f.data_type().clone(), true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// Check a file's column names against the table: no duplicate, no unknown one (unless allowed),
+/// and every column the table requires present. Returns, per file column, the table column it fills.
+fn match_columns(
+    uri: &str,
+    names: &[String],
+    table: &SchemaRef,
+    required: &HashSet<String>,
+    options: &FileReadOptions,
+) -> Result<Vec<Option<Field>>> {
+    let mut seen = HashSet::new();
+    let by_name: HashMap<&str, &Field> = table.fields().iter().map(|f| (f.name().as_str(), f.as_ref())).collect();
+    let mut out = Vec::with_capacity(names.len());
+    for n in names {
+        if !seen.insert(n.as_str()) {
+            return Err(Error::invalid(format!("{uri}: column {n:?} appears twice in the header")));
+        }
+        match by_name.get(n.as_str()) {
+            Some(f) => out.push(Some((*f).clone())),
+            None if options.allow_extra_columns => out.push(None),
+            None => {
+                return Err(Error::invalid(format!(
+                    "{uri}: column {n:?} is not in the table (columns: {}); nothing was written",
+                    table.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+                )))
+            }
+        }
+    }
+    if let Some(missing) = required.iter().find(|r| !seen.contains(r.as_str())) {
+        return Err(Error::invalid(format!(
+            "{uri}: required column {missing:?} is missing; nothing was written"
+        )));
+    }
+    Ok(out)
+}
+
+fn required_columns(table_schema: &SchemaRef) -> HashSet<String> {
+    table_schema
+        .fields()
+        .iter()
+        .filter(|f| !f.is_nullable())
+        .map(|f| f.name().clone())
+        .collect()
+}
+
+/// The most a CSV header line may take.
+const MAX_HEADER_BYTES: u64 = 1 << 20;
+
+async fn read_csv(
+    storage: &ObjectStorage,
+    uri: &str,
+    size: u64,
+    schema: SchemaRef,
+    options: &FileReadOptions,
+) -> Result<Batches> {
+    if size == 0 {
+        return Err(Error::invalid(format!("{uri} is empty: a CSV file needs a header line")));
+    }
+    let (store, path) = storage.resolve(uri)?;
+    let head = store
+        .get_range(&path, 0..size.min(MAX_HEADER_BYTES))
+        .await
+        .map_err(|e| Error::wrap(ErrorKind::Storage, format!("cannot read {uri}"), e))?;
+    let (header, _) = arrow::csv::reader::Format::default()
+        .with_header(true)
+        .infer_schema(std::io::Cursor::new(head.as_ref()), Some(0))
+        .map_err(|e| Error::invalid(format!("{uri}: cannot read the CSV header: {e}")))?;
+    let names: Vec<String> = header.fields().iter().map(|f| f.name().clone()).collect();
+    if names.iter().all(|n| n.is_empty()) {
+        return Err(Error::invalid(format!("{uri}: the CSV header line is empty")));
+    }
+    let table_fields = match_columns(uri, &names, &schema, &required_columns(&schema), options)?;
+    // Parse in the file's column order, with the table's types; drop the extra columns.
+    let file_schema = Arc::new(Schema::new(
+        names
+            .iter()
+            .zip(&table_fields)
+            .map(|(n, f)| match f {
+                Some(f) => f.clone(),
+                None => Field::new(n, DataType::Utf8, true),
+            })
+            .collect::<Vec<_>>(),
+    ));
+    let projection: Vec<usize> = table_fields
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| f.as_ref().map(|_| i))
+        .collect();
+    let decoder = arrow::csv::ReaderBuilder::new(file_schema)
+        .with_header(true)
+        .with_batch_size(8192)
+        .with_projection(projection)
+        .build_decoder();
+    decode_object(storage, uri, None, decoder).await
+}
+
+/// Stream the records of bytes `start..end` of the CSV file `uri` (`start` at a record boundary), with
+/// the file's header line naming the columns: one work unit of a large file.
+pub async fn read_csv_range(
+    storage: &ObjectStorage,
+    uri: &str,
+    start: u64,
+    end: u64,
+    table_schema: SchemaRef,
+    options: &FileReadOptions,
+) -> Result<Batches> {
+    let size = storage.size(uri).await?;
+    let schema = plain(&table_schema);
+    let (store, path) = storage.resolve(uri)?;
+    let head = store
+        .get_range(&path, 0..size.min(MAX_HEADER_BYTES))
+        .await
+        .map_err(|e| Error::wrap(ErrorKind::Storage, format!("cannot read {uri}"), e))?;
+    let (header, _) = arrow::csv::reader::Format::default()
+        .with_header(true)
+        .infer_schema(std::io::Cursor::new(head.as_ref()), Some(0))
+        .map_err(|e| Error::invalid(format!("{uri}: cannot read the CSV header: {e}")))?;
+    let names: Vec<String> = header.fields().iter().map(|f| f.name().clone()).collect();
+    let table_fields = match_columns(uri, &names, &schema, &required_columns(&schema), options)?;
+    let file_schema = Arc::new(Schema::new(
+        names
+            .iter()
+            .zip(&table_fields)
+            .map(|(n, f)| match f {
+                Some(f) => f.clone(),
+                None => Field::new(n, DataType::Utf8, true),
+            })
+            .collect::<Vec<_>>(),
+    ));
+    let projection: Vec<usize> = table_fields
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| f.as_ref().map(|_| i))
+        .collect();
+    let decoder = arrow::csv::ReaderBuilder::new(file_schema)
+        .with_header(false)
+        .with_batch_size(8192)
+        .with_projection(projection)
+        .build_decoder();
+    decode_object(storage, uri, Some(start..end), decoder).await
+}
+
+/// A push decoder of text records into batches (arrow's CSV and JSON decoders).
+trait PushDecoder: Send + 'static {
+    fn decode(&mut self, buf: &[u8]) -> std::result::Result<usize, arrow::error::ArrowError>;
+    fn flush(&mut self) -> std::result::Result<Option<RecordBatch>, arrow::error::ArrowError>;
+}
+
+impl PushDecoder for arrow::csv::reader::Decoder {
+    fn decode(&mut self, buf: &[u8]) -> std::result::Result<usize, arrow::error::ArrowError> {
+        arrow::csv::reader::Decoder::decode(self, buf)
+    }
+    fn flush(&mut self) -> std::result::Result<Option<RecordBatch>, arrow::error::ArrowError> {
+        arrow::csv::reader::Decoder::flush(self)
+    }
+}
+
+impl PushDecoder for arrow::json::reader::Decoder {
+    fn decode(&mut self, buf: &[u8]) -> std::result::Result<usize, arrow::error::ArrowError> {
+        arrow::json::reader::Decoder::decode(self, buf)
+    }
+    fn flush(&mut self) -> std::result::Result<Option<RecordBatch>, arrow::error::ArrowError> {
+        arrow::json::reader::Decoder::flush(self)
+    }
+}
+
+/// Stream an object through `decoder` as it arrives: memory holds one chunk and one batch.
+async fn decode_object<D: PushDecoder>(
+    storage: &ObjectStorage,
+    uri: &str,
+    range: Option<std::ops::Range<u64>>,
+    mut decoder: D,
+) -> Result<Batches> {
+    let (store, path) = storage.resolve(uri)?;
+    let options = object_store::GetOptions {
+        range: range.map(object_store::GetRange::Bounded),
+        ..Default::default()
+    };
+    let mut input = store
+        .get_opts(&path, options)
+        .await
+        .map_err(|e| Error::wrap(ErrorKind::Storage, format!("cannot read {uri}"), e))?
+        .into_stream();
+    let uri = uri.to_string();
+    let mut buffered = Bytes::new();
+    let mut ended = false;
+    Ok(futures::stream::poll_fn(move |cx| {
+        use std::task::Poll;
+        loop {
+            if buffered.is_empty() {
+                if ended {
+                    break;
+                }
+                buffered = match futures::ready!(input.poll_next_unpin(cx)) {
+                    Some(Ok(b)) => b,
+                    Some(Err(e)) => {
+                        return Poll::Ready(Some(Err(Error::wrap(
+                            ErrorKind::Storage,
+                            format!("cannot read {uri}"),
+                            e,
+                        ))))
+                    }
+                    None => {
+                        ended = true;
+                        break;
+                    }
+                };
+            }
+            let decoded = match decoder.decode(buffered.as_ref()) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => return Poll::Ready(Some(Err(Error::invalid(format!("cannot read {uri}: {e}"))))),
+            };
+            buffered.advance(decoded);
+        }
+        Poll::Ready(
+            decoder
+                .flush()
+                .map_err(|e| Error::invalid(format!("cannot read {uri}: {e}")))
+                .transpose(),
+        )
+    })
+    .boxed())
+}
+
+async fn read_ndjson(
+    storage: &ObjectStorage,
+    uri: &str,
+    schema: SchemaRef,
+    options: &FileReadOptions,
+) -> Result<Batches> {
+    // Keys are matched by name by the decoder itself; an unknown key is an error unless allowed
+    // (strict mode). Required columns are checked by the writer, row by row.
+    let decoder = arrow::json::ReaderBuilder::new(schema)
+        .with_batch_size(8192)
+        .with_strict_mode(!options.allow_extra_columns)
+        .build_decoder()
+        .map_err(|e| Error::invalid(format!("{uri}: {e}")))?;
+    decode_object(storage, uri, None, decoder).await
+}
+
+async fn read_parquet(
+    storage: &ObjectStorage,
+    uri: &str,
+    size: u64,
+    schema: SchemaRef,
+    options: &FileReadOptions,
+) -> Result<Batches> {
+    let not_parquet = |e: parquet::errors::ParquetError| {
+        Error::invalid(format!("{uri} is not a readable Parquet file ({size} bytes): {e}"))
+    };
+    if size < 12 {
+        return Err(Error::invalid(format!(
+            "{uri} is not a Parquet file: {size} bytes, too short for a footer"
+        )));
+    }
+    let (store, path) = storage.resolve(uri)?;
+    let reader = ParquetObjectReader::new(store, path).with_file_size(size);
+    let builder = ParquetRecordBatchStreamBuilder::new(reader).await.map_err(not_parquet)?;
+    let names: Vec<String> = builder
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let matched = match_columns(uri, &names, &schema, &required_columns(&schema), options)?;
+    let keep: Vec<usize> = matched
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| f.as_ref().map(|_| i))
+        .collect();
+    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), keep);
+    let stream = builder
+        .with_projection(mask)
+        .with_batch_size(8192)
+        .build()
+        .map_err(not_parquet)?;
+    let uri = uri.to_string();
+    Ok(stream
+        .map_err(move |e| Error::invalid(format!("cannot read {uri}: {e}")))
+        .boxed())
+}

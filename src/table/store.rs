@@ -1,0 +1,106 @@
+//! Where tables are loaded from and committed through: the catalog, the object storage, the file
+//! cache shared by every table loaded here, and the commit retry policy. The transaction layer works
+//! on a [`TableStore`]; the `Floe` handle owns one and sits above it.
+
+use std::sync::Arc;
+
+use iceberg::spec::{TableMetadata, TableMetadataRef};
+
+use super::cache::FileCache;
+use super::Table;
+use crate::catalog::{Catalog, TableName};
+use crate::config::RetryPolicy;
+use crate::error::{Error, Result};
+use crate::storage::ObjectStorage;
+
+/// The catalog, storage, file cache and retry policy tables live with. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct TableStore {
+    catalog: Arc<dyn Catalog>,
+    storage: ObjectStorage,
+    cache: Arc<FileCache>,
+    retry: RetryPolicy,
+}
+
+impl TableStore {
+    pub(crate) fn new(catalog: Arc<dyn Catalog>, storage: ObjectStorage, retry: RetryPolicy) -> Self {
+        Self {
+            catalog,
+            storage,
+            cache: Arc::new(FileCache::default()),
+            retry,
+        }
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Arc<dyn Catalog> {
+        &self.catalog
+    }
+
+    /// The object storage.
+    pub fn storage(&self) -> &ObjectStorage {
+        &self.storage
+    }
+
+    pub(crate) fn retry(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    /// Load a table's current metadata. A metadata file that is missing or unreadable is reported as
+    /// what it is (kind `Data` or `Storage`), never as a missing table.
+    pub async fn load(&self, name: &TableName) -> Result<Table> {
+        let location = self
+            .catalog
+            .metadata_location(name)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("table {name} does not exist")))?;
+        if let Some(metadata) = self.cache.metadata(&location) {
+            return Ok(self.handle(name, location, metadata));
+        }
+        let metadata = read_metadata(&self.storage, &location)
+            .await
+            .map_err(|e| e.context(format!("load {name}")))?;
+        Ok(self.handle(name, location, Arc::new(metadata)))
+    }
+
+    /// A table at `location`, sharing this store's storage and file cache; the metadata is
+    /// remembered, so loading the same location again is free.
+    pub(crate) fn handle(&self, name: &TableName, location: String, metadata: TableMetadataRef) -> Table {
+        self.cache.put_metadata(&location, metadata.clone());
+        Table::new(
+            name.clone(),
+            location,
+            metadata,
+            self.storage.clone(),
+            self.cache.clone(),
+        )
+    }
+}
+
+/// Read and decode a metadata JSON file (plain or gzip-compressed).
+pub(crate) async fn read_metadata(storage: &ObjectStorage, location: &str) -> Result<TableMetadata> {
+    let bytes = storage.read(location).await.map_err(|e| {
+        if e.kind() == crate::error::ErrorKind::NotFound {
+            Error::new(
+                crate::error::ErrorKind::Data,
+                format!("the catalog points at metadata file {location}, which is missing"),
+            )
+        } else {
+            e
+        }
+    })?;
+    let text = if location.ends_with(".gz.metadata.json") || bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut text)?;
+        bytes::Bytes::from(text)
+    } else {
+        bytes
+    };
+    serde_json::from_slice(&text).map_err(|e| {
+        Error::wrap(
+            crate::error::ErrorKind::Data,
+            format!("metadata file {location} is not valid Iceberg table metadata"),
+            e,
+        )
+    })
+}

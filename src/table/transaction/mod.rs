@@ -1,0 +1,570 @@
+//! The transaction layer: every change to every table goes through here. A [`Transaction`] collects
+//! actions on one or more tables (one file per action: [`append`], [`overwrite`] (and [`delete`]),
+//! [`rewrite`], [`refs`], [`schema`]); [`commit`] is the one retry loop that loads each table, checks
+//! every action against the commits that landed since it read the table (`validate`), applies it on
+//! the new base (`apply`, through the one snapshot [`producer`]), and swaps every table's metadata
+//! location in one catalog transaction, all or none.
+//!
+//! Isolation follows Iceberg Java: an append never conflicts; a filtered overwrite or delete
+//! (copy-on-write) conflicts under [`Isolation::Serializable`] with a concurrent commit that added a
+//! data file that may hold matching rows, and under both isolations with one that removed or
+//! rewrote a file it read; a whole-table overwrite conflicts with any concurrent append under
+//! `Serializable`. A conflict commits nothing and deletes the transaction's files.
+
+pub(crate) mod append;
+pub(crate) mod commit;
+pub(crate) mod copy_on_write;
+pub(crate) mod delete;
+pub(crate) mod expire;
+pub(crate) mod history;
+pub(crate) mod merge;
+pub(crate) mod overwrite;
+pub(crate) mod producer;
+pub(crate) mod refs;
+pub(crate) mod rewrite;
+pub(crate) mod schema;
+
+use std::collections::BTreeMap;
+
+use arrow::array::RecordBatch;
+use futures::{Stream, StreamExt};
+use iceberg::spec::{DataFile, MAIN_BRANCH};
+use serde::Serialize;
+
+use super::filter::RowFilter;
+use super::store::TableStore;
+use super::writer::write_batches;
+use super::Table;
+use crate::catalog::TableName;
+use crate::error::{Error, Result};
+
+/// Where a write comes from: recorded in the snapshot summary as `floe.*` properties.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Lineage {
+    /// `floe.run-id`.
+    pub run_id: Option<String>,
+    /// `floe.stage`.
+    pub stage: Option<String>,
+    /// `floe.engine`.
+    pub engine: Option<String>,
+    /// `floe.input.<table>`: the snapshot id of each input the write read.
+    pub inputs: BTreeMap<String, i64>,
+}
+
+impl Lineage {
+    pub(crate) fn to_properties(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Some(v) = &self.run_id {
+            out.push(("floe.run-id".to_string(), v.clone()));
+        }
+        if let Some(v) = &self.stage {
+            out.push(("floe.stage".to_string(), v.clone()));
+        }
+        if let Some(v) = &self.engine {
+            out.push(("floe.engine".to_string(), v.clone()));
+        }
+        for (t, id) in &self.inputs {
+            out.push((format!("floe.input.{t}"), id.to_string()));
+        }
+        out
+    }
+}
+
+/// How strictly a filtered overwrite or delete is checked against the commits that landed on its
+/// branch after it read the table (Iceberg's isolation levels).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum Isolation {
+    /// The default: the commit conflicts with a concurrent commit that added a data file that may
+    /// hold rows matching its filter (any added file for a whole-table overwrite), or that removed
+    /// or rewrote a file it read. The history then reads as if the writers ran one after another.
+    #[default]
+    Serializable,
+    /// Only concurrent removals or rewrites of files it read conflict; rows appended meanwhile
+    /// survive even where they match the filter.
+    Snapshot,
+}
+
+impl Isolation {
+    /// Parse `serializable` or `snapshot`.
+    pub fn parse(text: &str) -> Result<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "serializable" => Ok(Isolation::Serializable),
+            "snapshot" => Ok(Isolation::Snapshot),
+            other => Err(Error::invalid(format!(
+                "unknown isolation {other:?} (serializable or snapshot)"
+            ))),
+        }
+    }
+}
+
+/// How a write commits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitOptions {
+    /// Branch to commit to (`main` by default). A missing branch is created from the current
+    /// snapshot of `main`, as Iceberg does.
+    pub branch: String,
+    /// Lineage properties for the snapshot summary.
+    pub lineage: Lineage,
+    /// Any other snapshot summary properties.
+    pub properties: BTreeMap<String, String>,
+    /// When set, the commit is refused (kind `Conflict`) unless the branch head is this snapshot
+    /// (`Some(None)`: the branch has no snapshot yet): for writers whose change must not land on a
+    /// moved ref at all, even one that validation would accept.
+    pub expected_head: Option<Option<i64>>,
+    /// Target size of data files in bytes.
+    pub target_file_size: usize,
+    /// Isolation of filtered overwrites and deletes.
+    pub isolation: Isolation,
+}
+
+impl Default for CommitOptions {
+    fn default() -> Self {
+        Self {
+            branch: MAIN_BRANCH.to_string(),
+            lineage: Lineage::default(),
+            properties: BTreeMap::new(),
+            expected_head: None,
+            target_file_size: 128 * 1024 * 1024,
+            isolation: Isolation::default(),
+        }
+    }
+}
+
+impl CommitOptions {
+    /// Options that commit to `branch`.
+    pub fn on_branch(branch: impl Into<String>) -> Self {
+        Self {
+            branch: branch.into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Where a commit's time went, summed over its attempts, in seconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct CommitTimings {
+    /// Loading the base metadata from the catalog and storage.
+    pub load_s: f64,
+    /// Checking the change against concurrent commits.
+    pub validate_s: f64,
+    /// Applying the change: manifests and the manifest list.
+    pub stage_s: f64,
+    /// Writing the metadata JSON.
+    pub metadata_s: f64,
+    /// The catalog's compare-and-swap.
+    pub swap_s: f64,
+    /// Waiting between attempts.
+    pub backoff_s: f64,
+}
+
+/// What a commit did to one table.
+#[derive(Clone, Debug)]
+pub struct CommitResult {
+    /// The table after the commit.
+    pub table: Table,
+    /// The last snapshot the commit created on this table, when it created one (a delete that
+    /// matched nothing, an empty append and a ref change create none).
+    pub snapshot_id: Option<i64>,
+    /// How many attempts it took (1 when no one else was committing).
+    pub attempts: u32,
+    /// Where the time went (for the whole transaction).
+    pub timings: CommitTimings,
+}
+
+/// One change to one table, planned on the table as the transaction read it.
+#[derive(Clone, Debug)]
+pub(crate) enum Action {
+    /// Add data files.
+    Append(append::Append),
+    /// Replace or delete rows (copy-on-write), or the whole table.
+    Rows(overwrite::RowChange),
+    /// Replace files by files holding the same rows (compaction).
+    Rewrite(rewrite::Rewrite),
+    /// Create, drop or move a branch or tag.
+    Ref(refs::RefChange),
+    /// Evolve the schema.
+    Schema(schema::SchemaChange),
+    /// Remove old snapshots and expired refs from the metadata.
+    Expire(expire::Expire),
+}
+
+impl Action {
+    /// Data files this action wrote: deleted when the transaction certainly did not land.
+    pub(crate) fn new_files(&self) -> Vec<String> {
+        let files: &[DataFile] = match self {
+            Action::Append(a) if a.owned => &a.files,
+            Action::Append(_) => &[],
+            Action::Rows(r) => &r.added,
+            Action::Rewrite(r) => &r.added,
+            Action::Ref(_) | Action::Schema(_) | Action::Expire(_) => &[],
+        };
+        files.iter().map(|f| f.file_path().to_string()).collect()
+    }
+}
+
+/// A table's actions in a transaction, in order, and the table as the transaction first read it.
+#[derive(Clone, Debug)]
+pub(crate) struct TableChange {
+    pub(crate) name: TableName,
+    pub(crate) read: Table,
+    pub(crate) actions: Vec<(Action, CommitOptions)>,
+}
+
+/// Changes to one or more tables that land together or not at all: one catalog transaction swaps
+/// every table's metadata. A reader that reads the catalog once sees all of them or none.
+///
+/// Data is written (and copy-on-write rewrites planned) as each action is added; nothing is visible
+/// until [`Transaction::commit`]. A transaction dropped without committing deletes the files it
+/// wrote, in the background; [`Transaction::abort`] does it in the foreground.
+pub struct Transaction {
+    store: TableStore,
+    changes: Vec<TableChange>,
+    done: bool,
+}
+
+impl std::fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction")
+            .field("tables", &self.changes.iter().map(|c| c.name.to_string()).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Transaction {
+    pub(crate) fn new(store: TableStore) -> Self {
+        Self {
+            store,
+            changes: Vec::new(),
+            done: false,
+        }
+    }
+
+    /// The tables this transaction changes, in the order they were first named.
+    pub fn tables(&self) -> Vec<TableName> {
+        self.changes.iter().map(|c| c.name.clone()).collect()
+    }
+
+    /// The table as this transaction reads it: loaded on first use, then the same state for every
+    /// later action (so all of them are planned on one snapshot and validated from it).
+    pub async fn table(&mut self, name: &TableName) -> Result<Table> {
+        if let Some(c) = self.changes.iter().find(|c| &c.name == name) {
+            return Ok(c.read.clone());
+        }
+        let table = self.store.load(name).await?;
+        self.changes.push(TableChange {
+            name: name.clone(),
+            read: table.clone(),
+            actions: Vec::new(),
+        });
+        Ok(table)
+    }
+
+    /// Use `table` (just loaded by the caller) as this transaction's read state of it.
+    pub(crate) fn read_as(&mut self, table: Table) {
+        if !self.changes.iter().any(|c| c.name == *table.name()) {
+            self.changes.push(TableChange {
+                name: table.name().clone(),
+                read: table,
+                actions: Vec::new(),
+            });
+        }
+    }
+
+    pub(crate) fn push(&mut self, name: &TableName, action: Action, options: &CommitOptions) {
+        let change = self
+            .changes
+            .iter_mut()
+            .find(|c| &c.name == name)
+            .expect("the table was read before an action on it was planned");
+        change.actions.push((action, options.clone()));
+    }
+
+    /// Append batches to `table`: written into new data files now, committed with the transaction.
+    pub async fn append<S>(&mut self, table: &TableName, batches: S, options: &CommitOptions) -> Result<()>
+    where
+        S: Stream<Item = Result<RecordBatch>> + Send + 'static,
+    {
+        let read = self.table(table).await?;
+        let files = write_batches(&read, batches.boxed(), options.target_file_size).await?;
+        self.push(table, Action::Append(append::Append::new(files)), options);
+        Ok(())
+    }
+
+    /// Replace the rows of `table` matching `filter` (every row when `None`) with `batches`.
+    pub async fn overwrite<S>(
+        &mut self,
+        table: &TableName,
+        filter: Option<RowFilter>,
+        batches: S,
+        options: &CommitOptions,
+    ) -> Result<()>
+    where
+        S: Stream<Item = Result<RecordBatch>> + Send + 'static,
+    {
+        let read = self.table(table).await?;
+        if let Some(f) = &filter {
+            f.compile(&read.arrow_schema()?)?;
+        }
+        let files = write_batches(&read, batches.boxed(), options.target_file_size).await?;
+        self.overwrite_files(table, filter, files, options).await
+    }
+
+    /// Replace the rows matching `filter` (every row when `None`) with rows already written to
+    /// `files` of the table. On error the files are deleted.
+    pub(crate) async fn overwrite_files(
+        &mut self,
+        table: &TableName,
+        filter: Option<RowFilter>,
+        files: Vec<DataFile>,
+        options: &CommitOptions,
+    ) -> Result<()> {
+        let read = self.table(table).await?;
+        match overwrite::plan(&read, filter, files.clone(), options).await {
+            Ok(change) => {
+                self.push(table, Action::Rows(change), options);
+                Ok(())
+            }
+            Err(e) => {
+                delete_quietly(self.store.storage(), crate::table::transaction::paths_of(&files)).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Delete the rows of `table` matching `filter` (copy-on-write).
+    pub async fn delete(&mut self, table: &TableName, filter: RowFilter, options: &CommitOptions) -> Result<()> {
+        let read = self.table(table).await?;
+        let change = delete::plan(&read, filter, options).await?;
+        self.push(table, Action::Rows(change), options);
+        Ok(())
+    }
+
+    /// Add already written data files of `table` as an append (the files become the
+    /// transaction's: deleted if it certainly does not land).
+    pub(crate) async fn append_files(
+        &mut self,
+        table: &TableName,
+        files: Vec<DataFile>,
+        options: &CommitOptions,
+    ) -> Result<()> {
+        self.table(table).await?;
+        self.push(table, Action::Append(append::Append::new(files)), options);
+        Ok(())
+    }
+
+    /// Add existing Parquet files to `table` as one append: their footers are read and checked against
+    /// the table (see [`crate::table::add_files`]); a file already live on the branch is refused. The
+    /// files stay the caller's: they are never deleted, whatever happens to the transaction.
+    pub async fn add_files(&mut self, table: &TableName, uris: &[String], options: &CommitOptions) -> Result<()> {
+        let read = self.table(table).await?;
+        let files: Vec<crate::table::add_files::FileToAdd> = uris
+            .iter()
+            .map(|u| {
+                Ok(crate::table::add_files::FileToAdd {
+                    uri: crate::storage::Warehouse::parse(u)?.uri(),
+                    partition: None,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let head = producer::branch_head(read.metadata(), &options.branch).cloned();
+        let live: std::collections::HashSet<String> = read
+            .live_data_files(head.as_ref())
+            .await?
+            .iter()
+            .map(|f| f.file_path().to_string())
+            .collect();
+        if let Some(f) = files.iter().find(|f| live.contains(&f.uri)) {
+            return Err(Error::invalid(format!("{} is already a data file of {table}", f.uri)));
+        }
+        let described = crate::table::add_files::describe_files(&read, files).await?;
+        self.push(table, Action::Append(append::Append::adopted(described)), options);
+        Ok(())
+    }
+
+    /// A snapshot that changes no data, on `options.branch`: a record in the history (its summary
+    /// carries `options.properties` and the lineage).
+    pub(crate) async fn mark(&mut self, table: &TableName, options: &CommitOptions) -> Result<()> {
+        self.table(table).await?;
+        self.push(table, Action::Append(append::Append::marker()), options);
+        Ok(())
+    }
+
+    /// Replace `removed` data files by `added` ones holding the same rows (compaction), planned on
+    /// the state this transaction read.
+    pub(crate) async fn rewrite_files(
+        &mut self,
+        table: &TableName,
+        removed: Vec<DataFile>,
+        added: Vec<DataFile>,
+        options: &CommitOptions,
+    ) -> Result<()> {
+        let read = self.table(table).await?;
+        let change = rewrite::Rewrite::plan(&read, removed, added, options);
+        self.push(table, Action::Rewrite(change), options);
+        Ok(())
+    }
+
+    /// Create a branch (`tag` false) or a tag at a snapshot.
+    pub async fn create_ref(&mut self, table: &TableName, name: &str, snapshot_id: i64, tag: bool) -> Result<()> {
+        refs::validate_ref_name(name)?;
+        self.table(table).await?;
+        let change = refs::RefChange::Create {
+            name: name.to_string(),
+            snapshot_id,
+            tag,
+        };
+        self.push(table, Action::Ref(change), &CommitOptions::default());
+        Ok(())
+    }
+
+    /// Create a tag at the head of `main` as this transaction leaves it.
+    pub async fn tag_main(&mut self, table: &TableName, name: &str) -> Result<()> {
+        refs::validate_ref_name(name)?;
+        self.table(table).await?;
+        let change = refs::RefChange::TagMain { name: name.to_string() };
+        self.push(table, Action::Ref(change), &CommitOptions::default());
+        Ok(())
+    }
+
+    /// Drop a branch or tag.
+    pub async fn drop_ref(&mut self, table: &TableName, name: &str) -> Result<()> {
+        self.table(table).await?;
+        let change = refs::RefChange::Drop { name: name.to_string() };
+        self.push(table, Action::Ref(change), &CommitOptions::default());
+        Ok(())
+    }
+
+    /// Fast-forward `main` of `table` to the head of `branch`.
+    pub async fn publish(&mut self, table: &TableName, branch: &str) -> Result<()> {
+        self.table(table).await?;
+        let change = refs::RefChange::Publish {
+            branch: branch.to_string(),
+        };
+        self.push(table, Action::Ref(change), &CommitOptions::default());
+        Ok(())
+    }
+
+    /// Move `main` back to one of its ancestors.
+    pub async fn rollback(&mut self, table: &TableName, snapshot_id: i64) -> Result<()> {
+        self.table(table).await?;
+        self.push(
+            table,
+            Action::Ref(refs::RefChange::Rollback { snapshot_id }),
+            &CommitOptions::default(),
+        );
+        Ok(())
+    }
+
+    /// Point `branch` at a snapshot (creating it), or remove it (`None`), but only while it still
+    /// points where it pointed when this transaction read the table (a compare-and-swap of the ref).
+    pub async fn reset_branch(&mut self, table: &TableName, branch: &str, snapshot_id: Option<i64>) -> Result<()> {
+        let read = self.table(table).await?;
+        let expected = read.find_ref(branch).map(|r| r.snapshot_id);
+        let change = refs::RefChange::Reset {
+            name: branch.to_string(),
+            snapshot_id,
+            expected,
+        };
+        self.push(table, Action::Ref(change), &CommitOptions::default());
+        Ok(())
+    }
+
+    /// Expire snapshots of `table` (see [`expire`]), judged on each attempt's base.
+    pub(crate) async fn expire_snapshots(&mut self, table: &TableName, expire: expire::Expire) -> Result<()> {
+        self.table(table).await?;
+        self.push(table, Action::Expire(expire), &CommitOptions::default());
+        Ok(())
+    }
+
+    /// Add an optional column at the end of the schema.
+    pub async fn add_column(
+        &mut self,
+        table: &TableName,
+        column: &str,
+        field_type: iceberg::spec::Type,
+    ) -> Result<()> {
+        self.table(table).await?;
+        let change = schema::SchemaChange::AddColumn {
+            name: column.to_string(),
+            field_type,
+            doc: None,
+        };
+        self.push(table, Action::Schema(change), &CommitOptions::default());
+        Ok(())
+    }
+
+    /// Commit every table's actions at once: all land or none does. Returns one result per table,
+    /// in the order the tables were first named. On a conflict nothing is committed, the error (kind
+    /// `Conflict`) names the concurrent snapshot, and the transaction's files are deleted.
+    pub async fn commit(mut self) -> Result<Vec<CommitResult>> {
+        self.done = true;
+        let changes = std::mem::take(&mut self.changes)
+            .into_iter()
+            .filter(|c| !c.actions.is_empty())
+            .collect();
+        commit::commit(&self.store, changes).await
+    }
+
+    /// Commit a transaction on one table: its result.
+    pub(crate) async fn commit_one(self) -> Result<CommitResult> {
+        let name = self.changes.first().map(|c| c.name.clone());
+        let mut results = self.commit().await?;
+        match results.pop() {
+            Some(r) => Ok(r),
+            None => Err(Error::internal(format!(
+                "a transaction on {} produced no result",
+                name.map(|n| n.to_string()).unwrap_or_default()
+            ))),
+        }
+    }
+
+    /// Give up: delete every file the transaction wrote; nothing is committed.
+    pub async fn abort(mut self) {
+        self.done = true;
+        let files: Vec<String> = self.written_files();
+        delete_quietly(self.store.storage(), files).await;
+    }
+
+    fn written_files(&self) -> Vec<String> {
+        self.changes
+            .iter()
+            .flat_map(|c| c.actions.iter().flat_map(|(a, _)| a.new_files()))
+            .collect()
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let files = self.written_files();
+        if files.is_empty() {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                let storage = self.store.storage().clone();
+                handle.spawn(async move { delete_quietly(&storage, files).await });
+            }
+            Err(_) => tracing::warn!(
+                files = files.len(),
+                "a transaction was dropped outside a runtime; its files are left to orphan cleanup"
+            ),
+        }
+    }
+}
+
+/// The paths of data files.
+pub(crate) fn paths_of(files: &[DataFile]) -> Vec<String> {
+    files.iter().map(|f| f.file_path().to_string()).collect()
+}
+
+/// Delete files that no commit references; failures are logged (orphan cleanup removes what is left).
+pub(crate) async fn delete_quietly(storage: &crate::storage::ObjectStorage, paths: Vec<String>) {
+    for p in paths {
+        if let Err(e) = storage.delete(&p).await {
+            tracing::warn!(path = %p, error = %e, "could not delete an uncommitted file");
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! The pipeline on a real Ballista cluster of floe's own processes on loopback (the test command
+//! starts a scheduler and two executors): its outputs diff equal to the DataFusion and DuckDB
+//! paths'; an executor killed mid-run does not fail the run; a cluster that is down is a clear error
+//! before anything is written.
+
+use std::sync::Arc;
+
+use floe::pipeline::{BallistaEngine, DataFusionEngine, DuckDbEngine, Engine, RunOptions};
+use floe::ErrorKind;
+
+use crate::both_backends;
+use crate::support::*;
+
+fn cluster() -> Option<String> {
+    let c = std::env::var("FLOE_TEST_CLUSTER").ok().filter(|c| !c.is_empty());
+    if c.is_none() {
+        assert!(
+            may_skip_servers(),
+            "FLOE_TEST_CLUSTER is not set: run `bash tests/run.sh` (it starts a cluster) or set FLOE_TEST_SKIP_SERVERS=1"
+        );
+        eprintln!("SKIPPED: no cluster and FLOE_TEST_SKIP_SERVERS=1");
+    }
+    c
+}
+
+async fn generated(ctx: &Ctx, dir: &std::path::Path, events: u64) -> String {
+    let out = ctx.input_uri(dir, "gen");
+    let mut g = floe::generate::GenerateOptions::new(events, 5);
+    g.files = 2;
+    g.dirty = floe::generate::DirtyRates::uniform(0.02);
+    floe::generate::generate(ctx.floe.storage(), &out, &g, None).await.unwrap();
+    out
+}
+
+both_backends!(the_cluster_agrees_with_both_local_engines, |ctx: Ctx| async move {
+    let Some(url) = cluster() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated(&ctx, dir.path(), 6_000).await;
+    let engines: Vec<Arc<dyn Engine>> = vec![
+        Arc::new(DataFusionEngine::default()),
+        Arc::new(DuckDbEngine::default()),
+        Arc::new(BallistaEngine::new(&url, ctx.settings.clone()).unwrap()),
+    ];
+    let report = floe::pipeline::run(&ctx.floe, &RunOptions::new(ctx.ns.clone(), Some(input), engines))
+        .await
+        .unwrap();
+    let eq = report.equivalence.as_ref().unwrap();
+    for d in &eq.tables {
+        assert!(d.equal, "{} differs: {d:?}", d.left);
+    }
+    assert!(eq.equal);
+    for s in report.stages.iter().filter(|s| s.engine == "ballista" && s.stage == "cleanse") {
+        let out: u64 = s.rows_out.values().sum();
+        assert_eq!(out, s.rows_in, "input = clean + rejected");
+    }
+    if let Some(read) = crate::interop::pyiceberg_read(&ctx, "daily_metrics") {
+        assert!(!read["rows"].as_array().unwrap().is_empty());
+    }
+});
+
+/// A cluster of its own (a scheduler and two executors), so that killing one disturbs no other test.
+struct OwnCluster {
+    children: Vec<std::process::Child>,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_port_pair() -> u16 {
+    loop {
+        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = a.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+}
+
+fn wait_listening(port: u16) {
+    for _ in 0..120 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    panic!("nothing listens on {port}");
+}
+
+fn own_cluster(ctx: &Ctx) -> OwnCluster {
+    let dir = tempfile::tempdir().unwrap();
+    let scheduler = free_port_pair();
+    let mut children = vec![floe_cmd(dir.path(), Some(ctx))
+        .args(["cluster", "scheduler", "--bind", &format!("127.0.0.1:{scheduler}")])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()];
+    wait_listening(scheduler);
+    for i in 0..2 {
+        let port = free_port_pair();
+        children.push(
+            floe_cmd(dir.path(), Some(ctx))
+                .args([
+                    "cluster",
+                    "executor",
+                    "--scheduler",
+                    &format!("127.0.0.1:{scheduler}"),
+                    "--bind",
+                    &format!("127.0.0.1:{port}"),
+                    "--concurrent-tasks",
+                    "1",
+                    "--work-dir",
+                    &dir.path().join(format!("executor-{i}")).display().to_string(),
+                ])
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_listening(port);
+    }
+    OwnCluster {
+        children,
+        url: format!("df://127.0.0.1:{scheduler}"),
+        _dir: dir,
+    }
+}
+
+both_backends!(an_executor_killed_mid_run_does_not_fail_it, |ctx: Ctx| async move {
+    if cluster().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated(&ctx, dir.path(), 60_000).await;
+    let mut own = own_cluster(&ctx);
+    // Give the executors time to register.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let victim = own.children[2].id();
+    let engine: Arc<dyn Engine> = Arc::new(BallistaEngine::new(&own.url, ctx.settings.clone()).unwrap());
+    let mut options = RunOptions::new(ctx.ns.clone(), Some(input), vec![engine]);
+    // Kill one executor shortly after the sessionize stage starts.
+    let fired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = fired.clone();
+    options.progress = Some(Arc::new(move |stage, _engine, report| {
+        if stage == floe::pipeline::Stage::Sessionize && report.is_none() && !flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                let _ = std::process::Command::new("kill").args(["-KILL", &victim.to_string()]).status();
+            });
+        }
+    }));
+    let report = floe::pipeline::run(&ctx.floe, &options).await.unwrap();
+    assert!(fired.load(std::sync::atomic::Ordering::SeqCst));
+    let _ = own.children[2].wait();
+    let sessionize = report.stages.iter().find(|s| s.stage == "sessionize").unwrap();
+    assert_eq!(sessionize.status, "succeeded");
+    // The results of the run match the local DataFusion path on the same input.
+    let local = floe::Namespace::parse(&format!("{}_local", ctx.ns)).unwrap();
+    let input = ctx.input_uri(dir.path(), "gen");
+    floe::pipeline::run(
+        &ctx.floe,
+        &RunOptions::new(local.clone(), Some(input), vec![Arc::new(DataFusionEngine::default())]),
+    )
+    .await
+    .unwrap();
+    for t in ["sessions", "daily_metrics"] {
+        let d = floe::diff::diff(
+            &ctx.floe,
+            &floe::diff::DiffSide::parse(&format!("{}.{t}", ctx.ns)).unwrap(),
+            &floe::diff::DiffSide::parse(&format!("{local}.{t}")).unwrap(),
+            &floe::diff::DiffOptions::default(),
+        )
+        .await
+        .unwrap();
+        assert!(d.equal, "{t}: {d:?}");
+    }
+});
+
+both_backends!(a_cluster_that_is_down_is_a_clear_error_before_any_write, |ctx: Ctx| async move {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated(&ctx, dir.path(), 500).await;
+    let engine: Arc<dyn Engine> = Arc::new(BallistaEngine::new("df://127.0.0.1:1", ctx.settings.clone()).unwrap());
+    let err = floe::pipeline::run(&ctx.floe, &RunOptions::new(ctx.ns.clone(), Some(input), vec![engine]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Engine, "{err}");
+    assert!(err.to_string().contains("cannot be reached"), "{err}");
+    assert!(ctx.floe.tables(&ctx.ns).await.unwrap().is_empty(), "nothing was created or written");
+});
