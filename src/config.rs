@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::secrets::{register_secret, register_url_secrets};
 pub use crate::secrets::{redact_secrets, Secret};
+use crate::secrets::{register_secret, register_url_secrets};
 
 /// Default catalog: an SQLite file under `./floe-data`.
 pub const DEFAULT_CATALOG_URL: &str = "sqlite:./floe-data/catalog.db";

@@ -139,7 +139,12 @@ impl fmt::Debug for Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.kind, crate::secrets::redact_secrets(&self.message))?;
+        write!(
+            f,
+            "{}: {}",
+            self.kind,
+            crate::secrets::redact_secrets(&self.message)
+        )?;
         let mut source = self
             .source
             .as_deref()

@@ -375,7 +375,12 @@ impl Floe {
     /// (or be mapped by name through `schema.name-mapping.default`); a file that does not fit, is
     /// missing, or is already in the table is an error and nothing is committed. The files are never
     /// moved or deleted.
-    pub async fn add_files(&self, name: &TableName, files: &[String], options: &CommitOptions) -> Result<CommitResult> {
+    pub async fn add_files(
+        &self,
+        name: &TableName,
+        files: &[String],
+        options: &CommitOptions,
+    ) -> Result<CommitResult> {
         let mut tx = self.transaction();
         tx.add_files(name, files, options).await?;
         tx.commit_one().await

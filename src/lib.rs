@@ -48,7 +48,8 @@ pub use error::{Error, ErrorKind, Result};
 pub use lakehouse::{Floe, InitReport, PartitionField, TableDefinition};
 pub use table::scan::ScanStream;
 pub use table::{
-    At, CommitOptions, CommitResult, Isolation, Lineage, RowFilter, ScanOptions, SnapshotChanges, Table, Transaction,
+    At, CommitOptions, CommitResult, Isolation, Lineage, RowFilter, ScanOptions, SnapshotChanges, Table,
+    Transaction,
 };
 
 /// The README's library example, run as a doc test.

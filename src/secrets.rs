@@ -175,7 +175,9 @@ fn redact_userinfo(text: &str) -> String {
         let (head, tail) = rest.split_at(pos + 3);
         out.push_str(head);
         let end = tail
-            .find(|c: char| c.is_whitespace() || matches!(c, '/' | '?' | '#' | '"' | '\'' | '`' | ')' | ']' | '>'))
+            .find(|c: char| {
+                c.is_whitespace() || matches!(c, '/' | '?' | '#' | '"' | '\'' | '`' | ')' | ']' | '>')
+            })
             .unwrap_or(tail.len());
         let authority = &tail[..end];
         match authority.rfind('@') {
@@ -220,7 +222,9 @@ fn redact_credential_pairs(text: &str) -> String {
                 value[1..].find(q).map(|i| i + 2).unwrap_or(value.len())
             } else {
                 value
-                    .find(|c: char| c.is_whitespace() || matches!(c, '&' | ';' | ',' | '#' | '"' | '\'' | ')' | ']' | '>'))
+                    .find(|c: char| {
+                        c.is_whitespace() || matches!(c, '&' | ';' | ',' | '#' | '"' | '\'' | ')' | ']' | '>')
+                    })
                     .unwrap_or(value.len())
             };
             if end > 0 {

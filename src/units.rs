@@ -23,7 +23,11 @@ pub fn parse_size(text: &str) -> Result<u64> {
         "KIB" => 1024.0,
         "MIB" => 1024.0 * 1024.0,
         "GIB" => 1024.0 * 1024.0 * 1024.0,
-        _ => return Err(Error::invalid(format!("invalid size unit in {text:?} (B, KB, MB, GB, KiB, MiB, GiB)"))),
+        _ => {
+            return Err(Error::invalid(format!(
+                "invalid size unit in {text:?} (B, KB, MB, GB, KiB, MiB, GiB)"
+            )))
+        }
     };
     Ok((value * factor).round() as u64)
 }
@@ -33,7 +37,11 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let bad = || Error::invalid(format!("invalid duration {text:?}: expected e.g. 5d, 12h, 30m, 45s or 250ms"));
+    let bad = || {
+        Error::invalid(format!(
+            "invalid duration {text:?}: expected e.g. 5d, 12h, 30m, 45s or 250ms"
+        ))
+    };
     let n: u64 = num.parse().map_err(|_| bad())?;
     let ms = match unit.trim() {
         "ms" => 1,

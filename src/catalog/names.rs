@@ -231,7 +231,10 @@ mod tests {
         assert!(e.message().contains("too long for a directory name"), "{e}");
         // NFD spelling of "café" is refused with the NFC one to use.
         let e = validate_name("table", "cafe\u{301}").unwrap_err();
-        assert!(e.message().contains("normalization form C") && e.message().contains("café"), "{e}");
+        assert!(
+            e.message().contains("normalization form C") && e.message().contains("café"),
+            "{e}"
+        );
         validate_name("table", "café").unwrap();
     }
 

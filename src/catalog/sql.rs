@@ -288,9 +288,9 @@ impl SqlCatalog {
         // A catalog that PyIceberg created first has no iceberg_type column; Java and iceberg-rust
         // need it. (Probed by name, so that a failed probe does not abort the transaction.)
         let has_type_column = match self.backend() {
-            Backend::Sqlite => sqlx::query(
-                "SELECT 1 FROM pragma_table_info('iceberg_tables') WHERE name = 'iceberg_type'",
-            ),
+            Backend::Sqlite => {
+                sqlx::query("SELECT 1 FROM pragma_table_info('iceberg_tables') WHERE name = 'iceberg_type'")
+            }
             Backend::Postgres => sqlx::query(
                 "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() \
                  AND table_name = 'iceberg_tables' AND column_name = 'iceberg_type'",

@@ -96,14 +96,9 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
         } => {
             if storage_only {
                 let ns = Namespace::parse(&format!("{namespace}_storage"))?;
-                let r = floe::bench::core_benchmark(
-                    floe,
-                    &ns,
-                    snapshots.max(1),
-                    rows.max(1),
-                    repetitions.max(1),
-                )
-                .await?;
+                let r =
+                    floe::bench::core_benchmark(floe, &ns, snapshots.max(1), rows.max(1), repetitions.max(1))
+                        .await?;
                 output::print_bench(&r, format)?;
                 return Ok(ExitCode::SUCCESS);
             }

@@ -43,8 +43,12 @@ pub enum Role {
 }
 
 fn address(text: &str) -> floe::Result<SocketAddr> {
-    text.parse()
-        .map_err(|_| Error::new(ErrorKind::Config, format!("{text:?} is not an IP address and port (127.0.0.1:50050)")))
+    text.parse().map_err(|_| {
+        Error::new(
+            ErrorKind::Config,
+            format!("{text:?} is not an IP address and port (127.0.0.1:50050)"),
+        )
+    })
 }
 
 pub async fn run(settings: &Settings, command: Command) -> floe::Result<ExitCode> {

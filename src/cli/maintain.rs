@@ -91,9 +91,14 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
                 dry_run,
             };
             if retain_last == Some(0) {
-                return Err(floe::Error::new(floe::ErrorKind::InvalidInput, "--retain-last must be at least 1"));
+                return Err(floe::Error::new(
+                    floe::ErrorKind::InvalidInput,
+                    "--retain-last must be at least 1",
+                ));
             }
-            let r = floe.expire_snapshots(&TableName::parse(&table)?, &options).await?;
+            let r = floe
+                .expire_snapshots(&TableName::parse(&table)?, &options)
+                .await?;
             output::print_expire(&r, format)?;
         }
         Command::RemoveOrphans {
@@ -106,7 +111,9 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
                 older_than: Some(parse_duration(&older_than)?),
                 dry_run,
             };
-            let r = floe.remove_orphan_files(&TableName::parse(&table)?, &options).await?;
+            let r = floe
+                .remove_orphan_files(&TableName::parse(&table)?, &options)
+                .await?;
             output::print_orphans(&r, format)?;
         }
         Command::Compact {

@@ -684,7 +684,12 @@ pub fn print_expire(r: &floe::maintenance::ExpireReport, format: Format) -> Resu
             format!(" and refs {}", r.refs_expired.join(", "))
         }
     );
-    println!("{}: {} {}", r.table, verb(r.dry_run, "deleted"), counts_line(&r.deleted));
+    println!(
+        "{}: {} {}",
+        r.table,
+        verb(r.dry_run, "deleted"),
+        counts_line(&r.deleted)
+    );
     Ok(())
 }
 
@@ -774,7 +779,11 @@ pub fn print_ingest_plan(p: &floe::ingest::IngestPlan, format: Format) -> Result
     }
     let mut g = grid(vec!["unit", "bounds", "estimated rows"]);
     for u in &p.units {
-        g.add_row(vec![u.index.to_string(), u.describe(), u.estimated_rows.to_string()]);
+        g.add_row(vec![
+            u.index.to_string(),
+            u.describe(),
+            u.estimated_rows.to_string(),
+        ]);
     }
     println!("{g}");
     Ok(())

@@ -173,7 +173,10 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
                 let mut reports = Vec::new();
                 for t in floe::pipeline::tables::ALL {
                     let name = TableName::new(ns.clone(), *t)?;
-                    reports.push(floe.maintain(&name, &floe::maintenance::MaintainOptions::all()).await?);
+                    reports.push(
+                        floe.maintain(&name, &floe::maintenance::MaintainOptions::all())
+                            .await?,
+                    );
                 }
                 output::print_maintain(&reports, format)?;
             }

@@ -37,14 +37,24 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
         out,
         allow_external_access,
     } = command;
-    let options = SqlOptions { allow_external_access };
+    let options = SqlOptions {
+        allow_external_access,
+    };
     match query {
-        Some(q) => output::print_query(floe::query::sql_with(floe, &q, &options).await?, &format, out.as_deref())?,
+        Some(q) => output::print_query(
+            floe::query::sql_with(floe, &q, &options).await?,
+            &format,
+            out.as_deref(),
+        )?,
         None if std::io::IsTerminal::is_terminal(&std::io::stdin()) => repl(floe, &format, &options).await?,
         None => {
             let mut q = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut q)?;
-            output::print_query(floe::query::sql_with(floe, &q, &options).await?, &format, out.as_deref())?;
+            output::print_query(
+                floe::query::sql_with(floe, &q, &options).await?,
+                &format,
+                out.as_deref(),
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -7,7 +7,10 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use floe::table::files::{read_files, FileReadOptions};
 use floe::table::schema_text::{parse_schema, parse_type};
-use floe::{At, CommitOptions, Floe, Isolation, Lineage, PartitionField, RowFilter, ScanOptions, TableDefinition, TableName};
+use floe::{
+    At, CommitOptions, Floe, Isolation, Lineage, PartitionField, RowFilter, ScanOptions, TableDefinition,
+    TableName,
+};
 
 use super::output::{self, Format};
 
@@ -218,7 +221,12 @@ fn parse_isolation(s: &str) -> Result<Isolation, String> {
 }
 
 /// The rows of `files`, shaped for `name`.
-async fn rows_of(floe: &Floe, name: &TableName, files: &[String], read: &ReadArgs) -> floe::Result<floe::table::files::Batches> {
+async fn rows_of(
+    floe: &Floe,
+    name: &TableName,
+    files: &[String],
+    read: &ReadArgs,
+) -> floe::Result<floe::table::files::Batches> {
     let t = floe.load_table(name).await?;
     let options = FileReadOptions {
         allow_extra_columns: read.allow_extra_columns,
@@ -258,7 +266,9 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
             output::print_commit(&r);
         }
         Command::AddFiles { table, files, write } => {
-            let r = floe.add_files(&TableName::parse(&table)?, &files, &write.options()).await?;
+            let r = floe
+                .add_files(&TableName::parse(&table)?, &files, &write.options())
+                .await?;
             output::print_commit(&r);
         }
         Command::Overwrite {

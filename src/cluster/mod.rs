@@ -28,11 +28,17 @@ const EXECUTOR_TIMEOUT_SECONDS: u64 = 15;
 
 /// `df://HOST:PORT` → `HOST:PORT`.
 pub fn parse_cluster(url: &str) -> Result<String> {
-    let rest = url
-        .strip_prefix("df://")
-        .ok_or_else(|| Error::new(ErrorKind::Config, format!("cluster {url:?}: expected df://HOST:PORT")))?;
+    let rest = url.strip_prefix("df://").ok_or_else(|| {
+        Error::new(
+            ErrorKind::Config,
+            format!("cluster {url:?}: expected df://HOST:PORT"),
+        )
+    })?;
     if rest.is_empty() || rest.contains('/') {
-        return Err(Error::new(ErrorKind::Config, format!("cluster {url:?}: expected df://HOST:PORT")));
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!("cluster {url:?}: expected df://HOST:PORT"),
+        ));
     }
     Ok(if rest.contains(':') {
         rest.to_string()
@@ -104,9 +110,79 @@ pub async fn run_scheduler(settings: &Settings, bind: SocketAddr) -> Result<()> 
     let cluster = BallistaCluster::new_from_config(&config)
         .await
         .map_err(|e| Error::new(ErrorKind::Engine, format!("cluster: {e}")))?;
-    ballista_scheduler::scheduler_process::start_server(cluster, bind, config)
+    let server: Scheduler = ballista_scheduler::scheduler_process::create_scheduler(cluster, config)
+        .await
+        .map_err(|e| Error::new(ErrorKind::Engine, format!("scheduler on {bind}: {e}")))?;
+    tokio::spawn(revive_lost_tasks(server.clone()));
+    ballista_scheduler::scheduler_process::start_grpc_service(bind, server)
         .await
         .map_err(|e| Error::new(ErrorKind::Engine, format!("scheduler on {bind}: {e}")))
+}
+
+type Scheduler = ballista_scheduler::scheduler_server::SchedulerServer<
+    datafusion_proto::protobuf::LogicalPlanNode,
+    datafusion_proto::protobuf::PhysicalPlanNode,
+>;
+
+/// How long running jobs wait with no executor at all before they fail.
+const NO_EXECUTORS_GRACE_SECONDS: u64 = 30;
+
+/// Keep running jobs moving when executors die. Ballista 53's push scheduling resets the tasks of
+/// a lost executor but offers them to the live executors only on the next scheduling event, which
+/// may never come (the job then waits forever); and with every executor gone, its jobs wait
+/// forever too. While jobs run, this offers the pending tasks again every two seconds (an empty
+/// task-status report on behalf of each registered executor: Ballista's own path to a new offer
+/// round), and cancels the jobs after [`NO_EXECUTORS_GRACE_SECONDS`] without any executor.
+async fn revive_lost_tasks(server: Scheduler) {
+    use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpc;
+    use ballista_core::serde::protobuf::UpdateTaskStatusParams;
+    let mut without_executors: Option<std::time::Instant> = None;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let running: Vec<String> = server
+            .state
+            .task_manager
+            .get_running_job_cache()
+            .keys()
+            .cloned()
+            .collect();
+        if running.is_empty() {
+            without_executors = None;
+            continue;
+        }
+        let executors = match server.state.executor_manager.get_executors_state().await {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!("cluster: cannot list executors: {e}");
+                continue;
+            }
+        };
+        if executors.is_empty() {
+            let since = *without_executors.get_or_insert_with(std::time::Instant::now);
+            if since.elapsed() >= Duration::from_secs(NO_EXECUTORS_GRACE_SECONDS) {
+                for job in running {
+                    tracing::warn!(
+                        "cluster: no executor for {NO_EXECUTORS_GRACE_SECONDS} s; cancelling job {job}"
+                    );
+                    if let Err(e) = server.cancel_job(job.clone()).await {
+                        tracing::warn!("cluster: cancelling job {job}: {e}");
+                    }
+                }
+                without_executors = None;
+            }
+            continue;
+        }
+        without_executors = None;
+        for (metadata, _, _) in executors {
+            let report = UpdateTaskStatusParams {
+                executor_id: metadata.id.clone(),
+                task_status: vec![],
+            };
+            if let Err(e) = SchedulerGrpc::update_task_status(&server, tonic::Request::new(report)).await {
+                tracing::debug!("cluster: offer round via {}: {e}", metadata.id);
+            }
+        }
+    }
 }
 
 /// What an executor needs.
@@ -130,9 +206,19 @@ pub async fn run_executor(settings: &Settings, options: &ExecutorOptions) -> Res
         .scheduler
         .rsplit_once(':')
         .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
-        .ok_or_else(|| Error::new(ErrorKind::Config, format!("scheduler {:?}: expected HOST:PORT", options.scheduler)))?;
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                format!("scheduler {:?}: expected HOST:PORT", options.scheduler),
+            )
+        })?;
     let runtime = runtime(settings)?;
+    // Ballista's default registry lacks DataFusion's nested functions (`range`, `unnest`'s helpers),
+    // which the sessionize stage's SQL uses.
     let mut registry = BallistaFunctionRegistry::default();
+    for f in datafusion::functions_nested::all_default_nested_functions() {
+        registry.scalar_functions.insert(f.name().to_string(), f);
+    }
     for f in functions() {
         registry.scalar_functions.insert(f.name().to_string(), f);
     }

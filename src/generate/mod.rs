@@ -39,8 +39,8 @@ use tokio::io::AsyncWriteExt;
 
 pub use encode::{events_schema, FIELDS};
 pub use events::SESSION_GAP_US as SESSION_TIMEOUT_US;
-pub use sample::{sample_clicks, sample_clicks_schema};
 pub use geoip::{geoip_batch, geoip_csv, geoip_lookup, geoip_ranges, geoip_schema, GeoRange};
+pub use sample::{sample_clicks, sample_clicks_schema};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::storage::ObjectStorage;

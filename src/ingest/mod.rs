@@ -45,7 +45,9 @@ impl IngestMode {
         match text.trim() {
             "append" => Ok(IngestMode::Append),
             "overwrite" => Ok(IngestMode::Overwrite),
-            other => Err(Error::invalid(format!("invalid --mode {other:?}: append or overwrite"))),
+            other => Err(Error::invalid(format!(
+                "invalid --mode {other:?}: append or overwrite"
+            ))),
         }
     }
 }
@@ -165,21 +167,29 @@ struct Spec {
 
 /// A URL with its password removed (a resumed run reads it from `PGPASSWORD` or `~/.pgpass`).
 fn without_password(url: &str) -> String {
-    let Some(pos) = url.find("://") else { return url.to_string() };
+    let Some(pos) = url.find("://") else {
+        return url.to_string();
+    };
     let (scheme, rest) = url.split_at(pos + 3);
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
     match authority.rfind('@') {
         Some(at) => {
             let user = authority[..at].split(':').next().unwrap_or("");
-            format!("{scheme}{user}@{}{}", &authority[at + 1..], strip_password_param(tail))
+            format!(
+                "{scheme}{user}@{}{}",
+                &authority[at + 1..],
+                strip_password_param(tail)
+            )
         }
         None => format!("{scheme}{authority}{}", strip_password_param(tail)),
     }
 }
 
 fn strip_password_param(tail: &str) -> String {
-    let Some((path, query)) = tail.split_once('?') else { return tail.to_string() };
+    let Some((path, query)) = tail.split_once('?') else {
+        return tail.to_string();
+    };
     let kept: Vec<&str> = query
         .split('&')
         .filter(|p| !p.to_ascii_lowercase().starts_with("password="))
@@ -194,10 +204,16 @@ fn strip_password_param(tail: &str) -> String {
 async fn open_source(floe: &Floe, options: &IngestOptions) -> Result<Source> {
     let s = options.source.as_str();
     if s.starts_with("postgres://") || s.starts_with("postgresql://") || s.starts_with("sqlite:") {
-        return Ok(Source::Sql(SqlSource::new(s, options.table.as_deref(), options.query.as_deref())?));
+        return Ok(Source::Sql(SqlSource::new(
+            s,
+            options.table.as_deref(),
+            options.query.as_deref(),
+        )?));
     }
     if options.table.is_some() || options.query.is_some() {
-        return Err(Error::invalid("--table and --query are for database sources (postgres://, sqlite:)"));
+        return Err(Error::invalid(
+            "--table and --query are for database sources (postgres://, sqlite:)",
+        ));
     }
     let files = crate::pipeline::input::resolve_inputs(floe.storage(), s).await?;
     Ok(Source::Files(files))
@@ -209,7 +225,11 @@ pub async fn plan(floe: &Floe, options: &IngestOptions) -> Result<IngestPlan> {
     Ok(plan_source(floe, options, &source).await?.0)
 }
 
-async fn plan_source(floe: &Floe, options: &IngestOptions, source: &Source) -> Result<(IngestPlan, Vec<SourceColumn>)> {
+async fn plan_source(
+    floe: &Floe,
+    options: &IngestOptions,
+    source: &Source,
+) -> Result<(IngestPlan, Vec<SourceColumn>)> {
     TableName::parse(&options.into)?;
     match source {
         Source::Sql(sql) => {
@@ -303,7 +323,9 @@ async fn plan_source(floe: &Floe, options: &IngestOptions, source: &Source) -> R
                     .collect(),
                 PartitionBy::Bytes => {
                     let [file] = files.as_slice() else {
-                        return Err(Error::invalid("--partition-by bytes splits one file; name exactly one"));
+                        return Err(Error::invalid(
+                            "--partition-by bytes splits one file; name exactly one",
+                        ));
                     };
                     if !file.uri.to_ascii_lowercase().ends_with(".csv") {
                         return Err(Error::invalid("--partition-by bytes splits a CSV file"));
@@ -313,11 +335,20 @@ async fn plan_source(floe: &Floe, options: &IngestOptions, source: &Source) -> R
                         Ok(ranges) => ranges,
                         Err(why) => {
                             note = Some(why);
-                            vec![(Bounds::File { uri: file.uri.clone() }, file.size / 100)]
+                            vec![(
+                                Bounds::File {
+                                    uri: file.uri.clone(),
+                                },
+                                file.size / 100,
+                            )]
                         }
                     }
                 }
-                other => return Err(Error::invalid(format!("--partition-by {other} is for database sources"))),
+                other => {
+                    return Err(Error::invalid(format!(
+                        "--partition-by {other} is for database sources"
+                    )))
+                }
             };
             let plan = IngestPlan {
                 source: options.source.clone(),
@@ -348,10 +379,16 @@ fn numbered(units: Vec<(Bounds, u64)>) -> Vec<Unit> {
 /// Byte ranges of a CSV file that start at record boundaries, or why there can be none: a quoted
 /// field may hold a line break, so a line start is not known to start a record without reading the
 /// file from its beginning.
-async fn byte_ranges(floe: &Floe, uri: &str, size: u64, n: usize) -> Result<std::result::Result<Vec<(Bounds, u64)>, String>> {
+async fn byte_ranges(
+    floe: &Floe,
+    uri: &str,
+    size: u64,
+    n: usize,
+) -> Result<std::result::Result<Vec<(Bounds, u64)>, String>> {
     use futures::TryStreamExt;
     let (store, path) = floe.storage().resolve(uri)?;
-    let storage_error = |e: object_store::Error| Error::wrap(ErrorKind::Storage, format!("cannot read {uri}"), e);
+    let storage_error =
+        |e: object_store::Error| Error::wrap(ErrorKind::Storage, format!("cannot read {uri}"), e);
     // Streamed: memory holds one chunk.
     let mut chunks = object_store::ObjectStoreExt::get(store.as_ref(), &path)
         .await
@@ -408,7 +445,12 @@ async fn byte_ranges(floe: &Floe, uri: &str, size: u64, n: usize) -> Result<std:
 }
 
 /// The destination table: loaded, or created from the source's columns (`create`).
-async fn destination(floe: &Floe, options: &IngestOptions, columns: &[SourceColumn], source: &Source) -> Result<Table> {
+async fn destination(
+    floe: &Floe,
+    options: &IngestOptions,
+    columns: &[SourceColumn],
+    source: &Source,
+) -> Result<Table> {
     let name = TableName::parse(&options.into)?;
     match floe.load_table(&name).await {
         Ok(t) => Ok(t),
@@ -427,8 +469,10 @@ async fn destination(floe: &Floe, options: &IngestOptions, columns: &[SourceColu
                         ));
                     };
                     let (store, path) = floe.storage().resolve(&first.uri)?;
-                    let reader = parquet::arrow::async_reader::ParquetObjectReader::new(store, path).with_file_size(first.size);
-                    let b = parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder::new(reader).await?;
+                    let reader = parquet::arrow::async_reader::ParquetObjectReader::new(store, path)
+                        .with_file_size(first.size);
+                    let b =
+                        parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder::new(reader).await?;
                     Schema::new(
                         b.schema()
                             .fields()
@@ -440,7 +484,13 @@ async fn destination(floe: &Floe, options: &IngestOptions, columns: &[SourceColu
             };
             floe.ensure_namespace(name.namespace()).await?;
             match floe
-                .create_table(&name, TableDefinition { schema, ..Default::default() })
+                .create_table(
+                    &name,
+                    TableDefinition {
+                        schema,
+                        ..Default::default()
+                    },
+                )
                 .await
             {
                 Ok(t) => Ok(t),
@@ -581,12 +631,27 @@ pub async fn resume(floe: &Floe, run_id: &str, parallel: Option<usize>) -> Resul
             .iter()
             .map(|c| (c.name.clone(), c.source_type.clone(), c.arrow.to_string()))
             .collect(),
-        partition_by: options.partition_by.as_ref().map(|p| p.to_string()).unwrap_or_default(),
+        partition_by: options
+            .partition_by
+            .as_ref()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
         estimated_rows: states.iter().map(|s| s.unit.estimated_rows).sum(),
         units: states.iter().map(|s| s.unit.clone()).collect(),
         note: spec.plan_note,
     };
-    execute(floe, &options, &source, &columns, table, plan, run_id.to_string(), states, started).await
+    execute(
+        floe,
+        &options,
+        &source,
+        &columns,
+        table,
+        plan,
+        run_id.to_string(),
+        states,
+        started,
+    )
+    .await
 }
 
 /// The name a unit's connection carries (`pg_stat_activity.application_name`).
@@ -617,21 +682,23 @@ async fn execute(
     let target = CommitOptions::default().target_file_size;
     let db = floe.database().clone();
     let parallel = options.parallel.max(1);
-    let results: Vec<(UnitState, bool, Vec<DataFile>, Option<Error>)> = futures::stream::iter(states.into_iter().map(|state| {
-        let (db, table, run_id) = (db.clone(), table.clone(), run_id.clone());
-        async move {
-            if state.status == "done" {
-                return (state, false, Vec::new(), None);
+    let results: Vec<(UnitState, bool, Vec<DataFile>, Option<Error>)> =
+        futures::stream::iter(states.into_iter().map(|state| {
+            let (db, table, run_id) = (db.clone(), table.clone(), run_id.clone());
+            async move {
+                if state.status == "done" {
+                    return (state, false, Vec::new(), None);
+                }
+                run_unit(&db, source, columns, &table, &run_id, state, options, target).await
             }
-            run_unit(&db, source, columns, &table, &run_id, state, options, target).await
-        }
-    }))
-    .buffer_unordered(parallel)
-    .collect()
-    .await;
+        }))
+        .buffer_unordered(parallel)
+        .collect()
+        .await;
     let mut results = results;
     results.sort_by_key(|r| r.0.unit.index);
-    let failed: Vec<&(UnitState, bool, Vec<DataFile>, Option<Error>)> = results.iter().filter(|r| r.3.is_some()).collect();
+    let failed: Vec<&(UnitState, bool, Vec<DataFile>, Option<Error>)> =
+        results.iter().filter(|r| r.3.is_some()).collect();
     if let Some((state, _, _, Some(e))) = failed.first().copied() {
         let message = format!(
             "{} of {} units failed after their retries (first: unit {} ({}): {e}); nothing was committed; \
@@ -641,7 +708,15 @@ async fn execute(
             state.unit.index,
             state.unit.describe()
         );
-        record::finish_run(floe.database(), &run_id, "failed", None, None, Some(message.clone())).await?;
+        record::finish_run(
+            floe.database(),
+            &run_id,
+            "failed",
+            None,
+            None,
+            Some(message.clone()),
+        )
+        .await?;
         return Err(Error::new(e.kind(), message));
     }
 
@@ -685,12 +760,28 @@ async fn execute(
     let committed = match tx.commit().await {
         Ok(r) => r,
         Err(e) => {
-            let _ = record::finish_run(floe.database(), &run_id, "failed", None, None, Some(e.to_string())).await;
+            let _ = record::finish_run(
+                floe.database(),
+                &run_id,
+                "failed",
+                None,
+                None,
+                Some(e.to_string()),
+            )
+            .await;
             return Err(e);
         }
     };
     let snapshot_id = committed.first().and_then(|r| r.snapshot_id);
-    record::finish_run(floe.database(), &run_id, "committed", snapshot_id, Some(rows), None).await?;
+    record::finish_run(
+        floe.database(),
+        &run_id,
+        "committed",
+        snapshot_id,
+        Some(rows),
+        None,
+    )
+    .await?;
     Ok(IngestReport {
         run_id,
         units: results
@@ -716,7 +807,13 @@ fn committed_snapshot(table: &Table, run_id: &str) -> Option<i64> {
     table
         .metadata()
         .snapshots()
-        .find(|s| s.summary().additional_properties.get("floe.run-id").map(String::as_str) == Some(run_id))
+        .find(|s| {
+            s.summary()
+                .additional_properties
+                .get("floe.run-id")
+                .map(String::as_str)
+                == Some(run_id)
+        })
         .map(|s| s.snapshot_id())
 }
 
@@ -791,8 +888,15 @@ async fn attempt(
             .await?
         }
         (Source::Files(_), Bounds::ByteRange { uri, start, end }) => {
-            crate::table::files::read_csv_range(table.storage(), uri, *start, *end, table.arrow_schema()?, &Default::default())
-                .await?
+            crate::table::files::read_csv_range(
+                table.storage(),
+                uri,
+                *start,
+                *end,
+                table.arrow_schema()?,
+                &Default::default(),
+            )
+            .await?
         }
         (Source::Files(_), b) => return Err(Error::internal(format!("a file source with unit {b:?}"))),
     };

@@ -50,7 +50,10 @@ pub struct RunRecord {
 fn db_error(action: &str, e: sqlx::Error) -> Error {
     Error::new(
         ErrorKind::Catalog,
-        format!("ingest record: {action}: {}", crate::secrets::redact_secrets(&e.to_string())),
+        format!(
+            "ingest record: {action}: {}",
+            crate::secrets::redact_secrets(&e.to_string())
+        ),
     )
 }
 
@@ -195,14 +198,15 @@ pub async fn load_run(db: &CatalogDatabase, run_id: &str) -> Result<(RunRecord, 
 
 /// The most recent runs, newest first.
 pub async fn recent_runs(db: &CatalogDatabase, limit: usize) -> Result<Vec<RunRecord>> {
-    let rows = sqlx::query(&db.sql(
-        "SELECT run_id FROM floe_ingest_runs WHERE catalog_name = ? ORDER BY started_at DESC LIMIT ?",
-    ))
-    .bind(db.name())
-    .bind(limit as i64)
-    .fetch_all(db.pool())
-    .await
-    .map_err(|e| db_error("list runs", e))?;
+    let rows =
+        sqlx::query(&db.sql(
+            "SELECT run_id FROM floe_ingest_runs WHERE catalog_name = ? ORDER BY started_at DESC LIMIT ?",
+        ))
+        .bind(db.name())
+        .bind(limit as i64)
+        .fetch_all(db.pool())
+        .await
+        .map_err(|e| db_error("list runs", e))?;
     let mut out = Vec::new();
     for r in rows {
         out.push(load_run(db, &r.get::<String, _>(0)).await?.0);

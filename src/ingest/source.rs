@@ -78,7 +78,14 @@ fn sql_error(what: &str, url: &str, e: sqlx::Error) -> Error {
         sqlx::Error::Database(_) => ErrorKind::InvalidInput,
         _ => ErrorKind::Engine,
     };
-    Error::new(kind, format!("{what} ({}): {}", redact_secrets(url), redact_secrets(&e.to_string())))
+    Error::new(
+        kind,
+        format!(
+            "{what} ({}): {}",
+            redact_secrets(url),
+            redact_secrets(&e.to_string())
+        ),
+    )
 }
 
 /// An open connection to the source database.
@@ -108,7 +115,11 @@ impl SqlSource {
                 (format!("SELECT * FROM {quoted}"), format!("table {t}"))
             }
             (None, Some(q)) => (q.trim().trim_end_matches(';').to_string(), format!("query {q}")),
-            _ => return Err(Error::invalid("a database source needs exactly one of --table and --query")),
+            _ => {
+                return Err(Error::invalid(
+                    "a database source needs exactly one of --table and --query",
+                ))
+            }
         };
         Ok(Self {
             url: url.to_string(),
@@ -143,7 +154,10 @@ impl SqlSource {
                 Ok(SourceConnection::Postgres(conn))
             }
             Database::Sqlite => {
-                let path = self.url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+                let path = self
+                    .url
+                    .trim_start_matches("sqlite://")
+                    .trim_start_matches("sqlite:");
                 if !std::path::Path::new(path.split('?').next().unwrap_or(path)).exists() {
                     return Err(Error::new(
                         ErrorKind::Storage,
@@ -175,7 +189,9 @@ impl SqlSource {
                 .fetch_all(&mut *c)
                 .await
                 .map_err(|e| sql_error("cannot read the source's columns", &self.url, e))?;
-                rows.iter().map(|r| (r.get::<String, _>(0), r.get::<String, _>(1))).collect()
+                rows.iter()
+                    .map(|r| (r.get::<String, _>(0), r.get::<String, _>(1)))
+                    .collect()
             }
             SourceConnection::Sqlite(c) => {
                 let rows = sqlx::query(&format!("SELECT * FROM ({}) LIMIT 0", self.relation))
@@ -209,7 +225,9 @@ impl SqlSource {
     /// table that has been analyzed, else a count.
     pub async fn estimate(&self) -> Result<u64> {
         let mut conn = self.connect("floe-ingest-plan").await?;
-        if let (SourceConnection::Postgres(c), Some(table)) = (&mut conn, self.relation.strip_prefix("SELECT * FROM ")) {
+        if let (SourceConnection::Postgres(c), Some(table)) =
+            (&mut conn, self.relation.strip_prefix("SELECT * FROM "))
+        {
             let estimate: Option<f32> = sqlx::query_scalar(&format!(
                 "SELECT reltuples FROM pg_class WHERE oid = to_regclass('{}')",
                 table.replace('\'', "''")
@@ -277,30 +295,37 @@ impl SqlSource {
         );
         let mut conn = self.connect("floe-ingest-plan").await?;
         let rows: Vec<(i64, i64)> = match &mut conn {
-            SourceConnection::Postgres(conn) => sqlx::query(&sql)
-                .fetch_all(&mut *conn)
-                .await
-                .map(|rows| rows.iter().map(|r| (r.get::<i64, _>(0), r.get::<i64, _>(1))).collect()),
-            SourceConnection::Sqlite(conn) => sqlx::query(&sql)
-                .fetch_all(&mut *conn)
-                .await
-                .map(|rows| rows.iter().map(|r| (r.get::<i64, _>(0), r.get::<i64, _>(1))).collect()),
+            SourceConnection::Postgres(conn) => sqlx::query(&sql).fetch_all(&mut *conn).await.map(|rows| {
+                rows.iter()
+                    .map(|r| (r.get::<i64, _>(0), r.get::<i64, _>(1)))
+                    .collect()
+            }),
+            SourceConnection::Sqlite(conn) => sqlx::query(&sql).fetch_all(&mut *conn).await.map(|rows| {
+                rows.iter()
+                    .map(|r| (r.get::<i64, _>(0), r.get::<i64, _>(1)))
+                    .collect()
+            }),
         }
         .map_err(|e| sql_error(&format!("cannot histogram {}", column.name), &self.url, e))?;
-        Ok(rows.into_iter().map(|(lo, n)| (lo, lo.saturating_add(1), n.max(0) as u64)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(lo, n)| (lo, lo.saturating_add(1), n.max(0) as u64))
+            .collect())
     }
 
     async fn fetch_pairs(&self, sql: &str) -> Result<Vec<(String, u64)>> {
         let mut conn = self.connect("floe-ingest-plan").await?;
         let rows: Vec<(String, i64)> = match &mut conn {
-            SourceConnection::Postgres(c) => sqlx::query(sql)
-                .fetch_all(&mut *c)
-                .await
-                .map(|rows| rows.iter().map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1))).collect()),
-            SourceConnection::Sqlite(c) => sqlx::query(sql)
-                .fetch_all(&mut *c)
-                .await
-                .map(|rows| rows.iter().map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1))).collect()),
+            SourceConnection::Postgres(c) => sqlx::query(sql).fetch_all(&mut *c).await.map(|rows| {
+                rows.iter()
+                    .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
+                    .collect()
+            }),
+            SourceConnection::Sqlite(c) => sqlx::query(sql).fetch_all(&mut *c).await.map(|rows| {
+                rows.iter()
+                    .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
+                    .collect()
+            }),
         }
         .map_err(|e| sql_error("cannot plan the extraction", &self.url, e))?;
         Ok(rows.into_iter().map(|(k, n)| (k, n.max(0) as u64)).collect())
@@ -322,7 +347,10 @@ impl SqlSource {
                     match (dates, self.database) {
                         (true, Database::Postgres) => format!("DATE '{v}'"),
                         (true, Database::Sqlite) => format!("'{v}'"),
-                        (false, _) => v.parse::<i64>().map(|n| n.to_string()).unwrap_or_else(|_| "NULL".into()),
+                        (false, _) => v
+                            .parse::<i64>()
+                            .map(|n| n.to_string())
+                            .unwrap_or_else(|_| "NULL".into()),
                     }
                 };
                 let mut parts = Vec::new();
@@ -343,7 +371,11 @@ impl SqlSource {
                     format!("({range})")
                 }
             }
-            Bounds::Hash { column, bucket, buckets } => match self.database {
+            Bounds::Hash {
+                column,
+                bucket,
+                buckets,
+            } => match self.database {
                 Database::Postgres => {
                     let c = quote_ident(column);
                     format!(
@@ -378,8 +410,12 @@ impl SqlSource {
         ));
         let conn = self.connect(application).await?;
         match conn {
-            SourceConnection::Postgres(conn) => postgres_copy(conn, &self.url, &self.relation, &condition, columns, schema).await,
-            SourceConnection::Sqlite(conn) => sqlite_rows(conn, &self.url, &self.relation, &condition, columns, schema),
+            SourceConnection::Postgres(conn) => {
+                postgres_copy(conn, &self.url, &self.relation, &condition, columns, schema).await
+            }
+            SourceConnection::Sqlite(conn) => {
+                sqlite_rows(conn, &self.url, &self.relation, &condition, columns, schema)
+            }
         }
     }
 }
@@ -388,47 +424,57 @@ impl SqlSource {
 fn map_type(database: Database, name: &str, source_type: &str) -> Result<SourceColumn> {
     let t = source_type.trim().to_ascii_lowercase();
     let base = t.split('(').next().unwrap_or(&t).trim();
-    let (arrow, kind) = match (database, base) {
-        (_, "smallint" | "integer" | "int" | "int2" | "int4" | "mediumint" | "tinyint") => (DataType::Int32, Kind::Plain),
-        (_, "bigint" | "int8") => (DataType::Int64, Kind::Plain),
-        (Database::Sqlite, "" | "numeric" | "num") if !t.contains('(') => {
-            return Err(unmappable(name, source_type, "an SQLite column without a declared type (or numeric without precision); cast it in --query"))
-        }
-        (_, "real") if database == Database::Postgres => (DataType::Float32, Kind::Plain),
-        (_, "real" | "double precision" | "double" | "float" | "float8") => (DataType::Float64, Kind::Plain),
-        (_, "float4") => (DataType::Float32, Kind::Plain),
-        (_, "numeric" | "decimal") => {
-            let args = t
-                .split_once('(')
-                .and_then(|(_, a)| a.strip_suffix(')'))
-                .map(|a| a.split(',').map(|x| x.trim().parse::<u8>()).collect::<Vec<_>>());
-            match args.as_deref() {
-                Some([Ok(p), Ok(s)]) if *p <= 38 && s <= p => (DataType::Decimal128(*p, *s as i8), Kind::Plain),
-                Some([Ok(p)]) if *p <= 38 => (DataType::Decimal128(*p, 0), Kind::Plain),
-                _ => {
-                    return Err(unmappable(
+    let (arrow, kind) =
+        match (database, base) {
+            (_, "smallint" | "integer" | "int" | "int2" | "int4" | "mediumint" | "tinyint") => {
+                (DataType::Int32, Kind::Plain)
+            }
+            (_, "bigint" | "int8") => (DataType::Int64, Kind::Plain),
+            (Database::Sqlite, "" | "numeric" | "num") if !t.contains('(') => return Err(unmappable(
+                name,
+                source_type,
+                "an SQLite column without a declared type (or numeric without precision); cast it in --query",
+            )),
+            (_, "real") if database == Database::Postgres => (DataType::Float32, Kind::Plain),
+            (_, "real" | "double precision" | "double" | "float" | "float8") => {
+                (DataType::Float64, Kind::Plain)
+            }
+            (_, "float4") => (DataType::Float32, Kind::Plain),
+            (_, "numeric" | "decimal") => {
+                let args = t
+                    .split_once('(')
+                    .and_then(|(_, a)| a.strip_suffix(')'))
+                    .map(|a| a.split(',').map(|x| x.trim().parse::<u8>()).collect::<Vec<_>>());
+                match args.as_deref() {
+                    Some([Ok(p), Ok(s)]) if *p <= 38 && s <= p => {
+                        (DataType::Decimal128(*p, *s as i8), Kind::Plain)
+                    }
+                    Some([Ok(p)]) if *p <= 38 => (DataType::Decimal128(*p, 0), Kind::Plain),
+                    _ => return Err(unmappable(
                         name,
                         source_type,
                         "numeric needs a precision of at most 38 (cast it in --query, e.g. numeric(38,9))",
-                    ))
+                    )),
                 }
             }
-        }
-        (_, "text" | "varchar" | "character varying" | "character" | "char" | "bpchar" | "name" | "citext" | "clob") => {
-            (DataType::Utf8, Kind::Text)
-        }
-        (_, "json" | "jsonb" | "uuid") => (DataType::Utf8, Kind::Text),
-        (_, "boolean" | "bool") => (DataType::Boolean, Kind::Bool),
-        (_, "date") => (DataType::Date32, Kind::Date),
-        (_, "timestamp with time zone" | "timestamptz") => {
-            (DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())), Kind::Instant)
-        }
-        (_, "timestamp" | "timestamp without time zone" | "datetime") => {
-            (DataType::Timestamp(TimeUnit::Microsecond, None), Kind::Local)
-        }
-        (_, "bytea" | "blob") => (DataType::Binary, Kind::Bytes),
-        _ => return Err(unmappable(name, source_type, "no Iceberg type fits it")),
-    };
+            (
+                _,
+                "text" | "varchar" | "character varying" | "character" | "char" | "bpchar" | "name"
+                | "citext" | "clob",
+            ) => (DataType::Utf8, Kind::Text),
+            (_, "json" | "jsonb" | "uuid") => (DataType::Utf8, Kind::Text),
+            (_, "boolean" | "bool") => (DataType::Boolean, Kind::Bool),
+            (_, "date") => (DataType::Date32, Kind::Date),
+            (_, "timestamp with time zone" | "timestamptz") => (
+                DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+                Kind::Instant,
+            ),
+            (_, "timestamp" | "timestamp without time zone" | "datetime") => {
+                (DataType::Timestamp(TimeUnit::Microsecond, None), Kind::Local)
+            }
+            (_, "bytea" | "blob") => (DataType::Binary, Kind::Bytes),
+            _ => return Err(unmappable(name, source_type, "no Iceberg type fits it")),
+        };
     Ok(SourceColumn {
         name: name.to_string(),
         source_type: source_type.to_string(),
@@ -447,7 +493,12 @@ fn unmappable(name: &str, source_type: &str, why: &str) -> Error {
 pub(crate) fn hashable(column: &SourceColumn) -> bool {
     matches!(
         column.arrow,
-        DataType::Int32 | DataType::Int64 | DataType::Utf8 | DataType::Date32 | DataType::Timestamp(..) | DataType::Decimal128(..)
+        DataType::Int32
+            | DataType::Int64
+            | DataType::Utf8
+            | DataType::Date32
+            | DataType::Timestamp(..)
+            | DataType::Decimal128(..)
     ) && !column.source_type.to_ascii_lowercase().starts_with("json")
 }
 
@@ -498,7 +549,10 @@ fn finish_batch(batch: RecordBatch, columns: &[SourceColumn], schema: &SchemaRef
                 for v in s.iter() {
                     match v {
                         None => b.append_null(),
-                        Some(v) => b.append_value(hex_decode(&v[1..]).ok_or_else(|| Error::internal("invalid hex from the source"))?),
+                        Some(v) => b.append_value(
+                            hex_decode(&v[1..])
+                                .ok_or_else(|| Error::internal("invalid hex from the source"))?,
+                        ),
                     }
                 }
                 Arc::new(b.finish())
@@ -555,14 +609,18 @@ async fn postgres_copy(
             let mut pending = bytes::Bytes::new();
             loop {
                 if pending.is_empty() {
-                    match bytes.try_next().await.map_err(|e| sql_error("reading the source failed", &url, e))? {
+                    match bytes
+                        .try_next()
+                        .await
+                        .map_err(|e| sql_error("reading the source failed", &url, e))?
+                    {
                         Some(b) => pending = b,
                         None => break,
                     }
                 }
-                let n = decoder
-                    .decode(&pending)
-                    .map_err(|e| Error::new(ErrorKind::Data, format!("cannot decode the source's rows: {e}")))?;
+                let n = decoder.decode(&pending).map_err(|e| {
+                    Error::new(ErrorKind::Data, format!("cannot decode the source's rows: {e}"))
+                })?;
                 bytes::Buf::advance(&mut pending, n);
                 if decoder.capacity() == 0 {
                     if let Some(b) = decoder.flush()? {
@@ -609,7 +667,9 @@ fn sqlite_rows(
             let mut buffered: Vec<Vec<Option<String>>> = columns.iter().map(|_| Vec::new()).collect();
             let mut blobs: Vec<Vec<Option<Vec<u8>>>> = columns.iter().map(|_| Vec::new()).collect();
             let mut n = 0usize;
-            let flush = |buffered: &mut Vec<Vec<Option<String>>>, blobs: &mut Vec<Vec<Option<Vec<u8>>>>| -> Result<RecordBatch> {
+            let flush = |buffered: &mut Vec<Vec<Option<String>>>,
+                         blobs: &mut Vec<Vec<Option<Vec<u8>>>>|
+             -> Result<RecordBatch> {
                 let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len());
                 for (i, c) in columns.iter().enumerate() {
                     if c.kind == Kind::Bytes {
@@ -631,19 +691,32 @@ fn sqlite_rows(
                 }
                 Ok(RecordBatch::try_new(schema.clone(), arrays)?)
             };
-            while let Some(row) = rows.try_next().await.map_err(|e| sql_error("reading the source failed", &url, e))? {
+            while let Some(row) = rows
+                .try_next()
+                .await
+                .map_err(|e| sql_error("reading the source failed", &url, e))?
+            {
                 for (i, c) in columns.iter().enumerate() {
                     if c.kind == Kind::Bytes {
-                        blobs[i].push(row.try_get::<Option<Vec<u8>>, _>(i).map_err(|e| sql_error("reading the source failed", &url, e))?);
+                        blobs[i].push(
+                            row.try_get::<Option<Vec<u8>>, _>(i)
+                                .map_err(|e| sql_error("reading the source failed", &url, e))?,
+                        );
                         continue;
                     }
-                    let raw = row.try_get_raw(i).map_err(|e| sql_error("reading the source failed", &url, e))?;
+                    let raw = row
+                        .try_get_raw(i)
+                        .map_err(|e| sql_error("reading the source failed", &url, e))?;
                     let text = if sqlx::ValueRef::is_null(&raw) {
                         None
                     } else {
                         match c.arrow {
-                            DataType::Int32 | DataType::Int64 => Some(row.try_get::<i64, _>(i).map(|v| v.to_string())),
-                            DataType::Float32 | DataType::Float64 => Some(row.try_get::<f64, _>(i).map(|v| v.to_string())),
+                            DataType::Int32 | DataType::Int64 => {
+                                Some(row.try_get::<i64, _>(i).map(|v| v.to_string()))
+                            }
+                            DataType::Float32 | DataType::Float64 => {
+                                Some(row.try_get::<f64, _>(i).map(|v| v.to_string()))
+                            }
                             DataType::Boolean => Some(row.try_get::<bool, _>(i).map(|v| v.to_string())),
                             _ => Some(row.try_get::<String, _>(i)),
                         }
@@ -679,7 +752,11 @@ pub(crate) fn find<'a>(columns: &'a [SourceColumn], name: &str) -> Result<&'a So
     columns.iter().find(|c| c.name == name).ok_or_else(|| {
         Error::invalid(format!(
             "the source has no column {name:?} (columns: {}); nothing was written",
-            columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+            columns
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     })
 }

@@ -83,7 +83,9 @@ impl UnitCount {
         match text.trim() {
             "auto" => Ok(UnitCount::Auto),
             n => match n.parse::<usize>() {
-                Ok(0) | Err(_) => Err(Error::invalid(format!("invalid --units {text:?}: expected a positive number or auto"))),
+                Ok(0) | Err(_) => Err(Error::invalid(format!(
+                    "invalid --units {text:?}: expected a positive number or auto"
+                ))),
                 Ok(n) => Ok(UnitCount::Exactly(n)),
             },
         }
@@ -93,7 +95,9 @@ impl UnitCount {
     pub fn resolve(&self, estimated_rows: u64) -> usize {
         match self {
             UnitCount::Exactly(n) => *n,
-            UnitCount::Auto => (estimated_rows.div_ceil(ROWS_PER_UNIT) as usize).clamp(MIN_AUTO_UNITS, MAX_AUTO_UNITS),
+            UnitCount::Auto => {
+                (estimated_rows.div_ceil(ROWS_PER_UNIT) as usize).clamp(MIN_AUTO_UNITS, MAX_AUTO_UNITS)
+            }
         }
     }
 }
@@ -167,14 +171,24 @@ impl Unit {
     pub fn describe(&self) -> String {
         match &self.bounds {
             Bounds::All => "all rows".to_string(),
-            Bounds::Range { column, lo, hi, nulls, dates } => format!(
+            Bounds::Range {
+                column,
+                lo,
+                hi,
+                nulls,
+                dates,
+            } => format!(
                 "{} {}{column}{}{}",
                 if *dates { "date" } else { "id" },
                 lo.as_ref().map(|l| format!("{l} <= ")).unwrap_or_default(),
                 hi.as_ref().map(|h| format!(" < {h}")).unwrap_or_default(),
                 if *nulls { " (and NULLs)" } else { "" }
             ),
-            Bounds::Hash { column, bucket, buckets } => format!("hash({column}) mod {buckets} = {bucket}"),
+            Bounds::Hash {
+                column,
+                bucket,
+                buckets,
+            } => format!("hash({column}) mod {buckets} = {bucket}"),
             Bounds::File { uri } => format!("file {uri}"),
             Bounds::ByteRange { uri, start, end } => format!("bytes {start}..{end} of {uri}"),
         }
@@ -229,8 +243,14 @@ mod tests {
 
     #[test]
     fn parses_and_sizes() {
-        assert_eq!(PartitionBy::parse("date(created_at)").unwrap(), PartitionBy::Date("created_at".into()));
-        assert_eq!(PartitionBy::parse(" id(id) ").unwrap(), PartitionBy::Id("id".into()));
+        assert_eq!(
+            PartitionBy::parse("date(created_at)").unwrap(),
+            PartitionBy::Date("created_at".into())
+        );
+        assert_eq!(
+            PartitionBy::parse(" id(id) ").unwrap(),
+            PartitionBy::Id("id".into())
+        );
         assert!(PartitionBy::parse("date()").is_err());
         assert!(PartitionBy::parse("range(x)").is_err());
         assert_eq!(UnitCount::parse("auto").unwrap().resolve(1_000), 10);

@@ -74,7 +74,11 @@ pub struct CompactReport {
 }
 
 /// Compact the small files of `name` on `main`.
-pub async fn compact(store: &TableStore, name: &TableName, options: &CompactOptions) -> Result<CompactReport> {
+pub async fn compact(
+    store: &TableStore,
+    name: &TableName,
+    options: &CompactOptions,
+) -> Result<CompactReport> {
     let table = store.load(name).await?;
     let mut report = CompactReport {
         table: name.to_string(),

@@ -45,7 +45,11 @@ pub struct ExpireReport {
 }
 
 /// Expire snapshots of `name` and delete the files only they referenced.
-pub async fn expire_snapshots(store: &TableStore, name: &TableName, options: &ExpireOptions) -> Result<ExpireReport> {
+pub async fn expire_snapshots(
+    store: &TableStore,
+    name: &TableName,
+    options: &ExpireOptions,
+) -> Result<ExpireReport> {
     let before = store.load(name).await?;
     let expire = Expire {
         now_ms: chrono::Utc::now().timestamp_millis(),
@@ -121,7 +125,10 @@ async fn unreferenced(before: &Table, after: &Table) -> Result<(Vec<String>, Fil
             sizes.insert(mf.manifest_path.clone(), mf.manifest_length.max(0) as u64);
             if gone.manifests.contains(&mf.manifest_path) && !live.manifests.contains(&mf.manifest_path) {
                 for e in mf.load_manifest(&file_io).await?.entries() {
-                    sizes.insert(e.data_file().file_path().to_string(), e.data_file().file_size_in_bytes());
+                    sizes.insert(
+                        e.data_file().file_path().to_string(),
+                        e.data_file().file_size_in_bytes(),
+                    );
                 }
             }
         }

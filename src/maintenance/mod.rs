@@ -90,7 +90,11 @@ pub struct MaintainReport {
 
 /// Compact, then expire snapshots (the replaced files of the compaction go once their snapshots
 /// expire), then remove orphans.
-pub async fn maintain(store: &TableStore, name: &TableName, options: &MaintainOptions) -> Result<MaintainReport> {
+pub async fn maintain(
+    store: &TableStore,
+    name: &TableName,
+    options: &MaintainOptions,
+) -> Result<MaintainReport> {
     let compact = match &options.compact {
         Some(c) => {
             let mut c = c.clone();

@@ -43,11 +43,16 @@ pub struct OrphanReport {
 }
 
 /// Find (and delete) the orphan files of `name`.
-pub async fn remove_orphan_files(store: &TableStore, name: &TableName, options: &OrphanOptions) -> Result<OrphanReport> {
+pub async fn remove_orphan_files(
+    store: &TableStore,
+    name: &TableName,
+    options: &OrphanOptions,
+) -> Result<OrphanReport> {
     let table = store.load(name).await?;
     let location = table.location().trim_end_matches('/').to_string();
     let cutoff = chrono::Utc::now()
-        - chrono::Duration::from_std(options.older_than.unwrap_or(DEFAULT_ORPHAN_AGE)).unwrap_or(chrono::Duration::MAX);
+        - chrono::Duration::from_std(options.older_than.unwrap_or(DEFAULT_ORPHAN_AGE))
+            .unwrap_or(chrono::Duration::MAX);
     // Other tables whose location lies below this one keep their files.
     let nested = nested_locations(store, name, &location).await?;
     let referenced = reachable(&table, table.metadata().snapshots(), Entries::Live).await?;

@@ -69,8 +69,11 @@ pub(crate) async fn reachable<'a>(
         .extend(metadata.metadata_log().iter().map(|m| m.metadata_file.clone()));
     out.statistics
         .extend(metadata.statistics_iter().map(|s| s.statistics_path.clone()));
-    out.statistics
-        .extend(metadata.partition_statistics_iter().map(|s| s.statistics_path.clone()));
+    out.statistics.extend(
+        metadata
+            .partition_statistics_iter()
+            .map(|s| s.statistics_path.clone()),
+    );
     let mut manifests = Vec::new();
     for s in snapshots {
         out.manifest_lists.insert(s.manifest_list().to_string());

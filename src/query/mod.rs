@@ -279,8 +279,8 @@ fn named_columns(query: &str, columns: &[String]) -> Option<Vec<String>> {
 /// name.
 fn referenced_names(query: &str) -> Option<BTreeSet<String>> {
     use datafusion::sql::sqlparser::ast::{
-        Expr, FunctionArg, FunctionArgExpr, FunctionArguments, JoinConstraint, JoinOperator, Query, SelectItem,
-        SetExpr, Statement, TableFactor, Visit, Visitor,
+        Expr, FunctionArg, FunctionArgExpr, FunctionArguments, JoinConstraint, JoinOperator, Query,
+        SelectItem, SetExpr, Statement, TableFactor, Visit, Visitor,
     };
     use datafusion::sql::sqlparser::dialect::DuckDbDialect;
     use datafusion::sql::sqlparser::parser::Parser;
@@ -328,7 +328,8 @@ fn referenced_names(query: &str) -> Option<BTreeSet<String>> {
                                 Some(JoinConstraint::Using(cols)) => {
                                     for c in cols {
                                         if let Some(last) = c.0.last() {
-                                            self.columns.insert(last.to_string().trim_matches('"').to_lowercase());
+                                            self.columns
+                                                .insert(last.to_string().trim_matches('"').to_lowercase());
                                         }
                                     }
                                 }
@@ -356,7 +357,8 @@ fn referenced_names(query: &str) -> Option<BTreeSet<String>> {
         fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
             if let TableFactor::Table { name, alias, .. } = factor {
                 if let Some(last) = name.0.last() {
-                    self.relations.insert(last.to_string().trim_matches('"').to_lowercase());
+                    self.relations
+                        .insert(last.to_string().trim_matches('"').to_lowercase());
                 }
                 if let Some(a) = alias {
                     self.relations.insert(a.name.value.to_lowercase());
@@ -383,8 +385,12 @@ fn referenced_names(query: &str) -> Option<BTreeSet<String>> {
                         for arg in &list.args {
                             let wildcard = matches!(
                                 arg,
-                                FunctionArg::Unnamed(FunctionArgExpr::Wildcard | FunctionArgExpr::QualifiedWildcard(_))
-                                    | FunctionArg::Named { arg: FunctionArgExpr::Wildcard | FunctionArgExpr::QualifiedWildcard(_), .. }
+                                FunctionArg::Unnamed(
+                                    FunctionArgExpr::Wildcard | FunctionArgExpr::QualifiedWildcard(_)
+                                ) | FunctionArg::Named {
+                                    arg: FunctionArgExpr::Wildcard | FunctionArgExpr::QualifiedWildcard(_),
+                                    ..
+                                }
                             );
                             if wildcard && name != "count" {
                                 self.all = true;
@@ -440,10 +446,16 @@ fn lock_down(conn: &Connection, directories: &BTreeSet<String>) -> Result<()> {
 /// A DuckDB error of the user's query, explained when the lockdown refused it.
 fn query_error(e: duckdb::Error, locked: bool) -> Error {
     let text = e.to_string();
-    let refused = ["Permission Error", "file system operations are disabled", "configuration has been locked",
-        "Cannot access", "disabled by configuration", "external access"]
-        .iter()
-        .any(|p| text.contains(p));
+    let refused = [
+        "Permission Error",
+        "file system operations are disabled",
+        "configuration has been locked",
+        "Cannot access",
+        "disabled by configuration",
+        "external access",
+    ]
+    .iter()
+    .any(|p| text.contains(p));
     if locked && refused {
         Error::new(
             ErrorKind::InvalidInput,

@@ -37,7 +37,11 @@ pub struct FileToAdd {
 /// Describe `files` as data files of `table`, reading their footers (eight at a time). Every file is
 /// checked; the first that does not fit is the error.
 pub(crate) async fn describe_files(table: &Table, files: Vec<FileToAdd>) -> Result<Vec<DataFile>> {
-    let scheme = |u: &str| u.split_once("://").map(|(s, _)| s.replace("s3a", "s3")).unwrap_or_default();
+    let scheme = |u: &str| {
+        u.split_once("://")
+            .map(|(s, _)| s.replace("s3a", "s3"))
+            .unwrap_or_default()
+    };
     let table_scheme = scheme(table.location());
     let mut seen = HashSet::new();
     for f in &files {
@@ -109,7 +113,12 @@ fn fits(file: &DataType, table: &DataType) -> bool {
         (Decimal128(p1, s1), Decimal128(p2, s2)) => s1 == s2 && p1 <= p2,
         (Dictionary(_, v), t) => fits(v, t),
         (List(a), List(b)) | (LargeList(a), List(b)) => fits(a.data_type(), b.data_type()),
-        (Struct(a), Struct(b)) => a.len() == b.len() && a.iter().zip(b.iter()).all(|(x, y)| fits(x.data_type(), y.data_type())),
+        (Struct(a), Struct(b)) => {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b.iter())
+                    .all(|(x, y)| fits(x.data_type(), y.data_type()))
+        }
         _ => false,
     }
 }
@@ -133,7 +142,12 @@ async fn describe(table: &Table, file: &FileToAdd, mapping: Option<&NameMapping>
     let arrow = builder.schema().clone();
     let schema = table.schema();
     let table_arrow = table.arrow_schema()?;
-    let mismatch = |msg: String| Error::invalid(format!("{uri} does not fit table {}: {msg}; nothing was committed", table.name()));
+    let mismatch = |msg: String| {
+        Error::invalid(format!(
+            "{uri} does not fit table {}: {msg}; nothing was committed",
+            table.name()
+        ))
+    };
 
     // Columns → field ids, each checked against the table.
     let mut ids_of_columns: HashMap<String, i32> = HashMap::new();
@@ -145,7 +159,10 @@ async fn describe(table: &Table, file: &FileToAdd, mapping: Option<&NameMapping>
             )));
         };
         let Some(table_field) = schema.field_by_id(id) else {
-            return Err(mismatch(format!("column {:?} (field id {id}) is not a column of the table", f.name())));
+            return Err(mismatch(format!(
+                "column {:?} (field id {id}) is not a column of the table",
+                f.name()
+            )));
         };
         let target = table_arrow
             .field_with_name(&table_field.name)
@@ -191,7 +208,9 @@ async fn describe(table: &Table, file: &FileToAdd, mapping: Option<&NameMapping>
             if path.len() != 1 {
                 continue; // nested leaves: sizes only through their parent, no bounds
             }
-            let Some(&id) = ids_of_columns.get(&path[0]) else { continue };
+            let Some(&id) = ids_of_columns.get(&path[0]) else {
+                continue;
+            };
             *column_sizes.entry(id).or_insert(0) += cc.compressed_size().max(0) as u64;
             *value_counts.entry(id).or_insert(0) += cc.num_values().max(0) as u64;
             let Some((_, ptype)) = primitive(id) else { continue };
@@ -230,9 +249,20 @@ async fn describe(table: &Table, file: &FileToAdd, mapping: Option<&NameMapping>
 
     let partition = match &file.partition {
         Some(p) => p.clone(),
-        None => partition_of(table, uri, &lower, &upper, &null_counts, metadata.file_metadata().num_rows())?,
+        None => partition_of(
+            table,
+            uri,
+            &lower,
+            &upper,
+            &null_counts,
+            metadata.file_metadata().num_rows(),
+        )?,
     };
-    let split_offsets: Vec<i64> = metadata.row_groups().iter().filter_map(|g| g.file_offset()).collect();
+    let split_offsets: Vec<i64> = metadata
+        .row_groups()
+        .iter()
+        .filter_map(|g| g.file_offset())
+        .collect();
     DataFileBuilder::default()
         .content(DataContentType::Data)
         .file_path(uri.clone())
@@ -270,7 +300,9 @@ fn datum(ptype: &PrimitiveType, st: &Statistics, min: bool) -> Result<Option<Dat
         (P::Int, Statistics::Int32(s)) => pick(s.min_opt(), s.max_opt(), min).map(|v| Datum::int(*v)),
         (P::Date, Statistics::Int32(s)) => pick(s.min_opt(), s.max_opt(), min).map(|v| Datum::date(*v)),
         (P::Long, Statistics::Int64(s)) => pick(s.min_opt(), s.max_opt(), min).map(|v| Datum::long(*v)),
-        (P::Long, Statistics::Int32(s)) => pick(s.min_opt(), s.max_opt(), min).map(|v| Datum::long(i64::from(*v))),
+        (P::Long, Statistics::Int32(s)) => {
+            pick(s.min_opt(), s.max_opt(), min).map(|v| Datum::long(i64::from(*v)))
+        }
         (P::Timestamp, Statistics::Int64(s)) => {
             pick(s.min_opt(), s.max_opt(), min).map(|v| Datum::timestamp_micros(*v))
         }
@@ -283,12 +315,16 @@ fn datum(ptype: &PrimitiveType, st: &Statistics, min: bool) -> Result<Option<Dat
             pick(s.min_opt(), s.max_opt(), min).map(|v| Datum::double(f64::from(*v)))
         }
         (P::String, Statistics::ByteArray(s)) => match pick(s.min_opt(), s.max_opt(), min) {
-            Some(v) => Some(Datum::string(
-                std::str::from_utf8(v.data()).map_err(|e| Error::invalid(format!("a string bound is not UTF-8: {e}")))?,
-            )),
+            Some(v) => {
+                Some(Datum::string(std::str::from_utf8(v.data()).map_err(|e| {
+                    Error::invalid(format!("a string bound is not UTF-8: {e}"))
+                })?))
+            }
             None => None,
         },
-        (P::Binary, Statistics::ByteArray(s)) => pick(s.min_opt(), s.max_opt(), min).map(|v| Datum::binary(v.data().to_vec())),
+        (P::Binary, Statistics::ByteArray(s)) => {
+            pick(s.min_opt(), s.max_opt(), min).map(|v| Datum::binary(v.data().to_vec()))
+        }
         (P::Decimal { .. }, Statistics::Int32(s)) => match pick(s.min_opt(), s.max_opt(), min) {
             Some(v) => decimal(i128::from(*v))?,
             None => None,

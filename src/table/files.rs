@@ -42,7 +42,10 @@ pub enum FileFormat {
 impl FileFormat {
     /// The format a file name says, if any.
     pub fn of(name: &str) -> Result<FileFormat> {
-        let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+        let ext = name
+            .rsplit_once('.')
+            .map(|(_, e)| e.to_ascii_lowercase())
+            .unwrap_or_default();
         match ext.as_str() {
             "csv" => Ok(FileFormat::Csv),
             "ndjson" | "jsonl" | "json" => Ok(FileFormat::NdJson),
@@ -85,7 +88,9 @@ async fn read_file(
         let meta = std::fs::metadata(path)
             .map_err(|_| Error::not_found(format!("input file {path} does not exist")))?;
         if meta.is_dir() {
-            return Err(Error::invalid(format!("input {path} is a directory, not a {format:?} file")));
+            return Err(Error::invalid(format!(
+                "input {path} is a directory, not a {format:?} file"
+            )));
         }
     }
     let size = storage
@@ -122,11 +127,17 @@ fn match_columns(
     options: &FileReadOptions,
 ) -> Result<Vec<Option<Field>>> {
     let mut seen = HashSet::new();
-    let by_name: HashMap<&str, &Field> = table.fields().iter().map(|f| (f.name().as_str(), f.as_ref())).collect();
+    let by_name: HashMap<&str, &Field> = table
+        .fields()
+        .iter()
+        .map(|f| (f.name().as_str(), f.as_ref()))
+        .collect();
     let mut out = Vec::with_capacity(names.len());
     for n in names {
         if !seen.insert(n.as_str()) {
-            return Err(Error::invalid(format!("{uri}: column {n:?} appears twice in the header")));
+            return Err(Error::invalid(format!(
+                "{uri}: column {n:?} appears twice in the header"
+            )));
         }
         match by_name.get(n.as_str()) {
             Some(f) => out.push(Some((*f).clone())),
@@ -134,7 +145,12 @@ fn match_columns(
             None => {
                 return Err(Error::invalid(format!(
                     "{uri}: column {n:?} is not in the table (columns: {}); nothing was written",
-                    table.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+                    table
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )))
             }
         }
@@ -167,7 +183,9 @@ async fn read_csv(
     options: &FileReadOptions,
 ) -> Result<Batches> {
     if size == 0 {
-        return Err(Error::invalid(format!("{uri} is empty: a CSV file needs a header line")));
+        return Err(Error::invalid(format!(
+            "{uri} is empty: a CSV file needs a header line"
+        )));
     }
     let (store, path) = storage.resolve(uri)?;
     let head = store
@@ -360,7 +378,9 @@ async fn read_parquet(
     options: &FileReadOptions,
 ) -> Result<Batches> {
     let not_parquet = |e: parquet::errors::ParquetError| {
-        Error::invalid(format!("{uri} is not a readable Parquet file ({size} bytes): {e}"))
+        Error::invalid(format!(
+            "{uri} is not a readable Parquet file ({size} bytes): {e}"
+        ))
     };
     if size < 12 {
         return Err(Error::invalid(format!(
@@ -369,7 +389,9 @@ async fn read_parquet(
     }
     let (store, path) = storage.resolve(uri)?;
     let reader = ParquetObjectReader::new(store, path).with_file_size(size);
-    let builder = ParquetRecordBatchStreamBuilder::new(reader).await.map_err(not_parquet)?;
+    let builder = ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(not_parquet)?;
     let names: Vec<String> = builder
         .schema()
         .fields()

@@ -46,10 +46,10 @@ pub async fn plain_parquet_files(table: &Table, snapshot_id: i64) -> Result<Opti
         return Ok(None);
     }
     let manifests = table.manifests(snapshot).await?;
-    if manifests
-        .iter()
-        .any(|m| m.content == ManifestContentType::Deletes && (m.has_added_files() || m.existing_files_count != Some(0)))
-    {
+    if manifests.iter().any(|m| {
+        m.content == ManifestContentType::Deletes
+            && (m.has_added_files() || m.existing_files_count != Some(0))
+    }) {
         return Ok(None);
     }
     let files = table

@@ -82,7 +82,6 @@ pub fn parse_schema(text: &str) -> Result<Schema> {
     Ok(Schema::new(fields))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@ The config holds: catalog_name, uri (SQLAlchemy URL), warehouse, and optional s3
 """
 import json
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,10 +19,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src" / "bench"))
 from peer import catalog, config  # noqa: E402
 
 
+def value_json(v):
+    """Instants as ISO-8601 text, decimals as their exact text, everything else as it is."""
+    if hasattr(v, "isoformat"):
+        return v.isoformat()
+    if isinstance(v, Decimal):
+        return str(v)
+    return v
+
+
 def rows_json(tbl):
     out = []
     for row in tbl.to_pylist():
-        out.append({k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()})
+        out.append({k: value_json(v) for k, v in row.items()})
     out.sort(key=lambda r: json.dumps(r, sort_keys=True))
     return out
 

@@ -28,35 +28,44 @@ async fn generated(ctx: &Ctx, dir: &std::path::Path, events: u64) -> String {
     let mut g = floe::generate::GenerateOptions::new(events, 5);
     g.files = 2;
     g.dirty = floe::generate::DirtyRates::uniform(0.02);
-    floe::generate::generate(ctx.floe.storage(), &out, &g, None).await.unwrap();
+    floe::generate::generate(ctx.floe.storage(), &out, &g, None)
+        .await
+        .unwrap();
     out
 }
 
-both_backends!(the_cluster_agrees_with_both_local_engines, |ctx: Ctx| async move {
-    let Some(url) = cluster() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let input = generated(&ctx, dir.path(), 6_000).await;
-    let engines: Vec<Arc<dyn Engine>> = vec![
-        Arc::new(DataFusionEngine::default()),
-        Arc::new(DuckDbEngine::default()),
-        Arc::new(BallistaEngine::new(&url, ctx.settings.clone()).unwrap()),
-    ];
-    let report = floe::pipeline::run(&ctx.floe, &RunOptions::new(ctx.ns.clone(), Some(input), engines))
-        .await
-        .unwrap();
-    let eq = report.equivalence.as_ref().unwrap();
-    for d in &eq.tables {
-        assert!(d.equal, "{} differs: {d:?}", d.left);
+both_backends!(
+    the_cluster_agrees_with_both_local_engines,
+    |ctx: Ctx| async move {
+        let Some(url) = cluster() else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let input = generated(&ctx, dir.path(), 6_000).await;
+        let engines: Vec<Arc<dyn Engine>> = vec![
+            Arc::new(DataFusionEngine::default()),
+            Arc::new(DuckDbEngine::default()),
+            Arc::new(BallistaEngine::new(&url, ctx.settings.clone()).unwrap()),
+        ];
+        let report = floe::pipeline::run(&ctx.floe, &RunOptions::new(ctx.ns.clone(), Some(input), engines))
+            .await
+            .unwrap();
+        let eq = report.equivalence.as_ref().unwrap();
+        for d in &eq.tables {
+            assert!(d.equal, "{} differs: {d:?}", d.left);
+        }
+        assert!(eq.equal);
+        for s in report
+            .stages
+            .iter()
+            .filter(|s| s.engine == "ballista" && s.stage == "cleanse")
+        {
+            let out: u64 = s.rows_out.values().sum();
+            assert_eq!(out, s.rows_in, "input = clean + rejected");
+        }
+        if let Some(read) = crate::interop::pyiceberg_read(&ctx, "daily_metrics") {
+            assert!(!read["rows"].as_array().unwrap().is_empty());
+        }
     }
-    assert!(eq.equal);
-    for s in report.stages.iter().filter(|s| s.engine == "ballista" && s.stage == "cleanse") {
-        let out: u64 = s.rows_out.values().sum();
-        assert_eq!(out, s.rows_in, "input = clean + rejected");
-    }
-    if let Some(read) = crate::interop::pyiceberg_read(&ctx, "daily_metrics") {
-        assert!(!read["rows"].as_array().unwrap().is_empty());
-    }
-});
+);
 
 /// A cluster of its own (a scheduler and two executors), so that killing one disturbs no other test.
 struct OwnCluster {
@@ -71,6 +80,26 @@ impl Drop for OwnCluster {
             let _ = c.kill();
             let _ = c.wait();
         }
+        if std::thread::panicking() {
+            // The processes' logs say why the run failed.
+            for name in ["scheduler", "executor-0", "executor-1"] {
+                let text =
+                    std::fs::read_to_string(self._dir.path().join(format!("{name}.log"))).unwrap_or_default();
+                let tail: Vec<&str> = text
+                    .lines()
+                    .rev()
+                    .take(if std::env::var_os("FLOE_TEST_FULL_LOGS").is_some() {
+                        100_000
+                    } else {
+                        30
+                    })
+                    .collect();
+                eprintln!("--- {name}.log (last lines)");
+                for l in tail.into_iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
     }
 }
 
@@ -84,47 +113,87 @@ fn free_port_pair() -> u16 {
     }
 }
 
-fn wait_listening(port: u16) {
-    for _ in 0..120 {
+/// Wait until `port` accepts connections; false when `child` exits first (its port was taken by
+/// another test meanwhile) or nothing listens within a minute.
+fn wait_listening(port: u16, child: &mut std::process::Child) -> bool {
+    for _ in 0..240 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
+            return true;
+        }
+        if child.try_wait().ok().flatten().is_some() {
+            return false;
         }
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
-    panic!("nothing listens on {port}");
+    false
+}
+
+/// A process's log file in the cluster's directory (kept when the test fails: see `OwnCluster`).
+fn log(dir: &std::path::Path, name: &str) -> std::fs::File {
+    std::fs::File::create(dir.join(format!("{name}.log"))).unwrap()
+}
+
+/// Start `args` (with `{port}` for a free port pair) until one listens: tests running at the same
+/// time may take a port between its choice and its use.
+fn spawn_listening(
+    ctx: &Ctx,
+    dir: &std::path::Path,
+    name: &str,
+    args: &[&str],
+) -> (std::process::Child, u16) {
+    for _ in 0..5 {
+        let port = free_port_pair();
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| a.replace("{port}", &port.to_string()))
+            .collect();
+        let mut child = floe_cmd(dir, Some(ctx))
+            .args(&args)
+            .env("FLOE_LOG", "info")
+            .stderr(log(dir, name))
+            .spawn()
+            .unwrap();
+        if wait_listening(port, &mut child) {
+            return (child, port);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("{name} did not start: see its log");
 }
 
 fn own_cluster(ctx: &Ctx) -> OwnCluster {
     let dir = tempfile::tempdir().unwrap();
-    let scheduler = free_port_pair();
-    let mut children = vec![floe_cmd(dir.path(), Some(ctx))
-        .args(["cluster", "scheduler", "--bind", &format!("127.0.0.1:{scheduler}")])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap()];
-    wait_listening(scheduler);
+    let (scheduler, port) = spawn_listening(
+        ctx,
+        dir.path(),
+        "scheduler",
+        &["cluster", "scheduler", "--bind", "127.0.0.1:{port}"],
+    );
+    let mut children = vec![scheduler];
     for i in 0..2 {
-        let port = free_port_pair();
-        children.push(
-            floe_cmd(dir.path(), Some(ctx))
-                .args([
-                    "cluster",
-                    "executor",
-                    "--scheduler",
-                    &format!("127.0.0.1:{scheduler}"),
-                    "--bind",
-                    &format!("127.0.0.1:{port}"),
-                    "--concurrent-tasks",
-                    "1",
-                    "--work-dir",
-                    &dir.path().join(format!("executor-{i}")).display().to_string(),
-                ])
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap(),
+        let work = dir.path().join(format!("executor-{i}")).display().to_string();
+        let scheduler = format!("127.0.0.1:{port}");
+        let (executor, _) = spawn_listening(
+            ctx,
+            dir.path(),
+            &format!("executor-{i}"),
+            &[
+                "cluster",
+                "executor",
+                "--scheduler",
+                &scheduler,
+                "--bind",
+                "127.0.0.1:{port}",
+                "--concurrent-tasks",
+                "1",
+                "--work-dir",
+                &work,
+            ],
         );
-        wait_listening(port);
+        children.push(executor);
     }
+    let scheduler = port;
     OwnCluster {
         children,
         url: format!("df://127.0.0.1:{scheduler}"),
@@ -132,64 +201,86 @@ fn own_cluster(ctx: &Ctx) -> OwnCluster {
     }
 }
 
-both_backends!(an_executor_killed_mid_run_does_not_fail_it, |ctx: Ctx| async move {
-    if cluster().is_none() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let input = generated(&ctx, dir.path(), 60_000).await;
-    let mut own = own_cluster(&ctx);
-    // Give the executors time to register.
-    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
-    let victim = own.children[2].id();
-    let engine: Arc<dyn Engine> = Arc::new(BallistaEngine::new(&own.url, ctx.settings.clone()).unwrap());
-    let mut options = RunOptions::new(ctx.ns.clone(), Some(input), vec![engine]);
-    // Kill one executor shortly after the sessionize stage starts.
-    let fired = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = fired.clone();
-    options.progress = Some(Arc::new(move |stage, _engine, report| {
-        if stage == floe::pipeline::Stage::Sessionize && report.is_none() && !flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            std::thread::spawn(move || {
-                std::thread::sleep(std::time::Duration::from_millis(300));
-                let _ = std::process::Command::new("kill").args(["-KILL", &victim.to_string()]).status();
-            });
+both_backends!(
+    an_executor_killed_mid_run_does_not_fail_it,
+    |ctx: Ctx| async move {
+        if cluster().is_none() {
+            return;
         }
-    }));
-    let report = floe::pipeline::run(&ctx.floe, &options).await.unwrap();
-    assert!(fired.load(std::sync::atomic::Ordering::SeqCst));
-    let _ = own.children[2].wait();
-    let sessionize = report.stages.iter().find(|s| s.stage == "sessionize").unwrap();
-    assert_eq!(sessionize.status, "succeeded");
-    // The results of the run match the local DataFusion path on the same input.
-    let local = floe::Namespace::parse(&format!("{}_local", ctx.ns)).unwrap();
-    let input = ctx.input_uri(dir.path(), "gen");
-    floe::pipeline::run(
-        &ctx.floe,
-        &RunOptions::new(local.clone(), Some(input), vec![Arc::new(DataFusionEngine::default())]),
-    )
-    .await
-    .unwrap();
-    for t in ["sessions", "daily_metrics"] {
-        let d = floe::diff::diff(
+        let dir = tempfile::tempdir().unwrap();
+        let input = generated(&ctx, dir.path(), 60_000).await;
+        let mut own = own_cluster(&ctx);
+        // Give the executors time to register.
+        tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+        let victim = own.children[2].id();
+        let engine: Arc<dyn Engine> = Arc::new(BallistaEngine::new(&own.url, ctx.settings.clone()).unwrap());
+        let mut options = RunOptions::new(ctx.ns.clone(), Some(input), vec![engine]);
+        // Kill one executor shortly after the sessionize stage starts.
+        let fired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = fired.clone();
+        options.progress = Some(Arc::new(move |stage, _engine, report| {
+            if stage == floe::pipeline::Stage::Sessionize
+                && report.is_none()
+                && !flag.swap(true, std::sync::atomic::Ordering::SeqCst)
+            {
+                std::thread::spawn(move || {
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    let _ = std::process::Command::new("kill")
+                        .args(["-KILL", &victim.to_string()])
+                        .status();
+                });
+            }
+        }));
+        let report = floe::pipeline::run(&ctx.floe, &options).await.unwrap();
+        assert!(fired.load(std::sync::atomic::Ordering::SeqCst));
+        let _ = own.children[2].wait();
+        let sessionize = report.stages.iter().find(|s| s.stage == "sessionize").unwrap();
+        assert_eq!(sessionize.status, "succeeded");
+        // The results of the run match the local DataFusion path on the same input.
+        let local = floe::Namespace::parse(&format!("{}_local", ctx.ns)).unwrap();
+        let input = ctx.input_uri(dir.path(), "gen");
+        floe::pipeline::run(
             &ctx.floe,
-            &floe::diff::DiffSide::parse(&format!("{}.{t}", ctx.ns)).unwrap(),
-            &floe::diff::DiffSide::parse(&format!("{local}.{t}")).unwrap(),
-            &floe::diff::DiffOptions::default(),
+            &RunOptions::new(
+                local.clone(),
+                Some(input),
+                vec![Arc::new(DataFusionEngine::default())],
+            ),
         )
         .await
         .unwrap();
-        assert!(d.equal, "{t}: {d:?}");
+        for t in ["sessions", "daily_metrics"] {
+            let d = floe::diff::diff(
+                &ctx.floe,
+                &floe::diff::DiffSide::parse(&format!("{}.{t}", ctx.ns)).unwrap(),
+                &floe::diff::DiffSide::parse(&format!("{local}.{t}")).unwrap(),
+                &floe::diff::DiffOptions::default(),
+            )
+            .await
+            .unwrap();
+            assert!(d.equal, "{t}: {d:?}");
+        }
     }
-});
+);
 
-both_backends!(a_cluster_that_is_down_is_a_clear_error_before_any_write, |ctx: Ctx| async move {
-    let dir = tempfile::tempdir().unwrap();
-    let input = generated(&ctx, dir.path(), 500).await;
-    let engine: Arc<dyn Engine> = Arc::new(BallistaEngine::new("df://127.0.0.1:1", ctx.settings.clone()).unwrap());
-    let err = floe::pipeline::run(&ctx.floe, &RunOptions::new(ctx.ns.clone(), Some(input), vec![engine]))
+both_backends!(
+    a_cluster_that_is_down_is_a_clear_error_before_any_write,
+    |ctx: Ctx| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let input = generated(&ctx, dir.path(), 500).await;
+        let engine: Arc<dyn Engine> =
+            Arc::new(BallistaEngine::new("df://127.0.0.1:1", ctx.settings.clone()).unwrap());
+        let err = floe::pipeline::run(
+            &ctx.floe,
+            &RunOptions::new(ctx.ns.clone(), Some(input), vec![engine]),
+        )
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Engine, "{err}");
-    assert!(err.to_string().contains("cannot be reached"), "{err}");
-    assert!(ctx.floe.tables(&ctx.ns).await.unwrap().is_empty(), "nothing was created or written");
-});
+        assert_eq!(err.kind(), ErrorKind::Engine, "{err}");
+        assert!(err.to_string().contains("cannot be reached"), "{err}");
+        assert!(
+            ctx.floe.tables(&ctx.ns).await.unwrap().is_empty(),
+            "nothing was created or written"
+        );
+    }
+);

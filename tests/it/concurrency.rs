@@ -192,8 +192,10 @@ fn owned_rows(ids: impl Iterator<Item = i64>, owner: &str) -> RecordBatch {
         Arc::new(Int64Array::from(ids.clone())),
         Arc::new(StringArray::from(vec![owner; n])),
         Arc::new(
-            TimestampMicrosecondArray::from(ids.iter().map(|i| 1_704_067_200_000_000 + i).collect::<Vec<_>>())
-                .with_timezone("+00:00"),
+            TimestampMicrosecondArray::from(
+                ids.iter().map(|i| 1_704_067_200_000_000 + i).collect::<Vec<_>>(),
+            )
+            .with_timezone("+00:00"),
         ),
         Arc::new(Float64Array::from(vec![1.0; n])),
     ];
@@ -330,9 +332,16 @@ both_backends!(concurrency_matrix_replays_exactly, |ctx: Ctx| async move {
     chain.reverse();
     let in_history: HashSet<i64> = chain.iter().copied().collect();
     for id in landed.keys() {
-        assert!(in_history.contains(id), "reported commit {id} is not in main's history");
+        assert!(
+            in_history.contains(id),
+            "reported commit {id} is not in main's history"
+        );
     }
-    assert_eq!(chain.len(), landed.len(), "a snapshot in the history that no writer reported");
+    assert_eq!(
+        chain.len(),
+        landed.len(),
+        "a snapshot in the history that no writer reported"
+    );
     let mut model: BTreeSet<(i64, String)> = BTreeSet::new();
     for id in &chain {
         match &landed[id] {
@@ -376,7 +385,13 @@ both_backends!(concurrency_matrix_replays_exactly, |ctx: Ctx| async move {
 });
 
 /// Run `args` in `n` `floe` processes at once; their outputs.
-fn at_once(n: usize, dir: &std::path::Path, ctx: Option<&Ctx>, env: &[(&str, String)], args: &[&str]) -> Vec<std::process::Output> {
+fn at_once(
+    n: usize,
+    dir: &std::path::Path,
+    ctx: Option<&Ctx>,
+    env: &[(&str, String)],
+    args: &[&str],
+) -> Vec<std::process::Output> {
     let children: Vec<std::process::Child> = (0..n)
         .map(|_| {
             let mut c = floe_cmd(dir, ctx);
@@ -390,7 +405,10 @@ fn at_once(n: usize, dir: &std::path::Path, ctx: Option<&Ctx>, env: &[(&str, Str
                 .expect("spawn floe")
         })
         .collect();
-    children.into_iter().map(|c| c.wait_with_output().unwrap()).collect()
+    children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect()
 }
 
 both_backends!(eight_processes_create_one_table, |ctx: Ctx| async move {
@@ -400,7 +418,13 @@ both_backends!(eight_processes_create_one_table, |ctx: Ctx| async move {
         let (dir, ctx_settings, backend) = (dir.path().to_path_buf(), ctx.settings.clone(), ctx.backend);
         move || {
             let env = settings_env(&ctx_settings, backend);
-            at_once(8, &dir, None, &env, &["create", &table, "--schema", "id long not null, name string"])
+            at_once(
+                8,
+                &dir,
+                None,
+                &env,
+                &["create", &table, "--schema", "id long not null, name string"],
+            )
         }
     })
     .await
@@ -435,7 +459,10 @@ both_backends!(eight_processes_set_up_a_fresh_catalog, |ctx: Ctx| async move {
             // A database no floe has touched yet.
             let name = format!("fresh_{}", uuid::Uuid::new_v4().simple());
             let pool = sqlx::PgPool::connect(&ctx.settings.catalog_url).await.unwrap();
-            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await.unwrap();
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&pool)
+                .await
+                .unwrap();
             let (base, _) = ctx.settings.catalog_url.rsplit_once('/').unwrap();
             settings.catalog_url = format!("{base}/{name}");
             fresh_db = Some((pool, name));
@@ -454,6 +481,8 @@ both_backends!(eight_processes_set_up_a_fresh_catalog, |ctx: Ctx| async move {
     assert!(floe.namespaces().await.unwrap().is_empty());
     drop(floe);
     if let Some((pool, name)) = fresh_db {
-        let _ = sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)")).execute(&pool).await;
+        let _ = sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .execute(&pool)
+            .await;
     }
 });

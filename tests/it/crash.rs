@@ -35,7 +35,13 @@ async fn referenced(ctx: &Ctx, t: &floe::TableName) -> BTreeSet<String> {
     let table = ctx.floe.load_table(t).await.unwrap();
     let mut out: BTreeSet<String> = BTreeSet::new();
     out.insert(table.metadata_location().to_string());
-    out.extend(table.metadata().metadata_log().iter().map(|m| m.metadata_file.clone()));
+    out.extend(
+        table
+            .metadata()
+            .metadata_log()
+            .iter()
+            .map(|m| m.metadata_file.clone()),
+    );
     for s in table.snapshots() {
         out.insert(s.manifest_list().to_string());
         for f in table.live_data_files(Some(&s)).await.unwrap() {
@@ -62,125 +68,181 @@ async fn pyiceberg_rows(ctx: &Ctx, t: &str) -> Option<usize> {
     Some(out["rows"].as_array().unwrap().len())
 }
 
-both_backends!(a_kill_at_any_commit_point_leaves_the_old_or_the_new_state, |ctx: Ctx| async move {
-    require_failpoints();
-    if !cfg!(feature = "failpoints") {
-        eprintln!("SKIPPED: crash tests without the failpoints feature");
-        return;
+both_backends!(
+    a_kill_at_any_commit_point_leaves_the_old_or_the_new_state,
+    |ctx: Ctx| async move {
+        require_failpoints();
+        if !cfg!(feature = "failpoints") {
+            eprintln!("SKIPPED: crash tests without the failpoints feature");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(
+            d.join("more.csv"),
+            "id,user_id,ts,amount\n100,u9,2024-01-05T00:00:00Z,1.5\n101,u9,2024-01-05T00:00:01Z,2.5\n",
+        )
+        .unwrap();
+        let ops: &[(&str, &[&str], usize)] = &[
+            ("append", &["append", "{t}", "more.csv"], 12),
+            (
+                "overwrite",
+                &["overwrite", "{t}", "more.csv", "--where", "id < 5"],
+                7,
+            ),
+            ("delete", &["delete", "{t}", "--where", "id >= 8"], 8),
+        ];
+        for (op, args, new_rows) in ops {
+            for (point, landed) in POINTS {
+                let name = format!("{op}_{}", point.replace(['.', '-'], "_"));
+                let t = ctx.table(&name);
+                ctx.create_events_table(&t, &[]).await;
+                ctx.floe
+                    .append(&t, stream(vec![events(0..10)]), &CommitOptions::default())
+                    .await
+                    .unwrap();
+                let before = ctx.floe.load_table(&t).await.unwrap();
+                let table_arg = t.to_string();
+                let argv: Vec<String> = args.iter().map(|a| a.replace("{t}", &table_arg)).collect();
+                let out = floe_cmd(d, Some(&ctx))
+                    .env("FLOE_CRASH_AT", point)
+                    .args(&argv)
+                    .output()
+                    .unwrap();
+                assert_eq!(
+                    out.status.signal(),
+                    Some(9),
+                    "{op} at {point}: killed by SIGKILL ({})",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let after = ctx.floe.load_table(&t).await.unwrap();
+                let rows = ids(&ctx.floe, &t, At::Current).await.len();
+                if *landed {
+                    assert_ne!(
+                        after.metadata_location(),
+                        before.metadata_location(),
+                        "{op} at {point}"
+                    );
+                    assert_eq!(rows, *new_rows, "{op} at {point}: the new state");
+                } else {
+                    assert_eq!(
+                        after.metadata_location(),
+                        before.metadata_location(),
+                        "{op} at {point}"
+                    );
+                    assert_eq!(rows, 10, "{op} at {point}: the old state");
+                }
+                if let Some(n) = pyiceberg_rows(&ctx, &name).await {
+                    assert_eq!(n, rows, "{op} at {point}: PyIceberg reads the same state");
+                }
+                let refs = referenced(&ctx, &t).await;
+                for f in &refs {
+                    assert!(
+                        ctx.floe.storage().exists(f).await.unwrap(),
+                        "{op} at {point}: {f} is missing"
+                    );
+                }
+                // What the killed process left behind is unreferenced, and orphan cleanup removes it.
+                let report = ctx
+                    .floe
+                    .remove_orphan_files(
+                        &t,
+                        &floe::maintenance::OrphanOptions {
+                            older_than: Some(std::time::Duration::ZERO),
+                            dry_run: false,
+                        },
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    stored(&ctx, &t).await,
+                    refs,
+                    "{op} at {point}: orphans {:?}",
+                    report.files
+                );
+                // A rerun succeeds.
+                let out = floe_cmd(d, Some(&ctx)).args(&argv).output().unwrap();
+                assert!(
+                    out.status.success(),
+                    "{op} rerun after {point}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
     }
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    std::fs::write(
-        d.join("more.csv"),
-        "id,user_id,ts,amount\n100,u9,2024-01-05T00:00:00Z,1.5\n101,u9,2024-01-05T00:00:01Z,2.5\n",
-    )
-    .unwrap();
-    let ops: &[(&str, &[&str], usize)] = &[
-        ("append", &["append", "{t}", "more.csv"], 12),
-        ("overwrite", &["overwrite", "{t}", "more.csv", "--where", "id < 5"], 7),
-        ("delete", &["delete", "{t}", "--where", "id >= 8"], 8),
-    ];
-    for (op, args, new_rows) in ops {
+);
+
+both_backends!(
+    a_killed_pipeline_stage_commits_all_of_its_outputs_or_none,
+    |ctx: Ctx| async move {
+        require_failpoints();
+        if !cfg!(feature = "failpoints") {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let input = ctx.input_uri(d, "events");
+        let g = floe::generate::GenerateOptions::new(2_000, 7);
+        floe::generate::generate(ctx.floe.storage(), &input, &g, None)
+            .await
+            .unwrap();
+        let ns = ctx.ns.to_string();
+        let ingest = [
+            "run",
+            "--input",
+            &input,
+            "--namespace",
+            &ns,
+            "--engine",
+            "datafusion",
+            "--stages",
+            "ingest",
+        ];
+        // A first run sets the tables up (tables, geoip, branches), so that the stage's commit is the
+        // first one each later run makes.
+        let out = floe_cmd(d, Some(&ctx)).args(ingest).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let snapshots = |t: floe::Table| t.snapshots().len();
         for (point, landed) in POINTS {
-            let name = format!("{op}_{}", point.replace(['.', '-'], "_"));
-            let t = ctx.table(&name);
-            ctx.create_events_table(&t, &[]).await;
-            ctx.floe
-                .append(&t, stream(vec![events(0..10)]), &CommitOptions::default())
-                .await
-                .unwrap();
-            let before = ctx.floe.load_table(&t).await.unwrap();
-            let table_arg = t.to_string();
-            let argv: Vec<String> = args.iter().map(|a| a.replace("{t}", &table_arg)).collect();
+            let raw_before = snapshots(ctx.floe.load_table(&ctx.table("raw_events")).await.unwrap());
+            let rej_before = snapshots(ctx.floe.load_table(&ctx.table("rejected_events")).await.unwrap());
             let out = floe_cmd(d, Some(&ctx))
                 .env("FLOE_CRASH_AT", point)
-                .args(&argv)
+                .args(ingest)
+                .arg("--force")
                 .output()
                 .unwrap();
             assert_eq!(
                 out.status.signal(),
                 Some(9),
-                "{op} at {point}: killed by SIGKILL ({})",
+                "ingest at {point}: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            let after = ctx.floe.load_table(&t).await.unwrap();
-            let rows = ids(&ctx.floe, &t, At::Current).await.len();
-            if *landed {
-                assert_ne!(after.metadata_location(), before.metadata_location(), "{op} at {point}");
-                assert_eq!(rows, *new_rows, "{op} at {point}: the new state");
-            } else {
-                assert_eq!(after.metadata_location(), before.metadata_location(), "{op} at {point}");
-                assert_eq!(rows, 10, "{op} at {point}: the old state");
+            // The stage's two outputs moved together, or neither did.
+            let raw_after = snapshots(ctx.floe.load_table(&ctx.table("raw_events")).await.unwrap());
+            let rej_after = snapshots(ctx.floe.load_table(&ctx.table("rejected_events")).await.unwrap());
+            let expected = usize::from(*landed);
+            assert_eq!(raw_after - raw_before, expected, "ingest at {point}: raw_events");
+            assert_eq!(
+                rej_after - rej_before,
+                expected,
+                "ingest at {point}: rejected_events"
+            );
+            for table in ["raw_events", "rejected_events"] {
+                for f in referenced(&ctx, &ctx.table(table)).await {
+                    assert!(
+                        ctx.floe.storage().exists(&f).await.unwrap(),
+                        "{point}: {f} is missing"
+                    );
+                }
             }
-            if let Some(n) = pyiceberg_rows(&ctx, &name).await {
-                assert_eq!(n, rows, "{op} at {point}: PyIceberg reads the same state");
-            }
-            let refs = referenced(&ctx, &t).await;
-            for f in &refs {
-                assert!(ctx.floe.storage().exists(f).await.unwrap(), "{op} at {point}: {f} is missing");
-            }
-            // What the killed process left behind is unreferenced, and orphan cleanup removes it.
-            let report = ctx
-                .floe
-                .remove_orphan_files(
-                    &t,
-                    &floe::maintenance::OrphanOptions {
-                        older_than: Some(std::time::Duration::ZERO),
-                        dry_run: false,
-                    },
-                )
-                .await
-                .unwrap();
-            assert_eq!(stored(&ctx, &t).await, refs, "{op} at {point}: orphans {:?}", report.files);
-            // A rerun succeeds.
-            let out = floe_cmd(d, Some(&ctx)).args(&argv).output().unwrap();
-            assert!(out.status.success(), "{op} rerun after {point}: {}", String::from_utf8_lossy(&out.stderr));
         }
-    }
-});
-
-both_backends!(a_killed_pipeline_stage_commits_all_of_its_outputs_or_none, |ctx: Ctx| async move {
-    require_failpoints();
-    if !cfg!(feature = "failpoints") {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let input = ctx.input_uri(d, "events");
-    let g = floe::generate::GenerateOptions::new(2_000, 7);
-    floe::generate::generate(ctx.floe.storage(), &input, &g, None)
-        .await
-        .unwrap();
-    let ns = ctx.ns.to_string();
-    let ingest = ["run", "--input", &input, "--namespace", &ns, "--engine", "datafusion", "--stages", "ingest"];
-    // A first run sets the tables up (tables, geoip, branches), so that the stage's commit is the
-    // first one each later run makes.
-    let out = floe_cmd(d, Some(&ctx)).args(ingest).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let snapshots = |t: floe::Table| t.snapshots().len();
-    for (point, landed) in POINTS {
-        let raw_before = snapshots(ctx.floe.load_table(&ctx.table("raw_events")).await.unwrap());
-        let rej_before = snapshots(ctx.floe.load_table(&ctx.table("rejected_events")).await.unwrap());
+        // A rerun completes the stage, and publishes.
         let out = floe_cmd(d, Some(&ctx))
-            .env("FLOE_CRASH_AT", point)
             .args(ingest)
             .arg("--force")
             .output()
             .unwrap();
-        assert_eq!(out.status.signal(), Some(9), "ingest at {point}: {}", String::from_utf8_lossy(&out.stderr));
-        // The stage's two outputs moved together, or neither did.
-        let raw_after = snapshots(ctx.floe.load_table(&ctx.table("raw_events")).await.unwrap());
-        let rej_after = snapshots(ctx.floe.load_table(&ctx.table("rejected_events")).await.unwrap());
-        let expected = usize::from(*landed);
-        assert_eq!(raw_after - raw_before, expected, "ingest at {point}: raw_events");
-        assert_eq!(rej_after - rej_before, expected, "ingest at {point}: rejected_events");
-        for table in ["raw_events", "rejected_events"] {
-            for f in referenced(&ctx, &ctx.table(table)).await {
-                assert!(ctx.floe.storage().exists(&f).await.unwrap(), "{point}: {f} is missing");
-            }
-        }
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
-    // A rerun completes the stage, and publishes.
-    let out = floe_cmd(d, Some(&ctx)).args(ingest).arg("--force").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-});
+);

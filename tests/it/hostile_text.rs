@@ -17,15 +17,19 @@ use crate::support::*;
 /// Every Unicode `White_Space` character.
 const WHITE_SPACE: &[char] = &[
     '\u{9}', '\u{a}', '\u{b}', '\u{c}', '\u{d}', ' ', '\u{85}', '\u{a0}', '\u{1680}', '\u{2000}', '\u{2001}',
-    '\u{2002}', '\u{2003}', '\u{2004}', '\u{2005}', '\u{2006}', '\u{2007}', '\u{2008}', '\u{2009}', '\u{200a}',
-    '\u{2028}', '\u{2029}', '\u{202f}', '\u{205f}', '\u{3000}',
+    '\u{2002}', '\u{2003}', '\u{2004}', '\u{2005}', '\u{2006}', '\u{2007}', '\u{2008}', '\u{2009}',
+    '\u{200a}', '\u{2028}', '\u{2029}', '\u{202f}', '\u{205f}', '\u{3000}',
 ];
 
 /// What a record must become.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Expect {
     /// A clean row with this event id, event type and revenue text (`None`: null).
-    Clean { id: String, event_type: &'static str, revenue: Option<&'static str> },
+    Clean {
+        id: String,
+        event_type: &'static str,
+        revenue: Option<&'static str>,
+    },
     /// A reject with this reason.
     Reject(&'static str),
 }
@@ -51,10 +55,20 @@ fn field(value: &[u8]) -> Vec<u8> {
 fn hostile() -> Dataset {
     let mut rows: Vec<(Vec<Vec<u8>>, Expect)> = Vec::new();
     let good = |id: &str| -> Vec<Vec<u8>> {
-        [id, "u1", "2024-03-01T10:00:00Z", "click", "/p", "", "1.2.3.4", "UA", "1.50"]
-            .iter()
-            .map(|s| s.as_bytes().to_vec())
-            .collect()
+        [
+            id,
+            "u1",
+            "2024-03-01T10:00:00Z",
+            "click",
+            "/p",
+            "",
+            "1.2.3.4",
+            "UA",
+            "1.50",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect()
     };
     let clean = |id: &str, event_type: &'static str, revenue: Option<&'static str>| Expect::Clean {
         id: id.to_string(),
@@ -77,7 +91,10 @@ fn hostile() -> Dataset {
         rows.push((r, Expect::Reject("missing_event_id")));
     }
     // Characters that are not white space stay part of the value.
-    for (i, c) in ['\u{200b}', '\u{feff}', '\u{0}', '\u{7}', '\u{1b}', '\u{7f}'].iter().enumerate() {
+    for (i, c) in ['\u{200b}', '\u{feff}', '\u{0}', '\u{7}', '\u{1b}', '\u{7f}']
+        .iter()
+        .enumerate()
+    {
         let id = format!("{c}keep{i}{c}");
         rows.push((good(&id), clean(&id, "click", Some("1.50"))));
         let mut r = good(&format!("type{i}"));
@@ -151,13 +168,22 @@ fn hostile() -> Dataset {
         let id = format!("time{i}");
         let mut r = good(&id);
         r[2] = text.as_bytes().to_vec();
-        rows.push((r, if *ok { clean(&id, "click", Some("1.50")) } else { Expect::Reject("bad_event_time") }));
+        rows.push((
+            r,
+            if *ok {
+                clean(&id, "click", Some("1.50"))
+            } else {
+                Expect::Reject("bad_event_time")
+            },
+        ));
     }
     // A field at a size limit: a 100,000-character event id, a long user agent with escapes.
     let long = "é".repeat(100_000);
     rows.push((good(&long), clean(&long, "click", Some("1.50"))));
     let mut r = good("ua");
-    r[7] = "\u{1b}[31m\"quoted\"\n, and \\ back\u{0}".repeat(1000).into_bytes();
+    r[7] = "\u{1b}[31m\"quoted\"\n, and \\ back\u{0}"
+        .repeat(1000)
+        .into_bytes();
     rows.push((r, clean("ua", "click", Some("1.50"))));
     // Non-ASCII digits in an address: kept as text, enriched to ZZ.
     let mut r = good("ip");
@@ -194,13 +220,24 @@ fn hostile() -> Dataset {
 }
 
 /// `table`'s columns as text, by `source_line`.
-async fn by_line(ctx: &Ctx, ns: &Namespace, table: &str, columns: &[&str]) -> BTreeMap<i64, Vec<Option<String>>> {
+async fn by_line(
+    ctx: &Ctx,
+    ns: &Namespace,
+    table: &str,
+    columns: &[&str],
+) -> BTreeMap<i64, Vec<Option<String>>> {
     let name = floe::TableName::new(ns.clone(), table).unwrap();
     let mut cols: Vec<String> = vec!["source_line".into()];
     cols.extend(columns.iter().map(|c| c.to_string()));
     let batches = ctx
         .floe
-        .scan(&name, &ScanOptions { columns: Some(cols), ..Default::default() })
+        .scan(
+            &name,
+            &ScanOptions {
+                columns: Some(cols),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap()
         .collect()
@@ -232,8 +269,15 @@ both_backends!(engines_agree_on_hostile_text, |ctx: Ctx| async move {
     let dir = tempfile::tempdir().unwrap();
     let data = hostile();
     let input = ctx.input_uri(dir.path(), "hostile.csv");
-    ctx.floe.storage().write(&input, data.bytes.clone().into()).await.unwrap();
-    let engines: Vec<Arc<dyn Engine>> = vec![Arc::new(DuckDbEngine::default()), Arc::new(DataFusionEngine::default())];
+    ctx.floe
+        .storage()
+        .write(&input, data.bytes.clone().into())
+        .await
+        .unwrap();
+    let engines: Vec<Arc<dyn Engine>> = vec![
+        Arc::new(DuckDbEngine::default()),
+        Arc::new(DataFusionEngine::default()),
+    ];
     let ns = ctx.ns.clone();
     let report = floe::pipeline::run(&ctx.floe, &RunOptions::new(ns.clone(), Some(input), engines))
         .await
@@ -248,18 +292,30 @@ both_backends!(engines_agree_on_hostile_text, |ctx: Ctx| async move {
     let clean = by_line(&ctx, &ns, "clean_events", &["event_id", "event_type", "revenue"]).await;
     let rejected = by_line(&ctx, &ns, "rejected_events", &["reason", "record"]).await;
     let enriched = by_line(&ctx, &ns, "enriched_events", &["event_id", "country_code"]).await;
-    assert_eq!(clean.len() + rejected.len(), data.expect.len(), "input = clean + rejected");
+    assert_eq!(
+        clean.len() + rejected.len(),
+        data.expect.len(),
+        "input = clean + rejected"
+    );
     for (i, expect) in data.expect.iter().enumerate() {
         let line = i as i64 + 1;
         match expect {
-            Expect::Clean { id, event_type, revenue } => {
-                let row = clean.get(&line).unwrap_or_else(|| panic!("line {line} should be clean: {:?}", rejected.get(&line)));
+            Expect::Clean {
+                id,
+                event_type,
+                revenue,
+            } => {
+                let row = clean
+                    .get(&line)
+                    .unwrap_or_else(|| panic!("line {line} should be clean: {:?}", rejected.get(&line)));
                 assert_eq!(row[0].as_deref(), Some(id.as_str()), "line {line}: event_id");
                 assert_eq!(row[1].as_deref(), Some(*event_type), "line {line}: event_type");
                 assert_eq!(row[2].as_deref(), *revenue, "line {line}: revenue");
             }
             Expect::Reject(reason) => {
-                let row = rejected.get(&line).unwrap_or_else(|| panic!("line {line} should be rejected ({reason})"));
+                let row = rejected
+                    .get(&line)
+                    .unwrap_or_else(|| panic!("line {line} should be rejected ({reason})"));
                 assert_eq!(row[0].as_deref(), Some(*reason), "line {line}");
                 if *reason != "malformed_record" {
                     let record: serde_json::Value = serde_json::from_str(row[1].as_deref().unwrap())

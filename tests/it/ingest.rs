@@ -21,7 +21,10 @@ fn source_url() -> String {
 /// A source table of ~300,000 rows: id gaps, skewed and empty days, NULLs, numeric and timestamptz.
 async fn source_table(name: &str) -> sqlx::PgPool {
     let pool = sqlx::PgPool::connect(&source_url()).await.unwrap();
-    sqlx::query(&format!("DROP TABLE IF EXISTS {name}")).execute(&pool).await.unwrap();
+    sqlx::query(&format!("DROP TABLE IF EXISTS {name}"))
+        .execute(&pool)
+        .await
+        .unwrap();
     sqlx::query(&format!(
         "CREATE TABLE {name} AS
          SELECT g::bigint AS id,
@@ -40,7 +43,10 @@ async fn source_table(name: &str) -> sqlx::PgPool {
     .execute(&pool)
     .await
     .unwrap();
-    sqlx::query(&format!("ANALYZE {name}")).execute(&pool).await.unwrap();
+    sqlx::query(&format!("ANALYZE {name}"))
+        .execute(&pool)
+        .await
+        .unwrap();
     pool
 }
 
@@ -95,34 +101,64 @@ fn options(ctx: &Ctx, source: &str, into: &str, by: Option<&str>) -> IngestOptio
     o
 }
 
-both_backends!(every_strategy_extracts_exactly_the_source_rows, |ctx: Ctx| async move {
-    let name = format!("src_{}", ctx.ns);
-    let pool = source_table(&name).await;
-    let expected = source_figures(&pool, &name).await;
-    for (by, table) in [(None, "whole"), (Some("date(created_at)"), "by_day"), (Some("id(id)"), "by_id"), (Some("hash(user_name)"), "by_hash")] {
-        let o = options(&ctx, &name, table, by);
-        let plan = floe::ingest::plan(&ctx.floe, &o).await.unwrap();
-        if by.is_some() {
-            assert!(plan.units.len() >= 10, "{by:?}: auto gives at least 10 units: {}", plan.units.len());
+both_backends!(
+    every_strategy_extracts_exactly_the_source_rows,
+    |ctx: Ctx| async move {
+        let name = format!("src_{}", ctx.ns);
+        let pool = source_table(&name).await;
+        let expected = source_figures(&pool, &name).await;
+        for (by, table) in [
+            (None, "whole"),
+            (Some("date(created_at)"), "by_day"),
+            (Some("id(id)"), "by_id"),
+            (Some("hash(user_name)"), "by_hash"),
+        ] {
+            let o = options(&ctx, &name, table, by);
+            let plan = floe::ingest::plan(&ctx.floe, &o).await.unwrap();
+            if by.is_some() {
+                assert!(
+                    plan.units.len() >= 10,
+                    "{by:?}: auto gives at least 10 units: {}",
+                    plan.units.len()
+                );
+            }
+            let report = floe::ingest::ingest(&ctx.floe, &o).await.unwrap();
+            assert_eq!(report.units.len(), plan.units.len());
+            let t = ctx.table(table);
+            assert_eq!(table_figures(&ctx, &t).await, expected, "{by:?}");
+            let loaded = ctx.floe.load_table(&t).await.unwrap();
+            assert_eq!(loaded.snapshots().len(), 1, "{by:?}: one snapshot");
+            let summary = loaded
+                .current_snapshot()
+                .unwrap()
+                .summary()
+                .additional_properties
+                .clone();
+            assert_eq!(summary["floe.run-id"], report.run_id);
+            assert_eq!(summary["floe.units"], report.units.len().to_string());
+            if let Some(read) = crate::interop::pyiceberg_read(&ctx, table) {
+                assert_eq!(
+                    read["rows"].as_array().unwrap().len() as i64,
+                    expected.0,
+                    "{by:?}: PyIceberg"
+                );
+            }
         }
-        let report = floe::ingest::ingest(&ctx.floe, &o).await.unwrap();
-        assert_eq!(report.units.len(), plan.units.len());
-        let t = ctx.table(table);
-        assert_eq!(table_figures(&ctx, &t).await, expected, "{by:?}");
-        let loaded = ctx.floe.load_table(&t).await.unwrap();
-        assert_eq!(loaded.snapshots().len(), 1, "{by:?}: one snapshot");
-        let summary = loaded.current_snapshot().unwrap().summary().additional_properties.clone();
-        assert_eq!(summary["floe.run-id"], report.run_id);
-        assert_eq!(summary["floe.units"], report.units.len().to_string());
-        if let Some(read) = crate::interop::pyiceberg_read(&ctx, table) {
-            assert_eq!(read["rows"].as_array().unwrap().len() as i64, expected.0, "{by:?}: PyIceberg");
-        }
+        // The skewed day is a unit of its own, and the empty days get none.
+        let plan = floe::ingest::plan(&ctx.floe, &options(&ctx, &name, "x", Some("date(created_at)")))
+            .await
+            .unwrap();
+        assert!(
+            plan.units.iter().all(|u| !u.describe().contains("2024-01-11 <=")),
+            "{:?}",
+            plan.units
+        );
+        sqlx::query(&format!("DROP TABLE {name}"))
+            .execute(&pool)
+            .await
+            .unwrap();
     }
-    // The skewed day is a unit of its own, and the empty days get none.
-    let plan = floe::ingest::plan(&ctx.floe, &options(&ctx, &name, "x", Some("date(created_at)"))).await.unwrap();
-    assert!(plan.units.iter().all(|u| !u.describe().contains("2024-01-11 <=")), "{:?}", plan.units);
-    sqlx::query(&format!("DROP TABLE {name}")).execute(&pool).await.unwrap();
-});
+);
 
 /// A source that sleeps once per query (a materialized one-row CTE): time to find a unit's
 /// connection and kill it.
@@ -130,44 +166,59 @@ fn sleepy_query(name: &str, seconds: f64) -> String {
     format!("WITH s AS MATERIALIZED (SELECT pg_sleep({seconds})) SELECT t.id, t.user_name, t.amount FROM {name} t, s")
 }
 
-both_backends!(a_unit_whose_connection_dies_is_retried_alone, |ctx: Ctx| async move {
-    let name = format!("src_retry_{}", ctx.ns);
-    let pool = source_table(&name).await;
-    let expected = source_figures(&pool, &name).await;
-    let mut o = IngestOptions::new(source_url(), format!("{}.retried", ctx.ns));
-    o.query = Some(sleepy_query(&name, 1.0));
-    o.partition_by = Some(PartitionBy::Id("id".into()));
-    o.units = UnitCount::Exactly(4);
-    o.create = true;
-    let killer = {
-        let pool = pool.clone();
-        tokio::spawn(async move {
-            for _ in 0..200 {
-                let killed: Option<bool> = sqlx::query_scalar(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+both_backends!(
+    a_unit_whose_connection_dies_is_retried_alone,
+    |ctx: Ctx| async move {
+        let name = format!("src_retry_{}", ctx.ns);
+        let pool = source_table(&name).await;
+        let expected = source_figures(&pool, &name).await;
+        let mut o = IngestOptions::new(source_url(), format!("{}.retried", ctx.ns));
+        o.query = Some(sleepy_query(&name, 1.0));
+        o.partition_by = Some(PartitionBy::Id("id".into()));
+        o.units = UnitCount::Exactly(4);
+        o.create = true;
+        let killer = {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                for _ in 0..200 {
+                    let killed: Option<bool> = sqlx::query_scalar(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
                      WHERE application_name LIKE 'floe-ingest-%-unit-1-attempt-1' LIMIT 1",
-                )
-                .fetch_optional(&pool)
-                .await
-                .unwrap();
-                if killed == Some(true) {
-                    return true;
+                    )
+                    .fetch_optional(&pool)
+                    .await
+                    .unwrap();
+                    if killed == Some(true) {
+                        return true;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            false
-        })
-    };
-    let report = floe::ingest::ingest(&ctx.floe, &o).await.unwrap();
-    assert!(killer.await.unwrap(), "the test found unit 1's connection and killed it");
-    let attempts: Vec<u32> = report.units.iter().map(|u| u.attempts).collect();
-    assert_eq!(attempts[1], 2, "{attempts:?}");
-    assert!(attempts.iter().enumerate().all(|(i, a)| i == 1 || *a == 1), "only unit 1 ran twice: {attempts:?}");
-    let t = ctx.table("retried");
-    let got = table_figures(&ctx, &t).await;
-    assert_eq!((got.0, got.1, got.2, got.3, got.4), (expected.0, expected.1, expected.2, expected.3, expected.4));
-    sqlx::query(&format!("DROP TABLE {name}")).execute(&pool).await.unwrap();
-});
+                false
+            })
+        };
+        let report = floe::ingest::ingest(&ctx.floe, &o).await.unwrap();
+        assert!(
+            killer.await.unwrap(),
+            "the test found unit 1's connection and killed it"
+        );
+        let attempts: Vec<u32> = report.units.iter().map(|u| u.attempts).collect();
+        assert_eq!(attempts[1], 2, "{attempts:?}");
+        assert!(
+            attempts.iter().enumerate().all(|(i, a)| i == 1 || *a == 1),
+            "only unit 1 ran twice: {attempts:?}"
+        );
+        let t = ctx.table("retried");
+        let got = table_figures(&ctx, &t).await;
+        assert_eq!(
+            (got.0, got.1, got.2, got.3, got.4),
+            (expected.0, expected.1, expected.2, expected.3, expected.4)
+        );
+        sqlx::query(&format!("DROP TABLE {name}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+);
 
 both_backends!(a_killed_run_resumes_into_one_snapshot, |ctx: Ctx| async move {
     let name = format!("src_resume_{}", ctx.ns);
@@ -178,8 +229,19 @@ both_backends!(a_killed_run_resumes_into_one_snapshot, |ctx: Ctx| async move {
     let query = sleepy_query(&name, 0.7);
     let mut child = floe_cmd(dir.path(), Some(&ctx))
         .args([
-            "ingest", &source_url(), "--into", &into, "--query", &query, "--partition-by", "id(id)", "--units", "10",
-            "--parallel", "1", "--create",
+            "ingest",
+            &source_url(),
+            "--into",
+            &into,
+            "--query",
+            &query,
+            "--partition-by",
+            "id(id)",
+            "--units",
+            "10",
+            "--parallel",
+            "1",
+            "--create",
         ])
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -204,52 +266,98 @@ both_backends!(a_killed_run_resumes_into_one_snapshot, |ctx: Ctx| async move {
     assert_eq!(status.signal(), Some(9));
     let t = ctx.table("resumed");
     if let Ok(table) = ctx.floe.load_table(&t).await {
-        assert!(table.current_snapshot().is_none(), "nothing was committed by the killed run");
+        assert!(
+            table.current_snapshot().is_none(),
+            "nothing was committed by the killed run"
+        );
     }
-    let out = floe_cmd(dir.path(), Some(&ctx)).args(["ingest", "--resume", &run_id]).output().unwrap();
+    let out = floe_cmd(dir.path(), Some(&ctx))
+        .args(["ingest", "--resume", &run_id])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let table = ctx.floe.load_table(&t).await.unwrap();
     assert_eq!(table.snapshots().len(), 1, "one snapshot");
-    assert_eq!(table_figures(&ctx, &t).await, expected, "exact rows, no duplicates");
+    assert_eq!(
+        table_figures(&ctx, &t).await,
+        expected,
+        "exact rows, no duplicates"
+    );
     // Resuming again is refused: the run is committed.
-    let out = floe_cmd(dir.path(), Some(&ctx)).args(["ingest", "--resume", &run_id]).output().unwrap();
+    let out = floe_cmd(dir.path(), Some(&ctx))
+        .args(["ingest", "--resume", &run_id])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
-    sqlx::query(&format!("DROP TABLE {name}")).execute(&pool).await.unwrap();
+    sqlx::query(&format!("DROP TABLE {name}"))
+        .execute(&pool)
+        .await
+        .unwrap();
 });
 
-both_backends!(bad_sources_are_clear_errors_that_commit_nothing, |ctx: Ctx| async move {
-    let pool = sqlx::PgPool::connect(&source_url()).await.unwrap();
-    let odd = format!("src_odd_{}", ctx.ns);
-    sqlx::query(&format!(
+both_backends!(
+    bad_sources_are_clear_errors_that_commit_nothing,
+    |ctx: Ctx| async move {
+        let pool = sqlx::PgPool::connect(&source_url()).await.unwrap();
+        let odd = format!("src_odd_{}", ctx.ns);
+        sqlx::query(&format!(
         "CREATE TABLE {odd} AS SELECT 1::bigint AS id, interval '1 day' AS span, '{{}}'::jsonb AS doc, 1.5::numeric AS loose"
     ))
     .execute(&pool)
     .await
     .unwrap();
-    let check = |e: floe::Error, kind: ErrorKind, text: &str| {
-        assert_eq!(e.kind(), kind, "{e}");
-        assert!(e.to_string().contains(text), "{e} lacks {text:?}");
-    };
-    let mut o = IngestOptions::new("postgres://floe@127.0.0.1:1/nope", format!("{}.bad", ctx.ns));
-    o.table = Some("anything".into());
-    o.create = true;
-    check(floe::ingest::ingest(&ctx.floe, &o).await.unwrap_err(), ErrorKind::Storage, "cannot connect to the source");
-    let mut o = IngestOptions::new(source_url(), format!("{}.bad", ctx.ns));
-    o.table = Some("no_such_table".into());
-    o.create = true;
-    check(floe::ingest::ingest(&ctx.floe, &o).await.unwrap_err(), ErrorKind::InvalidInput, "no_such_table");
-    o.table = Some(odd.clone());
-    check(floe::ingest::ingest(&ctx.floe, &o).await.unwrap_err(), ErrorKind::InvalidInput, "\"span\" of type interval");
-    o.query = Some(format!("SELECT id, doc FROM {odd}"));
-    o.table = None;
-    o.partition_by = Some(PartitionBy::Id("missing".into()));
-    check(floe::ingest::ingest(&ctx.floe, &o).await.unwrap_err(), ErrorKind::InvalidInput, "no column \"missing\"");
-    o.partition_by = Some(PartitionBy::Hash("doc".into()));
-    check(floe::ingest::ingest(&ctx.floe, &o).await.unwrap_err(), ErrorKind::InvalidInput, "cannot hash");
-    o.query = Some(format!("SELECT id, loose FROM {odd}"));
-    o.partition_by = None;
-    check(floe::ingest::ingest(&ctx.floe, &o).await.unwrap_err(), ErrorKind::InvalidInput, "precision");
-    // Nothing was created or committed.
-    assert!(ctx.floe.load_table(&ctx.table("bad")).await.is_err());
-    sqlx::query(&format!("DROP TABLE {odd}")).execute(&pool).await.unwrap();
-});
+        let check = |e: floe::Error, kind: ErrorKind, text: &str| {
+            assert_eq!(e.kind(), kind, "{e}");
+            assert!(e.to_string().contains(text), "{e} lacks {text:?}");
+        };
+        let mut o = IngestOptions::new("postgres://floe@127.0.0.1:1/nope", format!("{}.bad", ctx.ns));
+        o.table = Some("anything".into());
+        o.create = true;
+        check(
+            floe::ingest::ingest(&ctx.floe, &o).await.unwrap_err(),
+            ErrorKind::Storage,
+            "cannot connect to the source",
+        );
+        let mut o = IngestOptions::new(source_url(), format!("{}.bad", ctx.ns));
+        o.table = Some("no_such_table".into());
+        o.create = true;
+        check(
+            floe::ingest::ingest(&ctx.floe, &o).await.unwrap_err(),
+            ErrorKind::InvalidInput,
+            "no_such_table",
+        );
+        o.table = Some(odd.clone());
+        check(
+            floe::ingest::ingest(&ctx.floe, &o).await.unwrap_err(),
+            ErrorKind::InvalidInput,
+            "\"span\" of type interval",
+        );
+        o.query = Some(format!("SELECT id, doc FROM {odd}"));
+        o.table = None;
+        o.partition_by = Some(PartitionBy::Id("missing".into()));
+        check(
+            floe::ingest::ingest(&ctx.floe, &o).await.unwrap_err(),
+            ErrorKind::InvalidInput,
+            "no column \"missing\"",
+        );
+        o.partition_by = Some(PartitionBy::Hash("doc".into()));
+        check(
+            floe::ingest::ingest(&ctx.floe, &o).await.unwrap_err(),
+            ErrorKind::InvalidInput,
+            "cannot hash",
+        );
+        o.query = Some(format!("SELECT id, loose FROM {odd}"));
+        o.partition_by = None;
+        check(
+            floe::ingest::ingest(&ctx.floe, &o).await.unwrap_err(),
+            ErrorKind::InvalidInput,
+            "precision",
+        );
+        // Nothing was created or committed.
+        assert!(ctx.floe.load_table(&ctx.table("bad")).await.is_err());
+        sqlx::query(&format!("DROP TABLE {odd}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+);

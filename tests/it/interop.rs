@@ -294,44 +294,47 @@ both_backends!(
 // `drop --purge` of a table whose location holds another table's location below it (PyIceberg
 // registers tables wherever it is told): exactly the purged table's files go; the other table is
 // untouched and PyIceberg still reads it.
-both_backends!(purge_leaves_a_table_nested_in_its_location_alone, |ctx: Ctx| async move {
-    if !pyiceberg_available() {
-        eprintln!("skipping: PyIceberg not installed");
-        return;
-    }
-    let cfg = pyiceberg_config(&ctx).to_string();
-    let ns = ctx.ns.to_string();
-    let outer = format!("{}/shared/outer", ctx.floe.warehouse().uri());
-    let inner = format!("{outer}/inner");
-    pyiceberg(&cfg, &["write", &ns, "outer", &outer]);
-    pyiceberg(&cfg, &["write", &ns, "inner", &inner]);
-    let inner_table = ctx.floe.load_table(&ctx.table("inner")).await.unwrap();
-    let inner_files: Vec<String> = ctx.floe.storage().list(&format!("{inner}/")).await.unwrap();
-    assert!(!inner_files.is_empty());
-    // A file under the outer location that no metadata references stays too.
-    let stray = format!("{outer}/notes.txt");
-    ctx.floe
-        .storage()
-        .write(&stray, bytes::Bytes::from_static(b"not a table file"))
-        .await
-        .unwrap();
-
-    ctx.floe.drop_table(&ctx.table("outer"), true).await.unwrap();
-
-    let mut left: Vec<String> = ctx.floe.storage().list(&format!("{outer}/")).await.unwrap();
-    left.sort();
-    let mut expected = inner_files.clone();
-    expected.push(stray);
-    expected.sort();
-    assert_eq!(left, expected, "only the outer table's own files were deleted");
-    let back = pyiceberg(&cfg, &["read", &ns, "inner"]);
-    assert_eq!(back["rows"].as_array().unwrap().len(), 3);
-    assert_eq!(
+both_backends!(
+    purge_leaves_a_table_nested_in_its_location_alone,
+    |ctx: Ctx| async move {
+        if !pyiceberg_available() {
+            eprintln!("skipping: PyIceberg not installed");
+            return;
+        }
+        let cfg = pyiceberg_config(&ctx).to_string();
+        let ns = ctx.ns.to_string();
+        let outer = format!("{}/shared/outer", ctx.floe.warehouse().uri());
+        let inner = format!("{outer}/inner");
+        pyiceberg(&cfg, &["write", &ns, "outer", &outer]);
+        pyiceberg(&cfg, &["write", &ns, "inner", &inner]);
+        let inner_table = ctx.floe.load_table(&ctx.table("inner")).await.unwrap();
+        let inner_files: Vec<String> = ctx.floe.storage().list(&format!("{inner}/")).await.unwrap();
+        assert!(!inner_files.is_empty());
+        // A file under the outer location that no metadata references stays too.
+        let stray = format!("{outer}/notes.txt");
         ctx.floe
-            .load_table(&ctx.table("inner"))
+            .storage()
+            .write(&stray, bytes::Bytes::from_static(b"not a table file"))
             .await
-            .unwrap()
-            .metadata_location(),
-        inner_table.metadata_location()
-    );
-});
+            .unwrap();
+
+        ctx.floe.drop_table(&ctx.table("outer"), true).await.unwrap();
+
+        let mut left: Vec<String> = ctx.floe.storage().list(&format!("{outer}/")).await.unwrap();
+        left.sort();
+        let mut expected = inner_files.clone();
+        expected.push(stray);
+        expected.sort();
+        assert_eq!(left, expected, "only the outer table's own files were deleted");
+        let back = pyiceberg(&cfg, &["read", &ns, "inner"]);
+        assert_eq!(back["rows"].as_array().unwrap().len(), 3);
+        assert_eq!(
+            ctx.floe
+                .load_table(&ctx.table("inner"))
+                .await
+                .unwrap()
+                .metadata_location(),
+            inner_table.metadata_location()
+        );
+    }
+);

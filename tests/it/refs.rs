@@ -179,12 +179,22 @@ both_backends!(delete_on_a_new_branch_then_publish, |ctx: Ctx| async move {
         .unwrap();
     let r = ctx
         .floe
-        .delete(&t, RowFilter::sql("id < 10"), &CommitOptions::on_branch("cleanup"))
+        .delete(
+            &t,
+            RowFilter::sql("id < 10"),
+            &CommitOptions::on_branch("cleanup"),
+        )
         .await
         .unwrap();
     assert!(r.snapshot_id.is_some());
-    assert_eq!(ids(&ctx.floe, &t, At::Ref("cleanup".into())).await, (10..100).collect::<Vec<_>>());
+    assert_eq!(
+        ids(&ctx.floe, &t, At::Ref("cleanup".into())).await,
+        (10..100).collect::<Vec<_>>()
+    );
     assert_eq!(ids(&ctx.floe, &t, At::Current).await.len(), 100);
     ctx.floe.publish(&t, "cleanup").await.unwrap();
-    assert_eq!(ids(&ctx.floe, &t, At::Current).await, (10..100).collect::<Vec<_>>());
+    assert_eq!(
+        ids(&ctx.floe, &t, At::Current).await,
+        (10..100).collect::<Vec<_>>()
+    );
 });

@@ -38,7 +38,8 @@ fn env(name: &str) -> Option<String> {
 /// Whether a test may skip what needs a server or PyIceberg when it is missing: only when
 /// `FLOE_TEST_SKIP_SERVERS=1`, and never under the test command (`FLOE_TEST_REQUIRE_SERVERS=1`).
 pub fn may_skip_servers() -> bool {
-    env("FLOE_TEST_SKIP_SERVERS").as_deref() == Some("1") && env("FLOE_TEST_REQUIRE_SERVERS").as_deref() != Some("1")
+    env("FLOE_TEST_SKIP_SERVERS").as_deref() == Some("1")
+        && env("FLOE_TEST_REQUIRE_SERVERS").as_deref() != Some("1")
 }
 
 /// S3 settings of the test server, if configured.

@@ -42,150 +42,177 @@ fn with_isolation(isolation: Isolation) -> CommitOptions {
     }
 }
 
-both_backends!(overwrite_conflicts_with_a_concurrent_append_of_matching_rows, |ctx: Ctx| async move {
-    let t = ctx.table("events");
-    ctx.create_events_table(&t, &[]).await;
-    ctx.floe
-        .append(&t, stream(vec![events(0..100)]), &CommitOptions::default())
-        .await
-        .unwrap();
-    // The overwrite reads the table and writes its rows...
-    let mut tx = ctx.floe.transaction();
-    tx.overwrite(
-        &t,
-        Some(RowFilter::sql("id < 50")),
-        stream(vec![events(500..510)]),
-        &CommitOptions::default(),
-    )
-    .await
-    .unwrap();
-    // ...while another writer appends rows the filter matches.
-    let appended = ctx
-        .floe
-        .append(&t, stream(vec![events(10..15)]), &CommitOptions::default())
-        .await
-        .unwrap();
-    let err = tx.commit().await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
-    assert_eq!(err.conflicting_snapshot(), appended.snapshot_id, "{err}");
-    assert!(err.to_string().contains("id < 50"), "{err}");
-    // Nothing of the overwrite landed; the append's rows are all there; the overwrite's files are gone.
-    let mut expected: Vec<i64> = (0..100).chain(10..15).collect();
-    expected.sort();
-    assert_eq!(ids(&ctx.floe, &t, At::Current).await, expected);
-    assert_eq!(data_files_on_storage(&ctx, &t).await, live_files(&ctx, &t).await);
-});
-
-both_backends!(overwrite_lands_over_a_concurrent_append_its_filter_cannot_match, |ctx: Ctx| async move {
-    let t = ctx.table("events");
-    ctx.create_events_table(&t, &[]).await;
-    ctx.floe
-        .append(&t, stream(vec![events(0..100)]), &CommitOptions::default())
-        .await
-        .unwrap();
-    let mut tx = ctx.floe.transaction();
-    tx.overwrite(
-        &t,
-        Some(RowFilter::sql("id < 50")),
-        stream(vec![events(500..510)]),
-        &CommitOptions::default(),
-    )
-    .await
-    .unwrap();
-    // The appended file's bounds (id 1000..1004) rule out `id < 50`.
-    ctx.floe
-        .append(&t, stream(vec![events(1000..1005)]), &CommitOptions::default())
-        .await
-        .unwrap();
-    let r = tx.commit().await.unwrap().pop().unwrap();
-    assert_eq!(r.attempts, 2, "the first swap lost the race, the retry validated and landed");
-    let expected: Vec<i64> = (50..100).chain(500..510).chain(1000..1005).collect();
-    assert_eq!(ids(&ctx.floe, &t, At::Current).await, expected);
-});
-
-both_backends!(snapshot_isolation_keeps_concurrently_appended_rows, |ctx: Ctx| async move {
-    let t = ctx.table("events");
-    ctx.create_events_table(&t, &[]).await;
-    ctx.floe
-        .append(&t, stream(vec![events(0..100)]), &CommitOptions::default())
-        .await
-        .unwrap();
-    let mut tx = ctx.floe.transaction();
-    tx.overwrite(
-        &t,
-        Some(RowFilter::sql("id < 50")),
-        stream(vec![events(500..510)]),
-        &with_isolation(Isolation::Snapshot),
-    )
-    .await
-    .unwrap();
-    ctx.floe
-        .append(&t, stream(vec![events(10..15)]), &CommitOptions::default())
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    // The overwrite replaced the rows it saw; the concurrent ones survive.
-    let mut expected: Vec<i64> = (50..100).chain(500..510).chain(10..15).collect();
-    expected.sort();
-    assert_eq!(ids(&ctx.floe, &t, At::Current).await, expected);
-});
-
-both_backends!(a_concurrent_rewrite_of_a_file_read_conflicts_in_both_isolations, |ctx: Ctx| async move {
-    for isolation in [Isolation::Serializable, Isolation::Snapshot] {
-        let t = ctx.table(&format!("events_{isolation:?}").to_lowercase());
+both_backends!(
+    overwrite_conflicts_with_a_concurrent_append_of_matching_rows,
+    |ctx: Ctx| async move {
+        let t = ctx.table("events");
         ctx.create_events_table(&t, &[]).await;
         ctx.floe
-            .append(&t, stream(vec![events(0..20)]), &CommitOptions::default())
+            .append(&t, stream(vec![events(0..100)]), &CommitOptions::default())
             .await
             .unwrap();
+        // The overwrite reads the table and writes its rows...
         let mut tx = ctx.floe.transaction();
-        tx.delete(&t, RowFilter::sql("id < 5"), &with_isolation(isolation))
-            .await
-            .unwrap();
-        // Another delete rewrites the same file first.
-        ctx.floe
-            .delete(&t, RowFilter::sql("id = 7"), &CommitOptions::default())
+        tx.overwrite(
+            &t,
+            Some(RowFilter::sql("id < 50")),
+            stream(vec![events(500..510)]),
+            &CommitOptions::default(),
+        )
+        .await
+        .unwrap();
+        // ...while another writer appends rows the filter matches.
+        let appended = ctx
+            .floe
+            .append(&t, stream(vec![events(10..15)]), &CommitOptions::default())
             .await
             .unwrap();
         let err = tx.commit().await.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Conflict, "{isolation:?}: {err}");
-        let expected: Vec<i64> = (0..20).filter(|i| *i != 7).collect();
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+        assert_eq!(err.conflicting_snapshot(), appended.snapshot_id, "{err}");
+        assert!(err.to_string().contains("id < 50"), "{err}");
+        // Nothing of the overwrite landed; the append's rows are all there; the overwrite's files are gone.
+        let mut expected: Vec<i64> = (0..100).chain(10..15).collect();
+        expected.sort();
         assert_eq!(ids(&ctx.floe, &t, At::Current).await, expected);
-        assert_eq!(data_files_on_storage(&ctx, &t).await.len(), 2, "the conflicting rewrite's file is gone");
+        assert_eq!(data_files_on_storage(&ctx, &t).await, live_files(&ctx, &t).await);
     }
-});
+);
 
-both_backends!(whole_table_overwrite_against_a_concurrent_append, |ctx: Ctx| async move {
-    for isolation in [Isolation::Serializable, Isolation::Snapshot] {
-        let t = ctx.table(&format!("events_{isolation:?}").to_lowercase());
+both_backends!(
+    overwrite_lands_over_a_concurrent_append_its_filter_cannot_match,
+    |ctx: Ctx| async move {
+        let t = ctx.table("events");
         ctx.create_events_table(&t, &[]).await;
         ctx.floe
-            .append(&t, stream(vec![events(0..10)]), &CommitOptions::default())
+            .append(&t, stream(vec![events(0..100)]), &CommitOptions::default())
             .await
             .unwrap();
         let mut tx = ctx.floe.transaction();
-        tx.overwrite(&t, None, stream(vec![events(100..103)]), &with_isolation(isolation))
-            .await
-            .unwrap();
+        tx.overwrite(
+            &t,
+            Some(RowFilter::sql("id < 50")),
+            stream(vec![events(500..510)]),
+            &CommitOptions::default(),
+        )
+        .await
+        .unwrap();
+        // The appended file's bounds (id 1000..1004) rule out `id < 50`.
         ctx.floe
-            .append(&t, stream(vec![events(20..22)]), &CommitOptions::default())
+            .append(&t, stream(vec![events(1000..1005)]), &CommitOptions::default())
             .await
             .unwrap();
-        let result = tx.commit().await;
-        match isolation {
-            Isolation::Serializable => {
-                assert_eq!(result.unwrap_err().kind(), ErrorKind::Conflict);
-                let expected: Vec<i64> = (0..10).chain(20..22).collect();
-                assert_eq!(ids(&ctx.floe, &t, At::Current).await, expected);
-            }
-            Isolation::Snapshot => {
-                result.unwrap();
-                let expected: Vec<i64> = (20..22).chain(100..103).collect();
-                assert_eq!(ids(&ctx.floe, &t, At::Current).await, expected);
+        let r = tx.commit().await.unwrap().pop().unwrap();
+        assert_eq!(
+            r.attempts, 2,
+            "the first swap lost the race, the retry validated and landed"
+        );
+        let expected: Vec<i64> = (50..100).chain(500..510).chain(1000..1005).collect();
+        assert_eq!(ids(&ctx.floe, &t, At::Current).await, expected);
+    }
+);
+
+both_backends!(
+    snapshot_isolation_keeps_concurrently_appended_rows,
+    |ctx: Ctx| async move {
+        let t = ctx.table("events");
+        ctx.create_events_table(&t, &[]).await;
+        ctx.floe
+            .append(&t, stream(vec![events(0..100)]), &CommitOptions::default())
+            .await
+            .unwrap();
+        let mut tx = ctx.floe.transaction();
+        tx.overwrite(
+            &t,
+            Some(RowFilter::sql("id < 50")),
+            stream(vec![events(500..510)]),
+            &with_isolation(Isolation::Snapshot),
+        )
+        .await
+        .unwrap();
+        ctx.floe
+            .append(&t, stream(vec![events(10..15)]), &CommitOptions::default())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        // The overwrite replaced the rows it saw; the concurrent ones survive.
+        let mut expected: Vec<i64> = (50..100).chain(500..510).chain(10..15).collect();
+        expected.sort();
+        assert_eq!(ids(&ctx.floe, &t, At::Current).await, expected);
+    }
+);
+
+both_backends!(
+    a_concurrent_rewrite_of_a_file_read_conflicts_in_both_isolations,
+    |ctx: Ctx| async move {
+        for isolation in [Isolation::Serializable, Isolation::Snapshot] {
+            let t = ctx.table(&format!("events_{isolation:?}").to_lowercase());
+            ctx.create_events_table(&t, &[]).await;
+            ctx.floe
+                .append(&t, stream(vec![events(0..20)]), &CommitOptions::default())
+                .await
+                .unwrap();
+            let mut tx = ctx.floe.transaction();
+            tx.delete(&t, RowFilter::sql("id < 5"), &with_isolation(isolation))
+                .await
+                .unwrap();
+            // Another delete rewrites the same file first.
+            ctx.floe
+                .delete(&t, RowFilter::sql("id = 7"), &CommitOptions::default())
+                .await
+                .unwrap();
+            let err = tx.commit().await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Conflict, "{isolation:?}: {err}");
+            let expected: Vec<i64> = (0..20).filter(|i| *i != 7).collect();
+            assert_eq!(ids(&ctx.floe, &t, At::Current).await, expected);
+            assert_eq!(
+                data_files_on_storage(&ctx, &t).await.len(),
+                2,
+                "the conflicting rewrite's file is gone"
+            );
+        }
+    }
+);
+
+both_backends!(
+    whole_table_overwrite_against_a_concurrent_append,
+    |ctx: Ctx| async move {
+        for isolation in [Isolation::Serializable, Isolation::Snapshot] {
+            let t = ctx.table(&format!("events_{isolation:?}").to_lowercase());
+            ctx.create_events_table(&t, &[]).await;
+            ctx.floe
+                .append(&t, stream(vec![events(0..10)]), &CommitOptions::default())
+                .await
+                .unwrap();
+            let mut tx = ctx.floe.transaction();
+            tx.overwrite(
+                &t,
+                None,
+                stream(vec![events(100..103)]),
+                &with_isolation(isolation),
+            )
+            .await
+            .unwrap();
+            ctx.floe
+                .append(&t, stream(vec![events(20..22)]), &CommitOptions::default())
+                .await
+                .unwrap();
+            let result = tx.commit().await;
+            match isolation {
+                Isolation::Serializable => {
+                    assert_eq!(result.unwrap_err().kind(), ErrorKind::Conflict);
+                    let expected: Vec<i64> = (0..10).chain(20..22).collect();
+                    assert_eq!(ids(&ctx.floe, &t, At::Current).await, expected);
+                }
+                Isolation::Snapshot => {
+                    result.unwrap();
+                    let expected: Vec<i64> = (20..22).chain(100..103).collect();
+                    assert_eq!(ids(&ctx.floe, &t, At::Current).await, expected);
+                }
             }
         }
     }
-});
+);
 
 both_backends!(a_delete_matching_nothing_commits_nothing, |ctx: Ctx| async move {
     let t = ctx.table("events");
@@ -209,7 +236,10 @@ both_backends!(a_delete_matching_nothing_commits_nothing, |ctx: Ctx| async move 
     assert_eq!(empty.snapshot_id, None);
     let table = ctx.floe.load_table(&t).await.unwrap();
     assert_eq!(table.snapshots().len(), 1);
-    assert_eq!(table.current_snapshot().map(|s| s.snapshot_id()), first.snapshot_id);
+    assert_eq!(
+        table.current_snapshot().map(|s| s.snapshot_id()),
+        first.snapshot_id
+    );
 });
 
 both_backends!(a_multi_table_transaction_lands_whole, |ctx: Ctx| async move {
@@ -235,75 +265,96 @@ both_backends!(a_multi_table_transaction_lands_whole, |ctx: Ctx| async move {
     assert_eq!(ids(&ctx.floe, &b, At::Current).await, (5..10).collect::<Vec<_>>());
 });
 
-both_backends!(a_multi_table_transaction_with_one_conflict_changes_no_table, |ctx: Ctx| async move {
-    let a = ctx.table("a");
-    let b = ctx.table("b");
-    ctx.create_events_table(&a, &[]).await;
-    ctx.create_events_table(&b, &[]).await;
-    ctx.floe
-        .append(&b, stream(vec![events(0..10)]), &CommitOptions::default())
+both_backends!(
+    a_multi_table_transaction_with_one_conflict_changes_no_table,
+    |ctx: Ctx| async move {
+        let a = ctx.table("a");
+        let b = ctx.table("b");
+        ctx.create_events_table(&a, &[]).await;
+        ctx.create_events_table(&b, &[]).await;
+        ctx.floe
+            .append(&b, stream(vec![events(0..10)]), &CommitOptions::default())
+            .await
+            .unwrap();
+        let a_before = ctx
+            .floe
+            .load_table(&a)
+            .await
+            .unwrap()
+            .metadata_location()
+            .to_string();
+        let mut tx = ctx.floe.transaction();
+        tx.append(&a, stream(vec![events(0..3)]), &CommitOptions::default())
+            .await
+            .unwrap();
+        tx.overwrite(
+            &b,
+            Some(RowFilter::sql("id < 5")),
+            stream(vec![events(50..52)]),
+            &CommitOptions::default(),
+        )
         .await
         .unwrap();
-    let a_before = ctx.floe.load_table(&a).await.unwrap().metadata_location().to_string();
-    let mut tx = ctx.floe.transaction();
-    tx.append(&a, stream(vec![events(0..3)]), &CommitOptions::default())
-        .await
-        .unwrap();
-    tx.overwrite(&b, Some(RowFilter::sql("id < 5")), stream(vec![events(50..52)]), &CommitOptions::default())
-        .await
-        .unwrap();
-    // b gets rows the overwrite's filter matches: b's part of the transaction conflicts.
-    ctx.floe
-        .append(&b, stream(vec![events(1..2)]), &CommitOptions::default())
-        .await
-        .unwrap();
-    let err = tx.commit().await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
-    // a is untouched: same metadata, no snapshot, no data file left behind.
-    let a_after = ctx.floe.load_table(&a).await.unwrap();
-    assert_eq!(a_after.metadata_location(), a_before);
-    assert!(a_after.current_snapshot().is_none());
-    assert!(data_files_on_storage(&ctx, &a).await.is_empty());
-    let mut expected: Vec<i64> = (0..10).chain(1..2).collect();
-    expected.sort();
-    assert_eq!(ids(&ctx.floe, &b, At::Current).await, expected);
-    assert_eq!(data_files_on_storage(&ctx, &b).await, live_files(&ctx, &b).await);
-});
-
-both_backends!(a_lost_reply_after_the_swap_landed_is_found_and_applied_once, |ctx: Ctx| async move {
-    let t = ctx.table("events");
-    ctx.create_events_table(&t, &[]).await;
-    ctx.floe
-        .append(&t, stream(vec![events(0..3)]), &CommitOptions::default())
-        .await
-        .unwrap();
-    let (floe, faulty) = faulty_floe(ctx.settings.clone(), vec![Fault::LoseReplyAfterSwap]).await;
-    let r = floe
-        .append(&t, stream(vec![events(3..5)]), &CommitOptions::default())
-        .await
-        .unwrap();
-    assert_eq!(faulty.swaps(), 1, "the retry found its own snapshot and swapped nothing again");
-    let table = ctx.floe.load_table(&t).await.unwrap();
-    assert_eq!(table.snapshots().len(), 2);
-    assert_eq!(table.current_snapshot().map(|s| s.snapshot_id()), r.snapshot_id);
-    assert_eq!(ids(&ctx.floe, &t, At::Current).await, (0..5).collect::<Vec<_>>());
-    // Every file it references is still there.
-    for f in live_files(&ctx, &t).await {
-        assert!(ctx.floe.storage().exists(&f).await.unwrap(), "{f} was deleted");
+        // b gets rows the overwrite's filter matches: b's part of the transaction conflicts.
+        ctx.floe
+            .append(&b, stream(vec![events(1..2)]), &CommitOptions::default())
+            .await
+            .unwrap();
+        let err = tx.commit().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+        // a is untouched: same metadata, no snapshot, no data file left behind.
+        let a_after = ctx.floe.load_table(&a).await.unwrap();
+        assert_eq!(a_after.metadata_location(), a_before);
+        assert!(a_after.current_snapshot().is_none());
+        assert!(data_files_on_storage(&ctx, &a).await.is_empty());
+        let mut expected: Vec<i64> = (0..10).chain(1..2).collect();
+        expected.sort();
+        assert_eq!(ids(&ctx.floe, &b, At::Current).await, expected);
+        assert_eq!(data_files_on_storage(&ctx, &b).await, live_files(&ctx, &b).await);
     }
-    let list = table.current_snapshot().unwrap().manifest_list().to_string();
-    assert!(ctx.floe.storage().exists(&list).await.unwrap());
+);
 
-    // The same for a copy-on-write delete, whose files are rewrites.
-    let (floe, _) = faulty_floe(ctx.settings.clone(), vec![Fault::LoseReplyAfterSwap]).await;
-    floe.delete(&t, RowFilter::sql("id = 1"), &CommitOptions::default())
-        .await
-        .unwrap();
-    assert_eq!(ids(&ctx.floe, &t, At::Current).await, vec![0, 2, 3, 4]);
-    for f in live_files(&ctx, &t).await {
-        assert!(ctx.floe.storage().exists(&f).await.unwrap(), "{f} was deleted");
+both_backends!(
+    a_lost_reply_after_the_swap_landed_is_found_and_applied_once,
+    |ctx: Ctx| async move {
+        let t = ctx.table("events");
+        ctx.create_events_table(&t, &[]).await;
+        ctx.floe
+            .append(&t, stream(vec![events(0..3)]), &CommitOptions::default())
+            .await
+            .unwrap();
+        let (floe, faulty) = faulty_floe(ctx.settings.clone(), vec![Fault::LoseReplyAfterSwap]).await;
+        let r = floe
+            .append(&t, stream(vec![events(3..5)]), &CommitOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            faulty.swaps(),
+            1,
+            "the retry found its own snapshot and swapped nothing again"
+        );
+        let table = ctx.floe.load_table(&t).await.unwrap();
+        assert_eq!(table.snapshots().len(), 2);
+        assert_eq!(table.current_snapshot().map(|s| s.snapshot_id()), r.snapshot_id);
+        assert_eq!(ids(&ctx.floe, &t, At::Current).await, (0..5).collect::<Vec<_>>());
+        // Every file it references is still there.
+        for f in live_files(&ctx, &t).await {
+            assert!(ctx.floe.storage().exists(&f).await.unwrap(), "{f} was deleted");
+        }
+        let list = table.current_snapshot().unwrap().manifest_list().to_string();
+        assert!(ctx.floe.storage().exists(&list).await.unwrap());
+
+        // The same for a copy-on-write delete, whose files are rewrites.
+        let (floe, _) = faulty_floe(ctx.settings.clone(), vec![Fault::LoseReplyAfterSwap]).await;
+        floe.delete(&t, RowFilter::sql("id = 1"), &CommitOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(ids(&ctx.floe, &t, At::Current).await, vec![0, 2, 3, 4]);
+        for f in live_files(&ctx, &t).await {
+            assert!(ctx.floe.storage().exists(&f).await.unwrap(), "{f} was deleted");
+        }
     }
-});
+);
 
 both_backends!(a_failed_statement_is_a_certain_failure, |ctx: Ctx| async move {
     let t = ctx.table("events");
@@ -353,5 +404,8 @@ both_backends!(a_failed_statement_is_a_certain_failure, |ctx: Ctx| async move {
     let mut expected = metadata_before_2.clone();
     metadata_after.sort();
     expected.sort();
-    assert_eq!(metadata_after, expected, "the failed attempts' manifests and metadata are gone");
+    assert_eq!(
+        metadata_after, expected,
+        "the failed attempts' manifests and metadata are gone"
+    );
 });

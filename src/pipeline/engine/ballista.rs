@@ -64,14 +64,22 @@ impl Engine for BallistaEngine {
 
     async fn run(&self, stage: Stage, inputs: &BTreeMap<&'static str, PinnedTable>) -> Result<Vec<Rows>> {
         if stage == Stage::Ingest {
-            return Err(Error::internal("ingest runs through floe's input reader, not an engine"));
+            return Err(Error::internal(
+                "ingest runs through floe's input reader, not an engine",
+            ));
         }
         self.check().await?;
         let ctx = self.context().await?;
         for (name, input) in inputs {
             let provider = match input.snapshot_id {
                 Some(id) => match crate::table::plain_files::plain_parquet_files(&input.table, id).await? {
-                    Some(plain) => super::datafusion::listing_table(&ctx, input.table.storage(), &plain)?,
+                    Some(mut plain) => {
+                        // Every column read as nullable: Ballista 53 carries a base table's NOT NULL
+                        // through an outer join's shuffle and then refuses the join's nulls. floe's
+                        // writer checks the output table's own required columns.
+                        plain.schema = nullable(&plain.schema);
+                        super::datafusion::listing_table(&ctx, input.table.storage(), &plain)?
+                    }
                     None => {
                         return Err(Error::new(
                             ErrorKind::Engine,
@@ -90,6 +98,7 @@ impl Engine for BallistaEngine {
             };
             ctx.register_table(*name, provider)?;
         }
+        let deadline = tokio::time::Instant::now() + stage_timeout()?;
         let mut out = Vec::new();
         for q in super::sql::DATAFUSION.stage(stage) {
             let df = ctx
@@ -100,13 +109,32 @@ impl Engine for BallistaEngine {
                 .execute_stream()
                 .await
                 .map_err(|e| Error::new(ErrorKind::Engine, format!("ballista: {e}")))?;
-            out.push(
-                stream
-                    .map(|r| r.map_err(|e| Error::new(ErrorKind::Engine, format!("ballista: {e}"))))
-                    .boxed(),
-            );
+            let stream =
+                stream.map(|r| r.map_err(|e| Error::new(ErrorKind::Engine, format!("ballista: {e}"))));
+            out.push(within(deadline, stage, stream).boxed());
         }
         Ok(out)
+    }
+
+    fn lost_workers(&self, error: &Error) -> bool {
+        // An executor that died takes its shuffle and result files with it: fetching them fails
+        // with a connection or transport error (the scheduler reruns lost map tasks itself, but
+        // results of a finished job are fetched by the driver).
+        let text = error.to_string();
+        [
+            "GrpcConnectionError",
+            "Connection refused",
+            "connection reset",
+            "Connection reset",
+            "broken pipe",
+            "Broken pipe",
+            "transport error",
+            "FetchFailed",
+            "error reading a body",
+            "h2 protocol error",
+        ]
+        .iter()
+        .any(|m| text.contains(m))
     }
 
     fn code(&self, stage: Stage) -> String {
@@ -117,4 +145,57 @@ impl Engine for BallistaEngine {
             include_str!("datafusion.rs")
         )
     }
+}
+
+/// How long a stage may run on the cluster: `FLOE_CLUSTER_STAGE_TIMEOUT` (`30m`, `2h`, ...), by
+/// default an hour. A cluster whose executors cannot run a task (one of another floe version, which
+/// cannot decode the plan) makes Ballista reschedule the task forever; this ends the wait.
+fn stage_timeout() -> Result<std::time::Duration> {
+    match std::env::var("FLOE_CLUSTER_STAGE_TIMEOUT") {
+        Ok(t) if !t.trim().is_empty() => crate::units::parse_duration(&t).map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                format!("FLOE_CLUSTER_STAGE_TIMEOUT: {}", e.message()),
+            )
+        }),
+        _ => Ok(std::time::Duration::from_secs(3600)),
+    }
+}
+
+/// `stream`, ended with a clear error once `deadline` passes.
+fn within(
+    deadline: tokio::time::Instant,
+    stage: Stage,
+    stream: impl futures::Stream<Item = Result<arrow::array::RecordBatch>> + Send + Unpin + 'static,
+) -> impl futures::Stream<Item = Result<arrow::array::RecordBatch>> + Send {
+    futures::stream::unfold(Some(stream), move |state| async move {
+        let mut stream = state?;
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(item)) => Some((item, Some(stream))),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(Error::new(
+                    ErrorKind::Engine,
+                    format!(
+                        "stage {stage} did not finish on the cluster within FLOE_CLUSTER_STAGE_TIMEOUT; the \
+                         scheduler's log says why its tasks do not run (executors down or of another floe version)"
+                    ),
+                )),
+                None,
+            )),
+        }
+    })
+}
+
+/// `schema` with every field nullable.
+fn nullable(schema: &arrow::datatypes::SchemaRef) -> arrow::datatypes::SchemaRef {
+    let fields: Vec<arrow::datatypes::Field> = schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    std::sync::Arc::new(arrow::datatypes::Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    ))
 }

@@ -119,7 +119,8 @@ async fn register(ctx: &SessionContext, name: &str, input: &PinnedTable) -> Resu
         Some(id) => match crate::table::plain_files::plain_parquet_files(&input.table, id).await? {
             Some(plain) => listing_table(ctx, input.table.storage(), &plain)?,
             None => Arc::new(
-                IcebergStaticTableProvider::try_new_from_table_snapshot(input.table.iceberg_table()?, id).await?,
+                IcebergStaticTableProvider::try_new_from_table_snapshot(input.table.iceberg_table()?, id)
+                    .await?,
             ),
         },
         None => Arc::new(MemTable::try_new(input.table.arrow_schema()?, vec![vec![]])?),
@@ -136,7 +137,9 @@ pub(crate) fn listing_table(
     plain: &crate::table::plain_files::PlainFiles,
 ) -> Result<Arc<dyn datafusion::datasource::TableProvider>> {
     use datafusion::datasource::file_format::parquet::ParquetFormat;
-    use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+    use datafusion::datasource::listing::{
+        ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+    };
     if plain.files.is_empty() {
         return Ok(Arc::new(MemTable::try_new(plain.schema.clone(), vec![vec![]])?));
     }
@@ -200,6 +203,10 @@ impl Engine for DataFusionEngine {
 
     fn code(&self, stage: Stage) -> String {
         // The UDFs are registered from this file.
-        format!("{}\n{}", super::sql::DATAFUSION.stage(stage).join(";\n"), include_str!("datafusion.rs"))
+        format!(
+            "{}\n{}",
+            super::sql::DATAFUSION.stage(stage).join(";\n"),
+            include_str!("datafusion.rs")
+        )
     }
 }

@@ -104,14 +104,21 @@ macro_rules! rule_signature {
                 Ok((state.0)(&args)?)
             }
             fn signatures() -> Vec<ArrowFunctionSignature> {
-                vec![ArrowFunctionSignature::exact(vec![DataType::Utf8; $args], $returns)]
+                vec![ArrowFunctionSignature::exact(
+                    vec![DataType::Utf8; $args],
+                    $returns,
+                )]
             }
         }
     };
 }
 
 rule_signature!(TextToText, 1, DataType::Utf8);
-rule_signature!(TextToTimestamp, 1, DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None));
+rule_signature!(
+    TextToTimestamp,
+    1,
+    DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None)
+);
 rule_signature!(TextToBool, 1, DataType::Boolean);
 rule_signature!(TextToMoney, 1, DataType::Decimal128(12, 2));
 rule_signature!(TextToLong, 1, DataType::Int64);
@@ -124,9 +131,13 @@ pub(crate) fn register_rules(conn: &Connection) -> Result<()> {
         let k = Kernel(f.kernel);
         let registered = match (f.args, &f.returns) {
             (1, DataType::Utf8) => conn.register_scalar_function_with_state::<TextToText>(f.name, &k),
-            (1, DataType::Timestamp(..)) => conn.register_scalar_function_with_state::<TextToTimestamp>(f.name, &k),
+            (1, DataType::Timestamp(..)) => {
+                conn.register_scalar_function_with_state::<TextToTimestamp>(f.name, &k)
+            }
             (1, DataType::Boolean) => conn.register_scalar_function_with_state::<TextToBool>(f.name, &k),
-            (1, DataType::Decimal128(..)) => conn.register_scalar_function_with_state::<TextToMoney>(f.name, &k),
+            (1, DataType::Decimal128(..)) => {
+                conn.register_scalar_function_with_state::<TextToMoney>(f.name, &k)
+            }
             (1, DataType::Int64) => conn.register_scalar_function_with_state::<TextToLong>(f.name, &k),
             (10, DataType::Utf8) => conn.register_scalar_function_with_state::<RecordToText>(f.name, &k),
             (n, t) => {
@@ -393,10 +404,18 @@ impl Engine for DuckDbEngine {
         let mut copies = Vec::new();
         let queries = super::sql::DUCKDB.stage(stage);
         for (table, q) in outputs.iter().zip(&queries) {
-            let Some(location) = table.location().strip_prefix("file://") else {
+            let Some(location) = url::Url::parse(table.location())
+                .ok()
+                .filter(|u| u.scheme() == "file")
+                .and_then(|u| u.to_file_path().ok())
+            else {
                 return Ok(None);
             };
-            let dir = format!("{location}/data/{stage}-{}", uuid::Uuid::now_v7().simple());
+            // DuckDB creates the run's own directory, not its parents (a new table has none yet).
+            let data = location.join("data");
+            std::fs::create_dir_all(&data)
+                .map_err(|e| Error::wrap(ErrorKind::Storage, format!("creating {}", data.display()), e))?;
+            let dir = format!("{}/{stage}-{}", data.display(), uuid::Uuid::now_v7().simple());
             match copy_statement(table, q, &dir)? {
                 Some((sql, partition_columns)) => copies.push((table.clone(), dir, sql, partition_columns)),
                 None => return Ok(None),
@@ -408,46 +427,47 @@ impl Engine for DuckDbEngine {
             load(&conn, name, input).await?;
         }
         let dirs: Vec<String> = copies.iter().map(|(_, d, _, _)| d.clone()).collect();
-        let written = tokio::task::spawn_blocking(move || -> Result<Vec<Vec<crate::table::add_files::FileToAdd>>> {
-            let _spill = spill;
-            let c = conn.lock().expect("duckdb connection");
-            let mut out = Vec::new();
-            for (table, dir, sql, partition_columns) in &copies {
-                let mut stmt = c.prepare(sql).map_err(duck_error)?;
-                let mut files = Vec::new();
-                for batch in stmt.query_arrow([]).map_err(duck_error)? {
-                    let Some(list) = batch
-                        .column_by_name("Files")
-                        .and_then(|c| c.as_any().downcast_ref::<arrow::array::ListArray>().cloned())
-                    else {
-                        return Err(Error::internal("DuckDB's COPY returned no Files column"));
-                    };
-                    for i in 0..arrow::array::Array::len(&list) {
-                        let values = list.value(i);
-                        let paths = arrow::compute::cast(&values, &DataType::Utf8)?;
-                        let paths = paths
-                            .as_any()
-                            .downcast_ref::<arrow::array::StringArray>()
-                            .ok_or_else(|| Error::internal("DuckDB's COPY file list is not text"))?;
-                        for p in paths.iter().flatten() {
-                            let partition = if partition_columns.is_empty() {
-                                None
-                            } else {
-                                Some(partition_from_path(table, dir, p, partition_columns)?)
-                            };
-                            files.push(crate::table::add_files::FileToAdd {
-                                uri: format!("file://{p}"),
-                                partition,
-                            });
+        let written =
+            tokio::task::spawn_blocking(move || -> Result<Vec<Vec<crate::table::add_files::FileToAdd>>> {
+                let _spill = spill;
+                let c = conn.lock().expect("duckdb connection");
+                let mut out = Vec::new();
+                for (table, dir, sql, partition_columns) in &copies {
+                    let mut stmt = c.prepare(sql).map_err(duck_error)?;
+                    let mut files = Vec::new();
+                    for batch in stmt.query_arrow([]).map_err(duck_error)? {
+                        let Some(list) = batch
+                            .column_by_name("Files")
+                            .and_then(|c| c.as_any().downcast_ref::<arrow::array::ListArray>().cloned())
+                        else {
+                            return Err(Error::internal("DuckDB's COPY returned no Files column"));
+                        };
+                        for i in 0..arrow::array::Array::len(&list) {
+                            let values = list.value(i);
+                            let paths = arrow::compute::cast(&values, &DataType::Utf8)?;
+                            let paths = paths
+                                .as_any()
+                                .downcast_ref::<arrow::array::StringArray>()
+                                .ok_or_else(|| Error::internal("DuckDB's COPY file list is not text"))?;
+                            for p in paths.iter().flatten() {
+                                let partition = if partition_columns.is_empty() {
+                                    None
+                                } else {
+                                    Some(partition_from_path(table, dir, p, partition_columns)?)
+                                };
+                                files.push(crate::table::add_files::FileToAdd {
+                                    uri: format!("file://{p}"),
+                                    partition,
+                                });
+                            }
                         }
                     }
+                    out.push(files);
                 }
-                out.push(files);
-            }
-            Ok(out)
-        })
-        .await
-        .map_err(|e| Error::internal(format!("duckdb copy: {e}")))?;
+                Ok(out)
+            })
+            .await
+            .map_err(|e| Error::internal(format!("duckdb copy: {e}")))?;
         match written {
             Ok(files) => Ok(Some(files)),
             Err(e) => {
@@ -462,7 +482,11 @@ impl Engine for DuckDbEngine {
 
     fn code(&self, stage: Stage) -> String {
         // The rules are registered from this file (their code is in every stage's key already).
-        format!("{}\n{}", super::sql::DUCKDB.stage(stage).join(";\n"), include_str!("duckdb.rs"))
+        format!(
+            "{}\n{}",
+            super::sql::DUCKDB.stage(stage).join(";\n"),
+            include_str!("duckdb.rs")
+        )
     }
 }
 
@@ -488,9 +512,9 @@ fn copy_statement(table: &Table, query: &str, dir: &str) -> Result<Option<(Strin
     }
     let mut partition_columns = Vec::new();
     for (i, pf) in table.partition_spec().fields().iter().enumerate() {
-        let source = schema
-            .field_by_id(pf.source_id)
-            .ok_or_else(|| Error::internal(format!("partition source {} is not in the schema", pf.source_id)))?;
+        let source = schema.field_by_id(pf.source_id).ok_or_else(|| {
+            Error::internal(format!("partition source {} is not in the schema", pf.source_id))
+        })?;
         let c = quote(&source.name);
         let expr = match pf.transform {
             iceberg::spec::Transform::Identity => c,
@@ -510,7 +534,10 @@ fn copy_statement(table: &Table, query: &str, dir: &str) -> Result<Option<(Strin
         // One file per thread: DuckDB encodes on every core.
         "PER_THREAD_OUTPUT true".to_string()
     } else {
-        format!("PARTITION_BY ({}), WRITE_PARTITION_COLUMNS false", partition_columns.join(", "))
+        format!(
+            "PARTITION_BY ({}), WRITE_PARTITION_COLUMNS false",
+            partition_columns.join(", ")
+        )
     };
     Ok(Some((
         format!(
@@ -525,7 +552,12 @@ fn copy_statement(table: &Table, query: &str, dir: &str) -> Result<Option<(Strin
 }
 
 /// The partition of a file DuckDB wrote under `dir/__floe_p0=V0/__floe_p1=V1/...`.
-fn partition_from_path(table: &Table, dir: &str, file: &str, columns: &[String]) -> Result<iceberg::spec::Struct> {
+fn partition_from_path(
+    table: &Table,
+    dir: &str,
+    file: &str,
+    columns: &[String],
+) -> Result<iceberg::spec::Struct> {
     use iceberg::spec::{Literal, PrimitiveType, Transform, Type};
     let rel = file.strip_prefix(dir).unwrap_or(file);
     let mut values: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
@@ -547,16 +579,27 @@ fn partition_from_path(table: &Table, dir: &str, file: &str, columns: &[String])
         let bad = || Error::internal(format!("{file}: partition value {raw:?} of {name}"));
         let value = match pf.transform {
             Transform::Day => Literal::date(raw.parse::<i32>().map_err(|_| bad())?),
-            Transform::Hour | Transform::Month | Transform::Year => Literal::int(raw.parse::<i32>().map_err(|_| bad())?),
+            Transform::Hour | Transform::Month | Transform::Year => {
+                Literal::int(raw.parse::<i32>().map_err(|_| bad())?)
+            }
             Transform::Identity => {
                 let source = schema.field_by_id(pf.source_id).ok_or_else(bad)?;
                 let text = percent_decode(raw);
                 match source.field_type.as_ref() {
                     Type::Primitive(PrimitiveType::String) => Literal::string(text),
-                    Type::Primitive(PrimitiveType::Int) => Literal::int(text.parse::<i32>().map_err(|_| bad())?),
-                    Type::Primitive(PrimitiveType::Long) => Literal::long(text.parse::<i64>().map_err(|_| bad())?),
+                    Type::Primitive(PrimitiveType::Int) => {
+                        Literal::int(text.parse::<i32>().map_err(|_| bad())?)
+                    }
+                    Type::Primitive(PrimitiveType::Long) => {
+                        Literal::long(text.parse::<i64>().map_err(|_| bad())?)
+                    }
                     Type::Primitive(PrimitiveType::Boolean) => Literal::bool(text == "true"),
-                    _ => return Err(Error::internal(format!("identity partition of {} from a path", source.name))),
+                    _ => {
+                        return Err(Error::internal(format!(
+                            "identity partition of {} from a path",
+                            source.name
+                        )))
+                    }
                 }
             }
             _ => return Err(bad()),

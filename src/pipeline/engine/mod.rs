@@ -133,6 +133,14 @@ pub trait Engine: Send + Sync {
     /// into the stage's reuse key, so a change to any of it never reuses outputs of the old code.
     fn code(&self, stage: Stage) -> String;
 
+    /// Whether `error` (from [`Engine::run`] or its streams) means the engine lost workers or their
+    /// results, so that running the stage again can succeed (a cluster executor killed mid-stage
+    /// takes the results it held with it). The runner then discards what it wrote and runs the
+    /// stage again, a few times at most.
+    fn lost_workers(&self, _error: &Error) -> bool {
+        false
+    }
+
     /// Compute `stage`'s outputs and write them as Parquet data files of `outputs` (one table per
     /// `stage.outputs()`, in that order) itself, with the tables' field ids and partitioning: per
     /// output, the files written. `None` when this engine does not write these tables itself (the

@@ -268,7 +268,9 @@ fn strings(args: &[ArrayRef], i: usize) -> Result<&StringArray, ArrowError> {
 
 fn map_str(args: &[ArrayRef], f: impl Fn(&str) -> Option<String>) -> Result<ArrayRef, ArrowError> {
     let s = strings(args, 0)?;
-    Ok(Arc::new(s.iter().map(|v| v.and_then(&f)).collect::<StringArray>()))
+    Ok(Arc::new(
+        s.iter().map(|v| v.and_then(&f)).collect::<StringArray>(),
+    ))
 }
 
 /// The arguments as Utf8 arrays (engines may hand over views or large strings).
@@ -346,7 +348,11 @@ mod tests {
         assert_eq!(parse_revenue("12.5"), Ok(Some(1250)));
         assert_eq!(parse_revenue(" 12 "), Ok(Some(1200)));
         assert_eq!(parse_revenue("\u{a0}12.30\u{3000}"), Ok(Some(1230)));
-        assert_eq!(parse_revenue("\u{663}"), Err(()), "Arabic-Indic digits are not digits here");
+        assert_eq!(
+            parse_revenue("\u{663}"),
+            Err(()),
+            "Arabic-Indic digits are not digits here"
+        );
         assert_eq!(parse_revenue("\u{ff11}"), Err(()), "nor fullwidth ones");
         assert_eq!(parse_revenue("9999999999.99"), Ok(Some(999_999_999_999)));
         assert_eq!(parse_revenue("0.07"), Ok(Some(7)));

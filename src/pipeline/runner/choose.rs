@@ -117,7 +117,9 @@ pub async fn engines_named(
             let names: Vec<&str> = list.split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
             let mut seen = std::collections::HashSet::new();
             if names.iter().any(|n| !seen.insert(*n)) {
-                return Err(crate::error::Error::invalid(format!("engine {list:?} names an engine twice")));
+                return Err(crate::error::Error::invalid(format!(
+                    "engine {list:?} names an engine twice"
+                )));
             }
             (names.into_iter().map(one).collect::<Result<Vec<_>>>()?, None)
         }

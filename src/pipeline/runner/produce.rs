@@ -115,6 +115,68 @@ pub(crate) async fn produce(
         }
         return Ok(rows_in);
     }
+    let mut attempt = 1;
+    loop {
+        let counts = RejectCounts::default();
+        let mut files = Written::new();
+        match stream_and_write(
+            engine,
+            stage,
+            pinned,
+            outputs,
+            &counts,
+            &mut files,
+            target_file_size,
+        )
+        .await
+        {
+            Ok(()) => {
+                for (t, f) in files {
+                    add_written(written, t, f);
+                }
+                let counts = counts.lock().expect("reject counts").clone();
+                let mut total = rejects.lock().expect("reject counts");
+                for (reason, n) in counts {
+                    *total.entry(reason).or_default() += n;
+                }
+                return Ok(rows_in);
+            }
+            Err(e) => {
+                // What this attempt wrote goes either way; the next attempt starts from nothing.
+                for (t, f) in files {
+                    crate::table::transaction::delete_quietly(
+                        outputs[t].storage(),
+                        crate::table::transaction::paths_of(&f),
+                    )
+                    .await;
+                }
+                if attempt >= STAGE_ATTEMPTS || !engine.lost_workers(&e) {
+                    return Err(e);
+                }
+                tracing::warn!(
+                    "{stage} on {}: {e}; running the stage again (attempt {} of {STAGE_ATTEMPTS})",
+                    engine.name(),
+                    attempt + 1
+                );
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// How many times a stage runs at most on an engine that lost workers ([`Engine::lost_workers`]).
+const STAGE_ATTEMPTS: u32 = 3;
+
+/// Run `stage` on `engine` and write every output stream into `written` (not committed).
+async fn stream_and_write(
+    engine: &dyn Engine,
+    stage: Stage,
+    pinned: &BTreeMap<&'static str, PinnedTable>,
+    outputs: &BTreeMap<&'static str, Table>,
+    rejects: &RejectCounts,
+    written: &mut Written,
+    target_file_size: usize,
+) -> Result<()> {
     let streams = engine.run(stage, pinned).await?;
     if streams.len() != stage.outputs().len() {
         return Err(Error::internal(format!(
@@ -132,7 +194,7 @@ pub(crate) async fn produce(
         let data = write_batches(&outputs[t], rows, target_file_size).await?;
         add_written(written, t, data);
     }
-    Ok(rows_in)
+    Ok(())
 }
 
 /// Count rejects by reason as they stream past.
@@ -199,7 +261,12 @@ struct FileIngest {
 }
 
 /// Parse one input file into data files of `raw_events` and (malformed records) `rejected_events`.
-async fn ingest_file(file: &InputFile, raw_table: &Table, rej_table: &Table, target_file_size: usize) -> FileIngest {
+async fn ingest_file(
+    file: &InputFile,
+    raw_table: &Table,
+    rej_table: &Table,
+    target_file_size: usize,
+) -> FileIngest {
     let mut out = FileIngest {
         records: 0,
         malformed: 0,

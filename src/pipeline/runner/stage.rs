@@ -166,7 +166,11 @@ pub(crate) async fn run_stage(
                 entry.rejects = prev.rejects.clone();
                 entry.ended_at = Some(now());
                 ledger::record(floe.database(), &entry).await?;
-                return Ok(super::report_of(&entry, monitor.finish(), super::StageIo::default()));
+                return Ok(super::report_of(
+                    &entry,
+                    monitor.finish(),
+                    super::StageIo::default(),
+                ));
             }
         }
     }
@@ -292,7 +296,10 @@ fn check_balance(stage: Stage, entry: &LedgerEntry) -> Result<()> {
     let out = |t: &str| entry.rows_out.get(t).copied().unwrap_or(0);
     let (kept, label) = match stage {
         Stage::Ingest => (out(tables::RAW_EVENTS) + out(REJECTED_EVENTS), "raw + rejected"),
-        Stage::Cleanse => (out(tables::CLEAN_EVENTS) + out(REJECTED_EVENTS), "clean + rejected"),
+        Stage::Cleanse => (
+            out(tables::CLEAN_EVENTS) + out(REJECTED_EVENTS),
+            "clean + rejected",
+        ),
         Stage::Enrich => (out(tables::ENRICHED_EVENTS), "enriched"),
         Stage::Sessionize => (out(tables::SESSION_EVENTS), "session events"),
         Stage::Aggregate => return Ok(()),

@@ -61,6 +61,8 @@ impl Append {
             added: self.files.clone(),
             removed: Vec::new(),
         };
-        produce(base, &options.branch, change, options, written).await.map(Some)
+        produce(base, &options.branch, change, options, written)
+            .await
+            .map(Some)
     }
 }

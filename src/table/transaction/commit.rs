@@ -81,7 +81,11 @@ pub(crate) async fn commit(store: &TableStore, changes: Vec<TableChange>) -> Res
     let mut preloaded: Vec<Option<Table>> = changes.iter().map(|c| Some(c.read.clone())).collect();
     // Give up: the transaction's data files go unless an attempt may have landed with them.
     let give_up = |unknown: &Vec<UnknownAttempt>, e: Error| {
-        let files = if unknown.is_empty() { data_files.clone() } else { Vec::new() };
+        let files = if unknown.is_empty() {
+            data_files.clone()
+        } else {
+            Vec::new()
+        };
         async move {
             delete_quietly(storage, files).await;
             e
@@ -102,7 +106,10 @@ pub(crate) async fn commit(store: &TableStore, changes: Vec<TableChange>) -> Res
                 Err(e) => {
                     return Err(Error::new(
                         ErrorKind::CommitStateUnknown,
-                        format!("commit to {what} may have landed; cannot reload {} to check: {e}", c.name),
+                        format!(
+                            "commit to {what} may have landed; cannot reload {} to check: {e}",
+                            c.name
+                        ),
                     ))
                 }
             }

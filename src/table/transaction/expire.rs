@@ -15,7 +15,8 @@ use crate::error::{Error, Result};
 use crate::table::Table;
 
 /// Table properties and their Iceberg Java defaults.
-pub(crate) const MAX_SNAPSHOT_AGE_MS: (&str, i64) = ("history.expire.max-snapshot-age-ms", 5 * 24 * 3600 * 1000);
+pub(crate) const MAX_SNAPSHOT_AGE_MS: (&str, i64) =
+    ("history.expire.max-snapshot-age-ms", 5 * 24 * 3600 * 1000);
 pub(crate) const MIN_SNAPSHOTS_TO_KEEP: (&str, i64) = ("history.expire.min-snapshots-to-keep", 1);
 pub(crate) const MAX_REF_AGE_MS: (&str, i64) = ("history.expire.max-ref-age-ms", i64::MAX);
 
@@ -47,9 +48,10 @@ impl Expire {
     /// The snapshots and refs `table` loses.
     pub(crate) fn plan(&self, table: &Table) -> Result<Expiry> {
         let metadata = table.metadata();
-        let older_than = self
-            .older_than_ms
-            .unwrap_or_else(|| self.now_ms.saturating_sub(property(metadata, MAX_SNAPSHOT_AGE_MS)));
+        let older_than = self.older_than_ms.unwrap_or_else(|| {
+            self.now_ms
+                .saturating_sub(property(metadata, MAX_SNAPSHOT_AGE_MS))
+        });
         let min_keep = match self.retain_last {
             Some(0) => return Err(Error::invalid("retain_last must be at least 1")),
             Some(n) => n,
@@ -70,9 +72,8 @@ impl Expire {
                 continue;
             };
             let max_ref_age = match &r.retention {
-                SnapshotRetention::Branch { max_ref_age_ms, .. } | SnapshotRetention::Tag { max_ref_age_ms } => {
-                    max_ref_age_ms.unwrap_or(default_ref_age)
-                }
+                SnapshotRetention::Branch { max_ref_age_ms, .. }
+                | SnapshotRetention::Tag { max_ref_age_ms } => max_ref_age_ms.unwrap_or(default_ref_age),
             };
             if name != MAIN_BRANCH && self.now_ms.saturating_sub(*ts) > max_ref_age {
                 out.refs.insert(name.clone());
@@ -91,12 +92,16 @@ impl Expire {
                     let branch_older = max_snapshot_age_ms
                         .map(|age| self.now_ms.saturating_sub(age))
                         .unwrap_or(older_than);
-                    let branch_min = min_snapshots_to_keep.map(|n| n.max(1) as usize).unwrap_or(min_keep);
+                    let branch_min = min_snapshots_to_keep
+                        .map(|n| n.max(1) as usize)
+                        .unwrap_or(min_keep);
                     let mut kept = 0usize;
                     let mut keeping = true;
                     let mut cur = Some(r.snapshot_id);
                     while let Some(id) = cur {
-                        let Some(s) = metadata.snapshot_by_id(id) else { break };
+                        let Some(s) = metadata.snapshot_by_id(id) else {
+                            break;
+                        };
                         referenced.insert(id);
                         if keeping && (kept < branch_min || s.timestamp_ms() >= branch_older) {
                             retain.insert(id);
@@ -114,7 +119,11 @@ impl Expire {
                 retain.insert(*id);
             }
         }
-        out.snapshots = snapshot_ts.keys().filter(|id| !retain.contains(id)).copied().collect();
+        out.snapshots = snapshot_ts
+            .keys()
+            .filter(|id| !retain.contains(id))
+            .copied()
+            .collect();
         Ok(out)
     }
 

@@ -45,7 +45,11 @@ impl Concurrent {
 /// The snapshots from `head` back to (not including) `read`, and what they did to the files. When
 /// `read` is not an ancestor of `head` (the branch was reset, rolled back or expired past it), the
 /// history cannot be validated: that is a conflict.
-pub(crate) async fn since(table: &Table, head: Option<&SnapshotRef>, read: Option<i64>) -> Result<Concurrent> {
+pub(crate) async fn since(
+    table: &Table,
+    head: Option<&SnapshotRef>,
+    read: Option<i64>,
+) -> Result<Concurrent> {
     let mut out = Concurrent::default();
     let mut cur = head.cloned();
     loop {

@@ -53,8 +53,9 @@ pub(crate) async fn merge_manifests(
     if !policy.enabled || manifests.len() < 2 {
         return Ok(manifests);
     }
-    let (data, deletes): (Vec<ManifestFile>, Vec<ManifestFile>) =
-        manifests.into_iter().partition(|m| m.content == ManifestContentType::Data);
+    let (data, deletes): (Vec<ManifestFile>, Vec<ManifestFile>) = manifests
+        .into_iter()
+        .partition(|m| m.content == ManifestContentType::Data);
     let mut out = merge_content(base, data, policy, outputs, sequence_number, written).await?;
     out.extend(merge_content(base, deletes, policy, outputs, sequence_number, written).await?);
     Ok(out)
@@ -74,7 +75,10 @@ async fn merge_content(
     // Groups by spec, newest spec first; order kept within a group.
     let mut groups: BTreeMap<std::cmp::Reverse<i32>, Vec<ManifestFile>> = BTreeMap::new();
     for m in manifests {
-        groups.entry(std::cmp::Reverse(m.partition_spec_id)).or_default().push(m);
+        groups
+            .entry(std::cmp::Reverse(m.partition_spec_id))
+            .or_default()
+            .push(m);
     }
     let mut out = Vec::new();
     for (_, group) in groups {

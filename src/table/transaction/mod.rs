@@ -225,7 +225,14 @@ pub struct Transaction {
 impl std::fmt::Debug for Transaction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transaction")
-            .field("tables", &self.changes.iter().map(|c| c.name.to_string()).collect::<Vec<_>>())
+            .field(
+                "tables",
+                &self
+                    .changes
+                    .iter()
+                    .map(|c| c.name.to_string())
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -332,7 +339,12 @@ impl Transaction {
     }
 
     /// Delete the rows of `table` matching `filter` (copy-on-write).
-    pub async fn delete(&mut self, table: &TableName, filter: RowFilter, options: &CommitOptions) -> Result<()> {
+    pub async fn delete(
+        &mut self,
+        table: &TableName,
+        filter: RowFilter,
+        options: &CommitOptions,
+    ) -> Result<()> {
         let read = self.table(table).await?;
         let change = delete::plan(&read, filter, options).await?;
         self.push(table, Action::Rows(change), options);
@@ -355,7 +367,12 @@ impl Transaction {
     /// Add existing Parquet files to `table` as one append: their footers are read and checked against
     /// the table (see [`crate::table::add_files`]); a file already live on the branch is refused. The
     /// files stay the caller's: they are never deleted, whatever happens to the transaction.
-    pub async fn add_files(&mut self, table: &TableName, uris: &[String], options: &CommitOptions) -> Result<()> {
+    pub async fn add_files(
+        &mut self,
+        table: &TableName,
+        uris: &[String],
+        options: &CommitOptions,
+    ) -> Result<()> {
         let read = self.table(table).await?;
         let files: Vec<crate::table::add_files::FileToAdd> = uris
             .iter()
@@ -374,7 +391,10 @@ impl Transaction {
             .map(|f| f.file_path().to_string())
             .collect();
         if let Some(f) = files.iter().find(|f| live.contains(&f.uri)) {
-            return Err(Error::invalid(format!("{} is already a data file of {table}", f.uri)));
+            return Err(Error::invalid(format!(
+                "{} is already a data file of {table}",
+                f.uri
+            )));
         }
         let described = crate::table::add_files::describe_files(&read, files).await?;
         self.push(table, Action::Append(append::Append::adopted(described)), options);
@@ -405,7 +425,13 @@ impl Transaction {
     }
 
     /// Create a branch (`tag` false) or a tag at a snapshot.
-    pub async fn create_ref(&mut self, table: &TableName, name: &str, snapshot_id: i64, tag: bool) -> Result<()> {
+    pub async fn create_ref(
+        &mut self,
+        table: &TableName,
+        name: &str,
+        snapshot_id: i64,
+        tag: bool,
+    ) -> Result<()> {
         refs::validate_ref_name(name)?;
         self.table(table).await?;
         let change = refs::RefChange::Create {
@@ -421,7 +447,9 @@ impl Transaction {
     pub async fn tag_main(&mut self, table: &TableName, name: &str) -> Result<()> {
         refs::validate_ref_name(name)?;
         self.table(table).await?;
-        let change = refs::RefChange::TagMain { name: name.to_string() };
+        let change = refs::RefChange::TagMain {
+            name: name.to_string(),
+        };
         self.push(table, Action::Ref(change), &CommitOptions::default());
         Ok(())
     }
@@ -429,7 +457,9 @@ impl Transaction {
     /// Drop a branch or tag.
     pub async fn drop_ref(&mut self, table: &TableName, name: &str) -> Result<()> {
         self.table(table).await?;
-        let change = refs::RefChange::Drop { name: name.to_string() };
+        let change = refs::RefChange::Drop {
+            name: name.to_string(),
+        };
         self.push(table, Action::Ref(change), &CommitOptions::default());
         Ok(())
     }
@@ -457,7 +487,12 @@ impl Transaction {
 
     /// Point `branch` at a snapshot (creating it), or remove it (`None`), but only while it still
     /// points where it pointed when this transaction read the table (a compare-and-swap of the ref).
-    pub async fn reset_branch(&mut self, table: &TableName, branch: &str, snapshot_id: Option<i64>) -> Result<()> {
+    pub async fn reset_branch(
+        &mut self,
+        table: &TableName,
+        branch: &str,
+        snapshot_id: Option<i64>,
+    ) -> Result<()> {
         let read = self.table(table).await?;
         let expected = read.find_ref(branch).map(|r| r.snapshot_id);
         let change = refs::RefChange::Reset {

@@ -94,7 +94,11 @@ impl RowChange {
             ));
         }
         // Row-level deletes (written by another engine) may cover rows this change read.
-        if let Some(e) = concurrent.added_deletes.first().filter(|_| !self.read_set.is_empty()) {
+        if let Some(e) = concurrent
+            .added_deletes
+            .first()
+            .filter(|_| !self.read_set.is_empty())
+        {
             return Err(Error::conflict(
                 Some(e.snapshot_id),
                 format!(
@@ -155,7 +159,9 @@ impl RowChange {
             added: self.added.clone(),
             removed: self.removed.clone(),
         };
-        produce(base, &options.branch, change, options, written).await.map(Some)
+        produce(base, &options.branch, change, options, written)
+            .await
+            .map(Some)
     }
 }
 

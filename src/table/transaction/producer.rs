@@ -9,9 +9,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use iceberg::spec::{
-    DataFile, FormatVersion, ManifestContentType, ManifestFile, ManifestListWriter, ManifestWriter, ManifestWriterBuilder,
-    Operation, Snapshot, SnapshotRef, SnapshotSummaryCollector, Summary, TableMetadata,
-    TableMetadataBuildResult, MAIN_BRANCH,
+    DataFile, FormatVersion, ManifestContentType, ManifestFile, ManifestListWriter, ManifestWriter,
+    ManifestWriterBuilder, Operation, Snapshot, SnapshotRef, SnapshotSummaryCollector, Summary,
+    TableMetadata, TableMetadataBuildResult, MAIN_BRANCH,
 };
 use uuid::Uuid;
 

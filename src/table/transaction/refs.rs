@@ -12,7 +12,11 @@ use crate::table::Table;
 #[derive(Clone, Debug)]
 pub(crate) enum RefChange {
     /// Create a branch or tag at a snapshot.
-    Create { name: String, snapshot_id: i64, tag: bool },
+    Create {
+        name: String,
+        snapshot_id: i64,
+        tag: bool,
+    },
     /// Create a tag at the head of `main` (as the transaction leaves it).
     TagMain { name: String },
     /// Drop a branch or tag.
@@ -33,9 +37,7 @@ pub(crate) enum RefChange {
 /// Check a branch or tag name: not empty, no control characters or `@`/`$` (they address refs and
 /// metadata tables in `NS.TABLE@REF` and `NS.TABLE$files`), no surrounding space, not all digits.
 pub(crate) fn validate_ref_name(name: &str) -> Result<()> {
-    if name.is_empty()
-        || name.chars().any(|c| c.is_control() || c == '@' || c == '$')
-        || name.trim() != name
+    if name.is_empty() || name.chars().any(|c| c.is_control() || c == '@' || c == '$') || name.trim() != name
     {
         return Err(Error::invalid(format!("invalid branch or tag name {name:?}")));
     }
@@ -52,7 +54,11 @@ impl RefChange {
         let builder = base.metadata_builder();
         let table = base.name();
         let result = match self {
-            RefChange::Create { name, snapshot_id, tag } => {
+            RefChange::Create {
+                name,
+                snapshot_id,
+                tag,
+            } => {
                 if base.find_ref(name).is_some() {
                     return Err(Error::new(
                         ErrorKind::AlreadyExists,
@@ -60,7 +66,9 @@ impl RefChange {
                     ));
                 }
                 if base.metadata().snapshot_by_id(*snapshot_id).is_none() {
-                    return Err(Error::not_found(format!("table {table} has no snapshot {snapshot_id}")));
+                    return Err(Error::not_found(format!(
+                        "table {table} has no snapshot {snapshot_id}"
+                    )));
                 }
                 let retention = if *tag {
                     SnapshotRetention::Tag { max_ref_age_ms: None }
@@ -79,7 +87,9 @@ impl RefChange {
                     ));
                 }
                 let main = base.metadata().current_snapshot_id().ok_or_else(|| {
-                    Error::invalid(format!("table {table} has no snapshot on main to tag as {name:?}"))
+                    Error::invalid(format!(
+                        "table {table} has no snapshot on main to tag as {name:?}"
+                    ))
                 })?;
                 builder
                     .set_ref(
@@ -93,7 +103,9 @@ impl RefChange {
                     return Err(Error::invalid("the main branch cannot be dropped"));
                 }
                 if base.find_ref(name).is_none() {
-                    return Err(Error::not_found(format!("table {table} has no branch or tag {name:?}")));
+                    return Err(Error::not_found(format!(
+                        "table {table} has no branch or tag {name:?}"
+                    )));
                 }
                 builder.remove_ref(name).build()?
             }
@@ -114,14 +126,18 @@ impl RefChange {
                         ));
                     }
                 }
-                builder.set_ref(MAIN_BRANCH, main_ref(base, source.snapshot_id))?.build()?
+                builder
+                    .set_ref(MAIN_BRANCH, main_ref(base, source.snapshot_id))?
+                    .build()?
             }
             RefChange::Rollback { snapshot_id } => {
                 let main = base.metadata().current_snapshot_id().ok_or_else(|| {
                     Error::invalid(format!("table {table} has no snapshot to roll back from"))
                 })?;
                 if base.metadata().snapshot_by_id(*snapshot_id).is_none() {
-                    return Err(Error::not_found(format!("table {table} has no snapshot {snapshot_id}")));
+                    return Err(Error::not_found(format!(
+                        "table {table} has no snapshot {snapshot_id}"
+                    )));
                 }
                 if !base.is_ancestor(*snapshot_id, main) {
                     return Err(Error::invalid(format!(
@@ -129,7 +145,9 @@ impl RefChange {
                          moves main back"
                     )));
                 }
-                builder.set_ref(MAIN_BRANCH, main_ref(base, *snapshot_id))?.build()?
+                builder
+                    .set_ref(MAIN_BRANCH, main_ref(base, *snapshot_id))?
+                    .build()?
             }
             RefChange::Reset {
                 name,

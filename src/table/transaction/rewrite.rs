@@ -21,7 +21,12 @@ pub(crate) struct Rewrite {
 }
 
 impl Rewrite {
-    pub(crate) fn plan(read: &Table, removed: Vec<DataFile>, added: Vec<DataFile>, options: &CommitOptions) -> Self {
+    pub(crate) fn plan(
+        read: &Table,
+        removed: Vec<DataFile>,
+        added: Vec<DataFile>,
+        options: &CommitOptions,
+    ) -> Self {
         Self {
             read_snapshot: branch_head(read.metadata(), &options.branch).map(|s| s.snapshot_id()),
             removed,
@@ -36,7 +41,11 @@ impl Rewrite {
         }
         let concurrent = history::since(base, head, self.read_snapshot).await?;
         let replaced: HashSet<&str> = self.removed.iter().map(|f| f.file_path()).collect();
-        if let Some(e) = concurrent.removed_data.iter().find(|e| replaced.contains(e.path.as_str())) {
+        if let Some(e) = concurrent
+            .removed_data
+            .iter()
+            .find(|e| replaced.contains(e.path.as_str()))
+        {
             return Err(Error::conflict(
                 Some(e.snapshot_id),
                 format!(
@@ -76,6 +85,8 @@ impl Rewrite {
             added: self.added.clone(),
             removed: self.removed.clone(),
         };
-        produce(base, &options.branch, change, options, written).await.map(Some)
+        produce(base, &options.branch, change, options, written)
+            .await
+            .map(Some)
     }
 }

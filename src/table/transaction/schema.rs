@@ -20,7 +20,11 @@ pub(crate) enum SchemaChange {
 
 impl SchemaChange {
     pub(crate) fn apply(&self, base: &Table) -> Result<Staged> {
-        let SchemaChange::AddColumn { name, field_type, doc } = self;
+        let SchemaChange::AddColumn {
+            name,
+            field_type,
+            doc,
+        } = self;
         let schema = base.schema();
         if schema.field_by_name(name).is_some() {
             return Err(Error::new(
