@@ -71,6 +71,8 @@ floe_start_garage "$WORK/garage"
 say "starting a floe cluster (a scheduler and two executors)"
 floe_start_cluster "${CARGO_TARGET_DIR:-$ROOT/target}/debug/floe" "$WORK/cluster"
 export FLOE_TEST_REQUIRE_SERVERS=1
+# A cluster stage that makes no progress fails the test within minutes instead of hanging the suite.
+export FLOE_CLUSTER_STAGE_TIMEOUT=${FLOE_CLUSTER_STAGE_TIMEOUT:-5m}
 
 # --- tests -----------------------------------------------------------------------------------------
 say "running the test suite against SQLite + local disk and Postgres + Garage S3"

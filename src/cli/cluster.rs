@@ -39,6 +39,10 @@ pub enum Role {
         /// Directory for shuffle files.
         #[arg(long)]
         work_dir: Option<std::path::PathBuf>,
+        /// Host name others reach this executor by (default: the bind address; set it when binding
+        /// 0.0.0.0 on a cluster of several machines).
+        #[arg(long)]
+        external_host: Option<String>,
     },
 }
 
@@ -60,6 +64,7 @@ pub async fn run(settings: &Settings, command: Command) -> floe::Result<ExitCode
             bind,
             concurrent_tasks,
             work_dir,
+            external_host,
         } => {
             let options = ExecutorOptions {
                 scheduler,
@@ -67,6 +72,7 @@ pub async fn run(settings: &Settings, command: Command) -> floe::Result<ExitCode
                 concurrent_tasks: concurrent_tasks
                     .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
                 work_dir,
+                external_host,
             };
             floe::cluster::run_executor(settings, &options).await?
         }

@@ -196,6 +196,9 @@ pub struct ExecutorOptions {
     pub concurrent_tasks: usize,
     /// Shuffle files (default: a directory under the system's temporary directory).
     pub work_dir: Option<std::path::PathBuf>,
+    /// The host name the scheduler and other executors reach this executor by (default: the bind
+    /// address; needed when binding 0.0.0.0 on a multi-machine cluster).
+    pub external_host: Option<String>,
 }
 
 /// Run an executor until the process ends.
@@ -229,7 +232,12 @@ pub async fn run_executor(settings: &Settings, options: &ExecutorOptions) -> Res
     std::fs::create_dir_all(&work_dir)?;
     let config = ExecutorProcessConfig {
         bind_host: options.bind.ip().to_string(),
-        external_host: Some(options.bind.ip().to_string()),
+        external_host: Some(
+            options
+                .external_host
+                .clone()
+                .unwrap_or_else(|| options.bind.ip().to_string()),
+        ),
         port: options.bind.port(),
         grpc_port: options.bind.port().wrapping_add(1),
         scheduler_host: host,

@@ -140,9 +140,17 @@ struct Loaded {
 async fn load(floe: &Floe, side: &DiffSide) -> Result<Loaded> {
     let table = floe.load_table(&side.table).await?;
     let snapshot = table.snapshot_at(&side.at)?;
+    // As Iceberg (Java's `SnapshotUtil.schemaFor`): a branch reads with the table's current schema, so
+    // a schema change shows on the branch before any data is written with it; a snapshot id, a tag or
+    // a time reads with the schema its snapshot was written with.
+    let on_branch = match &side.at {
+        At::Current => true,
+        At::Ref(name) => table.snapshot_refs().get(name).is_some_and(|r| r.is_branch()),
+        At::Snapshot(_) | At::Timestamp(_) => false,
+    };
     let schema = match &snapshot {
-        Some(s) => s.schema(table.metadata())?,
-        None => table.schema().clone(),
+        Some(s) if !on_branch => s.schema(table.metadata())?,
+        _ => table.schema().clone(),
     };
     Ok(Loaded {
         table,

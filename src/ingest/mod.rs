@@ -654,9 +654,10 @@ pub async fn resume(floe: &Floe, run_id: &str, parallel: Option<usize>) -> Resul
     .await
 }
 
-/// The name a unit's connection carries (`pg_stat_activity.application_name`).
+/// The name a unit's connection carries (`pg_stat_activity.application_name`): unit and attempt
+/// first, because Postgres cuts the name at 63 bytes, which cuts into the run id.
 pub fn application_name(run_id: &str, unit: usize, attempt: u32) -> String {
-    format!("floe-ingest-{run_id}-unit-{unit}-attempt-{attempt}")
+    format!("floe-ingest-unit-{unit}-attempt-{attempt}-run-{run_id}")
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -214,27 +214,58 @@ pub(crate) fn ranges<T: ToString>(column: &str, packed: &[(T, T, u64)], dates: b
 }
 
 /// Pack a histogram (ascending `(bucket lower bound, bucket upper bound, rows)`, empty buckets
-/// absent) into at most `units` contiguous ranges of about equal rows. A bucket is never split.
+/// absent) into `units` contiguous ranges of about equal rows (fewer only when there are fewer buckets). A bucket is never split: one
+/// heavier than a fair share becomes a unit of its own, and the other buckets share the remaining
+/// units (so one skewed day does not swallow the units the other days should have had).
 pub(crate) fn pack_histogram<T: Clone>(histogram: &[(T, T, u64)], units: usize) -> Vec<(T, T, u64)> {
-    let total: u64 = histogram.iter().map(|(_, _, n)| n).sum();
     if histogram.is_empty() || units == 0 {
         return Vec::new();
     }
-    let target = total.div_ceil(units as u64).max(1);
-    let mut out: Vec<(T, T, u64)> = Vec::new();
-    let mut current: Option<(T, T, u64)> = None;
-    for (lo, hi, n) in histogram {
-        current = match current.take() {
-            None => Some((lo.clone(), hi.clone(), *n)),
-            Some((clo, _chi, cn)) if cn + n <= target || cn == 0 => Some((clo, hi.clone(), cn + n)),
-            Some(done) => {
-                out.push(done);
-                Some((lo.clone(), hi.clone(), *n))
+    let mut heavy = vec![false; histogram.len()];
+    let target = loop {
+        let rest_rows: u64 = histogram
+            .iter()
+            .zip(&heavy)
+            .filter(|(_, h)| !**h)
+            .map(|((_, _, n), _)| n)
+            .sum();
+        let heavy_units = heavy.iter().filter(|h| **h).count();
+        let rest_units = units.saturating_sub(heavy_units).max(1) as u64;
+        let target = rest_rows.div_ceil(rest_units).max(1);
+        let (mut changed, mut heavy_count) = (false, heavy_units);
+        for (i, (_, _, n)) in histogram.iter().enumerate() {
+            if !heavy[i] && *n >= target && heavy_count + 1 < units {
+                heavy[i] = true;
+                heavy_count += 1;
+                changed = true;
             }
-        };
+        }
+        if !changed {
+            break target;
+        }
+    };
+    // Greedy: a unit takes buckets while it stays within its share, so there are at least as many
+    // units as asked for; then the lightest neighbouring pair is merged until there are no more.
+    let mut out: Vec<((T, T, u64), bool)> = Vec::new();
+    for ((lo, hi, n), is_heavy) in histogram.iter().zip(&heavy) {
+        match out.last_mut() {
+            Some(((_, chi, cn), false)) if !*is_heavy && *cn + n <= target => {
+                *chi = hi.clone();
+                *cn += n;
+            }
+            _ => out.push(((lo.clone(), hi.clone(), *n), *is_heavy)),
+        }
     }
-    out.extend(current);
-    out
+    while out.len() > units {
+        let lightest = (0..out.len() - 1)
+            .filter(|&i| !out[i].1 && !out[i + 1].1)
+            .min_by_key(|&i| out[i].0 .2 + out[i + 1].0 .2);
+        let Some(i) = lightest else { break };
+        let ((_, hi, n), _) = out.remove(i + 1);
+        out[i].0 .1 = hi;
+        out[i].0 .2 += n;
+    }
+    out.into_iter().map(|(unit, _)| unit).collect()
 }
 
 #[cfg(test)]
@@ -269,5 +300,17 @@ mod tests {
         assert!(packed.len() <= 4);
         assert_eq!(packed.first().unwrap().0, 0);
         assert_eq!(packed.last().unwrap().1, 11);
+
+        // Half the rows on one day, the rest spread over 26 days, 10 units wanted: the heavy day is
+        // one unit, and the other days still get about nine.
+        let mut h: Vec<(i32, i32, u64)> = (0..27).map(|d| (d, d + 1, 100)).collect();
+        h[3].2 = 2600;
+        let packed = pack_histogram(&h, 10);
+        assert_eq!(packed.iter().map(|p| p.2).sum::<u64>(), 26 * 100 + 2600);
+        assert!(packed.iter().any(|p| p.2 == 2600));
+        assert!((9..=12).contains(&packed.len()), "{packed:?}");
+        for w in packed.windows(2) {
+            assert_eq!(w[0].1, w[1].0, "contiguous: {packed:?}");
+        }
     }
 }

@@ -88,6 +88,7 @@ pub async fn expire_snapshots(
         .map(|s| s.snapshot_id())
         .filter(|id| !kept.contains(id))
         .collect();
+    report.snapshots_expired.sort_unstable(); // by id, as the dry run lists them
     let refs_after = after.snapshot_refs();
     report.refs_expired = before
         .snapshot_refs()

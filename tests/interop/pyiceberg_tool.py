@@ -20,11 +20,14 @@ from peer import catalog, config  # noqa: E402
 
 
 def value_json(v):
-    """Instants as ISO-8601 text, decimals as their exact text, everything else as it is."""
+    """Instants as ISO-8601 text, decimals as their exact text, binary as hex, everything else as
+    it is."""
     if hasattr(v, "isoformat"):
         return v.isoformat()
     if isinstance(v, Decimal):
         return str(v)
+    if isinstance(v, (bytes, bytearray)):
+        return v.hex()
     return v
 
 

@@ -5,7 +5,6 @@
 //! between; every file the metadata references exists; a rerun succeeds; and what the killed process
 //! left behind is unreferenced, and removed by orphan cleanup.
 
-use std::collections::BTreeSet;
 use std::os::unix::process::ExitStatusExt;
 
 use floe::{At, CommitOptions};
@@ -28,39 +27,6 @@ fn require_failpoints() {
         cfg!(feature = "failpoints") || may_skip_servers(),
         "the crash tests need the `failpoints` feature (the test command builds with it)"
     );
-}
-
-/// Every file the table's metadata references.
-async fn referenced(ctx: &Ctx, t: &floe::TableName) -> BTreeSet<String> {
-    let table = ctx.floe.load_table(t).await.unwrap();
-    let mut out: BTreeSet<String> = BTreeSet::new();
-    out.insert(table.metadata_location().to_string());
-    out.extend(
-        table
-            .metadata()
-            .metadata_log()
-            .iter()
-            .map(|m| m.metadata_file.clone()),
-    );
-    for s in table.snapshots() {
-        out.insert(s.manifest_list().to_string());
-        for f in table.live_data_files(Some(&s)).await.unwrap() {
-            out.insert(f.file_path().to_string());
-        }
-    }
-    out
-}
-
-/// Every file under the table's location.
-async fn stored(ctx: &Ctx, t: &floe::TableName) -> BTreeSet<String> {
-    let table = ctx.floe.load_table(t).await.unwrap();
-    ctx.floe
-        .storage()
-        .list(&format!("{}/", table.location()))
-        .await
-        .unwrap()
-        .into_iter()
-        .collect()
 }
 
 async fn pyiceberg_rows(ctx: &Ctx, t: &str) -> Option<usize> {

@@ -183,7 +183,7 @@ both_backends!(
                 for _ in 0..200 {
                     let killed: Option<bool> = sqlx::query_scalar(
                         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                     WHERE application_name LIKE 'floe-ingest-%-unit-1-attempt-1' LIMIT 1",
+                     WHERE application_name LIKE 'floe-ingest-unit-1-attempt-1-run-%' LIMIT 1",
                     )
                     .fetch_optional(&pool)
                     .await

@@ -12,42 +12,6 @@ use floe::{At, CommitOptions, ErrorKind, Floe};
 use crate::both_backends;
 use crate::support::*;
 
-/// Every file under the table's location.
-async fn stored(ctx: &Ctx, t: &floe::TableName) -> BTreeSet<String> {
-    let table = ctx.floe.load_table(t).await.unwrap();
-    ctx.floe
-        .storage()
-        .list(&format!("{}/", table.location()))
-        .await
-        .unwrap()
-        .into_iter()
-        .collect()
-}
-
-/// Every file the table's metadata references (live entries of every snapshot).
-async fn referenced(ctx: &Ctx, t: &floe::TableName) -> BTreeSet<String> {
-    let table = ctx.floe.load_table(t).await.unwrap();
-    let mut out: BTreeSet<String> = BTreeSet::new();
-    out.insert(table.metadata_location().to_string());
-    out.extend(
-        table
-            .metadata()
-            .metadata_log()
-            .iter()
-            .map(|m| m.metadata_file.clone()),
-    );
-    for s in table.snapshots() {
-        out.insert(s.manifest_list().to_string());
-        for f in table.live_data_files(Some(&s)).await.unwrap() {
-            out.insert(f.file_path().to_string());
-        }
-        for m in table.manifest_paths(&s).await.unwrap() {
-            out.insert(m);
-        }
-    }
-    out
-}
-
 both_backends!(
     manifest_merging_keeps_the_manifest_list_bounded,
     |ctx: Ctx| async move {

@@ -7,7 +7,7 @@
 //!   `FLOE_TEST_SKIP_SERVERS=1` says to skip them; the skip is then printed. The test command starts
 //!   the servers and sets `FLOE_TEST_REQUIRE_SERVERS=1`, which refuses the skip.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
@@ -312,4 +312,40 @@ pub fn settings_env(settings: &Settings, backend: Backend) -> Vec<(&'static str,
         v.push(("FLOE_S3_PATH_STYLE", "true".to_string()));
     }
     v
+}
+
+/// Every file under the table's location.
+pub async fn stored(ctx: &Ctx, t: &floe::TableName) -> BTreeSet<String> {
+    let table = ctx.floe.load_table(t).await.unwrap();
+    ctx.floe
+        .storage()
+        .list(&format!("{}/", table.location()))
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+/// Every file the table's metadata references (live entries of every snapshot).
+pub async fn referenced(ctx: &Ctx, t: &floe::TableName) -> BTreeSet<String> {
+    let table = ctx.floe.load_table(t).await.unwrap();
+    let mut out: BTreeSet<String> = BTreeSet::new();
+    out.insert(table.metadata_location().to_string());
+    out.extend(
+        table
+            .metadata()
+            .metadata_log()
+            .iter()
+            .map(|m| m.metadata_file.clone()),
+    );
+    for s in table.snapshots() {
+        out.insert(s.manifest_list().to_string());
+        for f in table.live_data_files(Some(&s)).await.unwrap() {
+            out.insert(f.file_path().to_string());
+        }
+        for m in table.manifest_paths(&s).await.unwrap() {
+            out.insert(m);
+        }
+    }
+    out
 }

@@ -116,6 +116,10 @@ impl Engine for BallistaEngine {
         Ok(out)
     }
 
+    fn rerun_on_imbalance(&self) -> bool {
+        true
+    }
+
     fn lost_workers(&self, error: &Error) -> bool {
         // An executor that died takes its shuffle and result files with it: fetching them fails
         // with a connection or transport error (the scheduler reruns lost map tasks itself, but

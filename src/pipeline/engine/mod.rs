@@ -141,6 +141,13 @@ pub trait Engine: Send + Sync {
         false
     }
 
+    /// Whether a result whose row counts do not add up (see the runner's balance check) should be
+    /// discarded and the stage run again rather than failed at once: for a distributed engine that
+    /// can repeat a lost worker's rows without reporting an error.
+    fn rerun_on_imbalance(&self) -> bool {
+        false
+    }
+
     /// Compute `stage`'s outputs and write them as Parquet data files of `outputs` (one table per
     /// `stage.outputs()`, in that order) itself, with the tables' field ids and partitioning: per
     /// output, the files written. `None` when this engine does not write these tables itself (the

@@ -119,7 +119,7 @@ pub(crate) async fn produce(
     loop {
         let counts = RejectCounts::default();
         let mut files = Written::new();
-        match stream_and_write(
+        let outcome = stream_and_write(
             engine,
             stage,
             pinned,
@@ -128,9 +128,23 @@ pub(crate) async fn produce(
             &mut files,
             target_file_size,
         )
-        .await
-        {
-            Ok(()) => {
+        .await;
+        // A distributed engine that lost a worker mid-stage can hand back a task's rows twice
+        // (Ballista 53 does, now and then, after an executor is killed, without any error): such a
+        // result is refused here, while the stage can still run again, and never reaches a commit.
+        let imbalance = match &outcome {
+            Ok(()) if engine.rerun_on_imbalance() => super::stage::balance(stage, rows_in, |t| {
+                files
+                    .iter()
+                    .filter(|(name, _)| *name == t)
+                    .flat_map(|(_, f)| f.iter().map(|d| d.record_count()))
+                    .sum()
+            })
+            .err(),
+            _ => None,
+        };
+        let error = match (outcome, imbalance) {
+            (Ok(()), None) => {
                 for (t, f) in files {
                     add_written(written, t, f);
                 }
@@ -141,26 +155,30 @@ pub(crate) async fn produce(
                 }
                 return Ok(rows_in);
             }
-            Err(e) => {
-                // What this attempt wrote goes either way; the next attempt starts from nothing.
-                for (t, f) in files {
-                    crate::table::transaction::delete_quietly(
-                        outputs[t].storage(),
-                        crate::table::transaction::paths_of(&f),
-                    )
-                    .await;
-                }
-                if attempt >= STAGE_ATTEMPTS || !engine.lost_workers(&e) {
-                    return Err(e);
-                }
-                tracing::warn!(
-                    "{stage} on {}: {e}; running the stage again (attempt {} of {STAGE_ATTEMPTS})",
-                    engine.name(),
-                    attempt + 1
-                );
-                attempt += 1;
+            (Ok(()), Some(e)) => (e.context(format!("on {}", engine.name())), true),
+            (Err(e), _) => {
+                let retry = engine.lost_workers(&e);
+                (e, retry)
             }
+        };
+        let (e, retry) = error;
+        // What this attempt wrote goes either way; the next attempt starts from nothing.
+        for (t, f) in files {
+            crate::table::transaction::delete_quietly(
+                outputs[t].storage(),
+                crate::table::transaction::paths_of(&f),
+            )
+            .await;
         }
+        if attempt >= STAGE_ATTEMPTS || !retry {
+            return Err(e);
+        }
+        tracing::warn!(
+            "{stage} on {}: {e}; running the stage again (attempt {} of {STAGE_ATTEMPTS})",
+            engine.name(),
+            attempt + 1
+        );
+        attempt += 1;
     }
 }
 

@@ -293,7 +293,13 @@ pub(crate) async fn run_stage(
 /// `cleanse`: the clean or raw rows plus the stage's rejects; `enrich` and `sessionize`: one output
 /// row per input row). A stage whose counts do not add up fails and commits nothing.
 fn check_balance(stage: Stage, entry: &LedgerEntry) -> Result<()> {
-    let out = |t: &str| entry.rows_out.get(t).copied().unwrap_or(0);
+    balance(stage, entry.rows_in, |t| {
+        entry.rows_out.get(t).copied().unwrap_or(0)
+    })
+}
+
+/// [`check_balance`] on `rows_in` records read and `out(table)` rows written.
+pub(crate) fn balance(stage: Stage, rows_in: u64, out: impl Fn(&str) -> u64) -> Result<()> {
     let (kept, label) = match stage {
         Stage::Ingest => (out(tables::RAW_EVENTS) + out(REJECTED_EVENTS), "raw + rejected"),
         Stage::Cleanse => (
@@ -304,13 +310,10 @@ fn check_balance(stage: Stage, entry: &LedgerEntry) -> Result<()> {
         Stage::Sessionize => (out(tables::SESSION_EVENTS), "session events"),
         Stage::Aggregate => return Ok(()),
     };
-    if kept != entry.rows_in {
+    if kept != rows_in {
         return Err(Error::new(
             ErrorKind::Internal,
-            format!(
-                "stage {stage} read {} records but wrote {kept} ({label}); nothing was committed",
-                entry.rows_in
-            ),
+            format!("stage {stage} read {rows_in} records but wrote {kept} ({label}); nothing was committed"),
         ));
     }
     Ok(())
