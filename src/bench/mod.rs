@@ -9,7 +9,7 @@ pub mod peer;
 pub mod raw;
 pub mod report;
 pub mod stats;
-mod storage;
+pub mod storage;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

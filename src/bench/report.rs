@@ -724,6 +724,16 @@ pub fn markdown(r: &BenchReport) -> String {
             .join(", ")
     ));
     line(format!(
+        "- With snapshot expiry in the loop (every {} commits, keeping {}): {:.1} ms at snapshot {} \
+         ({:.2}x the first); {} manifests in the last snapshot without expiry.",
+        super::storage::EXPIRE_EVERY,
+        super::storage::EXPIRE_RETAIN,
+        s.with_expiry_last_commit_ms,
+        s.snapshots,
+        s.with_expiry_last_to_first_ratio,
+        s.last_manifests
+    ));
+    line(format!(
         "- Append of {} rows: {:.0} rows/s, {:.0} MB/s of Arrow in, {:.0} MB/s of Parquet out.",
         s.append_rows, s.append_rows_per_s, s.append_arrow_mb_per_s, s.append_parquet_mb_per_s
     ));

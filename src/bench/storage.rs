@@ -34,6 +34,14 @@ pub struct CoreBenchReport {
     pub last_to_first_ratio: f64,
     /// Where the last commit's time went (median of each phase, in milliseconds).
     pub last_commit_phases_ms: BTreeMap<String, f64>,
+    /// The same history with snapshot expiry in the loop (every [`EXPIRE_EVERY`] commits, keeping
+    /// the last [`EXPIRE_RETAIN`] snapshots, as a daily maintenance would): latency of the last
+    /// commits, in milliseconds, and its ratio to `first_commit_ms`.
+    pub with_expiry_last_commit_ms: f64,
+    /// `with_expiry_last_commit_ms / first_commit_ms`.
+    pub with_expiry_last_to_first_ratio: f64,
+    /// Manifests in the last snapshot's manifest list (manifest merging keeps it bounded).
+    pub last_manifests: usize,
     /// Rows per append in the throughput test.
     pub append_rows: usize,
     /// Median rows per second of one append (writing Parquet and committing).
@@ -46,6 +54,10 @@ pub struct CoreBenchReport {
 
 /// Commits at each end of the history whose median is the latency there.
 const WINDOW: usize = 5;
+/// The expiry-in-the-loop history expires every this many commits ...
+pub const EXPIRE_EVERY: usize = 100;
+/// ... keeping this many snapshots.
+pub const EXPIRE_RETAIN: usize = 100;
 
 fn median(v: Vec<f64>) -> f64 {
     super::stats::Summary::of(&v).median
@@ -112,6 +124,8 @@ pub async fn core_benchmark(
     let mut first = Vec::new();
     let mut last = Vec::new();
     let mut phases: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut expiry_last = Vec::new();
+    let mut last_manifests = 0;
     let mut rows_per_s = Vec::new();
     let mut arrow_mb_s = Vec::new();
     let mut parquet_mb_s = Vec::new();
@@ -145,6 +159,35 @@ pub async fn core_benchmark(
                 for (phase, s) in split {
                     phases.entry(phase.to_string()).or_default().push(s * 1e3);
                 }
+                if let Some(snapshot) = r.table.current_snapshot() {
+                    last_manifests = r.table.manifest_paths(snapshot).await?.len();
+                }
+            }
+        }
+        floe.drop_table(&name, true).await?;
+
+        // The same history with expiry in the loop (not timed itself).
+        let name = fresh_table(floe, ns, "expiring", rep).await?;
+        for i in 0..snapshots {
+            let batch = bench_batch(i as i64, 1);
+            let t0 = Instant::now();
+            floe.append(&name, futures::stream::iter([Ok(batch)]), &options)
+                .await?;
+            let ms = t0.elapsed().as_secs_f64() * 1e3;
+            if i + WINDOW.min(snapshots) >= snapshots {
+                expiry_last.push(ms);
+            }
+            if (i + 1) % EXPIRE_EVERY == 0 {
+                let now_ms = chrono::Utc::now().timestamp_millis();
+                floe.expire_snapshots(
+                    &name,
+                    &crate::maintenance::ExpireOptions {
+                        older_than_ms: Some(now_ms),
+                        retain_last: Some(EXPIRE_RETAIN),
+                        dry_run: false,
+                    },
+                )
+                .await?;
             }
         }
         floe.drop_table(&name, true).await?;
@@ -190,6 +233,9 @@ pub async fn core_benchmark(
         last_commit_ms: last_ms,
         last_to_first_ratio: last_ms / first_ms,
         last_commit_phases_ms: phases.into_iter().map(|(k, v)| (k, median(v))).collect(),
+        with_expiry_last_commit_ms: median(expiry_last.clone()),
+        with_expiry_last_to_first_ratio: median(expiry_last) / first_ms,
+        last_manifests,
         append_rows: rows,
         append_rows_per_s: median(rows_per_s),
         append_arrow_mb_per_s: median(arrow_mb_s),

@@ -240,7 +240,7 @@ impl SqlCatalog {
             .execute(&mut *conn)
             .await
             .map_err(|e| catalog_error("cannot lock the catalog for migration", e))?;
-        let result = self.migrate_locked(&mut *conn).await;
+        let result = self.migrate_locked(&mut conn).await;
         let unlock = match (self.backend(), result.is_ok()) {
             (Backend::Sqlite, true) => "COMMIT".to_string(),
             (Backend::Sqlite, false) => "ROLLBACK".to_string(),

@@ -161,7 +161,7 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
     let settings = cli.global.settings()?;
     // Commands that need no connection to the catalog.
     match cli.command {
-        Command::Catalog(catalog::Command::Init) => return catalog::init(settings).await,
+        Command::Catalog(catalog::Command::Init) => catalog::init(settings).await,
         Command::Pipeline(pipeline::Command::Generate(g)) => return pipeline::generate(&settings, g).await,
         Command::Cluster(c) => return cluster::run(&settings, c).await,
         command => {

@@ -309,6 +309,23 @@ pub fn print_bench(r: &floe::bench::CoreBenchReport, format: Format) -> Result<(
         "ratio last / first".to_string(),
         format!("{:.2}", r.last_to_first_ratio),
     ]);
+    g.add_row(vec![
+        format!("  manifests in the {}th snapshot", r.snapshots),
+        r.last_manifests.to_string(),
+    ]);
+    g.add_row(vec![
+        format!(
+            "commit latency, {}th snapshot, expiring every {} (keeping {})",
+            r.snapshots,
+            floe::bench::storage::EXPIRE_EVERY,
+            floe::bench::storage::EXPIRE_RETAIN
+        ),
+        format!("{:.1} ms", r.with_expiry_last_commit_ms),
+    ]);
+    g.add_row(vec![
+        "ratio with expiry / first".to_string(),
+        format!("{:.2}", r.with_expiry_last_to_first_ratio),
+    ]);
     for (phase, ms) in &r.last_commit_phases_ms {
         g.add_row(vec![
             format!("  {}th commit: {phase}", r.snapshots),

@@ -85,15 +85,17 @@ pub async fn run_scheduler(settings: &Settings, bind: SocketAddr) -> Result<()> 
     use ballista_scheduler::cluster::BallistaCluster;
     use ballista_scheduler::config::SchedulerConfig;
     let runtime = runtime(settings)?;
-    let mut config = SchedulerConfig::default();
-    config.bind_host = bind.ip().to_string();
-    config.bind_port = bind.port();
-    config.external_host = bind.ip().to_string();
-    config.scheduling_policy = TaskSchedulingPolicy::PushStaged;
-    config.executor_timeout_seconds = EXECUTOR_TIMEOUT_SECONDS;
-    config.expire_dead_executor_interval_seconds = 2;
-    config.task_max_failures = 4;
-    config.override_config_producer = Some(Arc::new(session_config));
+    let mut config = SchedulerConfig {
+        bind_host: bind.ip().to_string(),
+        bind_port: bind.port(),
+        external_host: bind.ip().to_string(),
+        scheduling_policy: TaskSchedulingPolicy::PushStaged,
+        executor_timeout_seconds: EXECUTOR_TIMEOUT_SECONDS,
+        expire_dead_executor_interval_seconds: 2,
+        task_max_failures: 4,
+        override_config_producer: Some(Arc::new(session_config)),
+        ..Default::default()
+    };
     config.override_session_builder = Some(Arc::new(move |c: SessionConfig| {
         use datafusion::execution::FunctionRegistry;
         let mut state = SessionStateBuilder::new()

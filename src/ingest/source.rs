@@ -516,7 +516,7 @@ pub(crate) fn temporal(column: &SourceColumn) -> bool {
 fn pg_text(c: &SourceColumn) -> String {
     let q = quote_ident(&c.name);
     match c.kind {
-        Kind::Plain => format!("{q}"),
+        Kind::Plain => q.to_string(),
         Kind::Text => format!("'v' || CAST({q} AS text)"),
         Kind::Bytes => format!("'v' || encode({q}, 'hex')"),
         Kind::Bool => format!("CASE WHEN {q} THEN 'true' WHEN NOT {q} THEN 'false' END"),
@@ -565,7 +565,7 @@ fn finish_batch(batch: RecordBatch, columns: &[SourceColumn], schema: &SchemaRef
 
 fn hex_decode(text: &str) -> Option<Vec<u8>> {
     let b = text.as_bytes();
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return None;
     }
     (0..b.len())

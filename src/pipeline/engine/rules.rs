@@ -242,7 +242,11 @@ pub const FUNCTIONS: &[RuleFunction] = &[
             let cols: Vec<&StringArray> = (1..a.len()).map(|i| strings(a, i)).collect::<Result<_, _>>()?;
             let out: StringArray = (0..mask.len())
                 .map(|i| {
-                    let nulls = mask.is_valid(i).then(|| mask.value(i).as_bytes()).unwrap_or(b"");
+                    let nulls = if mask.is_valid(i) {
+                        mask.value(i).as_bytes()
+                    } else {
+                        b""
+                    };
                     let fields: Vec<Option<&str>> = cols
                         .iter()
                         .enumerate()

@@ -29,7 +29,7 @@ impl MergePolicy {
         let props = metadata.properties();
         let get = |k: &str| props.get(k).map(|v| v.trim().to_string());
         Self {
-            enabled: get("commit.manifest-merge.enabled").map_or(true, |v| v.eq_ignore_ascii_case("true")),
+            enabled: get("commit.manifest-merge.enabled").is_none_or(|v| v.eq_ignore_ascii_case("true")),
             min_count: get("commit.manifest.min-count-to-merge")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(100)
