@@ -200,6 +200,15 @@ impl ObjectStorage {
         got.bytes().await.map_err(|e| storage_error(e, location, "read"))
     }
 
+    /// Read bytes `range` of an object.
+    pub async fn read_range(&self, location: &str, range: std::ops::Range<u64>) -> Result<Bytes> {
+        let (store, path) = self.resolve(location)?;
+        store
+            .get_range(&path, range)
+            .await
+            .map_err(|e| storage_error(e, location, "read"))
+    }
+
     /// Write a whole object (replacing it).
     pub async fn write(&self, location: &str, bytes: Bytes) -> Result<()> {
         let (store, path) = self.resolve(location)?;

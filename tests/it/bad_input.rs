@@ -217,3 +217,53 @@ async fn unreachable_store_and_wrong_credentials_are_clear_errors() {
     assert_eq!(floe.load_table(&t).await.unwrap().metadata_location(), location);
     assert_eq!(ids(&floe, &t, At::Current).await, vec![0]);
 }
+
+both_backends!(
+    a_broken_manifest_is_never_carried_forward,
+    |ctx: Ctx| async move {
+        let t = ctx.table("carried");
+        ctx.create_events_table(&t, &[]).await;
+        for rows in [0..3, 3..6] {
+            ctx.floe
+                .append(&t, stream(vec![events(rows)]), &CommitOptions::default())
+                .await
+                .unwrap();
+        }
+        let table = ctx.floe.load_table(&t).await.unwrap();
+        let before = table.metadata_location().to_string();
+        let manifests = table
+            .manifest_paths(table.current_snapshot().unwrap())
+            .await
+            .unwrap();
+        // The oldest manifest (new ones come first), replaced by garbage of the same length.
+        let victim = manifests.last().unwrap().clone();
+        let len = ctx.floe.storage().size(&victim).await.unwrap() as usize;
+        ctx.floe
+            .storage()
+            .write(&victim, vec![b'x'; len].into())
+            .await
+            .unwrap();
+        // A fresh process appends (this one has already seen the manifest sound).
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("more.csv"),
+            "id,user_id,ts,amount\n100,u9,2024-01-05T00:00:00Z,1.5\n",
+        )
+        .unwrap();
+        let out = floe_cmd(dir.path(), Some(&ctx))
+            .args(["append", &t.to_string(), "more.csv"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("not an Avro file") && stderr.contains(&victim),
+            "{stderr}"
+        );
+        assert_eq!(
+            ctx.floe.load_table(&t).await.unwrap().metadata_location(),
+            before,
+            "nothing committed"
+        );
+    }
+);

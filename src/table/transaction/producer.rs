@@ -5,6 +5,7 @@
 //! does not exist yet starts from the current snapshot of `main`, as Iceberg's
 //! `SnapshotUtil.latestSnapshot` does.
 
+use futures::{StreamExt, TryStreamExt};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -191,6 +192,7 @@ pub(crate) async fn produce(
             manifests.push(writer.write_manifest_file().await?);
         }
     }
+    check_carried(base, &manifests).await?;
     if found_removed.len() != removed_paths.len() {
         let missing = removed_paths
             .iter()
@@ -339,4 +341,77 @@ fn has_live_entries(mf: &ManifestFile) -> bool {
         (Some(a), Some(e)) => a + e > 0,
         _ => true,
     }
+}
+
+/// Manifests a process has already found sound (manifests never change once written), so that each
+/// is checked once per process rather than at every commit.
+fn sound_manifests() -> &'static std::sync::Mutex<HashSet<String>> {
+    static SOUND: std::sync::OnceLock<std::sync::Mutex<HashSet<String>>> = std::sync::OnceLock::new();
+    SOUND.get_or_init(Default::default)
+}
+
+/// Refuse to carry a broken manifest into a new snapshot: every manifest this commit carries must
+/// exist, have the length the manifest list records, and start with Avro's magic bytes. (Without
+/// this, a commit on top of a manifest replaced by garbage would succeed and keep the damage.)
+async fn check_carried(base: &Table, manifests: &[ManifestFile]) -> Result<()> {
+    let unchecked: Vec<(String, u64)> = {
+        let sound = sound_manifests().lock().expect("manifest cache");
+        manifests
+            .iter()
+            .filter(|m| !sound.contains(&m.manifest_path))
+            .map(|m| (m.manifest_path.clone(), m.manifest_length as u64))
+            .collect()
+    };
+    let table = base.name().to_string();
+    let checks = unchecked.into_iter().map(|(path, length)| {
+        let storage = base.storage().clone();
+        let table = table.clone();
+        async move { check_manifest(&storage, &table, path, length).await }
+    });
+    let checked: Vec<String> = futures::stream::iter(checks)
+        .buffer_unordered(16)
+        .try_collect()
+        .await?;
+    let mut sound = sound_manifests().lock().expect("manifest cache");
+    if sound.len() > 1_000_000 {
+        sound.clear();
+    }
+    sound.extend(checked);
+    Ok(())
+}
+
+/// One manifest of [`check_carried`]: its path when it is sound.
+async fn check_manifest(
+    storage: &crate::storage::ObjectStorage,
+    table: &str,
+    path: String,
+    length: u64,
+) -> Result<String> {
+    const AVRO_MAGIC: &[u8] = b"Obj\x01";
+    let broken = |why: String| {
+        Error::new(
+            crate::error::ErrorKind::Data,
+            format!(
+                "manifest {path} of {table} is {why}: refusing to commit on top of broken metadata \
+                 (restore the file, or roll the table back to a snapshot that does not use it)"
+            ),
+        )
+    };
+    let size = storage
+        .size(&path)
+        .await
+        .map_err(|e| broken(format!("unreadable ({e})")))?;
+    if size != length {
+        return Err(broken(format!(
+            "{size} bytes long where the manifest list records {length}"
+        )));
+    }
+    let head = storage
+        .read_range(&path, 0..AVRO_MAGIC.len() as u64)
+        .await
+        .map_err(|e| broken(format!("unreadable ({e})")))?;
+    if head.as_ref() != AVRO_MAGIC {
+        return Err(broken("not an Avro file".into()));
+    }
+    Ok(path)
 }
