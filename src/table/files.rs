@@ -200,8 +200,21 @@ async fn read_csv(
     if names.iter().all(|n| n.is_empty()) {
         return Err(Error::invalid(format!("{uri}: the CSV header line is empty")));
     }
-    let table_fields = match_columns(uri, &names, &schema, &required_columns(&schema), options)?;
-    // Parse in the file's column order, with the table's types; drop the extra columns.
+    let decoder = csv_decoder(uri, &names, &schema, options, true)?;
+    decode_object(storage, uri, None, decoder).await
+}
+
+/// A CSV decoder for a file whose header names `names`: columns matched to `schema` by name, parsed
+/// in the file's column order with the table's types, extra columns dropped; `header` when the bytes
+/// it decodes start with the header line.
+fn csv_decoder(
+    uri: &str,
+    names: &[String],
+    schema: &SchemaRef,
+    options: &FileReadOptions,
+    header: bool,
+) -> Result<arrow::csv::reader::Decoder> {
+    let table_fields = match_columns(uri, names, schema, &required_columns(schema), options)?;
     let file_schema = Arc::new(Schema::new(
         names
             .iter()
@@ -217,12 +230,11 @@ async fn read_csv(
         .enumerate()
         .filter_map(|(i, f)| f.as_ref().map(|_| i))
         .collect();
-    let decoder = arrow::csv::ReaderBuilder::new(file_schema)
-        .with_header(true)
+    Ok(arrow::csv::ReaderBuilder::new(file_schema)
+        .with_header(header)
         .with_batch_size(8192)
         .with_projection(projection)
-        .build_decoder();
-    decode_object(storage, uri, None, decoder).await
+        .build_decoder())
 }
 
 /// Stream the records of bytes `start..end` of the CSV file `uri` (`start` at a record boundary), with
@@ -247,27 +259,7 @@ pub async fn read_csv_range(
         .infer_schema(std::io::Cursor::new(head.as_ref()), Some(0))
         .map_err(|e| Error::invalid(format!("{uri}: cannot read the CSV header: {e}")))?;
     let names: Vec<String> = header.fields().iter().map(|f| f.name().clone()).collect();
-    let table_fields = match_columns(uri, &names, &schema, &required_columns(&schema), options)?;
-    let file_schema = Arc::new(Schema::new(
-        names
-            .iter()
-            .zip(&table_fields)
-            .map(|(n, f)| match f {
-                Some(f) => f.clone(),
-                None => Field::new(n, DataType::Utf8, true),
-            })
-            .collect::<Vec<_>>(),
-    ));
-    let projection: Vec<usize> = table_fields
-        .iter()
-        .enumerate()
-        .filter_map(|(i, f)| f.as_ref().map(|_| i))
-        .collect();
-    let decoder = arrow::csv::ReaderBuilder::new(file_schema)
-        .with_header(false)
-        .with_batch_size(8192)
-        .with_projection(projection)
-        .build_decoder();
+    let decoder = csv_decoder(uri, &names, &schema, options, false)?;
     decode_object(storage, uri, Some(start..end), decoder).await
 }
 

@@ -179,12 +179,17 @@ both_backends!(
         o.create = true;
         let killer = {
             let pool = pool.clone();
+            // Unit 1's first attempt of this test's run (the query names this test's source table:
+            // the other backend's run of this test has a unit 1 too).
+            let source = name.clone();
             tokio::spawn(async move {
                 for _ in 0..200 {
                     let killed: Option<bool> = sqlx::query_scalar(
                         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                     WHERE application_name LIKE 'floe-ingest-unit-1-attempt-1-run-%' LIMIT 1",
+                     WHERE application_name LIKE 'floe-ingest-unit-1-attempt-1-run-%' \
+                       AND query LIKE '%' || $1 || '%' LIMIT 1",
                     )
+                    .bind(&source)
                     .fetch_optional(&pool)
                     .await
                     .unwrap();

@@ -4,6 +4,7 @@
 mod faulty_catalog;
 mod support;
 
+mod add_files;
 mod bad_input;
 mod bench;
 mod cli;
@@ -17,5 +18,6 @@ pub mod interop;
 mod maintenance;
 mod pipeline;
 mod refs;
+mod sql;
 mod table_ops;
 mod transactions;
