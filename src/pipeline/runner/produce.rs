@@ -143,7 +143,7 @@ pub(crate) async fn produce(
             .err(),
             _ => None,
         };
-        let error = match (outcome, imbalance) {
+        let (e, retry) = match (outcome, imbalance) {
             (Ok(()), None) => {
                 for (t, f) in files {
                     add_written(written, t, f);
@@ -161,7 +161,6 @@ pub(crate) async fn produce(
                 (e, retry)
             }
         };
-        let (e, retry) = error;
         // What this attempt wrote goes either way; the next attempt starts from nothing.
         for (t, f) in files {
             crate::table::transaction::delete_quietly(

@@ -243,6 +243,8 @@ pub(crate) async fn produce(
     let remembered = Arc::new(manifests.clone());
     list_writer.add_manifests(manifests.into_iter())?;
     list_writer.close().await?;
+    // Every manifest of the new list is sound: checked above, or just written by this process.
+    remember_sound(remembered.iter().map(|m| m.manifest_path.clone()));
     base.remember_manifest_list(&list_path, remembered);
     crate::faults::point("commit.after-manifest-list");
 
@@ -372,12 +374,17 @@ async fn check_carried(base: &Table, manifests: &[ManifestFile]) -> Result<()> {
         .buffer_unordered(16)
         .try_collect()
         .await?;
+    remember_sound(checked);
+    Ok(())
+}
+
+/// Add `paths` to the manifests this process knows to be sound.
+fn remember_sound(paths: impl IntoIterator<Item = String>) {
     let mut sound = sound_manifests().lock().expect("manifest cache");
     if sound.len() > 1_000_000 {
         sound.clear();
     }
-    sound.extend(checked);
-    Ok(())
+    sound.extend(paths);
 }
 
 /// One manifest of [`check_carried`]: its path when it is sound.
