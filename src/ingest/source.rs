@@ -189,6 +189,11 @@ impl SqlSource {
                 .fetch_all(&mut *c)
                 .await
                 .map_err(|e| sql_error("cannot read the source's columns", &self.url, e))?;
+                // The probe goes now, not when the server notices the session ended: a temporary
+                // view on the source would block a `DROP TABLE` of it meanwhile.
+                let _ = sqlx::query(&format!("DROP VIEW IF EXISTS {probe}"))
+                    .execute(&mut *c)
+                    .await;
                 rows.iter()
                     .map(|r| (r.get::<String, _>(0), r.get::<String, _>(1)))
                     .collect()

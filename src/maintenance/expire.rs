@@ -64,7 +64,7 @@ pub async fn expire_snapshots(
     };
     if options.dry_run {
         let after = match expire.apply(&before)? {
-            Some(staged) => before.staged(staged.metadata),
+            Some(staged) => before.staged(staged.metadata, &staged.ref_updates),
             None => before.clone(),
         };
         report.snapshots_expired = planned.snapshots.iter().copied().collect();

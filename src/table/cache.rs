@@ -6,7 +6,22 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use iceberg::spec::{ManifestFile, TableMetadataRef};
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use iceberg::spec::{ManifestFile, SnapshotReference, TableMetadataRef};
+
+use super::metadata_json::SnapshotJsonCache;
+
+/// A table's refs by name, computed once per metadata file and shared by every view of it.
+pub(crate) type SharedRefs = Arc<OnceLock<BTreeMap<String, SnapshotReference>>>;
+
+/// Decoded metadata and its refs.
+#[derive(Clone, Debug)]
+pub(crate) struct CachedMetadata {
+    pub(crate) metadata: TableMetadataRef,
+    pub(crate) refs: SharedRefs,
+}
 
 /// A small bounded map; the oldest entry leaves first.
 #[derive(Debug)]
@@ -31,23 +46,27 @@ impl<V: Clone> Bounded<V> {
             .map(|(_, v)| v.clone())
     }
 
-    fn put(&self, location: &str, value: V) {
+    /// Insert `value` unless `location` is cached; returns the cached value.
+    fn put(&self, location: &str, value: V) -> V {
         let mut entries = self.entries.lock().expect("file cache poisoned");
-        if entries.iter().any(|(l, _)| l == location) {
-            return;
+        if let Some((_, v)) = entries.iter().find(|(l, _)| l == location) {
+            return v.clone();
         }
         if entries.len() == self.capacity {
             entries.pop_front();
         }
-        entries.push_back((location.to_string(), value));
+        entries.push_back((location.to_string(), value.clone()));
+        value
     }
 }
 
 /// The cache a `Floe` handle shares with the tables it loads.
 #[derive(Debug)]
 pub(crate) struct FileCache {
-    metadata: Bounded<TableMetadataRef>,
+    metadata: Bounded<CachedMetadata>,
     manifest_lists: Bounded<Arc<Vec<ManifestFile>>>,
+    /// Snapshots already encoded as metadata JSON.
+    pub(crate) snapshot_json: SnapshotJsonCache,
 }
 
 impl Default for FileCache {
@@ -55,16 +74,18 @@ impl Default for FileCache {
         Self {
             metadata: Bounded::new(32),
             manifest_lists: Bounded::new(32),
+            snapshot_json: SnapshotJsonCache::default(),
         }
     }
 }
 
 impl FileCache {
-    pub(crate) fn metadata(&self, location: &str) -> Option<TableMetadataRef> {
+    pub(crate) fn metadata(&self, location: &str) -> Option<CachedMetadata> {
         self.metadata.get(location)
     }
 
-    pub(crate) fn put_metadata(&self, location: &str, metadata: TableMetadataRef) {
+    /// Remember `metadata` at `location`; returns the cached entry (an earlier one wins).
+    pub(crate) fn put_metadata(&self, location: &str, metadata: CachedMetadata) -> CachedMetadata {
         self.metadata.put(location, metadata)
     }
 
@@ -73,6 +94,6 @@ impl FileCache {
     }
 
     pub(crate) fn put_manifest_list(&self, location: &str, manifests: Arc<Vec<ManifestFile>>) {
-        self.manifest_lists.put(location, manifests)
+        self.manifest_lists.put(location, manifests);
     }
 }

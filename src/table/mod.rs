@@ -6,6 +6,7 @@ pub mod add_files;
 pub(crate) mod cache;
 pub mod files;
 pub(crate) mod filter;
+pub(crate) mod metadata_json;
 pub mod plain_files;
 pub mod scan;
 pub mod schema_text;
@@ -25,7 +26,7 @@ use serde::Serialize;
 use crate::catalog::TableName;
 use crate::error::{Error, Result};
 use crate::storage::ObjectStorage;
-use cache::FileCache;
+use cache::{FileCache, SharedRefs};
 
 pub use filter::RowFilter;
 pub use scan::{ScanOptions, SnapshotChanges};
@@ -42,7 +43,7 @@ pub struct Table {
     cache: Arc<FileCache>,
     /// Set on a view of metadata a commit staged on top of `metadata_location` (not yet written).
     staged: bool,
-    refs: Arc<OnceLock<BTreeMap<String, SnapshotReference>>>,
+    refs: SharedRefs,
 }
 
 /// Which state of a table to read: the current `main`, a snapshot id, a branch, a tag, or the state
@@ -129,6 +130,7 @@ impl Table {
         name: TableName,
         metadata_location: String,
         metadata: TableMetadataRef,
+        refs: SharedRefs,
         storage: ObjectStorage,
         cache: Arc<FileCache>,
     ) -> Self {
@@ -139,18 +141,50 @@ impl Table {
             storage,
             cache,
             staged: false,
-            refs: Arc::default(),
+            refs,
         }
     }
 
     /// A view of `metadata` that a commit staged on top of this table (not yet written): further
     /// changes build on it, and the metadata log records this table's location once.
-    pub(crate) fn staged(&self, metadata: TableMetadata) -> Self {
+    /// `ref_updates` are the refs the change set or removed: the view's refs are this table's with
+    /// those applied, less refs whose snapshot the change removed.
+    pub(crate) fn staged(&self, metadata: TableMetadata, ref_updates: &[iceberg::TableUpdate]) -> Self {
+        let mut refs = self.snapshot_refs();
+        for u in ref_updates {
+            match u {
+                iceberg::TableUpdate::SetSnapshotRef { ref_name, reference } => {
+                    refs.insert(ref_name.clone(), reference.clone());
+                }
+                iceberg::TableUpdate::RemoveSnapshotRef { ref_name } => {
+                    refs.remove(ref_name);
+                }
+                _ => {}
+            }
+        }
+        refs.retain(|_, r| metadata.snapshot_by_id(r.snapshot_id).is_some());
         Self {
             metadata: Arc::new(metadata),
             staged: true,
-            refs: Arc::default(),
+            refs: Arc::new(OnceLock::from(refs)),
             ..self.clone()
+        }
+    }
+
+    /// The refs of this view, shared with every handle of the same metadata.
+    pub(crate) fn shared_refs(&self) -> SharedRefs {
+        self.refs.clone()
+    }
+
+    /// The metadata JSON of this view: encoded by floe where it can (see
+    /// [`metadata_json`]), else by iceberg-rust.
+    pub(crate) fn metadata_json(&self) -> Result<Vec<u8>> {
+        if metadata_json::encodes(&self.metadata) {
+            metadata_json::encode(&self.metadata, &self.snapshot_refs(), &self.cache.snapshot_json)
+        } else {
+            Err(Error::internal(
+                "metadata_json called for metadata floe does not encode",
+            ))
         }
     }
 
@@ -219,15 +253,7 @@ impl Table {
     /// Branches and tags with their retention settings, by name. (iceberg-rust keeps the refs map
     /// private; its JSON form is the spec's, so floe reads them from there, once per view.)
     pub fn snapshot_refs(&self) -> BTreeMap<String, SnapshotReference> {
-        self.refs
-            .get_or_init(|| {
-                serde_json::to_value(&*self.metadata)
-                    .ok()
-                    .and_then(|v| v.get("refs").cloned())
-                    .and_then(|r| serde_json::from_value::<BTreeMap<String, SnapshotReference>>(r).ok())
-                    .unwrap_or_default()
-            })
-            .clone()
+        self.refs.get_or_init(|| refs_from_json(&self.metadata)).clone()
     }
 
     /// Branches and tags, by name.
@@ -409,4 +435,15 @@ impl Table {
     pub(crate) fn format_version(&self) -> FormatVersion {
         self.metadata.format_version()
     }
+}
+
+/// The refs of `metadata`, read from its JSON form (iceberg-rust keeps the map private; its JSON form
+/// is the spec's). Costs a full encoding: views share the result, and commits derive their refs
+/// from their base's instead.
+fn refs_from_json(metadata: &TableMetadata) -> BTreeMap<String, SnapshotReference> {
+    serde_json::to_value(metadata)
+        .ok()
+        .and_then(|v| v.get("refs").cloned())
+        .and_then(|r| serde_json::from_value::<BTreeMap<String, SnapshotReference>>(r).ok())
+        .unwrap_or_default()
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use iceberg::spec::{TableMetadata, TableMetadataRef};
 
-use super::cache::FileCache;
+use super::cache::{CachedMetadata, FileCache, SharedRefs};
 use super::Table;
 use crate::catalog::{Catalog, TableName};
 use crate::config::RetryPolicy;
@@ -54,8 +54,8 @@ impl TableStore {
             .metadata_location(name)
             .await?
             .ok_or_else(|| Error::not_found(format!("table {name} does not exist")))?;
-        if let Some(metadata) = self.cache.metadata(&location) {
-            return Ok(self.handle(name, location, metadata));
+        if let Some(cached) = self.cache.metadata(&location) {
+            return Ok(self.handle(name, location, cached.metadata));
         }
         let metadata = read_metadata(&self.storage, &location)
             .await
@@ -66,11 +66,25 @@ impl TableStore {
     /// A table at `location`, sharing this store's storage and file cache; the metadata is
     /// remembered, so loading the same location again is free.
     pub(crate) fn handle(&self, name: &TableName, location: String, metadata: TableMetadataRef) -> Table {
-        self.cache.put_metadata(&location, metadata.clone());
+        self.handle_with_refs(name, location, metadata, SharedRefs::default())
+    }
+
+    /// [`TableStore::handle`] for metadata whose refs are already known (a view a commit wrote).
+    pub(crate) fn handle_with_refs(
+        &self,
+        name: &TableName,
+        location: String,
+        metadata: TableMetadataRef,
+        refs: SharedRefs,
+    ) -> Table {
+        let cached = self
+            .cache
+            .put_metadata(&location, CachedMetadata { metadata, refs });
         Table::new(
             name.clone(),
             location,
-            metadata,
+            cached.metadata,
+            cached.refs,
             self.storage.clone(),
             self.cache.clone(),
         )

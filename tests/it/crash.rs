@@ -3,11 +3,14 @@
 //! the manifests, the manifest list, the metadata JSON, the catalog swap, and before cleanup. After
 //! each kill the table loads in floe and in PyIceberg at the old or the new snapshot, never in
 //! between; every file the metadata references exists; a rerun succeeds; and what the killed process
-//! left behind is unreferenced, and removed by orphan cleanup.
+//! left behind is unreferenced, and removed by orphan cleanup. `floe expire` and `floe compact` are
+//! killed at random moments of their run: the table stays readable, by floe and PyIceberg, at its last
+//! committed state.
 
 use std::os::unix::process::ExitStatusExt;
 
 use floe::{At, CommitOptions};
+use futures::StreamExt;
 
 use crate::both_backends;
 use crate::support::*;
@@ -210,5 +213,203 @@ both_backends!(
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+);
+
+/// A small deterministic generator for kill delays; the seed is printed so a failure can be replayed
+/// with `FLOE_TEST_KILL_SEED`.
+struct Delays(u64);
+
+impl Delays {
+    fn from_env_or_clock() -> Self {
+        let seed = std::env::var("FLOE_TEST_KILL_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
+        eprintln!("kill delays from FLOE_TEST_KILL_SEED={seed}");
+        Delays(seed | 1)
+    }
+
+    /// A delay in `[0, max)`.
+    fn next(&mut self, max: std::time::Duration) -> std::time::Duration {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let r = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        max.mul_f64((r >> 11) as f64 / (1u64 << 53) as f64)
+    }
+}
+
+both_backends!(
+    a_kill_of_expire_or_compact_at_a_random_moment_leaves_the_table_readable,
+    |ctx: Ctx| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let t = ctx.table("kept");
+        ctx.create_events_table(&t, &[]).await;
+        let table_arg = t.to_string();
+        let mut next_id = 0i64;
+        let mut append_some = |n: usize| {
+            let batches: Vec<_> = (0..n)
+                .map(|_| {
+                    next_id += 3;
+                    events(next_id - 3..next_id)
+                })
+                .collect();
+            (batches, next_id)
+        };
+        let commands: [(&str, Vec<String>); 2] = [
+            (
+                "expire",
+                ["expire", &table_arg, "--older-than", "0s", "--retain-last", "2"]
+                    .map(String::from)
+                    .to_vec(),
+            ),
+            (
+                "compact",
+                [
+                    "compact",
+                    &table_arg,
+                    "--target-file-size",
+                    "64MB",
+                    "--min-file-size",
+                    "32MB",
+                ]
+                .map(String::from)
+                .to_vec(),
+            ),
+        ];
+        let mut delays = Delays::from_env_or_clock();
+        // How long each command runs when it is not killed, so the kills fall over its whole life.
+        let mut lifetime = std::collections::HashMap::new();
+        for (name, argv) in &commands {
+            let (batches, _) = append_some(8);
+            for b in batches {
+                ctx.floe
+                    .append(&t, stream(vec![b]), &CommitOptions::default())
+                    .await
+                    .unwrap();
+            }
+            let started = std::time::Instant::now();
+            let out = floe_cmd(d, Some(&ctx)).args(argv).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            lifetime.insert(*name, started.elapsed());
+        }
+        let rounds = 5;
+        let mut hit_running = 0;
+        for round in 0..rounds {
+            for (name, argv) in &commands {
+                let round_started = std::time::Instant::now();
+                // New snapshots and small files, so that each command has work to do.
+                let (batches, last_id) = append_some(3);
+                for b in batches {
+                    ctx.floe
+                        .append(&t, stream(vec![b]), &CommitOptions::default())
+                        .await
+                        .unwrap();
+                }
+                let before = ctx.floe.load_table(&t).await.unwrap();
+                let delay = delays.next(lifetime[name].mul_f64(0.8));
+                let mut child = floe_cmd(d, Some(&ctx)).args(argv).spawn().unwrap();
+                tokio::time::sleep(delay).await;
+                let running = child.try_wait().unwrap().is_none();
+                child.kill().unwrap();
+                let status = child.wait().unwrap();
+                if running {
+                    hit_running += 1;
+                    assert_eq!(status.signal(), Some(9), "{name} round {round}");
+                } else {
+                    assert!(status.success(), "{name} round {round}: {status:?}");
+                }
+                // The table is at its last committed state: the one before the command or the one
+                // the command committed, with every row, every referenced file present.
+                let after = ctx.floe.load_table(&t).await.unwrap();
+                let what = format!(
+                    "{name} round {round}, killed after {delay:?} ({})",
+                    if running { "running" } else { "already done" }
+                );
+                let expected: Vec<i64> = (0..last_id).collect();
+                assert_eq!(ids(&ctx.floe, &t, At::Current).await, expected, "{what}");
+                if after.metadata_location() != before.metadata_location() {
+                    assert!(
+                        after.current_snapshot().is_some(),
+                        "{what}: the new state has a current snapshot"
+                    );
+                }
+                let storage = ctx.floe.storage();
+                let missing: Vec<String> = futures::stream::iter(referenced(&ctx, &t).await)
+                    .map(|f| async move { (!storage.exists(&f).await.unwrap()).then_some(f) })
+                    .buffer_unordered(16)
+                    .filter_map(|f| async move { f })
+                    .collect()
+                    .await;
+                assert!(missing.is_empty(), "{what}: missing {missing:?}");
+                // Time travel to the oldest snapshot kept works (every file of every snapshot was
+                // checked above).
+                if let Some(oldest) = after.snapshots().first() {
+                    let at = ids(&ctx.floe, &t, At::Snapshot(oldest.snapshot_id())).await;
+                    assert!(
+                        at.len() <= expected.len(),
+                        "{what}: snapshot {} reads",
+                        oldest.snapshot_id()
+                    );
+                }
+                let checked = std::time::Instant::now();
+                // PyIceberg takes seconds to start: it reads every other round's state.
+                if round % 2 == 1 {
+                    if let Some(n) = pyiceberg_rows(&ctx, "kept").await {
+                        assert_eq!(n, expected.len(), "{what}: PyIceberg reads every committed row");
+                    }
+                }
+                eprintln!(
+                    "{what}: checked in {:?} (PyIceberg {:?})",
+                    round_started.elapsed(),
+                    checked.elapsed()
+                );
+            }
+        }
+        eprintln!(
+            "{:?}: {hit_running} of {} kills hit a running command (lifetimes {lifetime:?})",
+            ctx.backend,
+            rounds * commands.len()
+        );
+        assert!(
+            hit_running * 3 >= rounds * commands.len(),
+            "too few kills hit a running command: {hit_running}"
+        );
+        // Finished unkilled, then orphan cleanup: storage holds exactly what the metadata references.
+        for (name, argv) in &commands {
+            let out = floe_cmd(d, Some(&ctx)).args(argv).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        ctx.floe
+            .remove_orphan_files(
+                &t,
+                &floe::maintenance::OrphanOptions {
+                    older_than: Some(std::time::Duration::ZERO),
+                    dry_run: false,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(stored(&ctx, &t).await, referenced(&ctx, &t).await);
+        assert_eq!(
+            ids(&ctx.floe, &t, At::Current).await,
+            (0..next_id).collect::<Vec<_>>()
+        );
     }
 );

@@ -16,6 +16,7 @@ mod hostile_text;
 mod ingest;
 pub mod interop;
 mod maintenance;
+mod names;
 mod pipeline;
 mod refs;
 mod sql;

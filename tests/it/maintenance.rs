@@ -154,6 +154,7 @@ both_backends!(expiry_keeps_refs_and_frees_storage, |ctx: Ctx| async move {
     assert_eq!(ids(&ctx.floe, &t, At::Current).await, main_rows);
     assert_eq!(ids(&ctx.floe, &t, At::Ref("dev".into())).await, dev_rows);
     assert_eq!(ids(&ctx.floe, &t, At::Ref("v1".into())).await, v1_rows);
+    assert_refs_as_stored(&ctx, &t).await;
     let err = ctx
         .floe
         .scan(

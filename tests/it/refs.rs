@@ -167,6 +167,7 @@ both_backends!(branches_tags_publish_rollback, |ctx: Ctx| async move {
     expected.extend([300, 301]);
     assert_eq!(ids(&ctx.floe, &t, At::Ref("fresh".into())).await, expected);
     assert_eq!(ids(&ctx.floe, &t, At::Current).await, (0..5).collect::<Vec<_>>());
+    assert_refs_as_stored(&ctx, &t).await;
 });
 
 // The README's library example: a delete on a branch that does not exist yet, then publish.

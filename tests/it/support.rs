@@ -349,3 +349,12 @@ pub async fn referenced(ctx: &Ctx, t: &floe::TableName) -> BTreeSet<String> {
     }
     out
 }
+
+/// The refs this process derived commit by commit equal those a fresh connection reads back from
+/// the metadata JSON.
+pub async fn assert_refs_as_stored(ctx: &Ctx, t: &floe::TableName) {
+    let ours = ctx.floe.load_table(t).await.unwrap().snapshot_refs();
+    let fresh = Floe::connect(ctx.settings.clone()).await.unwrap();
+    let stored = fresh.load_table(t).await.unwrap().snapshot_refs();
+    assert_eq!(ours, stored, "{t}: refs");
+}

@@ -166,7 +166,7 @@ pub(crate) async fn commit(store: &TableStore, changes: Vec<TableChange>) -> Res
                         table.changed = true;
                         table.snapshot_id = s.snapshot_id.or(table.snapshot_id);
                         table.expired_metadata.extend(s.expired_metadata);
-                        table.view = table.view.staged(s.metadata);
+                        table.view = table.view.staged(s.metadata, &s.ref_updates);
                     }
                     Ok(None) => {}
                     Err(e) => {
@@ -199,12 +199,23 @@ pub(crate) async fn commit(store: &TableStore, changes: Vec<TableChange>) -> Res
                 continue;
             }
             let location = next_metadata_location(base, s.view.metadata());
-            let write = s.view.metadata().write_to(&storage.file_io(), &location).await;
+            let write = if crate::table::metadata_json::encodes(s.view.metadata()) {
+                match s.view.metadata_json() {
+                    Ok(json) => storage.write(&location.to_string(), json.into()).await,
+                    Err(e) => Err(e),
+                }
+            } else {
+                s.view
+                    .metadata()
+                    .write_to(&storage.file_io(), &location)
+                    .await
+                    .map_err(Error::from)
+            };
             let location = location.to_string();
             written.push(location.clone());
             if let Err(e) = write {
                 delete_quietly(storage, written).await;
-                let e = Error::from(e).context(format!("commit to {}: cannot write metadata", c.name));
+                let e = e.context(format!("commit to {}: cannot write metadata", c.name));
                 return Err(give_up(&unknown, e).await);
             }
             swaps.push(MetadataSwap {
@@ -236,7 +247,7 @@ pub(crate) async fn commit(store: &TableStore, changes: Vec<TableChange>) -> Res
                             delete_quietly(storage, s.expired_metadata).await;
                         }
                         let metadata = Arc::new(s.view.metadata().clone());
-                        store.handle(&c.name, location, metadata)
+                        store.handle_with_refs(&c.name, location, metadata, s.view.shared_refs())
                     } else {
                         base
                     };

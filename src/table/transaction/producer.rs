@@ -14,6 +14,7 @@ use iceberg::spec::{
     ManifestWriterBuilder, Operation, Snapshot, SnapshotRef, SnapshotSummaryCollector, Summary,
     TableMetadata, TableMetadataBuildResult, MAIN_BRANCH,
 };
+use iceberg::TableUpdate;
 use uuid::Uuid;
 
 use super::merge::{merge_manifests, MergePolicy};
@@ -28,6 +29,9 @@ pub(crate) struct Staged {
     pub(crate) snapshot_id: Option<i64>,
     /// Metadata files the metadata log no longer lists (`write.metadata.previous-versions-max`).
     pub(crate) expired_metadata: Vec<String>,
+    /// The refs set and removed (iceberg-rust keeps the refs map private; the staged view derives
+    /// its refs from its base's and these).
+    pub(crate) ref_updates: Vec<TableUpdate>,
 }
 
 impl Staged {
@@ -35,6 +39,16 @@ impl Staged {
         Ok(Staged {
             metadata: result.metadata,
             snapshot_id: None,
+            ref_updates: result
+                .changes
+                .into_iter()
+                .filter(|c| {
+                    matches!(
+                        c,
+                        TableUpdate::SetSnapshotRef { .. } | TableUpdate::RemoveSnapshotRef { .. }
+                    )
+                })
+                .collect(),
             expired_metadata: result
                 .expired_metadata_logs
                 .into_iter()
