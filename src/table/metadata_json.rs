@@ -25,10 +25,13 @@ use crate::error::{Error, Result};
 /// Snapshots encoded once: beyond this many entries the cache starts over.
 const MAX_CACHED_SNAPSHOTS: usize = 50_000;
 
+/// A snapshot and its JSON, by table UUID and snapshot id.
+type EncodedSnapshots = HashMap<(Uuid, i64), (SnapshotRef, Arc<RawValue>)>;
+
 /// Encoded snapshots by table and snapshot id.
 #[derive(Debug, Default)]
 pub(crate) struct SnapshotJsonCache {
-    entries: Mutex<HashMap<(Uuid, i64), (SnapshotRef, Arc<RawValue>)>>,
+    entries: Mutex<EncodedSnapshots>,
 }
 
 impl SnapshotJsonCache {
