@@ -320,14 +320,23 @@ both_backends!(
                 }
                 let before = ctx.floe.load_table(&t).await.unwrap();
                 let delay = delays.next(lifetime[name].mul_f64(0.8));
-                let mut child = floe_cmd(d, Some(&ctx)).args(argv).spawn().unwrap();
+                let mut child = floe_cmd(d, Some(&ctx))
+                    .args(argv)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap();
                 tokio::time::sleep(delay).await;
                 let running = child.try_wait().unwrap().is_none();
                 child.kill().unwrap();
                 let status = child.wait().unwrap();
                 if running {
                     hit_running += 1;
-                    assert_eq!(status.signal(), Some(9), "{name} round {round}");
+                    // It may also have finished between the check and the kill.
+                    assert!(
+                        status.signal() == Some(9) || status.success(),
+                        "{name} round {round}: {status:?}"
+                    );
                 } else {
                     assert!(status.success(), "{name} round {round}: {status:?}");
                 }
