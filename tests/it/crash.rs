@@ -112,17 +112,7 @@ both_backends!(
                     );
                 }
                 // What the killed process left behind is unreferenced, and orphan cleanup removes it.
-                let report = ctx
-                    .floe
-                    .remove_orphan_files(
-                        &t,
-                        &floe::maintenance::OrphanOptions {
-                            older_than: Some(std::time::Duration::ZERO),
-                            dry_run: false,
-                        },
-                    )
-                    .await
-                    .unwrap();
+                let report = remove_orphans_now(&ctx, &t).await;
                 assert_eq!(
                     stored(&ctx, &t).await,
                     refs,
@@ -405,16 +395,7 @@ both_backends!(
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        ctx.floe
-            .remove_orphan_files(
-                &t,
-                &floe::maintenance::OrphanOptions {
-                    older_than: Some(std::time::Duration::ZERO),
-                    dry_run: false,
-                },
-            )
-            .await
-            .unwrap();
+        remove_orphans_now(&ctx, &t).await;
         assert_eq!(stored(&ctx, &t).await, referenced(&ctx, &t).await);
         assert_eq!(
             ids(&ctx.floe, &t, At::Current).await,

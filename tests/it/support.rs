@@ -358,3 +358,17 @@ pub async fn assert_refs_as_stored(ctx: &Ctx, t: &floe::TableName) {
     let stored = fresh.load_table(t).await.unwrap().snapshot_refs();
     assert_eq!(ours, stored, "{t}: refs");
 }
+
+/// Remove every orphan of `t` now (`older_than` 0: no write may be in flight).
+pub async fn remove_orphans_now(ctx: &Ctx, t: &floe::TableName) -> floe::maintenance::OrphanReport {
+    ctx.floe
+        .remove_orphan_files(
+            t,
+            &floe::maintenance::OrphanOptions {
+                older_than: Some(std::time::Duration::ZERO),
+                dry_run: false,
+            },
+        )
+        .await
+        .unwrap()
+}
