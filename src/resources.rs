@@ -1,5 +1,5 @@
-//! Resource monitoring of the running process: wall time, CPU time (user + system, every thread),
-//! and peak resident memory sampled on a thread of its own. The stage runner reports these per
+//! Resource monitoring of the running process: its cores, wall time, CPU time (user + system, every
+//! thread), and peak resident memory sampled on a thread of its own. The stage runner reports these per
 //! stage; the benchmark aggregates them.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,6 +10,14 @@ use serde::Serialize;
 
 /// How often the resident set size is sampled.
 const SAMPLE_EVERY: Duration = Duration::from_millis(20);
+
+/// Cores this process may use (its CPU affinity and cgroup quota), read once: the standard
+/// library reads the cgroup files again on every call, which costs a one-row commit a fifth of its
+/// time.
+pub fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+}
 
 /// The process's resident set size, from `/proc/self/statm`.
 pub fn rss_bytes() -> Option<u64> {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::storage::{core_benchmark, CoreBenchReport};
+pub use self::storage::{core_benchmark, CoreBenchReport, StorageBenchOptions, StorageFootprint, YearReport};
 use crate::catalog::{Namespace, TableName};
 use crate::error::{Error, Result};
 use crate::generate::{GenerateOptions, OutputFormat};
@@ -47,6 +47,10 @@ pub struct BenchOptions {
     pub history: usize,
     /// Rows of the storage benchmark's append.
     pub append_rows: usize,
+    /// Days of the storage benchmark's simulated year of daily runs (0 skips it).
+    pub days: usize,
+    /// Rows each simulated day adds.
+    pub rows_per_day: usize,
     /// Run the raw-engine baselines.
     pub raw: bool,
     /// Run the PyIceberg peer where it is installed.
@@ -70,6 +74,8 @@ impl Default for BenchOptions {
             seed: 42,
             history: 500,
             append_rows: 1_000_000,
+            days: 365,
+            rows_per_day: 10_000,
             raw: true,
             peer: true,
             namespace_prefix: "floe_bench".into(),
@@ -590,9 +596,13 @@ pub async fn measure(floe: &Floe, options: &BenchOptions) -> Result<Measurements
     m.storage = core_benchmark(
         floe,
         &ns,
-        options.history.max(1),
-        options.append_rows.max(1),
-        options.repetitions,
+        &StorageBenchOptions {
+            snapshots: options.history,
+            rows: options.append_rows,
+            repetitions: options.repetitions,
+            days: options.days,
+            rows_per_day: options.rows_per_day,
+        },
     )
     .await?;
     purge_namespace(floe, &ns).await?;

@@ -1,6 +1,7 @@
-//! The storage layer's own benchmark: catalog commit latency as a table's history grows, and append
-//! throughput. Figures are medians over repetitions measured in one run; the latency at the last
-//! snapshot is reported as a ratio to the first, so machine noise cancels out.
+//! The storage layer's own benchmark: catalog commit latency and scan planning time as a table's
+//! history grows, append throughput, and the storage a table holds after a simulated year of daily
+//! runs with and without maintenance. Figures are medians over repetitions measured in one run; the
+//! latency at the last snapshot is reported as a ratio to the first, so machine noise cancels out.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,8 +13,72 @@ use serde::Serialize;
 
 use crate::catalog::{Namespace, TableName};
 use crate::error::Result;
-use crate::lakehouse::{Floe, TableDefinition};
-use crate::table::CommitOptions;
+use crate::lakehouse::{Floe, PartitionField, TableDefinition};
+use crate::maintenance::{CompactOptions, ExpireOptions, MaintainOptions, OrphanOptions};
+use crate::table::{CommitOptions, RowFilter, Table};
+
+/// What [`core_benchmark`] runs.
+#[derive(Clone, Debug)]
+pub struct StorageBenchOptions {
+    /// Snapshots committed per history-growth repetition.
+    pub snapshots: usize,
+    /// Rows of the append-throughput test.
+    pub rows: usize,
+    /// Repetitions of the history and the append.
+    pub repetitions: usize,
+    /// Days of the simulated year of daily runs (0 skips it).
+    pub days: usize,
+    /// Rows each simulated day adds.
+    pub rows_per_day: usize,
+}
+
+impl Default for StorageBenchOptions {
+    fn default() -> Self {
+        Self {
+            snapshots: 500,
+            rows: 1_000_000,
+            repetitions: 3,
+            days: 365,
+            rows_per_day: 10_000,
+        }
+    }
+}
+
+/// Bytes a table holds on storage against the bytes of its live data.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StorageFootprint {
+    /// Every file under the table's location.
+    pub files_on_storage: usize,
+    /// Their bytes.
+    pub bytes_on_storage: u64,
+    /// Of which metadata JSON files.
+    pub metadata_json_bytes: u64,
+    /// Data files of the current snapshot.
+    pub live_data_files: usize,
+    /// Their bytes.
+    pub live_data_bytes: u64,
+    /// `bytes_on_storage / live_data_bytes`.
+    pub ratio: f64,
+}
+
+/// The simulated year: each day overwrites yesterday's partition (late data) and writes today's,
+/// as a daily pipeline run does; one table is maintained after every run, the other never.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct YearReport {
+    /// Days simulated.
+    pub days: usize,
+    /// Rows per day.
+    pub rows_per_day: usize,
+    /// Snapshots kept by the daily maintenance (as five days of `max-snapshot-age` would).
+    pub retained_snapshots: usize,
+    /// With `maintain` (compaction, expiry, orphan removal) after every run.
+    pub maintained: StorageFootprint,
+    /// With no maintenance and no metadata cleanup (`write.metadata.delete-after-commit.enabled`
+    /// off): what every table held before floe maintained them.
+    pub unmaintained: StorageFootprint,
+    /// Median seconds of one day's maintenance.
+    pub maintain_s: f64,
+}
 
 /// What [`core_benchmark`] measured.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -40,8 +105,19 @@ pub struct CoreBenchReport {
     pub with_expiry_last_commit_ms: f64,
     /// `with_expiry_last_commit_ms / first_commit_ms`.
     pub with_expiry_last_to_first_ratio: f64,
+    /// Where the last commit's time went with expiry in the loop (median of each phase, in ms).
+    pub with_expiry_last_commit_phases_ms: BTreeMap<String, f64>,
     /// Manifests in the last snapshot's manifest list (manifest merging keeps it bounded).
     pub last_manifests: usize,
+    /// Planning a full scan (reading the manifest list and manifests into file tasks) of a freshly
+    /// loaded table at its 1st snapshot, in milliseconds (median of five).
+    pub scan_plan_first_ms: f64,
+    /// The same at the last snapshot.
+    pub scan_plan_last_ms: f64,
+    /// `scan_plan_last_ms / scan_plan_first_ms`.
+    pub scan_plan_ratio: f64,
+    /// The simulated year of daily runs (absent when skipped).
+    pub year: Option<YearReport>,
     /// Rows per append in the throughput test.
     pub append_rows: usize,
     /// Median rows per second of one append (writing Parquet and committing).
@@ -111,25 +187,57 @@ async fn fresh_table(floe: &Floe, ns: &Namespace, kind: &str, rep: usize) -> Res
     Ok(name)
 }
 
-/// Measure commit latency over `snapshots` commits and append throughput of `rows` rows, each
-/// `repetitions` times, in fresh tables of namespace `ns` (dropped with their files afterwards).
+/// Add a commit's phases (load, stage, metadata, swap) to `phases`, in milliseconds.
+fn record_phases(phases: &mut BTreeMap<String, Vec<f64>>, t: &crate::table::CommitTimings) {
+    let split = [
+        ("load", t.load_s),
+        ("stage", t.stage_s),
+        ("metadata", t.metadata_s),
+        ("swap", t.swap_s),
+    ];
+    for (phase, s) in split {
+        phases.entry(phase.to_string()).or_default().push(s * 1e3);
+    }
+}
+
+/// Milliseconds to plan a full scan of `name` as a new reader would: load the table, read its
+/// manifest list and manifests into file tasks (median of five).
+async fn scan_plan_ms(floe: &Floe, name: &TableName) -> Result<f64> {
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        let table: Table = floe.load_table(name).await?;
+        let tasks = crate::table::scan::plan_task_count(&table).await?;
+        times.push(t0.elapsed().as_secs_f64() * 1e3);
+        std::hint::black_box(tasks);
+    }
+    Ok(median(times))
+}
+
+/// Measure commit latency and scan planning over `snapshots` commits, append throughput of `rows`
+/// rows, each `repetitions` times, and the simulated year, in fresh tables of namespace `ns`
+/// (dropped with their files afterwards).
 pub async fn core_benchmark(
     floe: &Floe,
     ns: &Namespace,
-    snapshots: usize,
-    rows: usize,
-    repetitions: usize,
+    options: &StorageBenchOptions,
 ) -> Result<CoreBenchReport> {
+    let snapshots = options.snapshots.max(1);
+    let rows = options.rows.max(1);
+    let repetitions = options.repetitions.max(1);
     floe.ensure_namespace(ns).await?;
     let mut first = Vec::new();
     let mut last = Vec::new();
     let mut phases: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut expiry_last = Vec::new();
+    let mut expiry_phases: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut last_manifests = 0;
+    let mut plan_first = Vec::new();
+    let mut plan_last = Vec::new();
     let mut rows_per_s = Vec::new();
     let mut arrow_mb_s = Vec::new();
     let mut parquet_mb_s = Vec::new();
-    let options = CommitOptions::default();
+    let commit = CommitOptions::default();
     for rep in 0..repetitions {
         // History growth: one-row appends.
         let name = fresh_table(floe, ns, "commits", rep).await?;
@@ -137,9 +245,12 @@ pub async fn core_benchmark(
             let batch = bench_batch(i as i64, 1);
             let t0 = Instant::now();
             let r = floe
-                .append(&name, futures::stream::iter([Ok(batch)]), &options)
+                .append(&name, futures::stream::iter([Ok(batch)]), &commit)
                 .await?;
             let ms = t0.elapsed().as_secs_f64() * 1e3;
+            if i + 1 == snapshots {
+                record_phases(&mut phases, &r.timings);
+            }
             // Each end is the median of a window of commits, so one scheduler hiccup cannot decide
             // the ratio.
             if i < WINDOW.min(snapshots) {
@@ -148,20 +259,17 @@ pub async fn core_benchmark(
             if i + WINDOW.min(snapshots) >= snapshots {
                 last.push(ms);
             }
+            if i == 0 {
+                plan_first.push(scan_plan_ms(floe, &name).await?);
+            }
             if i + 1 == snapshots {
-                let t = &r.timings;
-                let split = [
-                    ("load", t.load_s),
-                    ("stage", t.stage_s),
-                    ("metadata", t.metadata_s),
-                    ("swap", t.swap_s),
-                ];
-                for (phase, s) in split {
-                    phases.entry(phase.to_string()).or_default().push(s * 1e3);
-                }
                 if let Some(snapshot) = r.table.current_snapshot() {
                     last_manifests = r.table.manifest_paths(snapshot).await?.len();
                 }
+                plan_last.push(scan_plan_ms(floe, &name).await?);
+            }
+            if (i + 1) % 1000 == 0 {
+                tracing::info!(snapshots = i + 1, "history growth");
             }
         }
         floe.drop_table(&name, true).await?;
@@ -171,23 +279,30 @@ pub async fn core_benchmark(
         for i in 0..snapshots {
             let batch = bench_batch(i as i64, 1);
             let t0 = Instant::now();
-            floe.append(&name, futures::stream::iter([Ok(batch)]), &options)
+            let r = floe
+                .append(&name, futures::stream::iter([Ok(batch)]), &commit)
                 .await?;
             let ms = t0.elapsed().as_secs_f64() * 1e3;
             if i + WINDOW.min(snapshots) >= snapshots {
                 expiry_last.push(ms);
             }
+            if i + 1 == snapshots {
+                record_phases(&mut expiry_phases, &r.timings);
+            }
             if (i + 1) % EXPIRE_EVERY == 0 {
                 let now_ms = chrono::Utc::now().timestamp_millis();
                 floe.expire_snapshots(
                     &name,
-                    &crate::maintenance::ExpireOptions {
+                    &ExpireOptions {
                         older_than_ms: Some(now_ms),
                         retain_last: Some(EXPIRE_RETAIN),
                         dry_run: false,
                     },
                 )
                 .await?;
+            }
+            if (i + 1) % 1000 == 0 {
+                tracing::info!(snapshots = i + 1, "history growth with expiry");
             }
         }
         floe.drop_table(&name, true).await?;
@@ -201,11 +316,7 @@ pub async fn core_benchmark(
         let arrow_bytes: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
         let t0 = Instant::now();
         let r = floe
-            .append(
-                &name,
-                futures::stream::iter(batches.into_iter().map(Ok)),
-                &options,
-            )
+            .append(&name, futures::stream::iter(batches.into_iter().map(Ok)), &commit)
             .await?;
         let secs = t0.elapsed().as_secs_f64();
         let parquet_bytes: f64 = r
@@ -219,8 +330,15 @@ pub async fn core_benchmark(
         parquet_mb_s.push(parquet_bytes / 1e6 / secs);
         floe.drop_table(&name, true).await?;
     }
+    let year = if options.days > 0 {
+        Some(year_of_runs(floe, ns, options.days, options.rows_per_day.max(1)).await?)
+    } else {
+        None
+    };
     let first_ms = median(first);
     let last_ms = median(last);
+    let plan_first_ms = median(plan_first);
+    let plan_last_ms = median(plan_last);
     Ok(CoreBenchReport {
         backend: format!(
             "{} catalog, {} warehouse",
@@ -235,10 +353,142 @@ pub async fn core_benchmark(
         last_commit_phases_ms: phases.into_iter().map(|(k, v)| (k, median(v))).collect(),
         with_expiry_last_commit_ms: median(expiry_last.clone()),
         with_expiry_last_to_first_ratio: median(expiry_last) / first_ms,
+        with_expiry_last_commit_phases_ms: expiry_phases.into_iter().map(|(k, v)| (k, median(v))).collect(),
         last_manifests,
+        scan_plan_first_ms: plan_first_ms,
+        scan_plan_last_ms: plan_last_ms,
+        scan_plan_ratio: plan_last_ms / plan_first_ms,
+        year,
         append_rows: rows,
         append_rows_per_s: median(rows_per_s),
         append_arrow_mb_per_s: median(arrow_mb_s),
         append_parquet_mb_per_s: median(parquet_mb_s),
     })
+}
+
+/// Snapshots the simulated daily maintenance keeps: five days of daily runs, as Iceberg's default
+/// `history.expire.max-snapshot-age-ms` of five days keeps when time passes for real.
+pub const YEAR_RETAIN: usize = 5;
+
+fn year_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("day", DataType::Int32, false),
+        Field::new("id", DataType::Int64, false),
+        Field::new("user_id", DataType::Utf8, true),
+        Field::new("url", DataType::Utf8, true),
+        Field::new("amount", DataType::Float64, true),
+    ])
+}
+
+/// The rows of `day` as the run of day `run` computes them (a later run recomputes a day with
+/// other amounts, as late data changes it).
+fn day_batch(day: i32, run: i32, rows: usize) -> RecordBatch {
+    let start = day as i64 * rows as i64;
+    let ids: Vec<i64> = (start..start + rows as i64).collect();
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(arrow::array::Int32Array::from(vec![day; rows])),
+        Arc::new(Int64Array::from(ids.clone())),
+        Arc::new(StringArray::from_iter_values(
+            ids.iter().map(|i| format!("user-{}", (i * 7919) % 100_000)),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            ids.iter().map(|i| format!("/products/{}", i % 5000)),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            ids.iter().map(|i| ((i + run as i64) % 10_000) as f64 / 100.0),
+        )),
+    ];
+    RecordBatch::try_new(Arc::new(year_schema()), cols).expect("year batch")
+}
+
+/// Simulate `days` daily runs on two tables partitioned by day, one maintained after every run,
+/// and measure what each holds on storage at the end.
+async fn year_of_runs(floe: &Floe, ns: &Namespace, days: usize, rows_per_day: usize) -> Result<YearReport> {
+    let mut tables = Vec::new();
+    for (kind, cleanup) in [("year_maintained", "true"), ("year_unmaintained", "false")] {
+        let name = TableName::new(ns.clone(), format!("bench_{kind}_{}", std::process::id()))?;
+        let definition = TableDefinition {
+            schema: year_schema(),
+            partition: vec![PartitionField::parse("day")?],
+            properties: [(
+                "write.metadata.delete-after-commit.enabled".to_string(),
+                cleanup.to_string(),
+            )]
+            .into(),
+        };
+        floe.create_table(&name, definition).await?;
+        tables.push(name);
+    }
+    let commit = CommitOptions::default();
+    let mut maintain_s = Vec::new();
+    for run in 0..days as i32 {
+        // Yesterday again (late data) and today, replacing both partitions.
+        let batches: Vec<RecordBatch> = (run - 1..=run)
+            .filter(|d| *d >= 0)
+            .map(|d| day_batch(d, run, rows_per_day))
+            .collect();
+        let filter = RowFilter::sql(format!("day >= {} AND day <= {run}", run - 1));
+        for name in &tables {
+            let stream = futures::stream::iter(batches.clone().into_iter().map(Ok));
+            floe.overwrite(name, Some(filter.clone()), stream, &commit)
+                .await?;
+        }
+        let t0 = Instant::now();
+        floe.maintain(
+            &tables[0],
+            &MaintainOptions {
+                compact: Some(CompactOptions::default()),
+                expire: ExpireOptions {
+                    older_than_ms: Some(chrono::Utc::now().timestamp_millis()),
+                    retain_last: Some(YEAR_RETAIN),
+                    dry_run: false,
+                },
+                // Nothing else writes these tables: every unreferenced file is an orphan.
+                orphans: OrphanOptions {
+                    older_than: Some(std::time::Duration::ZERO),
+                    dry_run: false,
+                },
+                dry_run: false,
+            },
+        )
+        .await?;
+        maintain_s.push(t0.elapsed().as_secs_f64());
+        if (run + 1) % 50 == 0 {
+            tracing::info!(days = run + 1, "simulated year");
+        }
+    }
+    let maintained = footprint(floe, &tables[0]).await?;
+    let unmaintained = footprint(floe, &tables[1]).await?;
+    for name in &tables {
+        floe.drop_table(name, true).await?;
+    }
+    Ok(YearReport {
+        days,
+        rows_per_day,
+        retained_snapshots: YEAR_RETAIN,
+        maintained,
+        unmaintained,
+        maintain_s: median(maintain_s),
+    })
+}
+
+/// What `name` holds on storage against its live data.
+async fn footprint(floe: &Floe, name: &TableName) -> Result<StorageFootprint> {
+    let table = floe.load_table(name).await?;
+    let stored = floe.storage().list_with_meta(table.location()).await?;
+    let live = table.files(table.current_snapshot()).await?;
+    let mut f = StorageFootprint {
+        files_on_storage: stored.len(),
+        bytes_on_storage: stored.iter().map(|o| o.size).sum(),
+        metadata_json_bytes: stored
+            .iter()
+            .filter(|o| o.location.ends_with(".metadata.json"))
+            .map(|o| o.size)
+            .sum(),
+        live_data_files: live.len(),
+        live_data_bytes: live.iter().map(|f| f.file_size_in_bytes).sum(),
+        ratio: 0.0,
+    };
+    f.ratio = f.bytes_on_storage as f64 / f.live_data_bytes.max(1) as f64;
+    Ok(f)
 }

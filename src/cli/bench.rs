@@ -36,13 +36,20 @@ pub enum Command {
         /// Rows of the storage benchmark's append.
         #[arg(long, default_value_t = 1_000_000)]
         rows: usize,
+        /// Days of the storage benchmark's simulated year of daily runs (0 skips it).
+        #[arg(long, default_value_t = 365)]
+        days: usize,
+        /// Rows each simulated day writes.
+        #[arg(long, default_value_t = 10_000)]
+        rows_per_day: usize,
         /// Skip the raw-engine baselines.
         #[arg(long)]
         no_raw: bool,
         /// Skip the PyIceberg peer.
         #[arg(long)]
         no_peer: bool,
-        /// Only the storage layer: commit latency as history grows, and append throughput.
+        /// Only the storage layer: commit latency and scan planning as history grows, append
+        /// throughput, and storage after a simulated year of daily runs.
         #[arg(long)]
         storage_only: bool,
         /// Run every pass in this process instead of a child process each (peak memory then
@@ -87,6 +94,8 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
             seed,
             snapshots,
             rows,
+            days,
+            rows_per_day,
             no_raw,
             no_peer,
             storage_only,
@@ -96,9 +105,14 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
         } => {
             if storage_only {
                 let ns = Namespace::parse(&format!("{namespace}_storage"))?;
-                let r =
-                    floe::bench::core_benchmark(floe, &ns, snapshots.max(1), rows.max(1), repetitions.max(1))
-                        .await?;
+                let options = floe::bench::StorageBenchOptions {
+                    snapshots,
+                    rows,
+                    repetitions,
+                    days,
+                    rows_per_day,
+                };
+                let r = floe::bench::core_benchmark(floe, &ns, &options).await?;
                 output::print_bench(&r, format)?;
                 return Ok(ExitCode::SUCCESS);
             }
@@ -113,6 +127,8 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
                 seed,
                 history: snapshots,
                 append_rows: rows,
+                days,
+                rows_per_day,
                 raw: !no_raw,
                 peer: !no_peer,
                 namespace_prefix: namespace,

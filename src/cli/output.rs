@@ -332,6 +332,12 @@ pub fn print_bench(r: &floe::bench::CoreBenchReport, format: Format) -> Result<(
             format!("{ms:.1} ms"),
         ]);
     }
+    for (phase, ms) in &r.with_expiry_last_commit_phases_ms {
+        g.add_row(vec![
+            format!("  {}th commit with expiry: {phase}", r.snapshots),
+            format!("{ms:.1} ms"),
+        ]);
+    }
     g.add_row(vec![
         format!("append of {} rows", r.append_rows),
         format!("{:.0} rows/s", r.append_rows_per_s),
@@ -344,6 +350,36 @@ pub fn print_bench(r: &floe::bench::CoreBenchReport, format: Format) -> Result<(
         "append, Parquet out".to_string(),
         format!("{:.1} MB/s", r.append_parquet_mb_per_s),
     ]);
+    g.add_row(vec![
+        "scan planning, 1st snapshot".to_string(),
+        format!("{:.1} ms", r.scan_plan_first_ms),
+    ]);
+    g.add_row(vec![
+        format!("scan planning, {}th snapshot", r.snapshots),
+        format!("{:.1} ms ({:.2}x)", r.scan_plan_last_ms, r.scan_plan_ratio),
+    ]);
+    if let Some(y) = &r.year {
+        for (label, f) in [
+            ("maintained daily", &y.maintained),
+            ("never maintained", &y.unmaintained),
+        ] {
+            g.add_row(vec![
+                format!("{} days of runs, {label}: storage / live data", y.days),
+                format!(
+                    "{:.2} ({} files, {:.1} MB / {:.1} MB; metadata JSON {:.1} MB)",
+                    f.ratio,
+                    f.files_on_storage,
+                    f.bytes_on_storage as f64 / 1e6,
+                    f.live_data_bytes as f64 / 1e6,
+                    f.metadata_json_bytes as f64 / 1e6
+                ),
+            ]);
+        }
+        g.add_row(vec![
+            "  one day's maintenance".to_string(),
+            format!("{:.0} ms", y.maintain_s * 1e3),
+        ]);
+    }
     println!("{g}");
     Ok(())
 }

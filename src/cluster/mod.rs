@@ -49,7 +49,7 @@ pub fn parse_cluster(url: &str) -> Result<String> {
 
 /// The session configuration every process of the cluster uses (client, scheduler, executors).
 pub(crate) fn session_config() -> SessionConfig {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let cores = crate::resources::cores();
     let mut config = SessionConfig::new_with_ballista()
         .with_target_partitions(cores.max(2))
         .with_batch_size(8192)

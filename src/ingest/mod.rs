@@ -89,7 +89,7 @@ impl IngestOptions {
             into: into.into(),
             partition_by: None,
             units: UnitCount::Auto,
-            parallel: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            parallel: crate::resources::cores(),
             unit_retries: 3,
             mode: IngestMode::Append,
             create: false,

@@ -5,7 +5,9 @@
 //! remaining snapshot references live are deleted. A dry run commits and deletes nothing and
 //! reports the same.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+
+use futures::StreamExt;
 
 use serde::Serialize;
 
@@ -118,30 +120,26 @@ async fn unreferenced(before: &Table, after: &Table) -> Result<(Vec<String>, Fil
     let live = reachable(after, after.metadata().snapshots(), Entries::Live).await?;
     let mut counts = FileCounts::default();
     let mut files = Vec::new();
-    // Sizes, from the metadata that names each file.
-    let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
-    let file_io = before.storage().file_io();
-    for s in &expired {
-        for mf in before.manifests(s).await?.iter() {
-            sizes.insert(mf.manifest_path.clone(), mf.manifest_length.max(0) as u64);
-            if gone.manifests.contains(&mf.manifest_path) && !live.manifests.contains(&mf.manifest_path) {
-                for e in mf.load_manifest(&file_io).await?.entries() {
-                    sizes.insert(
-                        e.data_file().file_path().to_string(),
-                        e.data_file().file_size_in_bytes(),
-                    );
-                }
-            }
-        }
-    }
+    // Sizes, from the metadata that names each file (manifest lists: from the store).
+    let mut sizes = gone.sizes.clone();
     for st in before.metadata().statistics_iter() {
         sizes.insert(st.statistics_path.clone(), st.file_size_in_bytes.max(0) as u64);
     }
-    for list in &gone.manifest_lists {
-        if let Ok(size) = before.storage().size(list).await {
-            sizes.insert(list.clone(), size);
-        }
-    }
+    let lists: Vec<String> = gone
+        .manifest_lists
+        .iter()
+        .filter(|l| !live.contains(l))
+        .cloned()
+        .collect();
+    let list_sizes: Vec<(String, u64)> = futures::stream::iter(lists.into_iter().map(|list| {
+        let storage = before.storage().clone();
+        async move { storage.size(&list).await.ok().map(|size| (list, size)) }
+    }))
+    .buffer_unordered(16)
+    .filter_map(|x| async move { x })
+    .collect()
+    .await;
+    sizes.extend(list_sizes);
     let mut take = |path: &String, kind: &mut u64| {
         if !live.contains(path) {
             *kind += 1;

@@ -2,7 +2,7 @@
 //! manifest lists, manifests, and the data and delete files those manifests list live. Expiry,
 //! orphan removal and purge decide what may go by it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use futures::{StreamExt, TryStreamExt};
 use iceberg::spec::SnapshotRef;
@@ -19,6 +19,8 @@ pub(crate) struct Reachable {
     pub(crate) manifests: BTreeSet<String>,
     pub(crate) data_files: BTreeSet<String>,
     pub(crate) delete_files: BTreeSet<String>,
+    /// Sizes in bytes of the manifests, data and delete files, as the metadata naming them records.
+    pub(crate) sizes: BTreeMap<String, u64>,
 }
 
 impl Reachable {
@@ -79,14 +81,15 @@ pub(crate) async fn reachable<'a>(
         out.manifest_lists.insert(s.manifest_list().to_string());
         for mf in table.manifests(s).await?.iter() {
             if out.manifests.insert(mf.manifest_path.clone()) {
+                out.sizes
+                    .insert(mf.manifest_path.clone(), mf.manifest_length.max(0) as u64);
                 manifests.push(mf.clone());
             }
         }
     }
-    let file_io = table.storage().file_io();
     let loaded: Vec<_> = futures::stream::iter(manifests.into_iter().map(|mf| {
-        let file_io = file_io.clone();
-        async move { mf.load_manifest(&file_io).await.map(|m| (mf.content, m)) }
+        let table = table.clone();
+        async move { table.manifest(&mf).await.map(|m| (mf.content, m)) }
     }))
     .buffer_unordered(16)
     .try_collect()
@@ -96,7 +99,9 @@ pub(crate) async fn reachable<'a>(
             if entries == Entries::Live && !e.is_alive() {
                 continue;
             }
-            let path = e.data_file().file_path().to_string();
+            let file = e.data_file();
+            let path = file.file_path().to_string();
+            out.sizes.insert(path.clone(), file.file_size_in_bytes());
             match content {
                 iceberg::spec::ManifestContentType::Data => out.data_files.insert(path),
                 iceberg::spec::ManifestContentType::Deletes => out.delete_files.insert(path),

@@ -1,15 +1,12 @@
-//! Decoded immutable files, by location: table metadata JSON and manifest lists. Iceberg never
+//! Decoded immutable files, by location: table metadata JSON, manifest lists and manifests. Iceberg never
 //! rewrites a file in place, so a location decoded once (or written by this process) can be served
 //! from memory for as long as the `Floe` handle lives; a job that commits again and again then reads
 //! neither its last metadata file nor its last manifest list back from the store.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use std::collections::BTreeMap;
-use std::sync::OnceLock;
-
-use iceberg::spec::{ManifestFile, SnapshotReference, TableMetadataRef};
+use iceberg::spec::{Manifest, ManifestFile, SnapshotReference, TableMetadataRef};
 
 use super::metadata_json::SnapshotJsonCache;
 
@@ -23,48 +20,105 @@ pub(crate) struct CachedMetadata {
     pub(crate) refs: SharedRefs,
 }
 
-/// A small bounded map; the oldest entry leaves first.
+/// A bounded map; the oldest entry leaves first.
 #[derive(Debug)]
 struct Bounded<V> {
-    entries: Mutex<VecDeque<(String, V)>>,
+    inner: Mutex<BoundedInner<V>>,
     capacity: usize,
+}
+
+#[derive(Debug)]
+struct BoundedInner<V> {
+    by_location: HashMap<String, V>,
+    order: VecDeque<String>,
 }
 
 impl<V: Clone> Bounded<V> {
     fn new(capacity: usize) -> Self {
         Self {
-            entries: Mutex::new(VecDeque::new()),
+            inner: Mutex::new(BoundedInner {
+                by_location: HashMap::new(),
+                order: VecDeque::new(),
+            }),
             capacity,
         }
     }
 
     fn get(&self, location: &str) -> Option<V> {
-        let entries = self.entries.lock().expect("file cache poisoned");
-        entries
-            .iter()
-            .find(|(l, _)| l == location)
-            .map(|(_, v)| v.clone())
+        let inner = self.inner.lock().expect("file cache poisoned");
+        inner.by_location.get(location).cloned()
     }
 
     /// Insert `value` unless `location` is cached; returns the cached value.
     fn put(&self, location: &str, value: V) -> V {
-        let mut entries = self.entries.lock().expect("file cache poisoned");
-        if let Some((_, v)) = entries.iter().find(|(l, _)| l == location) {
+        let mut inner = self.inner.lock().expect("file cache poisoned");
+        if let Some(v) = inner.by_location.get(location) {
             return v.clone();
         }
-        if entries.len() == self.capacity {
-            entries.pop_front();
+        if inner.order.len() >= self.capacity {
+            if let Some(oldest) = inner.order.pop_front() {
+                inner.by_location.remove(&oldest);
+            }
         }
-        entries.push_back((location.to_string(), value.clone()));
+        inner.order.push_back(location.to_string());
+        inner.by_location.insert(location.to_string(), value.clone());
         value
     }
 }
+
+/// Decoded manifests, bounded by the entries they hold together (a manifest of a large table lists
+/// many thousands of files); the oldest manifest leaves first.
+#[derive(Debug)]
+struct ManifestCache {
+    inner: Mutex<ManifestCacheInner>,
+    max_entries: usize,
+}
+
+#[derive(Debug, Default)]
+struct ManifestCacheInner {
+    by_path: HashMap<String, Arc<Manifest>>,
+    order: VecDeque<String>,
+    entries: usize,
+}
+
+impl ManifestCache {
+    fn get(&self, path: &str) -> Option<Arc<Manifest>> {
+        let inner = self.inner.lock().expect("manifest cache poisoned");
+        inner.by_path.get(path).cloned()
+    }
+
+    fn put(&self, path: &str, manifest: Arc<Manifest>) {
+        let weight = manifest.entries().len().max(1);
+        if weight > self.max_entries {
+            return;
+        }
+        let mut inner = self.inner.lock().expect("manifest cache poisoned");
+        if inner.by_path.contains_key(path) {
+            return;
+        }
+        while inner.entries + weight > self.max_entries {
+            let Some(oldest) = inner.order.pop_front() else {
+                break;
+            };
+            if let Some(m) = inner.by_path.remove(&oldest) {
+                inner.entries -= m.entries().len().max(1);
+            }
+        }
+        inner.entries += weight;
+        inner.order.push_back(path.to_string());
+        inner.by_path.insert(path.to_string(), manifest);
+    }
+}
+
+/// Manifest entries the cache holds at most (about 1 KiB each with their statistics).
+const MANIFEST_CACHE_ENTRIES: usize = 100_000;
 
 /// The cache a `Floe` handle shares with the tables it loads.
 #[derive(Debug)]
 pub(crate) struct FileCache {
     metadata: Bounded<CachedMetadata>,
     manifest_lists: Bounded<Arc<Vec<ManifestFile>>>,
+    manifests: ManifestCache,
     /// Snapshots already encoded as metadata JSON.
     pub(crate) snapshot_json: SnapshotJsonCache,
 }
@@ -73,7 +127,12 @@ impl Default for FileCache {
     fn default() -> Self {
         Self {
             metadata: Bounded::new(32),
-            manifest_lists: Bounded::new(32),
+            // Expiry reads the lists of every snapshot it keeps and of every one it expires.
+            manifest_lists: Bounded::new(512),
+            manifests: ManifestCache {
+                inner: Mutex::default(),
+                max_entries: MANIFEST_CACHE_ENTRIES,
+            },
             snapshot_json: SnapshotJsonCache::default(),
         }
     }
@@ -95,5 +154,13 @@ impl FileCache {
 
     pub(crate) fn put_manifest_list(&self, location: &str, manifests: Arc<Vec<ManifestFile>>) {
         self.manifest_lists.put(location, manifests);
+    }
+
+    pub(crate) fn manifest(&self, path: &str) -> Option<Arc<Manifest>> {
+        self.manifests.get(path)
+    }
+
+    pub(crate) fn put_manifest(&self, path: &str, manifest: Arc<Manifest>) {
+        self.manifests.put(path, manifest);
     }
 }

@@ -18,8 +18,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use iceberg::spec::{
-    DataFile, FormatVersion, ManifestFile, ManifestList, ManifestStatus, PartitionSpecRef, SchemaRef,
-    SnapshotRef, SnapshotReference, TableMetadata, TableMetadataBuilder, TableMetadataRef, MAIN_BRANCH,
+    DataFile, FormatVersion, Manifest, ManifestFile, ManifestList, ManifestStatus, PartitionSpecRef,
+    SchemaRef, SnapshotRef, SnapshotReference, TableMetadata, TableMetadataBuilder, TableMetadataRef,
+    MAIN_BRANCH,
 };
 use serde::Serialize;
 
@@ -362,10 +363,9 @@ impl Table {
         let Some(snapshot) = snapshot else {
             return Ok(Vec::new());
         };
-        let file_io = self.storage.file_io();
         let mut out = Vec::new();
         for mf in self.manifests(snapshot).await?.iter() {
-            let manifest = mf.load_manifest(&file_io).await?;
+            let manifest = self.manifest(mf).await?;
             for e in manifest.entries() {
                 if e.status() != ManifestStatus::Deleted
                     && e.content_type() == iceberg::spec::DataContentType::Data
@@ -409,6 +409,17 @@ impl Table {
         self.cache
             .put_manifest_list(snapshot.manifest_list(), list.clone());
         Ok(list)
+    }
+
+    /// A manifest's entries, with the values its manifest-list entry lets them inherit (a manifest
+    /// keeps its path, snapshot and sequence number in every list that carries it forward).
+    pub(crate) async fn manifest(&self, file: &ManifestFile) -> Result<Arc<Manifest>> {
+        if let Some(m) = self.cache.manifest(&file.manifest_path) {
+            return Ok(m);
+        }
+        let manifest = Arc::new(file.load_manifest(&self.storage.file_io()).await?);
+        self.cache.put_manifest(&file.manifest_path, manifest.clone());
+        Ok(manifest)
     }
 
     /// Remember the manifests of a manifest list this process wrote.

@@ -40,6 +40,25 @@ impl ScanStream {
     }
 }
 
+/// Plan a full scan of the current snapshot into file tasks, as [`scan`] does before reading; returns
+/// how many (the storage benchmark times it).
+pub(crate) async fn plan_task_count(table: &Table) -> Result<usize> {
+    let Some(snapshot) = table.current_snapshot() else {
+        return Ok(0);
+    };
+    let ice = table.iceberg_table()?;
+    let tasks: Vec<_> = ice
+        .scan()
+        .snapshot_id(snapshot.snapshot_id())
+        .select_all()
+        .build()?
+        .plan_files()
+        .await?
+        .try_collect()
+        .await?;
+    Ok(tasks.len())
+}
+
 pub(crate) async fn scan(table: &Table, options: &ScanOptions) -> Result<ScanStream> {
     let at = options.at.clone().unwrap_or(At::Current);
     let snapshot = table.snapshot_at(&at)?;

@@ -124,10 +124,7 @@ impl ParallelWriter {
         let mut w = Self {
             table: table.clone(),
             target_file_size,
-            max_writers: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-                .clamp(1, 4),
+            max_writers: crate::resources::cores().clamp(1, 4),
             senders: Vec::new(),
             tasks: Vec::new(),
             next: 0,

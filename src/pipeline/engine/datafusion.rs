@@ -45,7 +45,7 @@ impl DataFusionEngine {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(self.memory_limit)))
             .build_arc()?;
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let cores = crate::resources::cores();
         let mut config = SessionConfig::new()
             .with_target_partitions(cores)
             .with_batch_size(8192);

@@ -39,7 +39,7 @@ pub(crate) async fn produce(
         let rej_table = outputs[REJECTED_EVENTS].clone();
         // Files are parsed concurrently, one task each (two per core at a time, so that an odd file
         // out does not leave a core idle), and each file's Parquet is encoded on its writers' tasks.
-        let parallel = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let parallel = crate::resources::cores();
         let tasks = files.iter().cloned().map(|f| {
             let (raw_table, rej_table) = (raw_table.clone(), rej_table.clone());
             tokio::spawn(async move { ingest_file(&f, &raw_table, &rej_table, target_file_size).await })

@@ -88,14 +88,13 @@ pub(crate) async fn since(
             }
         }
     }
-    let file_io = table.storage().file_io();
     for s in &out.snapshots {
         let id = s.snapshot_id();
         for mf in table.manifests(s).await?.iter() {
             if mf.added_snapshot_id != id {
                 continue;
             }
-            let manifest = mf.load_manifest(&file_io).await?;
+            let manifest = table.manifest(mf).await?;
             for e in manifest.entries() {
                 if e.snapshot_id() != Some(id) {
                     continue;

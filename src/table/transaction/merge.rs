@@ -141,9 +141,8 @@ async fn merge_bin(
         .ok_or_else(|| Error::internal(format!("unknown partition spec {spec_id}")))?;
     let this = outputs.snapshot_id();
     let mut writer = outputs.writer(written, spec.as_ref(), bin[0].content)?;
-    let file_io = base.storage().file_io();
     for mf in bin {
-        let manifest = mf.load_manifest(&file_io).await?;
+        let manifest = base.manifest(mf).await?;
         for e in manifest.entries() {
             let seq = e.sequence_number().unwrap_or(sequence_number);
             let file_seq = e.file_sequence_number.or(Some(seq));

@@ -172,7 +172,7 @@ pub(crate) async fn produce(
                 manifests.push(mf);
                 continue;
             }
-            let manifest = mf.load_manifest(&file_io).await?;
+            let manifest = base.manifest(&mf).await?;
             let hits = manifest
                 .entries()
                 .iter()
