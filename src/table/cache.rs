@@ -164,3 +164,18 @@ impl FileCache {
         self.manifests.put(path, manifest);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Bounded;
+
+    #[test]
+    fn a_bounded_map_keeps_the_first_value_and_drops_the_oldest_entry() {
+        let m = Bounded::new(2);
+        assert_eq!(m.put("a", 1), 1);
+        assert_eq!(m.put("a", 9), 1, "a location's first value wins");
+        m.put("b", 2);
+        m.put("c", 3);
+        assert_eq!((m.get("a"), m.get("b"), m.get("c")), (None, Some(2), Some(3)));
+    }
+}

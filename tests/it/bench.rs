@@ -14,6 +14,8 @@ both_backends!(
             out: out.path().to_path_buf(),
             history: 12,
             append_rows: 20_000,
+            days: 6,
+            rows_per_day: 500,
             namespace_prefix: ctx.ns.to_string(),
             ..Default::default()
         };
@@ -65,6 +67,18 @@ both_backends!(
             .all(|p| p.append.rows > 0 && p.append.pyiceberg_seconds > 0.0));
         assert_eq!(m.storage.snapshots, 12);
         assert!(m.storage.first_commit_ms > 0.0 && m.storage.last_commit_ms > 0.0);
+        assert!(m.storage.scan_plan_first_ms > 0.0 && m.storage.scan_plan_last_ms > 0.0);
+        // Six days, a partition each: maintenance keeps one file per day and little else; without
+        // it every replaced file and metadata version stays.
+        let year = m.storage.year.as_ref().expect("the simulated year ran");
+        assert_eq!((year.days, year.rows_per_day), (6, 500));
+        assert_eq!(year.maintained.live_data_files, 6, "{year:?}");
+        assert_eq!(year.unmaintained.live_data_files, 6, "{year:?}");
+        assert!(
+            year.maintained.files_on_storage < year.unmaintained.files_on_storage
+                && year.maintained.ratio < year.unmaintained.ratio,
+            "{year:?}"
+        );
 
         // The benchmark's tables are gone.
         for ns in ctx.floe.namespaces().await.unwrap() {
@@ -89,7 +103,7 @@ both_backends!(
             .unwrap();
         assert_eq!(overhead.floe_over_raw.n, 2);
         assert!(overhead.floe_over_raw.low.unwrap() <= overhead.floe_over_raw.mean);
-        assert_eq!(report.targets.len(), 9, "{:?}", report.targets);
+        assert_eq!(report.targets.len(), 11, "{:?}", report.targets);
         assert!(report.append_vs_pyiceberg.contains_key("400KB"));
         assert_eq!(report.recommendation.winners.len(), 1);
 
