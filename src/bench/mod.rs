@@ -2,9 +2,11 @@
 //! the whole clickstream pipeline into fresh tables, and the same stage logic on the raw engine over
 //! plain Parquet (no Iceberg, no catalog), in a balanced order (`A B B A`, the engines and the two
 //! paths alternating) so machine drift hits all alike. In the same run it checks that the engines'
-//! outputs are equal, pits floe's append against PyIceberg's on the same rows, and measures commit
-//! latency as a table's history grows. [`report`] turns the figures into JSON, Markdown and charts.
+//! outputs are equal, pits floe's append against PyIceberg's on the same rows, measures commit
+//! latency as a table's history grows, and (given a Postgres source) extraction with `floe ingest`.
+//! [`report`] turns the figures into JSON, Markdown and charts.
 
+pub mod ingest;
 pub mod peer;
 pub mod raw;
 pub mod report;
@@ -17,6 +19,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub use self::ingest::{ingest_benchmark, IngestBenchOptions, IngestBenchReport, IngestVariant};
 pub use self::storage::{core_benchmark, CoreBenchReport, StorageBenchOptions, StorageFootprint, YearReport};
 use crate::catalog::{Namespace, TableName};
 use crate::error::{Error, Result};
@@ -62,6 +65,8 @@ pub struct BenchOptions {
     /// Run every pass in a child process of this floe executable (`floe bench-pass`), so a pass's
     /// memory is its own and not what earlier passes left with the allocator. `None`: in process.
     pub isolate: Option<PathBuf>,
+    /// The extraction benchmark from a Postgres source (`None`: not run).
+    pub ingest: Option<IngestBenchOptions>,
 }
 
 impl Default for BenchOptions {
@@ -81,6 +86,7 @@ impl Default for BenchOptions {
             namespace_prefix: "floe_bench".into(),
             progress: None,
             isolate: None,
+            ingest: None,
         }
     }
 }
@@ -197,6 +203,8 @@ pub struct Measurements {
     pub peer_skipped: Option<String>,
     /// Commit latency and append throughput of the storage layer.
     pub storage: CoreBenchReport,
+    /// Extraction from Postgres, when a source was given.
+    pub ingest: Option<IngestBenchReport>,
 }
 
 /// `10MB`, `1.5GB`, `512KB`: decimal units.
@@ -467,7 +475,9 @@ pub async fn measure(floe: &Floe, options: &BenchOptions) -> Result<Measurements
     let paths = if options.raw { 2 } else { 1 };
     let per_rep =
         (engines.len() * paths) as u64 + u64::from(engines.len() == 2) + u64::from(peer_skipped.is_none());
-    let total = options.sizes.len() as u64 * (1 + options.repetitions as u64 * per_rep) + 1;
+    let total = options.sizes.len() as u64 * (1 + options.repetitions as u64 * per_rep)
+        + 1
+        + u64::from(options.ingest.is_some());
     let mut done = 0u64;
     let step = |done: &mut u64, what: String| {
         if let Some(p) = &options.progress {
@@ -483,6 +493,7 @@ pub async fn measure(floe: &Floe, options: &BenchOptions) -> Result<Measurements
         peer: Vec::new(),
         peer_skipped,
         storage: CoreBenchReport::default(),
+        ingest: None,
     };
     for &bytes in &options.sizes {
         let label = size_label(bytes);
@@ -606,6 +617,12 @@ pub async fn measure(floe: &Floe, options: &BenchOptions) -> Result<Measurements
     )
     .await?;
     purge_namespace(floe, &ns).await?;
+    if let Some(ingest) = &options.ingest {
+        step(&mut done, format!("extraction of {} Postgres rows", ingest.rows));
+        let ns = namespace(options, &["ingest"])?;
+        m.ingest = Some(ingest_benchmark(floe, &ns, ingest).await?);
+        purge_namespace(floe, &ns).await?;
+    }
     if let Ok(peer_ns) = namespace(options, &["peer"]) {
         purge_namespace(floe, &peer_ns).await?;
     }

@@ -503,6 +503,9 @@ fn targets(
             met: Some(y.maintained.ratio <= 1.5),
         });
     }
+    if let Some(i) = &m.ingest {
+        out.extend(ingest_targets(i));
+    }
     // Ingest is floe's input reader whatever the engine: every floe ingest counts.
     let floe_ingest: Vec<f64> = m
         .runs
@@ -551,6 +554,51 @@ fn targets(
         });
     }
     out
+}
+
+/// The extraction benchmark's targets (issue 12): auto units at least 1.8x one unit on 2 cores, and at
+/// least 0.8x Postgres's own COPY drained by psql.
+pub fn ingest_targets(i: &super::IngestBenchReport) -> Vec<Target> {
+    let rate = |name: &str| {
+        i.variants
+            .iter()
+            .find(|v| v.variant == name)
+            .map_or(0.0, |v| v.rows_per_s)
+    };
+    vec![
+        Target {
+            target: format!(
+                "extraction of {} Postgres rows: auto units at least 1.8x one unit ({} cores)",
+                i.rows, i.cores
+            ),
+            measured: format!(
+                "{:.0} vs {:.0} rows/s: {:.2}x",
+                rate("auto units"),
+                rate("one unit"),
+                i.auto_to_one_ratio
+            ),
+            met: i
+                .auto_to_one_ratio
+                .is_finite()
+                .then_some(i.auto_to_one_ratio >= 1.8),
+        },
+        Target {
+            target: format!(
+                "extraction of {} Postgres rows: auto units at least 0.8x psql COPY",
+                i.rows
+            ),
+            measured: format!(
+                "{:.0} vs {:.0} rows/s: {:.2}x",
+                rate("auto units"),
+                rate("psql COPY"),
+                i.auto_to_copy_ratio
+            ),
+            met: i
+                .auto_to_copy_ratio
+                .is_finite()
+                .then_some(i.auto_to_copy_ratio >= 0.8),
+        },
+    ]
 }
 
 fn fmt_ratio(r: &Ratio) -> String {
@@ -817,6 +865,33 @@ pub fn markdown(r: &BenchReport) -> String {
     }
     if let Some(why) = &r.measurements.peer_skipped {
         line(format!("- PyIceberg peer not run: {why}."));
+    }
+    if let Some(i) = &r.measurements.ingest {
+        line(String::new());
+        line("## Extraction from Postgres".into());
+        line(String::new());
+        line(format!(
+            "`floe ingest` of a generated {}-row table (id key, timestamptz, two strings, numeric), \
+             median of {}, {} cores:",
+            i.rows, i.repetitions, i.cores
+        ));
+        line(String::new());
+        line("| variant | units | seconds | rows/s | peak memory |".into());
+        line("|---|---|---|---|---|".into());
+        for v in &i.variants {
+            line(format!(
+                "| {} | {} | {:.2} | {:.0} | {} |",
+                v.variant,
+                v.units,
+                v.seconds,
+                v.rows_per_s,
+                if v.peak_memory_bytes > 0 {
+                    gb(v.peak_memory_bytes as f64)
+                } else {
+                    "-".into()
+                }
+            ));
+        }
     }
     line(String::new());
     line("## Targets".into());

@@ -52,6 +52,17 @@ pub enum Command {
         /// throughput, and storage after a simulated year of daily runs.
         #[arg(long)]
         storage_only: bool,
+        /// Also benchmark extraction from this Postgres database (`postgres://...`): a generated
+        /// table of --ingest-rows rows (created there and dropped after) by `floe ingest` with one
+        /// unit and with auto units, against `psql`'s COPY.
+        #[arg(long, value_name = "URL")]
+        ingest_source: Option<String>,
+        /// Rows of the extraction benchmark's source table.
+        #[arg(long, default_value_t = 5_000_000)]
+        ingest_rows: u64,
+        /// Only the extraction benchmark (needs --ingest-source).
+        #[arg(long)]
+        ingest_only: bool,
         /// Run every pass in this process instead of a child process each (peak memory then
         /// includes what earlier passes left with the allocator).
         #[arg(long)]
@@ -59,7 +70,7 @@ pub enum Command {
         /// Prefix of the benchmark's namespaces (their tables are dropped at the end).
         #[arg(long, default_value = "floe_bench")]
         namespace: String,
-        /// Output of --storage-only.
+        /// Output of --storage-only and --ingest-only.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -99,10 +110,30 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
             no_raw,
             no_peer,
             storage_only,
+            ingest_source,
+            ingest_rows,
+            ingest_only,
             in_process,
             namespace,
             format,
         } => {
+            let ingest = ingest_source.map(|source| floe::bench::IngestBenchOptions {
+                source,
+                rows: ingest_rows,
+                repetitions,
+            });
+            if ingest_only {
+                let Some(ingest) = ingest else {
+                    return Err(floe::Error::new(
+                        floe::ErrorKind::InvalidInput,
+                        "--ingest-only needs --ingest-source postgres://...",
+                    ));
+                };
+                let ns = Namespace::parse(&format!("{namespace}_ingest"))?;
+                let r = floe::bench::ingest_benchmark(floe, &ns, &ingest).await?;
+                output::print_ingest_bench(&r, format)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             if storage_only {
                 let ns = Namespace::parse(&format!("{namespace}_storage"))?;
                 let options = floe::bench::StorageBenchOptions {
@@ -138,6 +169,7 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
                 } else {
                     Some(std::env::current_exe()?)
                 },
+                ingest,
             };
             let report = output::bench_with_progress(floe, options).await?;
             let files = floe::bench::report::write(&report, &out)?;

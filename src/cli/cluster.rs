@@ -69,7 +69,7 @@ pub async fn run(settings: &Settings, command: Command) -> floe::Result<ExitCode
             let options = ExecutorOptions {
                 scheduler,
                 bind: address(&bind)?,
-                concurrent_tasks: concurrent_tasks.unwrap_or_else(|| floe::resources::cores()),
+                concurrent_tasks: concurrent_tasks.unwrap_or_else(floe::resources::cores),
                 work_dir,
                 external_host,
             };

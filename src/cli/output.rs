@@ -384,6 +384,37 @@ pub fn print_bench(r: &floe::bench::CoreBenchReport, format: Format) -> Result<(
     Ok(())
 }
 
+pub fn print_ingest_bench(r: &floe::bench::IngestBenchReport, format: Format) -> Result<()> {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+        return Ok(());
+    }
+    let mut g = grid(vec!["variant", "units", "seconds", "rows/s", "peak memory"]);
+    for v in &r.variants {
+        g.add_row(vec![
+            v.variant.clone(),
+            v.units.to_string(),
+            format!("{:.2}", v.seconds),
+            format!("{:.0}", v.rows_per_s),
+            if v.peak_memory_bytes > 0 {
+                format!("{:.0} MB", v.peak_memory_bytes as f64 / 1e6)
+            } else {
+                "-".into()
+            },
+        ]);
+    }
+    println!("{g}");
+    for t in floe::bench::report::ingest_targets(r) {
+        let met = match t.met {
+            Some(true) => "met",
+            Some(false) => "MISSED",
+            None => "not measured",
+        };
+        println!("{}: {} ({met})", t.target, t.measured);
+    }
+    Ok(())
+}
+
 fn counts(m: &std::collections::BTreeMap<String, u64>) -> String {
     m.iter()
         .map(|(k, v)| format!("{k}={v}"))

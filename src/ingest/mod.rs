@@ -166,7 +166,7 @@ struct Spec {
 }
 
 /// A URL with its password removed (a resumed run reads it from `PGPASSWORD` or `~/.pgpass`).
-fn without_password(url: &str) -> String {
+pub(crate) fn without_password(url: &str) -> String {
     let Some(pos) = url.find("://") else {
         return url.to_string();
     };

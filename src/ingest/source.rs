@@ -75,6 +75,12 @@ fn quote_ident(name: &str) -> String {
 fn sql_error(what: &str, url: &str, e: sqlx::Error) -> Error {
     let kind = match &e {
         sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut => ErrorKind::Storage,
+        sqlx::Error::Database(d)
+            if d.code()
+                .is_some_and(|c| transient_database_code(url.starts_with("sqlite:"), &c)) =>
+        {
+            ErrorKind::Storage
+        }
         sqlx::Error::Database(_) => ErrorKind::InvalidInput,
         _ => ErrorKind::Engine,
     };
@@ -86,6 +92,19 @@ fn sql_error(what: &str, url: &str, e: sqlx::Error) -> Error {
             redact_secrets(&e.to_string())
         ),
     )
+}
+
+/// Whether a database error code says the server, not the query, failed, so a retry may succeed
+/// (units are retried unless their error is invalid input). Postgres SQLSTATE classes: 08 connection
+/// exception, 40 transaction rollback (serialization failure, deadlock), 53 insufficient resources,
+/// 57 operator intervention (a terminated backend, a cancelled query, a shutdown), 58 system error,
+/// XX internal error. SQLite result codes (extended codes carry the primary one in their low byte):
+/// 5 busy, 6 locked, 10 I/O error.
+fn transient_database_code(sqlite: bool, code: &str) -> bool {
+    if sqlite {
+        return code.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 10));
+    }
+    matches!(code.get(..2), Some("08" | "40" | "53" | "57" | "58" | "XX"))
 }
 
 /// An open connection to the source database.
@@ -764,4 +783,25 @@ pub(crate) fn find<'a>(columns: &'a [SourceColumn], name: &str) -> Result<&'a So
                 .join(", ")
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transient_database_code;
+
+    #[test]
+    fn a_terminated_or_busy_source_is_retried_and_a_bad_query_is_not() {
+        for code in ["57P01", "57014", "08006", "40001", "40P01", "53300", "XX000"] {
+            assert!(transient_database_code(false, code), "postgres {code}");
+        }
+        for code in ["42601", "42P01", "22012", "28P01", "3D000"] {
+            assert!(!transient_database_code(false, code), "postgres {code}");
+        }
+        for code in ["5", "6", "517", "10", "266"] {
+            assert!(transient_database_code(true, code), "sqlite {code}");
+        }
+        for code in ["1", "19", "2067"] {
+            assert!(!transient_database_code(true, code), "sqlite {code}");
+        }
+    }
 }

@@ -20,27 +20,36 @@ pub(crate) struct CachedMetadata {
     pub(crate) refs: SharedRefs,
 }
 
-/// A bounded map; the oldest entry leaves first.
+/// A map bounded by the total weight of its values (1 each unless `weight` says otherwise); the
+/// oldest entry leaves first, and a value heavier than the whole bound is not kept.
 #[derive(Debug)]
 struct Bounded<V> {
     inner: Mutex<BoundedInner<V>>,
     capacity: usize,
+    weight: fn(&V) -> usize,
 }
 
 #[derive(Debug)]
 struct BoundedInner<V> {
     by_location: HashMap<String, V>,
     order: VecDeque<String>,
+    weight: usize,
 }
 
 impl<V: Clone> Bounded<V> {
     fn new(capacity: usize) -> Self {
+        Self::weighted(capacity, |_| 1)
+    }
+
+    fn weighted(capacity: usize, weight: fn(&V) -> usize) -> Self {
         Self {
             inner: Mutex::new(BoundedInner {
                 by_location: HashMap::new(),
                 order: VecDeque::new(),
+                weight: 0,
             }),
             capacity,
+            weight,
         }
     }
 
@@ -51,66 +60,31 @@ impl<V: Clone> Bounded<V> {
 
     /// Insert `value` unless `location` is cached; returns the cached value.
     fn put(&self, location: &str, value: V) -> V {
+        let weight = (self.weight)(&value).max(1);
         let mut inner = self.inner.lock().expect("file cache poisoned");
         if let Some(v) = inner.by_location.get(location) {
             return v.clone();
         }
-        if inner.order.len() >= self.capacity {
-            if let Some(oldest) = inner.order.pop_front() {
-                inner.by_location.remove(&oldest);
+        if weight > self.capacity {
+            return value;
+        }
+        while inner.weight + weight > self.capacity {
+            let Some(oldest) = inner.order.pop_front() else {
+                break;
+            };
+            if let Some(v) = inner.by_location.remove(&oldest) {
+                inner.weight -= (self.weight)(&v).max(1);
             }
         }
+        inner.weight += weight;
         inner.order.push_back(location.to_string());
         inner.by_location.insert(location.to_string(), value.clone());
         value
     }
 }
 
-/// Decoded manifests, bounded by the entries they hold together (a manifest of a large table lists
-/// many thousands of files); the oldest manifest leaves first.
-#[derive(Debug)]
-struct ManifestCache {
-    inner: Mutex<ManifestCacheInner>,
-    max_entries: usize,
-}
-
-#[derive(Debug, Default)]
-struct ManifestCacheInner {
-    by_path: HashMap<String, Arc<Manifest>>,
-    order: VecDeque<String>,
-    entries: usize,
-}
-
-impl ManifestCache {
-    fn get(&self, path: &str) -> Option<Arc<Manifest>> {
-        let inner = self.inner.lock().expect("manifest cache poisoned");
-        inner.by_path.get(path).cloned()
-    }
-
-    fn put(&self, path: &str, manifest: Arc<Manifest>) {
-        let weight = manifest.entries().len().max(1);
-        if weight > self.max_entries {
-            return;
-        }
-        let mut inner = self.inner.lock().expect("manifest cache poisoned");
-        if inner.by_path.contains_key(path) {
-            return;
-        }
-        while inner.entries + weight > self.max_entries {
-            let Some(oldest) = inner.order.pop_front() else {
-                break;
-            };
-            if let Some(m) = inner.by_path.remove(&oldest) {
-                inner.entries -= m.entries().len().max(1);
-            }
-        }
-        inner.entries += weight;
-        inner.order.push_back(path.to_string());
-        inner.by_path.insert(path.to_string(), manifest);
-    }
-}
-
-/// Manifest entries the cache holds at most (about 1 KiB each with their statistics).
+/// Manifest entries the manifest cache holds in all (about 1 KiB each with their statistics): a
+/// manifest of a large table lists many thousands of files.
 const MANIFEST_CACHE_ENTRIES: usize = 100_000;
 
 /// The cache a `Floe` handle shares with the tables it loads.
@@ -118,7 +92,7 @@ const MANIFEST_CACHE_ENTRIES: usize = 100_000;
 pub(crate) struct FileCache {
     metadata: Bounded<CachedMetadata>,
     manifest_lists: Bounded<Arc<Vec<ManifestFile>>>,
-    manifests: ManifestCache,
+    manifests: Bounded<Arc<Manifest>>,
     /// Snapshots already encoded as metadata JSON.
     pub(crate) snapshot_json: SnapshotJsonCache,
 }
@@ -129,10 +103,7 @@ impl Default for FileCache {
             metadata: Bounded::new(32),
             // Expiry reads the lists of every snapshot it keeps and of every one it expires.
             manifest_lists: Bounded::new(512),
-            manifests: ManifestCache {
-                inner: Mutex::default(),
-                max_entries: MANIFEST_CACHE_ENTRIES,
-            },
+            manifests: Bounded::weighted(MANIFEST_CACHE_ENTRIES, |m| m.entries().len()),
             snapshot_json: SnapshotJsonCache::default(),
         }
     }
@@ -177,5 +148,21 @@ mod tests {
         m.put("b", 2);
         m.put("c", 3);
         assert_eq!((m.get("a"), m.get("b"), m.get("c")), (None, Some(2), Some(3)));
+    }
+
+    #[test]
+    fn a_weighted_map_drops_old_entries_until_the_new_one_fits_and_never_keeps_an_oversized_one() {
+        let m = Bounded::weighted(10, |v: &usize| *v);
+        m.put("a", 4);
+        m.put("b", 4);
+        m.put("c", 5);
+        assert_eq!((m.get("a"), m.get("b"), m.get("c")), (None, Some(4), Some(5)));
+        assert_eq!(m.put("d", 11), 11);
+        assert_eq!(m.get("d"), None, "a value heavier than the bound is not kept");
+        assert_eq!(
+            (m.get("b"), m.get("c")),
+            (Some(4), Some(5)),
+            "nor does it push others out"
+        );
     }
 }

@@ -17,6 +17,13 @@ both_backends!(
             days: 6,
             rows_per_day: 500,
             namespace_prefix: ctx.ns.to_string(),
+            // The test Postgres doubles as the extraction benchmark's source.
+            ingest: Some(floe::bench::IngestBenchOptions {
+                source: std::env::var("FLOE_TEST_POSTGRES_URL")
+                    .expect("the test command sets FLOE_TEST_POSTGRES_URL"),
+                rows: 30_000,
+                repetitions: 2,
+            }),
             ..Default::default()
         };
         let m = floe::bench::measure(&ctx.floe, &options).await.unwrap();
@@ -80,6 +87,22 @@ both_backends!(
             "{year:?}"
         );
 
+        // Extraction: every variant moved all 30,000 rows (the benchmark checks the count); auto
+        // units split the table into at least ten id ranges.
+        let ingest = m.ingest.as_ref().expect("the extraction benchmark ran");
+        let variants: Vec<&str> = ingest.variants.iter().map(|v| v.variant.as_str()).collect();
+        assert_eq!(variants, ["one unit", "auto units", "psql COPY"]);
+        assert!(
+            ingest
+                .variants
+                .iter()
+                .all(|v| v.seconds > 0.0 && v.rows_per_s > 0.0),
+            "{ingest:?}"
+        );
+        assert!(ingest.variants[0].peak_memory_bytes > 0, "{ingest:?}");
+        assert!(ingest.variants[1].units >= 10, "{ingest:?}");
+        assert!(ingest.auto_to_one_ratio > 0.0 && ingest.auto_to_copy_ratio > 0.0);
+
         // The benchmark's tables are gone.
         for ns in ctx.floe.namespaces().await.unwrap() {
             assert!(
@@ -103,7 +126,7 @@ both_backends!(
             .unwrap();
         assert_eq!(overhead.floe_over_raw.n, 2);
         assert!(overhead.floe_over_raw.low.unwrap() <= overhead.floe_over_raw.mean);
-        assert_eq!(report.targets.len(), 11, "{:?}", report.targets);
+        assert_eq!(report.targets.len(), 13, "{:?}", report.targets);
         assert!(report.append_vs_pyiceberg.contains_key("400KB"));
         assert_eq!(report.recommendation.winners.len(), 1);
 
@@ -131,6 +154,7 @@ both_backends!(
             "## End to end",
             "## Per stage",
             "## Equivalence",
+            "## Extraction from Postgres",
             "## Targets",
             "--engine auto",
         ] {

@@ -1,0 +1,284 @@
+//! The extraction benchmark: a Postgres table generated with `generate_series` extracted into a fresh
+//! Iceberg table by `floe ingest` with one unit and with `auto` id-range units, against Postgres's own
+//! `COPY (SELECT ...) TO STDOUT` drained by `psql` as the physical baseline. Medians over repetitions
+//! measured in one run, reported as ratios, with floe's peak memory.
+
+use std::process::Stdio;
+use std::time::Instant;
+
+use serde::Serialize;
+use sqlx::Connection;
+
+use crate::catalog::{Namespace, TableName};
+use crate::error::{Error, ErrorKind, Result};
+use crate::ingest::units::{PartitionBy, UnitCount};
+use crate::ingest::IngestOptions;
+use crate::lakehouse::Floe;
+use crate::resources::Monitor;
+
+/// What [`ingest_benchmark`] runs.
+#[derive(Clone, Debug)]
+pub struct IngestBenchOptions {
+    /// The Postgres source database (`postgres://...`); the benchmark creates its table there and
+    /// drops it at the end.
+    pub source: String,
+    /// Rows of the generated source table.
+    pub rows: u64,
+    /// Repetitions of each variant.
+    pub repetitions: usize,
+}
+
+/// One variant's figures: median wall time over the repetitions, rows per second, peak memory.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct IngestVariant {
+    /// `one unit`, `auto units` or `psql COPY`.
+    pub variant: String,
+    /// Units the extraction ran (1 for the baseline).
+    pub units: usize,
+    /// Median seconds.
+    pub seconds: f64,
+    /// Rows per second at the median.
+    pub rows_per_s: f64,
+    /// Peak resident memory of this process during the run (floe's variants; 0 for the baseline,
+    /// which runs in `psql`).
+    pub peak_memory_bytes: u64,
+}
+
+/// What the extraction benchmark measured.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct IngestBenchReport {
+    /// Rows of the source table.
+    pub rows: u64,
+    /// Repetitions.
+    pub repetitions: usize,
+    /// Cores of this machine.
+    pub cores: usize,
+    /// One unit, auto units, and the `psql` COPY baseline.
+    pub variants: Vec<IngestVariant>,
+    /// Auto units' rows per second over one unit's (target ≥ 1.8 on 2 cores).
+    pub auto_to_one_ratio: f64,
+    /// Auto units' rows per second over the COPY baseline's (target ≥ 0.8).
+    pub auto_to_copy_ratio: f64,
+}
+
+fn median(v: Vec<f64>) -> f64 {
+    super::stats::Summary::of(&v).median
+}
+
+/// Create the source table: `rows` rows of an id key, a timestamp, two strings and a numeric, with
+/// a primary key and fresh statistics (what `auto` units size themselves by).
+async fn create_source(conn: &mut sqlx::PgConnection, table: &str, rows: u64) -> Result<()> {
+    let statements = [
+        format!("DROP TABLE IF EXISTS {table}"),
+        format!(
+            "CREATE TABLE {table} AS SELECT g::bigint AS id, \
+             timestamptz '2026-01-01 00:00:00+00' + g * interval '1 second' AS event_time, \
+             'user-' || (g % 100000) AS user_id, '/products/' || (g % 5000) || '?ref=' || md5(g::text) AS url, \
+             ((g % 100000) / 100.0)::numeric(12,2) AS amount \
+             FROM generate_series(1, {rows}) AS g"
+        ),
+        format!("ALTER TABLE {table} ADD PRIMARY KEY (id)"),
+        format!("ANALYZE {table}"),
+    ];
+    for s in statements {
+        sqlx::query(&s)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| Error::new(ErrorKind::Engine, format!("ingest bench: {s}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// The URL without its password, and the password (for `PGPASSWORD`: a child's command line is
+/// visible to every local user).
+fn split_password(source: &str) -> (String, Option<String>) {
+    let password = url::Url::parse(source).ok().and_then(|u| {
+        u.password()
+            .map(|p| {
+                percent_encoding::percent_decode_str(p)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            .or_else(|| {
+                u.query_pairs()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("password"))
+                    .map(|(_, v)| v.into_owned())
+            })
+    });
+    (crate::ingest::without_password(source), password)
+}
+
+/// Seconds for `psql` to drain `COPY (SELECT * FROM table) TO STDOUT` into nothing.
+async fn copy_baseline(source: &str, table: &str) -> Result<f64> {
+    let (url, password) = split_password(source);
+    let mut cmd = tokio::process::Command::new("psql");
+    cmd.arg("--no-psqlrc")
+        .arg("--quiet")
+        .arg("--dbname")
+        .arg(&url)
+        .arg("--command")
+        .arg(format!("COPY (SELECT * FROM {table}) TO STDOUT"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(p) = password {
+        cmd.env("PGPASSWORD", p);
+    }
+    let t0 = Instant::now();
+    let out = cmd.output().await.map_err(|e| {
+        Error::new(
+            ErrorKind::Config,
+            format!("ingest bench: cannot run psql (the COPY baseline; install postgresql-client): {e}"),
+        )
+    })?;
+    let seconds = t0.elapsed().as_secs_f64();
+    if !out.status.success() {
+        return Err(Error::new(
+            ErrorKind::Engine,
+            format!(
+                "ingest bench: psql COPY failed: {}",
+                crate::secrets::redact_secrets(String::from_utf8_lossy(&out.stderr).trim())
+            ),
+        ));
+    }
+    Ok(seconds)
+}
+
+/// Extract the generated table into a fresh table of `ns` once: seconds, units, peak memory.
+async fn extract_once(
+    floe: &Floe,
+    options: &IngestBenchOptions,
+    source_table: &str,
+    into: &TableName,
+    units: UnitCount,
+) -> Result<(f64, usize, u64)> {
+    let mut o = IngestOptions::new(options.source.clone(), into.to_string());
+    o.table = Some(source_table.to_string());
+    o.create = true;
+    match units {
+        UnitCount::Exactly(1) => o.units = UnitCount::Exactly(1),
+        u => {
+            o.partition_by = Some(PartitionBy::Id("id".into()));
+            o.units = u;
+        }
+    }
+    let monitor = Monitor::start();
+    let report = crate::ingest::ingest(floe, &o).await?;
+    let usage = monitor.finish();
+    if report.rows != options.rows {
+        return Err(Error::new(
+            ErrorKind::Data,
+            format!(
+                "ingest bench: {} rows extracted, the source holds {}",
+                report.rows, options.rows
+            ),
+        ));
+    }
+    floe.drop_table(into, true).await?;
+    Ok((usage.wall_seconds, report.units.len(), usage.peak_memory_bytes))
+}
+
+/// Run the extraction benchmark into fresh tables of `ns` (dropped afterwards); the source table is
+/// created in `options.source` and dropped at the end.
+pub async fn ingest_benchmark(
+    floe: &Floe,
+    ns: &Namespace,
+    options: &IngestBenchOptions,
+) -> Result<IngestBenchReport> {
+    if !(options.source.starts_with("postgres://") || options.source.starts_with("postgresql://")) {
+        return Err(Error::invalid(
+            "the ingest benchmark needs a Postgres source: --ingest-source postgres://...",
+        ));
+    }
+    let rows = options.rows.max(1);
+    let options = IngestBenchOptions {
+        rows,
+        repetitions: options.repetitions.max(1),
+        ..options.clone()
+    };
+    crate::secrets::register_url_secrets(&options.source);
+    floe.ensure_namespace(ns).await?;
+    // Unique per run: two benchmarks may share a source database.
+    let source_table = format!("floe_bench_ingest_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&options.source).await.map_err(|e| {
+        Error::new(
+            ErrorKind::Config,
+            crate::secrets::redact_secrets(&format!("ingest bench: cannot connect to the source: {e}")),
+        )
+    })?;
+    create_source(&mut conn, &source_table, rows).await?;
+    let measured = measure_variants(floe, ns, &options, &source_table).await;
+    let _ = sqlx::query(&format!("DROP TABLE IF EXISTS {source_table}"))
+        .execute(&mut conn)
+        .await;
+    let variants = measured?;
+    let rate = |name: &str| {
+        variants
+            .iter()
+            .find(|v| v.variant == name)
+            .map_or(0.0, |v| v.rows_per_s)
+    };
+    Ok(IngestBenchReport {
+        rows,
+        repetitions: options.repetitions,
+        cores: crate::resources::cores(),
+        auto_to_one_ratio: rate("auto units") / rate("one unit"),
+        auto_to_copy_ratio: rate("auto units") / rate("psql COPY"),
+        variants,
+    })
+}
+
+async fn measure_variants(
+    floe: &Floe,
+    ns: &Namespace,
+    options: &IngestBenchOptions,
+    source_table: &str,
+) -> Result<Vec<IngestVariant>> {
+    let mut one = (Vec::new(), 0u64);
+    let mut auto = (Vec::new(), 0u64, 0usize);
+    let mut copy = Vec::new();
+    for rep in 0..options.repetitions {
+        // A B C, then C B A: no variant always runs on a warm or a cold buffer cache.
+        let mut order = [0, 1, 2];
+        if rep % 2 == 1 {
+            order.reverse();
+        }
+        for variant in order {
+            match variant {
+                0 => {
+                    let into = TableName::new(ns.clone(), format!("ingest_one_{rep}"))?;
+                    let (s, _, peak) =
+                        extract_once(floe, options, source_table, &into, UnitCount::Exactly(1)).await?;
+                    one.0.push(s);
+                    one.1 = one.1.max(peak);
+                }
+                1 => {
+                    let into = TableName::new(ns.clone(), format!("ingest_auto_{rep}"))?;
+                    let (s, units, peak) =
+                        extract_once(floe, options, source_table, &into, UnitCount::Auto).await?;
+                    auto.0.push(s);
+                    auto.1 = auto.1.max(peak);
+                    auto.2 = units;
+                }
+                _ => copy.push(copy_baseline(&options.source, source_table).await?),
+            }
+            tracing::info!(rep, variant, "ingest bench");
+        }
+    }
+    let rows = options.rows as f64;
+    let variant = |name: &str, units: usize, seconds: Vec<f64>, peak: u64| {
+        let seconds = median(seconds);
+        IngestVariant {
+            variant: name.to_string(),
+            units,
+            seconds,
+            rows_per_s: rows / seconds,
+            peak_memory_bytes: peak,
+        }
+    };
+    Ok(vec![
+        variant("one unit", 1, one.0, one.1),
+        variant("auto units", auto.2, auto.0, auto.1),
+        variant("psql COPY", 1, copy, 0),
+    ])
+}
