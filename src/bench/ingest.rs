@@ -61,6 +61,16 @@ pub struct IngestBenchReport {
     pub auto_to_copy_ratio: f64,
 }
 
+impl IngestBenchReport {
+    /// Rows per second of the variant named `variant` (0 when it did not run).
+    pub fn rows_per_s(&self, variant: &str) -> f64 {
+        self.variants
+            .iter()
+            .find(|v| v.variant == variant)
+            .map_or(0.0, |v| v.rows_per_s)
+    }
+}
+
 fn median(v: Vec<f64>) -> f64 {
     super::stats::Summary::of(&v).median
 }
@@ -150,18 +160,14 @@ async fn extract_once(
     options: &IngestBenchOptions,
     source_table: &str,
     into: &TableName,
+    partition_by: Option<PartitionBy>,
     units: UnitCount,
 ) -> Result<(f64, usize, u64)> {
     let mut o = IngestOptions::new(options.source.clone(), into.to_string());
     o.table = Some(source_table.to_string());
     o.create = true;
-    match units {
-        UnitCount::Exactly(1) => o.units = UnitCount::Exactly(1),
-        u => {
-            o.partition_by = Some(PartitionBy::Id("id".into()));
-            o.units = u;
-        }
-    }
+    o.partition_by = partition_by;
+    o.units = units;
     let monitor = Monitor::start();
     let report = crate::ingest::ingest(floe, &o).await?;
     let usage = monitor.finish();
@@ -211,21 +217,16 @@ pub async fn ingest_benchmark(
     let _ = sqlx::query(&format!("DROP TABLE IF EXISTS {source_table}"))
         .execute(&mut conn)
         .await;
-    let variants = measured?;
-    let rate = |name: &str| {
-        variants
-            .iter()
-            .find(|v| v.variant == name)
-            .map_or(0.0, |v| v.rows_per_s)
-    };
-    Ok(IngestBenchReport {
+    let mut report = IngestBenchReport {
         rows,
         repetitions: options.repetitions,
         cores: crate::resources::cores(),
-        auto_to_one_ratio: rate("auto units") / rate("one unit"),
-        auto_to_copy_ratio: rate("auto units") / rate("psql COPY"),
-        variants,
-    })
+        variants: measured?,
+        ..Default::default()
+    };
+    report.auto_to_one_ratio = report.rows_per_s("auto units") / report.rows_per_s("one unit");
+    report.auto_to_copy_ratio = report.rows_per_s("auto units") / report.rows_per_s("psql COPY");
+    Ok(report)
 }
 
 async fn measure_variants(
@@ -248,14 +249,21 @@ async fn measure_variants(
                 0 => {
                     let into = TableName::new(ns.clone(), format!("ingest_one_{rep}"))?;
                     let (s, _, peak) =
-                        extract_once(floe, options, source_table, &into, UnitCount::Exactly(1)).await?;
+                        extract_once(floe, options, source_table, &into, None, UnitCount::Exactly(1)).await?;
                     one.0.push(s);
                     one.1 = one.1.max(peak);
                 }
                 1 => {
                     let into = TableName::new(ns.clone(), format!("ingest_auto_{rep}"))?;
-                    let (s, units, peak) =
-                        extract_once(floe, options, source_table, &into, UnitCount::Auto).await?;
+                    let (s, units, peak) = extract_once(
+                        floe,
+                        options,
+                        source_table,
+                        &into,
+                        Some(PartitionBy::Id("id".into())),
+                        UnitCount::Auto,
+                    )
+                    .await?;
                     auto.0.push(s);
                     auto.1 = auto.1.max(peak);
                     auto.2 = units;

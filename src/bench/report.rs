@@ -559,12 +559,6 @@ fn targets(
 /// The extraction benchmark's targets (issue 12): auto units at least 1.8x one unit on 2 cores, and at
 /// least 0.8x Postgres's own COPY drained by psql.
 pub fn ingest_targets(i: &super::IngestBenchReport) -> Vec<Target> {
-    let rate = |name: &str| {
-        i.variants
-            .iter()
-            .find(|v| v.variant == name)
-            .map_or(0.0, |v| v.rows_per_s)
-    };
     vec![
         Target {
             target: format!(
@@ -573,8 +567,8 @@ pub fn ingest_targets(i: &super::IngestBenchReport) -> Vec<Target> {
             ),
             measured: format!(
                 "{:.0} vs {:.0} rows/s: {:.2}x",
-                rate("auto units"),
-                rate("one unit"),
+                i.rows_per_s("auto units"),
+                i.rows_per_s("one unit"),
                 i.auto_to_one_ratio
             ),
             met: i
@@ -589,8 +583,8 @@ pub fn ingest_targets(i: &super::IngestBenchReport) -> Vec<Target> {
             ),
             measured: format!(
                 "{:.0} vs {:.0} rows/s: {:.2}x",
-                rate("auto units"),
-                rate("psql COPY"),
+                i.rows_per_s("auto units"),
+                i.rows_per_s("psql COPY"),
                 i.auto_to_copy_ratio
             ),
             met: i
