@@ -2,7 +2,8 @@
 //! the whole clickstream pipeline into fresh tables, and the same stage logic on the raw engine over
 //! plain Parquet (no Iceberg, no catalog), in a balanced order (`A B B A`, the engines and the two
 //! paths alternating) so machine drift hits all alike. In the same run it checks that the engines'
-//! outputs are equal, pits floe's append against PyIceberg's on the same rows, measures commit
+//! outputs are equal, pits floe's append and `add_files` against PyIceberg's on the same rows, reads a
+//! pipeline table in full through floe's DataFusion path and through raw DataFusion, measures commit
 //! latency as a table's history grows, and (given a Postgres source) extraction with `floe ingest`.
 //! [`report`] turns the figures into JSON, Markdown and charts.
 
@@ -10,6 +11,7 @@ pub mod ingest;
 pub mod peer;
 pub mod raw;
 pub mod report;
+pub mod scan;
 pub mod stats;
 pub mod storage;
 
@@ -25,7 +27,8 @@ use crate::catalog::{Namespace, TableName};
 use crate::error::{Error, Result};
 use crate::generate::{GenerateOptions, OutputFormat};
 use crate::lakehouse::Floe;
-use crate::pipeline::engine::{DataFusionEngine, DuckDbEngine, Engine, Stage};
+use crate::cluster::loopback::LoopbackCluster;
+use crate::pipeline::engine::{BallistaEngine, DataFusionEngine, DuckDbEngine, Engine, Stage};
 use crate::pipeline::input::resolve_inputs;
 use crate::pipeline::runner::{run, RunOptions};
 use crate::table::At;
@@ -38,8 +41,14 @@ pub type BenchProgress = Arc<dyn Fn(&str, u64, u64) + Send + Sync>;
 pub struct BenchOptions {
     /// CSV input sizes in bytes.
     pub sizes: Vec<u64>,
-    /// Engines (`duckdb`, `datafusion`).
+    /// Engines (`duckdb`, `datafusion`, `ballista`: the last on a loopback cluster per count of
+    /// [`executors`](Self::executors), labelled `ballista:N`).
     pub engines: Vec<String>,
+    /// Executors of the loopback clusters the `ballista` engine runs on, one cluster per count.
+    pub executors: Vec<usize>,
+    /// The floe executable that the loopback clusters run (`floe cluster scheduler|executor`);
+    /// needed for `ballista`.
+    pub cluster_exe: Option<PathBuf>,
     /// Repetitions of every run.
     pub repetitions: usize,
     /// Where inputs are cached and the report is written.
@@ -74,6 +83,8 @@ impl Default for BenchOptions {
         Self {
             sizes: vec![10_000_000, 100_000_000, 1_000_000_000],
             engines: vec!["duckdb".into(), "datafusion".into()],
+            executors: vec![1, 2],
+            cluster_exe: None,
             repetitions: 3,
             out: PathBuf::from("floe-bench"),
             seed: 42,
@@ -138,11 +149,13 @@ pub struct PipelineRun {
     pub error: Option<String>,
 }
 
-/// The equivalence check of one repetition: every output table diffed between the engines.
+/// The equivalence check of one repetition: every output table diffed between two engines.
 #[derive(Clone, Debug, Serialize)]
 pub struct EquivalenceRun {
     /// Input size label.
     pub size: String,
+    /// The two engines (the first listed, and another).
+    pub engines: (String, String),
     /// Repetition.
     pub repetition: usize,
     /// All equal.
@@ -175,6 +188,28 @@ pub struct PeerRun {
     pub append: peer::PeerAppend,
 }
 
+/// One paired `add_files`: floe against PyIceberg.
+#[derive(Clone, Debug, Serialize)]
+pub struct AddFilesRun {
+    /// Input size label.
+    pub size: String,
+    /// Repetition.
+    pub repetition: usize,
+    /// The measurement.
+    pub add_files: peer::PeerAddFiles,
+}
+
+/// One paired full scan: floe's DataFusion path against raw DataFusion.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScanRun {
+    /// Input size label.
+    pub size: String,
+    /// Repetition.
+    pub repetition: usize,
+    /// The measurement.
+    pub scan: scan::ScanPair,
+}
+
 /// A generated input.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct InputInfo {
@@ -199,6 +234,10 @@ pub struct Measurements {
     pub equivalence: Vec<EquivalenceRun>,
     /// Every peer append.
     pub peer: Vec<PeerRun>,
+    /// Every peer `add_files`.
+    pub add_files: Vec<AddFilesRun>,
+    /// Every full scan.
+    pub scans: Vec<ScanRun>,
     /// Why the peer did not run, if it did not.
     pub peer_skipped: Option<String>,
     /// Commit latency and append throughput of the storage layer.
@@ -228,12 +267,25 @@ pub fn size_label(bytes: u64) -> String {
     format!("{bytes}B")
 }
 
-fn engine_of(name: &str) -> Result<Arc<dyn Engine>> {
+/// Whether an engine label runs on a cluster (`ballista`, `ballista:N`).
+pub fn on_cluster(label: &str) -> bool {
+    label == "ballista" || label.starts_with("ballista:")
+}
+
+/// The engine of a label; `ballista` runs on `cluster`, else on the cluster floe's settings name.
+fn engine_of(floe: &Floe, name: &str, cluster: Option<&str>) -> Result<Arc<dyn Engine>> {
     match name {
         "duckdb" => Ok(Arc::new(DuckDbEngine::default())),
         "datafusion" => Ok(Arc::new(DataFusionEngine::default())),
+        b if on_cluster(b) => {
+            let url = cluster
+                .map(str::to_string)
+                .or_else(|| floe.settings().cluster.clone())
+                .ok_or_else(|| Error::invalid("the ballista engine needs a cluster (--cluster df://HOST:PORT)"))?;
+            Ok(Arc::new(BallistaEngine::new(&url, floe.settings().clone())?))
+        }
         other => Err(Error::invalid(format!(
-            "unknown engine {other:?} (duckdb, datafusion)"
+            "unknown engine {other:?} (duckdb, datafusion, ballista)"
         ))),
     }
 }
@@ -357,9 +409,9 @@ async fn raw_pass(floe: &Floe, work: &Path, engine: &str, input: &InputInfo) -> 
         .collect())
 }
 
-/// One pass of the pipeline: `path` `floe` runs it on `engine` into fresh tables of `ns`, `raw`
-/// runs the raw engine in the scratch directory `work`. This is what `floe bench-pass` runs in a
-/// child process.
+/// One pass of the pipeline: `path` `floe` runs it on `engine` into fresh tables of `ns` (a
+/// `ballista` engine on `cluster`, or on the cluster of floe's settings), `raw` runs the raw engine
+/// in the scratch directory `work`. This is what `floe bench-pass` runs in a child process.
 pub async fn run_pass(
     floe: &Floe,
     path: &str,
@@ -367,9 +419,10 @@ pub async fn run_pass(
     input: &InputInfo,
     ns: &Namespace,
     work: &Path,
+    cluster: Option<&str>,
 ) -> Result<Vec<StageFigures>> {
     match path {
-        "floe" => floe_pass(floe, ns, engine_of(engine)?, input).await,
+        "floe" => floe_pass(floe, ns, engine_of(floe, engine, cluster)?, input).await,
         "raw" => raw_pass(floe, work, engine, input).await,
         other => Err(Error::invalid(format!(
             "unknown benchmark path {other:?} (floe, raw)"
@@ -377,8 +430,9 @@ pub async fn run_pass(
     }
 }
 
-/// [`run_pass`] in a child process: `exe bench-pass ...`, with floe's settings in its environment;
-/// the child prints the stage figures as JSON.
+/// [`run_pass`] in a child process: `exe bench-pass ...`, with floe's settings (and `cluster`) in its
+/// environment; the child prints the stage figures as JSON.
+#[allow(clippy::too_many_arguments)]
 async fn pass_in_child(
     exe: &Path,
     floe: &Floe,
@@ -387,9 +441,14 @@ async fn pass_in_child(
     input: &InputInfo,
     ns: &Namespace,
     work: &Path,
+    cluster: Option<&str>,
 ) -> Result<Vec<StageFigures>> {
-    let out = tokio::process::Command::new(exe)
-        .envs(floe.settings().to_vars())
+    let mut command = tokio::process::Command::new(exe);
+    command.envs(floe.settings().to_vars());
+    if let Some(url) = cluster {
+        command.env("FLOE_CLUSTER", url);
+    }
+    let out = command
         .args(["bench-pass", "--path", path, "--engine", engine, "--input"])
         .arg(&input.dir)
         .arg("--namespace")
@@ -462,19 +521,40 @@ pub async fn measure(floe: &Floe, options: &BenchOptions) -> Result<Measurements
             "nothing to run: give at least one size, engine and repetition",
         ));
     }
+    // Labels: every engine, `ballista` once per executor count (`ballista:N`).
+    let mut labels: Vec<String> = Vec::new();
     for e in &options.engines {
-        engine_of(e)?; // an unknown engine fails before any work
+        if on_cluster(e) {
+            if options.executors.is_empty() || options.executors.contains(&0) {
+                return Err(Error::invalid("--executors: give executor counts of at least 1"));
+            }
+            labels.extend(options.executors.iter().map(|n| format!("ballista:{n}")));
+        } else {
+            engine_of(floe, e, None)?; // an unknown engine fails before any work
+            labels.push(e.clone());
+        }
     }
-    let engines = &options.engines;
+    let engines = &labels;
+    // One loopback cluster per executor count, up for the whole benchmark.
+    let mut clusters: BTreeMap<String, LoopbackCluster> = BTreeMap::new();
+    for label in engines.iter().filter(|l| on_cluster(l)) {
+        let exe = options.cluster_exe.as_ref().or(options.isolate.as_ref()).ok_or_else(|| {
+            Error::invalid("the ballista engine needs the floe executable to start its loopback cluster")
+        })?;
+        let n: usize = label.trim_start_matches("ballista:").parse().unwrap_or(1);
+        clusters.insert(label.clone(), LoopbackCluster::start(exe, floe.settings(), n)?);
+    }
     std::fs::create_dir_all(&options.out)?;
     let peer_skipped = if options.peer {
         peer::unavailable()
     } else {
         Some("not requested (--no-peer)".into())
     };
-    let paths = if options.raw { 2 } else { 1 };
-    let per_rep =
-        (engines.len() * paths) as u64 + u64::from(engines.len() == 2) + u64::from(peer_skipped.is_none());
+    let raw_engines = engines.iter().filter(|e| !on_cluster(e)).count();
+    let per_rep = (engines.len() + if options.raw { raw_engines } else { 0 }) as u64
+        + engines.len().saturating_sub(1) as u64
+        + u64::from(peer_skipped.is_none())
+        + u64::from(engines.iter().any(|e| e == "datafusion"));
     let total = options.sizes.len() as u64 * (1 + options.repetitions as u64 * per_rep)
         + 1
         + u64::from(options.ingest.is_some());
@@ -491,6 +571,8 @@ pub async fn measure(floe: &Floe, options: &BenchOptions) -> Result<Measurements
         runs: Vec::new(),
         equivalence: Vec::new(),
         peer: Vec::new(),
+        add_files: Vec::new(),
+        scans: Vec::new(),
         peer_skipped,
         storage: CoreBenchReport::default(),
         ingest: None,
@@ -507,9 +589,9 @@ pub async fn measure(floe: &Floe, options: &BenchOptions) -> Result<Measurements
         for rep in 0..options.repetitions {
             // A B B A: engines and paths alternate from one repetition to the next.
             let mut order: Vec<(usize, &str)> = Vec::new();
-            for i in 0..engines.len() {
+            for (i, e) in engines.iter().enumerate() {
                 order.push((i, "floe"));
-                if options.raw {
+                if options.raw && !on_cluster(e) {
                     order.push((i, "raw"));
                 }
             }
@@ -529,9 +611,10 @@ pub async fn measure(floe: &Floe, options: &BenchOptions) -> Result<Measurements
                 );
                 let ns = namespace(options, &[&label, &format!("r{rep}"), name])?;
                 let work = std::path::absolute(options.out.join("raw-work"))?;
+                let cluster = clusters.get(name).map(|c| c.url());
                 let outcome = match &options.isolate {
-                    Some(exe) => pass_in_child(exe, floe, path, name, &input, &ns, &work).await,
-                    None => run_pass(floe, path, name, &input, &ns, &work).await,
+                    Some(exe) => pass_in_child(exe, floe, path, name, &input, &ns, &work, cluster).await,
+                    None => run_pass(floe, path, name, &input, &ns, &work, cluster).await,
                 };
                 if path == "floe" {
                     if outcome.is_ok() {
@@ -557,14 +640,23 @@ pub async fn measure(floe: &Floe, options: &BenchOptions) -> Result<Measurements
                     error,
                 });
             }
-            if let (Some(a), Some(b)) = (floe_namespaces.get(&0), floe_namespaces.get(&1)) {
+            for other in 1..engines.len() {
+                let (Some(a), Some(b)) = (floe_namespaces.get(&0), floe_namespaces.get(&other)) else {
+                    continue;
+                };
                 step(
                     &mut done,
-                    format!("{label} repetition {}: equivalence check", rep + 1),
+                    format!(
+                        "{label} repetition {}: equivalence check, {} and {}",
+                        rep + 1,
+                        engines[0],
+                        engines[other]
+                    ),
                 );
                 let (equal, tables) = equivalence(floe, a, b).await?;
                 m.equivalence.push(EquivalenceRun {
                     size: label.clone(),
+                    engines: (engines[0].clone(), engines[other].clone()),
                     repetition: rep,
                     equal,
                     tables,
@@ -590,7 +682,41 @@ pub async fn measure(floe: &Floe, options: &BenchOptions) -> Result<Measurements
                         repetition: rep,
                         append,
                     });
+                    let add_files = peer::add_files_pair(
+                        floe,
+                        &peer_ns,
+                        &format!("added_events_{rep}"),
+                        &peer_file,
+                        dir,
+                    )
+                    .await
+                    .map_err(|e| e.context(format!("{label}, peer add_files")))?;
+                    m.add_files.push(AddFilesRun {
+                        size: label.clone(),
+                        repetition: rep,
+                        add_files,
+                    });
                 }
+            }
+            // The full scan reads the DataFusion pass's largest table, alternating which side goes first.
+            if let Some(ns) = engines
+                .iter()
+                .position(|e| e == "datafusion")
+                .and_then(|i| floe_namespaces.get(&i))
+            {
+                step(
+                    &mut done,
+                    format!("{label} repetition {}: full scan, floe and raw DataFusion", rep + 1),
+                );
+                let table = TableName::new(ns.clone(), crate::pipeline::tables::RAW_EVENTS)?;
+                let scan = scan::scan_pair(floe, &table, rep % 2 == 0)
+                    .await
+                    .map_err(|e| e.context(format!("{label}, full scan")))?;
+                m.scans.push(ScanRun {
+                    size: label.clone(),
+                    repetition: rep,
+                    scan,
+                });
             }
             for ns in floe_namespaces.values() {
                 purge_namespace(floe, ns).await?;

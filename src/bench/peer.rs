@@ -1,6 +1,7 @@
 //! The peer in the benchmark: PyIceberg with PyArrow, the "Pythonic stack", appending the same
 //! ingest output into the same catalog and warehouse floe uses, against floe's own append of the
-//! same Arrow data. Only the appends are timed (data already in memory on both sides).
+//! same Arrow data; and committing the same rows as existing Parquet files (`add_files`). Only the
+//! appends and the commits of existing files are timed (data in memory, files already written).
 
 use std::path::Path;
 use std::process::Command;
@@ -33,6 +34,22 @@ pub struct PeerAppend {
     /// PyIceberg's version.
     pub pyiceberg_version: String,
 }
+
+/// One paired `add_files`: floe and PyIceberg committing the same rows as existing Parquet files.
+#[derive(Clone, Debug, Serialize)]
+pub struct PeerAddFiles {
+    /// Files committed (one snapshot on each side).
+    pub files: usize,
+    /// Rows in them.
+    pub rows: u64,
+    /// floe's `add_files`, seconds.
+    pub floe_seconds: f64,
+    /// PyIceberg's `Table.add_files`, seconds.
+    pub pyiceberg_seconds: f64,
+}
+
+/// Files each side of the `add_files` pair commits.
+pub const ADD_FILES_COUNT: usize = 100;
 
 /// The Python interpreter: `FLOE_PYTHON` or `python3`.
 fn python() -> String {
@@ -87,15 +104,7 @@ pub async fn append_pair(
     dir: &Path,
 ) -> Result<PeerAppend> {
     // floe: the file's batches in memory, then one timed append.
-    let file = std::fs::File::open(path)?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?
-        .with_batch_size(8192)
-        .build()?;
-    let batches: Vec<RecordBatch> = reader.collect::<std::result::Result<_, _>>()?;
-    let schema = batches
-        .first()
-        .map(|b| b.schema())
-        .ok_or_else(|| Error::invalid(format!("{} holds no rows", path.display())))?;
+    let (schema, batches) = read_batches(path)?;
     let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
     floe.ensure_namespace(ns).await?;
     let table = TableName::new(ns.clone(), format!("{name}_floe"))?;
@@ -118,14 +127,38 @@ pub async fn append_pair(
     floe.drop_table(&table, true).await?;
 
     // PyIceberg: the same file, appended by the script.
+    let v = run_script(floe, dir, &["append", &ns.to_string(), &format!("{name}_pyiceberg")], path)?;
+    Ok(PeerAppend {
+        rows,
+        floe_seconds,
+        pyiceberg_seconds: v["seconds"].as_f64().unwrap_or(f64::NAN),
+        pyiceberg_version: v["version"].as_str().unwrap_or("?").to_string(),
+    })
+}
+
+/// The rows of the Parquet file `path`, in batches of 8192, and their schema.
+fn read_batches(path: &Path) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
+    let file = std::fs::File::open(path)?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?
+        .with_batch_size(8192)
+        .build()?;
+    let batches: Vec<RecordBatch> = reader.collect::<std::result::Result<_, _>>()?;
+    let schema = batches
+        .first()
+        .map(|b| b.schema())
+        .ok_or_else(|| Error::invalid(format!("{} holds no rows", path.display())))?;
+    Ok((schema, batches))
+}
+
+/// Run the peer script with `args` and the Parquet file `path`; its JSON reply.
+fn run_script(floe: &Floe, dir: &Path, args: &[&str], path: &Path) -> Result<Value> {
     let script = dir.join("floe_bench_peer.py");
     std::fs::write(&script, SCRIPT)?;
     // The config (catalog password, S3 secret) goes through the environment, never argv.
     let out = Command::new(python())
         .arg(&script)
         .env(CONFIG_VAR, pyiceberg_config(floe).to_string())
-        .arg(ns.to_string())
-        .arg(format!("{name}_pyiceberg"))
+        .args(args)
         .arg(path)
         .output()?;
     if !out.status.success() {
@@ -137,12 +170,82 @@ pub async fn append_pair(
             ),
         ));
     }
-    let v: Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| Error::internal(format!("the PyIceberg peer printed no JSON: {e}")))?;
-    Ok(PeerAppend {
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| Error::internal(format!("the PyIceberg peer printed no JSON: {e}")))
+}
+
+/// Commit the rows of the Parquet file `path`, split into [`ADD_FILES_COUNT`] files written into the
+/// table's data folder beforehand, as existing files: with floe's `add_files` into a fresh table
+/// `ns.{name}_floe` (files carrying the table's field ids, as floe's engines write them) and with
+/// PyIceberg's `Table.add_files` into `ns.{name}_pyiceberg` (files without field ids, which
+/// PyIceberg requires). Only the commits are timed; both tables are dropped with their files.
+pub async fn add_files_pair(
+    floe: &Floe,
+    ns: &Namespace,
+    name: &str,
+    path: &Path,
+    dir: &Path,
+) -> Result<PeerAddFiles> {
+    let (schema, batches) = read_batches(path)?;
+    let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+    floe.ensure_namespace(ns).await?;
+    let table = TableName::new(ns.clone(), format!("{name}_floe"))?;
+    let created = floe
+        .create_table(
+            &table,
+            TableDefinition {
+                schema: schema.as_ref().clone(),
+                ..Default::default()
+            },
+        )
+        .await?;
+    let with_ids = created.arrow_schema()?;
+    let per_file = rows.div_ceil(ADD_FILES_COUNT as u64).max(1) as usize;
+    // Slices of `per_file` rows, each written as one file.
+    let mut files: Vec<Vec<RecordBatch>> = vec![Vec::new()];
+    let mut in_last = 0usize;
+    for b in &batches {
+        let b = RecordBatch::try_new(with_ids.clone(), b.columns().to_vec())?;
+        let mut offset = 0;
+        while offset < b.num_rows() {
+            if in_last == per_file {
+                files.push(Vec::new());
+                in_last = 0;
+            }
+            let take = (per_file - in_last).min(b.num_rows() - offset);
+            files.last_mut().expect("one file at least").push(b.slice(offset, take));
+            in_last += take;
+            offset += take;
+        }
+    }
+    let mut uris = Vec::with_capacity(files.len());
+    for parts in files {
+        let mut buffer = Vec::new();
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut buffer, with_ids.clone(), None)?;
+        for p in &parts {
+            w.write(p)?;
+        }
+        w.close()?;
+        let uri = format!("{}/data/added-{:05}.parquet", created.location(), uris.len());
+        floe.storage().write(&uri, buffer.into()).await?;
+        uris.push(uri);
+    }
+    let t0 = Instant::now();
+    floe.add_files(&table, &uris, &CommitOptions::default()).await?;
+    let floe_seconds = t0.elapsed().as_secs_f64();
+    floe.drop_table(&table, true).await?;
+
+    let count = uris.len().to_string();
+    let v = run_script(
+        floe,
+        dir,
+        &["add_files", &ns.to_string(), &format!("{name}_pyiceberg"), &count],
+        path,
+    )?;
+    Ok(PeerAddFiles {
+        files: uris.len(),
         rows,
         floe_seconds,
         pyiceberg_seconds: v["seconds"].as_f64().unwrap_or(f64::NAN),
-        pyiceberg_version: v["version"].as_str().unwrap_or("?").to_string(),
     })
 }

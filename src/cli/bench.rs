@@ -18,9 +18,13 @@ pub enum Command {
         /// CSV input sizes (generated once per seed and size, cached under --out/inputs).
         #[arg(long, value_delimiter = ',', default_value = "10MB,100MB,1GB")]
         sizes: Vec<String>,
-        /// Engines.
+        /// Engines: duckdb, datafusion, ballista (the last on a loopback cluster of this floe
+        /// executable per --executors count, reported against local DataFusion).
         #[arg(long, value_delimiter = ',', default_value = "duckdb,datafusion")]
         engines: Vec<String>,
+        /// Executors of the loopback clusters of the ballista engine (one cluster per count).
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        executors: Vec<usize>,
         /// Repetitions of every run (figures are min / median / max).
         #[arg(long, default_value_t = 3)]
         repetitions: usize,
@@ -100,6 +104,7 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
         Command::Bench {
             sizes,
             engines,
+            executors,
             repetitions,
             out,
             seed,
@@ -153,6 +158,8 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
                     .map(|s| floe::units::parse_size(s))
                     .collect::<floe::Result<_>>()?,
                 engines,
+                executors,
+                cluster_exe: Some(std::env::current_exe()?),
                 repetitions,
                 out: out.clone(),
                 seed,
@@ -206,6 +213,7 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
                 &input,
                 &Namespace::parse(&namespace)?,
                 &work,
+                None,
             )
             .await?;
             println!("{}", serde_json::to_string(&figures)?);

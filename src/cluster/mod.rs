@@ -5,6 +5,8 @@
 //! (executors send heartbeats every few seconds, so a busy executor is never taken for dead, and a
 //! killed one is noticed within seconds and its tasks run elsewhere).
 
+pub mod loopback;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

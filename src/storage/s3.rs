@@ -61,8 +61,14 @@ fn sdk_client(s3: &S3Settings) -> Result<aws_sdk_s3::Client> {
         None,
         "floe",
     );
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
     let mut conf = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(http)
         .credentials_provider(creds)
         .region(Region::new(
             s3.region.clone().unwrap_or_else(|| DEFAULT_REGION.to_string()),

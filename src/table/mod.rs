@@ -172,6 +172,11 @@ impl Table {
         }
     }
 
+    /// This view's metadata, shared (not copied).
+    pub(crate) fn shared_metadata(&self) -> TableMetadataRef {
+        self.metadata.clone()
+    }
+
     /// The refs of this view, shared with every handle of the same metadata.
     pub(crate) fn shared_refs(&self) -> SharedRefs {
         self.refs.clone()

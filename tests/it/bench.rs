@@ -72,6 +72,19 @@ both_backends!(
             .peer
             .iter()
             .all(|p| p.append.rows > 0 && p.append.pyiceberg_seconds > 0.0));
+        // add_files: the same rows as many files on both sides, each one snapshot.
+        assert_eq!(m.add_files.len(), 2);
+        for a in &m.add_files {
+            let a = &a.add_files;
+            assert!(a.files > 1 && a.rows == m.peer[0].append.rows, "{a:?}");
+            assert!(a.floe_seconds > 0.0 && a.pyiceberg_seconds > 0.0, "{a:?}");
+        }
+        // The full scan read every row of raw_events through floe and through raw DataFusion.
+        assert_eq!(m.scans.len(), 2);
+        for x in &m.scans {
+            assert!(x.scan.rows > 0 && x.scan.files > 0 && x.scan.bytes > 0, "{:?}", x.scan);
+            assert!(x.scan.floe_seconds > 0.0 && x.scan.raw_seconds > 0.0, "{:?}", x.scan);
+        }
         assert_eq!(m.storage.snapshots, 12);
         assert!(m.storage.first_commit_ms > 0.0 && m.storage.last_commit_ms > 0.0);
         assert!(m.storage.scan_plan_first_ms > 0.0 && m.storage.scan_plan_last_ms > 0.0);
@@ -126,8 +139,11 @@ both_backends!(
             .unwrap();
         assert_eq!(overhead.floe_over_raw.n, 2);
         assert!(overhead.floe_over_raw.low.unwrap() <= overhead.floe_over_raw.mean);
-        assert_eq!(report.targets.len(), 13, "{:?}", report.targets);
+        // The earlier issues' 13, and the engine-writes issue's five.
+        assert_eq!(report.targets.len(), 18, "{:?}", report.targets);
         assert!(report.append_vs_pyiceberg.contains_key("400KB"));
+        assert_eq!(report.add_files_vs_pyiceberg["400KB"].n, 2);
+        assert_eq!(report.scan_vs_raw["400KB"].n, 2);
         assert_eq!(report.recommendation.winners.len(), 1);
 
         let files = floe::bench::report::write(&report, out.path()).unwrap();
@@ -150,6 +166,8 @@ both_backends!(
         assert!(json["machine"]["cpus"].as_u64().unwrap() >= 1);
         assert_eq!(json["measurements"]["runs"].as_array().unwrap().len(), 8);
         let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+        assert!(md.contains("- Full scan of the 400KB input's raw_events"), "{md}");
+        assert!(md.contains("- `add_files` of the same rows as"), "{md}");
         for section in [
             "## End to end",
             "## Per stage",
@@ -166,5 +184,61 @@ both_backends!(
         // The input stays cached for the next run: its directory and, beside it, the completion marker.
         let cached = std::fs::read_dir(out.path().join("inputs")).unwrap().count();
         assert_eq!(cached, 2);
+    }
+);
+
+both_backends!(
+    bench_runs_the_ballista_engine_on_loopback_clusters_against_local_datafusion,
+    |ctx: Ctx| async move {
+        let out = tempfile::tempdir().unwrap();
+        let options = floe::bench::BenchOptions {
+            sizes: vec![200_000],
+            engines: vec!["datafusion".into(), "ballista".into()],
+            executors: vec![1, 2],
+            cluster_exe: Some(env!("CARGO_BIN_EXE_floe").into()),
+            repetitions: 1,
+            out: out.path().to_path_buf(),
+            history: 3,
+            append_rows: 1_000,
+            days: 0,
+            raw: false,
+            peer: false,
+            namespace_prefix: ctx.ns.to_string(),
+            ..Default::default()
+        };
+        let m = floe::bench::measure(&ctx.floe, &options).await.unwrap();
+        // Local DataFusion and a cluster of one and of two executors, each the whole pipeline.
+        let engines: Vec<&str> = m.runs.iter().map(|r| r.engine.as_str()).collect();
+        assert_eq!(engines, ["datafusion", "ballista:1", "ballista:2"], "{:?}", m.runs);
+        for r in &m.runs {
+            assert!(r.error.is_none(), "{r:?}");
+            assert_eq!(r.path, "floe");
+            assert_eq!(r.stages.len(), 5, "{r:?}");
+        }
+        // Both clusters' outputs diff equal to local DataFusion's.
+        let pairs: Vec<(String, String)> = m.equivalence.iter().map(|e| e.engines.clone()).collect();
+        assert_eq!(
+            pairs,
+            [
+                ("datafusion".to_string(), "ballista:1".to_string()),
+                ("datafusion".to_string(), "ballista:2".to_string())
+            ]
+        );
+        assert!(m.equivalence.iter().all(|e| e.equal), "{:?}", m.equivalence);
+
+        let report = floe::bench::report::summarize(&ctx.floe, m, 1);
+        let rows: Vec<(usize, bool)> = report
+            .cluster
+            .iter()
+            .map(|c| (c.executors, c.speedup_over_fewest.is_some()))
+            .collect();
+        assert_eq!(rows, [(1, true), (2, true)], "{:?}", report.cluster);
+        assert!(report
+            .cluster
+            .iter()
+            .all(|c| c.seconds > 0.0 && c.over_datafusion.mean > 0.0 && c.over_datafusion.n == 1));
+        floe::bench::report::write(&report, out.path()).unwrap();
+        let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+        assert!(md.contains("## Cluster") && md.contains("| 200KB | 2 |"), "{md}");
     }
 );

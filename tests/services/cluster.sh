@@ -35,26 +35,6 @@ print(*[s.getsockname()[1] for s, _ in socks])') || { _floe_cluster_err "cannot 
           FLOE_S3_PATH_STYLE=true FLOE_WAREHOUSE="s3://${FLOE_TEST_S3_BUCKET:-floe-test}")
   fi
   _FLOE_CLUSTER_PIDS=()
-  env "${env[@]}" "$bin" cluster scheduler --bind "127.0.0.1:${ports[0]}" >"$dir/scheduler.log" 2>&1 </dev/null &
-  _FLOE_CLUSTER_PIDS+=($!)
-  for ((i = 0; i < 60; i++)); do
-    (exec 3<>"/dev/tcp/127.0.0.1/${ports[0]}") 2>/dev/null && break
-    sleep 0.5
-  done
-  ((i < 60)) || { _floe_cluster_err "scheduler not listening, see $dir/scheduler.log"; floe_stop_cluster; return 1; }
-  for i in 1 2; do
-    env "${env[@]}" "$bin" cluster executor --scheduler "127.0.0.1:${ports[0]}" --bind "127.0.0.1:${ports[$i]}" \
-        --concurrent-tasks 2 --work-dir "$dir/executor-$i" >"$dir/executor-$i.log" 2>&1 </dev/null &
-    _FLOE_CLUSTER_PIDS+=($!)
-  done
-  for i in 1 2; do
-    local j
-    for ((j = 0; j < 60; j++)); do
-      (exec 3<>"/dev/tcp/127.0.0.1/${ports[$i]}") 2>/dev/null && break
-      sleep 0.5
-    done
-    ((j < 60)) || { _floe_cluster_err "executor $i not listening, see $dir/executor-$i.log"; floe_stop_cluster; return 1; }
-  done
   floe_stop_cluster() {
     local p
     for p in "${_FLOE_CLUSTER_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -63,5 +43,29 @@ print(*[s.getsockname()[1] for s, _ in socks])') || { _floe_cluster_err "cannot 
     _FLOE_CLUSTER_PIDS=()
     return 0
   }
+  # Wait until PORT accepts connections (a first start on a fresh machine reads a large binary from
+  # a cold disk: allow two minutes); a process that exits, or a timeout, is an error with its log.
+  _floe_cluster_wait() {
+    local port=$1 pid=$2 name=$3 j
+    for ((j = 0; j < 240; j++)); do
+      (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.5
+    done
+    _floe_cluster_err "$name not listening on 127.0.0.1:$port ($( kill -0 "$pid" 2>/dev/null && echo 'still starting after 120 s' || echo 'exited')); its log:"
+    tail -n 20 "$dir/$name.log" >&2
+    return 1
+  }
+  env "${env[@]}" "$bin" cluster scheduler --bind "127.0.0.1:${ports[0]}" >"$dir/scheduler.log" 2>&1 </dev/null &
+  _FLOE_CLUSTER_PIDS+=($!)
+  _floe_cluster_wait "${ports[0]}" "${_FLOE_CLUSTER_PIDS[0]}" scheduler || { floe_stop_cluster; return 1; }
+  for i in 1 2; do
+    env "${env[@]}" "$bin" cluster executor --scheduler "127.0.0.1:${ports[0]}" --bind "127.0.0.1:${ports[$i]}" \
+        --concurrent-tasks 2 --work-dir "$dir/executor-$i" >"$dir/executor-$i.log" 2>&1 </dev/null &
+    _FLOE_CLUSTER_PIDS+=($!)
+  done
+  for i in 1 2; do
+    _floe_cluster_wait "${ports[$i]}" "${_FLOE_CLUSTER_PIDS[$i]}" "executor-$i" || { floe_stop_cluster; return 1; }
+  done
   export FLOE_TEST_CLUSTER="df://127.0.0.1:${ports[0]}"
 }

@@ -114,7 +114,7 @@ pub(crate) fn rule_udfs() -> Vec<datafusion::logical_expr::ScalarUDF> {
 /// own file scan: file groups over `target_partitions`, large files split by byte range, row-group
 /// pruning) when the snapshot is plain files; otherwise iceberg-datafusion's provider, which applies
 /// delete files.
-async fn register(ctx: &SessionContext, name: &str, input: &PinnedTable) -> Result<()> {
+pub(crate) async fn register(ctx: &SessionContext, name: &str, input: &PinnedTable) -> Result<()> {
     let provider: Arc<dyn datafusion::datasource::TableProvider> = match input.snapshot_id {
         Some(id) => match crate::table::plain_files::plain_parquet_files(&input.table, id).await? {
             Some(plain) => listing_table(ctx, input.table.storage(), &plain)?,
@@ -143,9 +143,30 @@ pub(crate) fn listing_table(
     if plain.files.is_empty() {
         return Ok(Arc::new(MemTable::try_new(plain.schema.clone(), vec![vec![]])?));
     }
-    let mut urls = Vec::with_capacity(plain.files.len());
+    register_object_stores(ctx, storage, plain.files.iter().map(|(uri, _)| uri.as_str()))?;
+    let urls = plain
+        .files
+        .iter()
+        .map(|(uri, _)| ListingTableUrl::parse(uri))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let partitions = ctx.copied_config().target_partitions();
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_target_partitions(partitions);
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .with_schema(plain.schema.clone());
+    Ok(Arc::new(ListingTable::try_new(config)?))
+}
+
+/// Register floe's object store on `ctx` for every S3 bucket `uris` name (local files need none).
+pub(crate) fn register_object_stores<'a>(
+    ctx: &SessionContext,
+    storage: &crate::storage::ObjectStorage,
+    uris: impl IntoIterator<Item = &'a str>,
+) -> Result<()> {
     let mut buckets = std::collections::HashSet::new();
-    for (uri, _) in &plain.files {
+    for uri in uris {
         if let Some(rest) = uri.strip_prefix("s3://").or_else(|| uri.strip_prefix("s3a://")) {
             let bucket = rest.split('/').next().unwrap_or(rest);
             if buckets.insert(bucket.to_string()) {
@@ -155,16 +176,8 @@ pub(crate) fn listing_table(
                 ctx.register_object_store(&base, store);
             }
         }
-        urls.push(ListingTableUrl::parse(uri)?);
     }
-    let partitions = ctx.copied_config().target_partitions();
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-        .with_file_extension(".parquet")
-        .with_target_partitions(partitions);
-    let config = ListingTableConfig::new_with_multi_paths(urls)
-        .with_listing_options(options)
-        .with_schema(plain.schema.clone());
-    Ok(Arc::new(ListingTable::try_new(config)?))
+    Ok(())
 }
 
 async fn query(ctx: &SessionContext, sql: String) -> Result<Rows> {

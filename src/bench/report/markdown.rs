@@ -1,0 +1,375 @@
+//! `report.md`: the summarized figures as a Markdown page (end to end, per stage, equivalence, the
+//! peer, storage, extraction, the cluster, the targets, the charts).
+
+use crate::bench::stats::Summary;
+use super::{engines_of, find, fmt_ratio, fmt_summary, gb, secs, sizes_in_order, BenchReport};
+
+/// The Markdown report.
+pub fn markdown(r: &BenchReport) -> String {
+    let m = &r.machine;
+    let mut md = String::new();
+    let mut line = |s: String| {
+        md.push_str(&s);
+        md.push('\n');
+    };
+    line("# floe bench".into());
+    line(String::new());
+    line(format!(
+        "Machine: {} ({} logical CPUs, {:.1} GB memory), {} (kernel {}). floe {}, DuckDB {}, DataFusion {}; {}. \
+         {} repetitions per run; figures are median (min-max); ratios are means of per-repetition ratios with \
+         95% confidence intervals. Finished {}.",
+        m.cpu,
+        m.cpus,
+        m.memory_bytes as f64 / 1e9,
+        m.os,
+        m.kernel,
+        m.floe,
+        m.duckdb,
+        m.datafusion,
+        m.storage,
+        r.repetitions,
+        r.finished_at
+    ));
+    line(String::new());
+    line("## End to end".into());
+    line(String::new());
+    line("| input | engine | floe (s) | raw (s) | floe / raw | peak memory (floe) | CPU (floe, s) | equivalence |".into());
+    line("|---|---|---|---|---|---|---|---|".into());
+    let sizes = sizes_in_order(&r.measurements);
+    let engines = engines_of(&r.summary);
+    for (size, _) in &sizes {
+        let eq: Vec<_> = r
+            .measurements
+            .equivalence
+            .iter()
+            .filter(|e| &e.size == size)
+            .collect();
+        let eq_text = if eq.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{}/{} equal", eq.iter().filter(|e| e.equal).count(), eq.len())
+        };
+        for e in &engines {
+            let f = find(&r.summary, size, e, "floe", "total");
+            let raw = find(&r.summary, size, e, "raw", "total");
+            let o = r
+                .overhead
+                .iter()
+                .find(|o| &o.size == size && &o.engine == e && o.stage == "total");
+            line(format!(
+                "| {size} | {e} | {} | {} | {} | {} | {} | {eq_text} |",
+                f.map(|x| fmt_summary(&x.seconds, &secs)).unwrap_or("-".into()),
+                raw.map(|x| fmt_summary(&x.seconds, &secs)).unwrap_or("-".into()),
+                o.map(|o| fmt_ratio(&o.floe_over_raw)).unwrap_or("-".into()),
+                f.map(|x| gb(x.peak_memory_bytes.max)).unwrap_or("-".into()),
+                f.map(|x| fmt_summary(&x.cpu_seconds, &secs))
+                    .unwrap_or("-".into()),
+            ));
+        }
+    }
+    line(String::new());
+    line("## Per stage".into());
+    for (size, _) in &sizes {
+        line(String::new());
+        line(format!("### {size}"));
+        line(String::new());
+        let mut head = "| stage |".to_string();
+        let mut rule = "|---|".to_string();
+        for e in &engines {
+            head.push_str(&format!(
+                " {e} floe (s) | {e} raw (s) | {e} commit share | {e} peak | {e} rows/s |"
+            ));
+            rule.push_str("---|---|---|---|---|");
+        }
+        head.push_str(" faster on floe |");
+        rule.push_str("---|");
+        line(head);
+        line(rule);
+        for stage in crate::pipeline::engine::Stage::ALL
+            .iter()
+            .map(|s| s.name())
+            .chain(["total"])
+        {
+            let mut row = format!("| {stage} |");
+            let mut best: Option<(String, f64)> = None;
+            for e in &engines {
+                let f = find(&r.summary, size, e, "floe", stage);
+                let raw = find(&r.summary, size, e, "raw", stage);
+                if let Some(f) = f {
+                    if best.as_ref().is_none_or(|b| f.seconds.median < b.1) {
+                        best = Some((e.clone(), f.seconds.median));
+                    }
+                }
+                row.push_str(&format!(
+                    " {} | {} | {} | {} | {} |",
+                    f.map(|x| fmt_summary(&x.seconds, &secs)).unwrap_or("-".into()),
+                    raw.map(|x| fmt_summary(&x.seconds, &secs)).unwrap_or("-".into()),
+                    f.and_then(|x| x.commit_share)
+                        .map(|c| format!("{:.1}%", c.median * 100.0))
+                        .unwrap_or("-".into()),
+                    f.map(|x| gb(x.peak_memory_bytes.max)).unwrap_or("-".into()),
+                    f.map(|x| format!("{:.0}", x.rows_per_s.median))
+                        .unwrap_or("-".into()),
+                ));
+            }
+            row.push_str(&format!(" {} |", best.map(|b| b.0).unwrap_or("-".into())));
+            line(row);
+        }
+    }
+    line(String::new());
+    line("## Equivalence".into());
+    line(String::new());
+    for e in &r.measurements.equivalence {
+        let differing: Vec<&str> = e
+            .tables
+            .iter()
+            .filter(|t| !t.equal)
+            .map(|t| t.table.as_str())
+            .collect();
+        line(format!(
+            "- {} repetition {}, {} and {}: {} ({} tables{})",
+            e.size,
+            e.repetition + 1,
+            e.engines.0,
+            e.engines.1,
+            if e.equal {
+                "all outputs equal"
+            } else {
+                "OUTPUTS DIFFER"
+            },
+            e.tables.len(),
+            if differing.is_empty() {
+                String::new()
+            } else {
+                format!("; differing: {}", differing.join(", "))
+            }
+        ));
+    }
+    if r.measurements.equivalence.is_empty() {
+        line("- not run (needs two engines)".into());
+    }
+    if !r.cluster.is_empty() {
+        line(String::new());
+        line("## Cluster".into());
+        line(String::new());
+        line(format!(
+            "The `ballista` engine on a loopback cluster (a scheduler and N executors, two tasks each, on \
+             this machine's {} cores) against local DataFusion, both floe paths end to end. On a machine \
+             this small the executors share the driver's cores: the figure that matters is the cluster's \
+             overhead, not the scaling, which only machines of their own can show.",
+            r.machine.cpus
+        ));
+        line(String::new());
+        line("| input | executors | seconds | / local DataFusion | speedup over fewest executors |".into());
+        line("|---|---|---|---|---|".into());
+        for c in &r.cluster {
+            line(format!(
+                "| {} | {} | {} | {} | {} |",
+                c.size,
+                c.executors,
+                secs(c.seconds),
+                fmt_ratio(&c.over_datafusion),
+                c.speedup_over_fewest.as_ref().map(fmt_ratio).unwrap_or("-".into())
+            ));
+        }
+    }
+    let failed: Vec<_> = r.measurements.runs.iter().filter(|x| x.error.is_some()).collect();
+    if !failed.is_empty() {
+        line(String::new());
+        line("## Failed passes".into());
+        line(String::new());
+        for f in failed {
+            line(format!(
+                "- {} {} {} repetition {}: {}",
+                f.size,
+                f.engine,
+                f.path,
+                f.repetition + 1,
+                f.error.as_deref().unwrap_or("")
+            ));
+        }
+    }
+    line(String::new());
+    line("## Storage layer".into());
+    line(String::new());
+    let s = &r.measurements.storage;
+    line(format!(
+        "- Commit latency ({}): {:.1} ms at the first snapshots, {:.1} ms at snapshot {} ({:.2}x); \
+         phases of the last commit: {}.",
+        s.backend,
+        s.first_commit_ms,
+        s.last_commit_ms,
+        s.snapshots,
+        s.last_to_first_ratio,
+        s.last_commit_phases_ms
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.1} ms"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    line(format!(
+        "- With snapshot expiry in the loop (every {} commits, keeping {}): {:.1} ms at snapshot {} \
+         ({:.2}x the first); {} manifests in the last snapshot without expiry.",
+        crate::bench::storage::EXPIRE_EVERY,
+        crate::bench::storage::EXPIRE_RETAIN,
+        s.with_expiry_last_commit_ms,
+        s.snapshots,
+        s.with_expiry_last_to_first_ratio,
+        s.last_manifests
+    ));
+    line(format!(
+        "- Append of {} rows: {:.0} rows/s, {:.0} MB/s of Arrow in, {:.0} MB/s of Parquet out.",
+        s.append_rows, s.append_rows_per_s, s.append_arrow_mb_per_s, s.append_parquet_mb_per_s
+    ));
+    line(format!(
+        "- Planning a full scan of a freshly loaded table: {:.1} ms at the 1st snapshot, {:.1} ms at \
+         snapshot {} ({:.2}x).",
+        s.scan_plan_first_ms, s.scan_plan_last_ms, s.snapshots, s.scan_plan_ratio
+    ));
+    if let Some(y) = &s.year {
+        line(format!(
+            "- A simulated year ({} daily runs of {} rows, each replacing yesterday's partition and \
+             writing today's): maintained after every run (compaction, expiry keeping {} snapshots, \
+             orphan removal; {:.0} ms a day), the table holds {:.1} MB on storage for {:.1} MB of live \
+             data ({:.2}x, {} files); never maintained, {:.1} MB ({:.2}x, {} files, {:.1} MB of it \
+             metadata JSON).",
+            y.days,
+            y.rows_per_day,
+            y.retained_snapshots,
+            y.maintain_s * 1e3,
+            y.maintained.bytes_on_storage as f64 / 1e6,
+            y.maintained.live_data_bytes as f64 / 1e6,
+            y.maintained.ratio,
+            y.maintained.files_on_storage,
+            y.unmaintained.bytes_on_storage as f64 / 1e6,
+            y.unmaintained.ratio,
+            y.unmaintained.files_on_storage,
+            y.unmaintained.metadata_json_bytes as f64 / 1e6
+        ));
+    }
+    for (size, ratio) in &r.append_vs_pyiceberg {
+        let runs: Vec<_> = r.measurements.peer.iter().filter(|p| &p.size == size).collect();
+        let floe_rps = Summary::of(
+            &runs
+                .iter()
+                .map(|p| p.append.rows as f64 / p.append.floe_seconds)
+                .collect::<Vec<_>>(),
+        );
+        let py_rps = Summary::of(
+            &runs
+                .iter()
+                .map(|p| p.append.rows as f64 / p.append.pyiceberg_seconds)
+                .collect::<Vec<_>>(),
+        );
+        line(format!(
+            "- Append of the {size} ingest output ({} rows) into the same catalog: floe {:.0} rows/s, PyIceberg {} {:.0} rows/s: floe {}.",
+            runs.first().map(|p| p.append.rows).unwrap_or(0),
+            floe_rps.median,
+            runs.first().map(|p| p.append.pyiceberg_version.as_str()).unwrap_or("?"),
+            py_rps.median,
+            fmt_ratio(ratio)
+        ));
+    }
+    for (size, ratio) in &r.add_files_vs_pyiceberg {
+        let runs: Vec<_> = r
+            .measurements
+            .add_files
+            .iter()
+            .filter(|a| &a.size == size)
+            .map(|a| &a.add_files)
+            .collect();
+        let fps = |f: &dyn Fn(&&crate::bench::peer::PeerAddFiles) -> f64| {
+            Summary::of(&runs.iter().map(f).collect::<Vec<_>>()).median
+        };
+        line(format!(
+            "- `add_files` of the same rows as {} existing Parquet files ({} rows), one snapshot: floe {:.0} files/s, PyIceberg {:.0} files/s: floe {}.",
+            runs.first().map(|a| a.files).unwrap_or(0),
+            runs.first().map(|a| a.rows).unwrap_or(0),
+            fps(&|a| a.files as f64 / a.floe_seconds),
+            fps(&|a| a.files as f64 / a.pyiceberg_seconds),
+            fmt_ratio(ratio)
+        ));
+    }
+    for (size, ratio) in &r.scan_vs_raw {
+        let runs: Vec<_> = r
+            .measurements
+            .scans
+            .iter()
+            .filter(|x| &x.size == size)
+            .map(|x| &x.scan)
+            .collect();
+        let med = |f: &dyn Fn(&&crate::bench::scan::ScanPair) -> f64| {
+            Summary::of(&runs.iter().map(f).collect::<Vec<_>>()).median
+        };
+        line(format!(
+            "- Full scan of the {size} input's raw_events ({} rows, {} files, {:.0} MB): floe's DataFusion path {} s, raw DataFusion over the same files {} s: floe/raw {}.",
+            runs.first().map(|x| x.rows).unwrap_or(0),
+            runs.first().map(|x| x.files).unwrap_or(0),
+            runs.first().map(|x| x.bytes as f64 / 1e6).unwrap_or(0.0),
+            secs(med(&|x| x.floe_seconds)),
+            secs(med(&|x| x.raw_seconds)),
+            fmt_ratio(ratio)
+        ));
+    }
+    if let Some(why) = &r.measurements.peer_skipped {
+        line(format!("- PyIceberg peer not run: {why}."));
+    }
+    if let Some(i) = &r.measurements.ingest {
+        line(String::new());
+        line("## Extraction from Postgres".into());
+        line(String::new());
+        line(format!(
+            "`floe ingest` of a generated {}-row table (id key, timestamptz, two strings, numeric), \
+             median of {}, {} cores:",
+            i.rows, i.repetitions, i.cores
+        ));
+        line(String::new());
+        line("| variant | units | seconds | rows/s | peak memory |".into());
+        line("|---|---|---|---|---|".into());
+        for v in &i.variants {
+            line(format!(
+                "| {} | {} | {:.2} | {:.0} | {} |",
+                v.variant,
+                v.units,
+                v.seconds,
+                v.rows_per_s,
+                if v.peak_memory_bytes > 0 {
+                    gb(v.peak_memory_bytes as f64)
+                } else {
+                    "-".into()
+                }
+            ));
+        }
+    }
+    line(String::new());
+    line("## Targets".into());
+    line(String::new());
+    line("| target | measured | met |".into());
+    line("|---|---|---|".into());
+    for t in &r.targets {
+        line(format!(
+            "| {} | {} | {} |",
+            t.target,
+            t.measured,
+            match t.met {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "-",
+            }
+        ));
+    }
+    line(String::new());
+    line("## Recommendation for `--engine auto`".into());
+    line(String::new());
+    line(format!("{}.", r.recommendation.rule));
+    line(String::new());
+    line("## Charts".into());
+    line(String::new());
+    line("![time against input size](time.svg)".into());
+    line(String::new());
+    line("![peak memory against input size](memory.svg)".into());
+    line(String::new());
+    line("![floe over raw](overhead.svg)".into());
+    md
+}
+

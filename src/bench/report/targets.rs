@@ -1,0 +1,265 @@
+//! The benchmark issues' targets, checked against the summarized figures: each a requirement, what
+//! was measured, and whether it was met.
+
+use std::collections::BTreeMap;
+
+use super::{engines_of, find, fmt_ratio, gb, sizes_in_order, OverheadRow, SummaryRow, Target};
+use crate::bench::stats::{Ratio, Summary};
+use crate::bench::Measurements;
+
+/// The earlier benchmark issue's targets, at the largest size: floe within 1.3x of each raw engine,
+/// commits under 5% of a stage, commit latency as history grows, storage after a simulated year,
+/// ingest against DuckDB's `COPY`, the append against PyIceberg's, peak memory.
+fn core_targets(
+    m: &Measurements,
+    summary: &[SummaryRow],
+    overhead: &[OverheadRow],
+    peer: &BTreeMap<String, Ratio>,
+) -> Vec<Target> {
+    let Some((size, _)) = sizes_in_order(m).last().cloned() else {
+        return Vec::new();
+    };
+    let engines = engines_of(summary);
+    let mut out = Vec::new();
+    // Engines on a cluster have no raw baseline (see the Cluster section).
+    for e in engines.iter().filter(|e| !crate::bench::on_cluster(e)) {
+        let r = overhead
+            .iter()
+            .find(|o| o.size == size && &o.engine == e && o.stage == "total");
+        out.push(Target {
+            target: format!("{e}: floe end to end within 1.3x of raw {e} ({size})"),
+            measured: r
+                .map(|r| fmt_ratio(&r.floe_over_raw))
+                .unwrap_or_else(|| "not measured".into()),
+            met: r.map(|r| r.floe_over_raw.mean <= 1.3),
+        });
+    }
+    for e in &engines {
+        let worst = summary
+            .iter()
+            .filter(|r| r.size == size && &r.engine == e && r.path == "floe" && r.stage != "total")
+            .filter_map(|r| r.commit_share.map(|c| (r.stage.clone(), c.median)))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        out.push(Target {
+            target: format!("{e}: commit under 5% of every stage's time ({size})"),
+            measured: worst
+                .as_ref()
+                .map(|(s, c)| format!("largest share {:.1}% ({s})", c * 100.0))
+                .unwrap_or_else(|| "not measured".into()),
+            met: worst.map(|(_, c)| c < 0.05),
+        });
+    }
+    let s = &m.storage;
+    out.push(Target {
+        target: format!(
+            "commit latency at snapshot {} within 3x of the 1st (no expiry)",
+            s.snapshots
+        ),
+        measured: format!(
+            "{:.1} ms vs {:.1} ms: {:.2}x",
+            s.last_commit_ms, s.first_commit_ms, s.last_to_first_ratio
+        ),
+        met: s
+            .last_to_first_ratio
+            .is_finite()
+            .then_some(s.last_to_first_ratio <= 3.0),
+    });
+    out.push(Target {
+        target: format!(
+            "commit latency at snapshot {} within 1.3x of the 1st (expiry every {}, keeping {})",
+            s.snapshots,
+            crate::bench::storage::EXPIRE_EVERY,
+            crate::bench::storage::EXPIRE_RETAIN
+        ),
+        measured: format!(
+            "{:.1} ms vs {:.1} ms: {:.2}x",
+            s.with_expiry_last_commit_ms, s.first_commit_ms, s.with_expiry_last_to_first_ratio
+        ),
+        met: s
+            .with_expiry_last_to_first_ratio
+            .is_finite()
+            .then_some(s.with_expiry_last_to_first_ratio <= 1.3),
+    });
+    if let Some(y) = &s.year {
+        out.push(Target {
+            target: format!(
+                "storage / live data after {} daily runs with maintenance at most 1.5",
+                y.days
+            ),
+            measured: format!(
+                "{:.2} ({:.2} never maintained)",
+                y.maintained.ratio, y.unmaintained.ratio
+            ),
+            met: Some(y.maintained.ratio <= 1.5),
+        });
+    }
+    if let Some(i) = &m.ingest {
+        out.extend(ingest_targets(i));
+    }
+    // Ingest is floe's input reader whatever the engine: every floe ingest counts.
+    let floe_ingest: Vec<f64> = m
+        .runs
+        .iter()
+        .filter(|r| r.size == size && r.path == "floe")
+        .filter_map(|r| r.stages.iter().find(|s| s.stage == "ingest"))
+        .map(|s| s.bytes_read as f64 / s.seconds)
+        .collect();
+    let copy =
+        find(summary, &size, "duckdb", "raw", "ingest").map(|r| r.bytes_read.median / r.seconds.median);
+    let floe_mb = Summary::of(&floe_ingest).median;
+    out.push(Target {
+        target: format!("floe ingest at least half of DuckDB COPY CSV to Parquet ({size})"),
+        measured: match copy {
+            Some(c) => format!(
+                "{:.1} MB/s vs {:.1} MB/s: {:.2}x",
+                floe_mb / 1e6,
+                c / 1e6,
+                floe_mb / c
+            ),
+            None => "not measured (needs raw duckdb)".into(),
+        },
+        met: copy.map(|c| floe_mb / c >= 0.5),
+    });
+    let p = peer.get(&size);
+    out.push(Target {
+        target: format!("floe append at least 3x PyIceberg's rows/s ({size})"),
+        measured: p
+            .map(fmt_ratio)
+            .unwrap_or_else(|| m.peer_skipped.clone().unwrap_or_else(|| "not measured".into())),
+        met: p.map(|r| r.mean >= 3.0),
+    });
+    for e in &engines {
+        let worst = summary
+            .iter()
+            .filter(|r| r.size == size && &r.engine == e && r.path == "floe" && r.stage != "total")
+            .map(|r| (r.stage.clone(), r.peak_memory_bytes.max))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        out.push(Target {
+            target: format!("{e}: peak memory of every stage under 4 GB ({size})"),
+            measured: worst
+                .as_ref()
+                .map(|(s, b)| format!("{} ({s})", gb(*b)))
+                .unwrap_or_else(|| "not measured".into()),
+            met: worst.map(|(_, b)| b < 4e9),
+        });
+    }
+    out
+}
+
+/// The targets of the engine-writes issue (10), at the largest size: each engine's path end to end
+/// against its raw engine, the append against PyIceberg's, floe's ingest against DuckDB's `COPY`, and
+/// the full scan against raw DataFusion.
+fn engine_write_targets(
+    m: &Measurements,
+    summary: &[SummaryRow],
+    overhead: &[OverheadRow],
+    peer: &BTreeMap<String, Ratio>,
+    scan: &BTreeMap<String, Ratio>,
+) -> Vec<Target> {
+    let Some((size, _)) = sizes_in_order(m).last().cloned() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (e, limit) in [("duckdb", 1.10), ("datafusion", 1.05)] {
+        let r = overhead
+            .iter()
+            .find(|o| o.size == size && o.engine == e && o.stage == "total");
+        if r.is_none() && !engines_of(summary).iter().any(|x| x == e) {
+            continue;
+        }
+        out.push(Target {
+            target: format!("{e}: floe end to end within {limit:.2}x of raw {e} ({size})"),
+            measured: r
+                .map(|r| fmt_ratio(&r.floe_over_raw))
+                .unwrap_or_else(|| "not measured".into()),
+            met: r.map(|r| r.floe_over_raw.mean <= limit),
+        });
+    }
+    let p = peer.get(&size);
+    out.push(Target {
+        target: format!("floe append at least 1.5x PyIceberg's rows/s ({size})"),
+        measured: p
+            .map(fmt_ratio)
+            .unwrap_or_else(|| m.peer_skipped.clone().unwrap_or_else(|| "not measured".into())),
+        met: p.map(|r| r.mean >= 1.5),
+    });
+    let floe_ingest: Vec<f64> = m
+        .runs
+        .iter()
+        .filter(|r| r.size == size && r.path == "floe")
+        .filter_map(|r| r.stages.iter().find(|s| s.stage == "ingest"))
+        .map(|s| s.bytes_read as f64 / s.seconds)
+        .collect();
+    let copy =
+        find(summary, &size, "duckdb", "raw", "ingest").map(|r| r.bytes_read.median / r.seconds.median);
+    let floe_mb = Summary::of(&floe_ingest).median;
+    out.push(Target {
+        target: format!("floe ingest at least 0.9x DuckDB COPY CSV to Parquet ({size})"),
+        measured: copy
+            .map(|c| format!("{:.2}x", floe_mb / c))
+            .unwrap_or_else(|| "not measured (needs raw duckdb)".into()),
+        met: copy.map(|c| floe_mb / c >= 0.9),
+    });
+    let s = scan.get(&size);
+    out.push(Target {
+        target: format!("full scan through floe's DataFusion path within 1.1x of raw DataFusion over the same Parquet ({size} input's raw_events)"),
+        measured: s
+            .map(fmt_ratio)
+            .unwrap_or_else(|| "not measured (needs the datafusion engine)".into()),
+        met: s.map(|r| r.mean <= 1.1),
+    });
+    out
+}
+
+/// The extraction benchmark's targets (issue 12): auto units at least 1.8x one unit on 2 cores, and at
+/// least 0.8x Postgres's own COPY drained by psql.
+pub fn ingest_targets(i: &crate::bench::IngestBenchReport) -> Vec<Target> {
+    vec![
+        Target {
+            target: format!(
+                "extraction of {} Postgres rows: auto units at least 1.8x one unit ({} cores)",
+                i.rows, i.cores
+            ),
+            measured: format!(
+                "{:.0} vs {:.0} rows/s: {:.2}x",
+                i.rows_per_s("auto units"),
+                i.rows_per_s("one unit"),
+                i.auto_to_one_ratio
+            ),
+            met: i
+                .auto_to_one_ratio
+                .is_finite()
+                .then_some(i.auto_to_one_ratio >= 1.8),
+        },
+        Target {
+            target: format!(
+                "extraction of {} Postgres rows: auto units at least 0.8x psql COPY",
+                i.rows
+            ),
+            measured: format!(
+                "{:.0} vs {:.0} rows/s: {:.2}x",
+                i.rows_per_s("auto units"),
+                i.rows_per_s("psql COPY"),
+                i.auto_to_copy_ratio
+            ),
+            met: i
+                .auto_to_copy_ratio
+                .is_finite()
+                .then_some(i.auto_to_copy_ratio >= 0.8),
+        },
+    ]
+}
+
+
+/// Every target: the earlier issues' and the engine-writes issue's.
+pub(super) fn all(
+    m: &Measurements,
+    summary: &[SummaryRow],
+    overhead: &[OverheadRow],
+    peer: &BTreeMap<String, Ratio>,
+    scan: &BTreeMap<String, Ratio>,
+) -> Vec<Target> {
+    let mut out = core_targets(m, summary, overhead, peer);
+    out.extend(engine_write_targets(m, summary, overhead, peer, scan));
+    out
+}
