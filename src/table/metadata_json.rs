@@ -3,11 +3,13 @@
 //!
 //! iceberg-rust serializes `TableMetadata` by first cloning all of it (every snapshot and its summary)
 //! into its serde form, then encoding every snapshot: at 1,000 snapshots that was two thirds of a
-//! one-row commit. Snapshots never change once they exist, so floe encodes each one once per process
-//! (keyed by table UUID and snapshot id, checked against the snapshot itself) and writes the rest of
-//! the document from borrowed fields. The output is the same JSON document iceberg-rust writes (the
-//! tests decode both and compare); metadata floe does not encode this way (format v1 or v3, or
-//! compressed metadata) is written by iceberg-rust itself.
+//! one-row commit. Snapshots never change once they exist, and a commit adds one at the end of the
+//! document's order, so floe keeps each table's encoded `snapshots` array per process (keyed by table
+//! UUID; each element checked against the snapshot itself) and a commit appends to it only what is
+//! new, after the longest prefix that is still the same; the rest of the document is written from
+//! borrowed fields, and the array copied in once. The output is the same JSON document iceberg-rust
+//! writes (the tests decode both and compare); metadata floe does not encode this way (format v1 or
+//! v3, or compressed metadata) is written by iceberg-rust itself.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -17,43 +19,75 @@ use iceberg::spec::{
     SnapshotReference, SortOrder, StatisticsFile, Summary, TableMetadata,
 };
 use serde::Serialize;
-use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
 
-/// Snapshots encoded once: beyond this many entries the cache starts over.
-const MAX_CACHED_SNAPSHOTS: usize = 50_000;
+/// Encoded arrays kept: beyond this many bytes in all the cache starts over.
+const MAX_CACHED_BYTES: usize = 512 * 1024 * 1024;
 
-/// A snapshot and its JSON, by table UUID and snapshot id.
-type EncodedSnapshots = HashMap<(Uuid, i64), (SnapshotRef, Arc<RawValue>)>;
+/// One table's `snapshots` array as encoded: its snapshots in document order, the elements
+/// comma-separated without the brackets, and where each element ends.
+#[derive(Debug, Default)]
+struct EncodedArray {
+    snapshots: Vec<SnapshotRef>,
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
 
-/// Encoded snapshots by table and snapshot id.
+impl EncodedArray {
+    /// Make this the array of `snapshots`: keep the longest prefix that holds the same snapshots
+    /// (the same objects, or equal ones decoded again: never a different snapshot that reuses an
+    /// id), encode the rest.
+    fn update(&mut self, snapshots: &[&SnapshotRef]) -> Result<()> {
+        let same = self
+            .snapshots
+            .iter()
+            .zip(snapshots)
+            .take_while(|(a, b)| Arc::ptr_eq(a, b) || ***a == ****b)
+            .count();
+        self.snapshots.truncate(same);
+        self.ends.truncate(same);
+        self.bytes.truncate(self.ends.last().copied().unwrap_or(0));
+        for s in &snapshots[same..] {
+            if !self.bytes.is_empty() {
+                self.bytes.push(b',');
+            }
+            serde_json::to_writer(&mut self.bytes, &SnapshotJson::of(s))?;
+            self.ends.push(self.bytes.len());
+            self.snapshots.push((*s).clone());
+        }
+        Ok(())
+    }
+}
+
+/// Encoded `snapshots` arrays by table.
 #[derive(Debug, Default)]
 pub(crate) struct SnapshotJsonCache {
-    entries: Mutex<EncodedSnapshots>,
+    arrays: Mutex<HashMap<Uuid, EncodedArray>>,
 }
 
 impl SnapshotJsonCache {
-    fn encoded(&self, table: Uuid, snapshot: &SnapshotRef) -> Result<Arc<RawValue>> {
-        let key = (table, snapshot.snapshot_id());
-        {
-            let entries = self.entries.lock().expect("snapshot cache poisoned");
-            if let Some((cached, json)) = entries.get(&key) {
-                // The same snapshot object, or an equal one decoded again: never a different
-                // snapshot that happens to reuse the id.
-                if Arc::ptr_eq(cached, snapshot) || **cached == **snapshot {
-                    return Ok(json.clone());
-                }
-            }
+    /// Append `table`'s `snapshots` array for `snapshots` (in document order) to `out`.
+    fn write_array(&self, table: Uuid, snapshots: &[&SnapshotRef], out: &mut Vec<u8>) -> Result<()> {
+        // Taken out while it is brought up to date, so that the lock is not held meanwhile; a
+        // concurrent commit of the same table then starts an array of its own.
+        let mut array = self
+            .arrays
+            .lock()
+            .expect("snapshot cache poisoned")
+            .remove(&table)
+            .unwrap_or_default();
+        array.update(snapshots)?;
+        out.push(b'[');
+        out.extend_from_slice(&array.bytes);
+        out.push(b']');
+        let mut arrays = self.arrays.lock().expect("snapshot cache poisoned");
+        if arrays.values().map(|a| a.bytes.len()).sum::<usize>() + array.bytes.len() > MAX_CACHED_BYTES {
+            arrays.clear();
         }
-        let json: Arc<RawValue> = Arc::from(serde_json::value::to_raw_value(&SnapshotJson::of(snapshot))?);
-        let mut entries = self.entries.lock().expect("snapshot cache poisoned");
-        if entries.len() >= MAX_CACHED_SNAPSHOTS {
-            entries.clear();
-        }
-        entries.insert(key, (snapshot.clone(), json.clone()));
-        Ok(json)
+        arrays.insert(table, array);
+        Ok(())
     }
 }
 
@@ -116,8 +150,7 @@ struct MetadataJson<'a> {
     statistics: Vec<&'a StatisticsFile>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     partition_statistics: Vec<&'a PartitionStatisticsFile>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    snapshots: Vec<&'a RawValue>,
+    // `snapshots` follows, written by [`SnapshotJsonCache::write_array`].
 }
 
 /// Whether [`encode`] writes this metadata (format v2, uncompressed, no v3 fields).
@@ -143,10 +176,6 @@ pub(crate) fn encode(
     }
     let mut snapshots: Vec<&SnapshotRef> = metadata.snapshots().collect();
     snapshots.sort_by_key(|s| (s.sequence_number(), s.timestamp_ms(), s.snapshot_id()));
-    let encoded: Vec<Arc<RawValue>> = snapshots
-        .iter()
-        .map(|s| cache.encoded(metadata.uuid(), s))
-        .collect::<Result<_>>()?;
     let mut schemas: Vec<&Schema> = metadata.schemas_iter().map(|s| s.as_ref()).collect();
     schemas.sort_by_key(|s| s.schema_id());
     let mut specs: Vec<&PartitionSpec> = metadata.partition_specs_iter().map(|s| s.as_ref()).collect();
@@ -179,9 +208,19 @@ pub(crate) fn encode(
         refs,
         statistics,
         partition_statistics,
-        snapshots: encoded.iter().map(|j| j.as_ref()).collect(),
     };
-    Ok(serde_json::to_vec(&document)?)
+    let mut out = Vec::with_capacity(64 * 1024 + snapshots.len() * 512);
+    serde_json::to_writer(&mut out, &document)?;
+    if !snapshots.is_empty() {
+        // The document is an object with fields (`format-version` at least): reopen it for one more.
+        if out.pop() != Some(b'}') {
+            return Err(Error::internal("metadata JSON does not end its object"));
+        }
+        out.extend_from_slice(b",\"snapshots\":");
+        cache.write_array(metadata.uuid(), &snapshots, &mut out)?;
+        out.push(b'}');
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -302,7 +341,7 @@ mod tests {
         assert_eq!(decoded, m);
         // Encoding again serves the snapshots from the cache, and still gives the same bytes.
         assert_eq!(encode(&m, &refs_of(&m), &cache).unwrap(), ours);
-        assert_eq!(cache.entries.lock().unwrap().len(), 3);
+        assert_eq!(cache.arrays.lock().unwrap()[&m.uuid()].snapshots.len(), 3);
     }
 
     #[test]
@@ -310,9 +349,29 @@ mod tests {
         let m = metadata();
         let cache = SnapshotJsonCache::default();
         encode(&m, &refs_of(&m), &cache).unwrap();
-        // Another table state whose snapshot 12 differs (a retried commit reusing an id).
-        let other = Arc::new(snapshot(12, Some(11), 2, &[("changed", "yes")]));
-        let json = cache.encoded(m.uuid(), &other).unwrap();
-        assert!(json.get().contains("\"changed\":\"yes\""), "{}", json.get());
+        // Another state of the table whose last snapshot differs though its id is the same (an
+        // attempt that lost its race, retried): the array keeps the prefix and encodes the rest.
+        let mut snapshots: Vec<SnapshotRef> = m.snapshots().cloned().collect();
+        snapshots.sort_by_key(|s| s.sequence_number());
+        let last = snapshots.pop().unwrap();
+        let changed = Arc::new(snapshot(last.snapshot_id(), last.parent_snapshot_id(), last.sequence_number(), &[("changed", "yes")]));
+        snapshots.push(changed);
+        let refs: Vec<&SnapshotRef> = snapshots.iter().collect();
+        let mut out = Vec::new();
+        cache.write_array(m.uuid(), &refs, &mut out).unwrap();
+        let array: Vec<serde_json::Value> = serde_json::from_slice(&out).unwrap();
+        assert_eq!(array.len(), 3);
+        assert_eq!(array[2]["summary"]["changed"], "yes", "{array:?}");
+        assert!(array[..2].iter().all(|s| s["summary"].get("changed").is_none()));
+        // A shorter history (expired snapshots) re-encodes from where it differs.
+        let mut out = Vec::new();
+        cache.write_array(m.uuid(), &refs[1..], &mut out).unwrap();
+        let array: Vec<serde_json::Value> = serde_json::from_slice(&out).unwrap();
+        let ids: Vec<i64> = array.iter().map(|s| s["snapshot-id"].as_i64().unwrap()).collect();
+        assert_eq!(ids, refs[1..].iter().map(|s| s.snapshot_id()).collect::<Vec<_>>());
+        // No snapshots, an empty array.
+        let mut out = Vec::new();
+        cache.write_array(m.uuid(), &[], &mut out).unwrap();
+        assert_eq!(out, b"[]");
     }
 }
