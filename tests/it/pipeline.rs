@@ -557,7 +557,65 @@ both_backends!(ndjson_and_parquet_inputs_lose_nothing, |ctx: Ctx| async move {
 });
 
 /// DataFusion with one altered output: the aggregate loses its first row.
+/// DataFusion with one value of its `daily_metrics` altered (the first row's `users` plus one): a
+/// difference no invariant of the stage catches, so only the equivalence check can.
 struct Tampered(DataFusionEngine);
+
+/// DataFusion with the first row of its `daily_metrics` dropped, which the stage itself refuses (the
+/// sessions no longer add up).
+struct DroppedRow(DataFusionEngine);
+
+fn bump_first_users(b: arrow::array::RecordBatch) -> arrow::array::RecordBatch {
+    let i = b.schema().index_of("users").unwrap();
+    let users = b.column(i).as_any().downcast_ref::<arrow::array::Int64Array>().unwrap();
+    let bumped: arrow::array::Int64Array = users
+        .iter()
+        .enumerate()
+        .map(|(j, v)| if j == 0 { v.map(|x| x + 1) } else { v })
+        .collect();
+    let mut columns = b.columns().to_vec();
+    columns[i] = Arc::new(bumped);
+    arrow::array::RecordBatch::try_new(b.schema(), columns).unwrap()
+}
+
+#[async_trait::async_trait]
+impl Engine for DroppedRow {
+    fn name(&self) -> &'static str {
+        "dropped-row"
+    }
+
+    async fn run(
+        &self,
+        stage: Stage,
+        inputs: &std::collections::BTreeMap<&'static str, floe::pipeline::engine::PinnedTable>,
+    ) -> floe::Result<Vec<floe::pipeline::engine::Rows>> {
+        use futures::StreamExt;
+        let mut out = self.0.run(stage, inputs).await?;
+        if stage == Stage::Aggregate {
+            let rows = out.remove(0);
+            let mut first = true;
+            out.insert(
+                0,
+                rows.map(move |b| {
+                    b.map(|b| {
+                        if first && b.num_rows() > 0 {
+                            first = false;
+                            b.slice(1, b.num_rows() - 1)
+                        } else {
+                            b
+                        }
+                    })
+                })
+                .boxed(),
+            );
+        }
+        Ok(out)
+    }
+
+    fn code(&self, stage: Stage) -> String {
+        format!("dropped row\n{}", self.0.code(stage))
+    }
+}
 
 #[async_trait::async_trait]
 impl Engine for Tampered {
@@ -581,7 +639,7 @@ impl Engine for Tampered {
                     b.map(|b| {
                         if first && b.num_rows() > 0 {
                             first = false;
-                            b.slice(1, b.num_rows() - 1)
+                            bump_first_users(b)
                         } else {
                             b
                         }
@@ -708,6 +766,22 @@ both_backends!(
         )
         .await
         .unwrap();
+        // A daily_metrics that lost a row no longer accounts for every session: the stage refuses it
+        // and nothing is committed.
+        let dropped = Namespace::parse(&format!("{}_dropped", ctx.ns)).unwrap();
+        let err = floe::pipeline::run(
+            &ctx.floe,
+            &options(&dropped, Arc::new(DroppedRow(DataFusionEngine::default()))),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("daily_metrics.sessions sums to"), "{err}");
+        let metrics = ctx
+            .floe
+            .load_table(&floe::TableName::new(dropped.clone(), "daily_metrics").unwrap())
+            .await
+            .unwrap();
+        assert!(metrics.current_snapshot().is_none(), "daily_metrics was committed");
         let eq = report.equivalence.clone().unwrap();
         assert!(!eq.equal);
         let different: Vec<&str> = eq

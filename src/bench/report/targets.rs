@@ -23,16 +23,7 @@ fn core_targets(
     let mut out = Vec::new();
     // Engines on a cluster have no raw baseline (see the Cluster section).
     for e in engines.iter().filter(|e| !crate::bench::on_cluster(e)) {
-        let r = overhead
-            .iter()
-            .find(|o| o.size == size && &o.engine == e && o.stage == "total");
-        out.push(Target {
-            target: format!("{e}: floe end to end within 1.3x of raw {e} ({size})"),
-            measured: r
-                .map(|r| fmt_ratio(&r.floe_over_raw))
-                .unwrap_or_else(|| "not measured".into()),
-            met: r.map(|r| r.floe_over_raw.mean <= 1.3),
-        });
+        out.push(over_raw(overhead, &size, e, 1.3));
     }
     for e in &engines {
         let worst = summary
@@ -96,17 +87,7 @@ fn core_targets(
     if let Some(i) = &m.ingest {
         out.extend(ingest_targets(i));
     }
-    // Ingest is floe's input reader whatever the engine: every floe ingest counts.
-    let floe_ingest: Vec<f64> = m
-        .runs
-        .iter()
-        .filter(|r| r.size == size && r.path == "floe")
-        .filter_map(|r| r.stages.iter().find(|s| s.stage == "ingest"))
-        .map(|s| s.bytes_read as f64 / s.seconds)
-        .collect();
-    let copy =
-        find(summary, &size, "duckdb", "raw", "ingest").map(|r| r.bytes_read.median / r.seconds.median);
-    let floe_mb = Summary::of(&floe_ingest).median;
+    let (floe_mb, copy) = ingest_and_copy(m, summary, &size);
     out.push(Target {
         target: format!("floe ingest at least half of DuckDB COPY CSV to Parquet ({size})"),
         measured: match copy {
@@ -120,14 +101,7 @@ fn core_targets(
         },
         met: copy.map(|c| floe_mb / c >= 0.5),
     });
-    let p = peer.get(&size);
-    out.push(Target {
-        target: format!("floe append at least 3x PyIceberg's rows/s ({size})"),
-        measured: p
-            .map(fmt_ratio)
-            .unwrap_or_else(|| m.peer_skipped.clone().unwrap_or_else(|| "not measured".into())),
-        met: p.map(|r| r.mean >= 3.0),
-    });
+    out.push(append_over_pyiceberg(m, peer, &size, 3.0));
     for e in &engines {
         let worst = summary
             .iter()
@@ -160,39 +134,14 @@ fn engine_write_targets(
         return Vec::new();
     };
     let mut out = Vec::new();
+    let engines = engines_of(summary);
     for (e, limit) in [("duckdb", 1.10), ("datafusion", 1.05)] {
-        let r = overhead
-            .iter()
-            .find(|o| o.size == size && o.engine == e && o.stage == "total");
-        if r.is_none() && !engines_of(summary).iter().any(|x| x == e) {
-            continue;
+        if engines.iter().any(|x| x == e) {
+            out.push(over_raw(overhead, &size, e, limit));
         }
-        out.push(Target {
-            target: format!("{e}: floe end to end within {limit:.2}x of raw {e} ({size})"),
-            measured: r
-                .map(|r| fmt_ratio(&r.floe_over_raw))
-                .unwrap_or_else(|| "not measured".into()),
-            met: r.map(|r| r.floe_over_raw.mean <= limit),
-        });
     }
-    let p = peer.get(&size);
-    out.push(Target {
-        target: format!("floe append at least 1.5x PyIceberg's rows/s ({size})"),
-        measured: p
-            .map(fmt_ratio)
-            .unwrap_or_else(|| m.peer_skipped.clone().unwrap_or_else(|| "not measured".into())),
-        met: p.map(|r| r.mean >= 1.5),
-    });
-    let floe_ingest: Vec<f64> = m
-        .runs
-        .iter()
-        .filter(|r| r.size == size && r.path == "floe")
-        .filter_map(|r| r.stages.iter().find(|s| s.stage == "ingest"))
-        .map(|s| s.bytes_read as f64 / s.seconds)
-        .collect();
-    let copy =
-        find(summary, &size, "duckdb", "raw", "ingest").map(|r| r.bytes_read.median / r.seconds.median);
-    let floe_mb = Summary::of(&floe_ingest).median;
+    out.push(append_over_pyiceberg(m, peer, &size, 1.5));
+    let (floe_mb, copy) = ingest_and_copy(m, summary, &size);
     out.push(Target {
         target: format!("floe ingest at least 0.9x DuckDB COPY CSV to Parquet ({size})"),
         measured: copy
@@ -250,6 +199,47 @@ pub fn ingest_targets(i: &crate::bench::IngestBenchReport) -> Vec<Target> {
     ]
 }
 
+
+/// Engine `e`'s floe path end to end within `limit` times its raw engine at `size`.
+fn over_raw(overhead: &[OverheadRow], size: &str, e: &str, limit: f64) -> Target {
+    let r = overhead
+        .iter()
+        .find(|o| o.size == size && o.engine == e && o.stage == "total");
+    Target {
+        target: format!("{e}: floe end to end within {limit:.2}x of raw {e} ({size})"),
+        measured: r
+            .map(|r| fmt_ratio(&r.floe_over_raw))
+            .unwrap_or_else(|| "not measured".into()),
+        met: r.map(|r| r.floe_over_raw.mean <= limit),
+    }
+}
+
+/// floe's append at least `limit` times PyIceberg's rows per second at `size`.
+fn append_over_pyiceberg(m: &Measurements, peer: &BTreeMap<String, Ratio>, size: &str, limit: f64) -> Target {
+    let p = peer.get(size);
+    Target {
+        target: format!("floe append at least {limit}x PyIceberg's rows/s ({size})"),
+        measured: p
+            .map(fmt_ratio)
+            .unwrap_or_else(|| m.peer_skipped.clone().unwrap_or_else(|| "not measured".into())),
+        met: p.map(|r| r.mean >= limit),
+    }
+}
+
+/// floe's ingest (CSV to Iceberg) and raw DuckDB's `COPY` (CSV to Parquet) at `size`, in bytes read
+/// per second (median); `None` without a raw DuckDB pass. Ingest is floe's input reader whatever
+/// the engine: every floe ingest counts.
+fn ingest_and_copy(m: &Measurements, summary: &[SummaryRow], size: &str) -> (f64, Option<f64>) {
+    let floe_ingest: Vec<f64> = m
+        .runs
+        .iter()
+        .filter(|r| r.size == size && r.path == "floe")
+        .filter_map(|r| r.stages.iter().find(|s| s.stage == "ingest"))
+        .map(|s| s.bytes_read as f64 / s.seconds)
+        .collect();
+    let copy = find(summary, size, "duckdb", "raw", "ingest").map(|r| r.bytes_read.median / r.seconds.median);
+    (Summary::of(&floe_ingest).median, copy)
+}
 
 /// Every target: the earlier issues' and the engine-writes issue's.
 pub(super) fn all(

@@ -22,6 +22,38 @@ pub(crate) type Written = Vec<(&'static str, Vec<DataFile>)>;
 /// Reject reason → count.
 pub(crate) type RejectCounts = Arc<Mutex<BTreeMap<String, u64>>>;
 
+/// Output table → the sum of its checked column ([`checked_column`]) over the rows written.
+type ColumnSums = Arc<Mutex<BTreeMap<&'static str, u64>>>;
+
+/// The column of an output whose sum over all rows the stage's input fixes: every session event is
+/// in exactly one session (`sessions.event_count` sums to the events read), and every session in
+/// exactly one row of `daily_metrics` (`daily_metrics.sessions` sums to the sessions read).
+fn checked_column(table: &str) -> Option<&'static str> {
+    match table {
+        tables::SESSIONS => Some("event_count"),
+        tables::DAILY_METRICS => Some("sessions"),
+        _ => None,
+    }
+}
+
+/// The stage's aggregate outputs against its input: each [`checked_column`] must sum to `rows_in`.
+/// (A row count cannot catch rows read twice inside an aggregation; this can.)
+fn check_sums(stage: Stage, rows_in: u64, sums: &BTreeMap<&'static str, u64>) -> Result<()> {
+    for t in stage.outputs() {
+        if let (Some(column), Some(sum)) = (checked_column(t), sums.get(t)) {
+            if *sum != rows_in {
+                return Err(Error::new(
+                    crate::error::ErrorKind::Internal,
+                    format!(
+                        "stage {stage} read {rows_in} records but {t}.{column} sums to {sum}; nothing was committed"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Compute and write (not commit) the stage's outputs into `written`; returns the records read.
 /// `outputs` holds the stage's output tables as the stage read them.
 pub(crate) async fn produce(
@@ -118,6 +150,7 @@ pub(crate) async fn produce(
     let mut attempt = 1;
     loop {
         let counts = RejectCounts::default();
+        let sums = ColumnSums::default();
         let mut files = Written::new();
         let outcome = stream_and_write(
             engine,
@@ -125,6 +158,7 @@ pub(crate) async fn produce(
             pinned,
             outputs,
             &counts,
+            &sums,
             &mut files,
             target_file_size,
         )
@@ -132,6 +166,8 @@ pub(crate) async fn produce(
         // A distributed engine that lost a worker mid-stage can hand back a task's rows twice
         // (Ballista 53 does, now and then, after an executor is killed, without any error): such a
         // result is refused here, while the stage can still run again, and never reaches a commit.
+        // Rows counted twice inside an aggregation leave the row counts right: the aggregates' sums
+        // are checked against the input on every engine that streams its rows through floe.
         let imbalance = match &outcome {
             Ok(()) if engine.rerun_on_imbalance() => super::stage::balance(stage, rows_in, |t| {
                 files
@@ -140,9 +176,12 @@ pub(crate) async fn produce(
                     .flat_map(|(_, f)| f.iter().map(|d| d.record_count()))
                     .sum()
             })
+            .and_then(|()| check_sums(stage, rows_in, &sums.lock().expect("column sums")))
             .err(),
+            Ok(()) => check_sums(stage, rows_in, &sums.lock().expect("column sums")).err(),
             _ => None,
         };
+        let retry_imbalance = engine.rerun_on_imbalance();
         let (e, retry) = match (outcome, imbalance) {
             (Ok(()), None) => {
                 for (t, f) in files {
@@ -155,7 +194,7 @@ pub(crate) async fn produce(
                 }
                 return Ok(rows_in);
             }
-            (Ok(()), Some(e)) => (e.context(format!("on {}", engine.name())), true),
+            (Ok(()), Some(e)) => (e.context(format!("on {}", engine.name())), retry_imbalance),
             (Err(e), _) => {
                 let retry = engine.lost_workers(&e);
                 (e, retry)
@@ -184,13 +223,16 @@ pub(crate) async fn produce(
 /// How many times a stage runs at most on an engine that lost workers ([`Engine::lost_workers`]).
 const STAGE_ATTEMPTS: u32 = 3;
 
-/// Run `stage` on `engine` and write every output stream into `written` (not committed).
+/// Run `stage` on `engine` and write every output stream into `written` (not committed), summing
+/// each output's [`checked_column`] into `sums` as the rows stream past.
+#[allow(clippy::too_many_arguments)]
 async fn stream_and_write(
     engine: &dyn Engine,
     stage: Stage,
     pinned: &BTreeMap<&'static str, PinnedTable>,
     outputs: &BTreeMap<&'static str, Table>,
     rejects: &RejectCounts,
+    sums: &ColumnSums,
     written: &mut Written,
     target_file_size: usize,
 ) -> Result<()> {
@@ -205,6 +247,8 @@ async fn stream_and_write(
     for (t, rows) in stage.outputs().iter().zip(streams) {
         let rows = if *t == REJECTED_EVENTS {
             counted(rows, rejects.clone())
+        } else if let Some(column) = checked_column(t) {
+            summed(rows, sums.clone(), t, column)
         } else {
             rows
         };
@@ -229,6 +273,25 @@ fn counted(rows: Rows, counts: RejectCounts) -> Rows {
             }
         }
         b
+    })
+    .boxed()
+}
+
+/// Sum the Int64 `column` of `table`'s rows into `sums` as they stream past; a batch without it is
+/// an error (the stage's SQL and the table's schema disagree).
+fn summed(rows: Rows, sums: ColumnSums, table: &'static str, column: &'static str) -> Rows {
+    sums.lock().expect("column sums").insert(table, 0);
+    rows.and_then(move |b: RecordBatch| {
+        let sums = sums.clone();
+        async move {
+            let values = b
+                .column_by_name(column)
+                .and_then(|c| c.as_any().downcast_ref::<arrow::array::Int64Array>().cloned())
+                .ok_or_else(|| Error::internal(format!("{table} rows without an Int64 {column}")))?;
+            let sum: i64 = values.iter().flatten().sum();
+            *sums.lock().expect("column sums").entry(table).or_default() += sum.max(0) as u64;
+            Ok(b)
+        }
     })
     .boxed()
 }
