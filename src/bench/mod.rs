@@ -24,10 +24,10 @@ use serde::{Deserialize, Serialize};
 pub use self::ingest::{ingest_benchmark, IngestBenchOptions, IngestBenchReport, IngestVariant};
 pub use self::storage::{core_benchmark, CoreBenchReport, StorageBenchOptions, StorageFootprint, YearReport};
 use crate::catalog::{Namespace, TableName};
+use crate::cluster::loopback::LoopbackCluster;
 use crate::error::{Error, Result};
 use crate::generate::{GenerateOptions, OutputFormat};
 use crate::lakehouse::Floe;
-use crate::cluster::loopback::LoopbackCluster;
 use crate::pipeline::engine::{BallistaEngine, DataFusionEngine, DuckDbEngine, Engine, Stage};
 use crate::pipeline::input::resolve_inputs;
 use crate::pipeline::runner::{run, RunOptions};
@@ -272,6 +272,11 @@ pub fn on_cluster(label: &str) -> bool {
     label == "ballista" || label.starts_with("ballista:")
 }
 
+/// The executor count of a `ballista:N` label.
+pub fn cluster_executors(label: &str) -> Option<usize> {
+    label.strip_prefix("ballista:")?.parse().ok()
+}
+
 /// The engine of a label; `ballista` runs on `cluster`, else on the cluster floe's settings name.
 fn engine_of(floe: &Floe, name: &str, cluster: Option<&str>) -> Result<Arc<dyn Engine>> {
     match name {
@@ -281,7 +286,9 @@ fn engine_of(floe: &Floe, name: &str, cluster: Option<&str>) -> Result<Arc<dyn E
             let url = cluster
                 .map(str::to_string)
                 .or_else(|| floe.settings().cluster.clone())
-                .ok_or_else(|| Error::invalid("the ballista engine needs a cluster (--cluster df://HOST:PORT)"))?;
+                .ok_or_else(|| {
+                    Error::invalid("the ballista engine needs a cluster (--cluster df://HOST:PORT)")
+                })?;
             Ok(Arc::new(BallistaEngine::new(&url, floe.settings().clone())?))
         }
         other => Err(Error::invalid(format!(
@@ -538,10 +545,14 @@ pub async fn measure(floe: &Floe, options: &BenchOptions) -> Result<Measurements
     // One loopback cluster per executor count, up for the whole benchmark.
     let mut clusters: BTreeMap<String, LoopbackCluster> = BTreeMap::new();
     for label in engines.iter().filter(|l| on_cluster(l)) {
-        let exe = options.cluster_exe.as_ref().or(options.isolate.as_ref()).ok_or_else(|| {
-            Error::invalid("the ballista engine needs the floe executable to start its loopback cluster")
-        })?;
-        let n: usize = label.trim_start_matches("ballista:").parse().unwrap_or(1);
+        let exe = options
+            .cluster_exe
+            .as_ref()
+            .or(options.isolate.as_ref())
+            .ok_or_else(|| {
+                Error::invalid("the ballista engine needs the floe executable to start its loopback cluster")
+            })?;
+        let n = cluster_executors(label).unwrap_or(1);
         clusters.insert(label.clone(), LoopbackCluster::start(exe, floe.settings(), n)?);
     }
     std::fs::create_dir_all(&options.out)?;
@@ -682,15 +693,10 @@ pub async fn measure(floe: &Floe, options: &BenchOptions) -> Result<Measurements
                         repetition: rep,
                         append,
                     });
-                    let add_files = peer::add_files_pair(
-                        floe,
-                        &peer_ns,
-                        &format!("added_events_{rep}"),
-                        &peer_file,
-                        dir,
-                    )
-                    .await
-                    .map_err(|e| e.context(format!("{label}, peer add_files")))?;
+                    let add_files =
+                        peer::add_files_pair(floe, &peer_ns, &format!("added_events_{rep}"), &peer_file, dir)
+                            .await
+                            .map_err(|e| e.context(format!("{label}, peer add_files")))?;
                     m.add_files.push(AddFilesRun {
                         size: label.clone(),
                         repetition: rep,
@@ -706,7 +712,10 @@ pub async fn measure(floe: &Floe, options: &BenchOptions) -> Result<Measurements
             {
                 step(
                     &mut done,
-                    format!("{label} repetition {}: full scan, floe and raw DataFusion", rep + 1),
+                    format!(
+                        "{label} repetition {}: full scan, floe and raw DataFusion",
+                        rep + 1
+                    ),
                 );
                 let table = TableName::new(ns.clone(), crate::pipeline::tables::RAW_EVENTS)?;
                 let scan = scan::scan_pair(floe, &table, rep % 2 == 0)

@@ -127,7 +127,12 @@ pub async fn append_pair(
     floe.drop_table(&table, true).await?;
 
     // PyIceberg: the same file, appended by the script.
-    let v = run_script(floe, dir, &["append", &ns.to_string(), &format!("{name}_pyiceberg")], path)?;
+    let v = run_script(
+        floe,
+        dir,
+        &["append", &ns.to_string(), &format!("{name}_pyiceberg")],
+        path,
+    )?;
     Ok(PeerAppend {
         rows,
         floe_seconds,
@@ -213,7 +218,10 @@ pub async fn add_files_pair(
                 in_last = 0;
             }
             let take = (per_file - in_last).min(b.num_rows() - offset);
-            files.last_mut().expect("one file at least").push(b.slice(offset, take));
+            files
+                .last_mut()
+                .expect("one file at least")
+                .push(b.slice(offset, take));
             in_last += take;
             offset += take;
         }

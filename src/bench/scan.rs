@@ -34,8 +34,15 @@ pub struct ScanPair {
 
 /// Every row of every column of `df`'s result, counted.
 async fn drain(ctx: &SessionContext, sql: &str) -> Result<u64> {
-    let engine = |e: datafusion::error::DataFusionError| Error::new(ErrorKind::Engine, format!("datafusion: {e}"));
-    let stream = ctx.sql(sql).await.map_err(engine)?.execute_stream().await.map_err(engine)?;
+    let engine =
+        |e: datafusion::error::DataFusionError| Error::new(ErrorKind::Engine, format!("datafusion: {e}"));
+    let stream = ctx
+        .sql(sql)
+        .await
+        .map_err(engine)?
+        .execute_stream()
+        .await
+        .map_err(engine)?;
     stream
         .map_err(engine)
         .try_fold(0u64, |n, b| async move { Ok(n + b.num_rows() as u64) })
@@ -51,7 +58,11 @@ pub async fn scan_pair(floe: &Floe, name: &TableName, floe_first: bool) -> Resul
         Some(id) => crate::table::plain_files::plain_parquet_files(&table, id).await?,
         None => None,
     }
-    .ok_or_else(|| Error::invalid(format!("{name} is not plain Parquet files at main: no raw baseline")))?;
+    .ok_or_else(|| {
+        Error::invalid(format!(
+            "{name} is not plain Parquet files at main: no raw baseline"
+        ))
+    })?;
     let uris: Vec<String> = plain.files.iter().map(|(u, _)| u.clone()).collect();
     let bytes = plain.files.iter().map(|(_, b)| *b).sum();
     let engine = DataFusionEngine::default();

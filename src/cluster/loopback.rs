@@ -42,7 +42,9 @@ impl LoopbackCluster {
         if executors == 0 {
             return Err(Error::invalid("a cluster needs at least one executor"));
         }
-        let dir = tempfile::Builder::new().prefix("floe-loopback-cluster-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("floe-loopback-cluster-")
+            .tempdir()?;
         let mut cluster = LoopbackCluster {
             url: String::new(),
             executors,
@@ -50,7 +52,17 @@ impl LoopbackCluster {
             dir,
         };
         let scheduler = free_port(false)?;
-        cluster.spawn(exe, settings, "scheduler", &["cluster", "scheduler", "--bind", &format!("127.0.0.1:{scheduler}")])?;
+        cluster.spawn(
+            exe,
+            settings,
+            "scheduler",
+            &[
+                "cluster",
+                "scheduler",
+                "--bind",
+                &format!("127.0.0.1:{scheduler}"),
+            ],
+        )?;
         cluster.wait_listening(scheduler, "scheduler", 0)?;
         let mut ports = Vec::new();
         for i in 1..=executors {
@@ -98,7 +110,12 @@ impl LoopbackCluster {
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .map_err(|e| Error::new(ErrorKind::Config, format!("cannot start {} {name}: {e}", exe.display())))?;
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!("cannot start {} {name}: {e}", exe.display()),
+                )
+            })?;
         self.children.push(child);
         Ok(())
     }
@@ -111,7 +128,10 @@ impl LoopbackCluster {
             if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
                 return Ok(());
             }
-            let exited = self.children.get_mut(child).and_then(|c| c.try_wait().ok().flatten());
+            let exited = self
+                .children
+                .get_mut(child)
+                .and_then(|c| c.try_wait().ok().flatten());
             if exited.is_some() || started.elapsed() > START_TIMEOUT {
                 let log = std::fs::read_to_string(self.log(name)).unwrap_or_default();
                 let tail: Vec<&str> = log.lines().rev().take(5).collect();

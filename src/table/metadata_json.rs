@@ -354,7 +354,12 @@ mod tests {
         let mut snapshots: Vec<SnapshotRef> = m.snapshots().cloned().collect();
         snapshots.sort_by_key(|s| s.sequence_number());
         let last = snapshots.pop().unwrap();
-        let changed = Arc::new(snapshot(last.snapshot_id(), last.parent_snapshot_id(), last.sequence_number(), &[("changed", "yes")]));
+        let changed = Arc::new(snapshot(
+            last.snapshot_id(),
+            last.parent_snapshot_id(),
+            last.sequence_number(),
+            &[("changed", "yes")],
+        ));
         snapshots.push(changed);
         let refs: Vec<&SnapshotRef> = snapshots.iter().collect();
         let mut out = Vec::new();

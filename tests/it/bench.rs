@@ -82,8 +82,16 @@ both_backends!(
         // The full scan read every row of raw_events through floe and through raw DataFusion.
         assert_eq!(m.scans.len(), 2);
         for x in &m.scans {
-            assert!(x.scan.rows > 0 && x.scan.files > 0 && x.scan.bytes > 0, "{:?}", x.scan);
-            assert!(x.scan.floe_seconds > 0.0 && x.scan.raw_seconds > 0.0, "{:?}", x.scan);
+            assert!(
+                x.scan.rows > 0 && x.scan.files > 0 && x.scan.bytes > 0,
+                "{:?}",
+                x.scan
+            );
+            assert!(
+                x.scan.floe_seconds > 0.0 && x.scan.raw_seconds > 0.0,
+                "{:?}",
+                x.scan
+            );
         }
         assert_eq!(m.storage.snapshots, 12);
         assert!(m.storage.first_commit_ms > 0.0 && m.storage.last_commit_ms > 0.0);
@@ -209,7 +217,12 @@ both_backends!(
         let m = floe::bench::measure(&ctx.floe, &options).await.unwrap();
         // Local DataFusion and a cluster of one and of two executors, each the whole pipeline.
         let engines: Vec<&str> = m.runs.iter().map(|r| r.engine.as_str()).collect();
-        assert_eq!(engines, ["datafusion", "ballista:1", "ballista:2"], "{:?}", m.runs);
+        assert_eq!(
+            engines,
+            ["datafusion", "ballista:1", "ballista:2"],
+            "{:?}",
+            m.runs
+        );
         for r in &m.runs {
             assert!(r.error.is_none(), "{r:?}");
             assert_eq!(r.path, "floe");

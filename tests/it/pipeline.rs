@@ -557,17 +557,41 @@ both_backends!(ndjson_and_parquet_inputs_lose_nothing, |ctx: Ctx| async move {
 });
 
 /// DataFusion with one altered output: the aggregate loses its first row.
-/// DataFusion with one value of its `daily_metrics` altered (the first row's `users` plus one): a
-/// difference no invariant of the stage catches, so only the equivalence check can.
-struct Tampered(DataFusionEngine);
+/// DataFusion with the first non-empty batch of its `daily_metrics` passed through `alter`.
+struct Tampered {
+    inner: DataFusionEngine,
+    name: &'static str,
+    alter: fn(arrow::array::RecordBatch) -> arrow::array::RecordBatch,
+}
 
-/// DataFusion with the first row of its `daily_metrics` dropped, which the stage itself refuses (the
-/// sessions no longer add up).
-struct DroppedRow(DataFusionEngine);
+impl Tampered {
+    /// One value altered (the first row's `users` plus one): a difference no invariant of the stage
+    /// catches, so only the equivalence check can.
+    fn value() -> Self {
+        Tampered {
+            inner: DataFusionEngine::default(),
+            name: "tampered",
+            alter: bump_first_users,
+        }
+    }
+
+    /// The first row dropped, which the stage itself refuses (the sessions no longer add up).
+    fn dropped_row() -> Self {
+        Tampered {
+            inner: DataFusionEngine::default(),
+            name: "dropped-row",
+            alter: |b| b.slice(1, b.num_rows() - 1),
+        }
+    }
+}
 
 fn bump_first_users(b: arrow::array::RecordBatch) -> arrow::array::RecordBatch {
     let i = b.schema().index_of("users").unwrap();
-    let users = b.column(i).as_any().downcast_ref::<arrow::array::Int64Array>().unwrap();
+    let users = b
+        .column(i)
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .unwrap();
     let bumped: arrow::array::Int64Array = users
         .iter()
         .enumerate()
@@ -579,48 +603,9 @@ fn bump_first_users(b: arrow::array::RecordBatch) -> arrow::array::RecordBatch {
 }
 
 #[async_trait::async_trait]
-impl Engine for DroppedRow {
-    fn name(&self) -> &'static str {
-        "dropped-row"
-    }
-
-    async fn run(
-        &self,
-        stage: Stage,
-        inputs: &std::collections::BTreeMap<&'static str, floe::pipeline::engine::PinnedTable>,
-    ) -> floe::Result<Vec<floe::pipeline::engine::Rows>> {
-        use futures::StreamExt;
-        let mut out = self.0.run(stage, inputs).await?;
-        if stage == Stage::Aggregate {
-            let rows = out.remove(0);
-            let mut first = true;
-            out.insert(
-                0,
-                rows.map(move |b| {
-                    b.map(|b| {
-                        if first && b.num_rows() > 0 {
-                            first = false;
-                            b.slice(1, b.num_rows() - 1)
-                        } else {
-                            b
-                        }
-                    })
-                })
-                .boxed(),
-            );
-        }
-        Ok(out)
-    }
-
-    fn code(&self, stage: Stage) -> String {
-        format!("dropped row\n{}", self.0.code(stage))
-    }
-}
-
-#[async_trait::async_trait]
 impl Engine for Tampered {
     fn name(&self) -> &'static str {
-        "tampered"
+        self.name
     }
 
     async fn run(
@@ -629,17 +614,18 @@ impl Engine for Tampered {
         inputs: &std::collections::BTreeMap<&'static str, floe::pipeline::engine::PinnedTable>,
     ) -> floe::Result<Vec<floe::pipeline::engine::Rows>> {
         use futures::StreamExt;
-        let mut out = self.0.run(stage, inputs).await?;
+        let mut out = self.inner.run(stage, inputs).await?;
         if stage == Stage::Aggregate {
             let rows = out.remove(0);
             let mut first = true;
+            let alter = self.alter;
             out.insert(
                 0,
                 rows.map(move |b| {
                     b.map(|b| {
                         if first && b.num_rows() > 0 {
                             first = false;
-                            bump_first_users(b)
+                            alter(b)
                         } else {
                             b
                         }
@@ -652,7 +638,7 @@ impl Engine for Tampered {
     }
 
     fn code(&self, stage: Stage) -> String {
-        format!("tampered aggregate\n{}", self.0.code(stage))
+        format!("{} aggregate\n{}", self.name, self.inner.code(stage))
     }
 }
 
@@ -760,28 +746,28 @@ both_backends!(
 
         // One engine's output altered: different, nothing published, reported.
         let bad = Namespace::parse(&format!("{}_bad", ctx.ns)).unwrap();
-        let report = floe::pipeline::run(
-            &ctx.floe,
-            &options(&bad, Arc::new(Tampered(DataFusionEngine::default()))),
-        )
-        .await
-        .unwrap();
+        let report = floe::pipeline::run(&ctx.floe, &options(&bad, Arc::new(Tampered::value())))
+            .await
+            .unwrap();
         // A daily_metrics that lost a row no longer accounts for every session: the stage refuses it
         // and nothing is committed.
         let dropped = Namespace::parse(&format!("{}_dropped", ctx.ns)).unwrap();
-        let err = floe::pipeline::run(
-            &ctx.floe,
-            &options(&dropped, Arc::new(DroppedRow(DataFusionEngine::default()))),
-        )
-        .await
-        .unwrap_err();
-        assert!(err.to_string().contains("daily_metrics.sessions sums to"), "{err}");
+        let err = floe::pipeline::run(&ctx.floe, &options(&dropped, Arc::new(Tampered::dropped_row())))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("daily_metrics.sessions sums to"),
+            "{err}"
+        );
         let metrics = ctx
             .floe
             .load_table(&floe::TableName::new(dropped.clone(), "daily_metrics").unwrap())
             .await
             .unwrap();
-        assert!(metrics.current_snapshot().is_none(), "daily_metrics was committed");
+        assert!(
+            metrics.current_snapshot().is_none(),
+            "daily_metrics was committed"
+        );
         let eq = report.equivalence.clone().unwrap();
         assert!(!eq.equal);
         let different: Vec<&str> = eq

@@ -78,4 +78,3 @@ pub(super) fn chart(
     root.present().map_err(plot_error)?;
     Ok(())
 }
-

@@ -1,8 +1,8 @@
 //! `report.md`: the summarized figures as a Markdown page (end to end, per stage, equivalence, the
 //! peer, storage, extraction, the cluster, the targets, the charts).
 
-use crate::bench::stats::Summary;
 use super::{engines_of, find, fmt_ratio, fmt_summary, gb, secs, sizes_in_order, BenchReport};
+use crate::bench::stats::Summary;
 
 /// The Markdown report.
 pub fn markdown(r: &BenchReport) -> String {
@@ -169,7 +169,10 @@ pub fn markdown(r: &BenchReport) -> String {
                 c.executors,
                 secs(c.seconds),
                 fmt_ratio(&c.over_datafusion),
-                c.speedup_over_fewest.as_ref().map(fmt_ratio).unwrap_or("-".into())
+                c.speedup_over_fewest
+                    .as_ref()
+                    .map(fmt_ratio)
+                    .unwrap_or("-".into())
             ));
         }
     }
@@ -372,4 +375,3 @@ pub fn markdown(r: &BenchReport) -> String {
     line("![floe over raw](overhead.svg)".into());
     md
 }
-

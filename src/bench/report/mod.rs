@@ -336,14 +336,27 @@ pub fn summarize(floe: &Floe, m: Measurements, repetitions: usize) -> BenchRepor
     let mut add_files_vs_pyiceberg = BTreeMap::new();
     let mut scan_vs_raw = BTreeMap::new();
     for (size, _) in sizes_in_order(&m) {
-        let adds: Vec<_> = m.add_files.iter().filter(|a| a.size == size).map(|a| &a.add_files).collect();
+        let adds: Vec<_> = m
+            .add_files
+            .iter()
+            .filter(|a| a.size == size)
+            .map(|a| &a.add_files)
+            .collect();
         if !adds.is_empty() {
             // files/s over files/s: the same files on both sides, so PyIceberg's time over floe's.
             let floe_fps: Vec<f64> = adds.iter().map(|a| a.files as f64 / a.floe_seconds).collect();
-            let py_fps: Vec<f64> = adds.iter().map(|a| a.files as f64 / a.pyiceberg_seconds).collect();
+            let py_fps: Vec<f64> = adds
+                .iter()
+                .map(|a| a.files as f64 / a.pyiceberg_seconds)
+                .collect();
             add_files_vs_pyiceberg.insert(size.clone(), Ratio::paired(&floe_fps, &py_fps));
         }
-        let scans: Vec<_> = m.scans.iter().filter(|x| x.size == size).map(|x| &x.scan).collect();
+        let scans: Vec<_> = m
+            .scans
+            .iter()
+            .filter(|x| x.size == size)
+            .map(|x| &x.scan)
+            .collect();
         if !scans.is_empty() {
             let floe_s: Vec<f64> = scans.iter().map(|x| x.floe_seconds).collect();
             let raw_s: Vec<f64> = scans.iter().map(|x| x.raw_seconds).collect();
@@ -380,8 +393,7 @@ fn cluster_rows(m: &Measurements, series: &Series) -> Vec<ClusterRow> {
             .unwrap_or_default()
     };
     let paired = |a: &BTreeMap<usize, f64>, b: &BTreeMap<usize, f64>| {
-        let (x, y): (Vec<f64>, Vec<f64>) =
-            a.iter().filter_map(|(r, v)| b.get(r).map(|w| (*v, *w))).unzip();
+        let (x, y): (Vec<f64>, Vec<f64>) = a.iter().filter_map(|(r, v)| b.get(r).map(|w| (*v, *w))).unzip();
         Ratio::paired(&x, &y)
     };
     let mut out = Vec::new();
@@ -391,7 +403,7 @@ fn cluster_rows(m: &Measurements, series: &Series) -> Vec<ClusterRow> {
             .iter()
             .filter(|r| r.size == size && super::on_cluster(&r.engine))
             .map(|r| {
-                let n = r.engine.trim_start_matches("ballista:").parse().unwrap_or(0);
+                let n = super::cluster_executors(&r.engine).unwrap_or(0);
                 (n, r.engine.clone())
             })
             .collect();

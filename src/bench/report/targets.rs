@@ -199,7 +199,6 @@ pub fn ingest_targets(i: &crate::bench::IngestBenchReport) -> Vec<Target> {
     ]
 }
 
-
 /// Engine `e`'s floe path end to end within `limit` times its raw engine at `size`.
 fn over_raw(overhead: &[OverheadRow], size: &str, e: &str, limit: f64) -> Target {
     let r = overhead

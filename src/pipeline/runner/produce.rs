@@ -169,17 +169,23 @@ pub(crate) async fn produce(
         // Rows counted twice inside an aggregation leave the row counts right: the aggregates' sums
         // are checked against the input on every engine that streams its rows through floe.
         let imbalance = match &outcome {
-            Ok(()) if engine.rerun_on_imbalance() => super::stage::balance(stage, rows_in, |t| {
-                files
-                    .iter()
-                    .filter(|(name, _)| *name == t)
-                    .flat_map(|(_, f)| f.iter().map(|d| d.record_count()))
-                    .sum()
-            })
-            .and_then(|()| check_sums(stage, rows_in, &sums.lock().expect("column sums")))
-            .err(),
-            Ok(()) => check_sums(stage, rows_in, &sums.lock().expect("column sums")).err(),
-            _ => None,
+            Ok(()) => {
+                let balanced = if engine.rerun_on_imbalance() {
+                    super::stage::balance(stage, rows_in, |t| {
+                        files
+                            .iter()
+                            .filter(|(name, _)| *name == t)
+                            .flat_map(|(_, f)| f.iter().map(|d| d.record_count()))
+                            .sum()
+                    })
+                } else {
+                    Ok(())
+                };
+                balanced
+                    .and_then(|()| check_sums(stage, rows_in, &sums.lock().expect("column sums")))
+                    .err()
+            }
+            Err(_) => None,
         };
         let retry_imbalance = engine.rerun_on_imbalance();
         let (e, retry) = match (outcome, imbalance) {

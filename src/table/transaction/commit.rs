@@ -248,7 +248,12 @@ pub(crate) async fn commit(store: &TableStore, changes: Vec<TableChange>) -> Res
                         if cleans_metadata(s.view.metadata()) {
                             delete_quietly(storage, s.expired_metadata).await;
                         }
-                        store.handle_with_refs(&c.name, location, s.view.shared_metadata(), s.view.shared_refs())
+                        store.handle_with_refs(
+                            &c.name,
+                            location,
+                            s.view.shared_metadata(),
+                            s.view.shared_refs(),
+                        )
                     } else {
                         base
                     };
@@ -371,8 +376,8 @@ fn backoff(policy: &crate::config::RetryPolicy, attempt: u32) -> Duration {
 /// otherwise. (Parsed here rather than by `MetadataLocation::from_str`, whose errors are built, with a
 /// backtrace, even when it succeeds: a measurable share of a one-row commit.)
 fn next_metadata_location(base: &Table, new: &TableMetadata) -> String {
-    let version = metadata_version(base.metadata_location())
-        .unwrap_or(base.metadata().metadata_log().len() as u64);
+    let version =
+        metadata_version(base.metadata_location()).unwrap_or(base.metadata().metadata_log().len() as u64);
     let suffix = new
         .metadata_compression_codec()
         .ok()
