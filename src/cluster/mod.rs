@@ -256,10 +256,43 @@ pub async fn run_executor(settings: &Settings, options: &ExecutorOptions) -> Res
         override_config_producer: Some(Arc::new(session_config)),
         ..Default::default()
     };
-    start_executor_process(Arc::new(config))
-        .await
-        .map_err(|e| Error::new(ErrorKind::Engine, format!("executor on {}: {e}", options.bind)))
+    let config = Arc::new(config);
+    // Ballista 53 spawns the executor's task gRPC server and registers at once; the scheduler
+    // then connects back to that port and refuses the registration when the server has not bound
+    // yet (its own TODO in `executor_server::startup`; seen on a loaded 2-core machine). A start
+    // that fails within its first seconds is tried again, with backoff, a bounded number of times.
+    let mut attempt = 1;
+    loop {
+        let started = std::time::Instant::now();
+        let result = start_executor_process(config.clone()).await;
+        match result {
+            Ok(()) => return Ok(()),
+            Err(e)
+                if attempt < EXECUTOR_START_ATTEMPTS
+                    && started.elapsed() < Duration::from_secs(EXECUTOR_STARTUP_SECONDS) =>
+            {
+                let pause = Duration::from_millis(250 << attempt);
+                tracing::warn!(
+                    "executor on {}: start attempt {attempt} failed ({e}); trying again in {pause:?}",
+                    options.bind
+                );
+                tokio::time::sleep(pause).await;
+                attempt += 1;
+            }
+            Err(e) => {
+                return Err(Error::new(
+                    ErrorKind::Engine,
+                    format!("executor on {}: {e}", options.bind),
+                ))
+            }
+        }
+    }
 }
+
+/// Starts of an executor process that fail within [`EXECUTOR_STARTUP_SECONDS`] (registration at
+/// the scheduler) are tried this many times in all.
+const EXECUTOR_START_ATTEMPTS: u32 = 6;
+const EXECUTOR_STARTUP_SECONDS: u64 = 30;
 
 /// Fail fast with a clear error when no scheduler answers at `address` (`HOST:PORT`).
 pub async fn check_reachable(address: &str) -> Result<()> {

@@ -8,6 +8,7 @@
 //! ever committed once: files of failed attempts are deleted, and a run whose snapshot already landed
 //! is not committed again.
 
+mod pg_binary;
 pub mod record;
 pub mod source;
 pub mod units;

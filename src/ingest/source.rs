@@ -2,12 +2,12 @@
 //! Parquet; local or S3). For a database, the columns are read from the database's catalog and
 //! mapped to Iceberg types (an unmappable column is an error before any work), the rows are
 //! estimated and histogrammed for planning units, and a unit's rows stream as Arrow batches: from
-//! Postgres through `COPY (SELECT ...) TO STDOUT` in CSV (decoded by Arrow's CSV decoder as the bytes
-//! arrive), from SQLite through row-by-row reads. No unit holds its result in memory.
+//! Postgres through `COPY (SELECT ...) TO STDOUT (FORMAT binary)` (decoded into Arrow as the bytes
+//! arrive, `pg_binary`), from SQLite through row-by-row reads. No unit holds its result in memory.
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
@@ -46,26 +46,6 @@ pub struct SourceColumn {
     pub source_type: String,
     /// The Arrow type it lands as.
     pub arrow: DataType,
-    kind: Kind,
-}
-
-/// How a column travels from the source.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    /// As its own text (numbers, dates, JSON).
-    Plain,
-    /// Text, prefixed with `v` so that an empty string is not a NULL.
-    Text,
-    /// Bytes as prefixed hex.
-    Bytes,
-    /// A boolean as `true` / `false`.
-    Bool,
-    /// An instant in UTC, ISO 8601 with `Z`.
-    Instant,
-    /// A local timestamp, ISO 8601.
-    Local,
-    /// A date.
-    Date,
 }
 
 fn quote_ident(name: &str) -> String {
@@ -444,26 +424,26 @@ impl SqlSource {
     }
 }
 
-/// A source type → Arrow type and how it travels.
+/// A source type → Arrow type.
 fn map_type(database: Database, name: &str, source_type: &str) -> Result<SourceColumn> {
     let t = source_type.trim().to_ascii_lowercase();
     let base = t.split('(').next().unwrap_or(&t).trim();
-    let (arrow, kind) =
+    let arrow =
         match (database, base) {
             (_, "smallint" | "integer" | "int" | "int2" | "int4" | "mediumint" | "tinyint") => {
-                (DataType::Int32, Kind::Plain)
+                DataType::Int32
             }
-            (_, "bigint" | "int8") => (DataType::Int64, Kind::Plain),
+            (_, "bigint" | "int8") => DataType::Int64,
             (Database::Sqlite, "" | "numeric" | "num") if !t.contains('(') => return Err(unmappable(
                 name,
                 source_type,
                 "an SQLite column without a declared type (or numeric without precision); cast it in --query",
             )),
-            (_, "real") if database == Database::Postgres => (DataType::Float32, Kind::Plain),
+            (_, "real") if database == Database::Postgres => DataType::Float32,
             (_, "real" | "double precision" | "double" | "float" | "float8") => {
-                (DataType::Float64, Kind::Plain)
+                DataType::Float64
             }
-            (_, "float4") => (DataType::Float32, Kind::Plain),
+            (_, "float4") => DataType::Float32,
             (_, "numeric" | "decimal") => {
                 let args = t
                     .split_once('(')
@@ -471,9 +451,9 @@ fn map_type(database: Database, name: &str, source_type: &str) -> Result<SourceC
                     .map(|a| a.split(',').map(|x| x.trim().parse::<u8>()).collect::<Vec<_>>());
                 match args.as_deref() {
                     Some([Ok(p), Ok(s)]) if *p <= 38 && s <= p => {
-                        (DataType::Decimal128(*p, *s as i8), Kind::Plain)
+                        DataType::Decimal128(*p, *s as i8)
                     }
-                    Some([Ok(p)]) if *p <= 38 => (DataType::Decimal128(*p, 0), Kind::Plain),
+                    Some([Ok(p)]) if *p <= 38 => DataType::Decimal128(*p, 0),
                     _ => return Err(unmappable(
                         name,
                         source_type,
@@ -485,25 +465,23 @@ fn map_type(database: Database, name: &str, source_type: &str) -> Result<SourceC
                 _,
                 "text" | "varchar" | "character varying" | "character" | "char" | "bpchar" | "name"
                 | "citext" | "clob",
-            ) => (DataType::Utf8, Kind::Text),
-            (_, "json" | "jsonb" | "uuid") => (DataType::Utf8, Kind::Text),
-            (_, "boolean" | "bool") => (DataType::Boolean, Kind::Bool),
-            (_, "date") => (DataType::Date32, Kind::Date),
-            (_, "timestamp with time zone" | "timestamptz") => (
-                DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
-                Kind::Instant,
-            ),
-            (_, "timestamp" | "timestamp without time zone" | "datetime") => {
-                (DataType::Timestamp(TimeUnit::Microsecond, None), Kind::Local)
+            ) => DataType::Utf8,
+            (_, "json" | "jsonb" | "uuid") => DataType::Utf8,
+            (_, "boolean" | "bool") => DataType::Boolean,
+            (_, "date") => DataType::Date32,
+            (_, "timestamp with time zone" | "timestamptz") => {
+                DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
             }
-            (_, "bytea" | "blob") => (DataType::Binary, Kind::Bytes),
+            (_, "timestamp" | "timestamp without time zone" | "datetime") => {
+                DataType::Timestamp(TimeUnit::Microsecond, None)
+            }
+            (_, "bytea" | "blob") => DataType::Binary,
             _ => return Err(unmappable(name, source_type, "no Iceberg type fits it")),
         };
     Ok(SourceColumn {
         name: name.to_string(),
         source_type: source_type.to_string(),
         arrow,
-        kind,
     })
 }
 
@@ -536,68 +514,6 @@ pub(crate) fn temporal(column: &SourceColumn) -> bool {
     matches!(column.arrow, DataType::Date32 | DataType::Timestamp(..))
 }
 
-/// The text a column travels as in Postgres's CSV.
-fn pg_text(c: &SourceColumn) -> String {
-    let q = quote_ident(&c.name);
-    match c.kind {
-        Kind::Plain => q.to_string(),
-        Kind::Text => format!("'v' || CAST({q} AS text)"),
-        Kind::Bytes => format!("'v' || encode({q}, 'hex')"),
-        Kind::Bool => format!("CASE WHEN {q} THEN 'true' WHEN NOT {q} THEN 'false' END"),
-        Kind::Instant => format!("to_char({q} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"),
-        Kind::Local => format!("to_char({q}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"),
-        Kind::Date => format!("to_char({q}, 'YYYY-MM-DD')"),
-    }
-}
-
-/// The CSV decoder's type of a column: text for what needs a second step.
-fn wire_type(c: &SourceColumn) -> DataType {
-    match c.kind {
-        Kind::Text | Kind::Bytes => DataType::Utf8,
-        _ => c.arrow.clone(),
-    }
-}
-
-/// Turn a decoded batch into the target types: drop the `v` prefix of text, decode hex bytes.
-fn finish_batch(batch: RecordBatch, columns: &[SourceColumn], schema: &SchemaRef) -> Result<RecordBatch> {
-    let mut out: Vec<ArrayRef> = Vec::with_capacity(columns.len());
-    for (c, col) in columns.iter().zip(batch.columns()) {
-        out.push(match c.kind {
-            Kind::Text => arrow::compute::kernels::substring::substring(col.as_ref(), 1, None)?,
-            Kind::Bytes => {
-                let s = col
-                    .as_any()
-                    .downcast_ref::<StringArray>()
-                    .ok_or_else(|| Error::internal("hex column is not text"))?;
-                let mut b = arrow::array::BinaryBuilder::with_capacity(s.len(), s.value_data().len() / 2);
-                for v in s.iter() {
-                    match v {
-                        None => b.append_null(),
-                        Some(v) => b.append_value(
-                            hex_decode(&v[1..])
-                                .ok_or_else(|| Error::internal("invalid hex from the source"))?,
-                        ),
-                    }
-                }
-                Arc::new(b.finish())
-            }
-            _ => col.clone(),
-        });
-    }
-    Ok(RecordBatch::try_new(schema.clone(), out)?)
-}
-
-fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    let b = text.as_bytes();
-    if !b.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..b.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(std::str::from_utf8(&b[i..i + 2]).ok()?, 16).ok())
-        .collect()
-}
-
 async fn postgres_copy(
     mut conn: sqlx::PgConnection,
     url: &str,
@@ -606,17 +522,16 @@ async fn postgres_copy(
     columns: &[SourceColumn],
     schema: SchemaRef,
 ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
-    let select = columns.iter().map(pg_text).collect::<Vec<_>>().join(", ");
+    // Each column cast to the one type whose binary form the decoder reads.
+    let select = columns
+        .iter()
+        .map(|c| Ok(format!("CAST({} AS {})", quote_ident(&c.name), super::pg_binary::wire_cast(&c.arrow)?)))
+        .collect::<Result<Vec<_>>>()?
+        .join(", ");
     let copy = format!(
-        "COPY (SELECT {select} FROM ({relation}) AS floe_source WHERE {condition}) TO STDOUT WITH (FORMAT csv, NULL '')"
+        "COPY (SELECT {select} FROM ({relation}) AS floe_source WHERE {condition}) TO STDOUT WITH (FORMAT binary)"
     );
-    let wire: SchemaRef = Arc::new(Schema::new(
-        columns
-            .iter()
-            .map(|c| Field::new(&c.name, wire_type(c), true))
-            .collect::<Vec<_>>(),
-    ));
-    let columns = columns.to_vec();
+    let mut decoder = super::pg_binary::BinaryCopyDecoder::new(schema, 8192)?;
     let url = url.to_string();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(4);
     // The COPY stream borrows the connection: it runs on a task of its own that owns both.
@@ -626,36 +541,19 @@ async fn postgres_copy(
                 .copy_out_raw(&copy)
                 .await
                 .map_err(|e| sql_error("cannot read the source", &url, e))?;
-            let mut decoder = arrow::csv::ReaderBuilder::new(wire)
-                .with_header(false)
-                .with_batch_size(8192)
-                .build_decoder();
-            let mut pending = bytes::Bytes::new();
-            loop {
-                if pending.is_empty() {
-                    match bytes
-                        .try_next()
-                        .await
-                        .map_err(|e| sql_error("reading the source failed", &url, e))?
-                    {
-                        Some(b) => pending = b,
-                        None => break,
-                    }
-                }
-                let n = decoder.decode(&pending).map_err(|e| {
-                    Error::new(ErrorKind::Data, format!("cannot decode the source's rows: {e}"))
-                })?;
-                bytes::Buf::advance(&mut pending, n);
-                if decoder.capacity() == 0 {
-                    if let Some(b) = decoder.flush()? {
-                        if tx.send(finish_batch(b, &columns, &schema)).await.is_err() {
-                            return Ok(());
-                        }
+            while let Some(chunk) = bytes
+                .try_next()
+                .await
+                .map_err(|e| sql_error("reading the source failed", &url, e))?
+            {
+                for batch in decoder.push(&chunk)? {
+                    if tx.send(Ok(batch)).await.is_err() {
+                        return Ok(());
                     }
                 }
             }
-            if let Some(b) = decoder.flush()? {
-                let _ = tx.send(finish_batch(b, &columns, &schema)).await;
+            if let Some(batch) = decoder.finish()? {
+                let _ = tx.send(Ok(batch)).await;
             }
             Ok(())
         }
@@ -696,7 +594,7 @@ fn sqlite_rows(
              -> Result<RecordBatch> {
                 let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len());
                 for (i, c) in columns.iter().enumerate() {
-                    if c.kind == Kind::Bytes {
+                    if c.arrow == DataType::Binary {
                         let values = std::mem::take(&mut blobs[i]);
                         arrays.push(Arc::new(arrow::array::BinaryArray::from_iter(values)));
                     } else {
@@ -721,7 +619,7 @@ fn sqlite_rows(
                 .map_err(|e| sql_error("reading the source failed", &url, e))?
             {
                 for (i, c) in columns.iter().enumerate() {
-                    if c.kind == Kind::Bytes {
+                    if c.arrow == DataType::Binary {
                         blobs[i].push(
                             row.try_get::<Option<Vec<u8>>, _>(i)
                                 .map_err(|e| sql_error("reading the source failed", &url, e))?,

@@ -4,6 +4,7 @@
 
 pub mod add_files;
 pub(crate) mod cache;
+pub mod encoding;
 pub mod files;
 pub(crate) mod filter;
 pub(crate) mod metadata_json;

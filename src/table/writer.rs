@@ -14,10 +14,9 @@ use iceberg::writer::file_writer::ParquetWriterBuilder;
 use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
 use iceberg::writer::partitioning::unpartitioned_writer::UnpartitionedWriter;
 use iceberg::writer::partitioning::PartitioningWriter;
-use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
 use uuid::Uuid;
 
+use super::encoding::Codec;
 use super::Table;
 use crate::error::{Error, ErrorKind, Result};
 
@@ -30,45 +29,47 @@ enum Inner {
 }
 
 /// Writes batches into new data files of one table; `close` returns the files (not yet committed).
+/// The file writers start at the first batch, whose values decide each column's encoding.
 pub(crate) struct DataWriter {
-    table: String,
+    table: Table,
+    target_file_size: usize,
+    codec: Codec,
     target: ArrowSchemaRef,
-    inner: Inner,
+    inner: Option<Inner>,
     rows: u64,
 }
 
 impl DataWriter {
     pub(crate) fn new(table: &Table, target_file_size: usize) -> Result<Self> {
-        let metadata = table.metadata();
+        let codec = Codec::of_properties(|k| table.metadata().properties().get(k).map(String::as_str))?;
+        Ok(Self {
+            table: table.clone(),
+            target_file_size,
+            codec,
+            target: table.arrow_schema()?,
+            inner: None,
+            rows: 0,
+        })
+    }
+
+    fn start(&self, first: &RecordBatch) -> Result<Inner> {
+        let metadata = self.table.metadata();
         let schema = metadata.current_schema().clone();
-        let target = table.arrow_schema()?;
-        // Row groups of 128Ki rows: every open partition buffers one, so this bounds a
-        // partitioned write's memory.
-        let props = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .set_max_row_group_row_count(Some(128 * 1024))
-            .build();
-        let parquet = ParquetWriterBuilder::new(props, schema.clone());
+        let parquet = ParquetWriterBuilder::new(self.codec.writer_properties(first), schema.clone());
         let rolling = RollingFileWriterBuilder::new(
             parquet,
-            target_file_size,
-            table.storage().file_io(),
+            self.target_file_size,
+            self.table.storage().file_io(),
             DefaultLocationGenerator::new(metadata)?,
             DefaultFileNameGenerator::new(Uuid::now_v7().to_string(), None, DataFileFormat::Parquet),
         );
         let builder = DataFileWriterBuilder::new(rolling);
         let spec = metadata.default_partition_spec().clone();
-        let inner = if spec.is_unpartitioned() {
+        Ok(if spec.is_unpartitioned() {
             Inner::Unpartitioned(Box::new(UnpartitionedWriter::new(builder)))
         } else {
             let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(schema, spec)?;
             Inner::Partitioned(Box::new((FanoutWriter::new(builder), splitter)))
-        };
-        Ok(Self {
-            table: table.name().to_string(),
-            target,
-            inner,
-            rows: 0,
         })
     }
 
@@ -76,9 +77,16 @@ impl DataWriter {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let batch = conform(&self.table, &batch, &self.target)?;
+        let batch = conform(&self.table.name().to_string(), &batch, &self.target)?;
         self.rows += batch.num_rows() as u64;
-        match &mut self.inner {
+        let inner = match &mut self.inner {
+            Some(inner) => inner,
+            None => {
+                let inner = self.start(&batch)?;
+                self.inner.insert(inner)
+            }
+        };
+        match inner {
             Inner::Unpartitioned(w) => w.write(batch).await?,
             Inner::Partitioned(parts) => {
                 let (w, splitter) = &mut **parts;
@@ -93,8 +101,9 @@ impl DataWriter {
 
     pub(crate) async fn close(self) -> Result<Vec<DataFile>> {
         Ok(match self.inner {
-            Inner::Unpartitioned(w) => w.close().await?,
-            Inner::Partitioned(parts) => parts.0.close().await?,
+            None => Vec::new(),
+            Some(Inner::Unpartitioned(w)) => w.close().await?,
+            Some(Inner::Partitioned(parts)) => parts.0.close().await?,
         })
     }
 }

@@ -366,3 +366,123 @@ both_backends!(
             .unwrap();
     }
 );
+
+/// A CSV of rows `ids` (`id,name,amount`), header first.
+fn csv_rows(ids: std::ops::Range<i64>) -> bytes::Bytes {
+    let mut s = String::from("id,name,amount\n");
+    for i in ids {
+        s.push_str(&format!("{i},name-{},{}.{:02}\n", i % 37, i % 1000, i % 100));
+    }
+    bytes::Bytes::from(s)
+}
+
+/// (rows, distinct ids, sum of ids) of a table with an `id` column.
+async fn id_figures(ctx: &Ctx, table: &floe::TableName) -> (usize, usize, i64) {
+    let batches = ctx
+        .floe
+        .scan(
+            table,
+            &ScanOptions {
+                columns: Some(vec!["id".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let ids: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| {
+            let a = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+            a.values().to_vec()
+        })
+        .collect();
+    let distinct = ids.iter().collect::<BTreeSet<_>>().len();
+    (ids.len(), distinct, ids.iter().sum())
+}
+
+both_backends!(
+    file_and_byte_range_units_extract_every_row_once,
+    |ctx: Ctx| async move {
+        use arrow::datatypes::{DataType, Field, Schema};
+        let dir = tempfile::tempdir().unwrap();
+        let base = ctx.input_uri(dir.path(), "ingest-files");
+        let storage = ctx.floe.storage();
+        // Three files, one unit each.
+        for (i, ids) in [(0, 0..1000), (1, 1000..2500), (2, 2500..2600)] {
+            storage
+                .write(&format!("{base}/many/part-{i}.csv"), csv_rows(ids))
+                .await
+                .unwrap();
+        }
+        // One large file, split into byte ranges that start at line starts.
+        storage
+            .write(&format!("{base}/one/big.csv"), csv_rows(0..50_000))
+            .await
+            .unwrap();
+        // A file with a quoted field holding a line break: no boundary is decidable, one unit.
+        storage
+            .write(
+                &format!("{base}/quoted/q.csv"),
+                bytes::Bytes::from_static(b"id,name,amount\n1,\"two\nlines\",1.5\n2,plain,2.5\n"),
+            )
+            .await
+            .unwrap();
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("amount", DataType::Float64, true),
+        ]);
+        for t in ["by_file", "by_bytes", "quoted"] {
+            ctx.floe
+                .create_table(
+                    &ctx.table(t),
+                    floe::TableDefinition {
+                        schema: schema.clone(),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+        }
+
+        let mut o = IngestOptions::new(format!("{base}/many/*.csv"), format!("{}.by_file", ctx.ns));
+        o.partition_by = Some(PartitionBy::File);
+        let report = floe::ingest::ingest(&ctx.floe, &o).await.unwrap();
+        assert_eq!(report.units.len(), 3);
+        assert_eq!(report.rows, 2600);
+        let t = ctx.table("by_file");
+        assert_eq!(id_figures(&ctx, &t).await, (2600, 2600, (0..2600).sum()));
+        assert_eq!(ctx.floe.load_table(&t).await.unwrap().snapshots().len(), 1);
+
+        let mut o = IngestOptions::new(format!("{base}/one/big.csv"), format!("{}.by_bytes", ctx.ns));
+        o.partition_by = Some(PartitionBy::Bytes);
+        o.units = UnitCount::Exactly(7);
+        let plan = floe::ingest::plan(&ctx.floe, &o).await.unwrap();
+        assert_eq!(plan.units.len(), 7, "{:?}", plan.note);
+        let report = floe::ingest::ingest(&ctx.floe, &o).await.unwrap();
+        assert_eq!(report.units.len(), 7);
+        assert_eq!(report.rows, 50_000);
+        let t = ctx.table("by_bytes");
+        assert_eq!(id_figures(&ctx, &t).await, (50_000, 50_000, (0..50_000).sum()));
+        assert_eq!(ctx.floe.load_table(&t).await.unwrap().snapshots().len(), 1);
+
+        let mut o = IngestOptions::new(format!("{base}/quoted/q.csv"), format!("{}.quoted", ctx.ns));
+        o.partition_by = Some(PartitionBy::Bytes);
+        o.units = UnitCount::Exactly(4);
+        let plan = floe::ingest::plan(&ctx.floe, &o).await.unwrap();
+        assert_eq!(plan.units.len(), 1);
+        assert!(plan.note.as_deref().unwrap_or("").contains("quoted"), "{:?}", plan.note);
+        let report = floe::ingest::ingest(&ctx.floe, &o).await.unwrap();
+        assert_eq!(report.rows, 2);
+        assert_eq!(id_figures(&ctx, &ctx.table("quoted")).await, (2, 2, 3));
+
+        // Byte ranges split one CSV file: two files, or a Parquet file, are clear errors.
+        let mut o = IngestOptions::new(format!("{base}/many/*.csv"), format!("{}.by_bytes", ctx.ns));
+        o.partition_by = Some(PartitionBy::Bytes);
+        let err = floe::ingest::plan(&ctx.floe, &o).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    }
+);

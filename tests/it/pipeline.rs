@@ -446,6 +446,35 @@ both_backends!(
                 );
             }
         }
+        // Every data file on the DuckDB branch (written by DuckDB's own `COPY ... FIELD_IDS`, or by
+        // floe's writer) carries the table schema's field ids: read from the Parquet footers.
+        for table in ["raw_events", "clean_events", "enriched_events", "sessions", "daily_metrics"] {
+            let t = ctx.floe.load_table(&ctx.table(table)).await.unwrap();
+            let schema = t.metadata().current_schema().clone();
+            let id = t.find_ref("duckdb").unwrap().snapshot_id;
+            let snapshot = t.metadata().snapshot_by_id(id).unwrap().clone();
+            let files = t.files(Some(&snapshot)).await.unwrap();
+            assert!(!files.is_empty(), "{table}: no data files");
+            for file in files {
+                let bytes = ctx.floe.storage().read(&file.path).await.unwrap();
+                let reader = parquet::file::serialized_reader::SerializedFileReader::new(bytes).unwrap();
+                use parquet::file::reader::FileReader;
+                let footer = reader.metadata().file_metadata().schema_descr().root_schema().clone();
+                let fields = footer.get_fields();
+                assert_eq!(fields.len(), schema.as_struct().fields().len(), "{table}: {}", file.path);
+                for field in fields {
+                    let info = field.get_basic_info();
+                    let expected = schema.field_by_name(info.name()).unwrap().id;
+                    assert!(
+                        info.has_id() && info.id() == expected,
+                        "{table}: column {} of {} carries field id {:?}, the table's is {expected}",
+                        info.name(),
+                        file.path,
+                        info.has_id().then(|| info.id())
+                    );
+                }
+            }
+        }
         // The run's own equivalence check agrees, and published the first engine's branch.
         assert!(report.equivalence.as_ref().unwrap().equal);
         let sessions = ctx.floe.load_table(&ctx.table("sessions")).await.unwrap();

@@ -545,3 +545,107 @@ async fn init_creates_a_missing_bucket() {
         .unwrap();
     assert_eq!(ids(&floe, &t, At::Current).await, vec![0, 1, 2]);
 }
+
+both_backends!(
+    data_files_follow_the_table_codec_and_drop_dictionaries_that_do_not_pay,
+    |ctx: Ctx| async move {
+        use std::sync::Arc;
+
+        use arrow::datatypes::{DataType, Field, Schema};
+        use parquet::basic::Compression;
+        use parquet::file::reader::FileReader;
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("kind", DataType::Utf8, true),
+        ]);
+        let t = ctx.table("encoded");
+        let mut properties = BTreeMap::new();
+        properties.insert("write.parquet.compression-codec".to_string(), "zstd".to_string());
+        properties.insert("write.parquet.compression-level".to_string(), "3".to_string());
+        ctx.floe
+            .create_table(
+                &t,
+                TableDefinition {
+                    schema: schema.clone(),
+                    properties,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let n = 20_000;
+        let batch = arrow::array::RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(StringArray::from_iter_values((0..n).map(|i| format!("event-{i:08}")))),
+                Arc::new(StringArray::from_iter_values((0..n).map(|i| ["view", "click"][i % 2]))),
+            ],
+        )
+        .unwrap();
+        let r = ctx
+            .floe
+            .append(&t, stream(vec![batch]), &CommitOptions::default())
+            .await
+            .unwrap();
+        let files = r.table.files(r.table.current_snapshot()).await.unwrap();
+        assert_eq!(files.len(), 1);
+        let bytes = ctx.floe.storage().read(&files[0].path).await.unwrap();
+        let reader = parquet::file::serialized_reader::SerializedFileReader::new(bytes).unwrap();
+        for rg in reader.metadata().row_groups() {
+            let id = rg.column(0);
+            let kind = rg.column(1);
+            assert!(matches!(id.compression(), Compression::ZSTD(_)), "{:?}", id.compression());
+            assert!(matches!(kind.compression(), Compression::ZSTD(_)));
+            // Every id distinct: no dictionary. Two kinds: dictionary-encoded.
+            assert!(id.dictionary_page_offset().is_none(), "id has a dictionary page");
+            assert!(kind.dictionary_page_offset().is_some(), "kind has no dictionary page");
+        }
+        assert_eq!(
+            ids_count(&ctx, &t).await,
+            n as usize,
+            "every row reads back"
+        );
+        // A codec no Parquet writer knows is a clear error that commits nothing.
+        let bad = ctx.table("badcodec");
+        let mut properties = BTreeMap::new();
+        properties.insert("write.parquet.compression-codec".to_string(), "lzo".to_string());
+        ctx.floe
+            .create_table(
+                &bad,
+                TableDefinition {
+                    schema: Schema::new(vec![Field::new("id", DataType::Utf8, false)]),
+                    properties,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let batch = arrow::array::RecordBatch::try_from_iter([(
+            "id",
+            Arc::new(StringArray::from(vec!["a"])) as arrow::array::ArrayRef,
+        )])
+        .unwrap();
+        let err = ctx
+            .floe
+            .append(&bad, stream(vec![batch]), &CommitOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), floe::ErrorKind::Config, "{err}");
+        assert!(err.to_string().contains("lzo"), "{err}");
+        let bad_table = ctx.floe.load_table(&bad).await.unwrap();
+        assert!(bad_table.snapshots().is_empty());
+    }
+);
+
+async fn ids_count(ctx: &Ctx, t: &floe::TableName) -> usize {
+    ctx.floe
+        .scan(t, &ScanOptions::default())
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.num_rows())
+        .sum()
+}

@@ -490,9 +490,6 @@ impl Engine for DuckDbEngine {
     }
 }
 
-/// How DuckDB writes floe's data files: Snappy, row groups of 128 Ki rows (as floe's own writer).
-const COPY_OPTIONS: &str = "FORMAT parquet, COMPRESSION snappy, ROW_GROUP_SIZE 131072";
-
 /// The `COPY` that writes `query`'s rows as data files of `table` under `dir`: columns cast to the
 /// table's types (instants as `TIMESTAMPTZ`, so the files say UTC), the table's field ids, and one
 /// directory per partition for `identity` and temporal transforms computed in SQL. `None` when the
@@ -500,6 +497,11 @@ const COPY_OPTIONS: &str = "FORMAT parquet, COMPRESSION snappy, ROW_GROUP_SIZE 1
 fn copy_statement(table: &Table, query: &str, dir: &str) -> Result<Option<(String, Vec<String>)>> {
     let schema = table.schema();
     let arrow = table.arrow_schema()?;
+    // How DuckDB encodes: as floe's own writer (the table's codec, row groups of 128 Ki rows).
+    let options = crate::table::encoding::Codec::of_properties(|k| {
+        table.metadata().properties().get(k).map(String::as_str)
+    })?
+    .duckdb_copy_options();
     let mut columns = Vec::new();
     let mut ids = Vec::new();
     for (f, a) in schema.as_struct().fields().iter().zip(arrow.fields()) {
@@ -541,7 +543,7 @@ fn copy_statement(table: &Table, query: &str, dir: &str) -> Result<Option<(Strin
     };
     Ok(Some((
         format!(
-            "COPY (SELECT {} FROM ({query})) TO {} ({COPY_OPTIONS}, FIELD_IDS {{{}}}, {partition}, \
+            "COPY (SELECT {} FROM ({query})) TO {} ({options}, FIELD_IDS {{{}}}, {partition}, \
              FILENAME_PATTERN 'data_{{uuidv7}}', RETURN_FILES true)",
             columns.join(", "),
             literal(dir),
