@@ -122,7 +122,9 @@ impl Column {
                 b.append_value(f64::from_be_bytes(v.try_into().unwrap()))
             }
             Column::Decimal { builder, scale } => builder.append_value(numeric(v, *scale)?),
-            Column::Text(b) => b.append_value(std::str::from_utf8(v).map_err(|e| format!("text is not UTF-8: {e}"))?),
+            Column::Text(b) => {
+                b.append_value(std::str::from_utf8(v).map_err(|e| format!("text is not UTF-8: {e}"))?)
+            }
             Column::Bool(b) => {
                 fixed(1)?;
                 b.append_value(v[0] != 0)
@@ -141,7 +143,11 @@ impl Column {
                 if micros == i64::MAX || micros == i64::MIN {
                     return Err("an infinite timestamp has no Iceberg value".into());
                 }
-                b.append_value(micros.checked_add(PG_EPOCH_MICROS).ok_or("a timestamp out of range")?)
+                b.append_value(
+                    micros
+                        .checked_add(PG_EPOCH_MICROS)
+                        .ok_or("a timestamp out of range")?,
+                )
             }
             Column::Bytes(b) => b.append_value(v),
         }
@@ -251,7 +257,10 @@ impl BinaryCopyDecoder {
     }
 
     fn bad(what: impl std::fmt::Display) -> Error {
-        Error::new(ErrorKind::Data, format!("cannot decode the source's binary COPY: {what}"))
+        Error::new(
+            ErrorKind::Data,
+            format!("cannot decode the source's binary COPY: {what}"),
+        )
     }
 
     /// Take `chunk`; returns the batches it completed.
@@ -379,8 +388,14 @@ mod tests {
         // zero: no digits
         assert_eq!(numeric(&numeric_bytes(0, 0, 2, &[]), 2), Ok(0));
         assert!(numeric(&numeric_bytes(0, 0xC000, 0, &[]), 2).is_err());
-        assert!(numeric(&numeric_bytes(-1, 0, 4, &[1234]), 2).is_err(), "more places than the scale");
-        assert!(numeric(&numeric_bytes(10, 0, 0, &[1]), 0).is_err(), "beyond 38 digits");
+        assert!(
+            numeric(&numeric_bytes(-1, 0, 4, &[1234]), 2).is_err(),
+            "more places than the scale"
+        );
+        assert!(
+            numeric(&numeric_bytes(10, 0, 0, &[1]), 0).is_err(),
+            "beyond 38 digits"
+        );
     }
 
     fn field(v: Option<&[u8]>) -> Vec<u8> {
@@ -400,7 +415,11 @@ mod tests {
             Field::new("id", DataType::Int64, true),
             Field::new("name", DataType::Utf8, true),
             Field::new("amount", DataType::Decimal128(12, 2), true),
-            Field::new("at", DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())), true),
+            Field::new(
+                "at",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+                true,
+            ),
             Field::new("day", DataType::Date32, true),
             Field::new("flag", DataType::Boolean, true),
         ]));
@@ -425,13 +444,24 @@ mod tests {
                 batches.extend(d.push(chunk).unwrap());
             }
             batches.extend(d.finish().unwrap());
-            assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 5, "cut {cut}");
+            assert_eq!(
+                batches.iter().map(|b| b.num_rows()).sum::<usize>(),
+                5,
+                "cut {cut}"
+            );
             let all = arrow::compute::concat_batches(&schema, &batches).unwrap();
             assert_eq!(all.column(1).null_count(), 1);
             assert_eq!(all.column(2).as_primitive::<Decimal128Type>().value(3), 325);
-            let at = all.column(3).as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+            let at = all
+                .column(3)
+                .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
             assert_eq!(at.value(1), PG_EPOCH_MICROS + 1_000_000);
-            assert_eq!(all.column(4).as_primitive::<arrow::datatypes::Date32Type>().value(0), PG_EPOCH_DAYS);
+            assert_eq!(
+                all.column(4)
+                    .as_primitive::<arrow::datatypes::Date32Type>()
+                    .value(0),
+                PG_EPOCH_DAYS
+            );
             assert!(all.column(5).as_boolean().value(1));
         }
         // Cut off before the end marker: an error, not a short result.

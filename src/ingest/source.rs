@@ -440,9 +440,7 @@ fn map_type(database: Database, name: &str, source_type: &str) -> Result<SourceC
                 "an SQLite column without a declared type (or numeric without precision); cast it in --query",
             )),
             (_, "real") if database == Database::Postgres => DataType::Float32,
-            (_, "real" | "double precision" | "double" | "float" | "float8") => {
-                DataType::Float64
-            }
+            (_, "real" | "double precision" | "double" | "float" | "float8") => DataType::Float64,
             (_, "float4") => DataType::Float32,
             (_, "numeric" | "decimal") => {
                 let args = t
@@ -450,9 +448,7 @@ fn map_type(database: Database, name: &str, source_type: &str) -> Result<SourceC
                     .and_then(|(_, a)| a.strip_suffix(')'))
                     .map(|a| a.split(',').map(|x| x.trim().parse::<u8>()).collect::<Vec<_>>());
                 match args.as_deref() {
-                    Some([Ok(p), Ok(s)]) if *p <= 38 && s <= p => {
-                        DataType::Decimal128(*p, *s as i8)
-                    }
+                    Some([Ok(p), Ok(s)]) if *p <= 38 && s <= p => DataType::Decimal128(*p, *s as i8),
                     Some([Ok(p)]) if *p <= 38 => DataType::Decimal128(*p, 0),
                     _ => return Err(unmappable(
                         name,
@@ -525,7 +521,13 @@ async fn postgres_copy(
     // Each column cast to the one type whose binary form the decoder reads.
     let select = columns
         .iter()
-        .map(|c| Ok(format!("CAST({} AS {})", quote_ident(&c.name), super::pg_binary::wire_cast(&c.arrow)?)))
+        .map(|c| {
+            Ok(format!(
+                "CAST({} AS {})",
+                quote_ident(&c.name),
+                super::pg_binary::wire_cast(&c.arrow)?
+            ))
+        })
         .collect::<Result<Vec<_>>>()?
         .join(", ");
     let copy = format!(

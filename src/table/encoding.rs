@@ -39,7 +39,9 @@ impl Codec {
     /// `write.parquet.compression-codec` (Iceberg's names: `zstd`, `snappy`, `gzip`, `lz4`, `brotli`,
     /// `uncompressed`; also `lz4_raw`) and `write.parquet.compression-level`; Snappy when unset.
     pub fn of_properties<'a>(mut get: impl FnMut(&str) -> Option<&'a str>) -> Result<Codec> {
-        let name = get("write.parquet.compression-codec").unwrap_or("snappy").to_ascii_lowercase();
+        let name = get("write.parquet.compression-codec")
+            .unwrap_or("snappy")
+            .to_ascii_lowercase();
         let level = match get("write.parquet.compression-level") {
             None => None,
             Some(l) => Some(l.trim().parse::<i32>().map_err(|_| {
@@ -115,7 +117,8 @@ impl Codec {
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
         for (field, column) in sample.schema().fields().iter().zip(sample.columns()) {
             if !repeats(column.as_ref()) {
-                builder = builder.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
+                builder =
+                    builder.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
             }
         }
         builder.build()
@@ -126,7 +129,8 @@ impl Codec {
 /// most [`DICTIONARY_MAX_DISTINCT_SHARE`] distinct. Booleans, nested columns and columns with too
 /// few values to judge keep the default (dictionary on).
 fn repeats(column: &dyn Array) -> bool {
-    let flat = !column.data_type().is_nested() && !matches!(column.data_type(), DataType::Boolean | DataType::Null);
+    let flat =
+        !column.data_type().is_nested() && !matches!(column.data_type(), DataType::Boolean | DataType::Null);
     let sample = column.slice(0, column.len().min(SAMPLE_ROWS));
     let values = sample.len() - sample.null_count();
     if !flat || values < 256 {
@@ -135,7 +139,7 @@ fn repeats(column: &dyn Array) -> bool {
     let Ok(converter) = RowConverter::new(vec![SortField::new(sample.data_type().clone())]) else {
         return true;
     };
-    let Ok(rows) = converter.convert_columns(&[sample.clone()]) else {
+    let Ok(rows) = converter.convert_columns(std::slice::from_ref(&sample)) else {
         return true;
     };
     let limit = (values as f64 * DICTIONARY_MAX_DISTINCT_SHARE) as usize;
@@ -172,7 +176,10 @@ mod tests {
             props(Some("ZSTD"), Some("3")).unwrap().compression(),
             Compression::ZSTD(ZstdLevel::try_new(3).unwrap())
         );
-        assert_eq!(props(Some("uncompressed"), None).unwrap().compression(), Compression::UNCOMPRESSED);
+        assert_eq!(
+            props(Some("uncompressed"), None).unwrap().compression(),
+            Compression::UNCOMPRESSED
+        );
         assert!(props(Some("zstd"), Some("99")).is_err());
         assert!(props(Some("lzo"), None).unwrap_err().to_string().contains("lzo"));
         assert!(props(Some("zstd"), Some("x")).is_err());
@@ -186,11 +193,15 @@ mod tests {
     fn dictionary_only_where_values_repeat() {
         let n = 10_000;
         let ids: ArrayRef = Arc::new(StringArray::from_iter_values((0..n).map(|i| format!("id-{i}"))));
-        let kinds: ArrayRef = Arc::new(StringArray::from_iter_values((0..n).map(|i| ["a", "b", "c"][i % 3])));
+        let kinds: ArrayRef = Arc::new(StringArray::from_iter_values(
+            (0..n).map(|i| ["a", "b", "c"][i % 3]),
+        ));
         let lines: ArrayRef = Arc::new(Int64Array::from_iter_values(0..n as i64));
-        let few: ArrayRef = Arc::new(StringArray::from_iter_values((0..n).map(|i| format!("{}", i % 4000))));
-        let batch =
-            RecordBatch::try_from_iter([("id", ids), ("kind", kinds), ("line", lines), ("few", few)]).unwrap();
+        let few: ArrayRef = Arc::new(StringArray::from_iter_values(
+            (0..n).map(|i| format!("{}", i % 4000)),
+        ));
+        let batch = RecordBatch::try_from_iter([("id", ids), ("kind", kinds), ("line", lines), ("few", few)])
+            .unwrap();
         let p = props(None, None).unwrap().writer_properties(&batch);
         let dict = |c: &str| p.dictionary_enabled(&ColumnPath::from(c));
         assert!(!dict("id"));

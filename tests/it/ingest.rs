@@ -403,6 +403,35 @@ async fn id_figures(ctx: &Ctx, table: &floe::TableName) -> (usize, usize, i64) {
     (ids.len(), distinct, ids.iter().sum())
 }
 
+/// Ingest `source` into `table`, split `by` into `units`; it must land as one snapshot holding the ids
+/// `0..rows` once each.
+async fn ingest_ids_exactly(
+    ctx: &Ctx,
+    source: String,
+    table: &str,
+    by: PartitionBy,
+    units: UnitCount,
+    rows: i64,
+) -> floe::ingest::IngestReport {
+    let mut o = IngestOptions::new(source, format!("{}.{table}", ctx.ns));
+    o.partition_by = Some(by);
+    o.units = units;
+    let report = floe::ingest::ingest(&ctx.floe, &o).await.unwrap();
+    assert_eq!(report.rows, rows as u64, "{table}");
+    let t = ctx.table(table);
+    assert_eq!(
+        id_figures(ctx, &t).await,
+        (rows as usize, rows as usize, (0..rows).sum()),
+        "{table}"
+    );
+    assert_eq!(
+        ctx.floe.load_table(&t).await.unwrap().snapshots().len(),
+        1,
+        "{table}"
+    );
+    report
+}
+
 both_backends!(
     file_and_byte_range_units_extract_every_row_once,
     |ctx: Ctx| async move {
@@ -448,33 +477,44 @@ both_backends!(
                 .unwrap();
         }
 
-        let mut o = IngestOptions::new(format!("{base}/many/*.csv"), format!("{}.by_file", ctx.ns));
-        o.partition_by = Some(PartitionBy::File);
-        let report = floe::ingest::ingest(&ctx.floe, &o).await.unwrap();
+        let report = ingest_ids_exactly(
+            &ctx,
+            format!("{base}/many/*.csv"),
+            "by_file",
+            PartitionBy::File,
+            UnitCount::Auto,
+            2600,
+        )
+        .await;
         assert_eq!(report.units.len(), 3);
-        assert_eq!(report.rows, 2600);
-        let t = ctx.table("by_file");
-        assert_eq!(id_figures(&ctx, &t).await, (2600, 2600, (0..2600).sum()));
-        assert_eq!(ctx.floe.load_table(&t).await.unwrap().snapshots().len(), 1);
 
         let mut o = IngestOptions::new(format!("{base}/one/big.csv"), format!("{}.by_bytes", ctx.ns));
         o.partition_by = Some(PartitionBy::Bytes);
         o.units = UnitCount::Exactly(7);
         let plan = floe::ingest::plan(&ctx.floe, &o).await.unwrap();
         assert_eq!(plan.units.len(), 7, "{:?}", plan.note);
-        let report = floe::ingest::ingest(&ctx.floe, &o).await.unwrap();
+        let source = format!("{base}/one/big.csv");
+        let report = ingest_ids_exactly(
+            &ctx,
+            source,
+            "by_bytes",
+            PartitionBy::Bytes,
+            UnitCount::Exactly(7),
+            50_000,
+        )
+        .await;
         assert_eq!(report.units.len(), 7);
-        assert_eq!(report.rows, 50_000);
-        let t = ctx.table("by_bytes");
-        assert_eq!(id_figures(&ctx, &t).await, (50_000, 50_000, (0..50_000).sum()));
-        assert_eq!(ctx.floe.load_table(&t).await.unwrap().snapshots().len(), 1);
 
         let mut o = IngestOptions::new(format!("{base}/quoted/q.csv"), format!("{}.quoted", ctx.ns));
         o.partition_by = Some(PartitionBy::Bytes);
         o.units = UnitCount::Exactly(4);
         let plan = floe::ingest::plan(&ctx.floe, &o).await.unwrap();
         assert_eq!(plan.units.len(), 1);
-        assert!(plan.note.as_deref().unwrap_or("").contains("quoted"), "{:?}", plan.note);
+        assert!(
+            plan.note.as_deref().unwrap_or("").contains("quoted"),
+            "{:?}",
+            plan.note
+        );
         let report = floe::ingest::ingest(&ctx.floe, &o).await.unwrap();
         assert_eq!(report.rows, 2);
         assert_eq!(id_figures(&ctx, &ctx.table("quoted")).await, (2, 2, 3));

@@ -448,7 +448,13 @@ both_backends!(
         }
         // Every data file on the DuckDB branch (written by DuckDB's own `COPY ... FIELD_IDS`, or by
         // floe's writer) carries the table schema's field ids: read from the Parquet footers.
-        for table in ["raw_events", "clean_events", "enriched_events", "sessions", "daily_metrics"] {
+        for table in [
+            "raw_events",
+            "clean_events",
+            "enriched_events",
+            "sessions",
+            "daily_metrics",
+        ] {
             let t = ctx.floe.load_table(&ctx.table(table)).await.unwrap();
             let schema = t.metadata().current_schema().clone();
             let id = t.find_ref("duckdb").unwrap().snapshot_id;
@@ -459,9 +465,19 @@ both_backends!(
                 let bytes = ctx.floe.storage().read(&file.path).await.unwrap();
                 let reader = parquet::file::serialized_reader::SerializedFileReader::new(bytes).unwrap();
                 use parquet::file::reader::FileReader;
-                let footer = reader.metadata().file_metadata().schema_descr().root_schema().clone();
+                let footer = reader
+                    .metadata()
+                    .file_metadata()
+                    .schema_descr()
+                    .root_schema()
+                    .clone();
                 let fields = footer.get_fields();
-                assert_eq!(fields.len(), schema.as_struct().fields().len(), "{table}: {}", file.path);
+                assert_eq!(
+                    fields.len(),
+                    schema.as_struct().fields().len(),
+                    "{table}: {}",
+                    file.path
+                );
                 for field in fields {
                     let info = field.get_basic_info();
                     let expected = schema.field_by_name(info.name()).unwrap().id;
