@@ -387,3 +387,56 @@ fn cli_demo_runs_twice_and_sql_reads_its_tables() {
     assert!(std::fs::metadata(&pq).unwrap().len() > 0);
     fails(d, None, &["sql", "SELECT * FROM nowhere.nothing"]);
 }
+
+#[test]
+fn cli_output_behaves_in_pipes_and_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, None, &["init"]);
+    ok(d, None, &["namespace", "create", "pipes"]);
+    ok(d, None, &["create", "pipes.t", "--schema", "id long not null"]);
+    for i in 0..3 {
+        std::fs::write(d.join("a.csv"), format!("id\n{i}\n")).unwrap();
+        ok(d, None, &["append", "pipes.t", "a.csv"]);
+    }
+    // CSV output has a header row.
+    let csv = ok(d, None, &["snapshots", "pipes.t", "--format", "csv"]);
+    assert_eq!(
+        csv.lines().next(),
+        Some("snapshot_id,parent_id,timestamp,operation,summary,refs"),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    // A reader that goes away (`floe snapshots | head -0`) is no panic and no exit 101.
+    let mut child = floe_cmd(d, None)
+        .args(["snapshots", "pipes.t"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(101), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // Logs written to a file or a pipe carry no colour codes.
+    let out = floe_cmd(d, None)
+        .env("FLOE_LOG", "debug")
+        .args(["snapshots", "pipes.t"])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("DEBUG"), "debug logging is on: {log}");
+    assert!(!log.contains('\u{1b}'), "colour codes in a piped log: {log}");
+    // `--help` names the environment variables without printing their values.
+    let out = floe_cmd(d, None)
+        .env("FLOE_CATALOG_URL", "postgres://u:canary-pw@127.0.0.1:1/x")
+        .env("FLOE_CONFIG", "")
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("[env: FLOE_CATALOG_URL]"), "{help}");
+    assert!(help.contains("[env: FLOE_CONFIG]"), "{help}");
+    assert!(!help.contains("canary-pw") && !help.contains("=]"), "{help}");
+}
