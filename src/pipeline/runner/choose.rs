@@ -12,8 +12,21 @@ use crate::pipeline::tables;
 /// a tie at 100 MB; it wins cleanse and enrich, DuckDB wins sessionize (17 s vs 21 s at 1 GB), and
 /// both peak at about 2.1 GB at 1 GB. DuckDB is kept for inputs beyond a quarter of the free memory,
 /// outside the measured range, where its out-of-core window and sort operators are the safer bet.
-pub fn choose_engine(input_bytes: u64, available_memory: u64) -> (&'static str, String) {
+///
+/// With a cluster configured, an input beyond a quarter of the free memory goes to `ballista`
+/// instead of DuckDB: past what one machine should take, the cluster's machines add cores and memory.
+pub fn choose_engine(input_bytes: u64, available_memory: u64, cluster: bool) -> (&'static str, String) {
     let mb = |b: u64| b as f64 / 1e6;
+    if cluster && input_bytes.saturating_mul(4) > available_memory {
+        return (
+            "ballista",
+            format!(
+                "input {:.0} MB exceeds a quarter of the {:.0} MB available and a cluster is configured",
+                mb(input_bytes),
+                mb(available_memory)
+            ),
+        );
+    }
     if input_bytes.saturating_mul(4) <= available_memory {
         (
             "datafusion",
@@ -99,19 +112,9 @@ pub async fn engines_named(
         "both" => (vec![one("duckdb")?, one("datafusion")?], None),
         "auto" => {
             let bytes = input_bytes(floe, ns, input).await?;
-            let free = available_memory();
-            if floe.settings().cluster.is_some() && bytes.saturating_mul(4) > free {
-                let reason = format!(
-                    "auto: ballista: input {:.0} MB exceeds a quarter of the {:.0} MB available and a cluster is \
-                     configured",
-                    bytes as f64 / 1e6,
-                    free as f64 / 1e6
-                );
-                (vec![one("ballista")?], Some(reason))
-            } else {
-                let (choice, reason) = choose_engine(bytes, free);
-                (vec![one(choice)?], Some(format!("auto: {choice}: {reason}")))
-            }
+            let (choice, reason) =
+                choose_engine(bytes, available_memory(), floe.settings().cluster.is_some());
+            (vec![one(choice)?], Some(format!("auto: {choice}: {reason}")))
         }
         list => {
             let names: Vec<&str> = list.split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
@@ -124,4 +127,26 @@ pub async fn engines_named(
             (names.into_iter().map(one).collect::<Result<Vec<_>>>()?, None)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::choose_engine;
+
+    #[test]
+    fn auto_takes_the_cluster_only_past_what_one_machine_should_take() {
+        let gb = 1_000_000_000u64;
+        // A quarter of the free memory or less: DataFusion, cluster or not.
+        assert_eq!(choose_engine(gb, 8 * gb, false).0, "datafusion");
+        assert_eq!(choose_engine(gb, 8 * gb, true).0, "datafusion");
+        assert_eq!(choose_engine(2 * gb, 8 * gb, true).0, "datafusion");
+        // Beyond it: DuckDB out of core on one machine, the cluster when there is one.
+        assert_eq!(choose_engine(3 * gb, 8 * gb, false).0, "duckdb");
+        let (engine, reason) = choose_engine(3 * gb, 8 * gb, true);
+        assert_eq!(engine, "ballista");
+        assert!(
+            reason.contains("cluster is configured") && reason.contains("3000 MB"),
+            "{reason}"
+        );
+    }
 }
