@@ -328,13 +328,13 @@ pub fn print_bench(r: &floe::bench::CoreBenchReport, format: Format) -> Result<(
     ]);
     for (phase, ms) in &r.last_commit_phases_ms {
         g.add_row(vec![
-            format!("  {}th commit: {phase}", r.snapshots),
+            format!("  commits up to the {}th: {phase}", r.snapshots),
             format!("{ms:.1} ms"),
         ]);
     }
     for (phase, ms) in &r.with_expiry_last_commit_phases_ms {
         g.add_row(vec![
-            format!("  {}th commit with expiry: {phase}", r.snapshots),
+            format!("  commits up to the {}th, with expiry: {phase}", r.snapshots),
             format!("{ms:.1} ms"),
         ]);
     }

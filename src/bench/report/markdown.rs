@@ -198,7 +198,7 @@ pub fn markdown(r: &BenchReport) -> String {
     let s = &r.measurements.storage;
     line(format!(
         "- Commit latency ({}): {:.1} ms at the first snapshots, {:.1} ms at snapshot {} ({:.2}x); \
-         phases of the last commit: {}.",
+         phases (medians over the same commits): {}.",
         s.backend,
         s.first_commit_ms,
         s.last_commit_ms,
