@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder,
+    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder,
     Float64Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
@@ -97,49 +97,25 @@ impl Column {
 
     /// Append the wire value `v`.
     fn append(&mut self, v: &[u8]) -> std::result::Result<(), String> {
-        let fixed = |n: usize| -> std::result::Result<(), String> {
-            if v.len() == n {
-                Ok(())
-            } else {
-                Err(format!("a {n}-byte value arrived as {} bytes", v.len()))
-            }
-        };
         match self {
-            Column::Int32(b) => {
-                fixed(4)?;
-                b.append_value(i32::from_be_bytes(v.try_into().unwrap()))
-            }
-            Column::Int64(b) => {
-                fixed(8)?;
-                b.append_value(i64::from_be_bytes(v.try_into().unwrap()))
-            }
-            Column::Float32(b) => {
-                fixed(4)?;
-                b.append_value(f32::from_be_bytes(v.try_into().unwrap()))
-            }
-            Column::Float64(b) => {
-                fixed(8)?;
-                b.append_value(f64::from_be_bytes(v.try_into().unwrap()))
-            }
+            Column::Int32(b) => b.append_value(i32::from_be_bytes(fixed(v)?)),
+            Column::Int64(b) => b.append_value(i64::from_be_bytes(fixed(v)?)),
+            Column::Float32(b) => b.append_value(f32::from_be_bytes(fixed(v)?)),
+            Column::Float64(b) => b.append_value(f64::from_be_bytes(fixed(v)?)),
             Column::Decimal { builder, scale } => builder.append_value(numeric(v, *scale)?),
             Column::Text(b) => {
                 b.append_value(std::str::from_utf8(v).map_err(|e| format!("text is not UTF-8: {e}"))?)
             }
-            Column::Bool(b) => {
-                fixed(1)?;
-                b.append_value(v[0] != 0)
-            }
+            Column::Bool(b) => b.append_value(fixed::<1>(v)?[0] != 0),
             Column::Date(b) => {
-                fixed(4)?;
-                let days = i32::from_be_bytes(v.try_into().unwrap());
+                let days = i32::from_be_bytes(fixed(v)?);
                 if days == i32::MAX || days == i32::MIN {
                     return Err("an infinite date has no Iceberg value".into());
                 }
                 b.append_value(days.checked_add(PG_EPOCH_DAYS).ok_or("a date out of range")?)
             }
             Column::Timestamp(b, _) => {
-                fixed(8)?;
-                let micros = i64::from_be_bytes(v.try_into().unwrap());
+                let micros = i64::from_be_bytes(fixed(v)?);
                 if micros == i64::MAX || micros == i64::MIN {
                     return Err("an infinite timestamp has no Iceberg value".into());
                 }
@@ -168,21 +144,12 @@ impl Column {
             Column::Bytes(b) => Arc::new(b.finish()),
         }
     }
+}
 
-    fn len(&self) -> usize {
-        match self {
-            Column::Int32(b) => b.len(),
-            Column::Int64(b) => b.len(),
-            Column::Float32(b) => b.len(),
-            Column::Float64(b) => b.len(),
-            Column::Decimal { builder, .. } => builder.len(),
-            Column::Text(b) => b.len(),
-            Column::Bool(b) => b.len(),
-            Column::Date(b) => b.len(),
-            Column::Timestamp(b, _) => b.len(),
-            Column::Bytes(b) => b.len(),
-        }
-    }
+/// A fixed-width wire value as its `N` bytes, or why it is not one.
+fn fixed<const N: usize>(v: &[u8]) -> std::result::Result<[u8; N], String> {
+    v.try_into()
+        .map_err(|_| format!("a {N}-byte value arrived as {} bytes", v.len()))
 }
 
 /// A Postgres `numeric` in binary form (digit count, weight, sign, display scale, then base-10000
@@ -233,6 +200,8 @@ fn numeric(v: &[u8], scale: i8) -> std::result::Result<i128, String> {
 pub(crate) struct BinaryCopyDecoder {
     schema: SchemaRef,
     columns: Vec<Column>,
+    /// Rows in the builders (the batch being filled).
+    rows: usize,
     batch_rows: usize,
     pending: BytesMut,
     header_read: bool,
@@ -249,6 +218,7 @@ impl BinaryCopyDecoder {
         Ok(Self {
             schema,
             columns,
+            rows: 0,
             batch_rows,
             pending: BytesMut::new(),
             header_read: false,
@@ -335,7 +305,8 @@ impl BinaryCopyDecoder {
                 }
             }
             self.pending.advance(at);
-            if self.columns[0].len() >= self.batch_rows {
+            self.rows += 1;
+            if self.rows >= self.batch_rows {
                 out.push(self.flush_batch()?);
             }
         }
@@ -344,6 +315,7 @@ impl BinaryCopyDecoder {
 
     fn flush_batch(&mut self) -> Result<RecordBatch> {
         let arrays: Vec<ArrayRef> = self.columns.iter_mut().map(Column::finish).collect();
+        self.rows = 0;
         Ok(RecordBatch::try_new(self.schema.clone(), arrays)?)
     }
 
@@ -352,7 +324,7 @@ impl BinaryCopyDecoder {
         if !self.ended {
             return Err(Self::bad("the stream ended before its end marker"));
         }
-        if self.columns.first().is_some_and(|c| c.len() > 0) {
+        if self.rows > 0 {
             return Ok(Some(self.flush_batch()?));
         }
         Ok(None)

@@ -18,6 +18,7 @@ use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
+use super::Table;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Rows per row group: every open partition of a write buffers one, so this bounds memory.
@@ -85,6 +86,11 @@ impl Codec {
             }
         };
         Ok(Codec { compression })
+    }
+
+    /// The codec `table`'s properties name.
+    pub fn of_table(table: &Table) -> Result<Codec> {
+        Codec::of_properties(|k| table.metadata().properties().get(k).map(String::as_str))
     }
 
     /// The codec as arrow-rs names it.

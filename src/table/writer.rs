@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use super::encoding::Codec;
 use super::Table;
+use crate::catalog::TableName;
 use crate::error::{Error, ErrorKind, Result};
 
 type FileWriterBuilder =
@@ -36,19 +37,16 @@ pub(crate) struct DataWriter {
     codec: Codec,
     target: ArrowSchemaRef,
     inner: Option<Inner>,
-    rows: u64,
 }
 
 impl DataWriter {
     pub(crate) fn new(table: &Table, target_file_size: usize) -> Result<Self> {
-        let codec = Codec::of_properties(|k| table.metadata().properties().get(k).map(String::as_str))?;
         Ok(Self {
             table: table.clone(),
             target_file_size,
-            codec,
+            codec: Codec::of_table(table)?,
             target: table.arrow_schema()?,
             inner: None,
-            rows: 0,
         })
     }
 
@@ -77,8 +75,7 @@ impl DataWriter {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let batch = conform(&self.table.name().to_string(), &batch, &self.target)?;
-        self.rows += batch.num_rows() as u64;
+        let batch = conform(self.table.name(), &batch, &self.target)?;
         let inner = match &mut self.inner {
             Some(inner) => inner,
             None => {
@@ -208,7 +205,11 @@ impl ParallelWriter {
 /// Make `batch` carry exactly the table's columns, in the table's order and types. Widening casts
 /// (int → long, float → double, any string or timestamp representation to the table's) are applied;
 /// a missing required column, an unknown column, or an incompatible type is an error.
-pub(crate) fn conform(table: &str, batch: &RecordBatch, target: &ArrowSchemaRef) -> Result<RecordBatch> {
+pub(crate) fn conform(
+    table: &TableName,
+    batch: &RecordBatch,
+    target: &ArrowSchemaRef,
+) -> Result<RecordBatch> {
     let input = batch.schema();
     let mismatch = |msg: String| {
         Error::new(

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, Int64Array, StringArray};
 use floe::pipeline::{DataFusionEngine, DuckDbEngine, Engine, RunOptions};
-use floe::{Namespace, ScanOptions};
+use floe::Namespace;
 
 use crate::both_backends;
 use crate::support::*;
@@ -227,22 +227,9 @@ async fn by_line(
     columns: &[&str],
 ) -> BTreeMap<i64, Vec<Option<String>>> {
     let name = floe::TableName::new(ns.clone(), table).unwrap();
-    let mut cols: Vec<String> = vec!["source_line".into()];
-    cols.extend(columns.iter().map(|c| c.to_string()));
-    let batches = ctx
-        .floe
-        .scan(
-            &name,
-            &ScanOptions {
-                columns: Some(cols),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let mut cols = vec!["source_line"];
+    cols.extend_from_slice(columns);
+    let batches = scan_columns(&ctx.floe, &name, &cols).await;
     let mut out = BTreeMap::new();
     for b in batches {
         let lines = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();

@@ -9,7 +9,7 @@ use std::os::unix::process::ExitStatusExt;
 use arrow::array::{Array, Decimal128Array, Int64Array};
 use floe::ingest::units::{PartitionBy, UnitCount};
 use floe::ingest::IngestOptions;
-use floe::{ErrorKind, ScanOptions};
+use floe::ErrorKind;
 
 use crate::both_backends;
 use crate::support::*;
@@ -62,20 +62,7 @@ async fn source_figures(pool: &sqlx::PgPool, name: &str) -> (i64, i64, i64, i64,
 
 /// The same figures of a floe table.
 async fn table_figures(ctx: &Ctx, table: &floe::TableName) -> (i64, i64, i64, i64, i64) {
-    let batches = ctx
-        .floe
-        .scan(
-            table,
-            &ScanOptions {
-                columns: Some(vec!["id".into(), "amount".into(), "user_name".into()]),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let batches = scan_columns(&ctx.floe, table, &["id", "amount", "user_name"]).await;
     let (mut rows, mut sum, mut cents, mut names) = (0i64, 0i64, 0i64, 0i64);
     let mut ids = BTreeSet::new();
     for b in &batches {
@@ -378,20 +365,7 @@ fn csv_rows(ids: std::ops::Range<i64>) -> bytes::Bytes {
 
 /// (rows, distinct ids, sum of ids) of a table with an `id` column.
 async fn id_figures(ctx: &Ctx, table: &floe::TableName) -> (usize, usize, i64) {
-    let batches = ctx
-        .floe
-        .scan(
-            table,
-            &ScanOptions {
-                columns: Some(vec!["id".into()]),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let batches = scan_columns(&ctx.floe, table, &["id"]).await;
     let ids: Vec<i64> = batches
         .iter()
         .flat_map(|b| {

@@ -253,6 +253,15 @@ pub async fn scan_ids(floe: &Floe, table: &floe::TableName, options: &floe::Scan
     out
 }
 
+/// The rows of `columns` of `table` at `main`.
+pub async fn scan_columns(floe: &Floe, table: &floe::TableName, columns: &[&str]) -> Vec<RecordBatch> {
+    let options = floe::ScanOptions {
+        columns: Some(columns.iter().map(|c| c.to_string()).collect()),
+        ..Default::default()
+    };
+    floe.scan(table, &options).await.unwrap().collect().await.unwrap()
+}
+
 /// The number of rows a scan returns.
 pub async fn scan_rows(floe: &Floe, table: &floe::TableName, options: &floe::ScanOptions) -> usize {
     floe.scan(table, options)

@@ -498,10 +498,7 @@ fn copy_statement(table: &Table, query: &str, dir: &str) -> Result<Option<(Strin
     let schema = table.schema();
     let arrow = table.arrow_schema()?;
     // How DuckDB encodes: as floe's own writer (the table's codec, row groups of 128 Ki rows).
-    let options = crate::table::encoding::Codec::of_properties(|k| {
-        table.metadata().properties().get(k).map(String::as_str)
-    })?
-    .duckdb_copy_options();
+    let options = crate::table::encoding::Codec::of_table(table)?.duckdb_copy_options();
     let mut columns = Vec::new();
     let mut ids = Vec::new();
     for (f, a) in schema.as_struct().fields().iter().zip(arrow.fields()) {
