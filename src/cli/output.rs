@@ -899,5 +899,8 @@ pub fn print_ingest(r: &floe::ingest::IngestReport, format: Format) -> Result<()
         r.snapshot_id.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
         r.seconds
     );
+    if let Some(at) = &r.source_snapshot {
+        println!("every unit read the source at its exported snapshot {at}");
+    }
     Ok(())
 }

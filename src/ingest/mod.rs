@@ -149,6 +149,10 @@ pub struct IngestReport {
     pub rows: u64,
     /// The snapshot.
     pub snapshot_id: Option<i64>,
+    /// The Postgres snapshot every unit of this call read at (`pg_export_snapshot`), absent for
+    /// sources that cannot share one (SQLite, files). Units done by an earlier call of a resumed
+    /// run read at that call's snapshot.
+    pub source_snapshot: Option<String>,
     /// Wall time.
     pub seconds: f64,
 }
@@ -684,6 +688,15 @@ async fn execute(
     let target = CommitOptions::default().target_file_size;
     let db = floe.database().clone();
     let parallel = options.parallel.max(1);
+    // One instant of the source for every unit of this call, held until they are all done.
+    let snapshot = match source {
+        Source::Sql(sql) if states.iter().any(|s| s.status != "done") => {
+            sql.export_snapshot(&format!("floe-ingest-snapshot-run-{run_id}"))
+                .await?
+        }
+        _ => None,
+    };
+    let at = snapshot.as_ref().map(|s| s.id.as_str());
     let results: Vec<(UnitState, bool, Vec<DataFile>, Option<Error>)> =
         futures::stream::iter(states.into_iter().map(|state| {
             let (db, table, run_id) = (db.clone(), table.clone(), run_id.clone());
@@ -691,12 +704,13 @@ async fn execute(
                 if state.status == "done" {
                     return (state, false, Vec::new(), None);
                 }
-                run_unit(&db, source, columns, &table, &run_id, state, options, target).await
+                run_unit(&db, source, columns, &table, &run_id, state, options, target, at).await
             }
         }))
         .buffer_unordered(parallel)
         .collect()
         .await;
+    let source_snapshot = snapshot.map(|s| s.id);
     let mut results = results;
     results.sort_by_key(|r| r.0.unit.index);
     let failed: Vec<&(UnitState, bool, Vec<DataFile>, Option<Error>)> =
@@ -800,6 +814,7 @@ async fn execute(
         plan,
         rows,
         snapshot_id,
+        source_snapshot,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -831,6 +846,7 @@ async fn run_unit(
     mut state: UnitState,
     options: &IngestOptions,
     target: usize,
+    snapshot: Option<&str>,
 ) -> (UnitState, bool, Vec<DataFile>, Option<Error>) {
     loop {
         state.attempts += 1;
@@ -839,7 +855,7 @@ async fn run_unit(
         if let Err(e) = record::update_unit(db, run_id, &state).await {
             return (state, true, Vec::new(), Some(e));
         }
-        match attempt(source, columns, table, run_id, &state, options, target).await {
+        match attempt(source, columns, table, run_id, &state, options, target, snapshot).await {
             Ok(files) => {
                 state.status = "done".into();
                 state.rows = files.iter().map(|f| f.record_count()).sum();
@@ -867,7 +883,9 @@ async fn run_unit(
     }
 }
 
-/// One attempt of a unit: stream its rows into new data files of `table` (deleted again on error).
+/// One attempt of a unit: stream its rows (at the source's `snapshot`) into new data files of
+/// `table` (deleted again on error).
+#[allow(clippy::too_many_arguments)]
 async fn attempt(
     source: &Source,
     columns: &[SourceColumn],
@@ -876,10 +894,11 @@ async fn attempt(
     state: &UnitState,
     options: &IngestOptions,
     target: usize,
+    snapshot: Option<&str>,
 ) -> Result<Vec<DataFile>> {
     let app = application_name(run_id, state.unit.index, state.attempts);
     let batches = match (source, &state.unit.bounds) {
-        (Source::Sql(sql), bounds) => sql.extract(columns, bounds, &app).await?,
+        (Source::Sql(sql), bounds) => sql.extract(columns, bounds, &app, snapshot).await?,
         (Source::Files(_), Bounds::File { uri }) => {
             crate::table::files::read_files(
                 table.storage(),
@@ -906,11 +925,9 @@ async fn attempt(
     if options.verify {
         if let Source::Sql(sql) = source {
             let written: u64 = files.iter().map(|f| f.record_count()).sum();
-            let counted = async {
-                let mut conn = sql.connect(&format!("{app}-verify")).await?;
-                sql.count(&mut conn, &state.unit.bounds).await
-            }
-            .await;
+            let counted = sql
+                .count_at(&state.unit.bounds, &format!("{app}-verify"), snapshot)
+                .await;
             match counted {
                 Ok(n) if n == written => {}
                 Ok(n) => {

@@ -4,6 +4,8 @@
 //! estimated and histogrammed for planning units, and a unit's rows stream as Arrow batches: from
 //! Postgres through `COPY (SELECT ...) TO STDOUT (FORMAT binary)` (decoded into Arrow as the bytes
 //! arrive, `pg_binary`), from SQLite through row-by-row reads. No unit holds its result in memory.
+//! Every unit of a Postgres run reads at one exported snapshot (`SourceSnapshot`), so a source
+//! that is written during the run is extracted as of one instant.
 
 use std::sync::Arc;
 
@@ -85,6 +87,19 @@ fn transient_database_code(sqlite: bool, code: &str) -> bool {
         return code.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 10));
     }
     matches!(code.get(..2), Some("08" | "40" | "53" | "57" | "58" | "XX"))
+}
+
+/// The instant of a Postgres source that every unit of a run reads: a `REPEATABLE READ` transaction
+/// held open on a connection of its own, whose snapshot each unit's transaction imports
+/// (`pg_export_snapshot`, `SET TRANSACTION SNAPSHOT`), as `pg_dump --jobs` does. Without it each
+/// unit would see the source as of its own start, and a row updated from one unit's key range into
+/// another's between two units' starts would be read twice or not at all. The holding transaction
+/// keeps the server from vacuuming rows newer than its start until the run's units are done.
+pub(crate) struct SourceSnapshot {
+    /// Kept open: the snapshot lives as long as this transaction.
+    _holder: sqlx::PgConnection,
+    /// The exported snapshot's identifier.
+    pub id: String,
 }
 
 /// An open connection to the source database.
@@ -171,6 +186,59 @@ impl SqlSource {
         }
     }
 
+    /// Export the instant every unit of a run reads (Postgres; `None` for SQLite, which cannot
+    /// share a snapshot between connections, and for a server that cannot export one, such as a
+    /// standby of an old release: then each unit reads as of its own start, and a warning says so).
+    pub(crate) async fn export_snapshot(&self, application: &str) -> Result<Option<SourceSnapshot>> {
+        let SourceConnection::Postgres(mut holder) = self.connect(application).await? else {
+            return Ok(None);
+        };
+        sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut holder)
+            .await
+            .map_err(|e| sql_error("cannot open the source's snapshot transaction", &self.url, e))?;
+        match sqlx::query_scalar::<_, String>("SELECT pg_export_snapshot()")
+            .fetch_one(&mut holder)
+            .await
+        {
+            Ok(id) => Ok(Some(SourceSnapshot { _holder: holder, id })),
+            Err(sqlx::Error::Database(e)) => {
+                tracing::warn!(
+                    error = %e,
+                    "the source cannot export a snapshot: each unit reads the source as of its own start, \
+                     so rows written during the run may be missed or read twice"
+                );
+                Ok(None)
+            }
+            Err(e) => Err(sql_error("cannot export the source's snapshot", &self.url, e)),
+        }
+    }
+
+    /// Make `conn`'s next statements read at `snapshot` (one transaction; nothing for SQLite).
+    async fn read_at(&self, conn: &mut SourceConnection, snapshot: Option<&str>) -> Result<()> {
+        let (SourceConnection::Postgres(c), Some(id)) = (conn, snapshot) else {
+            return Ok(());
+        };
+        sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *c)
+            .await
+            .map_err(|e| sql_error("cannot open a transaction at the source", &self.url, e))?;
+        sqlx::query(&format!("SET TRANSACTION SNAPSHOT '{}'", id.replace('\'', "''")))
+            .execute(&mut *c)
+            .await
+            .map_err(|e| {
+                sql_error(
+                    &format!(
+                        "cannot read at the run's source snapshot {id} (the connection that held it \
+                         ended; `floe ingest --resume` reads the units not done at a new snapshot)"
+                    ),
+                    &self.url,
+                    e,
+                )
+            })?;
+        Ok(())
+    }
+
     /// The source's columns, each mapped to an Arrow (Iceberg) type; an unmappable one is an error.
     pub async fn columns(&self) -> Result<Vec<SourceColumn>> {
         let mut conn = self.connect("floe-ingest-plan").await?;
@@ -244,6 +312,18 @@ impl SqlSource {
             }
         }
         self.count(&mut conn, &Bounds::All).await
+    }
+
+    /// The exact number of rows of `bounds` at the source, at `snapshot` when one is given.
+    pub(crate) async fn count_at(
+        &self,
+        bounds: &Bounds,
+        application: &str,
+        snapshot: Option<&str>,
+    ) -> Result<u64> {
+        let mut conn = self.connect(application).await?;
+        self.read_at(&mut conn, snapshot).await?;
+        self.count(&mut conn, bounds).await
     }
 
     /// The exact number of rows of `bounds` at the source.
@@ -398,12 +478,14 @@ impl SqlSource {
         })
     }
 
-    /// The rows of `bounds`, as batches of `columns` (their Arrow types).
+    /// The rows of `bounds`, as batches of `columns` (their Arrow types), at `snapshot` when one is
+    /// given.
     pub(crate) async fn extract(
         &self,
         columns: &[SourceColumn],
         bounds: &Bounds,
         application: &str,
+        snapshot: Option<&str>,
     ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
         let condition = self.condition(bounds)?;
         let schema: SchemaRef = Arc::new(Schema::new(
@@ -412,7 +494,8 @@ impl SqlSource {
                 .map(|c| Field::new(&c.name, c.arrow.clone(), true))
                 .collect::<Vec<_>>(),
         ));
-        let conn = self.connect(application).await?;
+        let mut conn = self.connect(application).await?;
+        self.read_at(&mut conn, snapshot).await?;
         match conn {
             SourceConnection::Postgres(conn) => {
                 postgres_copy(conn, &self.url, &self.relation, &condition, columns, schema).await

@@ -212,6 +212,83 @@ both_backends!(
     }
 );
 
+both_backends!(
+    units_read_one_instant_of_a_source_being_written,
+    |ctx: Ctx| async move {
+        // A writer moves rows from the first unit's key range to the last unit's while the units
+        // run two at a time: a unit reading the source as of its own start would read a moved row
+        // twice (before the move in the first range, after it in the last).
+        const ROWS: i64 = 20_000;
+        let name = format!("src_moving_{}", ctx.ns);
+        let pool = sqlx::PgPool::connect(&source_url()).await.unwrap();
+        sqlx::query(&format!("DROP TABLE IF EXISTS {name}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query(&format!(
+            "CREATE TABLE {name} AS SELECT g::bigint AS id, g::bigint AS token FROM generate_series(1, {ROWS}) g"
+        ))
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query(&format!("ALTER TABLE {name} ADD PRIMARY KEY (id)"))
+            .execute(&pool)
+            .await
+            .unwrap();
+        let mut o = IngestOptions::new(source_url(), format!("{}.moving", ctx.ns));
+        o.query = Some(format!(
+            "WITH s AS MATERIALIZED (SELECT pg_sleep(0.5)) SELECT t.id, t.token FROM {name} t, s"
+        ));
+        o.partition_by = Some(PartitionBy::Id("id".into()));
+        o.units = UnitCount::Exactly(4);
+        o.parallel = 2;
+        o.create = true;
+        o.verify = true;
+        let prepared = floe::ingest::prepare(&ctx.floe, &o).await.unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mover = {
+            let (pool, stop, name) = (pool.clone(), stop.clone(), name.clone());
+            tokio::spawn(async move {
+                let mut moves = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    sqlx::query(&format!(
+                        "UPDATE {name} SET id = id + 1000000 WHERE id = (SELECT min(id) FROM {name})"
+                    ))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                    moves += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                moves
+            })
+        };
+        let report = prepared.run().await.unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let moves = mover.await.unwrap();
+        assert!(moves >= 20, "the writer moved rows during the run: {moves}");
+        assert!(
+            report.source_snapshot.is_some(),
+            "the units shared an exported snapshot"
+        );
+        assert_eq!(report.rows, ROWS as u64);
+        let batches = scan_columns(&ctx.floe, &ctx.table("moving"), &["token"]).await;
+        let mut tokens = BTreeSet::new();
+        let mut rows = 0;
+        for b in &batches {
+            let token = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+            rows += b.num_rows();
+            tokens.extend(token.values().iter().copied());
+        }
+        assert_eq!(rows as i64, ROWS, "every row exactly once");
+        assert_eq!(tokens.len() as i64, ROWS, "no row read twice");
+        sqlx::query(&format!("DROP TABLE {name}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+);
+
 both_backends!(a_killed_run_resumes_into_one_snapshot, |ctx: Ctx| async move {
     let name = format!("src_resume_{}", ctx.ns);
     let pool = source_table(&name).await;
