@@ -90,8 +90,13 @@ pub struct CoreBenchReport {
     /// Repetitions.
     pub repetitions: usize,
     /// Latency of the commits creating the first snapshots, in milliseconds: the median over the
-    /// first five commits of every repetition.
+    /// first five commits of fresh tables, each committed just before one of the last commits
+    /// measured (below), so both ends of the ratio are measured under the same conditions. (A
+    /// process that has committed thousands of snapshots commits even to a new table more slowly
+    /// than at its start: its heap and caches are larger. That drift is not the table's history.)
     pub first_commit_ms: f64,
+    /// The same at the run's start: the median over the first five commits of every history.
+    pub run_start_first_commit_ms: f64,
     /// Latency of the commits creating the last snapshots (the last five of every repetition), in
     /// milliseconds.
     pub last_commit_ms: f64,
@@ -187,6 +192,31 @@ async fn fresh_table(floe: &Floe, ns: &Namespace, kind: &str, rep: usize) -> Res
     Ok(name)
 }
 
+/// Milliseconds of one one-row commit to `fresh`, a table created at the first call: the baseline
+/// measured beside each of the last commits of a history.
+async fn fresh_commit(
+    floe: &Floe,
+    ns: &Namespace,
+    fresh: &mut Option<TableName>,
+    kind: &str,
+    rep: usize,
+    i: usize,
+) -> Result<f64> {
+    let name = match fresh {
+        Some(name) => name.clone(),
+        None => fresh.insert(fresh_table(floe, ns, kind, rep).await?).clone(),
+    };
+    let batch = bench_batch(i as i64, 1);
+    let t0 = Instant::now();
+    floe.append(
+        &name,
+        futures::stream::iter([Ok(batch)]),
+        &CommitOptions::default(),
+    )
+    .await?;
+    Ok(t0.elapsed().as_secs_f64() * 1e3)
+}
+
 /// Add a commit's phases (load, stage, metadata, swap) to `phases`, in milliseconds.
 fn record_phases(phases: &mut BTreeMap<String, Vec<f64>>, t: &crate::table::CommitTimings) {
     let split = [
@@ -227,6 +257,7 @@ pub async fn core_benchmark(
     let repetitions = options.repetitions.max(1);
     floe.ensure_namespace(ns).await?;
     let mut first = Vec::new();
+    let mut start = Vec::new();
     let mut last = Vec::new();
     let mut phases: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut expiry_last = Vec::new();
@@ -241,7 +272,12 @@ pub async fn core_benchmark(
     for rep in 0..repetitions {
         // History growth: one-row appends.
         let name = fresh_table(floe, ns, "commits", rep).await?;
+        let mut fresh = None;
         for i in 0..snapshots {
+            let at_end = i + WINDOW.min(snapshots) >= snapshots;
+            if at_end {
+                first.push(fresh_commit(floe, ns, &mut fresh, "fresh", rep, i).await?);
+            }
             let batch = bench_batch(i as i64, 1);
             let t0 = Instant::now();
             let r = floe
@@ -252,9 +288,9 @@ pub async fn core_benchmark(
             // manifest merge every 100th commit does) cannot decide the ratio; the phases are
             // medians over the same window.
             if i < WINDOW.min(snapshots) {
-                first.push(ms);
+                start.push(ms);
             }
-            if i + WINDOW.min(snapshots) >= snapshots {
+            if at_end {
                 last.push(ms);
                 record_phases(&mut phases, &r.timings);
             }
@@ -272,17 +308,25 @@ pub async fn core_benchmark(
             }
         }
         floe.drop_table(&name, true).await?;
+        if let Some(fresh) = fresh {
+            floe.drop_table(&fresh, true).await?;
+        }
 
         // The same history with expiry in the loop (not timed itself).
         let name = fresh_table(floe, ns, "expiring", rep).await?;
+        let mut fresh = None;
         for i in 0..snapshots {
+            let at_end = i + WINDOW.min(snapshots) >= snapshots;
+            if at_end {
+                first.push(fresh_commit(floe, ns, &mut fresh, "fresh_expiring", rep, i).await?);
+            }
             let batch = bench_batch(i as i64, 1);
             let t0 = Instant::now();
             let r = floe
                 .append(&name, futures::stream::iter([Ok(batch)]), &commit)
                 .await?;
             let ms = t0.elapsed().as_secs_f64() * 1e3;
-            if i + WINDOW.min(snapshots) >= snapshots {
+            if at_end {
                 expiry_last.push(ms);
                 record_phases(&mut expiry_phases, &r.timings);
             }
@@ -303,6 +347,9 @@ pub async fn core_benchmark(
             }
         }
         floe.drop_table(&name, true).await?;
+        if let Some(fresh) = fresh {
+            floe.drop_table(&fresh, true).await?;
+        }
 
         // Throughput: one append of `rows` rows in 8192-row batches.
         let name = fresh_table(floe, ns, "append", rep).await?;
@@ -345,6 +392,7 @@ pub async fn core_benchmark(
         snapshots,
         repetitions,
         first_commit_ms: first_ms,
+        run_start_first_commit_ms: median(start),
         last_commit_ms: last_ms,
         last_to_first_ratio: last_ms / first_ms,
         last_commit_phases_ms: phases.into_iter().map(|(k, v)| (k, median(v))).collect(),

@@ -8,8 +8,10 @@
 //! merged into one manifest.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use iceberg::spec::{ManifestContentType, ManifestFile, ManifestStatus, TableMetadata};
+use futures::{StreamExt, TryStreamExt};
+use iceberg::spec::{Manifest, ManifestContentType, ManifestFile, ManifestStatus, TableMetadata};
 
 use super::producer::ManifestOutputs;
 use crate::error::{Error, Result};
@@ -140,9 +142,13 @@ async fn merge_bin(
         .cloned()
         .ok_or_else(|| Error::internal(format!("unknown partition spec {spec_id}")))?;
     let this = outputs.snapshot_id();
+    // Read concurrently (a merge of 100 manifests on S3 is 100 GETs), then write in order.
+    let manifests: Vec<Arc<Manifest>> = futures::stream::iter(bin.iter().map(|mf| base.manifest(mf)))
+        .buffered(16)
+        .try_collect()
+        .await?;
     let mut writer = outputs.writer(written, spec.as_ref(), bin[0].content)?;
-    for mf in bin {
-        let manifest = base.manifest(mf).await?;
+    for manifest in &manifests {
         for e in manifest.entries() {
             let seq = e.sequence_number().unwrap_or(sequence_number);
             let file_seq = e.file_sequence_number.or(Some(seq));
