@@ -143,7 +143,8 @@ async fn merge_bin(
         .ok_or_else(|| Error::internal(format!("unknown partition spec {spec_id}")))?;
     let this = outputs.snapshot_id();
     // Read concurrently (a merge of 100 manifests on S3 is 100 GETs), then write in order.
-    let manifests: Vec<Arc<Manifest>> = futures::stream::iter(bin.iter().map(|mf| base.manifest(mf)))
+    let manifests: Vec<Arc<Manifest>> = futures::stream::iter(bin.to_vec())
+        .map(|mf| async move { base.manifest(&mf).await })
         .buffered(16)
         .try_collect()
         .await?;
