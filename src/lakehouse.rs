@@ -243,6 +243,19 @@ impl Floe {
         self.catalog().list_tables(ns).await
     }
 
+    /// Where a new table of this name is created: `WAREHOUSE/NAMESPACE_DIR/TABLE_DIR-SUFFIX`, each
+    /// directory one escaped path segment of the name (never a separator, `.` or `..`), the suffix
+    /// random so a table created again after a drop never meets its predecessor's files.
+    pub fn new_table_location(&self, name: &TableName) -> String {
+        format!(
+            "{}/{}/{}-{}",
+            self.warehouse().uri(),
+            path_segment(&name.namespace().to_string()),
+            path_segment(name.name()),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        )
+    }
+
     /// Create an Iceberg v2 table.
     pub async fn create_table(&self, name: &TableName, definition: TableDefinition) -> Result<Table> {
         if !self.catalog().namespace_exists(name.namespace()).await? {
@@ -277,13 +290,7 @@ impl Floe {
                 .add_partition_field(field.id, field_name, p.transform)
                 .map_err(|e| Error::invalid(format!("partition field {i} of {name}: {}", e.message())))?;
         }
-        let location = format!(
-            "{}/{}/{}-{}",
-            self.warehouse().uri(),
-            path_segment(&name.namespace().to_string()),
-            path_segment(name.name()),
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
+        let location = self.new_table_location(name);
         let mut properties: HashMap<String, String> = CREATE_PROPERTIES
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -1,7 +1,8 @@
 //! Generated names on real stores: every table an accepted name creates lives in one directory under
 //! its namespace's location, on local disk and on S3, reads back what was written, and is dropped
-//! without touching its neighbours. (The library's property test checks the name-to-directory
-//! mapping itself on 10,000 generated names; this one creates the tables.)
+//! without touching its neighbours; and 10,000 generated names, each given the location a table of
+//! that name would get, put an object there on the real store that lists back directly under the
+//! namespace's directory. (The library's property test checks the name-to-directory mapping itself.)
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -124,5 +125,66 @@ both_backends!(
         for (t, l, _) in tables.iter().filter(|(t, _, _)| t != victim) {
             assert_eq!(stored(&ctx, t).await, before[l.as_str()], "{t}");
         }
+    }
+);
+
+both_backends!(
+    ten_thousand_generated_names_map_inside_their_namespace_on_the_store,
+    |ctx: Ctx| async move {
+        use futures::{StreamExt, TryStreamExt};
+        let warehouse = ctx.floe.warehouse().uri();
+        let ns = Namespace::new([format!("{} names é%2F", ctx.ns)]).unwrap();
+        let names = generated_names(10_000, 11);
+        let mut expected: BTreeMap<String, String> = BTreeMap::new();
+        let mut namespace_dir = None;
+        for name in &names {
+            let t = TableName::new(ns.clone(), name.clone()).unwrap();
+            let location = ctx.floe.new_table_location(&t);
+            let rest = location
+                .strip_prefix(&format!("{warehouse}/"))
+                .unwrap_or_else(|| panic!("{name:?}: {location} is outside {warehouse}"));
+            let segments: Vec<&str> = rest.split('/').collect();
+            assert_eq!(segments.len(), 2, "{name:?}: {rest}");
+            assert!(
+                segments.iter().all(|s| !s.is_empty()
+                    && *s != "."
+                    && *s != ".."
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_=".contains(&b))),
+                "{name:?}: {rest}"
+            );
+            assert_eq!(
+                namespace_dir.get_or_insert_with(|| segments[0].to_string()),
+                segments[0]
+            );
+            assert!(
+                expected
+                    .insert(format!("{location}/probe"), name.clone())
+                    .is_none(),
+                "{name:?}: a location two names share"
+            );
+        }
+        // Put every probe on the store, then list the namespace's directory: exactly the probes,
+        // each where its name put it.
+        let storage = ctx.floe.storage().clone();
+        futures::stream::iter(expected.keys().cloned())
+            .map(|probe| {
+                let storage = storage.clone();
+                async move { storage.write(&probe, bytes::Bytes::from_static(b"x")).await }
+            })
+            .buffer_unordered(32)
+            .try_collect::<Vec<()>>()
+            .await
+            .unwrap();
+        let prefix = format!("{warehouse}/{}/", namespace_dir.unwrap());
+        let listed: BTreeSet<String> = storage.list(&prefix).await.unwrap().into_iter().collect();
+        let wanted: BTreeSet<String> = expected.keys().cloned().collect();
+        assert_eq!(listed.len(), wanted.len(), "objects under {prefix}");
+        assert!(
+            listed == wanted,
+            "the store holds the probes where their names put them"
+        );
+        storage.delete_prefix(&prefix).await.unwrap();
+        assert!(storage.list(&prefix).await.unwrap().is_empty());
     }
 );
