@@ -67,7 +67,7 @@ pub fn register_secret(value: &str) {
 /// Register every secret a URL carries (its user-info password and credential query parameters),
 /// so that later messages that quote them in another form are masked too.
 pub fn register_url_secrets(url: &str) {
-    for value in url_secret_values(url) {
+    for value in split_url_credentials(url).values {
         register_secret(&value);
         // Drivers may print the value percent-decoded.
         if let Ok(decoded) = percent_decode(&value) {
@@ -124,29 +124,76 @@ fn is_credential_key(key: &str) -> bool {
     .contains(&k.as_str())
 }
 
-fn url_secret_values(url: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Some(pos) = url.find("://") {
-        let tail = &url[pos + 3..];
-        let authority_end = tail.find(['/', '?', '#']).unwrap_or(tail.len());
-        let authority = &tail[..authority_end];
-        if let Some(at) = authority.rfind('@') {
-            if let Some((_, password)) = authority[..at].split_once(':') {
-                if !password.is_empty() {
-                    out.push(password.to_string());
+/// A URL with its credentials split off: the one parser of URL credentials, for masking, for
+/// recording a URL without its secrets, and for handing a password to a child process through its
+/// environment rather than its command line.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct UrlCredentials {
+    /// The URL without its user-info password and without credential-named query parameters.
+    pub without: String,
+    /// The values removed, as they were written in the URL (percent-encoded).
+    pub values: Vec<String>,
+    /// The password, percent-decoded: the user-info one, else a `password` query parameter.
+    pub password: Option<String>,
+}
+
+/// Split `url`'s credentials off (a text that is not a URL comes back whole, with none).
+pub(crate) fn split_url_credentials(url: &str) -> UrlCredentials {
+    let mut out = UrlCredentials {
+        without: url.to_string(),
+        values: Vec::new(),
+        password: None,
+    };
+    let Some(pos) = url.find("://") else {
+        return out;
+    };
+    let (scheme, rest) = url.split_at(pos + 3);
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let mut without = scheme.to_string();
+    match authority.rfind('@') {
+        Some(at) => {
+            let (user, password) = authority[..at].split_once(':').unwrap_or((&authority[..at], ""));
+            if !password.is_empty() {
+                out.values.push(password.to_string());
+                out.password = Some(percent_decode(password).unwrap_or_else(|_| password.to_string()));
+            }
+            without.push_str(user);
+            without.push_str(&authority[at..]);
+        }
+        None => without.push_str(authority),
+    }
+    let (tail, fragment) = match tail.find('#') {
+        Some(i) => tail.split_at(i),
+        None => (tail, ""),
+    };
+    match tail.split_once('?') {
+        Some((path, query)) => {
+            without.push_str(path);
+            let mut kept = Vec::new();
+            for pair in query.split(['&', ';']).filter(|p| !p.is_empty()) {
+                match pair.split_once('=') {
+                    Some((k, v)) if is_credential_key(k) => {
+                        if !v.is_empty() {
+                            out.values.push(v.to_string());
+                            if out.password.is_none() && k.eq_ignore_ascii_case("password") {
+                                let plus = v.replace('+', " ");
+                                out.password = Some(percent_decode(&plus).unwrap_or(plus));
+                            }
+                        }
+                    }
+                    _ => kept.push(pair),
                 }
             }
-        }
-    }
-    if let Some((_, query)) = url.split_once('?') {
-        for pair in query.split(['&', ';']) {
-            if let Some((k, v)) = pair.split_once('=') {
-                if is_credential_key(k) && !v.is_empty() {
-                    out.push(v.split('#').next().unwrap_or(v).to_string());
-                }
+            if !kept.is_empty() {
+                without.push('?');
+                without.push_str(&kept.join("&"));
             }
         }
+        None => without.push_str(tail),
     }
+    without.push_str(fragment);
+    out.without = without;
     out
 }
 
@@ -242,6 +289,25 @@ fn redact_credential_pairs(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_credentials_split_off_whole() {
+        let c = split_url_credentials("postgres://etl:p%40ss@db:5432/shop?sslmode=require&password=q&x=1#f");
+        assert_eq!(c.without, "postgres://etl@db:5432/shop?sslmode=require&x=1#f");
+        assert_eq!(c.values, vec!["p%40ss".to_string(), "q".to_string()]);
+        assert_eq!(c.password.as_deref(), Some("p@ss"));
+        let c = split_url_credentials("postgres://etl@db/shop?password=a%20b&sslpassword=k");
+        assert_eq!(c.without, "postgres://etl@db/shop");
+        assert_eq!(c.password.as_deref(), Some("a b"));
+        assert_eq!(c.values.len(), 2);
+        let c = split_url_credentials("sqlite:/tmp/x.db");
+        assert_eq!(
+            (c.without.as_str(), c.values.len(), c.password),
+            ("sqlite:/tmp/x.db", 0, None)
+        );
+        let c = split_url_credentials("http://GKkey:secret@127.0.0.1:3900");
+        assert_eq!(c.without, "http://GKkey@127.0.0.1:3900");
+    }
 
     /// A canary in every position a secret can take in a URL or a message is masked.
     #[test]

@@ -99,28 +99,10 @@ async fn create_source(conn: &mut sqlx::PgConnection, table: &str, rows: u64) ->
     Ok(())
 }
 
-/// The URL without its password, and the password (for `PGPASSWORD`: a child's command line is
-/// visible to every local user).
-fn split_password(source: &str) -> (String, Option<String>) {
-    let password = url::Url::parse(source).ok().and_then(|u| {
-        u.password()
-            .map(|p| {
-                percent_encoding::percent_decode_str(p)
-                    .decode_utf8_lossy()
-                    .into_owned()
-            })
-            .or_else(|| {
-                u.query_pairs()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("password"))
-                    .map(|(_, v)| v.into_owned())
-            })
-    });
-    (crate::ingest::without_password(source), password)
-}
-
 /// Seconds for `psql` to drain `COPY (SELECT * FROM table) TO STDOUT` into nothing.
 async fn copy_baseline(source: &str, table: &str) -> Result<f64> {
-    let (url, password) = split_password(source);
+    let credentials = crate::secrets::split_url_credentials(source);
+    let (url, password) = (credentials.without, credentials.password);
     let mut cmd = tokio::process::Command::new("psql");
     cmd.arg("--no-psqlrc")
         .arg("--quiet")

@@ -170,42 +170,6 @@ struct Spec {
     plan_note: Option<String>,
 }
 
-/// A URL with its password removed (a resumed run reads it from `PGPASSWORD` or `~/.pgpass`).
-pub(crate) fn without_password(url: &str) -> String {
-    let Some(pos) = url.find("://") else {
-        return url.to_string();
-    };
-    let (scheme, rest) = url.split_at(pos + 3);
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    match authority.rfind('@') {
-        Some(at) => {
-            let user = authority[..at].split(':').next().unwrap_or("");
-            format!(
-                "{scheme}{user}@{}{}",
-                &authority[at + 1..],
-                strip_password_param(tail)
-            )
-        }
-        None => format!("{scheme}{authority}{}", strip_password_param(tail)),
-    }
-}
-
-fn strip_password_param(tail: &str) -> String {
-    let Some((path, query)) = tail.split_once('?') else {
-        return tail.to_string();
-    };
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|p| !p.to_ascii_lowercase().starts_with("password="))
-        .collect();
-    if kept.is_empty() {
-        path.to_string()
-    } else {
-        format!("{path}?{}", kept.join("&"))
-    }
-}
-
 async fn open_source(floe: &Floe, options: &IngestOptions) -> Result<Source> {
     let s = options.source.as_str();
     if s.starts_with("postgres://") || s.starts_with("postgresql://") || s.starts_with("sqlite:") {
@@ -576,7 +540,9 @@ pub async fn prepare(floe: &Floe, options: &IngestOptions) -> Result<PreparedRun
     let table = destination(floe, options, &columns, &source).await?;
     let run_id = uuid::Uuid::now_v7().to_string();
     let mut recorded = options.clone();
-    recorded.source = without_password(&options.source);
+    // Recorded without its credentials: a resumed run reads the password from PGPASSWORD or
+    // ~/.pgpass.
+    recorded.source = crate::secrets::split_url_credentials(&options.source).without;
     let spec = Spec {
         options: recorded,
         plan_note: plan.note.clone(),
