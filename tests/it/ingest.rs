@@ -18,13 +18,15 @@ fn source_url() -> String {
     std::env::var("FLOE_TEST_POSTGRES_URL").expect("the test command sets FLOE_TEST_POSTGRES_URL")
 }
 
+/// Run one statement on the source.
+async fn exec(pool: &sqlx::PgPool, sql: &str) {
+    sqlx::query(sql).execute(pool).await.unwrap();
+}
+
 /// A source table of ~300,000 rows: id gaps, skewed and empty days, NULLs, numeric and timestamptz.
 async fn source_table(name: &str) -> sqlx::PgPool {
     let pool = sqlx::PgPool::connect(&source_url()).await.unwrap();
-    sqlx::query(&format!("DROP TABLE IF EXISTS {name}"))
-        .execute(&pool)
-        .await
-        .unwrap();
+    exec(&pool, &format!("DROP TABLE IF EXISTS {name}")).await;
     sqlx::query(&format!(
         "CREATE TABLE {name} AS
          SELECT g::bigint AS id,
@@ -221,20 +223,15 @@ both_backends!(
         const ROWS: i64 = 20_000;
         let name = format!("src_moving_{}", ctx.ns);
         let pool = sqlx::PgPool::connect(&source_url()).await.unwrap();
-        sqlx::query(&format!("DROP TABLE IF EXISTS {name}"))
-            .execute(&pool)
-            .await
-            .unwrap();
-        sqlx::query(&format!(
-            "CREATE TABLE {name} AS SELECT g::bigint AS id, g::bigint AS token FROM generate_series(1, {ROWS}) g"
-        ))
-        .execute(&pool)
-        .await
-        .unwrap();
-        sqlx::query(&format!("ALTER TABLE {name} ADD PRIMARY KEY (id)"))
-            .execute(&pool)
-            .await
-            .unwrap();
+        exec(&pool, &format!("DROP TABLE IF EXISTS {name}")).await;
+        exec(
+            &pool,
+            &format!(
+                "CREATE TABLE {name} AS SELECT g::bigint AS id, g::bigint AS token FROM generate_series(1, {ROWS}) g"
+            ),
+        )
+        .await;
+        exec(&pool, &format!("ALTER TABLE {name} ADD PRIMARY KEY (id)")).await;
         let mut o = IngestOptions::new(source_url(), format!("{}.moving", ctx.ns));
         o.query = Some(format!(
             "WITH s AS MATERIALIZED (SELECT pg_sleep(0.5)) SELECT t.id, t.token FROM {name} t, s"
@@ -251,12 +248,13 @@ both_backends!(
             tokio::spawn(async move {
                 let mut moves = 0u64;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    sqlx::query(&format!(
-                        "UPDATE {name} SET id = id + 1000000 WHERE id = (SELECT min(id) FROM {name})"
-                    ))
-                    .execute(&pool)
-                    .await
-                    .unwrap();
+                    exec(
+                        &pool,
+                        &format!(
+                            "UPDATE {name} SET id = id + 1000000 WHERE id = (SELECT min(id) FROM {name})"
+                        ),
+                    )
+                    .await;
                     moves += 1;
                     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
                 }
