@@ -193,6 +193,12 @@ impl SqlSource {
         let SourceConnection::Postgres(mut holder) = self.connect(application).await? else {
             return Ok(None);
         };
+        // The holder idles in its transaction while the units run: a server-wide idle timeout must
+        // not end it (and with it the snapshot) under a long extraction.
+        sqlx::query("SET idle_in_transaction_session_timeout = 0")
+            .execute(&mut holder)
+            .await
+            .map_err(|e| sql_error("cannot configure the source's snapshot session", &self.url, e))?;
         sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .execute(&mut holder)
             .await
