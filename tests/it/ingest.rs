@@ -287,6 +287,64 @@ both_backends!(
     }
 );
 
+both_backends!(
+    a_run_whose_source_snapshot_is_lost_fails_clearly_and_resumes,
+    |ctx: Ctx| async move {
+        let name = format!("src_lost_{}", ctx.ns);
+        let pool = source_table(&name).await;
+        let expected = source_figures(&pool, &name).await;
+        let mut o = IngestOptions::new(source_url(), format!("{}.lost", ctx.ns));
+        o.query = Some(sleepy_query(&name, 1.0));
+        o.partition_by = Some(PartitionBy::Id("id".into()));
+        o.units = UnitCount::Exactly(3);
+        o.parallel = 1;
+        o.create = true;
+        let prepared = floe::ingest::prepare(&ctx.floe, &o).await.unwrap();
+        let run_id = prepared.run_id().to_string();
+        // End the connection that holds the run's snapshot while the first unit reads.
+        let killer = {
+            let (pool, holder) = (pool.clone(), format!("floe-ingest-snapshot-run-{run_id}"));
+            let source = name.clone();
+            tokio::spawn(async move {
+                for _ in 0..200 {
+                    // Once unit 0 reads (its query names this test's source table).
+                    let killed: Option<bool> = sqlx::query_scalar(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 \
+                         AND EXISTS (SELECT 1 FROM pg_stat_activity \
+                                     WHERE application_name LIKE 'floe-ingest-unit-0-attempt-1-run-%' \
+                                       AND query LIKE '%' || $2 || '%') LIMIT 1",
+                    )
+                    .bind(&holder)
+                    .bind(&source)
+                    .fetch_optional(&pool)
+                    .await
+                    .unwrap();
+                    if killed == Some(true) {
+                        return true;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                false
+            })
+        };
+        let e = prepared.run().await.unwrap_err();
+        assert!(killer.await.unwrap(), "the test found the snapshot's connection");
+        assert!(
+            e.to_string().contains("source snapshot") && e.to_string().contains("nothing was committed"),
+            "{e}"
+        );
+        let t = ctx.table("lost");
+        let table = ctx.floe.load_table(&t).await.unwrap();
+        assert!(table.current_snapshot().is_none(), "nothing committed");
+        // Resumed: the units not done read at a new snapshot, and the result is exact.
+        let report = floe::ingest::resume(&ctx.floe, &run_id, None).await.unwrap();
+        assert!(report.source_snapshot.is_some());
+        assert_eq!(table_figures(&ctx, &t).await, expected);
+        assert_eq!(ctx.floe.load_table(&t).await.unwrap().snapshots().len(), 1);
+        exec(&pool, &format!("DROP TABLE {name}")).await;
+    }
+);
+
 both_backends!(a_killed_run_resumes_into_one_snapshot, |ctx: Ctx| async move {
     let name = format!("src_resume_{}", ctx.ns);
     let pool = source_table(&name).await;
