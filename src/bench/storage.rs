@@ -92,8 +92,9 @@ pub struct CoreBenchReport {
     /// Latency of the commits creating the first snapshots, in milliseconds: the median over the
     /// first five commits of fresh tables, each committed just before one of the last commits
     /// measured (below), so both ends of the ratio are measured under the same conditions. (A
-    /// process that has committed thousands of snapshots commits even to a new table more slowly
-    /// than at its start: its heap and caches are larger. That drift is not the table's history.)
+    /// process that has committed thousands of snapshots may commit even to a new table more
+    /// slowly than at its start, with a larger heap and caches; that drift is not the table's
+    /// history.)
     pub first_commit_ms: f64,
     /// The same at the run's start: the median over the first five commits of every history.
     pub run_start_first_commit_ms: f64,

@@ -23,6 +23,26 @@ async fn exec(pool: &sqlx::PgPool, sql: &str) {
     sqlx::query(sql).execute(pool).await.unwrap();
 }
 
+/// Spawn a task that, every 50 ms for up to 10 s, terminates the backends `select` (a query over
+/// `pg_stat_activity` returning `pg_terminate_backend(pid)`, with `$1`, `$2`, ... bound to `binds`)
+/// finds; it answers whether it terminated one.
+fn terminate_when(pool: &sqlx::PgPool, select: &str, binds: Vec<String>) -> tokio::task::JoinHandle<bool> {
+    let (pool, select) = (pool.clone(), select.to_string());
+    tokio::spawn(async move {
+        for _ in 0..200 {
+            let mut query = sqlx::query_scalar::<_, bool>(&select);
+            for b in &binds {
+                query = query.bind(b);
+            }
+            if query.fetch_optional(&pool).await.unwrap() == Some(true) {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        false
+    })
+}
+
 /// A source table of ~300,000 rows: id gaps, skewed and empty days, NULLs, numeric and timestamptz.
 async fn source_table(name: &str) -> sqlx::PgPool {
     let pool = sqlx::PgPool::connect(&source_url()).await.unwrap();
@@ -142,10 +162,7 @@ both_backends!(
             "{:?}",
             plan.units
         );
-        sqlx::query(&format!("DROP TABLE {name}"))
-            .execute(&pool)
-            .await
-            .unwrap();
+        exec(&pool, &format!("DROP TABLE {name}")).await;
     }
 );
 
@@ -166,30 +183,15 @@ both_backends!(
         o.partition_by = Some(PartitionBy::Id("id".into()));
         o.units = UnitCount::Exactly(4);
         o.create = true;
-        let killer = {
-            let pool = pool.clone();
-            // Unit 1's first attempt of this test's run (the query names this test's source table:
-            // the other backend's run of this test has a unit 1 too).
-            let source = name.clone();
-            tokio::spawn(async move {
-                for _ in 0..200 {
-                    let killed: Option<bool> = sqlx::query_scalar(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                     WHERE application_name LIKE 'floe-ingest-unit-1-attempt-1-run-%' \
-                       AND query LIKE '%' || $1 || '%' LIMIT 1",
-                    )
-                    .bind(&source)
-                    .fetch_optional(&pool)
-                    .await
-                    .unwrap();
-                    if killed == Some(true) {
-                        return true;
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-                false
-            })
-        };
+        // Unit 1's first attempt of this test's run (the query names this test's source table:
+        // the other backend's run of this test has a unit 1 too).
+        let killer = terminate_when(
+            &pool,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name LIKE 'floe-ingest-unit-1-attempt-1-run-%' \
+               AND query LIKE '%' || $1 || '%' LIMIT 1",
+            vec![name.clone()],
+        );
         let report = floe::ingest::ingest(&ctx.floe, &o).await.unwrap();
         assert!(
             killer.await.unwrap(),
@@ -207,10 +209,7 @@ both_backends!(
             (got.0, got.1, got.2, got.3, got.4),
             (expected.0, expected.1, expected.2, expected.3, expected.4)
         );
-        sqlx::query(&format!("DROP TABLE {name}"))
-            .execute(&pool)
-            .await
-            .unwrap();
+        exec(&pool, &format!("DROP TABLE {name}")).await;
     }
 );
 
@@ -280,10 +279,7 @@ both_backends!(
         }
         assert_eq!(rows as i64, ROWS, "every row exactly once");
         assert_eq!(tokens.len() as i64, ROWS, "no row read twice");
-        sqlx::query(&format!("DROP TABLE {name}"))
-            .execute(&pool)
-            .await
-            .unwrap();
+        exec(&pool, &format!("DROP TABLE {name}")).await;
     }
 );
 
@@ -302,31 +298,15 @@ both_backends!(
         let prepared = floe::ingest::prepare(&ctx.floe, &o).await.unwrap();
         let run_id = prepared.run_id().to_string();
         // End the connection that holds the run's snapshot while the first unit reads.
-        let killer = {
-            let (pool, holder) = (pool.clone(), format!("floe-ingest-snapshot-run-{run_id}"));
-            let source = name.clone();
-            tokio::spawn(async move {
-                for _ in 0..200 {
-                    // Once unit 0 reads (its query names this test's source table).
-                    let killed: Option<bool> = sqlx::query_scalar(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 \
-                         AND EXISTS (SELECT 1 FROM pg_stat_activity \
-                                     WHERE application_name LIKE 'floe-ingest-unit-0-attempt-1-run-%' \
-                                       AND query LIKE '%' || $2 || '%') LIMIT 1",
-                    )
-                    .bind(&holder)
-                    .bind(&source)
-                    .fetch_optional(&pool)
-                    .await
-                    .unwrap();
-                    if killed == Some(true) {
-                        return true;
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-                false
-            })
-        };
+        // Once unit 0 reads (its query names this test's source table).
+        let killer = terminate_when(
+            &pool,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 \
+             AND EXISTS (SELECT 1 FROM pg_stat_activity \
+                         WHERE application_name LIKE 'floe-ingest-unit-0-attempt-1-run-%' \
+                           AND query LIKE '%' || $2 || '%') LIMIT 1",
+            vec![format!("floe-ingest-snapshot-run-{run_id}"), name.clone()],
+        );
         let e = prepared.run().await.unwrap_err();
         assert!(killer.await.unwrap(), "the test found the snapshot's connection");
         assert!(
@@ -414,10 +394,7 @@ both_backends!(a_killed_run_resumes_into_one_snapshot, |ctx: Ctx| async move {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    sqlx::query(&format!("DROP TABLE {name}"))
-        .execute(&pool)
-        .await
-        .unwrap();
+    exec(&pool, &format!("DROP TABLE {name}")).await;
 });
 
 both_backends!(
