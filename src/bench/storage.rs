@@ -96,6 +96,8 @@ pub struct CoreBenchReport {
     /// slowly than at its start, with a larger heap and caches; that drift is not the table's
     /// history.)
     pub first_commit_ms: f64,
+    /// Where the fresh tables' commits' time went (median of each phase, in ms).
+    pub first_commit_phases_ms: BTreeMap<String, f64>,
     /// The same at the run's start: the median over the first five commits of every history.
     pub run_start_first_commit_ms: f64,
     /// Latency of the commits creating the last snapshots (the last five of every repetition), in
@@ -194,14 +196,13 @@ async fn fresh_table(floe: &Floe, ns: &Namespace, kind: &str, rep: usize) -> Res
 }
 
 /// Milliseconds of one one-row commit to `fresh`, a table created at the first call: the baseline
-/// measured beside each of the last commits of a history.
+/// measured beside each of the last commits of a history. Its phases go to `phases`.
 async fn fresh_commit(
     floe: &Floe,
     ns: &Namespace,
     fresh: &mut Option<TableName>,
-    kind: &str,
-    rep: usize,
-    i: usize,
+    (kind, rep, i): (&str, usize, usize),
+    phases: &mut BTreeMap<String, Vec<f64>>,
 ) -> Result<f64> {
     let name = match fresh {
         Some(name) => name.clone(),
@@ -209,26 +210,35 @@ async fn fresh_commit(
     };
     let batch = bench_batch(i as i64, 1);
     let t0 = Instant::now();
-    floe.append(
-        &name,
-        futures::stream::iter([Ok(batch)]),
-        &CommitOptions::default(),
-    )
-    .await?;
-    Ok(t0.elapsed().as_secs_f64() * 1e3)
+    let r = floe
+        .append(
+            &name,
+            futures::stream::iter([Ok(batch)]),
+            &CommitOptions::default(),
+        )
+        .await?;
+    let ms = t0.elapsed().as_secs_f64() * 1e3;
+    record_phases(phases, &r.timings, ms);
+    Ok(ms)
 }
 
-/// Add a commit's phases (load, stage, metadata, swap) to `phases`, in milliseconds.
-fn record_phases(phases: &mut BTreeMap<String, Vec<f64>>, t: &crate::table::CommitTimings) {
+/// Add a commit's phases (load, validate, stage, metadata, swap, and the rest of the `total_ms` the
+/// append took: writing the data file, reading the table, cleaning up) to `phases`, in
+/// milliseconds.
+fn record_phases(phases: &mut BTreeMap<String, Vec<f64>>, t: &crate::table::CommitTimings, total_ms: f64) {
     let split = [
         ("load", t.load_s),
+        ("validate", t.validate_s),
         ("stage", t.stage_s),
         ("metadata", t.metadata_s),
         ("swap", t.swap_s),
     ];
+    let mut rest = total_ms;
     for (phase, s) in split {
         phases.entry(phase.to_string()).or_default().push(s * 1e3);
+        rest -= s * 1e3;
     }
+    phases.entry("other".to_string()).or_default().push(rest.max(0.0));
 }
 
 /// Milliseconds to plan a full scan of `name` as a new reader would: load the table, read its
@@ -261,6 +271,7 @@ pub async fn core_benchmark(
     let mut start = Vec::new();
     let mut last = Vec::new();
     let mut phases: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut first_phases: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut expiry_last = Vec::new();
     let mut expiry_phases: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut last_manifests = 0;
@@ -277,7 +288,7 @@ pub async fn core_benchmark(
         for i in 0..snapshots {
             let at_end = i + WINDOW.min(snapshots) >= snapshots;
             if at_end {
-                first.push(fresh_commit(floe, ns, &mut fresh, "fresh", rep, i).await?);
+                first.push(fresh_commit(floe, ns, &mut fresh, ("fresh", rep, i), &mut first_phases).await?);
             }
             let batch = bench_batch(i as i64, 1);
             let t0 = Instant::now();
@@ -293,7 +304,7 @@ pub async fn core_benchmark(
             }
             if at_end {
                 last.push(ms);
-                record_phases(&mut phases, &r.timings);
+                record_phases(&mut phases, &r.timings, ms);
             }
             if i == 0 {
                 plan_first.push(scan_plan_ms(floe, &name).await?);
@@ -319,7 +330,16 @@ pub async fn core_benchmark(
         for i in 0..snapshots {
             let at_end = i + WINDOW.min(snapshots) >= snapshots;
             if at_end {
-                first.push(fresh_commit(floe, ns, &mut fresh, "fresh_expiring", rep, i).await?);
+                first.push(
+                    fresh_commit(
+                        floe,
+                        ns,
+                        &mut fresh,
+                        ("fresh_expiring", rep, i),
+                        &mut first_phases,
+                    )
+                    .await?,
+                );
             }
             let batch = bench_batch(i as i64, 1);
             let t0 = Instant::now();
@@ -329,7 +349,7 @@ pub async fn core_benchmark(
             let ms = t0.elapsed().as_secs_f64() * 1e3;
             if at_end {
                 expiry_last.push(ms);
-                record_phases(&mut expiry_phases, &r.timings);
+                record_phases(&mut expiry_phases, &r.timings, ms);
             }
             if (i + 1) % EXPIRE_EVERY == 0 {
                 let now_ms = chrono::Utc::now().timestamp_millis();
@@ -393,6 +413,7 @@ pub async fn core_benchmark(
         snapshots,
         repetitions,
         first_commit_ms: first_ms,
+        first_commit_phases_ms: first_phases.into_iter().map(|(k, v)| (k, median(v))).collect(),
         run_start_first_commit_ms: median(start),
         last_commit_ms: last_ms,
         last_to_first_ratio: last_ms / first_ms,

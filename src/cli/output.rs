@@ -330,16 +330,22 @@ pub fn print_bench(r: &floe::bench::CoreBenchReport, format: Format) -> Result<(
         "ratio with expiry / first".to_string(),
         format!("{:.2}", r.with_expiry_last_to_first_ratio),
     ]);
+    for (phase, ms) in &r.first_commit_phases_ms {
+        g.add_row(vec![
+            format!("  commits to fresh tables: {phase}"),
+            format!("{ms:.2} ms"),
+        ]);
+    }
     for (phase, ms) in &r.last_commit_phases_ms {
         g.add_row(vec![
             format!("  commits up to the {}th: {phase}", r.snapshots),
-            format!("{ms:.1} ms"),
+            format!("{ms:.2} ms"),
         ]);
     }
     for (phase, ms) in &r.with_expiry_last_commit_phases_ms {
         g.add_row(vec![
             format!("  commits up to the {}th, with expiry: {phase}", r.snapshots),
-            format!("{ms:.1} ms"),
+            format!("{ms:.2} ms"),
         ]);
     }
     g.add_row(vec![

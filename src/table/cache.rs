@@ -1,4 +1,5 @@
-//! Decoded immutable files, by location: table metadata JSON, manifest lists and manifests. Iceberg never
+//! Decoded immutable files, by location: table metadata JSON, manifest lists and manifests (and
+//! what the commit path encoded once: snapshot JSON, manifest-list entries). Iceberg never
 //! rewrites a file in place, so a location decoded once (or written by this process) can be served
 //! from memory for as long as the `Floe` handle lives; a job that commits again and again then reads
 //! neither its last metadata file nor its last manifest list back from the store.
@@ -8,6 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use iceberg::spec::{Manifest, ManifestFile, SnapshotReference, TableMetadataRef};
 
+use super::manifest_list::ManifestListEntryCache;
 use super::metadata_json::SnapshotJsonCache;
 
 /// A table's refs by name, computed once per metadata file and shared by every view of it.
@@ -95,6 +97,8 @@ pub(crate) struct FileCache {
     manifests: Bounded<Arc<Manifest>>,
     /// Snapshots already encoded as metadata JSON.
     pub(crate) snapshot_json: SnapshotJsonCache,
+    /// Manifest-list entries already encoded.
+    pub(crate) manifest_list_entries: ManifestListEntryCache,
 }
 
 impl Default for FileCache {
@@ -105,6 +109,7 @@ impl Default for FileCache {
             manifest_lists: Bounded::new(512),
             manifests: Bounded::weighted(MANIFEST_CACHE_ENTRIES, |m| m.entries().len()),
             snapshot_json: SnapshotJsonCache::default(),
+            manifest_list_entries: ManifestListEntryCache::default(),
         }
     }
 }

@@ -7,6 +7,7 @@ pub(crate) mod cache;
 pub mod encoding;
 pub mod files;
 pub(crate) mod filter;
+pub(crate) mod manifest_list;
 pub(crate) mod metadata_json;
 pub mod plain_files;
 pub mod scan;
@@ -426,6 +427,15 @@ impl Table {
         let manifest = Arc::new(file.load_manifest(&self.storage.file_io()).await?);
         self.cache.put_manifest(&file.manifest_path, manifest.clone());
         Ok(manifest)
+    }
+
+    /// The bytes of a v2 manifest list of `manifests`, each entry encoded once per process.
+    pub(crate) async fn encode_manifest_list(
+        &self,
+        header: manifest_list::ListHeader,
+        manifests: &[ManifestFile],
+    ) -> Result<Vec<u8>> {
+        manifest_list::encode(header, manifests, &self.cache.manifest_list_entries).await
     }
 
     /// Remember the manifests of a manifest list this process wrote.

@@ -10,9 +10,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use iceberg::spec::{
-    DataFile, FormatVersion, ManifestContentType, ManifestFile, ManifestListWriter, ManifestWriter,
-    ManifestWriterBuilder, Operation, Snapshot, SnapshotRef, SnapshotSummaryCollector, Summary,
-    TableMetadata, TableMetadataBuildResult, MAIN_BRANCH,
+    DataFile, FormatVersion, ManifestContentType, ManifestFile, ManifestWriter, ManifestWriterBuilder,
+    Operation, Snapshot, SnapshotRef, SnapshotSummaryCollector, Summary, TableMetadata,
+    TableMetadataBuildResult, MAIN_BRANCH,
 };
 use iceberg::TableUpdate;
 use uuid::Uuid;
@@ -20,6 +20,7 @@ use uuid::Uuid;
 use super::merge::{merge_manifests, MergePolicy};
 use super::CommitOptions;
 use crate::error::{Error, Result};
+use crate::table::manifest_list::ListHeader;
 use crate::table::Table;
 
 /// An attempt's staged metadata, and the snapshot it adds, if any.
@@ -248,15 +249,14 @@ pub(crate) async fn produce(
         metadata.location()
     );
     written.push(list_path.clone());
-    let mut list_writer = ManifestListWriter::v2(
-        file_io.new_output(&list_path)?.writer().await?,
+    let header = ListHeader {
         snapshot_id,
-        parent.as_ref().map(|p| p.snapshot_id()),
+        parent_snapshot_id: parent.as_ref().map(|p| p.snapshot_id()),
         sequence_number,
-    );
-    let remembered = Arc::new(manifests.clone());
-    list_writer.add_manifests(manifests.into_iter())?;
-    list_writer.close().await?;
+    };
+    let list = base.encode_manifest_list(header, &manifests).await?;
+    storage.write(&list_path, list.into()).await?;
+    let remembered = Arc::new(manifests);
     // Every manifest of the new list is sound: checked above, or just written by this process.
     remember_sound(remembered.iter().map(|m| m.manifest_path.clone()));
     base.remember_manifest_list(&list_path, remembered);
