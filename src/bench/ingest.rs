@@ -99,8 +99,9 @@ async fn create_source(conn: &mut sqlx::PgConnection, table: &str, rows: u64) ->
     Ok(())
 }
 
-/// Seconds for `psql` to drain `COPY (SELECT * FROM table) TO STDOUT` into nothing.
-async fn copy_baseline(source: &str, table: &str) -> Result<f64> {
+/// The `psql` command that drains `COPY (SELECT * FROM table) TO STDOUT`: the source's password goes
+/// in the environment (`PGPASSWORD`), never on the command line, where any local user sees it.
+fn copy_command(source: &str, table: &str) -> tokio::process::Command {
     let credentials = crate::secrets::split_url_credentials(source);
     let (url, password) = (credentials.without, credentials.password);
     let mut cmd = tokio::process::Command::new("psql");
@@ -116,6 +117,12 @@ async fn copy_baseline(source: &str, table: &str) -> Result<f64> {
     if let Some(p) = password {
         cmd.env("PGPASSWORD", p);
     }
+    cmd
+}
+
+/// Seconds for `psql` to drain `COPY (SELECT * FROM table) TO STDOUT` into nothing.
+async fn copy_baseline(source: &str, table: &str) -> Result<f64> {
+    let mut cmd = copy_command(source, table);
     let t0 = Instant::now();
     let out = cmd.output().await.map_err(|e| {
         Error::new(
@@ -271,4 +278,32 @@ async fn measure_variants(
         variant("auto units", auto.2, auto.0, auto.1),
         variant("psql COPY", 1, copy, 0),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn psql_gets_the_source_password_in_its_environment_not_its_arguments() {
+        for source in [
+            "postgres://u:pw%2Fcanary@127.0.0.1:5432/db",
+            "postgres://u@127.0.0.1:5432/db?sslmode=disable&password=pw%2Fcanary",
+        ] {
+            let cmd = copy_command(source, "t");
+            let args: Vec<String> = cmd
+                .as_std()
+                .get_args()
+                .map(|a| a.to_string_lossy().to_string())
+                .collect();
+            assert!(args.iter().all(|a| !a.contains("canary")), "{args:?}");
+            assert!(args.iter().any(|a| a.contains("127.0.0.1:5432/db")), "{args:?}");
+            let password = cmd
+                .as_std()
+                .get_envs()
+                .find(|(k, _)| *k == "PGPASSWORD")
+                .and_then(|(_, v)| v.map(|v| v.to_string_lossy().to_string()));
+            assert_eq!(password.as_deref(), Some("pw/canary"), "{source}");
+        }
+    }
 }

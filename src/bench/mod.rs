@@ -25,7 +25,7 @@ pub use self::ingest::{ingest_benchmark, IngestBenchOptions, IngestBenchReport, 
 pub use self::storage::{core_benchmark, CoreBenchReport, StorageBenchOptions, StorageFootprint, YearReport};
 use crate::catalog::{Namespace, TableName};
 use crate::cluster::loopback::LoopbackCluster;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::generate::{GenerateOptions, OutputFormat};
 use crate::lakehouse::Floe;
 use crate::pipeline::engine::{BallistaEngine, DataFusionEngine, DuckDbEngine, Engine, Stage};
@@ -512,8 +512,13 @@ async fn export_raw_events(floe: &Floe, ns: &Namespace, path: &Path) -> Result<(
     use futures::TryStreamExt;
     let name = TableName::new(ns.clone(), crate::pipeline::tables::RAW_EVENTS)?;
     let mut scan = floe.scan(&name, &Default::default()).await?;
-    let mut w =
-        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path)?, scan.schema.clone(), None)?;
+    // Its folder exists only when a raw pass ran before (not with --no-raw).
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = std::fs::File::create(path)
+        .map_err(|e| Error::wrap(ErrorKind::Storage, format!("cannot create {}", path.display()), e))?;
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, scan.schema.clone(), None)?;
     while let Some(b) = scan.batches.try_next().await? {
         w.write(&b)?;
     }

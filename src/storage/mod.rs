@@ -211,9 +211,14 @@ impl ObjectStorage {
 
     /// Write a whole object (replacing it).
     pub async fn write(&self, location: &str, bytes: Bytes) -> Result<()> {
+        self.write_parts(location, vec![bytes]).await
+    }
+
+    /// Write an object given in pieces, one after another (the pieces are not copied together).
+    pub async fn write_parts(&self, location: &str, parts: Vec<Bytes>) -> Result<()> {
         let (store, path) = self.resolve(location)?;
         store
-            .put(&path, bytes.into())
+            .put(&path, parts.into_iter().collect())
             .await
             .map_err(|e| storage_error(e, location, "write"))?;
         Ok(())

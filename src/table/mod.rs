@@ -186,7 +186,7 @@ impl Table {
 
     /// The metadata JSON of this view: encoded by floe where it can (see
     /// [`metadata_json`]), else by iceberg-rust.
-    pub(crate) fn metadata_json(&self) -> Result<Vec<u8>> {
+    pub(crate) fn metadata_json(&self) -> Result<metadata_json::EncodedMetadata> {
         if metadata_json::encodes(&self.metadata) {
             metadata_json::encode(&self.metadata, &self.snapshot_refs(), &self.cache.snapshot_json)
         } else {
@@ -424,7 +424,11 @@ impl Table {
         if let Some(m) = self.cache.manifest(&file.manifest_path) {
             return Ok(m);
         }
-        let manifest = Arc::new(file.load_manifest(&self.storage.file_io()).await?);
+        let manifest = file
+            .load_manifest(&self.storage.file_io())
+            .await
+            .map_err(|e| Error::from(e).context(format!("read manifest {}", file.manifest_path)))?;
+        let manifest = Arc::new(manifest);
         self.cache.put_manifest(&file.manifest_path, manifest.clone());
         Ok(manifest)
     }

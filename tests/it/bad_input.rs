@@ -265,5 +265,28 @@ both_backends!(
             before,
             "nothing committed"
         );
+        // Nor does an overwrite or a delete commit on top of it: each names the broken manifest.
+        let name = t.to_string();
+        let t = name.as_str();
+        let others: [&[&str]; 3] = [
+            &["overwrite", t, "more.csv", "--where", "id >= 100"],
+            &["delete", t, "--where", "id = 4"],
+            &["delete", t, "--where", "id >= 1000"],
+        ];
+        for args in others {
+            let out = floe_cmd(dir.path(), Some(&ctx)).args(args).output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{args:?}: {stderr}");
+            assert!(stderr.contains(&victim), "{args:?}: {stderr}");
+        }
+        assert_eq!(
+            ctx.floe
+                .load_table(&floe::TableName::parse(t).unwrap())
+                .await
+                .unwrap()
+                .metadata_location(),
+            before,
+            "nothing committed"
+        );
     }
 );

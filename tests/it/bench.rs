@@ -255,3 +255,136 @@ both_backends!(
         assert!(md.contains("## Cluster") && md.contains("| 200KB | 2 |"), "{md}");
     }
 );
+
+/// `url` with `password` in its user info.
+fn with_password(url: &str, password: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (user, host) = rest.split_once('@').unwrap();
+    let user = user.split(':').next().unwrap();
+    format!("{scheme}://{user}:{password}@{host}")
+}
+
+/// The processes under `root` (its children, theirs, ...), with their command lines.
+fn descendants(root: u32) -> Vec<(u32, String)> {
+    let mut parent = std::collections::HashMap::new();
+    let mut cmdline = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
+        let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        parent.insert(pid, ppid);
+        if let Ok(c) = std::fs::read(entry.path().join("cmdline")) {
+            cmdline.insert(pid, String::from_utf8_lossy(&c).replace('\0', " "));
+        }
+    }
+    let under = |mut pid: u32| {
+        while let Some(&p) = parent.get(&pid) {
+            if p == root {
+                return true;
+            }
+            if p <= 1 {
+                return false;
+            }
+            pid = p;
+        }
+        false
+    };
+    cmdline.into_iter().filter(|(pid, _)| under(*pid)).collect()
+}
+
+both_backends!(
+    bench_children_never_carry_a_secret_on_their_command_line,
+    |ctx: Ctx| async move {
+        // Canary passwords (the test Postgres trusts local connections: a password is accepted
+        // and never checked) for the catalog and for the extraction source; on S3 the secret key.
+        let catalog_pw = "catalog-canary-pw-1f3a";
+        let source_pw = "source-canary-pw-9c2e";
+        let mut secrets = vec![source_pw.to_string()];
+        let mut env = settings_env(&ctx.settings, ctx.backend);
+        for (k, v) in env.iter_mut() {
+            if *k == "FLOE_CATALOG_URL" && v.starts_with("postgres") {
+                *v = with_password(v, catalog_pw);
+                secrets.push(catalog_pw.to_string());
+            }
+            if *k == "AWS_SECRET_ACCESS_KEY" {
+                secrets.push(v.clone());
+            }
+        }
+        let source = with_password(
+            &std::env::var("FLOE_TEST_POSTGRES_URL").expect("the test command sets FLOE_TEST_POSTGRES_URL"),
+            source_pw,
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("bench");
+        let log = dir.path().join("bench.log");
+        let namespace = format!("{}_secrets", ctx.ns);
+        let mut cmd = floe_cmd(dir.path(), None);
+        cmd.envs(env).args([
+            "bench",
+            "--sizes",
+            "200KB",
+            "--engines",
+            "duckdb",
+            "--repetitions",
+            "1",
+            "--snapshots",
+            "3",
+            "--rows",
+            "1000",
+            "--days",
+            "0",
+            "--no-raw",
+            "--ingest-source",
+            &source,
+            "--ingest-rows",
+            "50000",
+            "--namespace",
+            &namespace,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let mut child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        // Watch every process the benchmark starts, as any local user could with `ps`.
+        let mut seen: std::collections::BTreeMap<String, usize> = Default::default();
+        let mut leaks = Vec::new();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            for (pid, line) in descendants(child.id()) {
+                for s in &secrets {
+                    if line.contains(s.as_str()) {
+                        leaks.push(format!("{pid}: {}", line.replace(s.as_str(), "<SECRET>")));
+                    }
+                }
+                for what in ["floe_bench_peer.py", "psql", "bench-pass"] {
+                    if line.contains(what) {
+                        *seen.entry(what.to_string()).or_default() += 1;
+                    }
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        };
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(status.success(), "floe bench failed: {log}");
+        assert!(leaks.is_empty(), "secrets on command lines: {leaks:#?}");
+        // The watch saw the children that hold the secrets in their environment.
+        assert!(seen.contains_key("floe_bench_peer.py"), "{seen:?}");
+        assert!(!log.contains(source_pw) && !log.contains(catalog_pw), "{log}");
+    }
+);

@@ -159,6 +159,142 @@ both_backends!(cli_session, |ctx: Ctx| async move {
     fails(d, c, &["show", &table]);
 });
 
+both_backends!(
+    cli_files_map_by_header_name_and_what_does_not_fit_commits_nothing,
+    |ctx: Ctx| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let c = Some(&ctx);
+        let table = format!("{}.by_name", ctx.ns);
+        ok(d, c, &["init"]);
+        ok(d, c, &["create", &table, "--schema", "id long not null, w long"]);
+        let snapshots = |d: &Path| -> usize {
+            let out = ok(d, c, &["snapshots", &table, "--format", "json"]);
+            serde_json::from_str::<Value>(&out)
+                .unwrap()
+                .as_array()
+                .unwrap()
+                .len()
+        };
+        let rows = |d: &Path| -> Vec<(i64, Option<i64>)> {
+            let out = ok(d, c, &["scan", &table, "--format", "json"]);
+            let mut rows: Vec<(i64, Option<i64>)> = serde_json::from_str::<Value>(&out)
+                .unwrap()
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| (r["id"].as_i64().unwrap(), r["w"].as_i64()))
+                .collect();
+            rows.sort();
+            rows
+        };
+
+        // A header in another order than the table's fills the columns by name.
+        std::fs::write(d.join("w_id.csv"), "w,id\n100,5\n").unwrap();
+        ok(d, c, &["append", &table, "w_id.csv"]);
+        assert_eq!(rows(d), vec![(5, Some(100))]);
+
+        // What does not fit is one clear line, and nothing is committed.
+        let refused = [
+            ("unknown.csv", "foo,bar\n1,2\n", "\"foo\" is not in the table"),
+            ("twice.csv", "id,id\n1,2\n", "\"id\" appears twice"),
+            ("missing.csv", "w\n7\n", "required column \"id\" is missing"),
+            ("extra.csv", "id,w,note\n6,60,x\n", "\"note\" is not in the table"),
+            ("empty.csv", "", "needs a header line"),
+            ("empty.parquet", "", "empty.parquet"),
+            ("text.parquet", "id,w\n1,2\n", "text.parquet"),
+        ];
+        for (file, text, why) in refused {
+            std::fs::write(d.join(file), text).unwrap();
+            let err = fails(d, c, &["append", &table, file]);
+            assert!(err.contains(why), "{file}: {err}");
+        }
+        std::fs::create_dir(d.join("dir.csv")).unwrap();
+        let err = fails(d, c, &["append", &table, "dir.csv"]);
+        assert!(err.contains("is a directory"), "{err}");
+        assert_eq!(snapshots(d), 1, "a refused file commits nothing");
+
+        // A header alone appends no rows: no snapshot, and the output says so.
+        std::fs::write(d.join("header_only.csv"), "id,w\n").unwrap();
+        let out = ok(d, c, &["append", &table, "header_only.csv"]);
+        assert!(out.contains("no snapshot was created"), "{out}");
+        assert_eq!(snapshots(d), 1);
+
+        // Extra columns only when asked for, and then dropped.
+        ok(d, c, &["append", &table, "extra.csv", "--allow-extra-columns"]);
+        assert_eq!(rows(d), vec![(5, Some(100)), (6, Some(60))]);
+        assert_eq!(snapshots(d), 2);
+
+        // The catalog pointing at a metadata file that is gone: `floe sql` names the file, not
+        // "table does not exist".
+        let name = floe::TableName::parse(&table).unwrap();
+        let location = ctx
+            .floe
+            .load_table(&name)
+            .await
+            .unwrap()
+            .metadata_location()
+            .to_string();
+        ctx.floe.storage().delete(&location).await.unwrap();
+        let err = fails(d, c, &["sql", &format!("SELECT count(*) FROM {table}")]);
+        assert!(err.contains(&location) && err.contains("missing"), "{err}");
+        assert!(!err.contains("does not exist"), "{err}");
+    }
+);
+
+/// The binary finds DuckDB's library without `LD_LIBRARY_PATH` (a run path when it links the
+/// prebuilt `libduckdb.so`; nothing to find when DuckDB is bundled).
+#[test]
+fn the_binary_runs_without_ld_library_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let floe = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_floe"))
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            out.status.success(),
+            "{args:?}: exit {:?}: {stderr}",
+            out.status.code()
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    floe(&["init"]);
+    let out = floe(&["sql", "SELECT 40 + 2 AS answer", "--format", "csv"]);
+    assert!(out.contains("42"), "{out}");
+}
+
+/// `--no-default-features` links the prebuilt DuckDB: nothing turns on `libduckdb-sys`'s `bundled`
+/// (which compiles DuckDB's C++), while the default features do.
+#[test]
+fn duckdb_is_compiled_from_source_only_under_the_bundled_feature() {
+    let tree = |extra: &[&str]| -> String {
+        let out = std::process::Command::new(env!("CARGO"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["tree", "--offline", "-e", "features", "-i", "libduckdb-sys"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let bundled = "libduckdb-sys feature \"bundled\"";
+    let prebuilt = tree(&["--no-default-features"]);
+    assert!(prebuilt.contains("libduckdb-sys v"), "{prebuilt}");
+    assert!(!prebuilt.contains(bundled), "{prebuilt}");
+    assert!(tree(&[]).contains(bundled), "the default build bundles DuckDB");
+}
+
 #[test]
 fn cli_defaults_and_precedence() {
     let dir = tempfile::tempdir().unwrap();
@@ -197,18 +333,18 @@ fn cli_defaults_and_precedence() {
     std::fs::write(d.join("floe.toml"), "warehous = 'typo'\n").unwrap();
     let err = fails(d, None, &["namespaces"]);
     assert!(err.contains("floe.toml"), "{err}");
-    // An unreachable catalog, password masked.
+    // An unreachable catalog: the password masked, in the user info or as a query parameter.
     std::fs::remove_file(d.join("floe.toml")).unwrap();
-    let err = fails(
-        d,
-        None,
-        &[
-            "namespaces",
-            "--catalog-url",
-            "postgres://u:topsecretpw@127.0.0.1:1/x",
-        ],
-    );
-    assert!(!err.contains("topsecretpw"), "{err}");
+    for (url, password) in [
+        ("postgres://u:topsecretpw@127.0.0.1:1/x", "topsecretpw"),
+        (
+            "postgres://u@127.0.0.1:1/x?sslmode=disable&password=querysecretpw",
+            "querysecretpw",
+        ),
+    ] {
+        let err = fails(d, None, &["namespaces", "--catalog-url", url]);
+        assert!(!err.contains(password), "{err}");
+    }
 }
 
 both_backends!(cli_generate_is_deterministic, |ctx: Ctx| async move {
@@ -428,6 +564,17 @@ fn cli_output_behaves_in_pipes_and_files() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("DEBUG"), "debug logging is on: {log}");
     assert!(!log.contains('\u{1b}'), "colour codes in a piped log: {log}");
+    let file = d.join("floe.log");
+    let out = floe_cmd(d, None)
+        .env("FLOE_LOG", "debug")
+        .args(["snapshots", "pipes.t"])
+        .stderr(std::fs::File::create(&file).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let log = std::fs::read_to_string(&file).unwrap();
+    assert!(log.contains("DEBUG"), "debug logging is on: {log}");
+    assert!(!log.contains('\u{1b}'), "colour codes in a log file: {log}");
     // `--help` names the environment variables without printing their values.
     let out = floe_cmd(d, None)
         .env("FLOE_CATALOG_URL", "postgres://u:canary-pw@127.0.0.1:1/x")

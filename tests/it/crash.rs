@@ -32,6 +32,19 @@ fn require_failpoints() {
     );
 }
 
+/// Rows of the current state of `t`, as floe reads it.
+async fn row_count(ctx: &Ctx, t: &floe::TableName) -> usize {
+    let batches = ctx
+        .floe
+        .scan(t, &floe::ScanOptions::default())
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    batches.iter().map(|b| b.num_rows()).sum()
+}
+
 async fn pyiceberg_rows(ctx: &Ctx, t: &str) -> Option<usize> {
     let out = crate::interop::pyiceberg_read(ctx, t)?;
     Some(out["rows"].as_array().unwrap().len())
@@ -188,12 +201,30 @@ both_backends!(
                 "ingest at {point}: rejected_events"
             );
             for table in ["raw_events", "rejected_events"] {
-                for f in referenced(&ctx, &ctx.table(table)).await {
+                let t = ctx.table(table);
+                let refs = referenced(&ctx, &t).await;
+                for f in &refs {
                     assert!(
-                        ctx.floe.storage().exists(&f).await.unwrap(),
+                        ctx.floe.storage().exists(f).await.unwrap(),
                         "{point}: {f} is missing"
                     );
                 }
+                // PyIceberg reads the state floe reads.
+                if let Some(n) = pyiceberg_rows(&ctx, table).await {
+                    assert_eq!(
+                        n,
+                        row_count(&ctx, &t).await,
+                        "ingest at {point}: {table} in PyIceberg"
+                    );
+                }
+                // What the killed run left behind is unreferenced, and orphan cleanup removes it.
+                let report = remove_orphans_now(&ctx, &t).await;
+                assert_eq!(
+                    stored(&ctx, &t).await,
+                    refs,
+                    "ingest at {point}: {table} orphans {:?}",
+                    report.files
+                );
             }
         }
         // A rerun completes the stage, and publishes.

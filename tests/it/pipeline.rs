@@ -95,12 +95,27 @@ async fn edge_cases(ctx: &Ctx, engine: Arc<dyn Engine>, dir: &std::path::Path) {
             uri
         }
     };
-    let options = RunOptions::new(ns.clone(), Some(input.clone()), vec![engine.clone()]);
+    let mut options = RunOptions::new(ns.clone(), Some(input.clone()), vec![engine.clone()]);
+    // The progress callback hears every stage start and end, in order.
+    let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = heard.clone();
+    options.progress = Some(Arc::new(move |stage, branch, report| {
+        log.lock().unwrap().push(format!(
+            "{stage} {branch} {}",
+            if report.is_some() { "ended" } else { "started" }
+        ));
+    }));
     let report = floe::pipeline::run(&ctx.floe, &options).await.unwrap();
     assert!(
         report.stages.iter().all(|s| s.status == "succeeded"),
         "{report:?}"
     );
+    let expected: Vec<String> = ["ingest", "cleanse", "enrich", "sessionize", "aggregate"]
+        .iter()
+        .flat_map(|s| ["started", "ended"].map(|e| format!("{s} {} {e}", engine.name())))
+        .collect();
+    assert_eq!(*heard.lock().unwrap(), expected);
+    options.progress = None;
     let ingest = &report.stages[0];
     assert_eq!(ingest.rows_in, 15);
     assert_eq!(ingest.rows_out["raw_events"], 13);
@@ -345,6 +360,19 @@ async fn edge_cases(ctx: &Ctx, engine: Arc<dyn Engine>, dir: &std::path::Path) {
     .unwrap();
     assert!(forced.stages.iter().all(|s| s.status == "succeeded"));
     assert_eq!(rows(ctx, &ns, "sessions", &["session_id"]).await.len(), 5);
+
+    // The input edited to the same size is a new input: nothing is reused from the old one.
+    let mut edited = edge_csv();
+    let at = edited.windows(4).position(|w| w == b"/p1,").unwrap();
+    edited[at + 2] = b'9';
+    match ctx.backend {
+        Backend::SqliteLocal => std::fs::write(&input, &edited).unwrap(),
+        Backend::PostgresS3 => ctx.floe.storage().write(&input, edited.into()).await.unwrap(),
+    }
+    let rerun = floe::pipeline::run(&ctx.floe, &options).await.unwrap();
+    assert!(rerun.stages.iter().all(|s| s.status == "succeeded"), "{rerun:?}");
+    let pages = rows(ctx, &ns, "clean_events", &["url"]).await;
+    assert!(pages.iter().any(|r| r[0] == "/p9"), "{pages:?}");
 
     // A missing input: a clear error, no snapshot, recorded as failed.
     let heads = |t: &'static str| {
@@ -606,6 +634,8 @@ both_backends!(ndjson_and_parquet_inputs_lose_nothing, |ctx: Ctx| async move {
 struct Tampered {
     inner: DataFusionEngine,
     name: &'static str,
+    /// The stage whose first output is altered.
+    stage: Stage,
     alter: fn(arrow::array::RecordBatch) -> arrow::array::RecordBatch,
 }
 
@@ -616,6 +646,7 @@ impl Tampered {
         Tampered {
             inner: DataFusionEngine::default(),
             name: "tampered",
+            stage: Stage::Aggregate,
             alter: bump_first_users,
         }
     }
@@ -625,6 +656,17 @@ impl Tampered {
         Tampered {
             inner: DataFusionEngine::default(),
             name: "dropped-row",
+            stage: Stage::Aggregate,
+            alter: |b| b.slice(1, b.num_rows() - 1),
+        }
+    }
+
+    /// A record lost from `clean_events`: clean + rejected no longer adds up to the input.
+    fn lost_clean_row() -> Self {
+        Tampered {
+            inner: DataFusionEngine::default(),
+            name: "lost-clean-row",
+            stage: Stage::Cleanse,
             alter: |b| b.slice(1, b.num_rows() - 1),
         }
     }
@@ -660,7 +702,7 @@ impl Engine for Tampered {
     ) -> floe::Result<Vec<floe::pipeline::engine::Rows>> {
         use futures::StreamExt;
         let mut out = self.inner.run(stage, inputs).await?;
-        if stage == Stage::Aggregate {
+        if stage == self.stage {
             let rows = out.remove(0);
             let mut first = true;
             let alter = self.alter;
@@ -812,6 +854,23 @@ both_backends!(
         assert!(
             metrics.current_snapshot().is_none(),
             "daily_metrics was committed"
+        );
+        // A clean_events that lost a record: clean + rejected no longer adds up to the input, the
+        // stage refuses it, and nothing of it is committed, on its branch or on main.
+        let lost = Namespace::parse(&format!("{}_lost", ctx.ns)).unwrap();
+        let err = floe::pipeline::run(&ctx.floe, &options(&lost, Arc::new(Tampered::lost_clean_row())))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("(clean + rejected)"), "{err}");
+        let clean = ctx
+            .floe
+            .load_table(&floe::TableName::new(lost.clone(), "clean_events").unwrap())
+            .await
+            .unwrap();
+        assert!(clean.current_snapshot().is_none(), "clean_events was published");
+        assert!(
+            clean.metadata().snapshot_for_ref("lost-clean-row").is_none(),
+            "the refused stage committed to its branch"
         );
         let eq = report.equivalence.clone().unwrap();
         assert!(!eq.equal);

@@ -381,3 +381,46 @@ pub async fn remove_orphans_now(ctx: &Ctx, t: &floe::TableName) -> floe::mainten
         .await
         .unwrap()
 }
+
+/// Without its servers a test fails, unless `FLOE_TEST_SKIP_SERVERS=1` asks to skip it, and then it
+/// says SKIPPED; the test command's `FLOE_TEST_REQUIRE_SERVERS=1` never lets one skip. (Runs one
+/// Postgres + S3 test of this binary in a child process without the servers' settings.)
+#[test]
+fn a_test_without_its_servers_fails_unless_skipping_is_asked_for() {
+    let run = |vars: &[(&str, &str)]| {
+        let mut c = std::process::Command::new(std::env::current_exe().unwrap());
+        c.args([
+            "--exact",
+            "sql::sql_is_locked_down_and_answers_alike_on_every_store::postgres_s3",
+            "--nocapture",
+        ]);
+        for k in [
+            "FLOE_TEST_POSTGRES_URL",
+            "FLOE_TEST_S3_ENDPOINT",
+            "FLOE_TEST_REQUIRE_SERVERS",
+            "FLOE_TEST_SKIP_SERVERS",
+        ] {
+            c.env_remove(k);
+        }
+        c.envs(vars.iter().copied());
+        let out = c.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (passed, text) = run(&[]);
+    assert!(!passed, "a test without its servers passed: {text}");
+    assert!(text.contains("Postgres and S3 are not configured"), "{text}");
+    assert!(text.contains("1 failed"), "{text}");
+    let (passed, text) = run(&[("FLOE_TEST_SKIP_SERVERS", "1")]);
+    assert!(passed, "{text}");
+    assert!(text.contains("SKIPPED PostgresS3"), "{text}");
+    let (passed, text) = run(&[
+        ("FLOE_TEST_SKIP_SERVERS", "1"),
+        ("FLOE_TEST_REQUIRE_SERVERS", "1"),
+    ]);
+    assert!(!passed, "the test command's setting let a test skip: {text}");
+}

@@ -101,7 +101,33 @@ async fn pin(floe: &Floe, options: &RunOptions, branch: &str, stage: Stage) -> R
     })
 }
 
-fn fingerprint(parts: &[String]) -> String {
+/// What decides whether a stage's earlier outputs can be reused.
+#[derive(Clone, Copy)]
+struct ReuseInputs<'a> {
+    stage: Stage,
+    engine: &'a str,
+    namespace: &'a str,
+    /// The engine's rendered code of the stage (its SQL).
+    code: &'a str,
+    /// The source of the rules both engines share.
+    rules: &'a [&'a str],
+    input_snapshots: &'a BTreeMap<String, Option<i64>>,
+    file_versions: &'a [String],
+}
+
+/// The reuse key: a hash of the stage, the engine and its code (rendered SQL, rules), the namespace,
+/// every pinned input snapshot and every input file's version (size, ETag, modification time).
+fn reuse_key(inputs: &ReuseInputs<'_>) -> String {
+    let mut parts = vec![
+        PIPELINE_VERSION.to_string(),
+        inputs.stage.to_string(),
+        inputs.engine.to_string(),
+        inputs.namespace.to_string(),
+        inputs.code.to_string(),
+    ];
+    parts.extend(inputs.rules.iter().map(|c| c.to_string()));
+    parts.extend(inputs.input_snapshots.iter().map(|(k, v)| format!("{k}={v:?}")));
+    parts.extend(inputs.file_versions.iter().cloned());
     let mut h = Sha256::new();
     for p in parts {
         h.update(p.as_bytes());
@@ -135,19 +161,15 @@ pub(crate) async fn run_stage(
         Ok(p) => p,
         Err(e) => return Err(fail(floe, base_entry, e).await),
     };
-    // The reuse key: the stage, the engine and its code (rendered SQL, rules), the namespace, every
-    // pinned input snapshot and every input file's version.
-    let mut parts = vec![
-        PIPELINE_VERSION.to_string(),
-        stage.to_string(),
-        branch.to_string(),
-        ns.to_string(),
-        engine.code(stage),
-    ];
-    parts.extend(RULES_CODE.iter().map(|c| c.to_string()));
-    parts.extend(pins.input_snapshots.iter().map(|(k, v)| format!("{k}={v:?}")));
-    parts.extend(pins.file_versions.iter().cloned());
-    let fingerprint = fingerprint(&parts);
+    let fingerprint = reuse_key(&ReuseInputs {
+        stage,
+        engine: branch,
+        namespace: &ns.to_string(),
+        code: &engine.code(stage),
+        rules: RULES_CODE,
+        input_snapshots: &pins.input_snapshots,
+        file_versions: &pins.file_versions,
+    });
 
     let mut entry = LedgerEntry {
         fingerprint: fingerprint.clone(),
@@ -368,4 +390,57 @@ async fn fail(floe: &Floe, mut entry: LedgerEntry, e: Error) -> Error {
         tracing::warn!(error = %le, "could not record the failed stage");
     }
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reuse_key_changes_with_the_sql_the_rules_and_every_input_version() {
+        let snapshots = BTreeMap::from([("ns.raw_events".to_string(), Some(7))]);
+        let versions = vec!["file:///in/a.csv=10:etag-1:1700000000".to_string()];
+        let base = ReuseInputs {
+            stage: Stage::Cleanse,
+            engine: "duckdb",
+            namespace: "ns",
+            code: "SELECT trim(event_id) FROM raw_events",
+            rules: &["fn rule() {}"],
+            input_snapshots: &snapshots,
+            file_versions: &versions,
+        };
+        let key = reuse_key(&base);
+        assert_eq!(key, reuse_key(&base), "the same inputs, the same key");
+        let other_snapshots = BTreeMap::from([("ns.raw_events".to_string(), Some(8))]);
+        let edited = vec!["file:///in/a.csv=10:etag-2:1700000001".to_string()];
+        let changed = [
+            ReuseInputs {
+                code: "SELECT event_id FROM raw_events",
+                ..base
+            },
+            ReuseInputs {
+                rules: &["fn rule() { /* changed */ }"],
+                ..base
+            },
+            ReuseInputs {
+                input_snapshots: &other_snapshots,
+                ..base
+            },
+            ReuseInputs {
+                file_versions: &edited,
+                ..base
+            },
+            ReuseInputs {
+                engine: "datafusion",
+                ..base
+            },
+            ReuseInputs {
+                stage: Stage::Enrich,
+                ..base
+            },
+        ];
+        for (i, c) in changed.iter().enumerate() {
+            assert_ne!(reuse_key(c), key, "change {i} keeps the key");
+        }
+    }
 }

@@ -200,7 +200,7 @@ pub(crate) async fn commit(store: &TableStore, changes: Vec<TableChange>) -> Res
             let location = next_metadata_location(base, s.view.metadata());
             let write = if crate::table::metadata_json::encodes(s.view.metadata()) {
                 match s.view.metadata_json() {
-                    Ok(json) => storage.write(&location, json.into()).await,
+                    Ok(json) => storage.write_parts(&location, json.into_parts()).await,
                     Err(e) => Err(e),
                 }
             } else {
