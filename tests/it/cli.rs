@@ -524,6 +524,64 @@ fn cli_demo_runs_twice_and_sql_reads_its_tables() {
     fails(d, None, &["sql", "SELECT * FROM nowhere.nothing"]);
 }
 
+/// A stage that runs shows a spinner with its name and elapsed time on a terminal, then one line
+/// with its outcome; written to a pipe, only the outcome lines.
+#[test]
+fn cli_run_shows_each_stage_while_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, None, &["init"]);
+    ok(d, None, &["generate", "--events", "2000", "--out", "in"]);
+    let args = "run --input in --engine duckdb --stages ingest,cleanse";
+    // On a terminal (`script` gives the run one).
+    let mut c = std::process::Command::new("script");
+    c.current_dir(d).env_clear();
+    for k in ["PATH", "HOME", "LD_LIBRARY_PATH"] {
+        if let Ok(v) = std::env::var(k) {
+            c.env(k, v);
+        }
+    }
+    let out = c
+        .args([
+            "-qec",
+            &format!("{} {args}", env!("CARGO_BIN_EXE_floe")),
+            "/dev/null",
+        ])
+        .output()
+        .unwrap();
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{tty}");
+    for stage in ["ingest", "cleanse"] {
+        assert!(
+            tty.contains(&format!("{stage} on duckdb (")),
+            "no spinner for {stage}: {tty}"
+        );
+        assert!(tty.contains(&format!("{stage} on duckdb: succeeded")), "{tty}");
+    }
+    // On a pipe: the outcome lines without the spinner's redraws.
+    let out = run(
+        d,
+        None,
+        &[
+            "run",
+            "--input",
+            "in",
+            "--engine",
+            "duckdb",
+            "--stages",
+            "ingest,cleanse",
+            "--force",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("ingest on duckdb: succeeded"), "{err}");
+    assert!(
+        !err.contains("ingest on duckdb (") && !err.contains('\u{1b}'),
+        "{err}"
+    );
+}
+
 #[test]
 fn cli_output_behaves_in_pipes_and_files() {
     let dir = tempfile::tempdir().unwrap();
