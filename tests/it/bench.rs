@@ -348,7 +348,7 @@ both_backends!(
             "--ingest-source",
             &source,
             "--ingest-rows",
-            "50000",
+            "20000",
             "--namespace",
             &namespace,
             "--out",
