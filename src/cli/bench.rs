@@ -58,8 +58,14 @@ pub enum Command {
         storage_only: bool,
         /// Also benchmark extraction from this Postgres database (`postgres://...`): a generated
         /// table of --ingest-rows rows (created there and dropped after) by `floe ingest` with one
-        /// unit and with auto units, against `psql`'s COPY.
-        #[arg(long, value_name = "URL")]
+        /// unit and with auto units, against `psql`'s COPY. A password here is visible to other local
+        /// users: prefer the environment variable (or PGPASSWORD).
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "FLOE_BENCH_INGEST_SOURCE",
+            hide_env_values = true
+        )]
         ingest_source: Option<String>,
         /// Rows of the extraction benchmark's source table.
         #[arg(long, default_value_t = 5_000_000)]
