@@ -25,7 +25,7 @@ pub(crate) struct CachedMetadata {
 /// A map bounded by the total weight of its values (1 each unless `weight` says otherwise); the
 /// oldest entry leaves first, and a value heavier than the whole bound is not kept.
 #[derive(Debug)]
-struct Bounded<V> {
+pub(crate) struct Bounded<V> {
     inner: Mutex<BoundedInner<V>>,
     capacity: usize,
     weight: fn(&V) -> usize,
@@ -39,7 +39,7 @@ struct BoundedInner<V> {
 }
 
 impl<V: Clone> Bounded<V> {
-    fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Self::weighted(capacity, |_| 1)
     }
 
@@ -55,13 +55,13 @@ impl<V: Clone> Bounded<V> {
         }
     }
 
-    fn get(&self, location: &str) -> Option<V> {
+    pub(crate) fn get(&self, location: &str) -> Option<V> {
         let inner = self.inner.lock().expect("file cache poisoned");
         inner.by_location.get(location).cloned()
     }
 
     /// Insert `value` unless `location` is cached; returns the cached value.
-    fn put(&self, location: &str, value: V) -> V {
+    pub(crate) fn put(&self, location: &str, value: V) -> V {
         let weight = (self.weight)(&value).max(1);
         let mut inner = self.inner.lock().expect("file cache poisoned");
         if let Some(v) = inner.by_location.get(location) {

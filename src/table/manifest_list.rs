@@ -11,13 +11,13 @@
 //! container file iceberg-rust writes (uncompressed, as it writes them), which any reader decodes to
 //! the same entries.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use iceberg::io::FileWrite;
 use iceberg::spec::{ManifestFile, ManifestListWriter};
 
+use super::cache::Bounded;
 use crate::error::{Error, Result};
 
 /// Entries kept in all (each some hundred bytes, with its `ManifestFile`).
@@ -27,15 +27,17 @@ const AVRO_MAGIC: &[u8] = b"Obj\x01";
 const MARKER_LEN: usize = 16;
 
 /// Encoded manifest-list entries by manifest path.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ManifestListEntryCache {
-    inner: Mutex<EntryCacheInner>,
+    by_path: Bounded<Arc<EncodedEntry>>,
 }
 
-#[derive(Debug, Default)]
-struct EntryCacheInner {
-    by_path: HashMap<String, Arc<EncodedEntry>>,
-    order: VecDeque<String>,
+impl Default for ManifestListEntryCache {
+    fn default() -> Self {
+        Self {
+            by_path: Bounded::new(MAX_ENTRIES),
+        }
+    }
 }
 
 /// One manifest's entry and its Avro encoding (v2, the datum alone).
@@ -48,30 +50,20 @@ struct EncodedEntry {
 impl ManifestListEntryCache {
     /// The encoding of `manifest`'s entry, when this exact entry was encoded before.
     fn get(&self, manifest: &ManifestFile) -> Option<Bytes> {
-        let inner = self.inner.lock().expect("manifest list cache poisoned");
-        inner
-            .by_path
+        self.by_path
             .get(&manifest.manifest_path)
             .filter(|e| e.manifest == *manifest)
             .map(|e| e.bytes.clone())
     }
 
+    /// Remember the encoding of `manifest`'s entry (the first one kept for a path wins; a different
+    /// entry under that path is encoded again each time, which a manifest's path never gets).
     fn put(&self, manifest: &ManifestFile, bytes: Bytes) {
-        let mut inner = self.inner.lock().expect("manifest list cache poisoned");
-        let path = manifest.manifest_path.clone();
         let entry = Arc::new(EncodedEntry {
             manifest: manifest.clone(),
             bytes,
         });
-        if inner.by_path.insert(path.clone(), entry).is_none() {
-            inner.order.push_back(path);
-        }
-        while inner.by_path.len() > MAX_ENTRIES {
-            let Some(oldest) = inner.order.pop_front() else {
-                break;
-            };
-            inner.by_path.remove(&oldest);
-        }
+        self.by_path.put(&manifest.manifest_path, entry);
     }
 }
 

@@ -534,14 +534,7 @@ fn cli_run_shows_each_stage_while_it_runs() {
     ok(d, None, &["generate", "--events", "2000", "--out", "in"]);
     let args = "run --input in --engine duckdb --stages ingest,cleanse";
     // On a terminal (`script` gives the run one).
-    let mut c = std::process::Command::new("script");
-    c.current_dir(d).env_clear();
-    for k in ["PATH", "HOME", "LD_LIBRARY_PATH"] {
-        if let Ok(v) = std::env::var(k) {
-            c.env(k, v);
-        }
-    }
-    let out = c
+    let out = clean_cmd("script", d)
         .args([
             "-qec",
             &format!("{} {args}", env!("CARGO_BIN_EXE_floe")),

@@ -285,15 +285,21 @@ pub fn summary(table: &floe::Table, snapshot_id: i64) -> HashMap<String, String>
         .clone()
 }
 
-/// The `floe` binary with a clean environment in `dir`, pointed at `ctx`'s backend when given.
-pub fn floe_cmd(dir: &std::path::Path, ctx: Option<&Ctx>) -> std::process::Command {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_floe"));
+/// `program` run in `dir` with an empty environment but for `PATH`, `HOME` and `LD_LIBRARY_PATH`.
+pub fn clean_cmd(program: &str, dir: &std::path::Path) -> std::process::Command {
+    let mut c = std::process::Command::new(program);
     c.current_dir(dir).env_clear();
     for k in ["PATH", "HOME", "LD_LIBRARY_PATH"] {
         if let Ok(v) = std::env::var(k) {
             c.env(k, v);
         }
     }
+    c
+}
+
+/// The `floe` binary with a clean environment in `dir`, pointed at `ctx`'s backend when given.
+pub fn floe_cmd(dir: &std::path::Path, ctx: Option<&Ctx>) -> std::process::Command {
+    let mut c = clean_cmd(env!("CARGO_BIN_EXE_floe"), dir);
     if let Some(ctx) = ctx {
         for (k, v) in settings_env(&ctx.settings, ctx.backend) {
             c.env(k, v);
