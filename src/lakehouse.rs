@@ -20,7 +20,8 @@ use crate::storage::{ObjectStorage, Warehouse};
 use crate::table::scan::{self, ScanStream};
 use crate::table::transaction::delete_quietly;
 use crate::table::{
-    At, CommitOptions, CommitResult, RowFilter, ScanOptions, SnapshotChanges, Table, TableStore, Transaction,
+    At, CommitResult, DeleteOptions, OverwriteOptions, RowFilter, ScanOptions, SnapshotChanges, Table,
+    TableStore, Transaction, WriteOptions,
 };
 
 /// A partition field: a source column and a transform.
@@ -367,7 +368,7 @@ impl Floe {
         &self,
         name: &TableName,
         batches: S,
-        options: &CommitOptions,
+        options: &WriteOptions,
     ) -> Result<CommitResult>
     where
         S: Stream<Item = Result<RecordBatch>> + Send + 'static,
@@ -386,7 +387,7 @@ impl Floe {
         &self,
         name: &TableName,
         files: &[String],
-        options: &CommitOptions,
+        options: &WriteOptions,
     ) -> Result<CommitResult> {
         let mut tx = self.transaction();
         tx.add_files(name, files, options).await?;
@@ -399,7 +400,7 @@ impl Floe {
         name: &TableName,
         filter: Option<RowFilter>,
         batches: S,
-        options: &CommitOptions,
+        options: &OverwriteOptions,
     ) -> Result<CommitResult>
     where
         S: Stream<Item = Result<RecordBatch>> + Send + 'static,
@@ -415,7 +416,7 @@ impl Floe {
         &self,
         name: &TableName,
         filter: RowFilter,
-        options: &CommitOptions,
+        options: &DeleteOptions,
     ) -> Result<CommitResult> {
         let mut tx = self.transaction();
         tx.delete(name, filter, options).await?;

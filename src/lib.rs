@@ -6,7 +6,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> floe::Result<()> {
-//! use floe::{Floe, Settings, TableName, Namespace, TableDefinition, CommitOptions, ScanOptions};
+//! use floe::{Floe, Settings, TableName, Namespace, TableDefinition, WriteOptions, ScanOptions};
 //! let floe = Floe::connect(Settings::from_env()?).await?;
 //! floe.ensure_namespace(&Namespace::parse("demo")?).await?;
 //! let name = TableName::parse("demo.events")?;
@@ -14,7 +14,7 @@
 //! floe.create_table(&name, TableDefinition { schema, ..Default::default() }).await?;
 //! # let batches: Vec<arrow::array::RecordBatch> = vec![];
 //! let batches = futures::stream::iter(batches.into_iter().map(Ok));
-//! floe.append(&name, batches, &CommitOptions::default()).await?;
+//! floe.append(&name, batches, &WriteOptions::default()).await?;
 //! let rows = floe.scan(&name, &ScanOptions::default()).await?.collect().await?;
 //! # Ok(()) }
 //! ```
@@ -48,8 +48,8 @@ pub use error::{Error, ErrorKind, Result};
 pub use lakehouse::{Floe, InitReport, PartitionField, TableDefinition};
 pub use table::scan::ScanStream;
 pub use table::{
-    At, CommitOptions, CommitResult, Isolation, Lineage, RowFilter, ScanOptions, SnapshotChanges, Table,
-    Transaction,
+    At, CommitResult, DeleteOptions, ExpectedHead, Isolation, Lineage, OverwriteOptions, RowFilter,
+    ScanOptions, SnapshotChanges, Table, Transaction, WriteOptions,
 };
 
 /// The README's library example, run as a doc test.

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use crate::catalog::{Namespace, TableName};
 use crate::error::{Error, ErrorKind, Result};
 use crate::lakehouse::{Floe, TableDefinition};
-use crate::table::CommitOptions;
+use crate::table::WriteOptions;
 
 const SCRIPT: &str = include_str!("peer.py");
 
@@ -120,7 +120,7 @@ pub async fn append_pair(
     floe.append(
         &table,
         futures::stream::iter(batches.into_iter().map(Ok)),
-        &CommitOptions::default(),
+        &WriteOptions::default(),
     )
     .await?;
     let floe_seconds = t0.elapsed().as_secs_f64();
@@ -239,7 +239,7 @@ pub async fn add_files_pair(
         uris.push(uri);
     }
     let t0 = Instant::now();
-    floe.add_files(&table, &uris, &CommitOptions::default()).await?;
+    floe.add_files(&table, &uris, &WriteOptions::default()).await?;
     let floe_seconds = t0.elapsed().as_secs_f64();
     floe.drop_table(&table, true).await?;
 

@@ -15,7 +15,7 @@ use crate::catalog::{Namespace, TableName};
 use crate::error::Result;
 use crate::lakehouse::{Floe, PartitionField, TableDefinition};
 use crate::maintenance::{CompactOptions, ExpireOptions, MaintainOptions, OrphanOptions};
-use crate::table::{CommitOptions, RowFilter, Table};
+use crate::table::{OverwriteOptions, RowFilter, Table, WriteOptions};
 
 /// What [`core_benchmark`] runs.
 #[derive(Clone, Debug)]
@@ -214,7 +214,7 @@ async fn fresh_commit(
         .append(
             &name,
             futures::stream::iter([Ok(batch)]),
-            &CommitOptions::default(),
+            &WriteOptions::default(),
         )
         .await?;
     let ms = t0.elapsed().as_secs_f64() * 1e3;
@@ -280,7 +280,7 @@ pub async fn core_benchmark(
     let mut rows_per_s = Vec::new();
     let mut arrow_mb_s = Vec::new();
     let mut parquet_mb_s = Vec::new();
-    let commit = CommitOptions::default();
+    let commit = WriteOptions::default();
     for rep in 0..repetitions {
         // History growth: one-row appends.
         let name = fresh_table(floe, ns, "commits", rep).await?;
@@ -486,7 +486,7 @@ async fn year_of_runs(floe: &Floe, ns: &Namespace, days: usize, rows_per_day: us
         floe.create_table(&name, definition).await?;
         tables.push(name);
     }
-    let commit = CommitOptions::default();
+    let commit = OverwriteOptions::default();
     let mut maintain_s = Vec::new();
     for run in 0..days as i32 {
         // Yesterday again (late data) and today, replacing both partitions.

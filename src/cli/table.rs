@@ -8,8 +8,8 @@ use clap::{Args, Subcommand};
 use floe::table::files::{read_files, FileReadOptions};
 use floe::table::schema_text::{parse_schema, parse_type};
 use floe::{
-    At, CommitOptions, Floe, Isolation, Lineage, PartitionField, RowFilter, ScanOptions, TableDefinition,
-    TableName,
+    At, DeleteOptions, Floe, Isolation, Lineage, OverwriteOptions, PartitionField, RowFilter, ScanOptions,
+    TableDefinition, TableName, WriteOptions,
 };
 
 use super::output::{self, Format};
@@ -194,8 +194,8 @@ pub struct WriteArgs {
 }
 
 impl WriteArgs {
-    fn options(&self) -> CommitOptions {
-        let mut o = CommitOptions::default();
+    fn options(&self) -> WriteOptions {
+        let mut o = WriteOptions::default();
         if let Some(b) = &self.branch {
             o.branch = b.clone();
         }
@@ -281,9 +281,9 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
         } => {
             let name = TableName::parse(&table)?;
             let batches = rows_of(floe, &name, &files, &read).await?;
-            let options = CommitOptions {
+            let options = OverwriteOptions {
                 isolation,
-                ..write.options()
+                write: write.options(),
             };
             let r = floe
                 .overwrite(&name, filter.map(RowFilter::sql), batches, &options)
@@ -297,9 +297,9 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
             write,
         } => {
             let name = TableName::parse(&table)?;
-            let options = CommitOptions {
+            let options = DeleteOptions {
                 isolation,
-                ..write.options()
+                write: write.options(),
             };
             let r = floe.delete(&name, RowFilter::sql(filter), &options).await?;
             output::print_commit(&r);

@@ -29,7 +29,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::lakehouse::{Floe, TableDefinition};
 use crate::table::add_files::FileToAdd;
 use crate::table::transaction::delete_quietly;
-use crate::table::{CommitOptions, Lineage, Table};
+use crate::table::{Lineage, Table, WriteOptions, DEFAULT_TARGET_FILE_SIZE};
 
 /// Append to the destination, or replace its rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -651,7 +651,7 @@ async fn execute(
             "ingest run {run_id} had already committed snapshot {snapshot} to {name}; nothing more to do"
         )));
     }
-    let target = CommitOptions::default().target_file_size;
+    let target = DEFAULT_TARGET_FILE_SIZE;
     let db = floe.database().clone();
     let parallel = options.parallel.max(1);
     // One instant of the source for every unit of this call, held until they are all done.
@@ -720,7 +720,7 @@ async fn execute(
         files.extend(crate::table::add_files::describe_files(&table, earlier).await?);
     }
     let rows: u64 = files.iter().map(|f| f.record_count()).sum();
-    let commit_options = CommitOptions {
+    let commit_options = WriteOptions {
         lineage: Lineage {
             run_id: Some(run_id.clone()),
             stage: Some("ingest".into()),
@@ -737,7 +737,10 @@ async fn execute(
     tx.read_as(table.clone());
     match options.mode {
         IngestMode::Append => tx.append_files(&name, files, &commit_options).await?,
-        IngestMode::Overwrite => tx.overwrite_files(&name, None, files, &commit_options).await?,
+        IngestMode::Overwrite => {
+            tx.overwrite_files(&name, None, files, &commit_options.clone().into())
+                .await?
+        }
     }
     let committed = match tx.commit().await {
         Ok(r) => r,

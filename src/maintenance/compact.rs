@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::table::filter::RowFilter;
 use crate::table::transaction::delete_quietly;
 use crate::table::writer::DataWriter;
-use crate::table::{CommitOptions, TableStore, Transaction};
+use crate::table::{TableStore, Transaction, WriteOptions};
 
 /// floe's data files are rolled at this size unless the table says otherwise.
 const DEFAULT_TARGET: u64 = 128 * 1024 * 1024;
@@ -215,7 +215,7 @@ pub async fn compact(
     let removed: Vec<DataFile> = chosen.into_iter().flatten().collect();
     let mut tx = Transaction::new(store.clone());
     tx.read_as(table);
-    let options = CommitOptions {
+    let options = WriteOptions {
         properties: BTreeMap::from([("floe.maintenance".to_string(), "compact".to_string())]),
         ..Default::default()
     };

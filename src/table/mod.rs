@@ -34,7 +34,10 @@ use cache::{FileCache, SharedRefs};
 pub use filter::RowFilter;
 pub use scan::{ScanOptions, SnapshotChanges};
 pub use store::TableStore;
-pub use transaction::{CommitOptions, CommitResult, CommitTimings, Isolation, Lineage, Transaction};
+pub use transaction::{
+    CommitResult, CommitTimings, DeleteOptions, ExpectedHead, Isolation, Lineage, OverwriteOptions,
+    Transaction, WriteOptions, DEFAULT_TARGET_FILE_SIZE,
+};
 
 /// A table as loaded from the catalog: its metadata at one metadata location.
 #[derive(Clone, Debug)]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arrow::array::{Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
-use floe::{CommitOptions, ErrorKind};
+use floe::{ErrorKind, WriteOptions};
 
 use crate::both_backends;
 use crate::support::*;
@@ -44,7 +44,7 @@ both_backends!(
         ctx.create_events_table(&scratch, &["day(ts)"]).await;
         let written = ctx
             .floe
-            .append(&scratch, stream(vec![events(0..40)]), &CommitOptions::default())
+            .append(&scratch, stream(vec![events(0..40)]), &WriteOptions::default())
             .await
             .unwrap();
         let files = written
@@ -59,7 +59,7 @@ both_backends!(
         ctx.create_events_table(&t, &["day(ts)"]).await;
         let r = ctx
             .floe
-            .add_files(&t, &uris, &CommitOptions::default())
+            .add_files(&t, &uris, &WriteOptions::default())
             .await
             .unwrap();
         let snapshot = r.table.current_snapshot().unwrap().clone();
@@ -116,7 +116,7 @@ both_backends!(
         ] {
             let err = ctx
                 .floe
-                .add_files(&t, &bad, &CommitOptions::default())
+                .add_files(&t, &bad, &WriteOptions::default())
                 .await
                 .unwrap_err();
             assert!(

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arrow::array::{Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
-use floe::{At, CommitOptions, ErrorKind, Floe, Namespace, TableDefinition, TableName};
+use floe::{At, DeleteOptions, ErrorKind, Floe, Namespace, TableDefinition, TableName, WriteOptions};
 
 use crate::both_backends;
 use crate::support::*;
@@ -27,7 +27,7 @@ both_backends!(schema_mismatch_leaves_table_unchanged, |ctx: Ctx| async move {
     ctx.create_events_table(&t, &[]).await;
     let r = ctx
         .floe
-        .append(&t, stream(vec![events(0..3)]), &CommitOptions::default())
+        .append(&t, stream(vec![events(0..3)]), &WriteOptions::default())
         .await
         .unwrap();
     let before = r.table.metadata_location().to_string();
@@ -80,7 +80,7 @@ both_backends!(schema_mismatch_leaves_table_unchanged, |ctx: Ctx| async move {
         // A good batch first, then the bad one: nothing of the stream may land.
         let err = ctx
             .floe
-            .append(&t, stream(vec![events(10..12), batch]), &CommitOptions::default())
+            .append(&t, stream(vec![events(10..12), batch]), &WriteOptions::default())
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
@@ -96,7 +96,7 @@ both_backends!(schema_mismatch_leaves_table_unchanged, |ctx: Ctx| async move {
         .delete(
             &t,
             floe::RowFilter::sql("no_such_column = 1"),
-            &CommitOptions::default(),
+            &DeleteOptions::default(),
         )
         .await
         .unwrap_err();
@@ -180,7 +180,7 @@ async fn unreachable_store_and_wrong_credentials_are_clear_errors() {
     )
     .await
     .unwrap();
-    floe.append(&t, stream(vec![events(0..1)]), &CommitOptions::default())
+    floe.append(&t, stream(vec![events(0..1)]), &WriteOptions::default())
         .await
         .unwrap();
     let location = floe.load_table(&t).await.unwrap().metadata_location().to_string();
@@ -194,7 +194,7 @@ async fn unreachable_store_and_wrong_credentials_are_clear_errors() {
     // A write with wrong credentials fails and leaves the table as it was.
     let bad = Floe::connect(wrong).await.unwrap();
     let err = bad
-        .append(&t, stream(vec![events(1..2)]), &CommitOptions::default())
+        .append(&t, stream(vec![events(1..2)]), &WriteOptions::default())
         .await
         .unwrap_err();
     assert!(
@@ -210,7 +210,7 @@ async fn unreachable_store_and_wrong_credentials_are_clear_errors() {
     assert_eq!(err.kind(), ErrorKind::Storage, "{err}");
     let gone = Floe::connect(gone).await.unwrap();
     assert!(gone
-        .append(&t, stream(vec![events(1..2)]), &CommitOptions::default())
+        .append(&t, stream(vec![events(1..2)]), &WriteOptions::default())
         .await
         .is_err());
 
@@ -225,7 +225,7 @@ both_backends!(
         ctx.create_events_table(&t, &[]).await;
         for rows in [0..3, 3..6] {
             ctx.floe
-                .append(&t, stream(vec![events(rows)]), &CommitOptions::default())
+                .append(&t, stream(vec![events(rows)]), &WriteOptions::default())
                 .await
                 .unwrap();
         }

@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
-use floe::{At, CommitOptions, ErrorKind, Floe, RowFilter};
+use floe::{At, DeleteOptions, ErrorKind, ExpectedHead, Floe, OverwriteOptions, RowFilter, WriteOptions};
 use futures::TryStreamExt;
 
 use crate::both_backends;
@@ -32,7 +32,7 @@ both_backends!(eight_writers_twenty_five_appends, |ctx: Ctx| async move {
                     .append(
                         &t,
                         stream(vec![events(first..first + 10)]),
-                        &CommitOptions::default(),
+                        &WriteOptions::default(),
                     )
                     .await
                     .unwrap();
@@ -86,20 +86,20 @@ both_backends!(stale_change_on_moved_ref_is_refused, |ctx: Ctx| async move {
     ctx.create_events_table(&t, &[]).await;
     let s1 = ctx
         .floe
-        .append(&t, stream(vec![events(0..5)]), &CommitOptions::default())
+        .append(&t, stream(vec![events(0..5)]), &WriteOptions::default())
         .await
         .unwrap()
         .snapshot_id;
     // Another writer moves main.
     let s2 = ctx
         .floe
-        .append(&t, stream(vec![events(5..6)]), &CommitOptions::default())
+        .append(&t, stream(vec![events(5..6)]), &WriteOptions::default())
         .await
         .unwrap()
         .snapshot_id;
     // A change computed from s1 is refused, and nothing changes.
-    let stale = CommitOptions {
-        expected_head: Some(s1),
+    let stale = WriteOptions {
+        expected_head: ExpectedHead::of(s1),
         ..Default::default()
     };
     let err = ctx
@@ -120,8 +120,8 @@ both_backends!(stale_change_on_moved_ref_is_refused, |ctx: Ctx| async move {
         .unwrap();
     assert_eq!(data.len(), 2, "{data:?}");
     // With the right expectation it lands.
-    let fresh = CommitOptions {
-        expected_head: Some(s2),
+    let fresh = WriteOptions {
+        expected_head: ExpectedHead::of(s2),
         ..Default::default()
     };
     ctx.floe
@@ -142,7 +142,7 @@ async fn connection_lost_during_swap_is_resolved_without_loss_or_duplicate() {
     let t = ctx.table("events");
     ctx.create_events_table(&t, &[]).await;
     ctx.floe
-        .append(&t, stream(vec![events(0..3)]), &CommitOptions::default())
+        .append(&t, stream(vec![events(0..3)]), &WriteOptions::default())
         .await
         .unwrap();
 
@@ -171,7 +171,7 @@ async fn connection_lost_during_swap_is_resolved_without_loss_or_duplicate() {
 
     let r = ctx
         .floe
-        .append(&t, stream(vec![events(3..5)]), &CommitOptions::default())
+        .append(&t, stream(vec![events(3..5)]), &WriteOptions::default())
         .await;
     sqlx::query(&format!("DROP TRIGGER {seq}_tr ON iceberg_tables"))
         .execute(&pool)
@@ -244,7 +244,7 @@ both_backends!(concurrency_matrix_replays_exactly, |ctx: Ctx| async move {
                 let batch = owned_rows(first..first + 10, &owner);
                 let rows = rows_of(&batch);
                 let r = floe
-                    .append(&t, stream(vec![batch]), &CommitOptions::default())
+                    .append(&t, stream(vec![batch]), &WriteOptions::default())
                     .await
                     .expect("an append never conflicts");
                 done.push((r.snapshot_id.unwrap(), Op::Append(rows)));
@@ -264,7 +264,12 @@ both_backends!(concurrency_matrix_replays_exactly, |ctx: Ctx| async move {
                 let rows = rows_of(&batch);
                 let filter = RowFilter::sql(format!("user_id = '{owner}'"));
                 match floe
-                    .overwrite(&t, Some(filter), stream(vec![batch]), &CommitOptions::default())
+                    .overwrite(
+                        &t,
+                        Some(filter),
+                        stream(vec![batch]),
+                        &OverwriteOptions::default(),
+                    )
                     .await
                 {
                     Ok(r) => done.push((
@@ -289,7 +294,7 @@ both_backends!(concurrency_matrix_replays_exactly, |ctx: Ctx| async move {
             for k in 0..10i64 {
                 let (lo, hi) = (2_000_000 + k * 25, 2_000_000 + k * 25 + 12);
                 let filter = RowFilter::sql(format!("user_id = 'ap1' AND id >= {lo} AND id < {hi}"));
-                match floe.delete(&t, filter, &CommitOptions::default()).await {
+                match floe.delete(&t, filter, &DeleteOptions::default()).await {
                     Ok(r) => {
                         if let Some(id) = r.snapshot_id {
                             done.push((

@@ -9,7 +9,7 @@
 
 use std::os::unix::process::ExitStatusExt;
 
-use floe::{At, CommitOptions};
+use floe::{At, WriteOptions};
 use futures::StreamExt;
 
 use crate::both_backends;
@@ -80,7 +80,7 @@ both_backends!(
                 let t = ctx.table(&name);
                 ctx.create_events_table(&t, &[]).await;
                 ctx.floe
-                    .append(&t, stream(vec![events(0..10)]), &CommitOptions::default())
+                    .append(&t, stream(vec![events(0..10)]), &WriteOptions::default())
                     .await
                     .unwrap();
                 let before = ctx.floe.load_table(&t).await.unwrap();
@@ -315,7 +315,7 @@ both_backends!(
             let (batches, _) = append_some(8);
             for b in batches {
                 ctx.floe
-                    .append(&t, stream(vec![b]), &CommitOptions::default())
+                    .append(&t, stream(vec![b]), &WriteOptions::default())
                     .await
                     .unwrap();
             }
@@ -337,7 +337,7 @@ both_backends!(
                 let (batches, last_id) = append_some(3);
                 for b in batches {
                     ctx.floe
-                        .append(&t, stream(vec![b]), &CommitOptions::default())
+                        .append(&t, stream(vec![b]), &WriteOptions::default())
                         .await
                         .unwrap();
                 }

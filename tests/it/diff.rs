@@ -5,7 +5,7 @@ use std::sync::Arc;
 use arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use floe::diff::{diff, DecidedBy, DiffOptions, DiffReport, DiffSide};
-use floe::{At, CommitOptions, TableDefinition};
+use floe::{At, TableDefinition, WriteOptions};
 
 use crate::both_backends;
 use crate::support::*;
@@ -52,7 +52,7 @@ async fn table(ctx: &Ctx, name: &str, rows: &[R], files: usize, reverse: bool) -
         )
         .unwrap();
         ctx.floe
-            .append(&t, stream(vec![batch]), &CommitOptions::default())
+            .append(&t, stream(vec![batch]), &WriteOptions::default())
             .await
             .unwrap();
     }
@@ -202,7 +202,7 @@ both_backends!(diff_finds_schema_changes, |ctx: Ctx| async move {
         .await
         .unwrap();
     ctx.floe
-        .append(&a.table, stream(vec![]), &CommitOptions::default())
+        .append(&a.table, stream(vec![]), &WriteOptions::default())
         .await
         .unwrap();
     let r = diff(

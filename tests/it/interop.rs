@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use std::process::Command;
 
 use arrow::array::{Array, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
-use floe::{At, CommitOptions, PartitionField, RowFilter, ScanOptions, TableDefinition};
+use floe::{
+    At, DeleteOptions, OverwriteOptions, PartitionField, RowFilter, ScanOptions, TableDefinition,
+    WriteOptions,
+};
 use futures::TryStreamExt;
 use iceberg::{Catalog, CatalogBuilder};
 use serde_json::{json, Value};
@@ -124,7 +127,7 @@ both_backends!(pyiceberg_reads_what_floe_writes, |ctx: Ctx| async move {
         ..Default::default()
     };
     ctx.floe.create_table(&t, def).await.unwrap();
-    let o = CommitOptions::default();
+    let o = WriteOptions::default();
     ctx.floe
         .append(&t, stream(vec![events(0..20)]), &o)
         .await
@@ -134,12 +137,16 @@ both_backends!(pyiceberg_reads_what_floe_writes, |ctx: Ctx| async move {
             &t,
             Some(RowFilter::sql("id >= 15")),
             stream(vec![events(100..103)]),
-            &o,
+            &OverwriteOptions::from(o.clone()),
         )
         .await
         .unwrap();
     ctx.floe
-        .delete(&t, RowFilter::sql("id < 3 OR id = 7"), &o)
+        .delete(
+            &t,
+            RowFilter::sql("id < 3 OR id = 7"),
+            &DeleteOptions::from(o.clone()),
+        )
         .await
         .unwrap();
     ctx.floe.create_branch(&t, "dev", &At::Current).await.unwrap();
@@ -147,7 +154,7 @@ both_backends!(pyiceberg_reads_what_floe_writes, |ctx: Ctx| async move {
         .append(
             &t,
             stream(vec![events(200..203)]),
-            &CommitOptions::on_branch("dev"),
+            &WriteOptions::on_branch("dev"),
         )
         .await
         .unwrap();
@@ -229,7 +236,7 @@ both_backends!(floe_reads_what_pyiceberg_writes, |ctx: Ctx| async move {
     )
     .unwrap();
     ctx.floe
-        .append(&t, stream(vec![batch]), &CommitOptions::default())
+        .append(&t, stream(vec![batch]), &WriteOptions::default())
         .await
         .unwrap();
     let back = pyiceberg(&cfg, &["read", &ns, "py_written"]);
@@ -243,7 +250,7 @@ both_backends!(
         let t = ctx.table("events");
         ctx.create_events_table(&t, &[]).await;
         ctx.floe
-            .append(&t, stream(vec![events(0..9)]), &CommitOptions::default())
+            .append(&t, stream(vec![events(0..9)]), &WriteOptions::default())
             .await
             .unwrap();
         let uri = match ctx.settings.catalog_url.strip_prefix("sqlite:") {

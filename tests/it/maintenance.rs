@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use floe::maintenance::{CompactOptions, ExpireOptions, OrphanOptions};
-use floe::{At, CommitOptions, ErrorKind, Floe};
+use floe::{At, DeleteOptions, ErrorKind, Floe, WriteOptions};
 
 use crate::both_backends;
 use crate::support::*;
@@ -26,7 +26,7 @@ both_backends!(
                 .append(
                     &t,
                     stream(vec![events(i * 2..i * 2 + 2)]),
-                    &CommitOptions::default(),
+                    &WriteOptions::default(),
                 )
                 .await
                 .unwrap();
@@ -77,7 +77,7 @@ both_backends!(expiry_keeps_refs_and_frees_storage, |ctx: Ctx| async move {
             .append(
                 &t,
                 stream(vec![events(i * 10..i * 10 + 10)]),
-                &CommitOptions::default(),
+                &WriteOptions::default(),
             )
             .await
             .unwrap();
@@ -97,12 +97,12 @@ both_backends!(expiry_keeps_refs_and_frees_storage, |ctx: Ctx| async move {
         .append(
             &t,
             stream(vec![events(500..505)]),
-            &CommitOptions::on_branch("dev"),
+            &WriteOptions::on_branch("dev"),
         )
         .await
         .unwrap();
     ctx.floe
-        .delete(&t, floe::RowFilter::sql("id % 2 = 0"), &CommitOptions::default())
+        .delete(&t, floe::RowFilter::sql("id % 2 = 0"), &DeleteOptions::default())
         .await
         .unwrap();
     let before_files = stored(&ctx, &t).await;
@@ -204,7 +204,7 @@ both_backends!(
         let t = ctx.table("events");
         ctx.create_events_table(&t, &[]).await;
         ctx.floe
-            .append(&t, stream(vec![events(0..10)]), &CommitOptions::default())
+            .append(&t, stream(vec![events(0..10)]), &WriteOptions::default())
             .await
             .unwrap();
         let table = ctx.floe.load_table(&t).await.unwrap();
@@ -267,7 +267,7 @@ both_backends!(compaction_turns_small_files_into_few, |ctx: Ctx| async move {
         tx.append(
             &t,
             stream(vec![events(i * 5..i * 5 + 5)]),
-            &CommitOptions::default(),
+            &WriteOptions::default(),
         )
         .await
         .unwrap();
@@ -327,7 +327,7 @@ both_backends!(
                     floe.append(
                         &t,
                         stream(vec![events(i * 3..i * 3 + 3)]),
-                        &CommitOptions::default(),
+                        &WriteOptions::default(),
                     )
                     .await
                     .unwrap();

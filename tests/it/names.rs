@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use floe::{At, CommitOptions, Namespace, TableName};
+use floe::{At, Namespace, TableName, WriteOptions};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
@@ -59,7 +59,7 @@ both_backends!(
                 .append(
                     &t,
                     stream(vec![events(i as i64..i as i64 + 1)]),
-                    &CommitOptions::default(),
+                    &WriteOptions::default(),
                 )
                 .await
                 .unwrap();

@@ -1,6 +1,6 @@
 //! Branches, tags, writing to a branch, publishing (fast-forward) and rollback.
 
-use floe::{At, CommitOptions, ErrorKind, RowFilter};
+use floe::{At, DeleteOptions, ErrorKind, RowFilter, WriteOptions};
 
 use crate::both_backends;
 use crate::support::*;
@@ -20,7 +20,7 @@ both_backends!(branches_tags_publish_rollback, |ctx: Ctx| async move {
 
     let main1 = ctx
         .floe
-        .append(&t, stream(vec![events(0..5)]), &CommitOptions::default())
+        .append(&t, stream(vec![events(0..5)]), &WriteOptions::default())
         .await
         .unwrap();
     let s1 = main1.snapshot_id.unwrap();
@@ -36,7 +36,7 @@ both_backends!(branches_tags_publish_rollback, |ctx: Ctx| async move {
     );
 
     // Writes to the branch leave main alone.
-    let on_dev = CommitOptions::on_branch("dev");
+    let on_dev = WriteOptions::on_branch("dev");
     let d1 = ctx
         .floe
         .append(&t, stream(vec![events(5..8)]), &on_dev)
@@ -44,7 +44,7 @@ both_backends!(branches_tags_publish_rollback, |ctx: Ctx| async move {
         .unwrap();
     let d2 = ctx
         .floe
-        .delete(&t, RowFilter::sql("id = 0"), &on_dev)
+        .delete(&t, RowFilter::sql("id = 0"), &DeleteOptions::from(on_dev.clone()))
         .await
         .unwrap();
     let d2_id = d2.snapshot_id.unwrap();
@@ -68,7 +68,7 @@ both_backends!(branches_tags_publish_rollback, |ctx: Ctx| async move {
     assert_eq!(d2.table.current_snapshot().unwrap().snapshot_id(), s1);
 
     // Commits to a tag are refused.
-    let on_tag = CommitOptions::on_branch("v1");
+    let on_tag = WriteOptions::on_branch("v1");
     assert_eq!(
         ctx.floe
             .append(&t, stream(vec![events(9..10)]), &on_tag)
@@ -89,7 +89,7 @@ both_backends!(branches_tags_publish_rollback, |ctx: Ctx| async move {
 
     // Diverged: main moves on its own, then publishing dev (behind) is refused as not a fast-forward.
     ctx.floe
-        .append(&t, stream(vec![events(100..101)]), &CommitOptions::default())
+        .append(&t, stream(vec![events(100..101)]), &WriteOptions::default())
         .await
         .unwrap();
     ctx.floe
@@ -150,7 +150,7 @@ both_backends!(branches_tags_publish_rollback, |ctx: Ctx| async move {
         .append(
             &t,
             stream(vec![events(300..302)]),
-            &CommitOptions::on_branch("fresh"),
+            &WriteOptions::on_branch("fresh"),
         )
         .await
         .unwrap();
@@ -175,7 +175,7 @@ both_backends!(delete_on_a_new_branch_then_publish, |ctx: Ctx| async move {
     let t = ctx.table("events");
     ctx.create_events_table(&t, &[]).await;
     ctx.floe
-        .append(&t, stream(vec![events(0..100)]), &CommitOptions::default())
+        .append(&t, stream(vec![events(0..100)]), &WriteOptions::default())
         .await
         .unwrap();
     let r = ctx
@@ -183,7 +183,7 @@ both_backends!(delete_on_a_new_branch_then_publish, |ctx: Ctx| async move {
         .delete(
             &t,
             RowFilter::sql("id < 10"),
-            &CommitOptions::on_branch("cleanup"),
+            &DeleteOptions::from(WriteOptions::on_branch("cleanup")),
         )
         .await
         .unwrap();

@@ -3,7 +3,7 @@
 
 use arrow::array::{Array, Int64Array};
 use floe::query::{sql, sql_with, SqlOptions};
-use floe::CommitOptions;
+use floe::WriteOptions;
 
 use crate::both_backends;
 use crate::support::*;
@@ -23,7 +23,7 @@ both_backends!(
         let t = ctx.table("q");
         ctx.create_events_table(&t, &[]).await;
         ctx.floe
-            .append(&t, stream(vec![events(0..10)]), &CommitOptions::default())
+            .append(&t, stream(vec![events(0..10)]), &WriteOptions::default())
             .await
             .unwrap();
         let name = t.to_string();

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use arrow::array::{Array, Int64Array, StringArray};
-use floe::{At, CommitOptions, Lineage, RowFilter, ScanOptions, TableDefinition};
+use floe::{
+    At, DeleteOptions, Lineage, OverwriteOptions, RowFilter, ScanOptions, TableDefinition, WriteOptions,
+};
 
 use crate::both_backends;
 use crate::support::*;
@@ -18,7 +20,7 @@ async fn create_events(ctx: &Ctx, name: &str, partition: &[&str]) -> floe::Table
 both_backends!(append_and_scan_partitioned, |ctx: Ctx| async move {
     let t = create_events(&ctx, "events", &["day(ts)", "bucket(4, user_id)"]).await;
     // Roll after every batch-sized write.
-    let opts = CommitOptions {
+    let opts = WriteOptions {
         target_file_size: 1,
         ..Default::default()
     };
@@ -80,7 +82,7 @@ both_backends!(append_and_scan_partitioned, |ctx: Ctx| async move {
 
 both_backends!(overwrite_and_delete_copy_on_write, |ctx: Ctx| async move {
     let t = create_events(&ctx, "events", &["day(ts)"]).await;
-    let o = CommitOptions::default();
+    let o = WriteOptions::default();
     ctx.floe
         .append(&t, stream(vec![events(0..40)]), &o)
         .await
@@ -89,7 +91,11 @@ both_backends!(overwrite_and_delete_copy_on_write, |ctx: Ctx| async move {
     // Delete rows matching a filter that cuts through files: files are rewritten.
     let r = ctx
         .floe
-        .delete(&t, RowFilter::sql("id % 10 = 3 OR id >= 35"), &o)
+        .delete(
+            &t,
+            RowFilter::sql("id % 10 = 3 OR id >= 35"),
+            &DeleteOptions::from(o.clone()),
+        )
         .await
         .unwrap();
     let snap = r.table.current_snapshot().unwrap().clone();
@@ -103,7 +109,11 @@ both_backends!(overwrite_and_delete_copy_on_write, |ctx: Ctx| async move {
     // Delete whole partitions only: no rewrite, operation "delete".
     let r = ctx
         .floe
-        .delete(&t, RowFilter::sql("ts < '2024-01-02T00:00:00Z'"), &o)
+        .delete(
+            &t,
+            RowFilter::sql("ts < '2024-01-02T00:00:00Z'"),
+            &DeleteOptions::from(o.clone()),
+        )
         .await
         .unwrap();
     let snap = r.table.current_snapshot().unwrap().clone();
@@ -116,7 +126,7 @@ both_backends!(overwrite_and_delete_copy_on_write, |ctx: Ctx| async move {
     let before = r.table.snapshots().len();
     let r = ctx
         .floe
-        .delete(&t, RowFilter::sql("id > 1000"), &o)
+        .delete(&t, RowFilter::sql("id > 1000"), &DeleteOptions::from(o.clone()))
         .await
         .unwrap();
     assert_eq!(r.table.snapshots().len(), before);
@@ -129,7 +139,7 @@ both_backends!(overwrite_and_delete_copy_on_write, |ctx: Ctx| async move {
             &t,
             Some(RowFilter::sql("id >= 20")),
             stream(vec![events(100..103)]),
-            &o,
+            &OverwriteOptions::from(o.clone()),
         )
         .await
         .unwrap();
@@ -144,7 +154,12 @@ both_backends!(overwrite_and_delete_copy_on_write, |ctx: Ctx| async move {
     // Overwrite the whole table.
     let r = ctx
         .floe
-        .overwrite(&t, None, stream(vec![events(500..505)]), &o)
+        .overwrite(
+            &t,
+            None,
+            stream(vec![events(500..505)]),
+            &OverwriteOptions::from(o.clone()),
+        )
         .await
         .unwrap();
     let s = summary(&r.table, r.snapshot_id.unwrap());
@@ -165,7 +180,7 @@ both_backends!(overwrite_and_delete_copy_on_write, |ctx: Ctx| async move {
         .await
         .unwrap();
     ctx.floe
-        .delete(&t, RowFilter::sql("note = 'x'"), &o)
+        .delete(&t, RowFilter::sql("note = 'x'"), &DeleteOptions::from(o.clone()))
         .await
         .unwrap();
     assert_eq!(ids(&ctx.floe, &t, At::Current).await.len(), 7);
@@ -173,7 +188,7 @@ both_backends!(overwrite_and_delete_copy_on_write, |ctx: Ctx| async move {
 
 both_backends!(schema_evolution_add_column, |ctx: Ctx| async move {
     let t = create_events(&ctx, "events", &[]).await;
-    let o = CommitOptions::default();
+    let o = WriteOptions::default();
     ctx.floe.append(&t, stream(vec![events(0..3)]), &o).await.unwrap();
     let table = ctx
         .floe
@@ -231,7 +246,7 @@ both_backends!(schema_evolution_add_column, |ctx: Ctx| async move {
 
 both_backends!(lineage_and_user_properties, |ctx: Ctx| async move {
     let t = create_events(&ctx, "events", &[]).await;
-    let o = CommitOptions {
+    let o = WriteOptions {
         lineage: Lineage {
             run_id: Some("run-42".into()),
             stage: Some("cleanse".into()),
@@ -252,11 +267,15 @@ both_backends!(lineage_and_user_properties, |ctx: Ctx| async move {
 
 both_backends!(time_travel_and_changes, |ctx: Ctx| async move {
     let t = create_events(&ctx, "events", &[]).await;
-    let o = CommitOptions::default();
+    let o = WriteOptions::default();
     let s1 = ctx.floe.append(&t, stream(vec![events(0..5)]), &o).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let s2 = ctx.floe.append(&t, stream(vec![events(5..8)]), &o).await.unwrap();
-    let s3 = ctx.floe.delete(&t, RowFilter::sql("id < 5"), &o).await.unwrap();
+    let s3 = ctx
+        .floe
+        .delete(&t, RowFilter::sql("id < 5"), &DeleteOptions::from(o.clone()))
+        .await
+        .unwrap();
     let id1 = s1.snapshot_id.unwrap();
     let id2 = s2.snapshot_id.unwrap();
     assert_eq!(
@@ -330,7 +349,7 @@ both_backends!(drop_and_purge, |ctx: Ctx| async move {
     let t = create_events(&ctx, "events", &[]).await;
     let r = ctx
         .floe
-        .append(&t, stream(vec![events(0..5)]), &CommitOptions::default())
+        .append(&t, stream(vec![events(0..5)]), &WriteOptions::default())
         .await
         .unwrap();
     let location = r.table.location().to_string();
@@ -358,7 +377,7 @@ both_backends!(drop_and_purge, |ctx: Ctx| async move {
     let t2 = create_events(&ctx, "events2", &[]).await;
     let r = ctx
         .floe
-        .append(&t2, stream(vec![events(0..5)]), &CommitOptions::default())
+        .append(&t2, stream(vec![events(0..5)]), &WriteOptions::default())
         .await
         .unwrap();
     let location2 = r.table.location().to_string();
@@ -386,11 +405,11 @@ both_backends!(drop_and_purge, |ctx: Ctx| async move {
     };
     ctx.floe.create_table(&t3, def).await.unwrap();
     ctx.floe
-        .append(&t3, stream(vec![events(0..5)]), &CommitOptions::default())
+        .append(&t3, stream(vec![events(0..5)]), &WriteOptions::default())
         .await
         .unwrap();
     ctx.floe
-        .delete(&t3, RowFilter::sql("id = 1"), &CommitOptions::default())
+        .delete(&t3, RowFilter::sql("id = 1"), &DeleteOptions::default())
         .await
         .unwrap();
     assert_eq!(
@@ -426,7 +445,7 @@ both_backends!(odd_names_round_trip, |ctx: Ctx| async move {
         let t = floe::TableName::new(ns.clone(), name).unwrap();
         ctx.create_events_table(&t, &[]).await;
         ctx.floe
-            .append(&t, stream(vec![events(0..2)]), &CommitOptions::default())
+            .append(&t, stream(vec![events(0..2)]), &WriteOptions::default())
             .await
             .unwrap();
         assert_eq!(ids(&ctx.floe, &t, At::Current).await, vec![0, 1]);
@@ -474,7 +493,7 @@ both_backends!(partition_transforms, |ctx: Ctx| async move {
         let t = create_events(&ctx, name, partition).await;
         let r = ctx
             .floe
-            .append(&t, stream(vec![events(0..40)]), &CommitOptions::default())
+            .append(&t, stream(vec![events(0..40)]), &WriteOptions::default())
             .await
             .unwrap();
         let files = r.table.files(r.table.current_snapshot()).await.unwrap();
@@ -540,7 +559,7 @@ async fn init_creates_a_missing_bucket() {
     )
     .await
     .unwrap();
-    floe.append(&t, stream(vec![events(0..3)]), &CommitOptions::default())
+    floe.append(&t, stream(vec![events(0..3)]), &WriteOptions::default())
         .await
         .unwrap();
     assert_eq!(ids(&floe, &t, At::Current).await, vec![0, 1, 2]);
@@ -588,7 +607,7 @@ both_backends!(
         .unwrap();
         let r = ctx
             .floe
-            .append(&t, stream(vec![batch]), &CommitOptions::default())
+            .append(&t, stream(vec![batch]), &WriteOptions::default())
             .await
             .unwrap();
         let files = r.table.files(r.table.current_snapshot()).await.unwrap();
@@ -638,7 +657,7 @@ both_backends!(
         .unwrap();
         let err = ctx
             .floe
-            .append(&bad, stream(vec![batch]), &CommitOptions::default())
+            .append(&bad, stream(vec![batch]), &WriteOptions::default())
             .await
             .unwrap_err();
         assert_eq!(err.kind(), floe::ErrorKind::Config, "{err}");

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use floe::{At, CommitOptions, ErrorKind, Isolation, RowFilter};
+use floe::{At, DeleteOptions, ErrorKind, Isolation, OverwriteOptions, RowFilter, WriteOptions};
 
 use crate::both_backends;
 use crate::faulty_catalog::{faulty_floe, Fault};
@@ -35,8 +35,15 @@ async fn live_files(ctx: &Ctx, t: &floe::TableName) -> BTreeSet<String> {
         .collect()
 }
 
-fn with_isolation(isolation: Isolation) -> CommitOptions {
-    CommitOptions {
+fn delete_with(isolation: Isolation) -> DeleteOptions {
+    DeleteOptions {
+        isolation,
+        ..Default::default()
+    }
+}
+
+fn overwrite_with(isolation: Isolation) -> OverwriteOptions {
+    OverwriteOptions {
         isolation,
         ..Default::default()
     }
@@ -48,7 +55,7 @@ both_backends!(
         let t = ctx.table("events");
         ctx.create_events_table(&t, &[]).await;
         ctx.floe
-            .append(&t, stream(vec![events(0..100)]), &CommitOptions::default())
+            .append(&t, stream(vec![events(0..100)]), &WriteOptions::default())
             .await
             .unwrap();
         // The overwrite reads the table and writes its rows...
@@ -57,14 +64,14 @@ both_backends!(
             &t,
             Some(RowFilter::sql("id < 50")),
             stream(vec![events(500..510)]),
-            &CommitOptions::default(),
+            &OverwriteOptions::default(),
         )
         .await
         .unwrap();
         // ...while another writer appends rows the filter matches.
         let appended = ctx
             .floe
-            .append(&t, stream(vec![events(10..15)]), &CommitOptions::default())
+            .append(&t, stream(vec![events(10..15)]), &WriteOptions::default())
             .await
             .unwrap();
         let err = tx.commit().await.unwrap_err();
@@ -85,7 +92,7 @@ both_backends!(
         let t = ctx.table("events");
         ctx.create_events_table(&t, &[]).await;
         ctx.floe
-            .append(&t, stream(vec![events(0..100)]), &CommitOptions::default())
+            .append(&t, stream(vec![events(0..100)]), &WriteOptions::default())
             .await
             .unwrap();
         let mut tx = ctx.floe.transaction();
@@ -93,13 +100,13 @@ both_backends!(
             &t,
             Some(RowFilter::sql("id < 50")),
             stream(vec![events(500..510)]),
-            &CommitOptions::default(),
+            &OverwriteOptions::default(),
         )
         .await
         .unwrap();
         // The appended file's bounds (id 1000..1004) rule out `id < 50`.
         ctx.floe
-            .append(&t, stream(vec![events(1000..1005)]), &CommitOptions::default())
+            .append(&t, stream(vec![events(1000..1005)]), &WriteOptions::default())
             .await
             .unwrap();
         let r = tx.commit().await.unwrap().pop().unwrap();
@@ -118,7 +125,7 @@ both_backends!(
         let t = ctx.table("events");
         ctx.create_events_table(&t, &[]).await;
         ctx.floe
-            .append(&t, stream(vec![events(0..100)]), &CommitOptions::default())
+            .append(&t, stream(vec![events(0..100)]), &WriteOptions::default())
             .await
             .unwrap();
         let mut tx = ctx.floe.transaction();
@@ -126,12 +133,12 @@ both_backends!(
             &t,
             Some(RowFilter::sql("id < 50")),
             stream(vec![events(500..510)]),
-            &with_isolation(Isolation::Snapshot),
+            &overwrite_with(Isolation::Snapshot),
         )
         .await
         .unwrap();
         ctx.floe
-            .append(&t, stream(vec![events(10..15)]), &CommitOptions::default())
+            .append(&t, stream(vec![events(10..15)]), &WriteOptions::default())
             .await
             .unwrap();
         tx.commit().await.unwrap();
@@ -149,16 +156,16 @@ both_backends!(
             let t = ctx.table(&format!("events_{isolation:?}").to_lowercase());
             ctx.create_events_table(&t, &[]).await;
             ctx.floe
-                .append(&t, stream(vec![events(0..20)]), &CommitOptions::default())
+                .append(&t, stream(vec![events(0..20)]), &WriteOptions::default())
                 .await
                 .unwrap();
             let mut tx = ctx.floe.transaction();
-            tx.delete(&t, RowFilter::sql("id < 5"), &with_isolation(isolation))
+            tx.delete(&t, RowFilter::sql("id < 5"), &delete_with(isolation))
                 .await
                 .unwrap();
             // Another delete rewrites the same file first.
             ctx.floe
-                .delete(&t, RowFilter::sql("id = 7"), &CommitOptions::default())
+                .delete(&t, RowFilter::sql("id = 7"), &DeleteOptions::default())
                 .await
                 .unwrap();
             let err = tx.commit().await.unwrap_err();
@@ -181,7 +188,7 @@ both_backends!(
             let t = ctx.table(&format!("events_{isolation:?}").to_lowercase());
             ctx.create_events_table(&t, &[]).await;
             ctx.floe
-                .append(&t, stream(vec![events(0..10)]), &CommitOptions::default())
+                .append(&t, stream(vec![events(0..10)]), &WriteOptions::default())
                 .await
                 .unwrap();
             let mut tx = ctx.floe.transaction();
@@ -189,12 +196,12 @@ both_backends!(
                 &t,
                 None,
                 stream(vec![events(100..103)]),
-                &with_isolation(isolation),
+                &overwrite_with(isolation),
             )
             .await
             .unwrap();
             ctx.floe
-                .append(&t, stream(vec![events(20..22)]), &CommitOptions::default())
+                .append(&t, stream(vec![events(20..22)]), &WriteOptions::default())
                 .await
                 .unwrap();
             let result = tx.commit().await;
@@ -219,18 +226,18 @@ both_backends!(a_delete_matching_nothing_commits_nothing, |ctx: Ctx| async move 
     ctx.create_events_table(&t, &[]).await;
     let first = ctx
         .floe
-        .append(&t, stream(vec![events(0..10)]), &CommitOptions::default())
+        .append(&t, stream(vec![events(0..10)]), &WriteOptions::default())
         .await
         .unwrap();
     let r = ctx
         .floe
-        .delete(&t, RowFilter::sql("id > 1000"), &CommitOptions::default())
+        .delete(&t, RowFilter::sql("id > 1000"), &DeleteOptions::default())
         .await
         .unwrap();
     assert_eq!(r.snapshot_id, None);
     let empty = ctx
         .floe
-        .append(&t, stream(vec![]), &CommitOptions::default())
+        .append(&t, stream(vec![]), &WriteOptions::default())
         .await
         .unwrap();
     assert_eq!(empty.snapshot_id, None);
@@ -248,14 +255,14 @@ both_backends!(a_multi_table_transaction_lands_whole, |ctx: Ctx| async move {
     ctx.create_events_table(&a, &[]).await;
     ctx.create_events_table(&b, &[]).await;
     ctx.floe
-        .append(&b, stream(vec![events(0..10)]), &CommitOptions::default())
+        .append(&b, stream(vec![events(0..10)]), &WriteOptions::default())
         .await
         .unwrap();
     let mut tx = ctx.floe.transaction();
-    tx.append(&a, stream(vec![events(0..3)]), &CommitOptions::default())
+    tx.append(&a, stream(vec![events(0..3)]), &WriteOptions::default())
         .await
         .unwrap();
-    tx.delete(&b, RowFilter::sql("id < 5"), &CommitOptions::default())
+    tx.delete(&b, RowFilter::sql("id < 5"), &DeleteOptions::default())
         .await
         .unwrap();
     let results = tx.commit().await.unwrap();
@@ -273,7 +280,7 @@ both_backends!(
         ctx.create_events_table(&a, &[]).await;
         ctx.create_events_table(&b, &[]).await;
         ctx.floe
-            .append(&b, stream(vec![events(0..10)]), &CommitOptions::default())
+            .append(&b, stream(vec![events(0..10)]), &WriteOptions::default())
             .await
             .unwrap();
         let a_before = ctx
@@ -284,20 +291,20 @@ both_backends!(
             .metadata_location()
             .to_string();
         let mut tx = ctx.floe.transaction();
-        tx.append(&a, stream(vec![events(0..3)]), &CommitOptions::default())
+        tx.append(&a, stream(vec![events(0..3)]), &WriteOptions::default())
             .await
             .unwrap();
         tx.overwrite(
             &b,
             Some(RowFilter::sql("id < 5")),
             stream(vec![events(50..52)]),
-            &CommitOptions::default(),
+            &OverwriteOptions::default(),
         )
         .await
         .unwrap();
         // b gets rows the overwrite's filter matches: b's part of the transaction conflicts.
         ctx.floe
-            .append(&b, stream(vec![events(1..2)]), &CommitOptions::default())
+            .append(&b, stream(vec![events(1..2)]), &WriteOptions::default())
             .await
             .unwrap();
         let err = tx.commit().await.unwrap_err();
@@ -320,12 +327,12 @@ both_backends!(
         let t = ctx.table("events");
         ctx.create_events_table(&t, &[]).await;
         ctx.floe
-            .append(&t, stream(vec![events(0..3)]), &CommitOptions::default())
+            .append(&t, stream(vec![events(0..3)]), &WriteOptions::default())
             .await
             .unwrap();
         let (floe, faulty) = faulty_floe(ctx.settings.clone(), vec![Fault::LoseReplyAfterSwap]).await;
         let r = floe
-            .append(&t, stream(vec![events(3..5)]), &CommitOptions::default())
+            .append(&t, stream(vec![events(3..5)]), &WriteOptions::default())
             .await
             .unwrap();
         assert_eq!(
@@ -346,7 +353,7 @@ both_backends!(
 
         // The same for a copy-on-write delete, whose files are rewrites.
         let (floe, _) = faulty_floe(ctx.settings.clone(), vec![Fault::LoseReplyAfterSwap]).await;
-        floe.delete(&t, RowFilter::sql("id = 1"), &CommitOptions::default())
+        floe.delete(&t, RowFilter::sql("id = 1"), &DeleteOptions::default())
             .await
             .unwrap();
         assert_eq!(ids(&ctx.floe, &t, At::Current).await, vec![0, 2, 3, 4]);
@@ -360,7 +367,7 @@ both_backends!(a_failed_statement_is_a_certain_failure, |ctx: Ctx| async move {
     let t = ctx.table("events");
     ctx.create_events_table(&t, &[]).await;
     ctx.floe
-        .append(&t, stream(vec![events(0..3)]), &CommitOptions::default())
+        .append(&t, stream(vec![events(0..3)]), &WriteOptions::default())
         .await
         .unwrap();
     let before = ctx.floe.load_table(&t).await.unwrap();
@@ -372,7 +379,7 @@ both_backends!(a_failed_statement_is_a_certain_failure, |ctx: Ctx| async move {
         .unwrap();
     // Once: retried (nothing landed, so a retry is safe) and committed once.
     let (floe, faulty) = faulty_floe(ctx.settings.clone(), vec![Fault::FailStatement]).await;
-    floe.append(&t, stream(vec![events(3..4)]), &CommitOptions::default())
+    floe.append(&t, stream(vec![events(3..4)]), &WriteOptions::default())
         .await
         .unwrap();
     assert_eq!(faulty.swaps(), 2);
@@ -388,7 +395,7 @@ both_backends!(a_failed_statement_is_a_certain_failure, |ctx: Ctx| async move {
     assert!(metadata_before_2.len() > metadata_before.len());
     let (floe, _) = faulty_floe(ctx.settings.clone(), vec![Fault::FailStatement; 10]).await;
     let err = floe
-        .append(&t, stream(vec![events(10..12)]), &CommitOptions::default())
+        .append(&t, stream(vec![events(10..12)]), &WriteOptions::default())
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Catalog, "{err}");

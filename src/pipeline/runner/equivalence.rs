@@ -12,7 +12,7 @@ use super::super::ledger::{self, LedgerEntry};
 use crate::catalog::{Namespace, TableName};
 use crate::error::{Error, Result};
 use crate::lakehouse::Floe;
-use crate::table::{At, CommitOptions, Lineage, Table};
+use crate::table::{At, ExpectedHead, Lineage, Table, WriteOptions};
 
 /// The equivalence check of a two-engine run: every output table of every stage diffed between
 /// the two engines' branches.
@@ -125,7 +125,7 @@ pub(crate) async fn record_and_publish(
                 format!("{:?}", d.decided_by).to_lowercase(),
             ),
         ]);
-        let options = CommitOptions {
+        let options = WriteOptions {
             branch: branch.to_string(),
             lineage: Lineage {
                 run_id: Some(run_id.to_string()),
@@ -134,7 +134,7 @@ pub(crate) async fn record_and_publish(
                 inputs: BTreeMap::new(),
             },
             properties,
-            expected_head: Some(head),
+            expected_head: ExpectedHead::of(head),
             ..Default::default()
         };
         tx.mark(&name, &options).await?;

@@ -19,7 +19,7 @@ use super::tables::{self, GEOIP};
 use crate::catalog::{Namespace, TableName};
 use crate::error::{Error, ErrorKind, Result};
 use crate::lakehouse::Floe;
-use crate::table::{At, CommitOptions, Table};
+use crate::table::{At, ExpectedHead, Table, WriteOptions};
 
 pub use choose::{available_memory, choose_engine, engines_named, input_bytes};
 pub use equivalence::{verify, Equivalence};
@@ -251,8 +251,8 @@ async fn load_geoip(floe: &Floe, ns: &Namespace) -> Result<()> {
         return Ok(());
     }
     let batch = crate::generate::geoip_batch()?;
-    let options = CommitOptions {
-        expected_head: Some(None),
+    let options = WriteOptions {
+        expected_head: ExpectedHead::NoSnapshot,
         ..Default::default()
     };
     match floe

@@ -14,7 +14,7 @@ use super::super::input::{read_input, InputBatch, InputFile};
 use super::super::tables::{self, GEOIP, REJECTED_EVENTS};
 use crate::error::{Error, Result};
 use crate::table::writer::{write_batches, ParallelWriter};
-use crate::table::{CommitOptions, Table};
+use crate::table::{Table, DEFAULT_TARGET_FILE_SIZE};
 
 /// Output table → files written but not yet committed.
 pub(crate) type Written = Vec<(&'static str, Vec<DataFile>)>;
@@ -65,7 +65,7 @@ pub(crate) async fn produce(
     rejects: &RejectCounts,
     written: &mut Written,
 ) -> Result<u64> {
-    let target_file_size = CommitOptions::default().target_file_size;
+    let target_file_size = DEFAULT_TARGET_FILE_SIZE;
     if stage == Stage::Ingest {
         let raw_table = outputs[tables::RAW_EVENTS].clone();
         let rej_table = outputs[REJECTED_EVENTS].clone();

@@ -21,7 +21,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::lakehouse::Floe;
 use crate::resources::Monitor;
 use crate::table::transaction::delete_quietly;
-use crate::table::{CommitOptions, Lineage, RowFilter, Table};
+use crate::table::{ExpectedHead, Lineage, OverwriteOptions, RowFilter, Table, WriteOptions};
 
 /// Bumped when the pipeline's rules change, so earlier ledger rows are not reused.
 const PIPELINE_VERSION: &str = "clickstream-1";
@@ -274,7 +274,7 @@ pub(crate) async fn run_stage(
         let name = TableName::new(ns.clone(), t)?;
         let filter = (t == REJECTED_EVENTS && stage != Stage::Ingest)
             .then(|| RowFilter::sql(format!("stage = '{stage}'")));
-        let commit_options = CommitOptions {
+        let commit_options = OverwriteOptions::from(WriteOptions {
             branch: branch.to_string(),
             lineage: lineage.clone(),
             properties: options
@@ -282,9 +282,9 @@ pub(crate) async fn run_stage(
                 .iter()
                 .map(|r| ("floe.engine-reason".to_string(), r.clone()))
                 .collect(),
-            expected_head: Some(pins.head(t, branch)),
+            expected_head: ExpectedHead::of(pins.head(t, branch)),
             ..Default::default()
-        };
+        });
         if let Err(e) = tx.overwrite_files(&name, filter, data, &commit_options).await {
             discard(pending.collect()).await;
             tx.abort().await;

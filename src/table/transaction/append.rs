@@ -5,7 +5,7 @@
 use iceberg::spec::{DataFile, Operation};
 
 use super::producer::{produce, SnapshotChange, Staged};
-use super::CommitOptions;
+use super::WriteOptions;
 use crate::error::Result;
 use crate::table::Table;
 
@@ -19,40 +19,36 @@ pub(crate) struct Append {
     /// Commit a snapshot even with no file (a record in the history, such as an equivalence
     /// verdict); an append of nothing is otherwise no change at all.
     pub(crate) keep_empty: bool,
+    pub(crate) write: WriteOptions,
 }
 
 impl Append {
-    pub(crate) fn new(files: Vec<DataFile>) -> Self {
+    pub(crate) fn new(files: Vec<DataFile>, write: &WriteOptions) -> Self {
         Self {
             files,
             owned: true,
             keep_empty: false,
+            write: write.clone(),
         }
     }
 
     /// Files someone else wrote, added as they are.
-    pub(crate) fn adopted(files: Vec<DataFile>) -> Self {
+    pub(crate) fn adopted(files: Vec<DataFile>, write: &WriteOptions) -> Self {
         Self {
             owned: false,
-            ..Self::new(files)
+            ..Self::new(files, write)
         }
     }
 
     /// A snapshot that adds nothing.
-    pub(crate) fn marker() -> Self {
+    pub(crate) fn marker(write: &WriteOptions) -> Self {
         Self {
-            files: Vec::new(),
-            owned: true,
             keep_empty: true,
+            ..Self::new(Vec::new(), write)
         }
     }
 
-    pub(crate) async fn apply(
-        &self,
-        base: &Table,
-        options: &CommitOptions,
-        written: &mut Vec<String>,
-    ) -> Result<Option<Staged>> {
+    pub(crate) async fn apply(&self, base: &Table, written: &mut Vec<String>) -> Result<Option<Staged>> {
         if self.files.is_empty() && !self.keep_empty {
             return Ok(None);
         }
@@ -61,8 +57,6 @@ impl Append {
             added: self.files.clone(),
             removed: Vec::new(),
         };
-        produce(base, &options.branch, change, options, written)
-            .await
-            .map(Some)
+        produce(base, change, &self.write, written).await.map(Some)
     }
 }

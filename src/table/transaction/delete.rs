@@ -10,16 +10,17 @@ use iceberg::spec::Operation;
 use super::copy_on_write::copy_on_write;
 use super::overwrite::RowChange;
 use super::producer::branch_head;
-use super::CommitOptions;
+use super::DeleteOptions;
 use crate::error::Result;
 use crate::table::filter::RowFilter;
 use crate::table::Table;
 
 /// Plan deleting the rows matching `filter` on the branch head of `read`.
-pub(crate) async fn plan(read: &Table, filter: RowFilter, options: &CommitOptions) -> Result<RowChange> {
+pub(crate) async fn plan(read: &Table, filter: RowFilter, options: &DeleteOptions) -> Result<RowChange> {
     filter.compile(&read.arrow_schema()?)?;
-    let head = branch_head(read.metadata(), &options.branch).cloned();
-    let cow = copy_on_write(read, head.as_ref(), &filter, options.target_file_size).await?;
+    let write = &options.write;
+    let head = branch_head(read.metadata(), &write.branch).cloned();
+    let cow = copy_on_write(read, head.as_ref(), &filter, write.target_file_size).await?;
     let operation = if cow.rewritten.is_empty() {
         Operation::Delete
     } else {
@@ -33,5 +34,6 @@ pub(crate) async fn plan(read: &Table, filter: RowFilter, options: &CommitOption
         removed: cow.removed,
         added: cow.rewritten,
         isolation: options.isolation,
+        write: write.clone(),
     })
 }

@@ -12,23 +12,24 @@
 //! `Serializable`. A conflict commits nothing and deletes the transaction's files.
 
 pub(crate) mod append;
+pub(crate) mod attempt;
 pub(crate) mod commit;
 pub(crate) mod copy_on_write;
 pub(crate) mod delete;
 pub(crate) mod expire;
 pub(crate) mod history;
 pub(crate) mod merge;
+pub mod options;
 pub(crate) mod overwrite;
 pub(crate) mod producer;
 pub(crate) mod refs;
 pub(crate) mod rewrite;
 pub(crate) mod schema;
-
-use std::collections::BTreeMap;
+pub(crate) mod unknown;
 
 use arrow::array::RecordBatch;
 use futures::{Stream, StreamExt};
-use iceberg::spec::{DataFile, MAIN_BRANCH};
+use iceberg::spec::DataFile;
 use serde::Serialize;
 
 use super::filter::RowFilter;
@@ -37,108 +38,9 @@ use super::writer::write_batches;
 use super::Table;
 use crate::catalog::TableName;
 use crate::error::{Error, Result};
-
-/// Where a write comes from: recorded in the snapshot summary as `floe.*` properties.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Lineage {
-    /// `floe.run-id`.
-    pub run_id: Option<String>,
-    /// `floe.stage`.
-    pub stage: Option<String>,
-    /// `floe.engine`.
-    pub engine: Option<String>,
-    /// `floe.input.<table>`: the snapshot id of each input the write read.
-    pub inputs: BTreeMap<String, i64>,
-}
-
-impl Lineage {
-    pub(crate) fn to_properties(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        if let Some(v) = &self.run_id {
-            out.push(("floe.run-id".to_string(), v.clone()));
-        }
-        if let Some(v) = &self.stage {
-            out.push(("floe.stage".to_string(), v.clone()));
-        }
-        if let Some(v) = &self.engine {
-            out.push(("floe.engine".to_string(), v.clone()));
-        }
-        for (t, id) in &self.inputs {
-            out.push((format!("floe.input.{t}"), id.to_string()));
-        }
-        out
-    }
-}
-
-/// How strictly a filtered overwrite or delete is checked against the commits that landed on its
-/// branch after it read the table (Iceberg's isolation levels).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub enum Isolation {
-    /// The default: the commit conflicts with a concurrent commit that added a data file that may
-    /// hold rows matching its filter (any added file for a whole-table overwrite), or that removed
-    /// or rewrote a file it read. The history then reads as if the writers ran one after another.
-    #[default]
-    Serializable,
-    /// Only concurrent removals or rewrites of files it read conflict; rows appended meanwhile
-    /// survive even where they match the filter.
-    Snapshot,
-}
-
-impl Isolation {
-    /// Parse `serializable` or `snapshot`.
-    pub fn parse(text: &str) -> Result<Self> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "serializable" => Ok(Isolation::Serializable),
-            "snapshot" => Ok(Isolation::Snapshot),
-            other => Err(Error::invalid(format!(
-                "unknown isolation {other:?} (serializable or snapshot)"
-            ))),
-        }
-    }
-}
-
-/// How a write commits.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CommitOptions {
-    /// Branch to commit to (`main` by default). A missing branch is created from the current
-    /// snapshot of `main`, as Iceberg does.
-    pub branch: String,
-    /// Lineage properties for the snapshot summary.
-    pub lineage: Lineage,
-    /// Any other snapshot summary properties.
-    pub properties: BTreeMap<String, String>,
-    /// When set, the commit is refused (kind `Conflict`) unless the branch head is this snapshot
-    /// (`Some(None)`: the branch has no snapshot yet): for writers whose change must not land on a
-    /// moved ref at all, even one that validation would accept.
-    pub expected_head: Option<Option<i64>>,
-    /// Target size of data files in bytes.
-    pub target_file_size: usize,
-    /// Isolation of filtered overwrites and deletes.
-    pub isolation: Isolation,
-}
-
-impl Default for CommitOptions {
-    fn default() -> Self {
-        Self {
-            branch: MAIN_BRANCH.to_string(),
-            lineage: Lineage::default(),
-            properties: BTreeMap::new(),
-            expected_head: None,
-            target_file_size: 128 * 1024 * 1024,
-            isolation: Isolation::default(),
-        }
-    }
-}
-
-impl CommitOptions {
-    /// Options that commit to `branch`.
-    pub fn on_branch(branch: impl Into<String>) -> Self {
-        Self {
-            branch: branch.into(),
-            ..Default::default()
-        }
-    }
-}
+pub use options::{
+    DeleteOptions, ExpectedHead, Isolation, Lineage, OverwriteOptions, WriteOptions, DEFAULT_TARGET_FILE_SIZE,
+};
 
 /// Where a commit's time went, summed over its attempts, in seconds.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -207,7 +109,7 @@ impl Action {
 pub(crate) struct TableChange {
     pub(crate) name: TableName,
     pub(crate) read: Table,
-    pub(crate) actions: Vec<(Action, CommitOptions)>,
+    pub(crate) actions: Vec<Action>,
 }
 
 /// Changes to one or more tables that land together or not at all: one catalog transaction swaps
@@ -277,23 +179,23 @@ impl Transaction {
         }
     }
 
-    pub(crate) fn push(&mut self, name: &TableName, action: Action, options: &CommitOptions) {
+    pub(crate) fn push(&mut self, name: &TableName, action: Action) {
         let change = self
             .changes
             .iter_mut()
             .find(|c| &c.name == name)
             .expect("the table was read before an action on it was planned");
-        change.actions.push((action, options.clone()));
+        change.actions.push(action);
     }
 
     /// Append batches to `table`: written into new data files now, committed with the transaction.
-    pub async fn append<S>(&mut self, table: &TableName, batches: S, options: &CommitOptions) -> Result<()>
+    pub async fn append<S>(&mut self, table: &TableName, batches: S, options: &WriteOptions) -> Result<()>
     where
         S: Stream<Item = Result<RecordBatch>> + Send + 'static,
     {
         let read = self.table(table).await?;
         let files = write_batches(&read, batches.boxed(), options.target_file_size).await?;
-        self.push(table, Action::Append(append::Append::new(files)), options);
+        self.push(table, Action::Append(append::Append::new(files, options)));
         Ok(())
     }
 
@@ -303,7 +205,7 @@ impl Transaction {
         table: &TableName,
         filter: Option<RowFilter>,
         batches: S,
-        options: &CommitOptions,
+        options: &OverwriteOptions,
     ) -> Result<()>
     where
         S: Stream<Item = Result<RecordBatch>> + Send + 'static,
@@ -312,7 +214,7 @@ impl Transaction {
         if let Some(f) = &filter {
             f.compile(&read.arrow_schema()?)?;
         }
-        let files = write_batches(&read, batches.boxed(), options.target_file_size).await?;
+        let files = write_batches(&read, batches.boxed(), options.write.target_file_size).await?;
         self.overwrite_files(table, filter, files, options).await
     }
 
@@ -323,12 +225,12 @@ impl Transaction {
         table: &TableName,
         filter: Option<RowFilter>,
         files: Vec<DataFile>,
-        options: &CommitOptions,
+        options: &OverwriteOptions,
     ) -> Result<()> {
         let read = self.table(table).await?;
         match overwrite::plan(&read, filter, files.clone(), options).await {
             Ok(change) => {
-                self.push(table, Action::Rows(change), options);
+                self.push(table, Action::Rows(change));
                 Ok(())
             }
             Err(e) => {
@@ -343,11 +245,11 @@ impl Transaction {
         &mut self,
         table: &TableName,
         filter: RowFilter,
-        options: &CommitOptions,
+        options: &DeleteOptions,
     ) -> Result<()> {
         let read = self.table(table).await?;
         let change = delete::plan(&read, filter, options).await?;
-        self.push(table, Action::Rows(change), options);
+        self.push(table, Action::Rows(change));
         Ok(())
     }
 
@@ -357,10 +259,10 @@ impl Transaction {
         &mut self,
         table: &TableName,
         files: Vec<DataFile>,
-        options: &CommitOptions,
+        options: &WriteOptions,
     ) -> Result<()> {
         self.table(table).await?;
-        self.push(table, Action::Append(append::Append::new(files)), options);
+        self.push(table, Action::Append(append::Append::new(files, options)));
         Ok(())
     }
 
@@ -371,7 +273,7 @@ impl Transaction {
         &mut self,
         table: &TableName,
         uris: &[String],
-        options: &CommitOptions,
+        options: &WriteOptions,
     ) -> Result<()> {
         let read = self.table(table).await?;
         let files: Vec<crate::table::add_files::FileToAdd> = uris
@@ -397,15 +299,15 @@ impl Transaction {
             )));
         }
         let described = crate::table::add_files::describe_files(&read, files).await?;
-        self.push(table, Action::Append(append::Append::adopted(described)), options);
+        self.push(table, Action::Append(append::Append::adopted(described, options)));
         Ok(())
     }
 
     /// A snapshot that changes no data, on `options.branch`: a record in the history (its summary
     /// carries `options.properties` and the lineage).
-    pub(crate) async fn mark(&mut self, table: &TableName, options: &CommitOptions) -> Result<()> {
+    pub(crate) async fn mark(&mut self, table: &TableName, options: &WriteOptions) -> Result<()> {
         self.table(table).await?;
-        self.push(table, Action::Append(append::Append::marker()), options);
+        self.push(table, Action::Append(append::Append::marker(options)));
         Ok(())
     }
 
@@ -416,11 +318,11 @@ impl Transaction {
         table: &TableName,
         removed: Vec<DataFile>,
         added: Vec<DataFile>,
-        options: &CommitOptions,
+        options: &WriteOptions,
     ) -> Result<()> {
         let read = self.table(table).await?;
         let change = rewrite::Rewrite::plan(&read, removed, added, options);
-        self.push(table, Action::Rewrite(change), options);
+        self.push(table, Action::Rewrite(change));
         Ok(())
     }
 
@@ -439,7 +341,7 @@ impl Transaction {
             snapshot_id,
             tag,
         };
-        self.push(table, Action::Ref(change), &CommitOptions::default());
+        self.push(table, Action::Ref(change));
         Ok(())
     }
 
@@ -450,7 +352,7 @@ impl Transaction {
         let change = refs::RefChange::TagMain {
             name: name.to_string(),
         };
-        self.push(table, Action::Ref(change), &CommitOptions::default());
+        self.push(table, Action::Ref(change));
         Ok(())
     }
 
@@ -460,7 +362,7 @@ impl Transaction {
         let change = refs::RefChange::Drop {
             name: name.to_string(),
         };
-        self.push(table, Action::Ref(change), &CommitOptions::default());
+        self.push(table, Action::Ref(change));
         Ok(())
     }
 
@@ -470,18 +372,14 @@ impl Transaction {
         let change = refs::RefChange::Publish {
             branch: branch.to_string(),
         };
-        self.push(table, Action::Ref(change), &CommitOptions::default());
+        self.push(table, Action::Ref(change));
         Ok(())
     }
 
     /// Move `main` back to one of its ancestors.
     pub async fn rollback(&mut self, table: &TableName, snapshot_id: i64) -> Result<()> {
         self.table(table).await?;
-        self.push(
-            table,
-            Action::Ref(refs::RefChange::Rollback { snapshot_id }),
-            &CommitOptions::default(),
-        );
+        self.push(table, Action::Ref(refs::RefChange::Rollback { snapshot_id }));
         Ok(())
     }
 
@@ -500,14 +398,14 @@ impl Transaction {
             snapshot_id,
             expected,
         };
-        self.push(table, Action::Ref(change), &CommitOptions::default());
+        self.push(table, Action::Ref(change));
         Ok(())
     }
 
     /// Expire snapshots of `table` (see [`expire`]), judged on each attempt's base.
     pub(crate) async fn expire_snapshots(&mut self, table: &TableName, expire: expire::Expire) -> Result<()> {
         self.table(table).await?;
-        self.push(table, Action::Expire(expire), &CommitOptions::default());
+        self.push(table, Action::Expire(expire));
         Ok(())
     }
 
@@ -524,7 +422,7 @@ impl Transaction {
             field_type,
             doc: None,
         };
-        self.push(table, Action::Schema(change), &CommitOptions::default());
+        self.push(table, Action::Schema(change));
         Ok(())
     }
 
@@ -563,7 +461,7 @@ impl Transaction {
     fn written_files(&self) -> Vec<String> {
         self.changes
             .iter()
-            .flat_map(|c| c.actions.iter().flat_map(|(a, _)| a.new_files()))
+            .flat_map(|c| c.actions.iter().flat_map(|a| a.new_files()))
             .collect()
     }
 }

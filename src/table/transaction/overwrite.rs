@@ -14,7 +14,7 @@ use iceberg::spec::{DataFile, Operation, SnapshotRef};
 use super::copy_on_write::copy_on_write;
 use super::history;
 use super::producer::{branch_head, produce, SnapshotChange, Staged};
-use super::{CommitOptions, Isolation};
+use super::{Isolation, OverwriteOptions, WriteOptions};
 use crate::error::{Error, Result};
 use crate::table::filter::RowFilter;
 use crate::table::Table;
@@ -32,6 +32,7 @@ pub(crate) struct RowChange {
     pub(crate) removed: Vec<DataFile>,
     pub(crate) added: Vec<DataFile>,
     pub(crate) isolation: Isolation,
+    pub(crate) write: WriteOptions,
 }
 
 /// Plan replacing the rows matching `filter` (all when `None`) with the rows already written to
@@ -41,9 +42,10 @@ pub(crate) async fn plan(
     read: &Table,
     filter: Option<RowFilter>,
     files: Vec<DataFile>,
-    options: &CommitOptions,
+    options: &OverwriteOptions,
 ) -> Result<RowChange> {
-    let head = branch_head(read.metadata(), &options.branch).cloned();
+    let write = &options.write;
+    let head = branch_head(read.metadata(), &write.branch).cloned();
     let read_snapshot = head.as_ref().map(|s| s.snapshot_id());
     let (read_set, removed, mut added) = match &filter {
         None => {
@@ -52,7 +54,7 @@ pub(crate) async fn plan(
             (read_set, live, Vec::new())
         }
         Some(f) => {
-            let cow = copy_on_write(read, head.as_ref(), f, options.target_file_size).await?;
+            let cow = copy_on_write(read, head.as_ref(), f, write.target_file_size).await?;
             (cow.read_set, cow.removed, cow.rewritten)
         }
     };
@@ -65,13 +67,16 @@ pub(crate) async fn plan(
         removed,
         added,
         isolation: options.isolation,
+        write: write.clone(),
     })
 }
 
 impl RowChange {
-    /// Check the commits that landed on the branch since the change was planned.
-    pub(crate) async fn validate(&self, base: &Table, options: &CommitOptions) -> Result<()> {
-        let head = branch_head(base.metadata(), &options.branch);
+    /// Check the head the change expects, then the commits that landed on the branch since the
+    /// change was planned.
+    pub(crate) async fn validate(&self, base: &Table) -> Result<()> {
+        self.write.check_expected_head(base)?;
+        let head = branch_head(base.metadata(), &self.write.branch);
         if head.map(|h| h.snapshot_id()) == self.read_snapshot {
             return Ok(());
         }
@@ -145,12 +150,7 @@ impl RowChange {
         Ok(())
     }
 
-    pub(crate) async fn apply(
-        &self,
-        base: &Table,
-        options: &CommitOptions,
-        written: &mut Vec<String>,
-    ) -> Result<Option<Staged>> {
+    pub(crate) async fn apply(&self, base: &Table, written: &mut Vec<String>) -> Result<Option<Staged>> {
         if self.removed.is_empty() && self.added.is_empty() {
             return Ok(None);
         }
@@ -159,9 +159,7 @@ impl RowChange {
             added: self.added.clone(),
             removed: self.removed.clone(),
         };
-        produce(base, &options.branch, change, options, written)
-            .await
-            .map(Some)
+        produce(base, change, &self.write, written).await.map(Some)
     }
 }
 

@@ -10,15 +10,15 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use iceberg::spec::{
-    DataFile, FormatVersion, ManifestContentType, ManifestFile, ManifestWriter, ManifestWriterBuilder,
-    Operation, Snapshot, SnapshotRef, SnapshotSummaryCollector, Summary, TableMetadata,
-    TableMetadataBuildResult, MAIN_BRANCH,
+    DataFile, FormatVersion, Manifest, ManifestContentType, ManifestFile, ManifestWriter,
+    ManifestWriterBuilder, Operation, Snapshot, SnapshotRef, SnapshotSummaryCollector, Summary,
+    TableMetadata, TableMetadataBuildResult, MAIN_BRANCH,
 };
 use iceberg::TableUpdate;
 use uuid::Uuid;
 
 use super::merge::{merge_manifests, MergePolicy};
-use super::CommitOptions;
+use super::WriteOptions;
 use crate::error::{Error, Result};
 use crate::table::manifest_list::ListHeader;
 use crate::table::Table;
@@ -93,21 +93,39 @@ const TOTALS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// Write the manifests and manifest list of a new snapshot on `branch` that applies `change` to
-/// `base`, and stage metadata that makes it the branch head. Every file written is recorded in
-/// `written` (deleted again when the attempt does not land).
+/// Write the manifests and manifest list of a new snapshot on `options.branch` that applies
+/// `change` to `base`, and stage metadata that makes it the branch head. Every file written is
+/// recorded in `written` (deleted again when the attempt does not land).
 pub(crate) async fn produce(
     base: &Table,
-    branch: &str,
     change: SnapshotChange,
-    options: &CommitOptions,
+    options: &WriteOptions,
     written: &mut Vec<String>,
 ) -> Result<Staged> {
+    let branch = options.branch.as_str();
+    check_writable(base, branch)?;
     let SnapshotChange {
         operation,
         added,
         removed,
     } = change;
+    let mut producer = SnapshotProducer::new(base, branch);
+    let mut manifests = producer.carry_manifests(&removed, written).await?;
+    check_carried(base, &manifests).await?;
+    if let Some(added) = producer.write_added_manifest(added, written).await? {
+        // New manifests first, as Java orders them.
+        manifests.insert(0, added);
+    }
+    let manifests = producer.merge(manifests, written).await?;
+    crate::faults::point("commit.after-manifests");
+    let list_path = producer.write_manifest_list(manifests, written).await?;
+    crate::faults::point("commit.after-manifest-list");
+    let summary = producer.summary(operation, options);
+    producer.stage(list_path, summary)
+}
+
+/// Refuse a commit to a table floe does not write (Iceberg v1) or to a tag.
+fn check_writable(base: &Table, branch: &str) -> Result<()> {
     let metadata = base.metadata();
     if metadata.format_version() == FormatVersion::V1 {
         return Err(Error::invalid(format!(
@@ -124,192 +142,284 @@ pub(crate) async fn produce(
             base.name()
         )));
     }
-    let storage = base.storage();
-    let file_io = storage.file_io();
-    let parent = branch_head(metadata, branch).cloned();
-    let snapshot_id = loop {
-        let (a, b) = Uuid::new_v4().as_u64_pair();
-        let id = ((a ^ b) & (i64::MAX as u64)) as i64;
-        if id != 0 && metadata.snapshot_by_id(id).is_none() {
-            break id;
-        }
-    };
-    let sequence_number = metadata.next_sequence_number();
-    let commit_uuid = Uuid::new_v4();
-    let schema = metadata.current_schema().clone();
-    let spec = metadata.default_partition_spec().clone();
-    let mut outputs = ManifestOutputs {
-        directory: format!("{}/metadata", metadata.location()),
-        commit_uuid,
-        counter: 0,
-        snapshot_id,
-        schema: schema.clone(),
-        file_io: file_io.clone(),
-    };
+    Ok(())
+}
 
-    let mut summary = SnapshotSummaryCollector::default();
-    summary.set_partition_summary_limit(
-        metadata
-            .properties()
-            .get("write.summary.partition-limit")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0),
-    );
-    for f in &added {
-        summary.add_file(f, schema.clone(), spec.clone());
+/// One new snapshot being built on a branch of `base`: its id, sequence number and parent, where
+/// its manifests go, and the summary of the files it adds and removes.
+struct SnapshotProducer<'a> {
+    base: &'a Table,
+    branch: &'a str,
+    parent: Option<SnapshotRef>,
+    snapshot_id: i64,
+    sequence_number: i64,
+    commit_uuid: Uuid,
+    outputs: ManifestOutputs,
+    summary: SnapshotSummaryCollector,
+}
+
+impl<'a> SnapshotProducer<'a> {
+    fn new(base: &'a Table, branch: &'a str) -> Self {
+        let metadata = base.metadata();
+        let snapshot_id = loop {
+            let (a, b) = Uuid::new_v4().as_u64_pair();
+            let id = ((a ^ b) & (i64::MAX as u64)) as i64;
+            if id != 0 && metadata.snapshot_by_id(id).is_none() {
+                break id;
+            }
+        };
+        let commit_uuid = Uuid::new_v4();
+        let mut summary = SnapshotSummaryCollector::default();
+        summary.set_partition_summary_limit(
+            metadata
+                .properties()
+                .get("write.summary.partition-limit")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        );
+        Self {
+            base,
+            branch,
+            parent: branch_head(metadata, branch).cloned(),
+            snapshot_id,
+            sequence_number: metadata.next_sequence_number(),
+            commit_uuid,
+            outputs: ManifestOutputs {
+                directory: format!("{}/metadata", metadata.location()),
+                commit_uuid,
+                counter: 0,
+                snapshot_id,
+                schema: metadata.current_schema().clone(),
+                file_io: base.storage().file_io(),
+            },
+            summary,
+        }
     }
 
-    // Carry the parent's manifests forward; rewrite those that list a removed file; drop those
-    // without a live entry (their DELETED entries belong to the snapshot that wrote them).
-    let removed_paths: HashSet<&str> = removed.iter().map(|f| f.file_path()).collect();
-    let mut manifests: Vec<ManifestFile> = Vec::new();
-    let mut found_removed: HashSet<String> = HashSet::new();
-    if let Some(parent) = &parent {
-        for mf in base.manifests(parent).await?.iter().cloned() {
-            if !has_live_entries(&mf) {
+    /// The parent's manifests, carried forward: those that list a removed file are rewritten with
+    /// it `DELETED` (and the rest `EXISTING`), those without a live entry are dropped (their
+    /// `DELETED` entries belong to the snapshot that wrote them). A removed file that is no longer
+    /// live is a conflict.
+    async fn carry_manifests(
+        &mut self,
+        removed: &[DataFile],
+        written: &mut Vec<String>,
+    ) -> Result<Vec<ManifestFile>> {
+        let Some(parent) = self.parent.clone() else {
+            return self.check_all_removed(removed, &HashSet::new());
+        };
+        let removed_paths: HashSet<&str> = removed.iter().map(|f| f.file_path()).collect();
+        let mut manifests: Vec<ManifestFile> = Vec::new();
+        let mut found: HashSet<String> = HashSet::new();
+        for mf in self.base.manifests(&parent).await?.iter() {
+            if !has_live_entries(mf) {
                 continue;
             }
             if removed_paths.is_empty() || mf.content != ManifestContentType::Data {
-                manifests.push(mf);
+                manifests.push(mf.clone());
                 continue;
             }
-            let manifest = base.manifest(&mf).await?;
+            let manifest = self.base.manifest(mf).await?;
             let hits = manifest
                 .entries()
                 .iter()
                 .any(|e| e.is_alive() && removed_paths.contains(e.data_file().file_path()));
             if !hits {
-                manifests.push(mf);
+                manifests.push(mf.clone());
                 continue;
             }
-            let mf_spec = metadata
-                .partition_spec_by_id(mf.partition_spec_id)
-                .cloned()
-                .ok_or_else(|| Error::internal(format!("unknown partition spec {}", mf.partition_spec_id)))?;
-            let mut writer = outputs.writer(written, mf_spec.as_ref(), ManifestContentType::Data)?;
-            for e in manifest.entries() {
-                if !e.is_alive() {
-                    continue;
-                }
-                let seq = e
-                    .sequence_number()
-                    .ok_or_else(|| Error::internal("manifest entry without sequence number"))?;
-                let file_seq = e.file_sequence_number.or(Some(seq));
-                if removed_paths.contains(e.data_file().file_path()) {
-                    found_removed.insert(e.data_file().file_path().to_string());
-                    summary.remove_file(e.data_file(), schema.clone(), mf_spec.clone());
-                    writer.add_delete_file(e.data_file().clone(), seq, file_seq)?;
-                } else {
-                    let added_by = e.snapshot_id().unwrap_or(snapshot_id);
-                    writer.add_existing_file(e.data_file().clone(), added_by, seq, file_seq)?;
-                }
+            manifests.push(
+                self.rewrite_without(mf, &manifest, &removed_paths, &mut found, written)
+                    .await?,
+            );
+        }
+        self.check_all_removed(removed, &found)?;
+        Ok(manifests)
+    }
+
+    /// `mf` rewritten with the entries of `removed` marked `DELETED`.
+    async fn rewrite_without(
+        &mut self,
+        mf: &ManifestFile,
+        manifest: &Manifest,
+        removed: &HashSet<&str>,
+        found: &mut HashSet<String>,
+        written: &mut Vec<String>,
+    ) -> Result<ManifestFile> {
+        let spec = self
+            .base
+            .metadata()
+            .partition_spec_by_id(mf.partition_spec_id)
+            .cloned()
+            .ok_or_else(|| Error::internal(format!("unknown partition spec {}", mf.partition_spec_id)))?;
+        let schema = self.outputs.schema.clone();
+        let mut writer = self.outputs.writer(written, spec.as_ref(), mf.content)?;
+        for e in manifest.entries() {
+            if !e.is_alive() {
+                continue;
             }
-            manifests.push(writer.write_manifest_file().await?);
+            let seq = e
+                .sequence_number()
+                .ok_or_else(|| Error::internal("manifest entry without sequence number"))?;
+            let file_seq = e.file_sequence_number.or(Some(seq));
+            if removed.contains(e.data_file().file_path()) {
+                found.insert(e.data_file().file_path().to_string());
+                self.summary
+                    .remove_file(e.data_file(), schema.clone(), spec.clone());
+                writer.add_delete_file(e.data_file().clone(), seq, file_seq)?;
+            } else {
+                let added_by = e.snapshot_id().unwrap_or(self.snapshot_id);
+                writer.add_existing_file(e.data_file().clone(), added_by, seq, file_seq)?;
+            }
+        }
+        Ok(writer.write_manifest_file().await?)
+    }
+
+    /// Every removed file was found live on the branch, else the change lost a race.
+    fn check_all_removed(&self, removed: &[DataFile], found: &HashSet<String>) -> Result<Vec<ManifestFile>> {
+        match removed.iter().find(|f| !found.contains(f.file_path())) {
+            None => Ok(Vec::new()),
+            Some(missing) => Err(Error::conflict(
+                self.parent.as_ref().map(|p| p.snapshot_id()),
+                format!(
+                    "{}: file {} that this change removes is no longer live on {}",
+                    self.base.name(),
+                    missing.file_path(),
+                    self.branch
+                ),
+            )),
         }
     }
-    check_carried(base, &manifests).await?;
-    if found_removed.len() != removed_paths.len() {
-        let missing = removed_paths
-            .iter()
-            .find(|p| !found_removed.contains(**p))
-            .map(|p| p.to_string())
-            .unwrap_or_default();
-        return Err(Error::conflict(
-            parent.as_ref().map(|p| p.snapshot_id()),
-            format!(
-                "{}: file {missing} that this change removes is no longer live on {branch}",
-                base.name()
-            ),
-        ));
-    }
-    if !added.is_empty() {
-        let mut writer = outputs.writer(written, spec.as_ref(), ManifestContentType::Data)?;
+
+    /// One manifest of the files this snapshot adds, `None` when it adds none.
+    async fn write_added_manifest(
+        &mut self,
+        added: Vec<DataFile>,
+        written: &mut Vec<String>,
+    ) -> Result<Option<ManifestFile>> {
+        if added.is_empty() {
+            return Ok(None);
+        }
+        let metadata = self.base.metadata();
+        let schema = self.outputs.schema.clone();
+        let spec = metadata.default_partition_spec().clone();
+        let mut writer = self
+            .outputs
+            .writer(written, spec.as_ref(), ManifestContentType::Data)?;
         for f in added {
-            writer.add_file(f, sequence_number)?;
+            self.summary.add_file(&f, schema.clone(), spec.clone());
+            writer.add_file(f, self.sequence_number)?;
         }
-        // New manifests first, as Java orders them.
-        manifests.insert(0, writer.write_manifest_file().await?);
+        Ok(Some(writer.write_manifest_file().await?))
     }
-    // Assign the new manifests' sequence numbers as the list writer would, so that merging reads
-    // their entries right and the list this process remembers is the list it wrote.
-    for m in manifests.iter_mut() {
-        if m.sequence_number == iceberg::spec::UNASSIGNED_SEQUENCE_NUMBER {
-            m.sequence_number = sequence_number;
+
+    /// Merge the manifests by the table's policy (see [`merge_manifests`]). The new manifests'
+    /// sequence numbers are assigned first, as the list writer would, so that merging reads their
+    /// entries right and the list this process remembers is the list it wrote.
+    async fn merge(
+        &mut self,
+        mut manifests: Vec<ManifestFile>,
+        written: &mut Vec<String>,
+    ) -> Result<Vec<ManifestFile>> {
+        for m in manifests.iter_mut() {
+            if m.sequence_number == iceberg::spec::UNASSIGNED_SEQUENCE_NUMBER {
+                m.sequence_number = self.sequence_number;
+            }
+            if m.min_sequence_number == iceberg::spec::UNASSIGNED_SEQUENCE_NUMBER {
+                m.min_sequence_number = self.sequence_number;
+            }
         }
-        if m.min_sequence_number == iceberg::spec::UNASSIGNED_SEQUENCE_NUMBER {
-            m.min_sequence_number = sequence_number;
-        }
+        let policy = MergePolicy::of(self.base.metadata());
+        merge_manifests(
+            self.base,
+            manifests,
+            &policy,
+            &mut self.outputs,
+            self.sequence_number,
+            written,
+        )
+        .await
     }
-    let policy = MergePolicy::of(metadata);
-    let manifests = merge_manifests(base, manifests, &policy, &mut outputs, sequence_number, written).await?;
-    crate::faults::point("commit.after-manifests");
 
-    let list_path = format!(
-        "{}/metadata/snap-{snapshot_id}-1-{commit_uuid}.avro",
-        metadata.location()
-    );
-    written.push(list_path.clone());
-    let header = ListHeader {
-        snapshot_id,
-        parent_snapshot_id: parent.as_ref().map(|p| p.snapshot_id()),
-        sequence_number,
-    };
-    let list = base.encode_manifest_list(header, &manifests).await?;
-    storage.write(&list_path, list.into()).await?;
-    let remembered = Arc::new(manifests);
-    // Every manifest of the new list is sound: checked above, or just written by this process.
-    remember_sound(remembered.iter().map(|m| m.manifest_path.clone()));
-    base.remember_manifest_list(&list_path, remembered);
-    crate::faults::point("commit.after-manifest-list");
-
-    let mut properties: HashMap<String, String> = options.properties.clone().into_iter().collect();
-    properties.extend(options.lineage.to_properties());
-    let computed = summary.build();
-    for (total, plus, minus) in TOTALS {
-        let previous = match &parent {
-            None => Some(0u64),
-            Some(p) => p
-                .summary()
-                .additional_properties
-                .get(*total)
-                .and_then(|v| v.parse::<u64>().ok()),
+    /// Write the manifest list; the process remembers it (and that its manifests are sound).
+    async fn write_manifest_list(
+        &self,
+        manifests: Vec<ManifestFile>,
+        written: &mut Vec<String>,
+    ) -> Result<String> {
+        let list_path = format!(
+            "{}/metadata/snap-{}-1-{}.avro",
+            self.base.metadata().location(),
+            self.snapshot_id,
+            self.commit_uuid
+        );
+        written.push(list_path.clone());
+        let header = ListHeader {
+            snapshot_id: self.snapshot_id,
+            parent_snapshot_id: self.parent.as_ref().map(|p| p.snapshot_id()),
+            sequence_number: self.sequence_number,
         };
-        if let Some(prev) = previous {
-            let add = computed
-                .get(*plus)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
-            let sub = computed
-                .get(*minus)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
-            properties.insert(total.to_string(), (prev + add).saturating_sub(sub).to_string());
-        }
+        let list = self.base.encode_manifest_list(header, &manifests).await?;
+        self.base.storage().write(&list_path, list.into()).await?;
+        let remembered = Arc::new(manifests);
+        // Every manifest of the new list is sound: checked, or just written by this process.
+        remember_sound(remembered.iter().map(|m| m.manifest_path.clone()));
+        self.base.remember_manifest_list(&list_path, remembered);
+        Ok(list_path)
     }
-    properties.extend(computed);
 
-    let timestamp_ms = chrono::Utc::now()
-        .timestamp_millis()
-        .max(metadata.last_updated_ms());
-    let snapshot = Snapshot::builder()
-        .with_snapshot_id(snapshot_id)
-        .with_parent_snapshot_id(parent.as_ref().map(|p| p.snapshot_id()))
-        .with_sequence_number(sequence_number)
-        .with_timestamp_ms(timestamp_ms)
-        .with_manifest_list(list_path)
-        .with_summary(Summary {
+    /// The snapshot summary: the caller's properties and lineage, what this snapshot added and
+    /// removed, and the running totals carried from the parent.
+    fn summary(&self, operation: Operation, options: &WriteOptions) -> Summary {
+        let mut properties: HashMap<String, String> = options.properties.clone().into_iter().collect();
+        properties.extend(options.lineage.to_properties());
+        let computed = self.summary.build();
+        let count = |key: &str| computed.get(key).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        for (total, plus, minus) in TOTALS {
+            let previous = match &self.parent {
+                None => Some(0u64),
+                Some(p) => p
+                    .summary()
+                    .additional_properties
+                    .get(*total)
+                    .and_then(|v| v.parse::<u64>().ok()),
+            };
+            if let Some(prev) = previous {
+                let total_now = (prev + count(plus)).saturating_sub(count(minus));
+                properties.insert(total.to_string(), total_now.to_string());
+            }
+        }
+        properties.extend(computed);
+        Summary {
             operation,
             additional_properties: properties,
-        })
-        .with_schema_id(metadata.current_schema_id())
-        .build();
-    let result = base
-        .metadata_builder()
-        .set_branch_snapshot(snapshot, branch)?
-        .build()?;
-    let mut staged = Staged::metadata_only(result)?;
-    staged.snapshot_id = Some(snapshot_id);
-    Ok(staged)
+        }
+    }
+
+    /// Stage metadata that makes the snapshot the head of the branch.
+    fn stage(self, list_path: String, summary: Summary) -> Result<Staged> {
+        let metadata = self.base.metadata();
+        let timestamp_ms = chrono::Utc::now()
+            .timestamp_millis()
+            .max(metadata.last_updated_ms());
+        let snapshot = Snapshot::builder()
+            .with_snapshot_id(self.snapshot_id)
+            .with_parent_snapshot_id(self.parent.as_ref().map(|p| p.snapshot_id()))
+            .with_sequence_number(self.sequence_number)
+            .with_timestamp_ms(timestamp_ms)
+            .with_manifest_list(list_path)
+            .with_summary(summary)
+            .with_schema_id(metadata.current_schema_id())
+            .build();
+        let result = self
+            .base
+            .metadata_builder()
+            .set_branch_snapshot(snapshot, self.branch)?
+            .build()?;
+        let mut staged = Staged::metadata_only(result)?;
+        staged.snapshot_id = Some(self.snapshot_id);
+        Ok(staged)
+    }
 }
 
 /// Where an attempt writes its manifests: `<uuid>-m<N>.avro` in the table's metadata folder.

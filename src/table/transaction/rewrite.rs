@@ -8,7 +8,7 @@ use iceberg::spec::{DataFile, Operation};
 
 use super::history;
 use super::producer::{branch_head, produce, SnapshotChange, Staged};
-use super::CommitOptions;
+use super::WriteOptions;
 use crate::error::{Error, Result};
 use crate::table::Table;
 
@@ -18,6 +18,7 @@ pub(crate) struct Rewrite {
     pub(crate) read_snapshot: Option<i64>,
     pub(crate) removed: Vec<DataFile>,
     pub(crate) added: Vec<DataFile>,
+    pub(crate) write: WriteOptions,
 }
 
 impl Rewrite {
@@ -25,17 +26,19 @@ impl Rewrite {
         read: &Table,
         removed: Vec<DataFile>,
         added: Vec<DataFile>,
-        options: &CommitOptions,
+        options: &WriteOptions,
     ) -> Self {
         Self {
             read_snapshot: branch_head(read.metadata(), &options.branch).map(|s| s.snapshot_id()),
             removed,
             added,
+            write: options.clone(),
         }
     }
 
-    pub(crate) async fn validate(&self, base: &Table, options: &CommitOptions) -> Result<()> {
-        let head = branch_head(base.metadata(), &options.branch);
+    pub(crate) async fn validate(&self, base: &Table) -> Result<()> {
+        self.write.check_expected_head(base)?;
+        let head = branch_head(base.metadata(), &self.write.branch);
         if head.map(|h| h.snapshot_id()) == self.read_snapshot {
             return Ok(());
         }
@@ -71,12 +74,7 @@ impl Rewrite {
         Ok(())
     }
 
-    pub(crate) async fn apply(
-        &self,
-        base: &Table,
-        options: &CommitOptions,
-        written: &mut Vec<String>,
-    ) -> Result<Option<Staged>> {
+    pub(crate) async fn apply(&self, base: &Table, written: &mut Vec<String>) -> Result<Option<Staged>> {
         if self.removed.is_empty() {
             return Ok(None);
         }
@@ -85,8 +83,6 @@ impl Rewrite {
             added: self.added.clone(),
             removed: self.removed.clone(),
         };
-        produce(base, &options.branch, change, options, written)
-            .await
-            .map(Some)
+        produce(base, change, &self.write, written).await.map(Some)
     }
 }
