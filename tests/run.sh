@@ -21,9 +21,18 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # --- PyIceberg, the independent Iceberg implementation the interop tests use ------------------------
-if ! python3 -c 'import pyiceberg.catalog.sql, pyarrow, psycopg2' 2>/dev/null; then
-  say "installing PyIceberg"
-  python3 -m pip install -q "pyiceberg[sql-postgres,sql-sqlite,pyarrow]"
+if ! python3 -c 'import pyiceberg, pyiceberg.catalog.sql, pyarrow, psycopg2, sys; sys.exit(not pyiceberg.__version__.startswith("0.12."))' 2>/dev/null; then
+  say "installing PyIceberg 0.12"
+  python3 -m pip install -q "pyiceberg[sql-postgres,sql-sqlite,pyarrow]==0.12.*"
+fi
+
+# --- DuckDB 1.4.4 with its own iceberg extension: a second independent Iceberg reader ---------------
+# (the extension packages carry the .duckdb_extension files, loaded from disk: no network at test time)
+if ! python3 -c 'import duckdb, sys; sys.exit(duckdb.__version__ != "1.4.4")' 2>/dev/null \
+   || ! python3 -m pip show -q duckdb-ext-iceberg >/dev/null 2>&1; then
+  say "installing DuckDB 1.4.4 and its iceberg, avro and httpfs extensions"
+  python3 -m pip install -q duckdb==1.4.4 duckdb-ext-iceberg==1.4.4.20260205 \
+    duckdb-ext-avro==1.4.4.20260205 duckdb-ext-httpfs==1.4.4.20260205
 fi
 
 # --- DuckDB: link the prebuilt libduckdb.so instead of compiling DuckDB's C++ (35 min on 2 cores) ---

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
+use floe::table::deletes::RowLevelMode;
 use floe::table::files::{read_files, FileReadOptions};
 use floe::table::schema_text::{parse_schema, parse_type};
 use floe::{
@@ -71,17 +72,19 @@ pub enum Command {
         #[command(flatten)]
         write: WriteArgs,
     },
-    /// Delete the rows matching a SQL predicate (copy-on-write), as one snapshot.
+    /// Delete the rows matching a SQL predicate, as one snapshot.
     Delete {
         /// NS.TABLE
         table: String,
         /// SQL predicate.
         #[arg(long = "where")]
         filter: String,
-        /// serializable: fail if a concurrent commit added rows the filter may match; snapshot: only
+        /// serializable: fail if a concurrent commit added rows the filter matches; snapshot: only
         /// fail if a concurrent commit removed or rewrote a file this one read.
         #[arg(long, value_parser = parse_isolation, default_value = "serializable")]
         isolation: Isolation,
+        #[command(flatten)]
+        rows: RowModeArgs,
         #[command(flatten)]
         write: WriteArgs,
     },
@@ -193,6 +196,25 @@ pub struct WriteArgs {
     stage: Option<String>,
 }
 
+/// How a row-level change writes the rows it changes.
+#[derive(Args, Debug)]
+pub struct RowModeArgs {
+    /// copy-on-write (rewrite each file with changed rows), merge-on-read (write position delete
+    /// files) or auto (per file, by its deleted fraction); default: the table's write.delete.mode,
+    /// write.update.mode or write.merge.mode property, else copy-on-write for delete and auto for
+    /// upsert and merge.
+    #[arg(long, value_parser = parse_row_mode)]
+    pub row_mode: Option<RowLevelMode>,
+    /// In auto, rewrite a file once this fraction of its rows is deleted (default: the table's
+    /// delete-ratio-threshold property, else 0.3).
+    #[arg(long)]
+    pub delete_ratio_threshold: Option<f64>,
+}
+
+fn parse_row_mode(s: &str) -> Result<RowLevelMode, String> {
+    RowLevelMode::parse(s).map_err(|e| e.message().to_string())
+}
+
 impl WriteArgs {
     fn options(&self) -> WriteOptions {
         let mut o = WriteOptions::default();
@@ -281,9 +303,12 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
         } => {
             let name = TableName::parse(&table)?;
             let batches = rows_of(floe, &name, &files, &read).await?;
+            // The new rows come from files, not from the rows they replace: a concurrent compaction
+            // makes the overwrite find those rows again rather than fail.
             let options = OverwriteOptions {
                 isolation,
                 write: write.options(),
+                replan_on_conflict: true,
             };
             let r = floe
                 .overwrite(&name, filter.map(RowFilter::sql), batches, &options)
@@ -294,12 +319,15 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
             table,
             filter,
             isolation,
+            rows,
             write,
         } => {
             let name = TableName::parse(&table)?;
             let options = DeleteOptions {
                 isolation,
                 write: write.options(),
+                row_mode: rows.row_mode,
+                delete_ratio_threshold: rows.delete_ratio_threshold,
             };
             let r = floe.delete(&name, RowFilter::sql(filter), &options).await?;
             output::print_commit(&r);

@@ -4,7 +4,9 @@
 
 pub mod add_files;
 pub(crate) mod cache;
+pub mod deletes;
 pub mod encoding;
+pub(crate) mod entries;
 pub mod files;
 pub(crate) mod filter;
 pub(crate) mod manifest_list;
@@ -395,6 +397,17 @@ impl Table {
             .await?
             .into_iter()
             .map(|(f, _)| f)
+            .collect())
+    }
+
+    /// The live delete files (position and equality deletes) of a snapshot, as the manifests record
+    /// them.
+    pub async fn live_delete_files(&self, snapshot: Option<&SnapshotRef>) -> Result<Vec<DataFile>> {
+        Ok(entries::SnapshotFiles::of(self, snapshot)
+            .await?
+            .deletes
+            .into_iter()
+            .map(|f| f.file)
             .collect())
     }
 

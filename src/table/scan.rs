@@ -9,6 +9,7 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
+use super::deletes::{read_tasks, TaskDeletes};
 use super::{At, FileInfo, RowFilter, Table};
 use crate::error::{Error, Result};
 
@@ -133,16 +134,16 @@ pub(crate) async fn scan(table: &Table, options: &ScanOptions) -> Result<ScanStr
     if let Some(p) = compiled.as_ref().and_then(|c| c.pushdown_for(&snapshot_schema)) {
         builder = builder.with_filter(p);
     }
+    let deletes = TaskDeletes::of(table, &snapshot).await?.map(std::sync::Arc::new);
     let tasks = builder.build()?.plan_files().await?.map_ok(move |mut task| {
         task.schema = read_schema.clone();
         task.project_field_ids = read_ids.clone();
         task
     });
-    let stream = ice.reader_builder().build().read(tasks.boxed())?.stream();
+    let stream = read_tasks(table, tasks.boxed(), deletes)?;
     let out_schema = projected.clone();
     let limit = options.limit;
     let batches = stream
-        .map_err(crate::error::Error::from)
         .and_then(move |batch| {
             let result = (|| {
                 let batch = match &row_filter {

@@ -9,34 +9,19 @@ The config holds: catalog_name, uri (SQLAlchemy URL), warehouse, and optional s3
 """
 import json
 import sys
-from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
 
 # One translation of floe's config into a PyIceberg SqlCatalog: the benchmark peer's.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src" / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peer import catalog, config  # noqa: E402
-
-
-def value_json(v):
-    """Instants as ISO-8601 text, decimals as their exact text, binary as hex, everything else as
-    it is."""
-    if hasattr(v, "isoformat"):
-        return v.isoformat()
-    if isinstance(v, Decimal):
-        return str(v)
-    if isinstance(v, (bytes, bytearray)):
-        return v.hex()
-    return v
+from rows import rows_json as rows_of  # noqa: E402
 
 
 def rows_json(tbl):
-    out = []
-    for row in tbl.to_pylist():
-        out.append({k: value_json(v) for k, v in row.items()})
-    out.sort(key=lambda r: json.dumps(r, sort_keys=True))
-    return out
+    return rows_of(tbl.to_pylist())
 
 
 def read(cfg, ns, name, ref=None):

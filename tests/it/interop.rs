@@ -72,8 +72,65 @@ pub fn pyiceberg_read(ctx: &Ctx, table: &str) -> Option<Value> {
     Some(pyiceberg(&cfg, &["read", &ctx.ns.to_string(), table]))
 }
 
+/// Whether DuckDB 1.4.4 and its iceberg extension can be imported (the test command installs them).
+fn duckdb_iceberg_available() -> bool {
+    let ok = Command::new(python())
+        .args([
+            "-c",
+            "import duckdb, sys; sys.exit(duckdb.__version__ != '1.4.4')",
+        ])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok && !may_skip_servers() {
+        panic!(
+            "DuckDB 1.4.4 cannot be imported: run `bash tests/run.sh` (it installs it and its iceberg \
+             extension) or set FLOE_TEST_SKIP_SERVERS=1 to skip the DuckDB cases"
+        );
+    }
+    ok
+}
+
+/// What DuckDB 1.4.4's own iceberg extension reads of `ctx`'s table `table` at its current metadata
+/// file (`iceberg_scan`), in the PyIceberg tool's JSON shape (`None` when DuckDB is missing and the
+/// test may skip it).
+pub async fn duckdb_read(ctx: &Ctx, table: &str) -> Option<Value> {
+    if !duckdb_iceberg_available() {
+        return None;
+    }
+    let t = ctx.table(table);
+    let location = ctx
+        .floe
+        .load_table(&t)
+        .await
+        .unwrap()
+        .metadata_location()
+        .to_string();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/duckdb_tool.py");
+    let mut cmd = Command::new(python());
+    cmd.arg(script).args(["scan", &location]);
+    if ctx.backend == Backend::PostgresS3 {
+        let s3 = &ctx.settings.s3;
+        let cfg = json!({
+            "endpoint": s3.endpoint.clone().unwrap_or_default(),
+            "key_id": s3.access_key_id.clone().unwrap_or_default(),
+            "secret": s3.secret_access_key.as_ref().map(|s| s.expose().to_string()).unwrap_or_default(),
+            "region": s3.region.clone().unwrap_or_else(|| "garage".into()),
+        });
+        cmd.env("FLOE_DUCKDB_S3", cfg.to_string());
+    }
+    let out = cmd.output().expect("run python");
+    assert!(
+        out.status.success(),
+        "duckdb failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(serde_json::from_slice(&out.stdout).expect("json from duckdb"))
+}
+
 /// floe's rows of a table state, in the JSON shape the PyIceberg tool prints.
-async fn floe_rows(ctx: &Ctx, t: &floe::TableName, at: At) -> Vec<Value> {
+pub async fn floe_rows(ctx: &Ctx, t: &floe::TableName, at: At) -> Vec<Value> {
     let batches = ctx
         .floe
         .scan(

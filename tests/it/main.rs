@@ -19,6 +19,7 @@ mod maintenance;
 mod names;
 mod pipeline;
 mod refs;
+mod row_level;
 mod sql;
 mod table_ops;
 mod transactions;

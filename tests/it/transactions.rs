@@ -150,7 +150,7 @@ both_backends!(
 );
 
 both_backends!(
-    a_concurrent_rewrite_of_a_file_read_conflicts_in_both_isolations,
+    a_delete_whose_file_was_rewritten_meanwhile_is_planned_again_in_both_isolations,
     |ctx: Ctx| async move {
         for isolation in [Isolation::Serializable, Isolation::Snapshot] {
             let t = ctx.table(&format!("events_{isolation:?}").to_lowercase());
@@ -163,7 +163,45 @@ both_backends!(
             tx.delete(&t, RowFilter::sql("id < 5"), &delete_with(isolation))
                 .await
                 .unwrap();
-            // Another delete rewrites the same file first.
+            // Another delete rewrites the same file first: the transaction's delete finds its rows
+            // again in the rewritten file.
+            ctx.floe
+                .delete(&t, RowFilter::sql("id = 7"), &DeleteOptions::default())
+                .await
+                .unwrap();
+            let results = tx.commit().await.unwrap();
+            assert!(results[0].snapshot_id.is_some(), "{isolation:?}");
+            let expected: Vec<i64> = (5..20).filter(|i| *i != 7).collect();
+            assert_eq!(ids(&ctx.floe, &t, At::Current).await, expected);
+            assert_eq!(
+                data_files_on_storage(&ctx, &t).await.len(),
+                3,
+                "the first plan's rewrite is gone: the original, the concurrent rewrite, the replanned one"
+            );
+        }
+    }
+);
+
+both_backends!(
+    an_overwrite_computed_from_the_table_conflicts_with_a_concurrent_rewrite_in_both_isolations,
+    |ctx: Ctx| async move {
+        for isolation in [Isolation::Serializable, Isolation::Snapshot] {
+            let t = ctx.table(&format!("events_{isolation:?}").to_lowercase());
+            ctx.create_events_table(&t, &[]).await;
+            ctx.floe
+                .append(&t, stream(vec![events(0..20)]), &WriteOptions::default())
+                .await
+                .unwrap();
+            let mut tx = ctx.floe.transaction();
+            // New rows that (as far as floe knows) were computed from the rows they replace.
+            tx.overwrite(
+                &t,
+                Some(RowFilter::sql("id < 5")),
+                stream(vec![events(100..102)]),
+                &overwrite_with(isolation),
+            )
+            .await
+            .unwrap();
             ctx.floe
                 .delete(&t, RowFilter::sql("id = 7"), &DeleteOptions::default())
                 .await
@@ -175,7 +213,7 @@ both_backends!(
             assert_eq!(
                 data_files_on_storage(&ctx, &t).await.len(),
                 2,
-                "the conflicting rewrite's file is gone"
+                "the conflicting overwrite's files are gone"
             );
         }
     }

@@ -52,11 +52,7 @@ impl Append {
         if self.files.is_empty() && !self.keep_empty {
             return Ok(None);
         }
-        let change = SnapshotChange {
-            operation: Operation::Append,
-            added: self.files.clone(),
-            removed: Vec::new(),
-        };
+        let change = SnapshotChange::data(Operation::Append, self.files.clone(), Vec::new());
         produce(base, change, &self.write, written).await.map(Some)
     }
 }

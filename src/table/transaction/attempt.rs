@@ -12,16 +12,19 @@ use iceberg::spec::TableMetadata;
 use iceberg::MetadataLocation;
 
 use super::producer::Staged;
+use super::row_delta::Verdict;
+use super::unknown::UnknownAttempt;
 use super::{delete_quietly, Action, CommitTimings, TableChange};
 use crate::catalog::{MetadataSwap, SwapOutcome, TableName};
 use crate::error::{Error, Result};
 use crate::table::store::TableStore;
 use crate::table::Table;
 
-use super::unknown::UnknownAttempt;
-
 /// What one attempt came to.
 pub(crate) enum Outcome {
+    /// Files some actions read were replaced meanwhile: plan those again on these bases (table,
+    /// action, why), then try again.
+    Replan(Vec<(usize, usize, String)>),
     /// Every changed table's new metadata is current.
     Landed(Landed),
     /// Every action was a no-op (a delete that matched nothing, an append of nothing): nothing was
@@ -60,8 +63,11 @@ pub(crate) async fn attempt(
     timings: &mut CommitTimings,
 ) -> Result<Outcome> {
     let t0 = Instant::now();
-    validate_all(changes, bases).await?;
+    let replans = validate_all(changes, bases).await?;
     timings.validate_s += t0.elapsed().as_secs_f64();
+    if !replans.is_empty() {
+        return Ok(Outcome::Replan(replans));
+    }
 
     let storage = store.storage();
     let mut written: Vec<String> = Vec::new();
@@ -118,25 +124,29 @@ pub(crate) async fn attempt(
     })
 }
 
-/// Check every action against its table's base.
-async fn validate_all(changes: &[TableChange], bases: &[Table]) -> Result<()> {
-    for (c, base) in changes.iter().zip(bases) {
-        for action in &c.actions {
-            validate(action, base)
+/// Check every action against its table's base: the actions to plan again, if any.
+async fn validate_all(changes: &[TableChange], bases: &[Table]) -> Result<Vec<(usize, usize, String)>> {
+    let mut replans = Vec::new();
+    for (i, (c, base)) in changes.iter().zip(bases).enumerate() {
+        for (j, action) in c.actions.iter().enumerate() {
+            let verdict = validate(action, base)
                 .await
                 .map_err(|e| e.context(format!("commit to {}", c.name)))?;
+            if let Verdict::Replan(why) = verdict {
+                replans.push((i, j, why));
+            }
         }
     }
-    Ok(())
+    Ok(replans)
 }
 
 /// Check an action against its base: the head it expects, then the action's own rules.
-async fn validate(action: &Action, base: &Table) -> Result<()> {
+async fn validate(action: &Action, base: &Table) -> Result<Verdict> {
     match action {
-        Action::Append(a) => a.write.check_expected_head(base),
-        Action::Rows(r) => r.validate(base).await,
-        Action::Rewrite(r) => r.validate(base).await,
-        Action::Ref(_) | Action::Schema(_) | Action::Expire(_) => Ok(()),
+        Action::Append(a) => a.write.check_expected_head(base).map(|_| Verdict::Valid),
+        Action::RowDelta(r) => r.validate(base).await,
+        Action::Rewrite(r) => r.validate(base).await.map(|_| Verdict::Valid),
+        Action::Ref(_) | Action::Schema(_) | Action::Expire(_) => Ok(Verdict::Valid),
     }
 }
 
@@ -175,7 +185,7 @@ async fn stage_all(
 async fn apply(action: &Action, view: &Table, written: &mut Vec<String>) -> Result<Option<Staged>> {
     match action {
         Action::Append(a) => a.apply(view, written).await,
-        Action::Rows(r) => r.apply(view, written).await,
+        Action::RowDelta(r) => r.apply(view, written).await,
         Action::Rewrite(r) => r.apply(view, written).await,
         Action::Ref(r) => r.apply(view).map(Some),
         Action::Schema(s) => s.apply(view).map(Some),

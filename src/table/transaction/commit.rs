@@ -11,7 +11,7 @@ use rand::Rng;
 
 use super::attempt::{attempt, Landed, Outcome};
 use super::unknown::Unknowns;
-use super::{delete_quietly, CommitResult, CommitTimings, TableChange};
+use super::{delete_quietly, Action, CommitResult, CommitTimings, TableChange};
 use crate::config::RetryPolicy;
 use crate::error::{Error, ErrorKind, Result};
 use crate::table::store::TableStore;
@@ -21,7 +21,7 @@ use crate::table::Table;
 const FAILED_SWAP_RETRIES: u32 = 3;
 
 /// Commit `changes` (each table's actions, planned on the state the transaction read) atomically.
-pub(crate) async fn commit(store: &TableStore, changes: Vec<TableChange>) -> Result<Vec<CommitResult>> {
+pub(crate) async fn commit(store: &TableStore, mut changes: Vec<TableChange>) -> Result<Vec<CommitResult>> {
     crate::faults::point("commit.after-data-files");
     let mut run = Run::new(store, &changes);
     // The first attempt builds on the tables as the transaction read them; later ones reload.
@@ -43,6 +43,24 @@ pub(crate) async fn commit(store: &TableStore, changes: Vec<TableChange>) -> Res
             Err(e) => return Err(run.give_up(e).await),
         };
         match outcome {
+            Outcome::Replan(replans) => {
+                if run.attempt > run.policy.max_retries {
+                    let e = Error::conflict(
+                        None,
+                        format!(
+                            "commit to {} was planned again {} times; giving up",
+                            run.what, run.attempt
+                        ),
+                    );
+                    return Err(run.give_up(e).await);
+                }
+                if let Err(e) = run.replan(&mut changes, &bases, replans).await {
+                    return Err(run.give_up(e).await);
+                }
+                // Planned on these bases: try again at once.
+                preloaded = Some(bases);
+                continue;
+            }
             Outcome::Landed(landed) => return Ok(run.finish(landed).await),
             Outcome::NoChange => {
                 let none = vec![None; bases.len()];
@@ -142,6 +160,34 @@ impl<'a> Run<'a> {
             }
         }
         Ok(bases)
+    }
+
+    /// Plan the row-level changes `replans` names again on `bases` (a compaction replaced files they
+    /// read); the files their old plans wrote go.
+    async fn replan(
+        &mut self,
+        changes: &mut [TableChange],
+        bases: &[Table],
+        replans: Vec<(usize, usize, String)>,
+    ) -> Result<()> {
+        for (i, j, why) in replans {
+            let Action::RowDelta(old) = &changes[i].actions[j] else {
+                return Err(Error::internal("only row-level changes are planned again"));
+            };
+            let Some(planner) = old.replan.clone() else {
+                return Err(Error::internal(
+                    "a change without a planner was to be planned again",
+                ));
+            };
+            tracing::info!(table = %changes[i].name, reason = %why, "planning the change again on the new head");
+            let new = planner.replan(&bases[i]).await?;
+            let stale = old.planned_files();
+            self.data_files.retain(|f| !stale.contains(f));
+            self.data_files.extend(new.planned_files());
+            changes[i].actions[j] = Action::RowDelta(Box::new(new));
+            delete_quietly(self.store.storage(), stale).await;
+        }
+        Ok(())
     }
 
     /// Give up with `e`: the transaction's data files go, unless an attempt may have landed with

@@ -1,39 +1,66 @@
-//! Delete: remove the rows matching a filter, copy-on-write. Files whose every row matches are
-//! dropped (a `delete` snapshot); files with some matching rows are rewritten without them (an
-//! `overwrite` snapshot). A filter that matches nothing commits no snapshot, as in Iceberg Java.
-//! Validation is the overwrite's (see [`super::overwrite`]).
+//! Delete: remove the rows matching a filter, in the table's row-level mode (`--row-mode`, else the
+//! table's `write.delete.mode`, else copy-on-write): files whose every live row matches are dropped;
+//! files with some matching rows get a position delete file (merge-on-read) or are rewritten without
+//! them (copy-on-write), or in `auto` whichever their deleted fraction calls for. A filter that matches
+//! nothing commits no snapshot, as in Iceberg Java. Planned again on the new head when a compaction
+//! replaced files it read (a delete's effect is its filter's, wherever the rows now are).
 
 use std::sync::Arc;
 
-use iceberg::spec::Operation;
+use async_trait::async_trait;
 
-use super::copy_on_write::copy_on_write;
-use super::overwrite::RowChange;
-use super::producer::branch_head;
+use super::row_delta::{conflict_check, Replan, RowDelta};
+use super::row_plan::{rows_matching, write_changes, ReadState, WriteRule};
 use super::DeleteOptions;
 use crate::error::Result;
+use crate::table::deletes::{delete_ratio_threshold, RowLevelMode};
 use crate::table::filter::RowFilter;
 use crate::table::Table;
 
 /// Plan deleting the rows matching `filter` on the branch head of `read`.
-pub(crate) async fn plan(read: &Table, filter: RowFilter, options: &DeleteOptions) -> Result<RowChange> {
+pub(crate) async fn plan(read: &Table, filter: RowFilter, options: &DeleteOptions) -> Result<RowDelta> {
     filter.compile(&read.arrow_schema()?)?;
-    let write = &options.write;
-    let head = branch_head(read.metadata(), &write.branch).cloned();
-    let cow = copy_on_write(read, head.as_ref(), &filter, write.target_file_size).await?;
-    let operation = if cow.rewritten.is_empty() {
-        Operation::Delete
-    } else {
-        Operation::Overwrite
+    let rule = WriteRule {
+        mode: RowLevelMode::resolve(
+            options.row_mode,
+            read,
+            "write.delete.mode",
+            RowLevelMode::CopyOnWrite,
+        )?,
+        threshold: delete_ratio_threshold(options.delete_ratio_threshold, read)?,
+        target_file_size: options.write.target_file_size,
     };
-    Ok(RowChange {
-        operation,
-        filter: Some(filter),
-        read_snapshot: head.map(|s| s.snapshot_id()),
-        read_set: Arc::new(cow.read_set),
-        removed: cow.removed,
-        added: cow.rewritten,
-        isolation: options.isolation,
-        write: write.clone(),
+    let state = ReadState::of(read, &options.write.branch).await?;
+    let hits = rows_matching(&state, &filter).await?;
+    let read_set = Arc::new(hits.read_set);
+    let (changed, planned) = write_changes(&state, hits.hits, rule).await?;
+    Ok(RowDelta {
+        verb: "delete",
+        updates_rows: false,
+        read_snapshot: state.read_snapshot(),
+        read_sequence: state.read_sequence(),
+        read_set,
+        changed,
+        planned,
+        given: Vec::new(),
+        conflicts: conflict_check(options.isolation, Some(&filter)),
+        write: options.write.clone(),
+        replan: Some(Arc::new(DeleteAgain {
+            filter,
+            options: options.clone(),
+        })),
     })
+}
+
+/// A delete planned again on a new head.
+struct DeleteAgain {
+    filter: RowFilter,
+    options: DeleteOptions,
+}
+
+#[async_trait]
+impl Replan for DeleteAgain {
+    async fn replan(&self, base: &Table) -> Result<RowDelta> {
+        plan(base, self.filter.clone(), &self.options).await
+    }
 }

@@ -14,16 +14,16 @@
 pub(crate) mod append;
 pub(crate) mod attempt;
 pub(crate) mod commit;
-pub(crate) mod copy_on_write;
 pub(crate) mod delete;
 pub(crate) mod expire;
-pub(crate) mod history;
 pub(crate) mod merge;
 pub mod options;
 pub(crate) mod overwrite;
 pub(crate) mod producer;
 pub(crate) mod refs;
 pub(crate) mod rewrite;
+pub(crate) mod row_delta;
+pub(crate) mod row_plan;
 pub(crate) mod schema;
 pub(crate) mod unknown;
 
@@ -78,8 +78,9 @@ pub struct CommitResult {
 pub(crate) enum Action {
     /// Add data files.
     Append(append::Append),
-    /// Replace or delete rows (copy-on-write), or the whole table.
-    Rows(overwrite::RowChange),
+    /// Change rows: delete them (by position delete files or by rewriting their files), replace
+    /// them, add new ones.
+    RowDelta(Box<row_delta::RowDelta>),
     /// Replace files by files holding the same rows (compaction).
     Rewrite(rewrite::Rewrite),
     /// Create, drop or move a branch or tag.
@@ -93,14 +94,12 @@ pub(crate) enum Action {
 impl Action {
     /// Data files this action wrote: deleted when the transaction certainly did not land.
     pub(crate) fn new_files(&self) -> Vec<String> {
-        let files: &[DataFile] = match self {
-            Action::Append(a) if a.owned => &a.files,
-            Action::Append(_) => &[],
-            Action::Rows(r) => &r.added,
-            Action::Rewrite(r) => &r.added,
-            Action::Ref(_) | Action::Schema(_) | Action::Expire(_) => &[],
-        };
-        files.iter().map(|f| f.file_path().to_string()).collect()
+        match self {
+            Action::Append(a) if a.owned => paths_of(&a.files),
+            Action::RowDelta(r) => r.new_files(),
+            Action::Rewrite(r) => paths_of(&r.added),
+            Action::Append(_) | Action::Ref(_) | Action::Schema(_) | Action::Expire(_) => Vec::new(),
+        }
     }
 }
 
@@ -230,11 +229,11 @@ impl Transaction {
         let read = self.table(table).await?;
         match overwrite::plan(&read, filter, files.clone(), options).await {
             Ok(change) => {
-                self.push(table, Action::Rows(change));
+                self.push(table, Action::RowDelta(Box::new(change)));
                 Ok(())
             }
             Err(e) => {
-                delete_quietly(self.store.storage(), crate::table::transaction::paths_of(&files)).await;
+                delete_quietly(self.store.storage(), paths_of(&files)).await;
                 Err(e)
             }
         }
@@ -249,7 +248,7 @@ impl Transaction {
     ) -> Result<()> {
         let read = self.table(table).await?;
         let change = delete::plan(&read, filter, options).await?;
-        self.push(table, Action::Rows(change));
+        self.push(table, Action::RowDelta(Box::new(change)));
         Ok(())
     }
 

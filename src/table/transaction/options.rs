@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::refs::fmt_id;
 use crate::error::{Error, Result};
+use crate::table::deletes::RowLevelMode;
 use crate::table::Table;
 
 /// Where a write comes from: recorded in the snapshot summary as `floe.*` properties.
@@ -163,22 +164,35 @@ impl Isolation {
     }
 }
 
-/// How an overwrite commits: the write's options and the isolation it is validated under.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// How an overwrite commits: the write's options, the isolation it is validated under, and whether
+/// it may be planned again.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct OverwriteOptions {
     /// Branch, lineage, properties, file size, expected head.
     pub write: WriteOptions,
     /// Isolation of a filtered overwrite.
     pub isolation: Isolation,
+    /// The new rows do not derive from this table's rows (they come from files or another
+    /// source): when a concurrent compaction replaced files the overwrite read, the rows it replaces
+    /// are found again on the new head instead of the commit failing with `Conflict`. Leave it off
+    /// when the new rows were computed from the rows being replaced.
+    pub replan_on_conflict: bool,
 }
 
-/// How a delete commits: the write's options and the isolation it is validated under.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// How a delete commits: the write's options, the isolation it is validated under, and how it
+/// writes the rows it removes.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct DeleteOptions {
     /// Branch, lineage, properties, file size, expected head.
     pub write: WriteOptions,
     /// Isolation of the delete.
     pub isolation: Isolation,
+    /// Copy-on-write, merge-on-read or auto; `None` takes the table's `write.delete.mode`, else
+    /// copy-on-write.
+    pub row_mode: Option<RowLevelMode>,
+    /// In `auto`, the deleted fraction at which a file is rewritten; `None` takes the table's
+    /// `delete-ratio-threshold`, else 0.3.
+    pub delete_ratio_threshold: Option<f64>,
 }
 
 impl From<WriteOptions> for OverwriteOptions {

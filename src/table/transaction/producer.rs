@@ -6,11 +6,11 @@
 //! `SnapshotUtil.latestSnapshot` does.
 
 use futures::{StreamExt, TryStreamExt};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use iceberg::spec::{
-    DataFile, FormatVersion, Manifest, ManifestContentType, ManifestFile, ManifestWriter,
+    DataContentType, DataFile, FormatVersion, Manifest, ManifestContentType, ManifestFile, ManifestWriter,
     ManifestWriterBuilder, Operation, Snapshot, SnapshotRef, SnapshotSummaryCollector, Summary,
     TableMetadata, TableMetadataBuildResult, MAIN_BRANCH,
 };
@@ -20,6 +20,7 @@ use uuid::Uuid;
 use super::merge::{merge_manifests, MergePolicy};
 use super::WriteOptions;
 use crate::error::{Error, Result};
+use crate::table::deletes::index::referenced_data_file;
 use crate::table::manifest_list::ListHeader;
 use crate::table::Table;
 
@@ -63,8 +64,25 @@ impl Staged {
 #[derive(Clone, Debug)]
 pub(crate) struct SnapshotChange {
     pub(crate) operation: Operation,
+    /// Data files added (written with the table's default partition spec).
     pub(crate) added: Vec<DataFile>,
+    /// Delete files added, each with the partition spec of the data file it applies to.
+    pub(crate) added_deletes: Vec<(DataFile, i32)>,
+    /// Data and delete files removed, by path. Position delete files that name exactly one removed
+    /// data file are removed with it: a commit never leaves dangling deletes.
     pub(crate) removed: Vec<DataFile>,
+}
+
+impl SnapshotChange {
+    /// A change that adds and removes data files only.
+    pub(crate) fn data(operation: Operation, added: Vec<DataFile>, removed: Vec<DataFile>) -> Self {
+        Self {
+            operation,
+            added,
+            added_deletes: Vec::new(),
+            removed,
+        }
+    }
 }
 
 /// The snapshot a write to `branch` builds on: the branch head, or `main`'s head for a branch that
@@ -107,15 +125,16 @@ pub(crate) async fn produce(
     let SnapshotChange {
         operation,
         added,
+        added_deletes,
         removed,
     } = change;
     let mut producer = SnapshotProducer::new(base, branch);
     let mut manifests = producer.carry_manifests(&removed, written).await?;
     check_carried(base, &manifests).await?;
-    if let Some(added) = producer.write_added_manifest(added, written).await? {
-        // New manifests first, as Java orders them.
-        manifests.insert(0, added);
-    }
+    // New manifests first, as Java orders them (merging keeps data manifests before deletes).
+    let mut new = producer.write_added_manifest(added, written).await?;
+    new.extend(producer.write_delete_manifests(added_deletes, written).await?);
+    manifests.splice(0..0, new);
     let manifests = producer.merge(manifests, written).await?;
     crate::faults::point("commit.after-manifests");
     let list_path = producer.write_manifest_list(manifests, written).await?;
@@ -196,10 +215,10 @@ impl<'a> SnapshotProducer<'a> {
         }
     }
 
-    /// The parent's manifests, carried forward: those that list a removed file are rewritten with
-    /// it `DELETED` (and the rest `EXISTING`), those without a live entry are dropped (their
-    /// `DELETED` entries belong to the snapshot that wrote them). A removed file that is no longer
-    /// live is a conflict.
+    /// The parent's manifests, carried forward: those that list a removed file (or a position delete
+    /// file naming only a removed data file) are rewritten with it `DELETED` (and the rest
+    /// `EXISTING`), those without a live entry are dropped (their `DELETED` entries belong to the
+    /// snapshot that wrote them). A removed file that is no longer live is a conflict.
     async fn carry_manifests(
         &mut self,
         removed: &[DataFile],
@@ -208,28 +227,39 @@ impl<'a> SnapshotProducer<'a> {
         let Some(parent) = self.parent.clone() else {
             return self.check_all_removed(removed, &HashSet::new());
         };
-        let removed_paths: HashSet<&str> = removed.iter().map(|f| f.file_path()).collect();
+        let removal = Removal {
+            paths: removed.iter().map(|f| f.file_path()).collect(),
+            data: removed
+                .iter()
+                .filter(|f| f.content_type() == DataContentType::Data)
+                .map(|f| f.file_path())
+                .collect(),
+        };
         let mut manifests: Vec<ManifestFile> = Vec::new();
         let mut found: HashSet<String> = HashSet::new();
         for mf in self.base.manifests(&parent).await?.iter() {
             if !has_live_entries(mf) {
                 continue;
             }
-            if removed_paths.is_empty() || mf.content != ManifestContentType::Data {
+            let may_hit = match mf.content {
+                ManifestContentType::Data => !removal.data.is_empty(),
+                ManifestContentType::Deletes => !removal.paths.is_empty(),
+            };
+            if !may_hit {
                 manifests.push(mf.clone());
                 continue;
             }
             let manifest = self.base.manifest(mf).await?;
-            let hits = manifest
+            if !manifest
                 .entries()
                 .iter()
-                .any(|e| e.is_alive() && removed_paths.contains(e.data_file().file_path()));
-            if !hits {
+                .any(|e| e.is_alive() && removal.hits(e.data_file()))
+            {
                 manifests.push(mf.clone());
                 continue;
             }
             manifests.push(
-                self.rewrite_without(mf, &manifest, &removed_paths, &mut found, written)
+                self.rewrite_without(mf, &manifest, &removal, &mut found, written)
                     .await?,
             );
         }
@@ -237,12 +267,12 @@ impl<'a> SnapshotProducer<'a> {
         Ok(manifests)
     }
 
-    /// `mf` rewritten with the entries of `removed` marked `DELETED`.
+    /// `mf` rewritten with the entries `removal` hits marked `DELETED`.
     async fn rewrite_without(
         &mut self,
         mf: &ManifestFile,
         manifest: &Manifest,
-        removed: &HashSet<&str>,
+        removal: &Removal<'_>,
         found: &mut HashSet<String>,
         written: &mut Vec<String>,
     ) -> Result<ManifestFile> {
@@ -262,7 +292,7 @@ impl<'a> SnapshotProducer<'a> {
                 .sequence_number()
                 .ok_or_else(|| Error::internal("manifest entry without sequence number"))?;
             let file_seq = e.file_sequence_number.or(Some(seq));
-            if removed.contains(e.data_file().file_path()) {
+            if removal.hits(e.data_file()) {
                 found.insert(e.data_file().file_path().to_string());
                 self.summary
                     .remove_file(e.data_file(), schema.clone(), spec.clone());
@@ -291,14 +321,14 @@ impl<'a> SnapshotProducer<'a> {
         }
     }
 
-    /// One manifest of the files this snapshot adds, `None` when it adds none.
+    /// One manifest of the data files this snapshot adds (none when it adds none).
     async fn write_added_manifest(
         &mut self,
         added: Vec<DataFile>,
         written: &mut Vec<String>,
-    ) -> Result<Option<ManifestFile>> {
+    ) -> Result<Vec<ManifestFile>> {
         if added.is_empty() {
-            return Ok(None);
+            return Ok(Vec::new());
         }
         let metadata = self.base.metadata();
         let schema = self.outputs.schema.clone();
@@ -310,7 +340,38 @@ impl<'a> SnapshotProducer<'a> {
             self.summary.add_file(&f, schema.clone(), spec.clone());
             writer.add_file(f, self.sequence_number)?;
         }
-        Ok(Some(writer.write_manifest_file().await?))
+        Ok(vec![writer.write_manifest_file().await?])
+    }
+
+    /// One delete manifest per partition spec of the delete files this snapshot adds.
+    async fn write_delete_manifests(
+        &mut self,
+        added: Vec<(DataFile, i32)>,
+        written: &mut Vec<String>,
+    ) -> Result<Vec<ManifestFile>> {
+        let mut by_spec: BTreeMap<i32, Vec<DataFile>> = BTreeMap::new();
+        for (f, spec_id) in added {
+            by_spec.entry(spec_id).or_default().push(f);
+        }
+        let schema = self.outputs.schema.clone();
+        let mut out = Vec::new();
+        for (spec_id, files) in by_spec {
+            let spec = self
+                .base
+                .metadata()
+                .partition_spec_by_id(spec_id)
+                .cloned()
+                .ok_or_else(|| Error::internal(format!("unknown partition spec {spec_id}")))?;
+            let mut writer = self
+                .outputs
+                .writer(written, spec.as_ref(), ManifestContentType::Deletes)?;
+            for f in files {
+                self.summary.add_file(&f, schema.clone(), spec.clone());
+                writer.add_file(f, self.sequence_number)?;
+            }
+            out.push(writer.write_manifest_file().await?);
+        }
+        Ok(out)
     }
 
     /// Merge the manifests by the table's policy (see [`merge_manifests`]). The new manifests'
@@ -419,6 +480,21 @@ impl<'a> SnapshotProducer<'a> {
         let mut staged = Staged::metadata_only(result)?;
         staged.snapshot_id = Some(self.snapshot_id);
         Ok(staged)
+    }
+}
+
+/// The files a change removes: data and delete files by path, and the position delete files that
+/// name exactly one removed data file.
+struct Removal<'a> {
+    paths: HashSet<&'a str>,
+    data: HashSet<&'a str>,
+}
+
+impl Removal<'_> {
+    fn hits(&self, file: &DataFile) -> bool {
+        self.paths.contains(file.file_path())
+            || (!self.data.is_empty()
+                && referenced_data_file(file).is_some_and(|p| self.data.contains(p.as_str())))
     }
 }
 

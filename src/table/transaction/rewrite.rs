@@ -1,21 +1,25 @@
 //! Rewrite: replace data files by new files holding the same rows (compaction), as a `replace`
-//! snapshot. Concurrent appends are kept; a concurrent commit that removed or rewrote one of the
-//! replaced files, or added row-level deletes, is a conflict (Iceberg's `BaseRewriteFiles`).
-
-use std::collections::HashSet;
+//! snapshot; the delete files that name only a replaced file go with it (its rows were rewritten
+//! with them applied). Concurrent appends are kept. Validated from the head's manifests alone
+//! (Iceberg's `BaseRewriteFiles`, narrowed): a replaced file must still be live, and no delete file
+//! committed after the rewrite read the table may apply to a replaced file (its rows would come
+//! back); deletes for other files do not matter.
 
 use iceberg::spec::{DataFile, Operation};
 
-use super::history;
 use super::producer::{branch_head, produce, SnapshotChange, Staged};
+use super::row_delta::check_descends;
 use super::WriteOptions;
 use crate::error::{Error, Result};
+use crate::table::deletes::index::DeleteIndex;
+use crate::table::entries::SnapshotFiles;
 use crate::table::Table;
 
 /// Files to replace and their replacements, planned on `read_snapshot`.
 #[derive(Clone, Debug)]
 pub(crate) struct Rewrite {
     pub(crate) read_snapshot: Option<i64>,
+    pub(crate) read_sequence: i64,
     pub(crate) removed: Vec<DataFile>,
     pub(crate) added: Vec<DataFile>,
     pub(crate) write: WriteOptions,
@@ -28,8 +32,10 @@ impl Rewrite {
         added: Vec<DataFile>,
         options: &WriteOptions,
     ) -> Self {
+        let head = branch_head(read.metadata(), &options.branch);
         Self {
-            read_snapshot: branch_head(read.metadata(), &options.branch).map(|s| s.snapshot_id()),
+            read_snapshot: head.map(|s| s.snapshot_id()),
+            read_sequence: head.map(|s| s.sequence_number()).unwrap_or(0),
             removed,
             added,
             write: options.clone(),
@@ -38,38 +44,37 @@ impl Rewrite {
 
     pub(crate) async fn validate(&self, base: &Table) -> Result<()> {
         self.write.check_expected_head(base)?;
-        let head = branch_head(base.metadata(), &self.write.branch);
-        if head.map(|h| h.snapshot_id()) == self.read_snapshot {
+        let head = branch_head(base.metadata(), &self.write.branch).cloned();
+        let head_id = head.as_ref().map(|h| h.snapshot_id());
+        if head_id == self.read_snapshot {
             return Ok(());
         }
-        let concurrent = history::since(base, head, self.read_snapshot).await?;
-        let replaced: HashSet<&str> = self.removed.iter().map(|f| f.file_path()).collect();
-        if let Some(e) = concurrent
-            .removed_data
-            .iter()
-            .find(|e| replaced.contains(e.path.as_str()))
-        {
-            return Err(Error::conflict(
-                Some(e.snapshot_id),
-                format!(
-                    "{}: {} removed {}, which this rewrite replaces; nothing was committed",
-                    base.name(),
-                    concurrent.describe(e.snapshot_id),
-                    e.path
-                ),
-            ));
-        }
-        if let Some(e) = concurrent.added_deletes.first() {
-            return Err(Error::conflict(
-                Some(e.snapshot_id),
-                format!(
-                    "{}: {} added delete file {}, which may apply to files this rewrite replaces; nothing \
-                     was committed",
-                    base.name(),
-                    concurrent.describe(e.snapshot_id),
-                    e.path
-                ),
-            ));
+        check_descends(base, head.as_ref(), self.read_snapshot, self.read_sequence)?;
+        let files = SnapshotFiles::of(base, head.as_ref()).await?;
+        let live = files.data_by_path();
+        let conflict =
+            |why: String| Error::conflict(head_id, format!("{}: {why}; nothing was committed", base.name()));
+        let index = DeleteIndex::of(&files);
+        for replaced in &self.removed {
+            let Some(data) = live.get(replaced.file_path()) else {
+                return Err(conflict(format!(
+                    "a concurrent commit removed {}, which this rewrite replaces",
+                    replaced.file_path()
+                )));
+            };
+            let deletes = index.for_data_file(data);
+            if let Some(d) = deletes
+                .positions
+                .iter()
+                .chain(&deletes.equality)
+                .find(|d| d.sequence_number > self.read_sequence)
+            {
+                return Err(conflict(format!(
+                    "a concurrent commit added delete file {} for {}, which this rewrite replaces",
+                    d.path(),
+                    replaced.file_path()
+                )));
+            }
         }
         Ok(())
     }
@@ -78,11 +83,7 @@ impl Rewrite {
         if self.removed.is_empty() {
             return Ok(None);
         }
-        let change = SnapshotChange {
-            operation: Operation::Replace,
-            added: self.added.clone(),
-            removed: self.removed.clone(),
-        };
+        let change = SnapshotChange::data(Operation::Replace, self.added.clone(), self.removed.clone());
         produce(base, change, &self.write, written).await.map(Some)
     }
 }
