@@ -20,8 +20,6 @@ pub(crate) struct LiveFile {
     pub(crate) spec_id: i32,
     /// Its data sequence number: when its rows (or deletes) were committed.
     pub(crate) sequence_number: i64,
-    /// The snapshot that added it.
-    pub(crate) snapshot_id: i64,
 }
 
 impl LiveFile {
@@ -68,7 +66,6 @@ impl SnapshotFiles {
                     file: e.data_file().clone(),
                     spec_id: mf.partition_spec_id,
                     sequence_number: e.sequence_number().unwrap_or(mf.sequence_number),
-                    snapshot_id: e.snapshot_id().unwrap_or(mf.added_snapshot_id),
                 };
                 match e.content_type() {
                     DataContentType::Data => out.data.push(live),

@@ -38,12 +38,6 @@ pub(crate) struct FileDeletes {
     pub(crate) equality: Vec<LiveFile>,
 }
 
-impl FileDeletes {
-    pub(crate) fn is_empty(&self) -> bool {
-        self.positions.is_empty() && self.equality.is_empty()
-    }
-}
-
 /// The data file a position delete file names, when it names exactly one: its
 /// `referenced_data_file`, else equal lower and upper bounds on `file_path`.
 pub(crate) fn referenced_data_file(delete: &DataFile) -> Option<String> {
@@ -89,15 +83,6 @@ impl DeleteIndex {
             }
         }
         index
-    }
-
-    /// No delete file at all.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.by_path.is_empty()
-            && self.by_partition.is_empty()
-            && self.equality.is_empty()
-            && self.global_equality.is_empty()
-            && self.vectors.is_empty()
     }
 
     /// Whether some equality delete file is live.
@@ -150,12 +135,5 @@ impl DeleteIndex {
     /// The position delete files that name exactly `path` (floe's own kind: one per data file).
     pub(crate) fn file_scoped(&self, path: &str) -> &[LiveFile] {
         self.by_path.get(path).map(Vec::as_slice).unwrap_or_default()
-    }
-
-    /// Every position delete file naming exactly one data file, with that file's path.
-    pub(crate) fn all_file_scoped(&self) -> impl Iterator<Item = (&str, &LiveFile)> {
-        self.by_path
-            .iter()
-            .flat_map(|(p, ds)| ds.iter().map(move |d| (p.as_str(), d)))
     }
 }

@@ -55,7 +55,7 @@ pub(crate) enum FileOutcome {
     /// A position delete file, written, that deletes this change's positions and those of the
     /// file-scoped delete files it replaces.
     Deletes {
-        delete_file: DataFile,
+        delete_file: Box<DataFile>,
         replaces: Vec<DataFile>,
     },
     /// The data file is removed; `rewritten` when its surviving rows went into new files.
@@ -296,7 +296,7 @@ impl RowDelta {
                     replaces,
                 } => {
                     if !stale {
-                        added_deletes.push((delete_file.clone(), c.data.spec_id));
+                        added_deletes.push((delete_file.as_ref().clone(), c.data.spec_id));
                         removed.extend(replaces.iter().cloned());
                         continue;
                     }
@@ -311,7 +311,7 @@ impl RowDelta {
                     current_paths.sort_unstable();
                     planned_paths.sort_unstable();
                     if current_paths == planned_paths {
-                        added_deletes.push((delete_file.clone(), c.data.spec_id));
+                        added_deletes.push((delete_file.as_ref().clone(), c.data.spec_id));
                     } else {
                         // Another change's delete file for the same data file landed first: one file
                         // with both changes' positions replaces it.

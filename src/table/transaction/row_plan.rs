@@ -236,7 +236,7 @@ async fn write_each(
                 let delete_file = write_position_deletes(table, &hit.data, &positions).await?;
                 deletes_written.push(delete_file.file_path().to_string());
                 FileOutcome::Deletes {
-                    delete_file,
+                    delete_file: Box::new(delete_file),
                     replaces: replaces.into_iter().map(|d| d.file).collect(),
                 }
             }
