@@ -20,8 +20,8 @@ use crate::storage::{ObjectStorage, Warehouse};
 use crate::table::scan::{self, ScanStream};
 use crate::table::transaction::delete_quietly;
 use crate::table::{
-    At, CommitResult, DeleteOptions, OverwriteOptions, RowFilter, ScanOptions, SnapshotChanges, Table,
-    TableStore, Transaction, WriteOptions,
+    At, CommitResult, DeleteOptions, MergeClause, MergeOptions, MergeSpec, OverwriteOptions, RowFilter,
+    ScanOptions, SnapshotChanges, Table, TableStore, Transaction, UpsertOptions, WriteOptions,
 };
 
 /// A partition field: a source column and a transform.
@@ -546,5 +546,103 @@ impl Floe {
     pub async fn changes(&self, name: &TableName, from: &At, to: &At) -> Result<SnapshotChanges> {
         let table = self.load_table(name).await?;
         scan::changes(&table, from, to).await
+    }
+
+    /// Upsert `batches` into `name` by key, as one snapshot (see [`UpsertOptions`]); the result's
+    /// `rows` says how many rows were inserted, updated, deleted and left as they were.
+    pub async fn upsert<S>(
+        &self,
+        name: &TableName,
+        batches: S,
+        options: &UpsertOptions,
+    ) -> Result<CommitResult>
+    where
+        S: Stream<Item = Result<RecordBatch>> + Send + 'static,
+    {
+        let mut tx = self.transaction();
+        let planned = tx.upsert(name, batches, options).await?;
+        let mut result = tx.commit_one().await?;
+        if result.snapshot_id.is_none() {
+            result.rows = planned;
+        }
+        Ok(result)
+    }
+
+    /// A MERGE of `source` into `name`: give it `on`, its `when_*` clauses, then [`MergeBuilder::commit`].
+    pub fn merge(&self, name: &TableName, source: Vec<RecordBatch>) -> MergeBuilder<'_> {
+        MergeBuilder {
+            floe: self,
+            table: name.clone(),
+            source,
+            spec: MergeSpec::on(""),
+            options: MergeOptions::default(),
+        }
+    }
+}
+
+/// A MERGE being described: `floe.merge(&t, source).on("t.id = s.id").when_matched_update_all(None)
+/// .when_not_matched_insert_all(None).commit()`.
+#[derive(Debug)]
+pub struct MergeBuilder<'a> {
+    floe: &'a Floe,
+    table: TableName,
+    source: Vec<RecordBatch>,
+    spec: MergeSpec,
+    options: MergeOptions,
+}
+
+impl MergeBuilder<'_> {
+    /// The join condition (SQL over `t.` and `s.` columns, with at least one equality `t.x = s.y`).
+    pub fn on(mut self, on: impl Into<String>) -> Self {
+        self.spec.on = on.into();
+        self
+    }
+
+    /// Add a clause.
+    pub fn when(mut self, clause: MergeClause) -> Self {
+        self.spec.clauses.push(clause);
+        self
+    }
+
+    /// `WHEN MATCHED [AND condition] THEN UPDATE *`.
+    pub fn when_matched_update_all(mut self, condition: Option<&str>) -> Self {
+        self.spec = self.spec.when_matched_update_all(condition);
+        self
+    }
+
+    /// `WHEN MATCHED [AND condition] THEN DELETE`.
+    pub fn when_matched_delete(mut self, condition: Option<&str>) -> Self {
+        self.spec = self.spec.when_matched_delete(condition);
+        self
+    }
+
+    /// `WHEN NOT MATCHED [AND condition] THEN INSERT *`.
+    pub fn when_not_matched_insert_all(mut self, condition: Option<&str>) -> Self {
+        self.spec = self.spec.when_not_matched_insert_all(condition);
+        self
+    }
+
+    /// `WHEN NOT MATCHED BY SOURCE [AND condition] THEN DELETE`.
+    pub fn when_not_matched_by_source_delete(mut self, condition: Option<&str>) -> Self {
+        self.spec = self.spec.when_not_matched_by_source_delete(condition);
+        self
+    }
+
+    /// Branch, isolation, row-level mode.
+    pub fn options(mut self, options: MergeOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Run the merge as one snapshot; the result's `rows` counts what it did.
+    pub async fn commit(self) -> Result<CommitResult> {
+        let mut tx = self.floe.transaction();
+        let source = futures::stream::iter(self.source.into_iter().map(Ok));
+        let planned = tx.merge(&self.table, source, &self.spec, &self.options).await?;
+        let mut result = tx.commit_one().await?;
+        if result.snapshot_id.is_none() {
+            result.rows = planned;
+        }
+        Ok(result)
     }
 }

@@ -45,11 +45,13 @@ pub mod units;
 pub use catalog::{Namespace, TableName};
 pub use config::{PartialSettings, Settings};
 pub use error::{Error, ErrorKind, Result};
-pub use lakehouse::{Floe, InitReport, PartitionField, TableDefinition};
+pub use lakehouse::{Floe, InitReport, MergeBuilder, PartitionField, TableDefinition};
+pub use table::deletes::RowLevelMode;
 pub use table::scan::ScanStream;
 pub use table::{
-    At, CommitResult, DeleteOptions, ExpectedHead, Isolation, Lineage, OverwriteOptions, RowFilter,
-    ScanOptions, SnapshotChanges, Table, Transaction, WriteOptions,
+    Assignments, At, CommitResult, Dedupe, DeleteOptions, ExpectedHead, Isolation, Lineage, MergeClause,
+    MergeOptions, MergeSpec, OverwriteOptions, RowCounts, RowFilter, RowLevelOptions, ScanOptions,
+    SnapshotChanges, Table, Transaction, UpsertOptions, WhenMatched, WhenNotMatched, WriteOptions,
 };
 
 /// The README's library example, run as a doc test.

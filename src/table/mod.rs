@@ -37,8 +37,9 @@ pub use filter::RowFilter;
 pub use scan::{ScanOptions, SnapshotChanges};
 pub use store::TableStore;
 pub use transaction::{
-    CommitResult, CommitTimings, DeleteOptions, ExpectedHead, Isolation, Lineage, OverwriteOptions,
-    Transaction, WriteOptions, DEFAULT_TARGET_FILE_SIZE,
+    Assignments, CommitResult, CommitTimings, Dedupe, DeleteOptions, ExpectedHead, Isolation, Lineage,
+    MergeClause, MergeOptions, MergeSpec, OverwriteOptions, RowCounts, RowLevelOptions, Transaction,
+    UpsertOptions, WhenMatched, WhenNotMatched, WriteOptions, DEFAULT_TARGET_FILE_SIZE,
 };
 
 /// A table as loaded from the catalog: its metadata at one metadata location.

@@ -181,3 +181,283 @@ both_backends!(
         every_reader_reads(&ctx, &t, &[]).await;
     }
 );
+
+/// `batch` with an `_op` column (a CDC feed's operation), and amounts negated where `negate`.
+fn feed(ids: std::ops::Range<i64>, op: &str) -> arrow::array::RecordBatch {
+    use arrow::array::{ArrayRef, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+    let base = events(ids);
+    let mut fields: Vec<Field> = base
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new("_op", DataType::Utf8, true));
+    let mut columns: Vec<ArrayRef> = base.columns().to_vec();
+    columns.push(Arc::new(StringArray::from(vec![op; base.num_rows()])));
+    arrow::array::RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+}
+
+/// `batch` with every amount multiplied by `factor`.
+fn scaled(batch: arrow::array::RecordBatch, factor: f64) -> arrow::array::RecordBatch {
+    use arrow::array::{ArrayRef, Float64Array};
+    use std::sync::Arc;
+    let i = batch.schema().index_of("amount").unwrap();
+    let amounts = batch.column(i).as_any().downcast_ref::<Float64Array>().unwrap();
+    let new: ArrayRef = Arc::new(Float64Array::from_iter(
+        amounts.iter().map(|v| v.map(|v| v * factor)),
+    ));
+    let mut columns = batch.columns().to_vec();
+    columns[i] = new;
+    arrow::array::RecordBatch::try_new(batch.schema(), columns).unwrap()
+}
+
+/// The amount of each id, from floe.
+async fn amounts(ctx: &Ctx, t: &floe::TableName) -> BTreeMap<i64, f64> {
+    let batches = scan_columns(&ctx.floe, t, &["id", "amount"]).await;
+    let mut out = BTreeMap::new();
+    for b in batches {
+        let ids = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .unwrap();
+        let am = b
+            .column(1)
+            .as_any()
+            .downcast_ref::<arrow::array::Float64Array>()
+            .unwrap();
+        for i in 0..b.num_rows() {
+            out.insert(ids.value(i), am.value(i));
+        }
+    }
+    out
+}
+
+both_backends!(
+    upsert_updates_inserts_and_deletes_by_key_in_every_row_mode,
+    |ctx: Ctx| async move {
+        for mode in [
+            RowLevelMode::MergeOnRead,
+            RowLevelMode::CopyOnWrite,
+            RowLevelMode::Auto,
+        ] {
+            let t = ctx.table(&format!("up_{}", mode.as_str().replace('-', "_")));
+            ctx.create_events_table(&t, &["day(ts)"]).await;
+            ctx.floe
+                .append(&t, stream(vec![events(0..40)]), &WriteOptions::default())
+                .await
+                .unwrap();
+            let options = floe::UpsertOptions {
+                key: vec!["id".into()],
+                delete_where: Some("_op = 'd'".into()),
+                rows: floe::RowLevelOptions {
+                    row_mode: Some(mode),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            // Updates of 5, 15, 25 (amount doubled), inserts of 100 and 101, a tombstone for 7, and a
+            // tombstone for 200, which the table does not have.
+            let source = vec![
+                feed(5..6, "u"),
+                feed(15..16, "u"),
+                feed(25..26, "u"),
+                feed(100..102, "i"),
+                feed(7..8, "d"),
+                feed(200..201, "d"),
+            ]
+            .into_iter()
+            .map(|b| scaled(b, 2.0))
+            .collect::<Vec<_>>();
+            let r = ctx
+                .floe
+                .upsert(&t, stream(source.clone()), &options)
+                .await
+                .unwrap();
+            assert_eq!(
+                (r.rows.updated, r.rows.inserted, r.rows.deleted),
+                (3, 2, 1),
+                "{mode:?}: {:?}",
+                r.rows
+            );
+            let got = amounts(&ctx, &t).await;
+            let mut expected: BTreeMap<i64, f64> = (0..40).map(|i| (i, i as f64 * 1.5)).collect();
+            for i in [5, 15, 25, 100, 101] {
+                expected.insert(i, i as f64 * 3.0);
+            }
+            expected.remove(&7);
+            assert_eq!(got, expected, "{mode:?}");
+            let ids_now: Vec<i64> = expected.keys().copied().collect();
+            every_reader_reads(&ctx, &t, &ids_now).await;
+            match mode {
+                RowLevelMode::MergeOnRead => assert!(!delete_files(&ctx, &t).await.is_empty()),
+                RowLevelMode::CopyOnWrite => assert!(delete_files(&ctx, &t).await.is_empty()),
+                RowLevelMode::Auto => {}
+            }
+
+            // The same source again, only where something changed: nothing does, nothing commits.
+            let again = floe::UpsertOptions {
+                when_matched: floe::WhenMatched::UpdateChanged,
+                ..options.clone()
+            };
+            let r = ctx.floe.upsert(&t, stream(source), &again).await.unwrap();
+            assert_eq!(r.snapshot_id, None, "{mode:?}: {:?}", r.rows);
+            assert_eq!(
+                (r.rows.updated, r.rows.inserted, r.rows.unchanged),
+                (0, 0, 5),
+                "{mode:?}"
+            );
+            assert_eq!(amounts(&ctx, &t).await, expected);
+        }
+    }
+);
+
+both_backends!(
+    merge_runs_the_first_clause_that_holds_for_each_row,
+    |ctx: Ctx| async move {
+        let t = ctx.table("events");
+        ctx.create_events_table(&t, &[]).await;
+        ctx.floe
+            .append(&t, stream(vec![events(0..40)]), &WriteOptions::default())
+            .await
+            .unwrap();
+        // Source: 0..5 with negative amounts (deleted), 10..15 (amounts added), 50..52 (inserted).
+        let source = vec![scaled(events(0..5), -1.0), events(10..15), events(50..52)];
+        let r = ctx
+            .floe
+            .merge(&t, source)
+            .on("t.id = s.id")
+            .when_matched_delete(Some("s.amount < 0"))
+            .when(floe::MergeClause::parse("matched then update set amount = t.amount + s.amount").unwrap())
+            .when_not_matched_insert_all(None)
+            .when_not_matched_by_source_delete(Some("t.id >= 30"))
+            .options(floe::MergeOptions {
+                row_mode: Some(RowLevelMode::MergeOnRead),
+                ..Default::default()
+            })
+            .commit()
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.rows.deleted, r.rows.updated, r.rows.inserted),
+            (5 + 10, 5, 2),
+            "{:?}",
+            r.rows
+        );
+        let got = amounts(&ctx, &t).await;
+        let mut expected: BTreeMap<i64, f64> = (5..30).map(|i| (i, i as f64 * 1.5)).collect();
+        for i in 10..15 {
+            expected.insert(i, i as f64 * 3.0);
+        }
+        for i in 50..52 {
+            expected.insert(i, i as f64 * 1.5);
+        }
+        assert_eq!(got, expected);
+        every_reader_reads(&ctx, &t, &expected.keys().copied().collect::<Vec<_>>()).await;
+    }
+);
+
+both_backends!(
+    bad_row_level_input_is_a_clear_error_that_commits_nothing,
+    |ctx: Ctx| async move {
+        let t = ctx.table("events");
+        ctx.create_events_table(&t, &[]).await;
+        ctx.floe
+            .append(&t, stream(vec![events(0..10)]), &WriteOptions::default())
+            .await
+            .unwrap();
+        let before = ctx
+            .floe
+            .load_table(&t)
+            .await
+            .unwrap()
+            .metadata_location()
+            .to_string();
+        let upsert = |key: &str| floe::UpsertOptions {
+            key: vec![key.into()],
+            ..Default::default()
+        };
+        let check = |err: floe::Error, want: &str| {
+            assert_eq!(err.kind(), floe::ErrorKind::InvalidInput, "{err}");
+            assert!(err.to_string().contains(want), "{err} lacks {want:?}");
+        };
+        check(
+            ctx.floe
+                .upsert(&t, stream(vec![events(0..2)]), &upsert("nope"))
+                .await
+                .unwrap_err(),
+            "not a column",
+        );
+        // No identifier fields and no key.
+        check(
+            ctx.floe
+                .upsert(&t, stream(vec![events(0..2)]), &Default::default())
+                .await
+                .unwrap_err(),
+            "needs key columns",
+        );
+        // A NULL key in the source.
+        let mut nulls = events(0..2);
+        {
+            use arrow::array::StringArray;
+            let mut cols = nulls.columns().to_vec();
+            cols[1] = std::sync::Arc::new(StringArray::from(vec![None::<&str>, Some("x")]));
+            nulls = arrow::array::RecordBatch::try_new(nulls.schema(), cols).unwrap();
+        }
+        check(
+            ctx.floe
+                .upsert(&t, stream(vec![nulls]), &upsert("user_id"))
+                .await
+                .unwrap_err(),
+            "NULL",
+        );
+        // Duplicate keys, then the same deduplicated by the latest amount.
+        let dupes = vec![events(3..4), scaled(events(3..4), 2.0)];
+        check(
+            ctx.floe
+                .upsert(&t, stream(dupes.clone()), &upsert("id"))
+                .await
+                .unwrap_err(),
+            "--dedupe latest:COL",
+        );
+        // A merge condition that does not parse, and an ON without an equality.
+        let err = ctx
+            .floe
+            .merge(&t, vec![events(0..1)])
+            .on("t.id = s.id")
+            .when(floe::MergeClause::UpdateMatched {
+                condition: Some("s.amount >>> 2".into()),
+                set: floe::Assignments::All,
+            })
+            .commit()
+            .await
+            .unwrap_err();
+        check(err, "invalid merge condition");
+        let err = ctx
+            .floe
+            .merge(&t, vec![events(0..1)])
+            .on("t.id < s.id")
+            .when_matched_delete(None)
+            .commit()
+            .await
+            .unwrap_err();
+        check(err, "needs an equality");
+        assert_eq!(
+            ctx.floe.load_table(&t).await.unwrap().metadata_location(),
+            before,
+            "nothing committed"
+        );
+        assert_eq!(ids(&ctx.floe, &t, At::Current).await, (0..10).collect::<Vec<_>>());
+
+        let latest = floe::UpsertOptions {
+            dedupe: floe::Dedupe::Latest("amount".into()),
+            ..upsert("id")
+        };
+        let r = ctx.floe.upsert(&t, stream(dupes), &latest).await.unwrap();
+        assert_eq!(r.rows.updated, 1);
+        assert_eq!(amounts(&ctx, &t).await[&3], 9.0);
+    }
+);

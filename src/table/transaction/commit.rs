@@ -11,7 +11,7 @@ use rand::Rng;
 
 use super::attempt::{attempt, Landed, Outcome};
 use super::unknown::Unknowns;
-use super::{delete_quietly, Action, CommitResult, CommitTimings, TableChange};
+use super::{delete_quietly, Action, CommitResult, CommitTimings, RowCounts, TableChange};
 use crate::config::RetryPolicy;
 use crate::error::{Error, ErrorKind, Result};
 use crate::table::store::TableStore;
@@ -36,7 +36,7 @@ pub(crate) async fn commit(store: &TableStore, mut changes: Vec<TableChange>) ->
         run.timings.load_s += t0.elapsed().as_secs_f64();
         if let Some(ids) = run.unknown.resolve(&changes, &bases, store.storage()).await {
             run.attempt -= 1;
-            return Ok(run.results(bases, ids));
+            return Ok(run.results(&changes, bases, ids));
         }
         let outcome = match attempt(store, &changes, &bases, &mut run.timings).await {
             Ok(outcome) => outcome,
@@ -61,10 +61,10 @@ pub(crate) async fn commit(store: &TableStore, mut changes: Vec<TableChange>) ->
                 preloaded = Some(bases);
                 continue;
             }
-            Outcome::Landed(landed) => return Ok(run.finish(landed).await),
+            Outcome::Landed(landed) => return Ok(run.finish(&changes, landed).await),
             Outcome::NoChange => {
                 let none = vec![None; bases.len()];
-                return Ok(run.results(bases, none));
+                return Ok(run.results(&changes, bases, none));
             }
             Outcome::LostRace { table } => {
                 if run.attempt > run.policy.max_retries {
@@ -201,22 +201,37 @@ impl<'a> Run<'a> {
 
     /// The attempt landed: earlier attempts whose outcome was unknown were computed on a state it
     /// replaced and can never land now, and metadata files the logs no longer list go.
-    async fn finish(&mut self, landed: Landed) -> Vec<CommitResult> {
+    async fn finish(&mut self, changes: &[TableChange], landed: Landed) -> Vec<CommitResult> {
         crate::faults::point("commit.before-cleanup");
         self.unknown.discard(self.store.storage()).await;
         delete_quietly(self.store.storage(), landed.expired_metadata).await;
-        self.results(landed.tables, landed.snapshot_ids)
+        self.results(changes, landed.tables, landed.snapshot_ids)
     }
 
-    fn results(&self, tables: Vec<Table>, snapshot_ids: Vec<Option<i64>>) -> Vec<CommitResult> {
+    fn results(
+        &self,
+        changes: &[TableChange],
+        tables: Vec<Table>,
+        snapshot_ids: Vec<Option<i64>>,
+    ) -> Vec<CommitResult> {
         tables
             .into_iter()
             .zip(snapshot_ids)
-            .map(|(table, snapshot_id)| CommitResult {
-                table,
-                snapshot_id,
-                attempts: self.attempt,
-                timings: self.timings.clone(),
+            .zip(changes)
+            .map(|((table, snapshot_id), change)| {
+                let mut rows = RowCounts::default();
+                for a in &change.actions {
+                    if let Action::RowDelta(r) = a {
+                        rows += r.counts;
+                    }
+                }
+                CommitResult {
+                    table,
+                    snapshot_id,
+                    attempts: self.attempt,
+                    timings: self.timings.clone(),
+                    rows,
+                }
             })
             .collect()
     }

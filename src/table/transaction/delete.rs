@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::row_delta::{conflict_check, Replan, RowDelta};
-use super::row_plan::{rows_matching, write_changes, ReadState, WriteRule};
+use super::row_plan::{counts_of, rows_matching, write_changes, ReadState, WriteRule};
 use super::DeleteOptions;
 use crate::error::Result;
 use crate::table::deletes::{delete_ratio_threshold, RowLevelMode};
@@ -34,6 +34,7 @@ pub(crate) async fn plan(read: &Table, filter: RowFilter, options: &DeleteOption
     let hits = rows_matching(&state, &filter).await?;
     let read_set = Arc::new(hits.read_set);
     let (changed, planned) = write_changes(&state, hits.hits, rule).await?;
+    let counts = counts_of(&changed);
     Ok(RowDelta {
         verb: "delete",
         updates_rows: false,
@@ -49,6 +50,7 @@ pub(crate) async fn plan(read: &Table, filter: RowFilter, options: &DeleteOption
             filter,
             options: options.clone(),
         })),
+        counts,
     })
 }
 

@@ -17,6 +17,7 @@ pub(crate) mod commit;
 pub(crate) mod delete;
 pub(crate) mod expire;
 pub(crate) mod merge;
+pub(crate) mod merge_into;
 pub mod options;
 pub(crate) mod overwrite;
 pub(crate) mod producer;
@@ -26,9 +27,10 @@ pub(crate) mod row_delta;
 pub(crate) mod row_plan;
 pub(crate) mod schema;
 pub(crate) mod unknown;
+pub(crate) mod upsert;
 
 use arrow::array::RecordBatch;
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use iceberg::spec::DataFile;
 use serde::Serialize;
 
@@ -38,8 +40,10 @@ use super::writer::write_batches;
 use super::Table;
 use crate::catalog::TableName;
 use crate::error::{Error, Result};
+pub use merge_into::{Assignments, MergeClause, MergeSpec, RowCounts};
 pub use options::{
-    DeleteOptions, ExpectedHead, Isolation, Lineage, OverwriteOptions, WriteOptions, DEFAULT_TARGET_FILE_SIZE,
+    Dedupe, DeleteOptions, ExpectedHead, Isolation, Lineage, MergeOptions, OverwriteOptions, RowLevelOptions,
+    UpsertOptions, WhenMatched, WhenNotMatched, WriteOptions, DEFAULT_TARGET_FILE_SIZE,
 };
 
 /// Where a commit's time went, summed over its attempts, in seconds.
@@ -71,6 +75,8 @@ pub struct CommitResult {
     pub attempts: u32,
     /// Where the time went (for the whole transaction).
     pub timings: CommitTimings,
+    /// What the row-level changes (delete, overwrite, upsert, merge) did to this table's rows.
+    pub rows: RowCounts,
 }
 
 /// One change to one table, planned on the table as the transaction read it.
@@ -250,6 +256,64 @@ impl Transaction {
         let change = delete::plan(&read, filter, options).await?;
         self.push(table, Action::RowDelta(Box::new(change)));
         Ok(())
+    }
+
+    /// Upsert `batches` into `table` by key (see [`UpsertOptions`]): matched and written now,
+    /// committed with the transaction. Returns what it does to the table's rows; a source with no
+    /// rows changes nothing.
+    pub async fn upsert<S>(
+        &mut self,
+        table: &TableName,
+        batches: S,
+        options: &UpsertOptions,
+    ) -> Result<RowCounts>
+    where
+        S: Stream<Item = Result<RecordBatch>> + Send + 'static,
+    {
+        let read = self.table(table).await?;
+        let batches: Vec<RecordBatch> = batches.try_collect().await?;
+        if batches.iter().all(|b| b.num_rows() == 0) {
+            return Ok(RowCounts::default());
+        }
+        let source = merge_into::one_batch(batches)?;
+        let change = upsert::plan(&read, source, options).await?;
+        let counts = change.counts;
+        self.push(table, Action::RowDelta(Box::new(change)));
+        Ok(counts)
+    }
+
+    /// Merge `source` into `table` by SQL MERGE semantics (see [`MergeSpec`]): matched and written
+    /// now, committed with the transaction. Returns what it does to the table's rows.
+    pub async fn merge<S>(
+        &mut self,
+        table: &TableName,
+        source: S,
+        spec: &MergeSpec,
+        options: &MergeOptions,
+    ) -> Result<RowCounts>
+    where
+        S: Stream<Item = Result<RecordBatch>> + Send + 'static,
+    {
+        let read = self.table(table).await?;
+        let batches: Vec<RecordBatch> = source.try_collect().await?;
+        if batches.is_empty() {
+            return Err(Error::invalid(
+                "the merge source gave no batch, so not even its schema is known (give an empty batch for an \
+                 empty source)",
+            ));
+        }
+        let source = merge_into::one_batch(batches)?;
+        let change = merge_into::plan(
+            &read,
+            std::sync::Arc::new(source),
+            spec,
+            options,
+            merge_into::MERGE,
+        )
+        .await?;
+        let counts = change.counts;
+        self.push(table, Action::RowDelta(Box::new(change)));
+        Ok(counts)
     }
 
     /// Add already written data files of `table` as an append (the files become the
@@ -438,15 +502,21 @@ impl Transaction {
     }
 
     /// Commit a transaction on one table: its result.
+    /// Commit a transaction on one table: its result (the table as read, and no snapshot, when no
+    /// action was planned at all).
     pub(crate) async fn commit_one(self) -> Result<CommitResult> {
-        let name = self.changes.first().map(|c| c.name.clone());
+        let read = self.changes.first().map(|c| c.read.clone());
         let mut results = self.commit().await?;
-        match results.pop() {
-            Some(r) => Ok(r),
-            None => Err(Error::internal(format!(
-                "a transaction on {} produced no result",
-                name.map(|n| n.to_string()).unwrap_or_default()
-            ))),
+        match (results.pop(), read) {
+            (Some(r), _) => Ok(r),
+            (None, Some(table)) => Ok(CommitResult {
+                table,
+                snapshot_id: None,
+                attempts: 0,
+                timings: CommitTimings::default(),
+                rows: RowCounts::default(),
+            }),
+            (None, None) => Err(Error::internal("a transaction on no table was committed as one")),
         }
     }
 

@@ -179,20 +179,80 @@ pub struct OverwriteOptions {
     pub replan_on_conflict: bool,
 }
 
-/// How a delete commits: the write's options, the isolation it is validated under, and how it
-/// writes the rows it removes.
+/// How a row-level change (a delete, a merge, an upsert's rows) commits: the write's options, the
+/// isolation it is validated under, and how it writes the rows it changes.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct DeleteOptions {
+pub struct RowLevelOptions {
     /// Branch, lineage, properties, file size, expected head.
     pub write: WriteOptions,
-    /// Isolation of the delete.
+    /// Isolation: `serializable` also fails on rows added meanwhile that the change would have
+    /// changed (matching its filter, or holding one of its keys).
     pub isolation: Isolation,
-    /// Copy-on-write, merge-on-read or auto; `None` takes the table's `write.delete.mode`, else
-    /// copy-on-write.
+    /// Copy-on-write, merge-on-read or auto; `None` takes the table's `write.delete.mode`
+    /// (delete), `write.update.mode` (upsert) or `write.merge.mode` (merge), else copy-on-write for a
+    /// delete and auto for an upsert or a merge.
     pub row_mode: Option<RowLevelMode>,
     /// In `auto`, the deleted fraction at which a file is rewritten; `None` takes the table's
     /// `delete-ratio-threshold`, else 0.3.
     pub delete_ratio_threshold: Option<f64>,
+}
+
+/// How a delete commits.
+pub type DeleteOptions = RowLevelOptions;
+/// How a merge commits.
+pub type MergeOptions = RowLevelOptions;
+
+/// What an upsert does with a source row whose key the table has.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum WhenMatched {
+    /// Replace the row with the source's (the default).
+    #[default]
+    UpdateAll,
+    /// Replace it only where some column the source has differs (`--only-changed`).
+    UpdateChanged,
+    /// Replace it where this SQL condition over `t.` and `s.` columns holds.
+    UpdateIf(String),
+    /// Leave it.
+    Ignore,
+}
+
+/// What an upsert does with a source row whose key the table lacks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum WhenNotMatched {
+    /// Insert it (the default).
+    #[default]
+    Insert,
+    /// Drop it.
+    Ignore,
+}
+
+/// Source rows that share a key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Dedupe {
+    /// Refuse the upsert (the default).
+    #[default]
+    Refuse,
+    /// Keep the row with the greatest value of this column (the last of equal ones).
+    Latest(String),
+}
+
+/// How an upsert matches and changes rows.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct UpsertOptions {
+    /// Branch, isolation, row-level mode.
+    pub rows: RowLevelOptions,
+    /// Key columns; empty takes the table's identifier fields. The source must have no NULL in them.
+    pub key: Vec<String>,
+    /// What a matched row becomes.
+    pub when_matched: WhenMatched,
+    /// What an unmatched source row becomes.
+    pub when_not_matched: WhenNotMatched,
+    /// Tombstones: source rows this SQL predicate over the source's columns holds for delete the
+    /// matched row (and insert nothing). Source columns the table lacks (like `_op`) may be used, and
+    /// are never written.
+    pub delete_where: Option<String>,
+    /// Source rows sharing a key.
+    pub dedupe: Dedupe,
 }
 
 impl From<WriteOptions> for OverwriteOptions {
@@ -204,7 +264,7 @@ impl From<WriteOptions> for OverwriteOptions {
     }
 }
 
-impl From<WriteOptions> for DeleteOptions {
+impl From<WriteOptions> for RowLevelOptions {
     fn from(write: WriteOptions) -> Self {
         Self {
             write,

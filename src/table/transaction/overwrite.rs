@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use iceberg::spec::DataFile;
 
 use super::row_delta::{conflict_check, ChangedFile, FileOutcome, Replan, RowDelta};
-use super::row_plan::{rows_matching, write_changes, ReadState, WriteRule};
+use super::row_plan::{counts_of, rows_matching, write_changes, ReadState, WriteRule};
 use super::OverwriteOptions;
 use crate::error::Result;
 use crate::table::deletes::RowLevelMode;
@@ -33,13 +33,13 @@ pub(crate) async fn plan(
     let state = ReadState::of(read, &write.branch).await?;
     let (read_set, changed, planned) = match &filter {
         None => {
-            let changed = state
+            let changed: Vec<ChangedFile> = state
                 .files
                 .data
                 .iter()
                 .map(|data| ChangedFile {
                     data: data.clone(),
-                    deleted: Arc::default(),
+                    deleted: Arc::new(every_live_row(&state, data)),
                     outcome: FileOutcome::Removed { rewritten: false },
                 })
                 .collect();
@@ -63,6 +63,8 @@ pub(crate) async fn plan(
             options: options.clone(),
         }) as Arc<dyn Replan>
     });
+    let mut counts = counts_of(&changed);
+    counts.inserted = files.iter().map(|f| f.record_count()).sum();
     Ok(RowDelta {
         verb: "overwrite",
         updates_rows: true,
@@ -75,7 +77,22 @@ pub(crate) async fn plan(
         conflicts: conflict_check(options.isolation, filter.as_ref()),
         write: write.clone(),
         replan,
+        counts,
     })
+}
+
+/// The positions of `data`'s rows as far as counting goes: its rows less those its own position
+/// delete files remove (a whole-table overwrite reads no row).
+fn every_live_row(state: &ReadState, data: &crate::table::entries::LiveFile) -> roaring::RoaringTreemap {
+    let deleted: u64 = state
+        .index
+        .file_scoped(data.path())
+        .iter()
+        .map(|d| d.file.record_count())
+        .sum();
+    let mut rows = roaring::RoaringTreemap::new();
+    rows.insert_range(0..data.file.record_count().saturating_sub(deleted));
+    rows
 }
 
 /// An overwrite whose new rows do not derive from the table, planned again on a new head.

@@ -23,6 +23,7 @@ use futures::TryStreamExt;
 use iceberg::spec::{DataFile, Operation, SnapshotRef};
 use roaring::RoaringTreemap;
 
+use super::merge_into::{KeyProbe, RowCounts};
 use super::producer::{branch_head, produce, SnapshotChange, Staged};
 use super::{Isolation, WriteOptions};
 use crate::error::{Error, Result};
@@ -72,7 +73,7 @@ pub(crate) struct ChangedFile {
 }
 
 /// What data added meanwhile a change conflicts with under `serializable` isolation.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) enum ConflictCheck {
     /// Nothing (`snapshot` isolation).
     Nothing,
@@ -80,6 +81,8 @@ pub(crate) enum ConflictCheck {
     AnyAddition,
     /// An added data file with a live row matching the filter.
     Filter(RowFilter),
+    /// An added data file with a live row holding one of the change's keys.
+    Keys(KeyProbe),
 }
 
 /// A planned row-level change.
@@ -102,6 +105,8 @@ pub(crate) struct RowDelta {
     pub(crate) conflicts: ConflictCheck,
     pub(crate) write: WriteOptions,
     pub(crate) replan: Option<Arc<dyn Replan>>,
+    /// What the plan does to rows, for the caller.
+    pub(crate) counts: RowCounts,
 }
 
 impl std::fmt::Debug for RowDelta {
@@ -257,6 +262,19 @@ impl RowDelta {
                 first.path(),
                 self.verb
             ))),
+            ConflictCheck::Keys(probe) => {
+                for f in added {
+                    if probe.hits(base, f, &index.for_data_file(f)).await? {
+                        return Ok(Some(format!(
+                            "a concurrent commit added data file {} holding a key this {} writes (isolation \
+                             serializable)",
+                            f.path(),
+                            self.verb
+                        )));
+                    }
+                }
+                Ok(None)
+            }
             ConflictCheck::Filter(filter) => {
                 for f in added {
                     if file_has_match(base, f, index, filter).await? {

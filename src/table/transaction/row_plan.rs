@@ -16,6 +16,7 @@ use iceberg::spec::{DataFile, SchemaRef, SnapshotRef};
 use roaring::RoaringTreemap;
 
 use super::delete_quietly;
+use super::merge_into::RowCounts;
 use super::producer::branch_head;
 use super::row_delta::{ChangedFile, FileOutcome};
 use crate::error::{Error, Result};
@@ -297,4 +298,18 @@ pub(crate) async fn files_that_may_match(
         .try_collect()
         .await?;
     Ok(Some(tasks.into_iter().map(|t| t.data_file_path).collect()))
+}
+
+/// What changing `changed` does to rows (deleted rows, files rewritten, delete files written).
+pub(crate) fn counts_of(changed: &[ChangedFile]) -> RowCounts {
+    let mut counts = RowCounts::default();
+    for c in changed {
+        counts.deleted += c.deleted.len();
+        match c.outcome {
+            FileOutcome::Removed { rewritten: true } => counts.files_rewritten += 1,
+            FileOutcome::Removed { rewritten: false } => {}
+            FileOutcome::Deletes { .. } => counts.delete_files_added += 1,
+        }
+    }
+    counts
 }
