@@ -19,11 +19,21 @@ use super::{At, Table};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Rows of a metadata view, as Arrow.
-pub trait MetadataRow: Sized {
+pub trait MetadataRow: view::Columns {
     /// The view's columns, in order.
-    fn arrow_schema() -> SchemaRef;
+    fn arrow_schema() -> SchemaRef {
+        let fields: Vec<Field> = Self::columns().into_iter().map(|c| c.field).collect();
+        Arc::new(Schema::new(fields))
+    }
+
     /// `rows` as one batch of [`arrow_schema`](Self::arrow_schema).
-    fn record_batch(rows: &[Self]) -> Result<RecordBatch>;
+    fn record_batch(rows: &[Self]) -> Result<RecordBatch> {
+        let (fields, arrays): (Vec<Field>, Vec<ArrayRef>) = Self::columns()
+            .into_iter()
+            .map(|c| (c.field, (c.fill)(rows)))
+            .unzip();
+        Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?)
+    }
 }
 
 /// One snapshot: the rows of `floe snapshots` and of `"NS.TABLE$snapshots"`.
@@ -207,154 +217,146 @@ pub async fn summary(table: &Table, at: &At) -> Result<TableSummary> {
     })
 }
 
-impl MetadataRow for SnapshotInfo {
-    fn arrow_schema() -> SchemaRef {
-        schema(vec![
-            long("snapshot_id"),
-            long("parent_id").with_nullable(true),
-            utc_instant("committed_at"),
-            text("operation"),
-            text("summary"),
-            text("refs"),
-        ])
-    }
-
-    fn record_batch(rows: &[Self]) -> Result<RecordBatch> {
-        batch::<Self>(vec![
-            longs(rows, |r| r.snapshot_id),
-            Arc::new(rows.iter().map(|r| r.parent_id).collect::<Int64Array>()),
-            utc_instants(rows, |r| r.committed_at),
-            texts(rows, |r| r.operation.clone()),
-            texts(rows, |r| json_text(&r.summary)),
-            texts(rows, |r| json_text(&r.refs)),
-        ])
-    }
-}
-
-impl MetadataRow for RefInfo {
-    fn arrow_schema() -> SchemaRef {
-        schema(vec![text("name"), text("kind"), long("snapshot_id")])
-    }
-
-    fn record_batch(rows: &[Self]) -> Result<RecordBatch> {
-        batch::<Self>(vec![
-            texts(rows, |r| r.name.clone()),
-            texts(rows, |r| r.kind.to_string()),
-            longs(rows, |r| r.snapshot_id),
-        ])
-    }
-}
-
-impl MetadataRow for FileInfo {
-    fn arrow_schema() -> SchemaRef {
-        schema(vec![
-            text("path"),
-            text("partition"),
-            long("record_count"),
-            long("file_size_in_bytes"),
-        ])
-    }
-
-    fn record_batch(rows: &[Self]) -> Result<RecordBatch> {
-        batch::<Self>(vec![
-            texts(rows, |r| r.path.clone()),
-            texts(rows, |r| r.partition.clone()),
-            longs(rows, |r| signed(r.record_count)),
-            longs(rows, |r| signed(r.file_size_in_bytes)),
-        ])
-    }
-}
-
-impl MetadataRow for HistoryEntry {
-    fn arrow_schema() -> SchemaRef {
-        schema(vec![utc_instant("made_current_at"), long("snapshot_id")])
-    }
-
-    fn record_batch(rows: &[Self]) -> Result<RecordBatch> {
-        batch::<Self>(vec![
-            utc_instants(rows, |r| r.made_current_at),
-            longs(rows, |r| r.snapshot_id),
-        ])
-    }
-}
-
+impl MetadataRow for SnapshotInfo {}
+impl MetadataRow for RefInfo {}
+impl MetadataRow for FileInfo {}
+impl MetadataRow for HistoryEntry {}
 /// The scalar facts of a summary, one row per table: `files` counts the files (their rows are
 /// [`FileInfo`]'s view), and schema, spec, properties and refs are left to their own views.
-impl MetadataRow for TableSummary {
-    fn arrow_schema() -> SchemaRef {
-        schema(vec![
-            text("table"),
-            text("location"),
-            text("metadata_location"),
-            long("snapshot").with_nullable(true),
-            long("files"),
-            long("rows"),
-            long("bytes"),
-        ])
+impl MetadataRow for TableSummary {}
+
+/// Each view's columns: one list per row type, a column's name beside the value that fills it.
+mod view {
+    use super::*;
+
+    /// One column of a view: its Arrow field and how rows fill it.
+    pub struct Column<R> {
+        pub(super) field: Field,
+        pub(super) fill: Box<dyn Fn(&[R]) -> ArrayRef>,
     }
 
-    fn record_batch(rows: &[Self]) -> Result<RecordBatch> {
-        batch::<Self>(vec![
-            texts(rows, |r| r.table.clone()),
-            texts(rows, |r| r.location.clone()),
-            texts(rows, |r| r.metadata_location.clone()),
-            Arc::new(rows.iter().map(|r| r.snapshot).collect::<Int64Array>()),
-            longs(rows, |r| signed(r.files.len() as u64)),
-            longs(rows, |r| signed(r.rows)),
-            longs(rows, |r| signed(r.bytes)),
-        ])
+    /// The columns of a row type (sealed: only this module's views have them).
+    pub trait Columns: Sized + 'static {
+        /// The columns, in order.
+        fn columns() -> Vec<Column<Self>>;
     }
-}
 
-/// The zone of every instant column: the values are UTC.
-const UTC: &str = "+00:00";
+    /// The zone of every instant column: the values are UTC.
+    const UTC: &str = "+00:00";
 
-fn schema(fields: Vec<Field>) -> SchemaRef {
-    Arc::new(Schema::new(fields))
-}
+    impl<R: 'static> Column<R> {
+        fn new(field: Field, fill: impl Fn(&[R]) -> ArrayRef + 'static) -> Self {
+            Self {
+                field,
+                fill: Box::new(fill),
+            }
+        }
 
-fn long(name: &str) -> Field {
-    Field::new(name, DataType::Int64, false)
-}
+        fn long(name: &str, value: fn(&R) -> i64) -> Self {
+            Self::new(Field::new(name, DataType::Int64, false), move |rows| {
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(value)))
+            })
+        }
 
-fn text(name: &str) -> Field {
-    Field::new(name, DataType::Utf8, false)
-}
+        /// A count, as Arrow's signed 64 bits (no file holds 2^63 rows or bytes).
+        fn count(name: &str, value: fn(&R) -> u64) -> Self {
+            Self::new(Field::new(name, DataType::Int64, false), move |rows| {
+                let signed = rows.iter().map(|r| i64::try_from(value(r)).unwrap_or(i64::MAX));
+                Arc::new(Int64Array::from_iter_values(signed))
+            })
+        }
 
-fn utc_instant(name: &str) -> Field {
-    Field::new(
-        name,
-        DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
-        false,
-    )
-}
+        fn optional_long(name: &str, value: fn(&R) -> Option<i64>) -> Self {
+            Self::new(Field::new(name, DataType::Int64, true), move |rows| {
+                Arc::new(rows.iter().map(value).collect::<Int64Array>())
+            })
+        }
 
-fn batch<R: MetadataRow>(columns: Vec<ArrayRef>) -> Result<RecordBatch> {
-    Ok(RecordBatch::try_new(R::arrow_schema(), columns)?)
-}
+        fn text(name: &str, value: fn(&R) -> &str) -> Self {
+            Self::new(Field::new(name, DataType::Utf8, false), move |rows| {
+                Arc::new(StringArray::from_iter_values(rows.iter().map(value)))
+            })
+        }
 
-fn longs<R>(rows: &[R], value: impl Fn(&R) -> i64) -> ArrayRef {
-    Arc::new(Int64Array::from_iter_values(rows.iter().map(value)))
-}
+        /// Nested values as JSON text: a flat column every consumer carries.
+        fn json<T: Serialize + 'static>(name: &str, value: fn(&R) -> &T) -> Self {
+            Self::new(Field::new(name, DataType::Utf8, false), move |rows| {
+                let texts = rows
+                    .iter()
+                    .map(|r| serde_json::to_string(value(r)).unwrap_or_default());
+                Arc::new(StringArray::from_iter_values(texts))
+            })
+        }
 
-fn texts<R>(rows: &[R], value: impl Fn(&R) -> String) -> ArrayRef {
-    Arc::new(StringArray::from_iter_values(rows.iter().map(value)))
-}
+        fn utc_instant(name: &str, value: fn(&R) -> DateTime<Utc>) -> Self {
+            let field = Field::new(
+                name,
+                DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
+                false,
+            );
+            Self::new(field, move |rows| {
+                let micros = rows.iter().map(|r| value(r).timestamp_micros());
+                Arc::new(TimestampMicrosecondArray::from_iter_values(micros).with_timezone(UTC))
+            })
+        }
+    }
 
-fn utc_instants<R>(rows: &[R], value: impl Fn(&R) -> DateTime<Utc>) -> ArrayRef {
-    Arc::new(
-        TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| value(r).timestamp_micros()))
-            .with_timezone(UTC),
-    )
-}
+    impl Columns for SnapshotInfo {
+        fn columns() -> Vec<Column<Self>> {
+            vec![
+                Column::long("snapshot_id", |r| r.snapshot_id),
+                Column::optional_long("parent_id", |r| r.parent_id),
+                Column::utc_instant("committed_at", |r| r.committed_at),
+                Column::text("operation", |r| &r.operation),
+                Column::json("summary", |r| &r.summary),
+                Column::json("refs", |r| &r.refs),
+            ]
+        }
+    }
 
-/// A count as Arrow's signed 64 bits (no file holds 2^63 rows or bytes).
-fn signed(count: u64) -> i64 {
-    i64::try_from(count).unwrap_or(i64::MAX)
-}
+    impl Columns for RefInfo {
+        fn columns() -> Vec<Column<Self>> {
+            vec![
+                Column::text("name", |r| &r.name),
+                Column::text("kind", |r| r.kind),
+                Column::long("snapshot_id", |r| r.snapshot_id),
+            ]
+        }
+    }
 
-fn json_text(value: &impl Serialize) -> String {
-    serde_json::to_string(value).unwrap_or_default()
+    impl Columns for FileInfo {
+        fn columns() -> Vec<Column<Self>> {
+            vec![
+                Column::text("path", |r| &r.path),
+                Column::text("partition", |r| &r.partition),
+                Column::count("record_count", |r| r.record_count),
+                Column::count("file_size_in_bytes", |r| r.file_size_in_bytes),
+            ]
+        }
+    }
+
+    impl Columns for HistoryEntry {
+        fn columns() -> Vec<Column<Self>> {
+            vec![
+                Column::utc_instant("made_current_at", |r| r.made_current_at),
+                Column::long("snapshot_id", |r| r.snapshot_id),
+            ]
+        }
+    }
+
+    impl Columns for TableSummary {
+        fn columns() -> Vec<Column<Self>> {
+            vec![
+                Column::text("table", |r| &r.table),
+                Column::text("location", |r| &r.location),
+                Column::text("metadata_location", |r| &r.metadata_location),
+                Column::optional_long("snapshot", |r| r.snapshot),
+                Column::count("files", |r| r.files.len() as u64),
+                Column::count("rows", |r| r.rows),
+                Column::count("bytes", |r| r.bytes),
+            ]
+        }
+    }
 }
 
 /// Milliseconds since the epoch, as Iceberg metadata records times.

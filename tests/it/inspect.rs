@@ -20,21 +20,19 @@ both_backends!(
     |ctx: Ctx| async move {
         let t = ctx.table("views");
         ctx.create_events_table(&t, &["day(ts)"]).await;
-        let first = ctx
-            .floe
-            .append(&t, stream(vec![events(0..10)]), &WriteOptions::default())
-            .await
-            .unwrap()
-            .snapshot_id
-            .unwrap();
-        ctx.floe.create_tag(&t, "v1", &At::Current).await.unwrap();
-        let second = ctx
-            .floe
-            .append(&t, stream(vec![events(10..25)]), &WriteOptions::default())
-            .await
-            .unwrap()
-            .snapshot_id
-            .unwrap();
+        let mut snapshot_ids = Vec::new();
+        for (ids, tag) in [(0..10, Some("v1")), (10..25, None)] {
+            let commit = ctx
+                .floe
+                .append(&t, stream(vec![events(ids)]), &WriteOptions::default())
+                .await
+                .unwrap();
+            snapshot_ids.push(commit.snapshot_id.unwrap());
+            if let Some(tag) = tag {
+                ctx.floe.create_tag(&t, tag, &At::Current).await.unwrap();
+            }
+        }
+        let (first, second) = (snapshot_ids[0], snapshot_ids[1]);
         let table = ctx.floe.load_table(&t).await.unwrap();
 
         let snapshots = inspect::snapshots(&table).unwrap();
