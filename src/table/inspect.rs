@@ -229,10 +229,13 @@ impl MetadataRow for TableSummary {}
 mod view {
     use super::*;
 
+    /// How rows fill a column.
+    type Fill<R> = Box<dyn Fn(&[R]) -> ArrayRef>;
+
     /// One column of a view: its Arrow field and how rows fill it.
     pub struct Column<R> {
         pub(super) field: Field,
-        pub(super) fill: Box<dyn Fn(&[R]) -> ArrayRef>,
+        pub(super) fill: Fill<R>,
     }
 
     /// The columns of a row type (sealed: only this module's views have them).
