@@ -526,6 +526,13 @@ async fn export_raw_events(floe: &Floe, ns: &Namespace, path: &Path) -> Result<(
     Ok(())
 }
 
+/// What `floe bench` runs: the whole benchmark ([`measure`]) summarized into its report
+/// ([`report::summarize`]); [`report::write`] then writes it out.
+pub async fn benchmark(floe: &Floe, options: &BenchOptions) -> Result<report::BenchReport> {
+    let measurements = measure(floe, options).await?;
+    Ok(report::summarize(floe, measurements, options.repetitions))
+}
+
 /// Run the benchmark and collect every figure (see [`report::summarize`] and [`report::write`]).
 pub async fn measure(floe: &Floe, options: &BenchOptions) -> Result<Measurements> {
     if options.sizes.is_empty() || options.engines.is_empty() || options.repetitions == 0 {

@@ -1,6 +1,7 @@
 //! `floe bench` (the engine comparison benchmark) and `floe bench-pass` (one pass of it, run by it
 //! in a child process).
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -142,7 +143,7 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
                 };
                 let ns = Namespace::parse(&format!("{namespace}_ingest"))?;
                 let r = floe::bench::ingest_benchmark(floe, &ns, &ingest).await?;
-                output::print_ingest_bench(&r, format)?;
+                output::bench::ingest_figures(&mut output::stdout(), &r, format)?;
                 return Ok(ExitCode::SUCCESS);
             }
             if storage_only {
@@ -155,9 +156,10 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
                     rows_per_day,
                 };
                 let r = floe::bench::core_benchmark(floe, &ns, &options).await?;
-                output::print_bench(&r, format)?;
+                output::bench::storage_figures(&mut output::stdout(), &r, format)?;
                 return Ok(ExitCode::SUCCESS);
             }
+            let (bar, progress) = output::bench::progress_bar();
             let options = floe::bench::BenchOptions {
                 sizes: sizes
                     .iter()
@@ -176,7 +178,7 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
                 raw: !no_raw,
                 peer: !no_peer,
                 namespace_prefix: namespace,
-                progress: None,
+                progress: Some(progress),
                 isolate: if in_process {
                     None
                 } else {
@@ -184,11 +186,14 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
                 },
                 ingest,
             };
-            let report = output::bench_with_progress(floe, options).await?;
+            let report = floe::bench::benchmark(floe, &options).await;
+            bar.finish_and_clear();
+            let report = report?;
             let files = floe::bench::report::write(&report, &out)?;
-            print!("{}", output::bench_summary(&report));
+            let stdout = &mut output::stdout();
+            output::bench::summary(stdout, &report)?;
             for f in files {
-                println!("wrote {}", f.display());
+                writeln!(stdout, "wrote {}", f.display())?;
             }
             if report.measurements.equivalence.iter().any(|e| !e.equal) {
                 eprintln!("the engines' outputs differ: see the report's Equivalence section");
@@ -222,7 +227,7 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
                 None,
             )
             .await?;
-            println!("{}", serde_json::to_string(&figures)?);
+            writeln!(output::stdout(), "{}", serde_json::to_string(&figures)?)?;
         }
     }
     Ok(ExitCode::SUCCESS)

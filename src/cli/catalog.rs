@@ -1,9 +1,12 @@
 //! `floe init`, `floe namespaces`, `floe namespace create|drop`, `floe tables`.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Subcommand;
 use floe::{Floe, Namespace, Settings};
+
+use super::output;
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -39,34 +42,36 @@ pub enum NamespaceAction {
 
 pub async fn init(settings: Settings) -> floe::Result<ExitCode> {
     let (_, report) = Floe::init(settings).await?;
-    println!("catalog    {}", report.catalog);
-    println!("warehouse  {}", report.warehouse);
+    let out = &mut output::stdout();
+    writeln!(out, "catalog    {}", report.catalog)?;
+    writeln!(out, "warehouse  {}", report.warehouse)?;
     if report.bucket_created {
-        println!("bucket     created");
+        writeln!(out, "bucket     created")?;
     }
-    println!("ready");
+    writeln!(out, "ready")?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
+    let out = &mut output::stdout();
     match command {
         Command::Init => unreachable!("floe init runs before connecting"),
         Command::Namespaces => {
             for ns in floe.namespaces().await? {
-                println!("{ns}");
+                writeln!(out, "{ns}")?;
             }
         }
         Command::Namespace {
             action: NamespaceAction::Create { namespace },
         } => {
             floe.create_namespace(&Namespace::parse(&namespace)?).await?;
-            println!("created namespace {namespace}");
+            writeln!(out, "created namespace {namespace}")?;
         }
         Command::Namespace {
             action: NamespaceAction::Drop { namespace },
         } => {
             floe.drop_namespace(&Namespace::parse(&namespace)?).await?;
-            println!("dropped namespace {namespace}");
+            writeln!(out, "dropped namespace {namespace}")?;
         }
         Command::Tables { namespace } => {
             let namespaces = match namespace {
@@ -75,7 +80,7 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
             };
             for ns in namespaces {
                 for t in floe.tables(&ns).await? {
-                    println!("{t}");
+                    writeln!(out, "{t}")?;
                 }
             }
         }

@@ -2,12 +2,14 @@
 //! on both engines, diffs every stage's outputs, publishes when equal, answers analytics questions
 //! with DuckDB SQL, and reports what it did and where the tables are. A second run is a new run.
 
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
 use floe::pipeline::{DataFusionEngine, DuckDbEngine, RunOptions};
 use floe::{Floe, Namespace, Result};
 
+use super::output::sql::QueryFormat;
 use super::output::{self, Format};
 
 /// The analytics questions, shipped with the binary.
@@ -32,6 +34,7 @@ pub const QUERIES: &[(&str, &str)] = &[
 
 pub async fn run(floe: &Floe, events: u64, seed: u64) -> Result<bool> {
     let started = Instant::now();
+    let out = &mut output::stdout();
     let input = format!(
         "{}/../demo-input/events-{events}-seed-{seed}",
         floe.warehouse().uri()
@@ -44,7 +47,10 @@ pub async fn run(floe: &Floe, events: u64, seed: u64) -> Result<bool> {
         .map(|f| f.is_empty())
         .unwrap_or(true)
     {
-        println!("1. generating {events} clickstream events (seed {seed}) into {input}");
+        writeln!(
+            out,
+            "1. generating {events} clickstream events (seed {seed}) into {input}"
+        )?;
         let mut options = floe::generate::GenerateOptions::new(events, seed);
         options.files = 4;
         let bar = indicatif::ProgressBar::new(events);
@@ -57,43 +63,51 @@ pub async fn run(floe: &Floe, events: u64, seed: u64) -> Result<bool> {
         floe::generate::generate(storage, &input, &options, Some(&progress)).await?;
         bar.finish_and_clear();
     } else {
-        println!("1. reusing the generated input in {input}");
+        writeln!(out, "1. reusing the generated input in {input}")?;
     }
-    println!("2. running the pipeline on DuckDB and DataFusion, each into its own branch");
+    writeln!(
+        out,
+        "2. running the pipeline on DuckDB and DataFusion, each into its own branch"
+    )?;
     let engines: Vec<Arc<dyn floe::pipeline::Engine>> = vec![
         Arc::new(DuckDbEngine::default()),
         Arc::new(DataFusionEngine::default()),
     ];
     let options = RunOptions {
-        progress: Some(output::stage_progress()),
+        progress: Some(output::pipeline::stage_progress()),
         ..RunOptions::new(Namespace::parse("clickstream")?, Some(input.clone()), engines)
     };
     let report = floe::pipeline::run(floe, &options).await?;
-    println!("3. comparing the engines' outputs, table by table");
-    output::print_run(&report, Format::Table)?;
+    writeln!(out, "3. comparing the engines' outputs, table by table")?;
+    output::pipeline::run(out, &report, Format::Table)?;
     let equal = report.equivalence.as_ref().is_some_and(|e| e.equal);
-    println!("4. answering questions with DuckDB SQL over the published tables");
+    writeln!(
+        out,
+        "4. answering questions with DuckDB SQL over the published tables"
+    )?;
     for (title, sql) in QUERIES {
-        println!("\n-- {title}");
+        writeln!(out, "\n-- {title}")?;
         let result = floe::query::sql(floe, sql).await?;
-        output::print_query(result, "table", None)?;
+        output::sql::query(out, &result, QueryFormat::Table, None)?;
     }
-    println!(
+    writeln!(
+        out,
         "\nrun {} finished in {:.0} s",
         report.run_id,
         started.elapsed().as_secs_f64()
-    );
-    println!("catalog    {}", floe.settings().catalog_url_redacted());
-    println!("warehouse  {}", floe.warehouse().uri());
-    println!("tables     clickstream.{{raw_events, rejected_events, clean_events, enriched_events, session_events, sessions, daily_metrics, geoip}}");
-    println!(
+    )?;
+    writeln!(out, "catalog    {}", floe.settings().catalog_url_redacted())?;
+    writeln!(out, "warehouse  {}", floe.warehouse().uri())?;
+    writeln!(out, "tables     clickstream.{{raw_events, rejected_events, clean_events, enriched_events, session_events, sessions, daily_metrics, geoip}}")?;
+    writeln!(
+        out,
         "verdict    {}",
         if equal {
             "both engines produced the same tables; main is published"
         } else {
             "the engines DIFFER; nothing was published"
         }
-    );
-    println!("next       floe sql \"SELECT * FROM clickstream.daily_metrics LIMIT 10\"   |   floe runs   |   floe snapshots clickstream.sessions");
+    )?;
+    writeln!(out, "next       floe sql \"SELECT * FROM clickstream.daily_metrics LIMIT 10\"   |   floe runs   |   floe snapshots clickstream.sessions")?;
     Ok(equal)
 }

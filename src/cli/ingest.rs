@@ -68,7 +68,7 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
     let Command::Ingest(a) = command;
     if let Some(run_id) = &a.resume {
         let report = floe::ingest::resume(floe, run_id, a.parallel).await?;
-        output::print_ingest(&report, a.format)?;
+        output::ingest::report(&mut output::stdout(), &report, a.format)?;
         return Ok(ExitCode::SUCCESS);
     }
     let source = a.source.clone().unwrap_or_default();
@@ -86,7 +86,7 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
     options.verify = a.verify;
     if a.plan {
         let plan = floe::ingest::plan(floe, &options).await?;
-        output::print_ingest_plan(&plan, a.format)?;
+        output::ingest::plan(&mut output::stdout(), &plan, a.format)?;
         return Ok(ExitCode::SUCCESS);
     }
     let prepared = floe::ingest::prepare(floe, &options).await?;
@@ -98,6 +98,6 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
         prepared.run_id()
     );
     let report = prepared.run().await?;
-    output::print_ingest(&report, a.format)?;
+    output::ingest::report(&mut output::stdout(), &report, a.format)?;
     Ok(ExitCode::SUCCESS)
 }

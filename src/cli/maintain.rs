@@ -76,6 +76,7 @@ pub enum Command {
 }
 
 pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
+    let out = &mut output::stdout();
     match command {
         Command::Expire {
             table,
@@ -99,7 +100,7 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
             let r = floe
                 .expire_snapshots(&TableName::parse(&table)?, &options)
                 .await?;
-            output::print_expire(&r, format)?;
+            output::maintain::expire(out, &r, format)?;
         }
         Command::RemoveOrphans {
             table,
@@ -114,7 +115,7 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
             let r = floe
                 .remove_orphan_files(&TableName::parse(&table)?, &options)
                 .await?;
-            output::print_orphans(&r, format)?;
+            output::maintain::orphans(out, &r, format)?;
         }
         Command::Compact {
             table,
@@ -132,7 +133,7 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
                 ..Default::default()
             };
             let r = floe.compact(&TableName::parse(&table)?, &options).await?;
-            output::print_compact(&r, format)?;
+            output::maintain::compact(out, &r, format)?;
         }
         Command::Maintain {
             target,
@@ -160,7 +161,7 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
             for t in &tables {
                 reports.push(floe.maintain(t, &options).await?);
             }
-            output::print_maintain(&reports, format)?;
+            output::maintain::maintain(out, &reports, format)?;
         }
     }
     Ok(ExitCode::SUCCESS)

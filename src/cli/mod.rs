@@ -3,7 +3,8 @@
 //! command group: [`catalog`] (init, namespaces, tables), [`table`] (create, write, read, diff),
 //! [`refs`] (branches, tags, publish, rollback), [`maintain`] (expire, orphans, compact),
 //! [`ingest`] (parallel extraction), [`pipeline`] (generate, run, runs, verify, demo), [`sql`],
-//! [`bench`], [`cluster`] (scheduler and executor processes); [`output`] prints.
+//! [`bench`], [`cluster`] (scheduler and executor processes); [`output`] prints, a printer per command
+//! group.
 
 mod bench;
 mod catalog;
@@ -109,7 +110,6 @@ enum Command {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    quiet_on_closed_pipe();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -129,6 +129,8 @@ pub fn main() -> ExitCode {
     let error_code = if table::is_diff(&cli.command) { 2 } else { 1 };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
+        // `floe snapshots | head`: the reader went away; stop quietly, as `cat` does.
+        Err(e) if output::stdout_was_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!(
                 "floe: error: {}",
@@ -137,24 +139,6 @@ pub fn main() -> ExitCode {
             ExitCode::from(error_code)
         }
     }
-}
-
-/// `floe snapshots | head`: when the reader goes away, stop quietly (as `cat` does) instead of
-/// panicking on the failed write.
-fn quiet_on_closed_pipe() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let text = info
-            .payload()
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| info.payload().downcast_ref::<&str>().copied())
-            .unwrap_or("");
-        if text.contains("Broken pipe") || text.contains("failed printing to stdout") {
-            std::process::exit(0);
-        }
-        default(info);
-    }));
 }
 
 async fn run(cli: Cli) -> floe::Result<ExitCode> {

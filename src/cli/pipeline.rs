@@ -1,5 +1,6 @@
 //! Pipeline commands: `generate`, `run` (with `--maintain`), `runs`, `verify`, `demo`.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
@@ -122,20 +123,23 @@ pub async fn generate(settings: &Settings, args: GenerateArgs) -> floe::Result<E
     let progress = |n: u64| bar.set_position(n);
     let report = generate(&storage, &out_uri, &options, Some(&progress)).await?;
     bar.finish_and_clear();
+    let out = &mut output::stdout();
     for f in &report.files {
-        println!("{f}");
+        writeln!(out, "{f}")?;
     }
-    println!(
+    writeln!(
+        out,
         "{} events, {} bytes, {} files ({format}, seed {})",
         report.events,
         report.bytes,
         report.files.len(),
         args.seed
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
+    let out = &mut output::stdout();
     match command {
         Command::Generate(_) => unreachable!("floe generate runs before connecting"),
         Command::Run {
@@ -164,11 +168,11 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
                 stages,
                 force,
                 engine_reason,
-                progress: Some(output::stage_progress()),
+                progress: Some(output::pipeline::stage_progress()),
                 ..floe::pipeline::RunOptions::new(ns.clone(), input, engines)
             };
             let report = floe::pipeline::run(floe, &options).await?;
-            output::print_run(&report, format)?;
+            output::pipeline::run(out, &report, format)?;
             if maintain {
                 let mut reports = Vec::new();
                 for t in floe::pipeline::tables::ALL {
@@ -178,7 +182,7 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
                             .await?,
                     );
                 }
-                output::print_maintain(&reports, format)?;
+                output::maintain::maintain(out, &reports, format)?;
             }
             if report.equivalence.as_ref().is_some_and(|e| !e.equal) {
                 return Ok(ExitCode::from(1));
@@ -186,7 +190,7 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
         }
         Command::Runs { limit, format } => {
             let entries = floe::pipeline::ledger::list(floe.database(), limit).await?;
-            output::print_runs(&entries, format)?;
+            output::pipeline::runs(out, &entries, format)?;
         }
         Command::Verify {
             run_id,
@@ -194,7 +198,7 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
             format,
         } => {
             let eq = floe::pipeline::runner::verify(floe, &Namespace::parse(&namespace)?, &run_id).await?;
-            output::print_equivalence(&eq, format)?;
+            output::pipeline::equivalence(out, &eq, format)?;
             return Ok(if eq.equal {
                 ExitCode::SUCCESS
             } else {

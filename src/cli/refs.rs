@@ -1,9 +1,12 @@
 //! Ref commands: `branch create|drop`, `tag create|drop`, `publish`, `rollback`.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Subcommand;
 use floe::{At, Floe, TableName};
+
+use super::output;
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -60,17 +63,18 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
         Command::Tag { action } => ref_action(floe, action, true).await?,
         Command::Publish { table, branch } => {
             let t = floe.publish(&TableName::parse(&table)?, &branch).await?;
-            println!(
+            writeln!(
+                output::stdout(),
                 "main of {} is now at {}",
                 t.name(),
                 t.current_snapshot()
                     .map(|s| s.snapshot_id().to_string())
                     .unwrap_or_default()
-            );
+            )?;
         }
         Command::Rollback { table, snapshot } => {
             let t = floe.rollback(&TableName::parse(&table)?, snapshot).await?;
-            println!("main of {} is now at {snapshot}", t.name());
+            writeln!(output::stdout(), "main of {} is now at {snapshot}", t.name())?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -88,7 +92,7 @@ async fn ref_action(floe: &Floe, action: RefAction, tag: bool) -> floe::Result<(
                 floe.create_branch(&t, &name, &at).await?
             };
             let id = table.find_ref(&name).map(|r| r.snapshot_id).unwrap_or_default();
-            println!("created {what} {name} of {t} at {id}");
+            writeln!(output::stdout(), "created {what} {name} of {t} at {id}")?;
         }
         RefAction::Drop { table, name } => {
             let t = TableName::parse(&table)?;
@@ -101,7 +105,7 @@ async fn ref_action(floe: &Floe, action: RefAction, tag: bool) -> floe::Result<(
                 }
             }
             floe.drop_ref(&t, &name).await?;
-            println!("dropped {what} {name} of {t}");
+            writeln!(output::stdout(), "dropped {what} {name} of {t}")?;
         }
     }
     Ok(())

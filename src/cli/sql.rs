@@ -8,7 +8,7 @@ use clap::Subcommand;
 use floe::query::SqlOptions;
 use floe::Floe;
 
-use super::output;
+use super::output::{self, sql::QueryFormat};
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -17,9 +17,9 @@ pub enum Command {
     Sql {
         /// The query.
         query: Option<String>,
-        /// table, csv, json, or parquet (with --out).
-        #[arg(long, default_value = "table")]
-        format: String,
+        /// Output format (parquet needs --out).
+        #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
+        format: QueryFormat,
         /// Output file for --format parquet.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -40,54 +40,53 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
     let options = SqlOptions {
         allow_external_access,
     };
-    match query {
-        Some(q) => output::print_query(
-            floe::query::sql_with(floe, &q, &options).await?,
-            &format,
-            out.as_deref(),
-        )?,
-        None if std::io::IsTerminal::is_terminal(&std::io::stdin()) => repl(floe, &format, &options).await?,
+    let query = match query {
+        Some(q) => q,
+        None if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+            repl(floe, format, &options).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
         None => {
             let mut q = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut q)?;
-            output::print_query(
-                floe::query::sql_with(floe, &q, &options).await?,
-                &format,
-                out.as_deref(),
-            )?;
+            q
         }
-    }
+    };
+    let result = floe::query::sql_with(floe, &query, &options).await?;
+    output::sql::query(&mut output::stdout(), &result, format, out.as_deref())?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// The interactive SQL prompt. Statements end with `;`; `\history` lists earlier statements (kept
 /// in ~/.floe_history across sessions) and `!N` runs statement N again.
-async fn repl(floe: &Floe, format: &str, options: &SqlOptions) -> floe::Result<()> {
+async fn repl(floe: &Floe, format: QueryFormat, options: &SqlOptions) -> floe::Result<()> {
     use std::io::{BufRead, Write};
+    let out = &mut output::stdout();
     let path = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".floe_history"));
     let mut history: Vec<String> = path
         .as_ref()
         .and_then(|p| std::fs::read_to_string(p).ok())
         .map(|t| t.lines().map(|l| l.replace("\\n", "\n")).collect())
         .unwrap_or_default();
-    println!(
+    writeln!(
+        out,
         "floe sql: DuckDB SQL over floe tables (NS.TABLE, \"NS.TABLE@REF\", \"NS.TABLE$snapshots\", floe_runs).\n\
          End statements with ;  \\history lists earlier ones, !N runs one again, Ctrl-D quits."
-    );
+    )?;
     let stdin = std::io::stdin();
     let mut statement = String::new();
     loop {
-        print!("{}", if statement.is_empty() { "floe> " } else { "  ..> " });
-        std::io::stdout().flush()?;
+        write!(out, "{}", if statement.is_empty() { "floe> " } else { "  ..> " })?;
+        out.flush()?;
         let mut line = String::new();
         if stdin.lock().read_line(&mut line)? == 0 {
-            println!();
+            writeln!(out)?;
             break;
         }
         let trimmed = line.trim();
         if statement.is_empty() && trimmed == "\\history" {
             for (i, h) in history.iter().enumerate() {
-                println!("{:>4}  {}", i + 1, h.replace('\n', " "));
+                writeln!(out, "{:>4}  {}", i + 1, h.replace('\n', " "))?;
             }
             continue;
         }
@@ -112,7 +111,7 @@ async fn repl(floe: &Floe, format: &str, options: &SqlOptions) -> floe::Result<(
         let text = statement.trim().to_string();
         statement.clear();
         match floe::query::sql_with(floe, &text, options).await {
-            Ok(result) => output::print_query(result, format, None)?,
+            Ok(result) => output::sql::query(out, &result, format, None)?,
             Err(e) => eprintln!("error: {e}"),
         }
         history.push(text.clone());

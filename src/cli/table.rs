@@ -2,11 +2,13 @@
 //! `snapshots`, `scan`, `changes`, `diff`.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use floe::table::deletes::RowLevelMode;
 use floe::table::files::{read_files, FileReadOptions};
+use floe::table::inspect;
 use floe::table::schema_text::{parse_schema, parse_type};
 use floe::{
     At, DeleteOptions, Floe, Isolation, Lineage, OverwriteOptions, PartitionField, RowFilter, ScanOptions,
@@ -112,7 +114,7 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
-    /// Snapshot history: id, parent, time, operation, summary, refs.
+    /// Snapshot history: snapshot_id, parent_id, committed_at, operation, summary, refs.
     Snapshots {
         /// NS.TABLE
         table: String,
@@ -257,6 +259,7 @@ async fn rows_of(
 }
 
 pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
+    let out = &mut output::stdout();
     match command {
         Command::Create {
             table,
@@ -274,7 +277,7 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
                 properties: properties.into_iter().collect(),
             };
             floe.create_table(&name, definition).await?;
-            println!("created table {name}");
+            writeln!(out, "created table {name}")?;
         }
         Command::Append {
             table,
@@ -285,13 +288,13 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
             let name = TableName::parse(&table)?;
             let batches = rows_of(floe, &name, &files, &read).await?;
             let r = floe.append(&name, batches, &write.options()).await?;
-            output::print_commit(&r);
+            output::table::commit(out, &r)?;
         }
         Command::AddFiles { table, files, write } => {
             let r = floe
                 .add_files(&TableName::parse(&table)?, &files, &write.options())
                 .await?;
-            output::print_commit(&r);
+            output::table::commit(out, &r)?;
         }
         Command::Overwrite {
             table,
@@ -313,7 +316,7 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
             let r = floe
                 .overwrite(&name, filter.map(RowFilter::sql), batches, &options)
                 .await?;
-            output::print_commit(&r);
+            output::table::commit(out, &r)?;
         }
         Command::Delete {
             table,
@@ -330,29 +333,30 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
                 delete_ratio_threshold: rows.delete_ratio_threshold,
             };
             let r = floe.delete(&name, RowFilter::sql(filter), &options).await?;
-            output::print_commit(&r);
+            output::table::commit(out, &r)?;
         }
         Command::AddColumn { table, name, r#type } => {
             let t = TableName::parse(&table)?;
             floe.add_column(&t, &name, &parse_type(&r#type)?).await?;
-            println!("added column {name} to {t}");
+            writeln!(out, "added column {name} to {t}")?;
         }
         Command::Drop { table, purge } => {
             let name = TableName::parse(&table)?;
             floe.drop_table(&name, purge).await?;
-            println!(
+            writeln!(
+                out,
                 "dropped table {name}{}",
                 if purge { " and its files" } else { "" }
-            );
+            )?;
         }
         Command::Show { table, format } => {
             let (name, at) = floe::table::parse_table_ref(&table)?;
             let t = floe.load_table(&name).await?;
-            output::print_show(&t, &at, format).await?;
+            output::table::show(out, &inspect::summary(&t, &at).await?, format)?;
         }
         Command::Snapshots { table, format } => {
             let t = floe.load_table(&TableName::parse(&table)?).await?;
-            output::print_snapshots(&t, format)?;
+            output::table::snapshots(out, &inspect::snapshots(&t)?, format)?;
         }
         Command::Scan {
             table,
@@ -369,7 +373,8 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
                 limit,
             };
             let stream = floe.scan(&name, &options).await?;
-            output::print_batches(stream, format).await?;
+            let schema = stream.schema.clone();
+            output::rows::write(out, &schema, &stream.collect().await?, format)?;
         }
         Command::Changes {
             table,
@@ -380,7 +385,7 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
             let name = TableName::parse(&table)?;
             let to = to.map(|t| At::parse(&t)).unwrap_or(At::Current);
             let c = floe.changes(&name, &At::parse(&from), &to).await?;
-            output::print_changes(&c, format)?;
+            output::table::changes(out, &c, format)?;
         }
         Command::Diff {
             left,
@@ -403,7 +408,7 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
                 &options,
             )
             .await?;
-            output::print_diff(&report, format)?;
+            output::table::diff(out, &report, format)?;
             return Ok(if report.equal {
                 ExitCode::SUCCESS
             } else {

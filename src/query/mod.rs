@@ -1,11 +1,12 @@
 //! DuckDB SQL over floe tables. A query names tables as `NS.TABLE` (the current state), or as a quoted
 //! `"NS.TABLE@REF"` (a snapshot id, branch, tag or RFC 3339 time); metadata is reachable as
-//! `"NS.TABLE$snapshots"`, `"NS.TABLE$refs"`, `"NS.TABLE$files"`, `"NS.TABLE$history"`, and the run
-//! ledger as `floe_runs`. Only the tables a query names are loaded. A table whose data files are on local
-//! disk becomes a view over DuckDB's own Parquet reader, so filters and projections reach the files;
-//! other tables (on S3, or with delete files or an evolved schema) stream into an embedded DuckDB through
-//! the Arrow appender, reading from storage only the columns the query names. The result comes back as
-//! Arrow batches. Timestamps are UTC.
+//! `"NS.TABLE$snapshots"`, `"NS.TABLE$refs"`, `"NS.TABLE$files"`, `"NS.TABLE$history"` (the views of
+//! [`crate::table::inspect`], column for column), and the run ledger as `floe_runs`. Only the tables a
+//! query names are loaded. A table whose data files are on local disk becomes a view over DuckDB's own
+//! Parquet reader, so filters and projections reach the files; other tables (on S3, or with delete
+//! files or an evolved schema) stream into an embedded DuckDB through the Arrow appender, reading from
+//! storage only the columns the query names. The result comes back as Arrow batches. Timestamps are
+//! UTC.
 //!
 //! The DuckDB a query runs in is locked down by default ([`SqlOptions`]): once floe's tables are
 //! loaded, file access is limited to the directories of those tables and floe's spill directory
@@ -16,8 +17,8 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use duckdb::{Config, Connection};
 use futures::StreamExt;
 
@@ -25,6 +26,7 @@ use crate::catalog::TableName;
 use crate::error::{Error, ErrorKind, Result};
 use crate::lakehouse::Floe;
 use crate::pipeline::engine::duckdb::{duck_error, load_stream, local_parquet_query, quote, with_zone};
+use crate::table::inspect::MetadataTable;
 use crate::table::{parse_table_ref, At, ScanOptions, Table};
 
 /// How a query runs.
@@ -59,108 +61,8 @@ fn references(query: &str) -> (BTreeSet<String>, BTreeSet<(String, String)>) {
     (names, pairs)
 }
 
-fn ts(name: &str) -> Field {
-    Field::new(
-        name,
-        DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
-        true,
-    )
-}
-
 fn batch(fields: Vec<Field>, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
-}
-
-/// A metadata table of `table` as one batch.
-async fn metadata(table: &Table, kind: &str) -> Result<RecordBatch> {
-    let text = |name: &str| Field::new(name, DataType::Utf8, true);
-    let long = |name: &str| Field::new(name, DataType::Int64, true);
-    match kind {
-        "snapshots" => {
-            let s = table.snapshots();
-            batch(
-                vec![
-                    long("snapshot_id"),
-                    long("parent_id"),
-                    ts("committed_at"),
-                    text("operation"),
-                    text("summary"),
-                ],
-                vec![
-                    Arc::new(Int64Array::from_iter_values(s.iter().map(|s| s.snapshot_id()))),
-                    Arc::new(Int64Array::from(
-                        s.iter().map(|s| s.parent_snapshot_id()).collect::<Vec<_>>(),
-                    )),
-                    Arc::new(
-                        TimestampMicrosecondArray::from_iter_values(
-                            s.iter().map(|s| s.timestamp_ms() * 1000),
-                        )
-                        .with_timezone("+00:00"),
-                    ),
-                    Arc::new(StringArray::from_iter_values(
-                        s.iter().map(|s| s.summary().operation.as_str().to_string()),
-                    )),
-                    Arc::new(StringArray::from_iter_values(s.iter().map(|s| {
-                        serde_json::to_string(&s.summary().additional_properties).unwrap_or_default()
-                    }))),
-                ],
-            )
-        }
-        "refs" => {
-            let r = table.refs();
-            batch(
-                vec![text("name"), text("kind"), long("snapshot_id")],
-                vec![
-                    Arc::new(StringArray::from_iter_values(r.iter().map(|r| r.name.clone()))),
-                    Arc::new(StringArray::from_iter_values(
-                        r.iter().map(|r| r.kind.to_string()),
-                    )),
-                    Arc::new(Int64Array::from_iter_values(r.iter().map(|r| r.snapshot_id))),
-                ],
-            )
-        }
-        "files" => {
-            let f = table.files(table.current_snapshot()).await?;
-            batch(
-                vec![
-                    text("path"),
-                    text("partition"),
-                    long("record_count"),
-                    long("file_size_in_bytes"),
-                ],
-                vec![
-                    Arc::new(StringArray::from_iter_values(f.iter().map(|f| f.path.clone()))),
-                    Arc::new(StringArray::from_iter_values(
-                        f.iter().map(|f| f.partition.clone()),
-                    )),
-                    Arc::new(Int64Array::from_iter_values(
-                        f.iter().map(|f| f.record_count as i64),
-                    )),
-                    Arc::new(Int64Array::from_iter_values(
-                        f.iter().map(|f| f.file_size_in_bytes as i64),
-                    )),
-                ],
-            )
-        }
-        "history" => {
-            let h = table.metadata().history();
-            batch(
-                vec![ts("made_current_at"), long("snapshot_id")],
-                vec![
-                    Arc::new(
-                        TimestampMicrosecondArray::from_iter_values(
-                            h.iter().map(|e| e.timestamp_ms() * 1000),
-                        )
-                        .with_timezone("+00:00"),
-                    ),
-                    Arc::new(Int64Array::from_iter_values(h.iter().map(|e| e.snapshot_id))),
-                ],
-            )
-        }
-        other => Err(Error::invalid(format!(
-            "unknown metadata table ${other} (snapshots, refs, files, history)"
-        ))),
-    }
 }
 
 async fn runs(floe: &Floe) -> Result<RecordBatch> {
@@ -501,7 +403,10 @@ pub async fn sql_with(floe: &Floe, query: &str, options: &SqlOptions) -> Result<
         };
         allow(&table);
         match meta {
-            Some(kind) => load_batch(&conn, name, metadata(&table, kind).await?).await?,
+            Some(kind) => {
+                let rows = MetadataTable::parse(kind)?.record_batch(&table).await?;
+                load_batch(&conn, name, rows).await?
+            }
             None => load_table(&conn, None, name, &table, at, query).await?,
         }
     }

@@ -1,6 +1,7 @@
 //! Tables: a loaded view of one Iceberg table ([`Table`]), how a ref is named ([`At`]), where tables
-//! are loaded from ([`store`]), how they are read ([`scan`]) and written ([`writer`]), and the
-//! transaction layer every change goes through ([`transaction`]).
+//! are loaded from ([`store`]), how they are read ([`scan`]) and written ([`writer`]), their typed
+//! metadata views ([`inspect`]), and the transaction layer every change goes through
+//! ([`transaction`]).
 
 pub mod add_files;
 pub(crate) mod cache;
@@ -9,6 +10,7 @@ pub mod encoding;
 pub(crate) mod entries;
 pub mod files;
 pub(crate) mod filter;
+pub mod inspect;
 pub(crate) mod manifest_list;
 pub(crate) mod metadata_json;
 pub mod plain_files;
@@ -26,7 +28,6 @@ use iceberg::spec::{
     SchemaRef, SnapshotRef, SnapshotReference, TableMetadata, TableMetadataBuilder, TableMetadataRef,
     MAIN_BRANCH,
 };
-use serde::Serialize;
 
 use crate::catalog::TableName;
 use crate::error::{Error, Result};
@@ -34,6 +35,7 @@ use crate::storage::ObjectStorage;
 use cache::{FileCache, SharedRefs};
 
 pub use filter::RowFilter;
+pub use inspect::{FileInfo, RefInfo};
 pub use scan::{ScanOptions, SnapshotChanges};
 pub use store::TableStore;
 pub use transaction::{
@@ -108,30 +110,6 @@ pub fn parse_table_ref(text: &str) -> Result<(TableName, At)> {
         Some((t, r)) => Ok((TableName::parse(t)?, At::parse(r))),
         None => Ok((TableName::parse(text)?, At::Current)),
     }
-}
-
-/// A branch or a tag.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct RefInfo {
-    /// Ref name.
-    pub name: String,
-    /// `branch` or `tag`.
-    pub kind: &'static str,
-    /// Snapshot the ref points at.
-    pub snapshot_id: i64,
-}
-
-/// One data file as the manifests record it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct FileInfo {
-    /// Full URI.
-    pub path: String,
-    /// Partition as `name=value/...`, empty when unpartitioned.
-    pub partition: String,
-    /// Rows.
-    pub record_count: u64,
-    /// Bytes.
-    pub file_size_in_bytes: u64,
 }
 
 impl Table {

@@ -14,6 +14,7 @@ mod crash;
 mod diff;
 mod hostile_text;
 mod ingest;
+mod inspect;
 pub mod interop;
 mod maintenance;
 mod names;

@@ -1,0 +1,219 @@
+//! What `floe bench` prints: the headline figures of the engine comparison (the report itself is
+//! written to files by the library), the storage and extraction benchmarks' figures, and a progress
+//! bar on stderr while the benchmark runs.
+
+use std::io::Write;
+
+use floe::bench::report::BenchReport;
+use floe::bench::storage::{EXPIRE_EVERY, EXPIRE_RETAIN};
+use floe::bench::{BenchProgress, CoreBenchReport, IngestBenchReport};
+use floe::Result;
+
+use super::{grid, write_json, Format};
+
+/// A progress bar on stderr, and the callback that moves it; on a pipe, one line per step instead.
+pub fn progress_bar() -> (indicatif::ProgressBar, BenchProgress) {
+    let bar = indicatif::ProgressBar::new(1);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {wide_msg}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    let b = bar.clone();
+    let progress: BenchProgress = std::sync::Arc::new(move |what: &str, done: u64, total: u64| {
+        b.set_length(total);
+        b.set_position(done);
+        b.set_message(what.to_string());
+        if !b.is_hidden() {
+            return;
+        }
+        // Not a terminal (CI, a pipe): one line per step instead.
+        eprintln!("[{done}/{total}] {what}");
+    });
+    (bar, progress)
+}
+
+/// `floe bench`: the report's headline figures, then its targets and the recommendation.
+pub fn summary(out: &mut impl Write, r: &BenchReport) -> Result<()> {
+    let mut g = grid(vec![
+        "input",
+        "engine",
+        "floe (s)",
+        "raw (s)",
+        "floe / raw",
+        "peak memory",
+    ]);
+    for row in r
+        .summary
+        .iter()
+        .filter(|x| x.stage == "total" && x.path == "floe")
+    {
+        let raw = r
+            .summary
+            .iter()
+            .find(|x| x.stage == "total" && x.path == "raw" && x.size == row.size && x.engine == row.engine);
+        let o = r
+            .overhead
+            .iter()
+            .find(|o| o.stage == "total" && o.size == row.size && o.engine == row.engine);
+        g.add_row(vec![
+            row.size.clone(),
+            row.engine.clone(),
+            format!("{:.2}", row.seconds.median),
+            raw.map(|x| format!("{:.2}", x.seconds.median))
+                .unwrap_or("-".into()),
+            o.map(|o| format!("{:.2}", o.floe_over_raw.mean))
+                .unwrap_or("-".into()),
+            format!("{:.2} GB", row.peak_memory_bytes.max / 1e9),
+        ]);
+    }
+    let mut t = grid(vec!["target", "measured", "met"]);
+    for x in &r.targets {
+        t.add_row(vec![
+            x.target.clone(),
+            x.measured.clone(),
+            match x.met {
+                Some(true) => "yes".into(),
+                Some(false) => "NO".into(),
+                None => "-".into(),
+            },
+        ]);
+    }
+    write!(out, "{g}\n{t}\n{}\n", r.recommendation.rule)?;
+    Ok(())
+}
+
+/// `floe bench --storage-only`: each figure with its median.
+pub fn storage_figures(out: &mut impl Write, r: &CoreBenchReport, format: Format) -> Result<()> {
+    if format == Format::Json {
+        return write_json(out, r);
+    }
+    let n = r.snapshots;
+    let mut figures: Vec<(String, String)> = vec![
+        ("backend".into(), r.backend.clone()),
+        ("repetitions".into(), r.repetitions.to_string()),
+        (
+            "commit latency, 1st snapshot (fresh tables, beside the last commits)".into(),
+            format!("{:.1} ms", r.first_commit_ms),
+        ),
+        (
+            "commit latency, 1st snapshot (at the run's start)".into(),
+            format!("{:.1} ms", r.run_start_first_commit_ms),
+        ),
+        (
+            format!("commit latency, {n}th snapshot"),
+            format!("{:.1} ms", r.last_commit_ms),
+        ),
+        (
+            "ratio last / first".into(),
+            format!("{:.2}", r.last_to_first_ratio),
+        ),
+        (
+            format!("  manifests in the {n}th snapshot"),
+            r.last_manifests.to_string(),
+        ),
+        (
+            format!(
+                "commit latency, {n}th snapshot, expiring every {EXPIRE_EVERY} (keeping {EXPIRE_RETAIN})"
+            ),
+            format!("{:.1} ms", r.with_expiry_last_commit_ms),
+        ),
+        (
+            "ratio with expiry / first".into(),
+            format!("{:.2}", r.with_expiry_last_to_first_ratio),
+        ),
+    ];
+    for (commits, phases) in [
+        ("commits to fresh tables".to_string(), &r.first_commit_phases_ms),
+        (format!("commits up to the {n}th"), &r.last_commit_phases_ms),
+        (
+            format!("commits up to the {n}th, with expiry"),
+            &r.with_expiry_last_commit_phases_ms,
+        ),
+    ] {
+        for (phase, ms) in phases {
+            figures.push((format!("  {commits}: {phase}"), format!("{ms:.2} ms")));
+        }
+    }
+    figures.extend([
+        (
+            format!("append of {} rows", r.append_rows),
+            format!("{:.0} rows/s", r.append_rows_per_s),
+        ),
+        (
+            "append, Arrow in".into(),
+            format!("{:.1} MB/s", r.append_arrow_mb_per_s),
+        ),
+        (
+            "append, Parquet out".into(),
+            format!("{:.1} MB/s", r.append_parquet_mb_per_s),
+        ),
+        (
+            "scan planning, 1st snapshot".into(),
+            format!("{:.1} ms", r.scan_plan_first_ms),
+        ),
+        (
+            format!("scan planning, {n}th snapshot"),
+            format!("{:.1} ms ({:.2}x)", r.scan_plan_last_ms, r.scan_plan_ratio),
+        ),
+    ]);
+    if let Some(y) = &r.year {
+        for (label, f) in [
+            ("maintained daily", &y.maintained),
+            ("never maintained", &y.unmaintained),
+        ] {
+            figures.push((
+                format!("{} days of runs, {label}: storage / live data", y.days),
+                format!(
+                    "{:.2} ({} files, {:.1} MB / {:.1} MB; metadata JSON {:.1} MB)",
+                    f.ratio,
+                    f.files_on_storage,
+                    f.bytes_on_storage as f64 / 1e6,
+                    f.live_data_bytes as f64 / 1e6,
+                    f.metadata_json_bytes as f64 / 1e6
+                ),
+            ));
+        }
+        figures.push((
+            "  one day's maintenance".into(),
+            format!("{:.0} ms", y.maintain_s * 1e3),
+        ));
+    }
+    let mut g = grid(vec!["figure", "median"]);
+    for (figure, median) in figures {
+        g.add_row(vec![figure, median]);
+    }
+    writeln!(out, "{g}")?;
+    Ok(())
+}
+
+/// `floe bench --ingest-only`: each variant's speed, then the extraction targets.
+pub fn ingest_figures(out: &mut impl Write, r: &IngestBenchReport, format: Format) -> Result<()> {
+    if format == Format::Json {
+        return write_json(out, r);
+    }
+    let mut g = grid(vec!["variant", "units", "seconds", "rows/s", "peak memory"]);
+    for v in &r.variants {
+        g.add_row(vec![
+            v.variant.clone(),
+            v.units.to_string(),
+            format!("{:.2}", v.seconds),
+            format!("{:.0}", v.rows_per_s),
+            if v.peak_memory_bytes > 0 {
+                format!("{:.0} MB", v.peak_memory_bytes as f64 / 1e6)
+            } else {
+                "-".into()
+            },
+        ]);
+    }
+    writeln!(out, "{g}")?;
+    for t in floe::bench::report::ingest_targets(r) {
+        let met = match t.met {
+            Some(true) => "met",
+            Some(false) => "MISSED",
+            None => "not measured",
+        };
+        writeln!(out, "{}: {} ({met})", t.target, t.measured)?;
+    }
+    Ok(())
+}
