@@ -1,7 +1,7 @@
 //! The `floe` command: a thin layer over the library. Every command parses its arguments, calls the
 //! library, prints, and maps errors to one line on stderr and a non-zero exit code. One file per
 //! command group: [`catalog`] (init, namespaces, tables), [`table`] (create, write, read, diff),
-//! [`refs`] (branches, tags, publish, rollback), [`maintain`] (expire, orphans, compact),
+//! [`rows`] (upsert, merge), [`refs`] (branches, tags, publish, rollback), [`maintain`] (expire, orphans, compact),
 //! [`ingest`] (parallel extraction), [`pipeline`] (generate, run, runs, verify, demo), [`sql`],
 //! [`bench`], [`cluster`] (scheduler and executor processes); [`output`] prints, a printer per command
 //! group.
@@ -15,6 +15,7 @@ mod maintain;
 mod output;
 mod pipeline;
 mod refs;
+mod rows;
 mod sql;
 mod table;
 
@@ -93,6 +94,8 @@ enum Command {
     #[command(flatten)]
     Table(table::Command),
     #[command(flatten)]
+    Rows(rows::Command),
+    #[command(flatten)]
     Refs(refs::Command),
     #[command(flatten)]
     Maintain(maintain::Command),
@@ -153,6 +156,7 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
             match command {
                 Command::Catalog(c) => catalog::run(&floe, c).await,
                 Command::Table(c) => table::run(&floe, c).await,
+                Command::Rows(c) => rows::run(&floe, c).await,
                 Command::Refs(c) => refs::run(&floe, c).await,
                 Command::Maintain(c) => maintain::run(&floe, c).await,
                 Command::Ingest(c) => ingest::run(&floe, c).await,

@@ -218,7 +218,7 @@ fn parse_row_mode(s: &str) -> Result<RowLevelMode, String> {
 }
 
 impl WriteArgs {
-    fn options(&self) -> WriteOptions {
+    pub(crate) fn options(&self) -> WriteOptions {
         let mut o = WriteOptions::default();
         if let Some(b) = &self.branch {
             o.branch = b.clone();
@@ -240,7 +240,7 @@ pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
 }
 
-fn parse_isolation(s: &str) -> Result<Isolation, String> {
+pub(crate) fn parse_isolation(s: &str) -> Result<Isolation, String> {
     Isolation::parse(s).map_err(|e| e.message().to_string())
 }
 
@@ -254,6 +254,7 @@ async fn rows_of(
     let t = floe.load_table(name).await?;
     let options = FileReadOptions {
         allow_extra_columns: read.allow_extra_columns,
+        ..Default::default()
     };
     read_files(floe.storage(), files, t.arrow_schema()?, &options).await
 }

@@ -26,6 +26,10 @@ use crate::storage::ObjectStorage;
 pub struct FileReadOptions {
     /// Drop columns the table does not have instead of refusing the file.
     pub allow_extra_columns: bool,
+    /// Keep columns the table does not have (as text in CSV and NDJSON, as they are in Parquet), and
+    /// do not require the table's required columns: a source for an upsert or a merge, whose extra
+    /// columns (`_op`) drive its clauses.
+    pub keep_extra_columns: bool,
 }
 
 /// A data file format, from the file name's extension.
@@ -141,6 +145,7 @@ fn match_columns(
         }
         match by_name.get(n.as_str()) {
             Some(f) => out.push(Some((*f).clone())),
+            None if options.keep_extra_columns => out.push(Some(Field::new(n, DataType::Utf8, true))),
             None if options.allow_extra_columns => out.push(None),
             None => {
                 return Err(Error::invalid(format!(
@@ -155,7 +160,10 @@ fn match_columns(
             }
         }
     }
-    if let Some(missing) = required.iter().find(|r| !seen.contains(r.as_str())) {
+    if let Some(missing) = required
+        .iter()
+        .find(|r| !options.keep_extra_columns && !seen.contains(r.as_str()))
+    {
         return Err(Error::invalid(format!(
             "{uri}: required column {missing:?} is missing; nothing was written"
         )));
@@ -353,13 +361,38 @@ async fn read_ndjson(
     options: &FileReadOptions,
 ) -> Result<Batches> {
     // Keys are matched by name by the decoder itself; an unknown key is an error unless allowed
-    // (strict mode). Required columns are checked by the writer, row by row.
+    // (strict mode). Required columns are checked by the writer, row by row. Kept extra keys take
+    // the types the first lines show.
+    let schema = if options.keep_extra_columns {
+        with_inferred_extras(storage, uri, schema).await?
+    } else {
+        schema
+    };
     let decoder = arrow::json::ReaderBuilder::new(schema)
         .with_batch_size(8192)
-        .with_strict_mode(!options.allow_extra_columns)
+        .with_strict_mode(!options.allow_extra_columns && !options.keep_extra_columns)
         .build_decoder()
         .map_err(|e| Error::invalid(format!("{uri}: {e}")))?;
     decode_object(storage, uri, None, decoder).await
+}
+
+/// `schema` plus the keys the first lines of NDJSON file `uri` have that it lacks, typed as inferred.
+async fn with_inferred_extras(storage: &ObjectStorage, uri: &str, schema: SchemaRef) -> Result<SchemaRef> {
+    let size = storage.size(uri).await?;
+    let head = storage.read_range(uri, 0..size.min(MAX_HEADER_BYTES)).await?;
+    let complete = match head.iter().rposition(|b| *b == b'\n') {
+        Some(end) if (head.len() as u64) < size => &head[..=end],
+        _ => &head[..],
+    };
+    let (inferred, _) = arrow::json::reader::infer_json_schema(std::io::Cursor::new(complete), Some(1000))
+        .map_err(|e| Error::invalid(format!("{uri}: {e}")))?;
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    for f in inferred.fields() {
+        if schema.field_with_name(f.name()).is_err() {
+            fields.push(f.as_ref().clone().with_nullable(true));
+        }
+    }
+    Ok(Arc::new(Schema::new(fields)))
 }
 
 async fn read_parquet(

@@ -41,6 +41,64 @@ pub fn commit(out: &mut impl Write, r: &CommitResult) -> Result<()> {
     Ok(())
 }
 
+/// What a row-level change (upsert, merge) did, or would do on a dry run: one line for people, one
+/// record for programs.
+pub fn row_changes(out: &mut impl Write, r: &CommitResult, dry_run: bool, format: Format) -> Result<()> {
+    let c = &r.rows;
+    let header = [
+        "table",
+        "snapshot_id",
+        "dry_run",
+        "inserted",
+        "updated",
+        "deleted",
+        "unchanged",
+        "files_rewritten",
+        "delete_files_added",
+    ];
+    let snapshot = r.snapshot_id.map(|s| s.to_string()).unwrap_or_default();
+    let values = [
+        r.table.name().to_string(),
+        snapshot.clone(),
+        dry_run.to_string(),
+        c.inserted.to_string(),
+        c.updated.to_string(),
+        c.deleted.to_string(),
+        c.unchanged.to_string(),
+        c.files_rewritten.to_string(),
+        c.delete_files_added.to_string(),
+    ];
+    match format {
+        Format::Json => {
+            let mut object = serde_json::to_value(c)?;
+            object["table"] = r.table.name().to_string().into();
+            object["snapshot_id"] = r.snapshot_id.into();
+            object["dry_run"] = dry_run.into();
+            write_json(out, &object)
+        }
+        Format::Csv => {
+            write_csv_record(out, &header)?;
+            write_csv_record(out, &values)
+        }
+        Format::Table => {
+            let what = format!(
+                "{} inserted, {} updated, {} deleted, {} unchanged; {} delete files written, {} files rewritten",
+                c.inserted, c.updated, c.deleted, c.unchanged, c.delete_files_added, c.files_rewritten
+            );
+            match (dry_run, r.snapshot_id) {
+                (true, _) => writeln!(
+                    out,
+                    "dry run on {}: would commit {what}; nothing was committed",
+                    r.table.name()
+                )?,
+                (false, Some(id)) => writeln!(out, "committed snapshot {id} to {}: {what}", r.table.name())?,
+                (false, None) => writeln!(out, "nothing to commit to {}: {what}", r.table.name())?,
+            }
+            Ok(())
+        }
+    }
+}
+
 /// The names of a view's columns: the header of its table and CSV.
 fn columns<R: MetadataRow>() -> Vec<String> {
     R::arrow_schema()

@@ -79,6 +79,19 @@ pub struct CommitResult {
     pub rows: RowCounts,
 }
 
+impl CommitResult {
+    /// The result of a change that committed nothing to `table` (it changes no row).
+    pub fn nothing(table: Table, rows: RowCounts) -> Self {
+        Self {
+            table,
+            snapshot_id: None,
+            attempts: 0,
+            timings: CommitTimings::default(),
+            rows,
+        }
+    }
+}
+
 /// One change to one table, planned on the table as the transaction read it.
 #[derive(Clone, Debug)]
 pub(crate) enum Action {
@@ -509,13 +522,7 @@ impl Transaction {
         let mut results = self.commit().await?;
         match (results.pop(), read) {
             (Some(r), _) => Ok(r),
-            (None, Some(table)) => Ok(CommitResult {
-                table,
-                snapshot_id: None,
-                attempts: 0,
-                timings: CommitTimings::default(),
-                rows: RowCounts::default(),
-            }),
+            (None, Some(table)) => Ok(CommitResult::nothing(table, RowCounts::default())),
             (None, None) => Err(Error::internal("a transaction on no table was committed as one")),
         }
     }

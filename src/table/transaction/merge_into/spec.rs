@@ -229,10 +229,12 @@ impl MergeSpec {
                 (MergeClauseKind::NotMatchedBySource, MergeAction::Delete { .. }) => {
                     MergeClause::DeleteNotMatchedBySource { condition }
                 }
-                (kind, action) => return Err(invalid(format!(
+                (kind, action) => {
+                    return Err(invalid(format!(
                     "`WHEN {kind} THEN {action}` is not a clause floe runs (matched: update or delete; not \
                          matched: insert; not matched by source: delete)"
-                ))),
+                )))
+                }
             };
             out.clauses.push(clause);
         }
