@@ -44,7 +44,8 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
-    /// Rewrite small data files into files of the target size (one `replace` snapshot).
+    /// Rewrite small data files into files of the target size, and files with many deleted rows
+    /// with their deletes applied (one `replace` snapshot).
     Compact {
         /// NS.TABLE
         table: String,
@@ -57,6 +58,10 @@ pub enum Command {
         /// Files under this size are rewritten (default: 0.75 x the target).
         #[arg(long)]
         min_file_size: Option<String>,
+        /// Files with at least this fraction of rows deleted are rewritten with their deletes
+        /// applied (default: the table's delete-ratio-threshold, else 0.3).
+        #[arg(long)]
+        delete_ratio_threshold: Option<f64>,
         /// Print what would be rewritten; change nothing.
         #[arg(long)]
         dry_run: bool,
@@ -122,6 +127,7 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
             filter,
             target_file_size,
             min_file_size,
+            delete_ratio_threshold,
             dry_run,
             format,
         } => {
@@ -129,6 +135,7 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
                 filter: filter.map(RowFilter::sql),
                 target_file_size: target_file_size.map(|s| parse_size(&s)).transpose()?,
                 min_file_size: min_file_size.map(|s| parse_size(&s)).transpose()?,
+                delete_ratio_threshold,
                 dry_run,
                 ..Default::default()
             };

@@ -5,21 +5,30 @@
 //! (floe's writer default, 128 MiB, when unset), files under `min-file-size` (0.75 × target) are
 //! candidates, and a partition's candidates are rewritten when there are at least `min-input-files`
 //! (5) of them or together they pass the target. A filter narrows the files to those that may hold
-//! matching rows (whole files are rewritten: compaction never changes rows). Files with row-level
-//! deletes attached are left alone.
+//! matching rows (whole files are rewritten: compaction never changes rows).
+//!
+//! Compaction also folds row-level deletes: a file whose deleted fraction is at least
+//! `delete-ratio-threshold` (0.3 by default) is rewritten with its deletes applied, whatever its
+//! size, and the delete files that named only it go in the same commit; so do delete files that no
+//! longer apply to any live file. Files with equality deletes (another engine's) are left alone.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use iceberg::spec::{DataFile, MAIN_BRANCH};
 use serde::Serialize;
 
 use crate::catalog::TableName;
 use crate::error::{Error, Result};
+use crate::table::deletes::index::DeleteIndex;
+use crate::table::deletes::positions::deleted_positions;
+use crate::table::deletes::{delete_ratio_threshold, live_rows};
+use crate::table::entries::{LiveFile, SnapshotFiles};
 use crate::table::filter::RowFilter;
 use crate::table::transaction::delete_quietly;
+use crate::table::transaction::row_plan::files_that_may_match;
 use crate::table::writer::DataWriter;
-use crate::table::{TableStore, Transaction, WriteOptions};
+use crate::table::{Table, TableStore, Transaction, WriteOptions};
 
 /// floe's data files are rolled at this size unless the table says otherwise.
 const DEFAULT_TARGET: u64 = 128 * 1024 * 1024;
@@ -36,6 +45,9 @@ pub struct CompactOptions {
     /// A partition's small files are rewritten once there are this many (default 5), or once they
     /// pass the target size together.
     pub min_input_files: usize,
+    /// Files whose deleted fraction is at least this are rewritten with their deletes applied
+    /// (default: the table's `delete-ratio-threshold`, else 0.3).
+    pub delete_ratio_threshold: Option<f64>,
     /// Report what would be rewritten; change nothing.
     pub dry_run: bool,
 }
@@ -47,6 +59,7 @@ impl Default for CompactOptions {
             target_file_size: None,
             min_file_size: None,
             min_input_files: 5,
+            delete_ratio_threshold: None,
             dry_run: false,
         }
     }
@@ -67,13 +80,17 @@ pub struct CompactReport {
     pub files_written: usize,
     /// Bytes written.
     pub bytes_written: u64,
+    /// Rewritten files whose deletes were folded in (their deleted fraction reached the threshold).
+    pub files_with_deletes_folded: usize,
+    /// Delete files removed: those of the rewritten files, and those that applied to no live file.
+    pub delete_files_removed: usize,
     /// The `replace` snapshot.
     pub snapshot_id: Option<i64>,
     /// Nothing was changed.
     pub dry_run: bool,
 }
 
-/// Compact the small files of `name` on `main`.
+/// Compact the small files of `name` on `main`, and fold the deletes of files with many.
 pub async fn compact(
     store: &TableStore,
     name: &TableName,
@@ -107,82 +124,194 @@ pub async fn compact(
             "the minimum file size ({min} bytes) must be below the target ({target} bytes)"
         )));
     }
-    // The files to consider: planned by Iceberg (pruned by the filter), without row-level deletes.
-    let ice = table.iceberg_table()?;
-    let mut scan = ice.scan().snapshot_id(head.snapshot_id()).select_all();
-    if let Some(f) = &options.filter {
-        let compiled = f.compile(&table.arrow_schema()?)?;
-        if let Some(p) = compiled.pushdown_for(&head.schema(table.metadata())?) {
-            scan = scan.with_filter(p);
-        }
+    let threshold = delete_ratio_threshold(options.delete_ratio_threshold, &table)?;
+    let files = SnapshotFiles::of(&table, Some(&head)).await?;
+    let index = DeleteIndex::of(&files);
+    index.refuse_deletion_vectors(&name.to_string())?;
+    let candidates = match &options.filter {
+        Some(f) => files_that_may_match(&table, Some(&head), f).await?,
+        None => None,
+    };
+    let chosen = choose(
+        &table,
+        &files,
+        &index,
+        candidates.as_ref(),
+        options,
+        min,
+        target,
+        threshold,
+    )
+    .await?;
+    let dangling = dangling_deletes(&files, &index);
+    report.groups = chosen.len();
+    report.files_rewritten = chosen.iter().map(|g| g.files.len()).sum();
+    report.bytes_rewritten = chosen
+        .iter()
+        .flat_map(|g| &g.files)
+        .map(|f| f.file.file_size_in_bytes())
+        .sum();
+    report.files_with_deletes_folded = chosen.iter().map(|g| g.folded).sum();
+    let rewritten: HashSet<&str> = chosen.iter().flat_map(|g| &g.files).map(|f| f.path()).collect();
+    report.delete_files_removed = dangling.len()
+        + files
+            .deletes
+            .iter()
+            .filter(|d| {
+                crate::table::deletes::index::referenced_data_file(&d.file)
+                    .is_some_and(|p| rewritten.contains(p.as_str()))
+            })
+            .count();
+    if options.dry_run || (chosen.is_empty() && dangling.is_empty()) {
+        return Ok(report);
     }
-    let tasks: Vec<_> = scan.build()?.plan_files().await?.try_collect().await?;
-    let tasks: HashMap<String, _> = tasks
-        .into_iter()
-        .filter(|t| t.deletes.is_empty())
-        .map(|t| (t.data_file_path.clone(), t))
-        .collect();
+    let written = rewrite(&table, &index, &chosen, target).await?;
+    report.files_written = written.len();
+    report.bytes_written = written.iter().map(|f| f.file_size_in_bytes()).sum();
+    let removed: Vec<DataFile> = chosen.into_iter().flat_map(|g| g.files).map(|f| f.file).collect();
+    let mut tx = Transaction::new(store.clone());
+    tx.read_as(table);
+    let options = WriteOptions {
+        properties: BTreeMap::from([("floe.maintenance".to_string(), "compact".to_string())]),
+        ..Default::default()
+    };
+    tx.rewrite_files(name, removed, written, dangling, &options)
+        .await?;
+    let result = tx.commit().await?;
+    report.snapshot_id = result.first().and_then(|r| r.snapshot_id);
+    Ok(report)
+}
+
+/// The files of one partition to rewrite together, and how many of them fold deletes.
+struct Group {
+    files: Vec<LiveFile>,
+    folded: usize,
+}
+
+/// Pick the groups to rewrite: per partition, the small files when there are enough of them (or
+/// they pass the target together), and every file whose deleted fraction reached the threshold.
+#[allow(clippy::too_many_arguments)]
+async fn choose(
+    table: &Table,
+    files: &SnapshotFiles,
+    index: &DeleteIndex,
+    candidates: Option<&HashSet<String>>,
+    options: &CompactOptions,
+    min: u64,
+    target: u64,
+    threshold: f64,
+) -> Result<Vec<Group>> {
     let current_spec = table.metadata().default_partition_spec_id();
-    let mut groups: BTreeMap<String, Vec<DataFile>> = BTreeMap::new();
-    for (file, spec_id) in table.data_files(Some(&head)).await? {
-        if !tasks.contains_key(file.file_path()) || file.file_size_in_bytes() >= min {
+    let mut groups: BTreeMap<String, Group> = BTreeMap::new();
+    for file in &files.data {
+        if candidates.is_some_and(|c| !c.contains(file.path())) {
+            continue;
+        }
+        let deletes = index.for_data_file(file);
+        if !deletes.equality.is_empty() {
+            continue;
+        }
+        let deleted = if deletes.positions.is_empty() {
+            0
+        } else {
+            deleted_positions(table.storage(), file.path(), &deletes.positions)
+                .await?
+                .len()
+        };
+        let records = file.file.record_count().max(1);
+        let folds = deleted > 0 && deleted as f64 / records as f64 >= threshold;
+        if !folds && file.file.file_size_in_bytes() >= min {
             continue;
         }
         // Files of older specs are compacted together (into the current spec).
-        let key = if spec_id == current_spec {
-            format!("{spec_id}:{:?}", file.partition())
+        let key = if file.spec_id == current_spec {
+            format!("{}:{:?}", file.spec_id, file.file.partition())
         } else {
             "older specs".to_string()
         };
-        groups.entry(key).or_default().push(file);
+        let group = groups.entry(key).or_insert_with(|| Group {
+            files: Vec::new(),
+            folded: 0,
+        });
+        group.files.push(file.clone());
+        group.folded += usize::from(folds);
     }
-    let chosen: Vec<Vec<DataFile>> = groups
+    Ok(groups
         .into_values()
         .filter(|g| {
-            let total: u64 = g.iter().map(|f| f.file_size_in_bytes()).sum();
-            g.len() > 1 && (g.len() >= options.min_input_files || total > target)
+            let total: u64 = g.files.iter().map(|f| f.file.file_size_in_bytes()).sum();
+            g.folded > 0
+                || (g.files.len() > 1 && (g.files.len() >= options.min_input_files || total > target))
         })
-        .collect();
-    report.groups = chosen.len();
-    report.files_rewritten = chosen.iter().map(Vec::len).sum();
-    report.bytes_rewritten = chosen.iter().flatten().map(|f| f.file_size_in_bytes()).sum();
-    if options.dry_run || chosen.is_empty() {
-        return Ok(report);
-    }
+        .collect())
+}
 
-    // Rewrite every chosen file's rows with the table's current schema.
-    let current_ids: Vec<i32> = table.schema().as_struct().fields().iter().map(|f| f.id).collect();
+/// Delete files that apply to no live data file: file-scoped ones whose file is gone, and
+/// partition-scoped ones whose partition has no data file old enough for them.
+fn dangling_deletes(files: &SnapshotFiles, index: &DeleteIndex) -> Vec<DataFile> {
+    let live: HashSet<&str> = files.data.iter().map(|f| f.path()).collect();
+    files
+        .deletes
+        .iter()
+        .filter(|d| !d.is_deletion_vector())
+        .filter(
+            |d| match crate::table::deletes::index::referenced_data_file(&d.file) {
+                Some(path) => !live.contains(path.as_str()),
+                None => !files.data.iter().any(|data| {
+                    let applies = index.for_data_file(data);
+                    applies
+                        .positions
+                        .iter()
+                        .chain(&applies.equality)
+                        .any(|a| a.path() == d.path())
+                }),
+            },
+        )
+        .map(|d| d.file.clone())
+        .collect()
+}
+
+/// Rewrite each group's live rows (deletes applied) with the table's current schema; on error,
+/// nothing written is left.
+async fn rewrite(table: &Table, index: &DeleteIndex, chosen: &[Group], target: u64) -> Result<Vec<DataFile>> {
+    let schema = table.schema().clone();
+    let ids: Vec<i32> = schema.as_struct().fields().iter().map(|f| f.id).collect();
     let mut written: Vec<DataFile> = Vec::new();
+    let mut rows_in = 0u64;
     let result: Result<()> = async {
-        for group in &chosen {
-            let mut writer = DataWriter::new(&table, target as usize)?;
-            let group_tasks: Vec<_> = group
-                .iter()
-                .filter_map(|f| tasks.get(f.file_path()).cloned())
-                .map(|mut t| {
-                    t.predicate = None;
-                    t.schema = table.schema().clone();
-                    t.project_field_ids = current_ids.clone();
-                    Ok(t)
-                })
-                .collect();
-            let mut batches = ice
-                .reader_builder()
-                .build()
-                .read(futures::stream::iter(group_tasks).boxed())?
-                .stream();
+        for group in chosen {
+            let mut writer = DataWriter::new(table, target as usize)?;
             let mut failed = None;
-            while let Some(batch) = batches.next().await {
-                match batch {
-                    Ok(b) => {
-                        if let Err(e) = writer.write(b).await {
-                            failed = Some(e);
-                            break;
-                        }
-                    }
+            'files: for file in &group.files {
+                let mut rows = match live_rows(
+                    table,
+                    file,
+                    &index.for_data_file(file),
+                    schema.clone(),
+                    ids.clone(),
+                )
+                .await
+                {
+                    Ok(r) => r,
                     Err(e) => {
-                        failed = Some(e.into());
+                        failed = Some(e);
                         break;
+                    }
+                };
+                loop {
+                    match rows.try_next().await {
+                        Ok(Some((batch, _))) => {
+                            rows_in += batch.num_rows() as u64;
+                            if let Err(e) = writer.write(batch).await {
+                                failed = Some(e);
+                                break 'files;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            failed = Some(e);
+                            break 'files;
+                        }
                     }
                 }
             }
@@ -198,29 +327,20 @@ pub async fn compact(
         Ok(())
     }
     .await;
+    let rows_out: u64 = written.iter().map(|f| f.record_count()).sum();
+    let result = result.and_then(|_| {
+        if rows_in == rows_out {
+            Ok(())
+        } else {
+            Err(Error::internal(format!(
+                "compaction of {} read {rows_in} rows but wrote {rows_out}; nothing was committed",
+                table.name()
+            )))
+        }
+    });
     if let Err(e) = result {
-        delete_quietly(store.storage(), crate::table::transaction::paths_of(&written)).await;
+        delete_quietly(table.storage(), crate::table::transaction::paths_of(&written)).await;
         return Err(e);
     }
-    let rows_in: u64 = chosen.iter().flatten().map(|f| f.record_count()).sum();
-    let rows_out: u64 = written.iter().map(|f| f.record_count()).sum();
-    if rows_in != rows_out {
-        delete_quietly(store.storage(), crate::table::transaction::paths_of(&written)).await;
-        return Err(Error::internal(format!(
-            "compaction of {name} read {rows_in} rows but wrote {rows_out}; nothing was committed"
-        )));
-    }
-    report.files_written = written.len();
-    report.bytes_written = written.iter().map(|f| f.file_size_in_bytes()).sum();
-    let removed: Vec<DataFile> = chosen.into_iter().flatten().collect();
-    let mut tx = Transaction::new(store.clone());
-    tx.read_as(table);
-    let options = WriteOptions {
-        properties: BTreeMap::from([("floe.maintenance".to_string(), "compact".to_string())]),
-        ..Default::default()
-    };
-    tx.rewrite_files(name, removed, written, &options).await?;
-    let result = tx.commit().await?;
-    report.snapshot_id = result.first().and_then(|r| r.snapshot_id);
-    Ok(report)
+    Ok(written)
 }

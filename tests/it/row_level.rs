@@ -461,3 +461,66 @@ both_backends!(
         assert_eq!(amounts(&ctx, &t).await[&3], 9.0);
     }
 );
+
+both_backends!(
+    compaction_folds_deletes_and_expiry_and_orphan_removal_count_delete_files,
+    |ctx: Ctx| async move {
+        let t = ctx.table("events");
+        ctx.create_events_table(&t, &[]).await;
+        for range in [0..20, 20..40] {
+            ctx.floe
+                .append(&t, stream(vec![events(range)]), &WriteOptions::default())
+                .await
+                .unwrap();
+        }
+        let mor = delete_mode(RowLevelMode::MergeOnRead);
+        ctx.floe
+            .delete(&t, RowFilter::sql("id < 12"), &mor)
+            .await
+            .unwrap();
+        ctx.floe
+            .delete(&t, RowFilter::sql("id = 25"), &mor)
+            .await
+            .unwrap();
+        assert_eq!(delete_files(&ctx, &t).await.len(), 2);
+        let expected: Vec<i64> = (12..40).filter(|i| *i != 25).collect();
+
+        // The first file is 60% deleted: compaction rewrites it (and its partition's other small
+        // file) with the deletes applied, and drops both delete files.
+        let report = ctx
+            .floe
+            .compact(&t, &floe::maintenance::CompactOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(report.files_with_deletes_folded, 1, "{report:?}");
+        assert_eq!(report.files_rewritten, 2, "{report:?}");
+        assert_eq!(report.delete_files_removed, 2, "{report:?}");
+        assert!(delete_files(&ctx, &t).await.is_empty());
+        assert_eq!(data_paths(&ctx, &t).await.len(), 1);
+        every_reader_reads(&ctx, &t, &expected).await;
+
+        // Expiry deletes the delete files only old snapshots referenced; orphan removal then
+        // leaves exactly what the metadata references.
+        let before = stored(&ctx, &t).await;
+        assert!(before.iter().any(|p| p.ends_with("-deletes.parquet")));
+        ctx.floe
+            .expire_snapshots(
+                &t,
+                &floe::maintenance::ExpireOptions {
+                    older_than_ms: Some(chrono::Utc::now().timestamp_millis() + 1000),
+                    retain_last: Some(1),
+                    dry_run: false,
+                },
+            )
+            .await
+            .unwrap();
+        let after = stored(&ctx, &t).await;
+        assert!(
+            !after.iter().any(|p| p.ends_with("-deletes.parquet")),
+            "{after:?}"
+        );
+        remove_orphans_now(&ctx, &t).await;
+        assert_eq!(stored(&ctx, &t).await, referenced(&ctx, &t).await);
+        every_reader_reads(&ctx, &t, &expected).await;
+    }
+);

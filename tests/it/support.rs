@@ -358,6 +358,9 @@ pub async fn referenced(ctx: &Ctx, t: &floe::TableName) -> BTreeSet<String> {
         for f in table.live_data_files(Some(&s)).await.unwrap() {
             out.insert(f.file_path().to_string());
         }
+        for f in table.live_delete_files(Some(&s)).await.unwrap() {
+            out.insert(f.file_path().to_string());
+        }
         for m in table.manifest_paths(&s).await.unwrap() {
             out.insert(m);
         }

@@ -82,16 +82,24 @@ pub fn compact(out: &mut impl Write, r: &CompactReport, format: Format) -> Resul
     if format == Format::Json {
         return write_json(out, r);
     }
+    let deletes = if r.files_with_deletes_folded + r.delete_files_removed > 0 {
+        format!(
+            "; {} of them with their deletes folded in, {} delete files removed",
+            r.files_with_deletes_folded, r.delete_files_removed
+        )
+    } else {
+        String::new()
+    };
     if r.dry_run {
         writeln!(
             out,
-            "{}: would rewrite {} files ({} bytes) in {} partitions",
+            "{}: would rewrite {} files ({} bytes) in {} partitions{deletes}",
             r.table, r.files_rewritten, r.bytes_rewritten, r.groups
         )?;
     } else {
         writeln!(
             out,
-            "{}: rewrote {} files ({} bytes) in {} partitions into {} files ({} bytes){}",
+            "{}: rewrote {} files ({} bytes) in {} partitions into {} files ({} bytes){deletes}{}",
             r.table,
             r.files_rewritten,
             r.bytes_rewritten,

@@ -394,10 +394,11 @@ impl Transaction {
         table: &TableName,
         removed: Vec<DataFile>,
         added: Vec<DataFile>,
+        removed_deletes: Vec<DataFile>,
         options: &WriteOptions,
     ) -> Result<()> {
         let read = self.table(table).await?;
-        let change = rewrite::Rewrite::plan(&read, removed, added, options);
+        let change = rewrite::Rewrite::plan(&read, removed, added, removed_deletes, options);
         self.push(table, Action::Rewrite(change));
         Ok(())
     }

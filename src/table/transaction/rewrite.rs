@@ -22,6 +22,9 @@ pub(crate) struct Rewrite {
     pub(crate) read_sequence: i64,
     pub(crate) removed: Vec<DataFile>,
     pub(crate) added: Vec<DataFile>,
+    /// Delete files that applied to no live data file when the rewrite read the table; removed
+    /// if still there.
+    pub(crate) removed_deletes: Vec<DataFile>,
     pub(crate) write: WriteOptions,
 }
 
@@ -30,6 +33,7 @@ impl Rewrite {
         read: &Table,
         removed: Vec<DataFile>,
         added: Vec<DataFile>,
+        removed_deletes: Vec<DataFile>,
         options: &WriteOptions,
     ) -> Self {
         let head = branch_head(read.metadata(), &options.branch);
@@ -38,6 +42,7 @@ impl Rewrite {
             read_sequence: head.map(|s| s.sequence_number()).unwrap_or(0),
             removed,
             added,
+            removed_deletes,
             write: options.clone(),
         }
     }
@@ -80,10 +85,26 @@ impl Rewrite {
     }
 
     pub(crate) async fn apply(&self, base: &Table, written: &mut Vec<String>) -> Result<Option<Staged>> {
-        if self.removed.is_empty() {
+        let mut removed = self.removed.clone();
+        if !self.removed_deletes.is_empty() {
+            let head = branch_head(base.metadata(), &self.write.branch);
+            let live: std::collections::HashSet<String> = SnapshotFiles::of(base, head)
+                .await?
+                .deletes
+                .into_iter()
+                .map(|d| d.path().to_string())
+                .collect();
+            removed.extend(
+                self.removed_deletes
+                    .iter()
+                    .filter(|d| live.contains(d.file_path()))
+                    .cloned(),
+            );
+        }
+        if removed.is_empty() {
             return Ok(None);
         }
-        let change = SnapshotChange::data(Operation::Replace, self.added.clone(), self.removed.clone());
+        let change = SnapshotChange::data(Operation::Replace, self.added.clone(), removed);
         produce(base, change, &self.write, written).await.map(Some)
     }
 }
