@@ -45,11 +45,11 @@ pub mod units;
 pub use catalog::{Namespace, TableName};
 pub use config::{PartialSettings, Settings};
 pub use error::{Error, ErrorKind, Result};
-pub use lakehouse::{Floe, InitReport, PartitionField, TableDefinition};
+pub use lakehouse::{Floe, InitReport};
 pub use table::scan::ScanStream;
 pub use table::{
-    At, CommitResult, DeleteOptions, ExpectedHead, Isolation, Lineage, OverwriteOptions, RowFilter,
-    ScanOptions, SnapshotChanges, Table, Transaction, WriteOptions,
+    At, CommitResult, DeleteOptions, ExpectedHead, Isolation, Lineage, OverwriteOptions, PartitionField,
+    RowFilter, ScanOptions, SnapshotChanges, Table, TableDefinition, Transaction, WriteOptions,
 };
 
 /// The README's library example, run as a doc test.

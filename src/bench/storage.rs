@@ -13,9 +13,10 @@ use serde::Serialize;
 
 use crate::catalog::{Namespace, TableName};
 use crate::error::Result;
-use crate::lakehouse::{Floe, PartitionField, TableDefinition};
+use crate::lakehouse::Floe;
 use crate::maintenance::{CompactOptions, ExpireOptions, MaintainOptions, OrphanOptions};
 use crate::table::{OverwriteOptions, RowFilter, Table, WriteOptions};
+use crate::table::{PartitionField, TableDefinition};
 
 /// What [`core_benchmark`] runs.
 #[derive(Clone, Debug)]

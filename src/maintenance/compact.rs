@@ -16,8 +16,8 @@ use serde::Serialize;
 
 use crate::catalog::TableName;
 use crate::error::{Error, Result};
+use crate::storage::delete_quietly;
 use crate::table::filter::RowFilter;
-use crate::table::transaction::delete_quietly;
 use crate::table::writer::DataWriter;
 use crate::table::{TableStore, Transaction, WriteOptions};
 
@@ -74,7 +74,7 @@ pub struct CompactReport {
 }
 
 /// Compact the small files of `name` on `main`.
-pub async fn compact(
+pub(crate) async fn compact(
     store: &TableStore,
     name: &TableName,
     options: &CompactOptions,

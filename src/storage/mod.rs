@@ -86,6 +86,33 @@ impl Warehouse {
             Warehouse::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}"),
         }
     }
+
+    /// Make the warehouse exist: the local directory, or the S3 bucket (after checking the
+    /// credentials). Returns whether a bucket was created.
+    pub(crate) async fn prepare(&self, s3: &S3Settings) -> Result<bool> {
+        match self {
+            Warehouse::Local(p) => {
+                std::fs::create_dir_all(p).map_err(|e| {
+                    Error::wrap(
+                        ErrorKind::Storage,
+                        format!("cannot create warehouse {}", p.display()),
+                        e,
+                    )
+                })?;
+                Ok(false)
+            }
+            Warehouse::S3 { bucket, .. } => ensure_bucket(s3, bucket).await,
+        }
+    }
+
+    /// Write, read back and delete a probe file at the warehouse root: an error now rather than at
+    /// the first commit when the warehouse cannot be written.
+    pub(crate) async fn probe(&self, storage: &ObjectStorage) -> Result<()> {
+        let probe = format!("{}/.floe-init-probe-{}", self.uri(), uuid::Uuid::new_v4());
+        storage.write(&probe, Bytes::from_static(b"floe")).await?;
+        storage.read(&probe).await?;
+        storage.delete(&probe).await
+    }
 }
 
 fn normalize(p: &std::path::Path) -> PathBuf {
@@ -529,6 +556,16 @@ impl iceberg::io::StorageFactory for StorageFactory {
             .clone()
             .unwrap_or_else(|| ObjectStorage::new(S3Settings::default()));
         Ok(Arc::new(storage))
+    }
+}
+
+/// Delete files that no commit references (a failed or abandoned write's, an expired snapshot's);
+/// failures are logged, not returned: orphan removal deletes what is left.
+pub(crate) async fn delete_quietly(storage: &ObjectStorage, paths: Vec<String>) {
+    for p in paths {
+        if let Err(e) = storage.delete(&p).await {
+            tracing::warn!(path = %p, error = %e, "could not delete an uncommitted file");
+        }
     }
 }
 

@@ -1,9 +1,10 @@
-//! Tables: a loaded view of one Iceberg table ([`Table`]), how a ref is named ([`At`]), where tables
-//! are loaded from ([`store`]), how they are read ([`scan`]) and written ([`writer`]), and the
-//! transaction layer every change goes through ([`transaction`]).
+//! Tables: a loaded view of one Iceberg table ([`Table`]), how a ref is named ([`At`]), how one is
+//! created ([`create`]), where tables are loaded from ([`store`]), how they are read ([`scan`]) and
+//! written ([`writer`]), and the transaction layer every change goes through ([`transaction`]).
 
 pub mod add_files;
 pub(crate) mod cache;
+pub mod create;
 pub mod encoding;
 pub mod files;
 pub(crate) mod filter;
@@ -31,6 +32,7 @@ use crate::error::{Error, Result};
 use crate::storage::ObjectStorage;
 use cache::{FileCache, SharedRefs};
 
+pub use create::{PartitionField, TableDefinition};
 pub use filter::RowFilter;
 pub use scan::{ScanOptions, SnapshotChanges};
 pub use store::TableStore;

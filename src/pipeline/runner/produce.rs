@@ -132,10 +132,10 @@ pub(crate) async fn produce(
             let data = match described {
                 Ok(d) => d,
                 Err(e) => {
-                    crate::table::transaction::delete_quietly(outputs[t].storage(), uris).await;
+                    crate::storage::delete_quietly(outputs[t].storage(), uris).await;
                     for rest in per_output {
                         let rest: Vec<String> = rest.into_iter().map(|f| f.uri).collect();
-                        crate::table::transaction::delete_quietly(outputs[t].storage(), rest).await;
+                        crate::storage::delete_quietly(outputs[t].storage(), rest).await;
                     }
                     return Err(e.context(format!("{} wrote files that do not fit {t}", engine.name())));
                 }
@@ -208,11 +208,8 @@ pub(crate) async fn produce(
         };
         // What this attempt wrote goes either way; the next attempt starts from nothing.
         for (t, f) in files {
-            crate::table::transaction::delete_quietly(
-                outputs[t].storage(),
-                crate::table::transaction::paths_of(&f),
-            )
-            .await;
+            crate::storage::delete_quietly(outputs[t].storage(), crate::table::transaction::paths_of(&f))
+                .await;
         }
         if attempt >= STAGE_ATTEMPTS || !retry {
             return Err(e);

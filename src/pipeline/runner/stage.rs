@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::super::engine::{Engine, PinnedTable, Stage, RULES_CODE};
 use super::super::input::{resolve_inputs, InputFile};
-use super::super::ledger::{self, LedgerEntry};
+use super::super::ledger::{self, LedgerEntry, LedgerStatus};
 use super::super::tables::{self, GEOIP, REJECTED_EVENTS};
 use super::equivalence::{data_snapshot, VERDICT_STAGE};
 use super::produce::{produce, Written};
@@ -20,7 +20,7 @@ use crate::catalog::TableName;
 use crate::error::{Error, ErrorKind, Result};
 use crate::lakehouse::Floe;
 use crate::resources::Monitor;
-use crate::table::transaction::delete_quietly;
+use crate::storage::delete_quietly;
 use crate::table::{ExpectedHead, Lineage, OverwriteOptions, RowFilter, Table, WriteOptions};
 
 /// Bumped when the pipeline's rules change, so earlier ledger rows are not reused.
@@ -153,7 +153,7 @@ pub(crate) async fn run_stage(
         pipeline: "clickstream".to_string(),
         stage: stage.to_string(),
         engine: branch.to_string(),
-        status: "succeeded".to_string(),
+        status: LedgerStatus::Succeeded.to_string(),
         started_at,
         ..Default::default()
     };
@@ -181,7 +181,7 @@ pub(crate) async fn run_stage(
     if !options.force {
         if let Some(prev) = ledger::find_succeeded(floe.database(), &fingerprint).await? {
             if outputs_still_current(&pins.outputs, branch, stage, &prev) {
-                entry.status = "reused".to_string();
+                entry.status = LedgerStatus::Reused.to_string();
                 entry.output_snapshots = prev.output_snapshots.clone();
                 entry.rows_in = prev.rows_in;
                 entry.rows_out = prev.rows_out.clone();
@@ -383,7 +383,7 @@ fn outputs_still_current(
 }
 
 async fn fail(floe: &Floe, mut entry: LedgerEntry, e: Error) -> Error {
-    entry.status = "failed".to_string();
+    entry.status = LedgerStatus::Failed.to_string();
     entry.error = Some(e.to_string());
     entry.ended_at = Some(now());
     if let Err(le) = ledger::record(floe.database(), &entry).await {
