@@ -11,6 +11,7 @@ use crate::catalog::TableName;
 use crate::error::{Error, ErrorKind, Result};
 use crate::lakehouse::Floe;
 use crate::pipeline::input::InputFile;
+use crate::table::files::open_parquet;
 use crate::table::{Table, TableDefinition};
 
 /// The plan of `source`, and its columns (a database's; none for files).
@@ -295,11 +296,8 @@ async fn source_schema(floe: &Floe, columns: &[SourceColumn], source: &Source) -
                     "--create from CSV or NDJSON files cannot know the column types: create the table first",
                 ));
             };
-            let (store, path) = floe.storage().resolve(&first.uri)?;
-            let reader = parquet::arrow::async_reader::ParquetObjectReader::new(store, path)
-                .with_file_size(first.size);
-            let b = parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder::new(reader).await?;
-            b.schema()
+            let file = open_parquet(floe.storage(), &first.uri, Some(first.size)).await?;
+            file.schema()
                 .fields()
                 .iter()
                 .map(|f| Field::new(f.name(), f.data_type().clone(), true))

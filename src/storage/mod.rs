@@ -4,6 +4,7 @@
 //! every manifest, metadata file and data file goes through it) and floe's own files. Locations are
 //! full URIs: `file:///abs/path` or `s3://bucket/key`.
 
+pub mod glob;
 mod s3;
 
 use std::collections::HashMap;
@@ -115,6 +116,7 @@ impl Warehouse {
     }
 }
 
+/// `p` without `.` and `..` components (`..` removes the component before it).
 fn normalize(p: &std::path::Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in p.components() {
@@ -378,7 +380,8 @@ fn location_base(location: &str) -> String {
     }
 }
 
-fn storage_error(e: object_store::Error, location: &str, action: &str) -> Error {
+/// An object store error while `action`ing `location`: `NotFound` for a missing object, else `Storage`.
+pub(crate) fn storage_error(e: object_store::Error, location: &str, action: &str) -> Error {
     let kind = match &e {
         object_store::Error::NotFound { .. } => ErrorKind::NotFound,
         _ => ErrorKind::Storage,

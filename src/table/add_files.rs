@@ -17,7 +17,6 @@ use iceberg::spec::{
     DataContentType, DataFile, DataFileBuilder, DataFileFormat, Datum, Literal, NameMapping, NestedField,
     PrimitiveType, Struct, Type,
 };
-use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::statistics::Statistics;
 
@@ -133,11 +132,7 @@ async fn describe(table: &Table, file: &FileToAdd, mapping: Option<&NameMapping>
             e
         }
     })?;
-    let (store, path) = storage.resolve(uri)?;
-    let reader = ParquetObjectReader::new(store, path).with_file_size(size);
-    let builder = ParquetRecordBatchStreamBuilder::new(reader)
-        .await
-        .map_err(|e| Error::invalid(format!("{uri} is not a readable Parquet file: {e}")))?;
+    let builder = crate::table::files::open_parquet(storage, uri, Some(size)).await?;
     let metadata: Arc<ParquetMetaData> = builder.metadata().clone();
     let arrow = builder.schema().clone();
     let schema = table.schema();

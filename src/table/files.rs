@@ -362,17 +362,20 @@ async fn read_ndjson(
     decode_object(storage, uri, None, decoder).await
 }
 
-async fn read_parquet(
+/// A Parquet file opened for reading: its footer read, its batches not yet.
+pub(crate) type ParquetFile = ParquetRecordBatchStreamBuilder<ParquetObjectReader>;
+
+/// Open the Parquet file `uri` (of `size` bytes, when the caller knows): `NotFound` when it is
+/// missing, `InvalidInput` when it is not Parquet (too short for a footer, or a footer that does not
+/// decode), `Storage` when the store fails. Every reader of a file a caller names opens it here.
+pub(crate) async fn open_parquet(
     storage: &ObjectStorage,
     uri: &str,
-    size: u64,
-    schema: SchemaRef,
-    options: &FileReadOptions,
-) -> Result<Batches> {
-    let not_parquet = |e: parquet::errors::ParquetError| {
-        Error::invalid(format!(
-            "{uri} is not a readable Parquet file ({size} bytes): {e}"
-        ))
+    size: Option<u64>,
+) -> Result<ParquetFile> {
+    let size = match size {
+        Some(size) => size,
+        None => storage.size(uri).await?,
     };
     if size < 12 {
         return Err(Error::invalid(format!(
@@ -381,9 +384,28 @@ async fn read_parquet(
     }
     let (store, path) = storage.resolve(uri)?;
     let reader = ParquetObjectReader::new(store, path).with_file_size(size);
-    let builder = ParquetRecordBatchStreamBuilder::new(reader)
+    ParquetRecordBatchStreamBuilder::new(reader)
         .await
-        .map_err(not_parquet)?;
+        .map_err(|e| match e {
+            parquet::errors::ParquetError::External(ref inner) if inner.is::<object_store::Error>() => {
+                Error::wrap(ErrorKind::Storage, format!("cannot read {uri}"), e)
+            }
+            e => Error::wrap(
+                ErrorKind::InvalidInput,
+                format!("{uri} is not a readable Parquet file ({size} bytes)"),
+                e,
+            ),
+        })
+}
+
+async fn read_parquet(
+    storage: &ObjectStorage,
+    uri: &str,
+    size: u64,
+    schema: SchemaRef,
+    options: &FileReadOptions,
+) -> Result<Batches> {
+    let builder = open_parquet(storage, uri, Some(size)).await?;
     let names: Vec<String> = builder
         .schema()
         .fields()
@@ -401,7 +423,11 @@ async fn read_parquet(
         .with_projection(mask)
         .with_batch_size(8192)
         .build()
-        .map_err(not_parquet)?;
+        .map_err(|e| {
+            Error::invalid(format!(
+                "{uri} is not a readable Parquet file ({size} bytes): {e}"
+            ))
+        })?;
     let uri = uri.to_string();
     Ok(stream
         .map_err(move |e| Error::invalid(format!("cannot read {uri}: {e}")))
