@@ -15,7 +15,7 @@ use crate::catalog::{Namespace, TableName};
 use crate::error::Result;
 use crate::lakehouse::Floe;
 use crate::maintenance::{CompactOptions, ExpireOptions, MaintainOptions, OrphanOptions};
-use crate::table::{OverwriteOptions, RowFilter, Table, WriteOptions};
+use crate::table::{CommitResult, OverwriteOptions, RowFilter, Table, WriteOptions};
 use crate::table::{PartitionField, TableDefinition};
 
 /// What [`core_benchmark`] runs.
@@ -209,18 +209,19 @@ async fn fresh_commit(
         Some(name) => name.clone(),
         None => fresh.insert(fresh_table(floe, ns, kind, rep).await?).clone(),
     };
+    let (r, ms) = timed_append(floe, &name, i).await?;
+    record_phases(phases, &r.timings, ms);
+    Ok(ms)
+}
+
+/// Append one row (the `i`th) to `name`: the commit and its milliseconds.
+async fn timed_append(floe: &Floe, name: &TableName, i: usize) -> Result<(CommitResult, f64)> {
     let batch = bench_batch(i as i64, 1);
     let t0 = Instant::now();
     let r = floe
-        .append(
-            &name,
-            futures::stream::iter([Ok(batch)]),
-            &WriteOptions::default(),
-        )
+        .append(name, futures::stream::iter([Ok(batch)]), &WriteOptions::default())
         .await?;
-    let ms = t0.elapsed().as_secs_f64() * 1e3;
-    record_phases(phases, &r.timings, ms);
-    Ok(ms)
+    Ok((r, t0.elapsed().as_secs_f64() * 1e3))
 }
 
 /// Add a commit's phases (load, validate, stage, metadata, swap, and the rest of the `total_ms` the
@@ -338,16 +339,7 @@ async fn history(
                 .first
                 .push(fresh_commit(floe, ns, &mut fresh, key, &mut samples.first_phases).await?);
         }
-        let batch = bench_batch(i as i64, 1);
-        let t0 = Instant::now();
-        let r = floe
-            .append(
-                &name,
-                futures::stream::iter([Ok(batch)]),
-                &WriteOptions::default(),
-            )
-            .await?;
-        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        let (r, ms) = timed_append(floe, &name, i).await?;
         if with_expiry {
             if at_end {
                 samples.expiry_last.push(ms);

@@ -293,16 +293,11 @@ impl ObjectStorage {
 
     /// Every object location under a prefix URI.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        let (store, path) = self.resolve(prefix)?;
-        let base = location_base(prefix);
-        let metas: Vec<_> = store
-            .list(Some(&path))
-            .try_collect()
-            .await
-            .map_err(|e| storage_error(e, prefix, "list"))?;
-        Ok(metas
+        Ok(self
+            .list_with_meta(prefix)
+            .await?
             .into_iter()
-            .map(|m| format!("{base}{}", m.location))
+            .map(|o| o.location)
             .collect())
     }
 

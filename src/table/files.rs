@@ -187,6 +187,16 @@ async fn read_csv(
             "{uri} is empty: a CSV file needs a header line"
         )));
     }
+    let names = csv_header(storage, uri, size).await?;
+    if names.iter().all(|n| n.is_empty()) {
+        return Err(Error::invalid(format!("{uri}: the CSV header line is empty")));
+    }
+    let decoder = csv_decoder(uri, &names, &schema, options, true)?;
+    decode_object(storage, uri, None, decoder).await
+}
+
+/// The column names of the header line of the CSV file `uri` (of `size` bytes).
+async fn csv_header(storage: &ObjectStorage, uri: &str, size: u64) -> Result<Vec<String>> {
     let (store, path) = storage.resolve(uri)?;
     let head = store
         .get_range(&path, 0..size.min(MAX_HEADER_BYTES))
@@ -196,12 +206,7 @@ async fn read_csv(
         .with_header(true)
         .infer_schema(std::io::Cursor::new(head.as_ref()), Some(0))
         .map_err(|e| Error::invalid(format!("{uri}: cannot read the CSV header: {e}")))?;
-    let names: Vec<String> = header.fields().iter().map(|f| f.name().clone()).collect();
-    if names.iter().all(|n| n.is_empty()) {
-        return Err(Error::invalid(format!("{uri}: the CSV header line is empty")));
-    }
-    let decoder = csv_decoder(uri, &names, &schema, options, true)?;
-    decode_object(storage, uri, None, decoder).await
+    Ok(header.fields().iter().map(|f| f.name().clone()).collect())
 }
 
 /// A CSV decoder for a file whose header names `names`: columns matched to `schema` by name, parsed
@@ -249,16 +254,7 @@ pub async fn read_csv_range(
 ) -> Result<Batches> {
     let size = storage.size(uri).await?;
     let schema = plain(&table_schema);
-    let (store, path) = storage.resolve(uri)?;
-    let head = store
-        .get_range(&path, 0..size.min(MAX_HEADER_BYTES))
-        .await
-        .map_err(|e| Error::wrap(ErrorKind::Storage, format!("cannot read {uri}"), e))?;
-    let (header, _) = arrow::csv::reader::Format::default()
-        .with_header(true)
-        .infer_schema(std::io::Cursor::new(head.as_ref()), Some(0))
-        .map_err(|e| Error::invalid(format!("{uri}: cannot read the CSV header: {e}")))?;
-    let names: Vec<String> = header.fields().iter().map(|f| f.name().clone()).collect();
+    let names = csv_header(storage, uri, size).await?;
     let decoder = csv_decoder(uri, &names, &schema, options, false)?;
     decode_object(storage, uri, Some(start..end), decoder).await
 }

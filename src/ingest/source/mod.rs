@@ -378,9 +378,25 @@ impl SqlSource {
     }
 }
 
-/// Stream `rx`'s batches: what a source's reading task sends.
-pub(crate) fn received(mut rx: tokio::sync::mpsc::Receiver<Result<RecordBatch>>) -> SourceRows {
+/// Where a source's reading task sends its batches.
+pub(crate) type BatchSender = tokio::sync::mpsc::Sender<Result<RecordBatch>>;
+
+/// The batches `read` sends from a task of its own (a reader that owns its connection, as a
+/// streaming query borrows it); its error ends the stream. A reader whose send fails stops: the
+/// stream was dropped.
+pub(crate) fn spawn_reader<F, Fut>(read: F) -> SourceRows
+where
+    F: FnOnce(BatchSender) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send + 'static,
+{
     use futures::StreamExt;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(4);
+    let errors = tx.clone();
+    tokio::spawn(async move {
+        if let Err(e) = read(tx).await {
+            let _ = errors.send(Err(e)).await;
+        }
+    });
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
 }
 

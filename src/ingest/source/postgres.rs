@@ -11,7 +11,6 @@
 
 use std::str::FromStr;
 
-use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
 use async_trait::async_trait;
 use futures::TryStreamExt;
@@ -19,7 +18,7 @@ use sqlx::{Connection, PgConnection};
 
 use super::pg_binary::{wire_cast, BinaryCopyDecoder};
 use super::{
-    quote_ident, received, sql_error, Database, SourceDatabase, SourceQuery, SourceRows, SourceSnapshot,
+    quote_ident, spawn_reader, sql_error, Database, SourceDatabase, SourceQuery, SourceRows, SourceSnapshot,
 };
 use crate::error::{Error, Result};
 
@@ -200,36 +199,28 @@ impl SourceDatabase for PostgresSource {
         let mut decoder = BinaryCopyDecoder::new(query.schema.clone(), 8192)?;
         let mut conn = self.connect_at(application, snapshot).await?;
         let source = self.clone();
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(4);
         // The COPY stream borrows the connection: it runs on a task of its own that owns both.
-        tokio::spawn(async move {
-            let result: Result<()> = async {
-                let mut bytes = conn
-                    .copy_out_raw(&copy)
-                    .await
-                    .map_err(|e| source.error("cannot read the source", e))?;
-                while let Some(chunk) = bytes
-                    .try_next()
-                    .await
-                    .map_err(|e| source.error("reading the source failed", e))?
-                {
-                    for batch in decoder.push(&chunk)? {
-                        if tx.send(Ok(batch)).await.is_err() {
-                            return Ok(());
-                        }
+        Ok(spawn_reader(move |tx| async move {
+            let mut bytes = conn
+                .copy_out_raw(&copy)
+                .await
+                .map_err(|e| source.error("cannot read the source", e))?;
+            while let Some(chunk) = bytes
+                .try_next()
+                .await
+                .map_err(|e| source.error("reading the source failed", e))?
+            {
+                for batch in decoder.push(&chunk)? {
+                    if tx.send(Ok(batch)).await.is_err() {
+                        return Ok(());
                     }
                 }
-                if let Some(batch) = decoder.finish()? {
-                    let _ = tx.send(Ok(batch)).await;
-                }
-                Ok(())
             }
-            .await;
-            if let Err(e) = result {
-                let _ = tx.send(Err(e)).await;
+            if let Some(batch) = decoder.finish()? {
+                let _ = tx.send(Ok(batch)).await;
             }
-        });
-        Ok(received(rx))
+            Ok(())
+        }))
     }
 
     fn day_of(&self, column: &str) -> String {

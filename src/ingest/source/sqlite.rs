@@ -13,7 +13,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Connection, Row, SqliteConnection};
 
 use super::{
-    quote_ident, received, sql_error, Database, SourceColumn, SourceDatabase, SourceQuery, SourceRows,
+    quote_ident, spawn_reader, sql_error, Database, SourceColumn, SourceDatabase, SourceQuery, SourceRows,
 };
 use crate::error::{Error, ErrorKind, Result};
 
@@ -129,31 +129,23 @@ impl SourceDatabase for SqliteSource {
         let mut conn = self.connect().await?;
         let mut buffer = RowBuffer::new(query.columns.to_vec(), query.schema.clone());
         let source = self.clone();
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(4);
-        tokio::spawn(async move {
-            let result: Result<()> = async {
-                let mut rows = sqlx::query(&sql).fetch(&mut conn);
-                while let Some(row) = rows
-                    .try_next()
-                    .await
-                    .map_err(|e| source.error("reading the source failed", e))?
-                {
-                    buffer.push(&row, &source)?;
-                    if buffer.rows == BATCH_ROWS && tx.send(buffer.take()).await.is_err() {
-                        return Ok(());
-                    }
+        Ok(spawn_reader(move |tx| async move {
+            let mut rows = sqlx::query(&sql).fetch(&mut conn);
+            while let Some(row) = rows
+                .try_next()
+                .await
+                .map_err(|e| source.error("reading the source failed", e))?
+            {
+                buffer.push(&row, &source)?;
+                if buffer.rows == BATCH_ROWS && tx.send(buffer.take()).await.is_err() {
+                    return Ok(());
                 }
-                if buffer.rows > 0 {
-                    let _ = tx.send(buffer.take()).await;
-                }
-                Ok(())
             }
-            .await;
-            if let Err(e) = result {
-                let _ = tx.send(Err(e)).await;
+            if buffer.rows > 0 {
+                let _ = tx.send(buffer.take()).await;
             }
-        });
-        Ok(received(rx))
+            Ok(())
+        }))
     }
 
     fn day_of(&self, column: &str) -> String {
