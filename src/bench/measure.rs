@@ -350,7 +350,7 @@ impl Bench<'_> {
             r.rep + 1
         ));
         let table = TableName::new(ns.clone(), crate::pipeline::tables::RAW_EVENTS)?;
-        let scan = scan::scan_pair(self.floe, &table, r.rep % 2 == 0)
+        let scan = scan::scan_pair(self.floe, &table, r.rep.is_multiple_of(2))
             .await
             .map_err(|e| e.context(format!("{}, full scan", r.label)))?;
         self.m.scans.push(ScanRun {

@@ -232,7 +232,7 @@ async fn reuse_earlier(
     entry.rows_out = prev.rows_out.clone();
     entry.rejects = prev.rejects.clone();
     entry.ended_at = Some(now());
-    ledger::record(floe.database(), &entry).await?;
+    ledger::record(floe.database(), entry).await?;
     Ok(true)
 }
 
