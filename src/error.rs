@@ -1,6 +1,7 @@
 //! floe's one error type: an [`ErrorKind`] a caller can match on, a message with context, and the
 //! source kept. Errors of the libraries floe builds on (sqlx, object_store, iceberg, arrow) are wrapped
-//! here and never appear in the public API.
+//! here, each with the kind it means (sqlx's by the database it came from, `SqlDatabase`), and never
+//! appear in the public API.
 
 use std::fmt;
 
@@ -149,10 +150,14 @@ impl fmt::Display for Error {
             .source
             .as_deref()
             .map(|s| s as &(dyn std::error::Error + 'static));
+        // A source that only repeats what was already said (an sqlx I/O error quoting its own
+        // `io::Error`) is not said again.
+        let mut said = String::new();
         while let Some(s) = source {
             let text = crate::secrets::redact_secrets(&s.to_string());
-            if !text.is_empty() && !self.message.contains(&text) {
+            if !text.is_empty() && !self.message.contains(&text) && !said.contains(&text) {
                 write!(f, ": {text}")?;
+                said = text;
             }
             source = s.source();
         }
@@ -166,6 +171,62 @@ impl std::error::Error for Error {
             .as_deref()
             .map(|s| s as &(dyn std::error::Error + 'static))
     }
+}
+
+/// Which database an sqlx error came from, which decides the error's kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SqlDatabase {
+    /// The catalog database (the catalog's tables and floe's records beside them): a failure is
+    /// `Catalog`, but a unique violation, which is `AlreadyExists`.
+    Catalog,
+    /// A database floe extracts rows from: a failure a retry may cure (the connection, a server
+    /// shutting down, a serialization failure, SQLite busy) is `Storage`, a query the database
+    /// refuses `InvalidInput`, a malformed URL `Config`, anything else `Engine`. Units of an
+    /// extraction are retried unless their error is `InvalidInput`.
+    Source {
+        /// An SQLite file (else a Postgres server): their error codes differ.
+        sqlite: bool,
+    },
+}
+
+impl Error {
+    /// Wrap an sqlx error of `database`, the source kept (its text is redacted when displayed).
+    pub(crate) fn sqlx(database: SqlDatabase, message: impl Into<String>, e: sqlx::Error) -> Self {
+        Error::wrap(sqlx_kind(database, &e), message, e)
+    }
+}
+
+fn sqlx_kind(database: SqlDatabase, e: &sqlx::Error) -> ErrorKind {
+    match (database, e) {
+        (SqlDatabase::Catalog, sqlx::Error::Database(d)) if d.is_unique_violation() => {
+            ErrorKind::AlreadyExists
+        }
+        (SqlDatabase::Catalog, _) => ErrorKind::Catalog,
+        (
+            SqlDatabase::Source { .. },
+            sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut,
+        ) => ErrorKind::Storage,
+        (SqlDatabase::Source { sqlite }, sqlx::Error::Database(d))
+            if d.code().is_some_and(|c| transient_database_code(sqlite, &c)) =>
+        {
+            ErrorKind::Storage
+        }
+        (SqlDatabase::Source { .. }, sqlx::Error::Database(_)) => ErrorKind::InvalidInput,
+        (SqlDatabase::Source { .. }, sqlx::Error::Configuration(_)) => ErrorKind::Config,
+        (SqlDatabase::Source { .. }, _) => ErrorKind::Engine,
+    }
+}
+
+/// Whether a database error code says the server, not the query, failed, so a retry may succeed.
+/// Postgres SQLSTATE classes: 08 connection exception, 40 transaction rollback (serialization
+/// failure, deadlock), 53 insufficient resources, 57 operator intervention (a terminated backend, a
+/// cancelled query, a shutdown), 58 system error, XX internal error. SQLite result codes (extended
+/// codes carry the primary one in their low byte): 5 busy, 6 locked, 10 I/O error.
+fn transient_database_code(sqlite: bool, code: &str) -> bool {
+    if sqlite {
+        return code.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 10));
+    }
+    matches!(code.get(..2), Some("08" | "40" | "53" | "57" | "58" | "XX"))
 }
 
 impl From<iceberg::Error> for Error {
@@ -223,5 +284,26 @@ impl From<std::io::Error> for Error {
 impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Self {
         Error::wrap(ErrorKind::Data, "json", e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transient_database_code;
+
+    #[test]
+    fn a_terminated_or_busy_source_is_retried_and_a_bad_query_is_not() {
+        for code in ["57P01", "57014", "08006", "40001", "40P01", "53300", "XX000"] {
+            assert!(transient_database_code(false, code), "postgres {code}");
+        }
+        for code in ["42601", "42P01", "22012", "28P01", "3D000"] {
+            assert!(!transient_database_code(false, code), "postgres {code}");
+        }
+        for code in ["5", "6", "517", "10", "266"] {
+            assert!(transient_database_code(true, code), "sqlite {code}");
+        }
+        for code in ["1", "19", "2067"] {
+            assert!(!transient_database_code(true, code), "sqlite {code}");
+        }
     }
 }

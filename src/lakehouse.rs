@@ -2,93 +2,23 @@
 //! together and offers every table operation as a thin façade over the transaction layer; the CLI is
 //! a thin layer over it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::Schema as ArrowSchema;
 use futures::Stream;
-use iceberg::spec::{FormatVersion, TableMetadata, TableMetadataBuilder, Transform, UnboundPartitionSpec};
-use iceberg::{MetadataLocation, TableCreation};
 use serde::Serialize;
 
-use crate::catalog::names::path_segment;
 use crate::catalog::{Catalog, CatalogDatabase, Namespace, SqlCatalog, TableName};
 use crate::config::Settings;
 use crate::error::{Error, ErrorKind, Result};
 use crate::storage::{ObjectStorage, Warehouse};
+use crate::table::create::{self, TableDefinition};
 use crate::table::scan::{self, ScanStream};
-use crate::table::transaction::delete_quietly;
 use crate::table::{
     At, CommitResult, DeleteOptions, MergeClause, MergeOptions, MergeSpec, OverwriteOptions, RowFilter,
     ScanOptions, SnapshotChanges, Table, TableStore, Transaction, UpsertOptions, WriteOptions,
 };
-
-/// A partition field: a source column and a transform.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PartitionField {
-    /// Source column name.
-    pub column: String,
-    /// Iceberg transform: identity, year, month, day, hour, bucket\[N\], truncate\[W\].
-    pub transform: Transform,
-}
-
-impl PartitionField {
-    /// Parse `col`, `day(col)`, `bucket(16, col)` or `truncate(4, col)`.
-    pub fn parse(text: &str) -> Result<Self> {
-        let text = text.trim();
-        let Some((func, rest)) = text.split_once('(') else {
-            return Ok(Self {
-                column: text.to_string(),
-                transform: Transform::Identity,
-            });
-        };
-        let args = rest
-            .strip_suffix(')')
-            .ok_or_else(|| Error::invalid(format!("invalid partition field {text:?}")))?;
-        let args: Vec<&str> = args.split(',').map(str::trim).collect();
-        let num = |s: &str| {
-            s.parse::<u32>().map_err(|_| {
-                Error::invalid(format!("invalid partition field {text:?}: {s:?} is not a number"))
-            })
-        };
-        let (transform, column) = match (func.trim().to_ascii_lowercase().as_str(), args.as_slice()) {
-            ("identity", [c]) => (Transform::Identity, c),
-            ("year" | "years", [c]) => (Transform::Year, c),
-            ("month" | "months", [c]) => (Transform::Month, c),
-            ("day" | "days", [c]) => (Transform::Day, c),
-            ("hour" | "hours", [c]) => (Transform::Hour, c),
-            ("bucket", [n, c]) => (Transform::Bucket(num(n)?), c),
-            ("truncate", [n, c]) => (Transform::Truncate(num(n)?), c),
-            _ => return Err(Error::invalid(format!("invalid partition field {text:?}"))),
-        };
-        Ok(Self {
-            column: column.to_string(),
-            transform,
-        })
-    }
-}
-
-/// What a new table looks like.
-#[derive(Clone, Debug)]
-pub struct TableDefinition {
-    /// Columns, as an Arrow schema (nullability is kept; field ids are assigned).
-    pub schema: ArrowSchema,
-    /// Partition fields, in order.
-    pub partition: Vec<PartitionField>,
-    /// Table properties.
-    pub properties: BTreeMap<String, String>,
-}
-
-impl Default for TableDefinition {
-    fn default() -> Self {
-        Self {
-            schema: ArrowSchema::empty(),
-            partition: Vec::new(),
-            properties: BTreeMap::new(),
-        }
-    }
-}
 
 /// What `init` found and did.
 #[derive(Clone, Debug, Serialize)]
@@ -115,14 +45,9 @@ struct Inner {
     warehouse: Warehouse,
 }
 
-/// Properties floe sets on the tables it creates (a caller's own properties win).
-const CREATE_PROPERTIES: &[(&str, &str)] = &[
-    // Old metadata files go once the metadata log (100 entries by default) no longer lists them.
-    ("write.metadata.delete-after-commit.enabled", "true"),
-];
-
 impl Floe {
-    /// Connect to the catalog (creating its schema when missing) and the warehouse.
+    /// Connect to the catalog (creating its schema, and that of floe's records beside it, when
+    /// missing) and the warehouse.
     pub async fn connect(settings: Settings) -> Result<Floe> {
         Self::connect_with(settings, |catalog| catalog).await
     }
@@ -137,6 +62,13 @@ impl Floe {
         let warehouse = Warehouse::parse(&settings.warehouse)?;
         let sql = SqlCatalog::connect(&settings.catalog_url, &settings.catalog_name).await?;
         let database = sql.database().clone();
+        // floe's own records beside the catalog, each store with its own migrations.
+        let records = [
+            crate::pipeline::ledger::MIGRATIONS,
+            crate::ingest::record::MIGRATIONS,
+        ]
+        .concat();
+        database.migrate(&records, None).await?;
         let catalog = wrap(Arc::new(sql));
         let storage = ObjectStorage::new(settings.s3.clone());
         let tables = TableStore::new(catalog, storage, settings.retry.clone());
@@ -154,30 +86,9 @@ impl Floe {
     /// missing, after checking the credentials), and a write-read-delete probe of the warehouse.
     pub async fn init(settings: Settings) -> Result<(Floe, InitReport)> {
         let warehouse = Warehouse::parse(&settings.warehouse)?;
-        let mut bucket_created = false;
-        match &warehouse {
-            Warehouse::Local(p) => std::fs::create_dir_all(p).map_err(|e| {
-                Error::wrap(
-                    ErrorKind::Storage,
-                    format!("cannot create warehouse {}", p.display()),
-                    e,
-                )
-            })?,
-            Warehouse::S3 { bucket, .. } => {
-                bucket_created = crate::storage::ensure_bucket(&settings.s3, bucket).await?;
-            }
-        }
+        let bucket_created = warehouse.prepare(&settings.s3).await?;
         let floe = Floe::connect(settings).await?;
-        let probe = format!(
-            "{}/.floe-init-probe-{}",
-            floe.warehouse().uri(),
-            uuid::Uuid::new_v4()
-        );
-        floe.storage()
-            .write(&probe, bytes::Bytes::from_static(b"floe"))
-            .await?;
-        floe.storage().read(&probe).await?;
-        floe.storage().delete(&probe).await?;
+        warehouse.probe(floe.storage()).await?;
         let report = InitReport {
             catalog: floe.settings().catalog_url_redacted(),
             warehouse: floe.warehouse().uri(),
@@ -204,11 +115,6 @@ impl Floe {
     /// The object storage.
     pub fn storage(&self) -> &ObjectStorage {
         self.inner.tables.storage()
-    }
-
-    /// The store tables are loaded from and committed through.
-    pub fn table_store(&self) -> &TableStore {
-        &self.inner.tables
     }
 
     /// The warehouse.
@@ -244,83 +150,16 @@ impl Floe {
         self.catalog().list_tables(ns).await
     }
 
-    /// Where a new table of this name is created: `WAREHOUSE/NAMESPACE_DIR/TABLE_DIR-SUFFIX`, each
-    /// directory one escaped path segment of the name (never a separator, `.` or `..`), the suffix
-    /// random so a table created again after a drop never meets its predecessor's files.
+    /// Where a new table of this name is created: a fresh directory under the warehouse (see
+    /// [`crate::table::create`]).
     pub fn new_table_location(&self, name: &TableName) -> String {
-        format!(
-            "{}/{}/{}-{}",
-            self.warehouse().uri(),
-            path_segment(&name.namespace().to_string()),
-            path_segment(name.name()),
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        )
+        create::new_table_location(self.warehouse(), name)
     }
 
     /// Create an Iceberg v2 table.
     pub async fn create_table(&self, name: &TableName, definition: TableDefinition) -> Result<Table> {
-        if !self.catalog().namespace_exists(name.namespace()).await? {
-            return Err(Error::not_found(format!(
-                "namespace {} does not exist (create it first)",
-                name.namespace()
-            )));
-        }
-        if self.catalog().metadata_location(name).await?.is_some() {
-            return Err(Error::new(
-                ErrorKind::AlreadyExists,
-                format!("table {name} already exists"),
-            ));
-        }
-        let schema = iceberg::arrow::arrow_schema_to_schema_auto_assign_ids(&definition.schema)
-            .map_err(|e| Error::invalid(format!("unsupported schema for {name}: {}", e.message())))?;
-        let mut spec = UnboundPartitionSpec::builder();
-        for (i, p) in definition.partition.iter().enumerate() {
-            let field = schema.field_by_name(&p.column).ok_or_else(|| {
-                Error::invalid(format!(
-                    "partition column {:?} is not in the schema of {name}",
-                    p.column
-                ))
-            })?;
-            let field_name = match p.transform {
-                Transform::Identity => p.column.clone(),
-                Transform::Bucket(n) => format!("{}_bucket_{n}", p.column),
-                Transform::Truncate(w) => format!("{}_trunc_{w}", p.column),
-                t => format!("{}_{}", p.column, t.to_string().to_ascii_lowercase()),
-            };
-            spec = spec
-                .add_partition_field(field.id, field_name, p.transform)
-                .map_err(|e| Error::invalid(format!("partition field {i} of {name}: {}", e.message())))?;
-        }
         let location = self.new_table_location(name);
-        let mut properties: HashMap<String, String> = CREATE_PROPERTIES
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        properties.extend(definition.properties);
-        let creation = TableCreation::builder()
-            .name(name.name().to_string())
-            .location(location.clone())
-            .schema(schema)
-            .partition_spec(spec.build())
-            .properties(properties)
-            .format_version(FormatVersion::V2)
-            .build();
-        let metadata: TableMetadata = TableMetadataBuilder::from_table_creation(creation)?
-            .build()?
-            .metadata;
-        let metadata_location = MetadataLocation::new_with_metadata(&location, &metadata);
-        metadata
-            .write_to(&self.storage().file_io(), &metadata_location)
-            .await?;
-        let metadata_location = metadata_location.to_string();
-        if let Err(e) = self.catalog().register_table(name, &metadata_location).await {
-            delete_quietly(self.storage(), vec![metadata_location]).await;
-            return Err(e);
-        }
-        Ok(self
-            .inner
-            .tables
-            .handle(name, metadata_location, Arc::new(metadata)))
+        create::create_table(&self.inner.tables, name, location, definition).await
     }
 
     /// Load a table's current metadata.
@@ -333,28 +172,7 @@ impl Floe {
     /// file under the table's location that the metadata does not name, or another table's files
     /// below it, are left alone.
     pub async fn drop_table(&self, name: &TableName, purge: bool) -> Result<()> {
-        let files = if purge {
-            // Listed before the table disappears from the catalog.
-            let table = self.load_table(name).await?;
-            let all = crate::maintenance::reachable::reachable(
-                &table,
-                table.metadata().snapshots(),
-                crate::maintenance::reachable::Entries::All,
-            )
-            .await?
-            .all();
-            Some((table.location().to_string(), all.into_iter().collect::<Vec<_>>()))
-        } else {
-            None
-        };
-        self.catalog().drop_table(name).await?;
-        if let Some((location, files)) = files {
-            for f in &files {
-                self.storage().delete(f).await?;
-            }
-            crate::storage::remove_empty_local_dirs(&location, &files);
-        }
-        Ok(())
+        crate::maintenance::purge::drop_table(&self.inner.tables, name, purge).await
     }
 
     /// A transaction over one or more tables: its changes land together or not at all.

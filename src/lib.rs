@@ -45,13 +45,14 @@ pub mod units;
 pub use catalog::{Namespace, TableName};
 pub use config::{PartialSettings, Settings};
 pub use error::{Error, ErrorKind, Result};
-pub use lakehouse::{Floe, InitReport, MergeBuilder, PartitionField, TableDefinition};
+pub use lakehouse::{Floe, InitReport, MergeBuilder};
 pub use table::deletes::RowLevelMode;
 pub use table::scan::ScanStream;
 pub use table::{
     Assignments, At, CommitResult, Dedupe, DeleteOptions, ExpectedHead, Isolation, Lineage, MergeClause,
-    MergeOptions, MergeSpec, OverwriteOptions, RowCounts, RowFilter, RowLevelOptions, ScanOptions,
-    SnapshotChanges, Table, Transaction, UpsertOptions, WhenMatched, WhenNotMatched, WriteOptions,
+    MergeOptions, MergeSpec, OverwriteOptions, PartitionField, RowCounts, RowFilter, RowLevelOptions,
+    ScanOptions, SnapshotChanges, Table, TableDefinition, Transaction, UpsertOptions, WhenMatched,
+    WhenNotMatched, WriteOptions,
 };
 
 /// The README's library example, run as a doc test.

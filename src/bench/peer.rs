@@ -14,7 +14,8 @@ use serde_json::{json, Value};
 
 use crate::catalog::{Namespace, TableName};
 use crate::error::{Error, ErrorKind, Result};
-use crate::lakehouse::{Floe, TableDefinition};
+use crate::lakehouse::Floe;
+use crate::table::TableDefinition;
 use crate::table::WriteOptions;
 
 const SCRIPT: &str = include_str!("peer.py");

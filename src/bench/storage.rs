@@ -13,9 +13,10 @@ use serde::Serialize;
 
 use crate::catalog::{Namespace, TableName};
 use crate::error::Result;
-use crate::lakehouse::{Floe, PartitionField, TableDefinition};
+use crate::lakehouse::Floe;
 use crate::maintenance::{CompactOptions, ExpireOptions, MaintainOptions, OrphanOptions};
-use crate::table::{OverwriteOptions, RowFilter, Table, WriteOptions};
+use crate::table::{CommitResult, OverwriteOptions, RowFilter, Table, WriteOptions};
+use crate::table::{PartitionField, TableDefinition};
 
 /// What [`core_benchmark`] runs.
 #[derive(Clone, Debug)]
@@ -208,18 +209,19 @@ async fn fresh_commit(
         Some(name) => name.clone(),
         None => fresh.insert(fresh_table(floe, ns, kind, rep).await?).clone(),
     };
+    let (r, ms) = timed_append(floe, &name, i).await?;
+    record_phases(phases, &r.timings, ms);
+    Ok(ms)
+}
+
+/// Append one row (the `i`th) to `name`: the commit and its milliseconds.
+async fn timed_append(floe: &Floe, name: &TableName, i: usize) -> Result<(CommitResult, f64)> {
     let batch = bench_batch(i as i64, 1);
     let t0 = Instant::now();
     let r = floe
-        .append(
-            &name,
-            futures::stream::iter([Ok(batch)]),
-            &WriteOptions::default(),
-        )
+        .append(name, futures::stream::iter([Ok(batch)]), &WriteOptions::default())
         .await?;
-    let ms = t0.elapsed().as_secs_f64() * 1e3;
-    record_phases(phases, &r.timings, ms);
-    Ok(ms)
+    Ok((r, t0.elapsed().as_secs_f64() * 1e3))
 }
 
 /// Add a commit's phases (load, validate, stage, metadata, swap, and the rest of the `total_ms` the
@@ -267,170 +269,200 @@ pub async fn core_benchmark(
     let rows = options.rows.max(1);
     let repetitions = options.repetitions.max(1);
     floe.ensure_namespace(ns).await?;
-    let mut first = Vec::new();
-    let mut start = Vec::new();
-    let mut last = Vec::new();
-    let mut phases: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    let mut first_phases: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    let mut expiry_last = Vec::new();
-    let mut expiry_phases: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    let mut last_manifests = 0;
-    let mut plan_first = Vec::new();
-    let mut plan_last = Vec::new();
-    let mut rows_per_s = Vec::new();
-    let mut arrow_mb_s = Vec::new();
-    let mut parquet_mb_s = Vec::new();
-    let commit = WriteOptions::default();
+    let mut samples = Samples::default();
     for rep in 0..repetitions {
-        // History growth: one-row appends.
-        let name = fresh_table(floe, ns, "commits", rep).await?;
-        let mut fresh = None;
-        for i in 0..snapshots {
-            let at_end = i + WINDOW.min(snapshots) >= snapshots;
-            if at_end {
-                first.push(fresh_commit(floe, ns, &mut fresh, ("fresh", rep, i), &mut first_phases).await?);
-            }
-            let batch = bench_batch(i as i64, 1);
-            let t0 = Instant::now();
-            let r = floe
-                .append(&name, futures::stream::iter([Ok(batch)]), &commit)
-                .await?;
-            let ms = t0.elapsed().as_secs_f64() * 1e3;
-            // Each end is the median of a window of commits, so one scheduler hiccup (or the
-            // manifest merge every 100th commit does) cannot decide the ratio; the phases are
-            // medians over the same window.
-            if i < WINDOW.min(snapshots) {
-                start.push(ms);
-            }
-            if at_end {
-                last.push(ms);
-                record_phases(&mut phases, &r.timings, ms);
-            }
-            if i == 0 {
-                plan_first.push(scan_plan_ms(floe, &name).await?);
-            }
-            if i + 1 == snapshots {
-                if let Some(snapshot) = r.table.current_snapshot() {
-                    last_manifests = r.table.manifest_paths(snapshot).await?.len();
-                }
-                plan_last.push(scan_plan_ms(floe, &name).await?);
-            }
-            if (i + 1) % 1000 == 0 {
-                tracing::info!(snapshots = i + 1, "history growth");
-            }
-        }
-        floe.drop_table(&name, true).await?;
-        if let Some(fresh) = fresh {
-            floe.drop_table(&fresh, true).await?;
-        }
-
-        // The same history with expiry in the loop (not timed itself).
-        let name = fresh_table(floe, ns, "expiring", rep).await?;
-        let mut fresh = None;
-        for i in 0..snapshots {
-            let at_end = i + WINDOW.min(snapshots) >= snapshots;
-            if at_end {
-                first.push(
-                    fresh_commit(
-                        floe,
-                        ns,
-                        &mut fresh,
-                        ("fresh_expiring", rep, i),
-                        &mut first_phases,
-                    )
-                    .await?,
-                );
-            }
-            let batch = bench_batch(i as i64, 1);
-            let t0 = Instant::now();
-            let r = floe
-                .append(&name, futures::stream::iter([Ok(batch)]), &commit)
-                .await?;
-            let ms = t0.elapsed().as_secs_f64() * 1e3;
-            if at_end {
-                expiry_last.push(ms);
-                record_phases(&mut expiry_phases, &r.timings, ms);
-            }
-            if (i + 1) % EXPIRE_EVERY == 0 {
-                let now_ms = chrono::Utc::now().timestamp_millis();
-                floe.expire_snapshots(
-                    &name,
-                    &ExpireOptions {
-                        older_than_ms: Some(now_ms),
-                        retain_last: Some(EXPIRE_RETAIN),
-                        dry_run: false,
-                    },
-                )
-                .await?;
-            }
-            if (i + 1) % 1000 == 0 {
-                tracing::info!(snapshots = i + 1, "history growth with expiry");
-            }
-        }
-        floe.drop_table(&name, true).await?;
-        if let Some(fresh) = fresh {
-            floe.drop_table(&fresh, true).await?;
-        }
-
-        // Throughput: one append of `rows` rows in 8192-row batches.
-        let name = fresh_table(floe, ns, "append", rep).await?;
-        let batches: Vec<RecordBatch> = (0..rows)
-            .step_by(8192)
-            .map(|s| bench_batch(s as i64, 8192.min(rows - s)))
-            .collect();
-        let arrow_bytes: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
-        let t0 = Instant::now();
-        let r = floe
-            .append(&name, futures::stream::iter(batches.into_iter().map(Ok)), &commit)
-            .await?;
-        let secs = t0.elapsed().as_secs_f64();
-        let parquet_bytes: f64 = r
-            .snapshot_id
-            .and_then(|id| r.table.metadata().snapshot_by_id(id))
-            .and_then(|s| s.summary().additional_properties.get("added-files-size").cloned())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0);
-        rows_per_s.push(rows as f64 / secs);
-        arrow_mb_s.push(arrow_bytes as f64 / 1e6 / secs);
-        parquet_mb_s.push(parquet_bytes / 1e6 / secs);
-        floe.drop_table(&name, true).await?;
+        history(floe, ns, rep, snapshots, false, &mut samples).await?;
+        history(floe, ns, rep, snapshots, true, &mut samples).await?;
+        append_throughput(floe, ns, rep, rows, &mut samples).await?;
     }
     let year = if options.days > 0 {
         Some(year_of_runs(floe, ns, options.days, options.rows_per_day.max(1)).await?)
     } else {
         None
     };
-    let first_ms = median(first);
-    let last_ms = median(last);
-    let plan_first_ms = median(plan_first);
-    let plan_last_ms = median(plan_last);
-    Ok(CoreBenchReport {
-        backend: format!(
-            "{} catalog, {} warehouse",
-            floe.catalog().kind(),
-            floe.warehouse().uri().split("://").next().unwrap_or("?")
-        ),
-        snapshots,
-        repetitions,
-        first_commit_ms: first_ms,
-        first_commit_phases_ms: first_phases.into_iter().map(|(k, v)| (k, median(v))).collect(),
-        run_start_first_commit_ms: median(start),
-        last_commit_ms: last_ms,
-        last_to_first_ratio: last_ms / first_ms,
-        last_commit_phases_ms: phases.into_iter().map(|(k, v)| (k, median(v))).collect(),
-        with_expiry_last_commit_ms: median(expiry_last.clone()),
-        with_expiry_last_to_first_ratio: median(expiry_last) / first_ms,
-        with_expiry_last_commit_phases_ms: expiry_phases.into_iter().map(|(k, v)| (k, median(v))).collect(),
-        last_manifests,
-        scan_plan_first_ms: plan_first_ms,
-        scan_plan_last_ms: plan_last_ms,
-        scan_plan_ratio: plan_last_ms / plan_first_ms,
-        year,
-        append_rows: rows,
-        append_rows_per_s: median(rows_per_s),
-        append_arrow_mb_per_s: median(arrow_mb_s),
-        append_parquet_mb_per_s: median(parquet_mb_s),
-    })
+    let backend = format!(
+        "{} catalog, {} warehouse",
+        floe.catalog().kind(),
+        floe.warehouse().uri().split("://").next().unwrap_or("?")
+    );
+    Ok(samples.report(backend, snapshots, repetitions, rows, year))
+}
+
+/// What the storage benchmark's repetitions measured, each figure a sample per commit or per
+/// repetition (the report gives medians).
+#[derive(Default)]
+struct Samples {
+    /// First commits of fresh tables, committed beside the last commits of the long histories.
+    first: Vec<f64>,
+    /// The first commits of the history.
+    start: Vec<f64>,
+    /// The last commits of the history.
+    last: Vec<f64>,
+    phases: BTreeMap<String, Vec<f64>>,
+    first_phases: BTreeMap<String, Vec<f64>>,
+    /// The last commits of the history with expiry in the loop.
+    expiry_last: Vec<f64>,
+    expiry_phases: BTreeMap<String, Vec<f64>>,
+    /// Manifests of the history's last snapshot.
+    last_manifests: usize,
+    plan_first: Vec<f64>,
+    plan_last: Vec<f64>,
+    rows_per_s: Vec<f64>,
+    arrow_mb_s: Vec<f64>,
+    parquet_mb_s: Vec<f64>,
+}
+
+/// History growth: `snapshots` one-row appends to a fresh table, with fresh tables' first commits
+/// beside the last window of them. Without expiry: the latency of the first and the last window,
+/// and scan planning at the first and the last snapshot. With snapshot expiry in the loop (not
+/// timed itself): the latency of the last window.
+async fn history(
+    floe: &Floe,
+    ns: &Namespace,
+    rep: usize,
+    snapshots: usize,
+    with_expiry: bool,
+    samples: &mut Samples,
+) -> Result<()> {
+    let (prefix, fresh_prefix) = if with_expiry {
+        ("expiring", "fresh_expiring")
+    } else {
+        ("commits", "fresh")
+    };
+    let name = fresh_table(floe, ns, prefix, rep).await?;
+    let mut fresh = None;
+    for i in 0..snapshots {
+        let at_end = i + WINDOW.min(snapshots) >= snapshots;
+        if at_end {
+            let key = (fresh_prefix, rep, i);
+            samples
+                .first
+                .push(fresh_commit(floe, ns, &mut fresh, key, &mut samples.first_phases).await?);
+        }
+        let (r, ms) = timed_append(floe, &name, i).await?;
+        if with_expiry {
+            if at_end {
+                samples.expiry_last.push(ms);
+                record_phases(&mut samples.expiry_phases, &r.timings, ms);
+            }
+            if (i + 1) % EXPIRE_EVERY == 0 {
+                let now_ms = chrono::Utc::now().timestamp_millis();
+                let expire = ExpireOptions {
+                    older_than_ms: Some(now_ms),
+                    retain_last: Some(EXPIRE_RETAIN),
+                    dry_run: false,
+                };
+                floe.expire_snapshots(&name, &expire).await?;
+            }
+        } else {
+            // Each end is the median of a window of commits, so one scheduler hiccup (or the
+            // manifest merge every 100th commit does) cannot decide the ratio; the phases are
+            // medians over the same window.
+            if i < WINDOW.min(snapshots) {
+                samples.start.push(ms);
+            }
+            if at_end {
+                samples.last.push(ms);
+                record_phases(&mut samples.phases, &r.timings, ms);
+            }
+            if i == 0 {
+                samples.plan_first.push(scan_plan_ms(floe, &name).await?);
+            }
+            if i + 1 == snapshots {
+                if let Some(snapshot) = r.table.current_snapshot() {
+                    samples.last_manifests = r.table.manifest_paths(snapshot).await?.len();
+                }
+                samples.plan_last.push(scan_plan_ms(floe, &name).await?);
+            }
+        }
+        if (i + 1) % 1000 == 0 {
+            tracing::info!(snapshots = i + 1, with_expiry, "history growth");
+        }
+    }
+    floe.drop_table(&name, true).await?;
+    if let Some(fresh) = fresh {
+        floe.drop_table(&fresh, true).await?;
+    }
+    Ok(())
+}
+
+/// Throughput: one append of `rows` rows in 8192-row batches to a fresh table.
+async fn append_throughput(
+    floe: &Floe,
+    ns: &Namespace,
+    rep: usize,
+    rows: usize,
+    samples: &mut Samples,
+) -> Result<()> {
+    let name = fresh_table(floe, ns, "append", rep).await?;
+    let batches: Vec<RecordBatch> = (0..rows)
+        .step_by(8192)
+        .map(|s| bench_batch(s as i64, 8192.min(rows - s)))
+        .collect();
+    let arrow_bytes: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
+    let t0 = Instant::now();
+    let r = floe
+        .append(
+            &name,
+            futures::stream::iter(batches.into_iter().map(Ok)),
+            &WriteOptions::default(),
+        )
+        .await?;
+    let secs = t0.elapsed().as_secs_f64();
+    let parquet_bytes: f64 = r
+        .snapshot_id
+        .and_then(|id| r.table.metadata().snapshot_by_id(id))
+        .and_then(|s| s.summary().additional_properties.get("added-files-size").cloned())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    samples.rows_per_s.push(rows as f64 / secs);
+    samples.arrow_mb_s.push(arrow_bytes as f64 / 1e6 / secs);
+    samples.parquet_mb_s.push(parquet_bytes / 1e6 / secs);
+    floe.drop_table(&name, true).await?;
+    Ok(())
+}
+
+impl Samples {
+    /// The report: medians, and the ratios of the last to the first.
+    fn report(
+        self,
+        backend: String,
+        snapshots: usize,
+        repetitions: usize,
+        rows: usize,
+        year: Option<YearReport>,
+    ) -> CoreBenchReport {
+        let medians =
+            |phases: BTreeMap<String, Vec<f64>>| phases.into_iter().map(|(k, v)| (k, median(v))).collect();
+        let first_ms = median(self.first);
+        let last_ms = median(self.last);
+        let expiry_last_ms = median(self.expiry_last);
+        let plan_first_ms = median(self.plan_first);
+        let plan_last_ms = median(self.plan_last);
+        CoreBenchReport {
+            backend,
+            snapshots,
+            repetitions,
+            first_commit_ms: first_ms,
+            first_commit_phases_ms: medians(self.first_phases),
+            run_start_first_commit_ms: median(self.start),
+            last_commit_ms: last_ms,
+            last_to_first_ratio: last_ms / first_ms,
+            last_commit_phases_ms: medians(self.phases),
+            with_expiry_last_commit_ms: expiry_last_ms,
+            with_expiry_last_to_first_ratio: expiry_last_ms / first_ms,
+            with_expiry_last_commit_phases_ms: medians(self.expiry_phases),
+            last_manifests: self.last_manifests,
+            scan_plan_first_ms: plan_first_ms,
+            scan_plan_last_ms: plan_last_ms,
+            scan_plan_ratio: plan_last_ms / plan_first_ms,
+            year,
+            append_rows: rows,
+            append_rows_per_s: median(self.rows_per_s),
+            append_arrow_mb_per_s: median(self.arrow_mb_s),
+            append_parquet_mb_per_s: median(self.parquet_mb_s),
+        }
+    }
 }
 
 /// Snapshots the simulated daily maintenance keeps: five days of daily runs, as Iceberg's default

@@ -4,6 +4,7 @@
 //! floe ships, and a caller may wrap it (the tests wrap it to inject faults) or supply another.
 
 pub mod names;
+pub(crate) mod records;
 pub mod sql;
 
 use std::collections::BTreeMap;

@@ -4,39 +4,29 @@
 //! swap several tables in one transaction, check both each compare-and-swap's affected-row count and
 //! the transaction's result, and tell a certain failure (any statement before `COMMIT`) from an
 //! unknown outcome (a lost reply to `COMMIT`). SQLite runs in WAL mode with `synchronous=FULL`, so
-//! an acknowledged commit survives power loss; migrations run under a lock (`BEGIN IMMEDIATE` on
-//! SQLite, an advisory lock on Postgres), so concurrent first connections to a fresh catalog agree.
+//! an acknowledged commit survives power loss; the schema is migrated under a lock on connecting
+//! (`records`), so concurrent first connections to a fresh catalog agree.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+use super::records::Migration;
 use super::{Catalog, MetadataSwap, Namespace, SwapOutcome, TableName};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, SqlDatabase};
 use crate::secrets::redact_secrets;
 
-/// Schema migrations, in order: (version, name, SQL). The SQL is portable between SQLite and Postgres.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "iceberg_jdbc_catalog",
-        include_str!("../../catalog/migrations/0001_iceberg_jdbc_catalog.sql"),
-    ),
-    (
-        2,
-        "run_ledger",
-        include_str!("../../catalog/migrations/0002_run_ledger.sql"),
-    ),
-    (
-        3,
-        "ingest_runs",
-        include_str!("../../catalog/migrations/0003_ingest_runs.sql"),
-    ),
-];
+/// The catalog's own schema migrations (floe's records beside it own theirs: see `records`).
+const CATALOG_MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "iceberg_jdbc_catalog",
+    sql: include_str!("../../catalog/migrations/0001_iceberg_jdbc_catalog.sql"),
+}];
 
 const TABLE_TYPE: &str = "TABLE";
 
@@ -114,14 +104,8 @@ pub struct SqlCatalog {
 }
 
 fn catalog_error(action: &str, e: sqlx::Error) -> Error {
-    Error::new(
-        ErrorKind::Catalog,
-        format!("{action}: {}", redact_secrets(&e.to_string())),
-    )
+    Error::sqlx(SqlDatabase::Catalog, action, e)
 }
-
-/// Key of the Postgres advisory lock that serializes migrations ("floe" in ASCII).
-const MIGRATION_LOCK_KEY: i64 = 0x666c_6f65;
 
 impl SqlCatalog {
     /// Connect to `url` (`sqlite:PATH` or `postgres://...`), create the schema when missing, and use
@@ -224,70 +208,18 @@ impl SqlCatalog {
         self.db.sql(query)
     }
 
-    /// Apply the migrations not yet applied, holding a lock that serializes concurrent callers:
-    /// the second of two processes connecting to a fresh catalog waits, then finds them applied.
+    /// Apply the catalog's migrations not yet applied, then check the `iceberg_type` column, under
+    /// the migration lock.
     async fn migrate(&self) -> Result<()> {
-        let mut conn = self
-            .pool()
-            .acquire()
-            .await
-            .map_err(|e| catalog_error("cannot migrate catalog", e))?;
-        let lock = match self.backend() {
-            Backend::Sqlite => "BEGIN IMMEDIATE".to_string(),
-            Backend::Postgres => format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"),
-        };
-        sqlx::query(&lock)
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| catalog_error("cannot lock the catalog for migration", e))?;
-        let result = self.migrate_locked(&mut conn).await;
-        let unlock = match (self.backend(), result.is_ok()) {
-            (Backend::Sqlite, true) => "COMMIT".to_string(),
-            (Backend::Sqlite, false) => "ROLLBACK".to_string(),
-            (Backend::Postgres, _) => format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"),
-        };
-        let unlocked = sqlx::query(&unlock).execute(&mut *conn).await;
-        result?;
-        unlocked.map_err(|e| catalog_error("cannot finish the catalog migration", e))?;
-        Ok(())
+        self.db.migrate(CATALOG_MIGRATIONS, Some(add_type_column)).await
     }
+}
 
-    async fn migrate_locked(&self, conn: &mut sqlx::AnyConnection) -> Result<()> {
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS floe_migrations (version BIGINT PRIMARY KEY, name VARCHAR(255) NOT NULL)",
-        )
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| catalog_error("cannot create floe_migrations", e))?;
-        let applied: Vec<i64> = sqlx::query("SELECT version FROM floe_migrations")
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(|e| catalog_error("cannot read floe_migrations", e))?
-            .iter()
-            .map(|r| r.get::<i64, _>(0))
-            .collect();
-        for (version, name, sql) in MIGRATIONS {
-            if applied.contains(version) {
-                continue;
-            }
-            for statement in sql.split(';').map(strip_sql_comments).filter(|s| !s.is_empty()) {
-                sqlx::query(&statement)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(|e| catalog_error(&format!("catalog migration {version} ({name})"), e))?;
-            }
-            sqlx::query(&self.sql(
-                "INSERT INTO floe_migrations (version, name) VALUES (?, ?) ON CONFLICT (version) DO NOTHING",
-            ))
-            .bind(*version)
-            .bind(*name)
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| catalog_error("cannot record catalog migration", e))?;
-        }
-        // A catalog that PyIceberg created first has no iceberg_type column; Java and iceberg-rust
-        // need it. (Probed by name, so that a failed probe does not abort the transaction.)
-        let has_type_column = match self.backend() {
+/// A catalog that PyIceberg created first has no `iceberg_type` column; Java and iceberg-rust need
+/// it. (Probed by name, so that a failed probe does not abort the transaction.)
+fn add_type_column(conn: &mut sqlx::AnyConnection, backend: Backend) -> BoxFuture<'_, Result<()>> {
+    Box::pin(async move {
+        let has_type_column = match backend {
             Backend::Sqlite => {
                 sqlx::query("SELECT 1 FROM pragma_table_info('iceberg_tables') WHERE name = 'iceberg_type'")
             }
@@ -307,7 +239,7 @@ impl SqlCatalog {
                 .map_err(|e| catalog_error("cannot add iceberg_type column", e))?;
         }
         Ok(())
-    }
+    })
 }
 
 fn is_sqlite_busy(e: &sqlx::Error) -> bool {
@@ -568,14 +500,4 @@ impl Catalog for SqlCatalog {
         }
         Ok(())
     }
-}
-
-fn strip_sql_comments(statement: &str) -> String {
-    statement
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("--"))
-        .collect::<Vec<_>>()
-        .join("\n")
-        .trim()
-        .to_string()
 }

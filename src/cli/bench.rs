@@ -1,5 +1,5 @@
-//! `floe bench` (the engine comparison benchmark) and `floe bench-pass` (one pass of it, run by it
-//! in a child process).
+//! `floe bench`: the engine comparison benchmark (its passes' child processes are the library's:
+//! `floe::bench::child_main`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -84,25 +84,6 @@ pub enum Command {
         /// Output of --storage-only and --ingest-only.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
-    },
-    /// One pass of `floe bench` (run by it in a child process); prints the stage figures as JSON.
-    #[command(hide = true)]
-    BenchPass {
-        /// `floe` or `raw`.
-        #[arg(long)]
-        path: String,
-        /// Engine.
-        #[arg(long)]
-        engine: String,
-        /// Input directory.
-        #[arg(long)]
-        input: String,
-        /// Namespace of the pass's fresh tables.
-        #[arg(long)]
-        namespace: String,
-        /// Scratch directory of raw passes.
-        #[arg(long)]
-        work: PathBuf,
     },
 }
 
@@ -203,31 +184,6 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
                 eprintln!("some passes failed: see the report's Failed passes section");
                 return Ok(ExitCode::from(1));
             }
-        }
-        Command::BenchPass {
-            path,
-            engine,
-            input,
-            namespace,
-            work,
-        } => {
-            let input = floe::bench::InputInfo {
-                size: String::new(),
-                bytes: 0,
-                events: 0,
-                dir: input,
-            };
-            let figures = floe::bench::run_pass(
-                floe,
-                &path,
-                &engine,
-                &input,
-                &Namespace::parse(&namespace)?,
-                &work,
-                None,
-            )
-            .await?;
-            writeln!(output::stdout(), "{}", serde_json::to_string(&figures)?)?;
         }
     }
     Ok(ExitCode::SUCCESS)

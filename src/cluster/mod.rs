@@ -1,7 +1,9 @@
 //! floe on a cluster: a Ballista (DataFusion's distributed form) scheduler and executors built into
 //! the `floe` binary (`floe cluster scheduler`, `floe cluster executor`), so that every process of
 //! the cluster knows floe's rule functions and reaches the warehouse with floe's storage settings.
-//! The client side is the `ballista` engine (`pipeline::engine::ballista`). Scheduling is push-based
+//! The client side is the `ballista` engine (`pipeline::engine::ballista`), which owns the session
+//! configuration, the runtime and the functions every process of the cluster shares; this module
+//! only hosts them (it depends on the engine, never the other way round). Scheduling is push-based
 //! (executors send heartbeats every few seconds, so a busy executor is never taken for dead, and a
 //! killed one is noticed within seconds and its tasks run elsewhere).
 
@@ -12,14 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ballista_core::config::TaskSchedulingPolicy;
-use ballista_core::extension::SessionConfigExt;
-use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::SessionConfig;
 
 use crate::config::Settings;
 use crate::error::{Error, ErrorKind, Result};
-use crate::storage::{ObjectStorage, Warehouse};
+use crate::pipeline::engine::ballista::{rule_functions, runtime, session_config};
 
 /// The default scheduler address.
 pub const DEFAULT_SCHEDULER: &str = "127.0.0.1:50050";
@@ -27,60 +27,6 @@ pub const DEFAULT_SCHEDULER: &str = "127.0.0.1:50050";
 /// How often executors report, and how long without a report makes one dead.
 const HEARTBEAT_SECONDS: u64 = 3;
 const EXECUTOR_TIMEOUT_SECONDS: u64 = 15;
-
-/// `df://HOST:PORT` → `HOST:PORT`.
-pub fn parse_cluster(url: &str) -> Result<String> {
-    let rest = url.strip_prefix("df://").ok_or_else(|| {
-        Error::new(
-            ErrorKind::Config,
-            format!("cluster {url:?}: expected df://HOST:PORT"),
-        )
-    })?;
-    if rest.is_empty() || rest.contains('/') {
-        return Err(Error::new(
-            ErrorKind::Config,
-            format!("cluster {url:?}: expected df://HOST:PORT"),
-        ));
-    }
-    Ok(if rest.contains(':') {
-        rest.to_string()
-    } else {
-        format!("{rest}:50050")
-    })
-}
-
-/// The session configuration every process of the cluster uses (client, scheduler, executors).
-pub(crate) fn session_config() -> SessionConfig {
-    let cores = crate::resources::cores();
-    let mut config = SessionConfig::new_with_ballista()
-        .with_target_partitions(cores.max(2))
-        .with_batch_size(8192)
-        .set_u64("ballista.client.grpc_connect_timeout_seconds", 5);
-    config.options_mut().execution.parquet.schema_force_view_types = false;
-    config
-}
-
-/// A runtime that reaches the warehouse: local files, and the warehouse's S3 bucket with floe's
-/// S3 settings.
-pub(crate) fn runtime(settings: &Settings) -> Result<Arc<RuntimeEnv>> {
-    let runtime = RuntimeEnvBuilder::new().build()?;
-    if let Warehouse::S3 { bucket, .. } = Warehouse::parse(&settings.warehouse)? {
-        let storage = ObjectStorage::new(settings.s3.clone());
-        let (store, _) = storage.resolve(&format!("s3://{bucket}/"))?;
-        let url = url::Url::parse(&format!("s3://{bucket}"))
-            .map_err(|e| Error::new(ErrorKind::Config, format!("bucket {bucket}: {e}")))?;
-        runtime.register_object_store(&url, store);
-    }
-    Ok(Arc::new(runtime))
-}
-
-/// floe's rule functions (the same the DataFusion engine registers).
-pub(crate) fn functions() -> Vec<Arc<datafusion::logical_expr::ScalarUDF>> {
-    crate::pipeline::engine::datafusion::rule_udfs()
-        .into_iter()
-        .map(Arc::new)
-        .collect()
-}
 
 /// Run a scheduler on `bind` until the process ends.
 pub async fn run_scheduler(settings: &Settings, bind: SocketAddr) -> Result<()> {
@@ -105,7 +51,7 @@ pub async fn run_scheduler(settings: &Settings, bind: SocketAddr) -> Result<()> 
             .with_runtime_env(runtime.clone())
             .with_default_features()
             .build();
-        for f in functions() {
+        for f in rule_functions() {
             state.register_udf(f)?;
         }
         Ok(state)
@@ -226,7 +172,7 @@ pub async fn run_executor(settings: &Settings, options: &ExecutorOptions) -> Res
     for f in datafusion::functions_nested::all_default_nested_functions() {
         registry.scalar_functions.insert(f.name().to_string(), f);
     }
-    for f in functions() {
+    for f in rule_functions() {
         registry.scalar_functions.insert(f.name().to_string(), f);
     }
     let work_dir = match &options.work_dir {
@@ -293,26 +239,3 @@ pub async fn run_executor(settings: &Settings, options: &ExecutorOptions) -> Res
 /// the scheduler) are tried this many times in all.
 const EXECUTOR_START_ATTEMPTS: u32 = 6;
 const EXECUTOR_STARTUP_SECONDS: u64 = 30;
-
-/// Fail fast with a clear error when no scheduler answers at `address` (`HOST:PORT`).
-pub async fn check_reachable(address: &str) -> Result<()> {
-    let url = format!("http://{address}");
-    let config = ballista_core::utils::GrpcClientConfig {
-        connect_timeout_seconds: 3,
-        timeout_seconds: 5,
-        ..Default::default()
-    };
-    let endpoint = ballista_core::utils::create_grpc_client_endpoint(url.clone(), Some(&config))
-        .map_err(|e| Error::new(ErrorKind::Config, format!("cluster df://{address}: {e}")))?;
-    match tokio::time::timeout(Duration::from_secs(4), endpoint.connect()).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(Error::new(
-            ErrorKind::Engine,
-            format!("the cluster scheduler at df://{address} cannot be reached: {e}; nothing was written"),
-        )),
-        Err(_) => Err(Error::new(
-            ErrorKind::Engine,
-            format!("the cluster scheduler at df://{address} did not answer within 4 s; nothing was written"),
-        )),
-    }
-}

@@ -1,4 +1,5 @@
-//! The record of extraction runs in the catalog database (`floe_ingest_runs`, `floe_ingest_units`):
+//! The record of extraction runs in the catalog database (`floe_ingest_runs`, `floe_ingest_units`,
+//! created by its own migration, `migrations/0003_ingest_runs.sql`):
 //! every run's spec and outcome, and every unit's state (pending, running, done with rows and files,
 //! failed with its error and attempts), written as it changes, so `--resume` knows what is done.
 
@@ -6,16 +7,63 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::units::Unit;
+use crate::catalog::records::{stored_as_text, Migration};
 use crate::catalog::CatalogDatabase;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result, SqlDatabase};
+
+/// Where a unit stands. Stored as its text (`pending`, `running`, `done`, `failed`), which
+/// existing catalogs hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnitStatus {
+    /// Not started.
+    Pending,
+    /// An attempt is running (or the process running it died).
+    Running,
+    /// Its files are written and recorded.
+    Done,
+    /// Its last attempt failed.
+    Failed,
+}
+
+/// Where a run stands. Stored as its text (`running`, `failed`, `committed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Units are running (or the process running them died).
+    Running,
+    /// A unit exhausted its retries, or the commit failed: nothing was committed.
+    Failed,
+    /// Its snapshot landed.
+    Committed,
+}
+
+stored_as_text!(UnitStatus {
+    Pending => "pending",
+    Running => "running",
+    Done => "done",
+    Failed => "failed",
+});
+stored_as_text!(RunStatus {
+    Running => "running",
+    Failed => "failed",
+    Committed => "committed",
+});
+
+/// The record's schema migrations, applied on connecting.
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    version: 3,
+    name: "ingest_runs",
+    sql: include_str!("migrations/0003_ingest_runs.sql"),
+}];
 
 /// A unit's state.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UnitState {
     /// The unit.
     pub unit: Unit,
-    /// `pending`, `running`, `done` or `failed`.
-    pub status: String,
+    /// Where it stands.
+    pub status: UnitStatus,
     /// Attempts so far.
     pub attempts: u32,
     /// Rows written (done).
@@ -37,8 +85,8 @@ pub struct RunRecord {
     pub destination: String,
     /// The options and the plan, as JSON.
     pub spec: String,
-    /// `running`, `failed` or `committed`.
-    pub status: String,
+    /// Where it stands.
+    pub status: RunStatus,
     /// The snapshot the run committed.
     pub snapshot_id: Option<i64>,
     /// Rows committed.
@@ -48,13 +96,7 @@ pub struct RunRecord {
 }
 
 fn db_error(action: &str, e: sqlx::Error) -> Error {
-    Error::new(
-        ErrorKind::Catalog,
-        format!(
-            "ingest record: {action}: {}",
-            crate::secrets::redact_secrets(&e.to_string())
-        ),
-    )
+    Error::sqlx(SqlDatabase::Catalog, format!("ingest record: {action}"), e)
 }
 
 fn now() -> String {
@@ -73,7 +115,7 @@ pub(crate) async fn start_run(db: &CatalogDatabase, run: &RunRecord, units: &[Un
     .bind(&run.source)
     .bind(&run.destination)
     .bind(&run.spec)
-    .bind(&run.status)
+    .bind(run.status.as_str())
     .bind(now())
     .execute(&mut *tx)
     .await
@@ -81,12 +123,13 @@ pub(crate) async fn start_run(db: &CatalogDatabase, run: &RunRecord, units: &[Un
     for u in units {
         sqlx::query(&db.sql(
             "INSERT INTO floe_ingest_units (catalog_name, run_id, unit, spec, status, attempts, updated_at) \
-             VALUES (?, ?, ?, ?, 'pending', 0, ?)",
+             VALUES (?, ?, ?, ?, ?, 0, ?)",
         ))
         .bind(db.name())
         .bind(&run.run_id)
         .bind(u.index as i64)
         .bind(serde_json::to_string(u)?)
+        .bind(UnitStatus::Pending.as_str())
         .bind(now())
         .execute(&mut *tx)
         .await
@@ -102,7 +145,7 @@ pub(crate) async fn update_unit(db: &CatalogDatabase, run_id: &str, state: &Unit
         "UPDATE floe_ingest_units SET status = ?, attempts = ?, rows_written = ?, files = ?, error = ?, updated_at = ? \
          WHERE catalog_name = ? AND run_id = ? AND unit = ?",
     ))
-    .bind(&state.status)
+    .bind(state.status.as_str())
     .bind(state.attempts as i64)
     .bind(state.rows as i64)
     .bind(serde_json::to_string(&state.files)?)
@@ -121,7 +164,7 @@ pub(crate) async fn update_unit(db: &CatalogDatabase, run_id: &str, state: &Unit
 pub(crate) async fn finish_run(
     db: &CatalogDatabase,
     run_id: &str,
-    status: &str,
+    status: RunStatus,
     snapshot_id: Option<i64>,
     rows: Option<u64>,
     error: Option<String>,
@@ -130,7 +173,7 @@ pub(crate) async fn finish_run(
         "UPDATE floe_ingest_runs SET status = ?, snapshot_id = ?, rows_written = ?, error = ?, ended_at = ? \
          WHERE catalog_name = ? AND run_id = ?",
     ))
-    .bind(status)
+    .bind(status.as_str())
     .bind(snapshot_id)
     .bind(rows.map(|r| r as i64))
     .bind(error)
@@ -160,7 +203,7 @@ pub async fn load_run(db: &CatalogDatabase, run_id: &str) -> Result<(RunRecord, 
         source: row.get::<String, _>(1),
         destination: row.get::<String, _>(2),
         spec: row.get::<String, _>(3),
-        status: row.get::<String, _>(4),
+        status: RunStatus::parse(&row.get::<String, _>(4))?,
         snapshot_id: row.try_get::<Option<i64>, _>(5).ok().flatten(),
         rows: row.try_get::<Option<i64>, _>(6).ok().flatten().map(|r| r as u64),
         error: row.try_get::<Option<String>, _>(7).ok().flatten(),
@@ -186,7 +229,7 @@ pub async fn load_run(db: &CatalogDatabase, run_id: &str) -> Result<(RunRecord, 
             .unwrap_or_default();
         units.push(UnitState {
             unit,
-            status: r.get::<String, _>(1),
+            status: UnitStatus::parse(&r.get::<String, _>(1))?,
             attempts: r.get::<i64, _>(2).max(0) as u32,
             rows: r.try_get::<Option<i64>, _>(3).ok().flatten().unwrap_or(0).max(0) as u64,
             files,

@@ -20,12 +20,12 @@ use serde::Serialize;
 
 use crate::catalog::TableName;
 use crate::error::{Error, Result};
+use crate::storage::delete_quietly;
 use crate::table::deletes::index::DeleteIndex;
 use crate::table::deletes::positions::deleted_positions;
 use crate::table::deletes::{delete_ratio_threshold, live_rows};
 use crate::table::entries::{LiveFile, SnapshotFiles};
 use crate::table::filter::RowFilter;
-use crate::table::transaction::delete_quietly;
 use crate::table::transaction::row_plan::files_that_may_match;
 use crate::table::writer::DataWriter;
 use crate::table::{Table, TableStore, Transaction, WriteOptions};
@@ -91,7 +91,7 @@ pub struct CompactReport {
 }
 
 /// Compact the small files of `name` on `main`, and fold the deletes of files with many.
-pub async fn compact(
+pub(crate) async fn compact(
     store: &TableStore,
     name: &TableName,
     options: &CompactOptions,

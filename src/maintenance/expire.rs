@@ -15,7 +15,7 @@ use super::reachable::{reachable, Entries};
 use super::FileCounts;
 use crate::catalog::TableName;
 use crate::error::Result;
-use crate::table::transaction::delete_quietly;
+use crate::storage::delete_quietly;
 use crate::table::transaction::expire::Expire;
 use crate::table::{Table, TableStore, Transaction};
 
@@ -47,7 +47,7 @@ pub struct ExpireReport {
 }
 
 /// Expire snapshots of `name` and delete the files only they referenced.
-pub async fn expire_snapshots(
+pub(crate) async fn expire_snapshots(
     store: &TableStore,
     name: &TableName,
     options: &ExpireOptions,

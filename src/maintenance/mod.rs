@@ -1,11 +1,13 @@
 //! Tables that stay lean for years: [`compact`] small files, [`expire`] old snapshots and free what
-//! only they referenced, and remove [`orphans`]; [`maintain`] does all three with the table's
-//! properties as defaults. Each change is a normal commit through the transaction layer. (Manifest
+//! only they referenced, and remove [`orphans`]; `maintain` does all three with the table's
+//! properties as defaults; `purge` deletes a dropped table's files. Each change is a normal commit
+//! through the transaction layer, reached through `Floe`'s methods (one route per operation). (Manifest
 //! merging and the trimming of old metadata files happen on every commit, in the transaction layer.)
 
 pub mod compact;
 pub mod expire;
 pub mod orphans;
+pub(crate) mod purge;
 pub(crate) mod reachable;
 
 use serde::Serialize;
@@ -14,9 +16,12 @@ use crate::catalog::TableName;
 use crate::error::Result;
 use crate::table::TableStore;
 
-pub use compact::{compact, CompactOptions, CompactReport};
-pub use expire::{expire_snapshots, ExpireOptions, ExpireReport};
-pub use orphans::{remove_orphan_files, OrphanOptions, OrphanReport, DEFAULT_ORPHAN_AGE};
+pub(crate) use compact::compact;
+pub use compact::{CompactOptions, CompactReport};
+pub(crate) use expire::expire_snapshots;
+pub use expire::{ExpireOptions, ExpireReport};
+pub(crate) use orphans::remove_orphan_files;
+pub use orphans::{OrphanOptions, OrphanReport, DEFAULT_ORPHAN_AGE};
 
 /// Files deleted (or, in a dry run, that would be), by kind.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -89,8 +94,8 @@ pub struct MaintainReport {
 }
 
 /// Compact, then expire snapshots (the replaced files of the compaction go once their snapshots
-/// expire), then remove orphans.
-pub async fn maintain(
+/// expire), then remove orphans. (Callers go through `Floe::maintain`.)
+pub(crate) async fn maintain(
     store: &TableStore,
     name: &TableName,
     options: &MaintainOptions,

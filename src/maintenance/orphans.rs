@@ -13,7 +13,7 @@ use super::reachable::{reachable, Entries};
 use super::FileCounts;
 use crate::catalog::TableName;
 use crate::error::Result;
-use crate::table::transaction::delete_quietly;
+use crate::storage::delete_quietly;
 use crate::table::TableStore;
 
 /// How orphans are found.
@@ -43,7 +43,7 @@ pub struct OrphanReport {
 }
 
 /// Find (and delete) the orphan files of `name`.
-pub async fn remove_orphan_files(
+pub(crate) async fn remove_orphan_files(
     store: &TableStore,
     name: &TableName,
     options: &OrphanOptions,

@@ -26,13 +26,14 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
-use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
 use parquet::arrow::ProjectionMask;
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::storage::ObjectStorage;
+use crate::storage::glob::{expand, Expansion, NamedObject};
+use crate::storage::{storage_error, ObjectStorage};
+use crate::table::files::open_parquet;
 use csv::{CsvRecord, CsvSplitter};
 
 /// The nine input fields, in the order of [`raw_schema`].
@@ -129,211 +130,45 @@ pub fn rejects_schema() -> SchemaRef {
 
 /// Resolve an input: a file URI or path, a directory (every file directly in it with a known
 /// extension, sorted by name; subdirectories are not entered), or a glob on the last path segment
-/// (`/data/events-*.csv`, `s3://b/p/*.ndjson`; `*`, `?` and `[...]`). Local relative paths are made
-/// absolute. A missing path, an empty directory or a glob matching nothing is `NotFound`; a file
-/// named explicitly or matched by the glob whose extension is not known is `InvalidInput`.
+/// (`/data/events-*.csv`, `s3://b/p/*.ndjson`; `*`, `?` and `[...]`), as `storage::glob` expands it.
+/// Local relative paths are made absolute. A missing path, an empty directory or a glob matching
+/// nothing is `NotFound`; a file named explicitly or matched by the glob whose extension is not known
+/// is `InvalidInput`.
 pub async fn resolve_inputs(storage: &ObjectStorage, input: &str) -> Result<Vec<InputFile>> {
-    let uri = input_uri(input)?;
-    let (dir, last) = uri.rsplit_once('/').unwrap_or(("", uri.as_str()));
-    if is_glob(last) {
-        if is_glob(dir) {
-            return Err(Error::invalid(format!(
-                "input {input:?}: a glob may only be in the last path segment"
-            )));
-        }
-        let pattern: Vec<char> = last.chars().collect();
-        let mut files = Vec::new();
-        for (name, uri, size) in list_dir(storage, dir).await? {
-            if glob_match(&pattern, &name.chars().collect::<Vec<_>>()) {
-                files.push(input_file(uri, size)?);
+    match expand(storage, input).await? {
+        Expansion::Files(named) => named.into_iter().map(input_file).collect(),
+        Expansion::Directory(listed) => {
+            let files: Vec<InputFile> = listed
+                .into_iter()
+                .filter_map(|o| {
+                    InputFormat::from_name(&o.name).map(|format| InputFile {
+                        uri: o.uri,
+                        format,
+                        size: o.size,
+                    })
+                })
+                .collect();
+            if files.is_empty() {
+                return Err(Error::not_found(format!(
+                    "input {input:?}: the directory has no .csv, .ndjson, .jsonl, .json or .parquet file"
+                )));
             }
+            Ok(files)
         }
-        if files.is_empty() {
-            return Err(Error::not_found(format!("input {input:?}: no file matches")));
-        }
-        files.sort_by(|a, b| a.uri.cmp(&b.uri));
-        return Ok(files);
     }
-    let (store, path) = storage.resolve(&uri)?;
-    match store.head(&path).await {
-        Ok(meta) => return Ok(vec![input_file(uri, meta.size)?]),
-        Err(object_store::Error::NotFound { .. }) => {}
-        Err(e) => return Err(Error::wrap(ErrorKind::Storage, format!("cannot stat {uri}"), e)),
-    }
-    let listed = list_dir(storage, &uri).await?;
-    if listed.is_empty() {
-        return Err(Error::not_found(format!(
-            "input {input:?}: no such file or directory (or the directory is empty)"
-        )));
-    }
-    let mut files: Vec<InputFile> = listed
-        .into_iter()
-        .filter_map(|(name, uri, size)| {
-            InputFormat::from_name(&name).map(|format| InputFile { uri, format, size })
-        })
-        .collect();
-    if files.is_empty() {
-        return Err(Error::not_found(format!(
-            "input {input:?}: the directory has no .csv, .ndjson, .jsonl, .json or .parquet file"
-        )));
-    }
-    files.sort_by(|a, b| a.uri.cmp(&b.uri));
-    Ok(files)
 }
 
-fn input_file(uri: String, size: u64) -> Result<InputFile> {
-    match InputFormat::from_name(&uri) {
-        Some(format) => Ok(InputFile { uri, format, size }),
+fn input_file(object: NamedObject) -> Result<InputFile> {
+    match InputFormat::from_name(&object.uri) {
+        Some(format) => Ok(InputFile {
+            uri: object.uri,
+            format,
+            size: object.size,
+        }),
         None => Err(Error::invalid(format!(
-            "input file {uri}: unknown format (expected .csv, .ndjson, .jsonl, .json or .parquet)"
+            "input file {}: unknown format (expected .csv, .ndjson, .jsonl, .json or .parquet)",
+            object.uri
         ))),
-    }
-}
-
-/// The input as a full URI without a trailing slash: `s3://bucket/key` kept, local paths made
-/// absolute and normalized, as `file:///abs/path`.
-fn input_uri(input: &str) -> Result<String> {
-    if input.is_empty() {
-        return Err(Error::invalid("input path is empty"));
-    }
-    if input.starts_with("s3://") || input.starts_with("s3a://") {
-        let trimmed = input.trim_end_matches('/');
-        let bucket = trimmed
-            .split("://")
-            .nth(1)
-            .unwrap_or("")
-            .split('/')
-            .next()
-            .unwrap_or("");
-        if bucket.is_empty() {
-            return Err(Error::invalid(format!("input {input:?} has no bucket")));
-        }
-        return Ok(trimmed.to_string());
-    }
-    let path = match input.strip_prefix("file://") {
-        Some(rest) => rest,
-        None if input.contains("://") => {
-            return Err(Error::invalid(format!(
-                "input {input:?}: only local paths, file:// and s3:// are supported"
-            )))
-        }
-        None => input,
-    };
-    let path = std::path::Path::new(path);
-    let abs = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir()?.join(path)
-    };
-    let mut out = std::path::PathBuf::new();
-    for c in abs.components() {
-        match c {
-            std::path::Component::CurDir => {}
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other.as_os_str()),
-        }
-    }
-    let text = out
-        .to_str()
-        .ok_or_else(|| Error::invalid(format!("input {input:?}: path is not valid UTF-8")))?;
-    Ok(format!("file://{text}"))
-}
-
-/// The objects directly under the directory `dir` (a URI): (file name, URI, size). A missing
-/// directory lists as empty.
-async fn list_dir(storage: &ObjectStorage, dir: &str) -> Result<Vec<(String, String, u64)>> {
-    let (store, path) = storage.resolve(if dir == "file://" { "file:///" } else { dir })?;
-    let base = match dir.split_once("://") {
-        Some((scheme @ ("s3" | "s3a"), rest)) => {
-            format!("{scheme}://{}/", rest.split('/').next().unwrap_or(rest))
-        }
-        _ => "file:///".to_string(),
-    };
-    let listed = match store.list_with_delimiter(Some(&path)).await {
-        Ok(listed) => listed,
-        Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
-        Err(e) => return Err(Error::wrap(ErrorKind::Storage, format!("cannot list {dir}"), e)),
-    };
-    Ok(listed
-        .objects
-        .into_iter()
-        .filter_map(|m| {
-            let name = m.location.filename()?.to_string();
-            Some((name, format!("{base}{}", m.location), m.size))
-        })
-        .collect())
-}
-
-fn is_glob(segment: &str) -> bool {
-    segment.contains(['*', '?', '['])
-}
-
-/// Shell-style match of a whole file name: `*` any run, `?` one character, `[abc]`, `[a-z]`,
-/// `[!x]` / `[^x]` one character of (not of) a set. An unclosed `[` matches itself.
-fn glob_match(pattern: &[char], name: &[char]) -> bool {
-    let (mut p, mut n) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
-        let step = match pattern.get(p) {
-            Some('*') => {
-                star = Some((p, n));
-                p += 1;
-                continue;
-            }
-            Some('?') => Some(1),
-            Some('[') => match class_match(&pattern[p..], name[n]) {
-                Some((true, len)) => Some(len),
-                Some((false, _)) => None,
-                None if name[n] == '[' => Some(1),
-                None => None,
-            },
-            Some(&c) if c == name[n] => Some(1),
-            _ => None,
-        };
-        match step {
-            Some(len) => {
-                p += len;
-                n += 1;
-            }
-            None => match star {
-                Some((sp, sn)) => {
-                    p = sp + 1;
-                    n = sn + 1;
-                    star = Some((sp, sn + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p..].iter().all(|&c| c == '*')
-}
-
-/// Whether `c` is in the class at the start of `pattern` (which starts with `[`), and the class's
-/// length; `None` when the class is not closed.
-fn class_match(pattern: &[char], c: char) -> Option<(bool, usize)> {
-    let mut i = 1;
-    let negate = matches!(pattern.get(i), Some('!' | '^'));
-    if negate {
-        i += 1;
-    }
-    let mut found = false;
-    let mut first = true;
-    loop {
-        let lo = *pattern.get(i)?;
-        if lo == ']' && !first {
-            return Some((found != negate, i + 1));
-        }
-        first = false;
-        if pattern.get(i + 1) == Some(&'-') && pattern.get(i + 2).is_some_and(|&hi| hi != ']') {
-            let hi = pattern[i + 2];
-            found |= lo <= c && c <= hi;
-            i += 3;
-        } else {
-            found |= lo == c;
-            i += 1;
-        }
     }
 }
 
@@ -613,11 +448,7 @@ impl TextReader {
 }
 
 fn read_error(e: object_store::Error, uri: &str) -> Error {
-    let kind = match e {
-        object_store::Error::NotFound { .. } => ErrorKind::NotFound,
-        _ => ErrorKind::Storage,
-    };
-    Error::wrap(kind, format!("cannot read {uri}"), e)
+    storage_error(e, uri, "read")
 }
 
 /// One CSV record: the header first, then data records.
@@ -755,13 +586,10 @@ async fn read_parquet(
     if meta.size == 0 {
         return Err(empty_file(&uri));
     }
-    let reader = ParquetObjectReader::new(store, path).with_file_size(meta.size);
+    let builder = open_parquet(storage, &uri, Some(meta.size)).await?;
     let parquet_error = |e: parquet::errors::ParquetError, uri: &str| {
         Error::wrap(ErrorKind::Data, format!("cannot read {uri}"), e)
     };
-    let builder = ParquetRecordBatchStreamBuilder::new(reader)
-        .await
-        .map_err(|e| parquet_error(e, &uri))?;
     let schema = builder.schema().clone();
     let mut roots = Vec::with_capacity(FIELDS.len());
     for name in FIELDS {

@@ -1,6 +1,6 @@
 //! The run ledger: one row per (run, stage, engine) in the catalog database (`floe_runs`, created by
-//! `catalog/migrations/0002_run_ledger.sql`), with the pinned inputs, the committed outputs, counts,
-//! times and errors. A stage re-run on the same inputs with the same engine finds its earlier row
+//! its own migration, `migrations/0002_run_ledger.sql`), with the pinned inputs, the committed
+//! outputs, counts, times and errors. A stage re-run on the same inputs with the same engine finds its earlier row
 //! here by fingerprint and reuses the outputs.
 
 use std::collections::BTreeMap;
@@ -8,8 +8,48 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use sqlx::Row;
 
+use crate::catalog::records::{stored_as_text, Migration};
 use crate::catalog::CatalogDatabase;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result, SqlDatabase};
+
+/// The ledger's schema migrations, applied on connecting.
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    version: 2,
+    name: "run_ledger",
+    sql: include_str!("migrations/0002_run_ledger.sql"),
+}];
+
+/// What a ledger row says: a stage's outcome, or (stage `equivalence`) a multi-engine run's verdict.
+/// Stored as its text, which existing catalogs hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LedgerStatus {
+    /// The stage ran and committed its outputs.
+    Succeeded,
+    /// An identical earlier run's outputs were reused.
+    Reused,
+    /// The stage failed.
+    Failed,
+    /// The engines' outputs were equal.
+    Equal,
+    /// The engines' outputs differed.
+    Different,
+}
+
+stored_as_text!(LedgerStatus {
+    Succeeded => "succeeded",
+    Reused => "reused",
+    Failed => "failed",
+    Equal => "equal",
+    Different => "different",
+});
+
+/// A ledger row's (or a stage report's) stored status against a typed one.
+impl PartialEq<LedgerStatus> for String {
+    fn eq(&self, other: &LedgerStatus) -> bool {
+        self == other.as_str()
+    }
+}
 
 /// One ledger row.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -24,7 +64,8 @@ pub struct LedgerEntry {
     pub engine: String,
     /// Hash of stage, engine, parameters and pinned inputs.
     pub fingerprint: String,
-    /// `succeeded`, `reused` or `failed`.
+    /// A [`LedgerStatus`] as stored (`succeeded`, `reused`, `failed`; `equal` or `different` for
+    /// the verdict row), kept as text for the printers and metadata tables that show it.
     pub status: String,
     /// Input table → pinned snapshot (`None`: empty), or input file → size for `ingest`.
     pub input_snapshots: BTreeMap<String, Option<i64>>,
@@ -47,13 +88,7 @@ pub struct LedgerEntry {
 }
 
 fn ledger_error(action: &str, e: sqlx::Error) -> Error {
-    Error::new(
-        ErrorKind::Catalog,
-        format!(
-            "run ledger: {action}: {}",
-            crate::config::redact_secrets(&e.to_string())
-        ),
-    )
+    Error::sqlx(SqlDatabase::Catalog, format!("run ledger: {action}"), e)
 }
 
 fn json<T: Serialize>(v: &T) -> String {
@@ -128,12 +163,13 @@ pub async fn record(catalog: &CatalogDatabase, e: &LedgerEntry) -> Result<()> {
 /// The latest succeeded entry with this fingerprint.
 pub async fn find_succeeded(catalog: &CatalogDatabase, fingerprint: &str) -> Result<Option<LedgerEntry>> {
     let sql = catalog.sql(&format!(
-        "SELECT {COLUMNS} FROM floe_runs WHERE catalog_name = ? AND fingerprint = ? AND status = 'succeeded' \
+        "SELECT {COLUMNS} FROM floe_runs WHERE catalog_name = ? AND fingerprint = ? AND status = ? \
          ORDER BY started_at DESC LIMIT 1"
     ));
     let row = sqlx::query(&sql)
         .bind(catalog.name())
         .bind(fingerprint)
+        .bind(LedgerStatus::Succeeded.as_str())
         .fetch_optional(catalog.pool())
         .await
         .map_err(|e| ledger_error("look up", e))?;

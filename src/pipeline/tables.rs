@@ -6,7 +6,8 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::catalog::{Namespace, TableName};
 use crate::error::{ErrorKind, Result};
-use crate::lakehouse::{Floe, PartitionField, TableDefinition};
+use crate::lakehouse::Floe;
+use crate::table::{PartitionField, TableDefinition};
 
 /// `raw_events`.
 pub const RAW_EVENTS: &str = "raw_events";

@@ -4,6 +4,7 @@
 //! every manifest, metadata file and data file goes through it) and floe's own files. Locations are
 //! full URIs: `file:///abs/path` or `s3://bucket/key`.
 
+pub mod glob;
 mod s3;
 
 use std::collections::HashMap;
@@ -86,8 +87,36 @@ impl Warehouse {
             Warehouse::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}"),
         }
     }
+
+    /// Make the warehouse exist: the local directory, or the S3 bucket (after checking the
+    /// credentials). Returns whether a bucket was created.
+    pub(crate) async fn prepare(&self, s3: &S3Settings) -> Result<bool> {
+        match self {
+            Warehouse::Local(p) => {
+                std::fs::create_dir_all(p).map_err(|e| {
+                    Error::wrap(
+                        ErrorKind::Storage,
+                        format!("cannot create warehouse {}", p.display()),
+                        e,
+                    )
+                })?;
+                Ok(false)
+            }
+            Warehouse::S3 { bucket, .. } => ensure_bucket(s3, bucket).await,
+        }
+    }
+
+    /// Write, read back and delete a probe file at the warehouse root: an error now rather than at
+    /// the first commit when the warehouse cannot be written.
+    pub(crate) async fn probe(&self, storage: &ObjectStorage) -> Result<()> {
+        let probe = format!("{}/.floe-init-probe-{}", self.uri(), uuid::Uuid::new_v4());
+        storage.write(&probe, Bytes::from_static(b"floe")).await?;
+        storage.read(&probe).await?;
+        storage.delete(&probe).await
+    }
 }
 
+/// `p` without `.` and `..` components (`..` removes the component before it).
 fn normalize(p: &std::path::Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in p.components() {
@@ -264,16 +293,11 @@ impl ObjectStorage {
 
     /// Every object location under a prefix URI.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        let (store, path) = self.resolve(prefix)?;
-        let base = location_base(prefix);
-        let metas: Vec<_> = store
-            .list(Some(&path))
-            .try_collect()
-            .await
-            .map_err(|e| storage_error(e, prefix, "list"))?;
-        Ok(metas
+        Ok(self
+            .list_with_meta(prefix)
+            .await?
             .into_iter()
-            .map(|m| format!("{base}{}", m.location))
+            .map(|o| o.location)
             .collect())
     }
 
@@ -351,7 +375,8 @@ fn location_base(location: &str) -> String {
     }
 }
 
-fn storage_error(e: object_store::Error, location: &str, action: &str) -> Error {
+/// An object store error while `action`ing `location`: `NotFound` for a missing object, else `Storage`.
+pub(crate) fn storage_error(e: object_store::Error, location: &str, action: &str) -> Error {
     let kind = match &e {
         object_store::Error::NotFound { .. } => ErrorKind::NotFound,
         _ => ErrorKind::Storage,
@@ -529,6 +554,16 @@ impl iceberg::io::StorageFactory for StorageFactory {
             .clone()
             .unwrap_or_else(|| ObjectStorage::new(S3Settings::default()));
         Ok(Arc::new(storage))
+    }
+}
+
+/// Delete files that no commit references (a failed or abandoned write's, an expired snapshot's);
+/// failures are logged, not returned: orphan removal deletes what is left.
+pub(crate) async fn delete_quietly(storage: &ObjectStorage, paths: Vec<String>) {
+    for p in paths {
+        if let Err(e) = storage.delete(&p).await {
+            tracing::warn!(path = %p, error = %e, "could not delete an uncommitted file");
+        }
     }
 }
 

@@ -17,7 +17,6 @@ use iceberg::spec::{
     DataContentType, DataFile, DataFileBuilder, DataFileFormat, Datum, Literal, NameMapping, NestedField,
     PrimitiveType, Struct, Type,
 };
-use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::statistics::Statistics;
 
@@ -123,6 +122,8 @@ fn fits(file: &DataType, table: &DataType) -> bool {
     }
 }
 
+/// The data-file entry of one file: its columns checked against the table, statistics from its
+/// footer, its partition (given, or derived from its bounds).
 async fn describe(table: &Table, file: &FileToAdd, mapping: Option<&NameMapping>) -> Result<DataFile> {
     let uri = &file.uri;
     let storage = table.storage();
@@ -133,13 +134,52 @@ async fn describe(table: &Table, file: &FileToAdd, mapping: Option<&NameMapping>
             e
         }
     })?;
-    let (store, path) = storage.resolve(uri)?;
-    let reader = ParquetObjectReader::new(store, path).with_file_size(size);
-    let builder = ParquetRecordBatchStreamBuilder::new(reader)
-        .await
-        .map_err(|e| Error::invalid(format!("{uri} is not a readable Parquet file: {e}")))?;
+    let builder = crate::table::files::open_parquet(storage, uri, Some(size)).await?;
     let metadata: Arc<ParquetMetaData> = builder.metadata().clone();
-    let arrow = builder.schema().clone();
+    let ids_of_columns = field_ids(table, uri, builder.schema(), mapping)?;
+    let stats = ColumnStats::of(table, &metadata, &ids_of_columns)?;
+    let partition = match &file.partition {
+        Some(p) => p.clone(),
+        None => partition_of(
+            table,
+            uri,
+            &stats.lower,
+            &stats.upper,
+            &stats.null_counts,
+            metadata.file_metadata().num_rows(),
+        )?,
+    };
+    let split_offsets: Vec<i64> = metadata
+        .row_groups()
+        .iter()
+        .filter_map(|g| g.file_offset())
+        .collect();
+    DataFileBuilder::default()
+        .content(DataContentType::Data)
+        .file_path(uri.clone())
+        .file_format(DataFileFormat::Parquet)
+        .partition(partition)
+        .partition_spec_id(table.metadata().default_partition_spec_id())
+        .record_count(metadata.file_metadata().num_rows().max(0) as u64)
+        .file_size_in_bytes(size)
+        .column_sizes(stats.column_sizes)
+        .value_counts(stats.value_counts)
+        .null_value_counts(stats.null_counts)
+        .lower_bounds(stats.lower)
+        .upper_bounds(stats.upper)
+        .split_offsets(Some(split_offsets))
+        .build()
+        .map_err(|e| Error::internal(format!("describing {uri}: {e}")))
+}
+
+/// The table's field id of every column of the file (`arrow`), each checked to fit the table's
+/// column; every required column of the table must be there.
+fn field_ids(
+    table: &Table,
+    uri: &str,
+    arrow: &arrow::datatypes::SchemaRef,
+    mapping: Option<&NameMapping>,
+) -> Result<HashMap<String, i32>> {
     let schema = table.schema();
     let table_arrow = table.arrow_schema()?;
     let mismatch = |msg: String| {
@@ -148,8 +188,6 @@ async fn describe(table: &Table, file: &FileToAdd, mapping: Option<&NameMapping>
             table.name()
         ))
     };
-
-    // Columns → field ids, each checked against the table.
     let mut ids_of_columns: HashMap<String, i32> = HashMap::new();
     for f in arrow.fields() {
         let Some(id) = field_id(f, mapping) else {
@@ -186,99 +224,77 @@ async fn describe(table: &Table, file: &FileToAdd, mapping: Option<&NameMapping>
     {
         return Err(mismatch(format!("required column {:?} is missing", missing.name)));
     }
+    Ok(ids_of_columns)
+}
 
-    // Statistics of the top-level primitive columns, from every row group.
-    let primitive = |id: i32| -> Option<(&NestedField, PrimitiveType)> {
-        let f = schema.field_by_id(id)?;
-        match f.field_type.as_ref() {
-            Type::Primitive(p) => Some((f.as_ref(), p.clone())),
-            _ => None,
-        }
-    };
-    let mut column_sizes: HashMap<i32, u64> = HashMap::new();
-    let mut value_counts: HashMap<i32, u64> = HashMap::new();
-    let mut null_counts: HashMap<i32, u64> = HashMap::new();
-    let mut lower: HashMap<i32, Datum> = HashMap::new();
-    let mut upper: HashMap<i32, Datum> = HashMap::new();
-    let mut inexact: HashSet<i32> = HashSet::new();
-    for rg in metadata.row_groups() {
-        for cc in rg.columns() {
-            let descr = cc.column_descr();
-            let path = descr.path().parts();
-            if path.len() != 1 {
-                continue; // nested leaves: sizes only through their parent, no bounds
+/// Statistics of a file's top-level columns by field id, from every row group of its footer.
+#[derive(Default)]
+struct ColumnStats {
+    column_sizes: HashMap<i32, u64>,
+    value_counts: HashMap<i32, u64>,
+    null_counts: HashMap<i32, u64>,
+    lower: HashMap<i32, Datum>,
+    upper: HashMap<i32, Datum>,
+}
+
+impl ColumnStats {
+    /// Sizes and value counts of every top-level column; null counts and bounds of the primitive
+    /// ones, kept only where every row group had them (exact bounds).
+    fn of(table: &Table, metadata: &ParquetMetaData, ids_of_columns: &HashMap<String, i32>) -> Result<Self> {
+        let schema = table.schema();
+        let primitive = |id: i32| -> Option<(&NestedField, PrimitiveType)> {
+            let f = schema.field_by_id(id)?;
+            match f.field_type.as_ref() {
+                Type::Primitive(p) => Some((f.as_ref(), p.clone())),
+                _ => None,
             }
-            let Some(&id) = ids_of_columns.get(&path[0]) else {
-                continue;
-            };
-            *column_sizes.entry(id).or_insert(0) += cc.compressed_size().max(0) as u64;
-            *value_counts.entry(id).or_insert(0) += cc.num_values().max(0) as u64;
-            let Some((_, ptype)) = primitive(id) else { continue };
-            match cc.statistics() {
-                Some(st) => {
-                    if let Some(n) = st.null_count_opt() {
-                        *null_counts.entry(id).or_insert(0) += n;
-                    } else {
-                        inexact.insert(id);
-                    }
-                    let (lo, hi) = (datum(&ptype, st, true)?, datum(&ptype, st, false)?);
-                    match (lo, hi) {
-                        (Some(lo), Some(hi)) if st.min_is_exact() && st.max_is_exact() => {
-                            merge(&mut lower, id, lo, true);
-                            merge(&mut upper, id, hi, false);
-                        }
-                        // A row group whose column is all null has no bounds, and changes none.
-                        (None, None) if st.null_count_opt() == Some(rg.num_rows() as u64) => {}
-                        _ => {
-                            inexact.insert(id);
-                        }
-                    }
+        };
+        let mut stats = ColumnStats::default();
+        let mut inexact: HashSet<i32> = HashSet::new();
+        for rg in metadata.row_groups() {
+            for cc in rg.columns() {
+                let descr = cc.column_descr();
+                let path = descr.path().parts();
+                if path.len() != 1 {
+                    continue; // nested leaves: sizes only through their parent, no bounds
                 }
-                None => {
+                let Some(&id) = ids_of_columns.get(&path[0]) else {
+                    continue;
+                };
+                *stats.column_sizes.entry(id).or_insert(0) += cc.compressed_size().max(0) as u64;
+                *stats.value_counts.entry(id).or_insert(0) += cc.num_values().max(0) as u64;
+                let Some((_, ptype)) = primitive(id) else { continue };
+                let Some(st) = cc.statistics() else {
+                    inexact.insert(id);
+                    continue;
+                };
+                if let Some(n) = st.null_count_opt() {
+                    *stats.null_counts.entry(id).or_insert(0) += n;
+                } else {
                     inexact.insert(id);
                 }
+                let (lo, hi) = (datum(&ptype, st, true)?, datum(&ptype, st, false)?);
+                match (lo, hi) {
+                    (Some(lo), Some(hi)) if st.min_is_exact() && st.max_is_exact() => {
+                        merge(&mut stats.lower, id, lo, true);
+                        merge(&mut stats.upper, id, hi, false);
+                    }
+                    // A row group whose column is all null has no bounds, and changes none.
+                    (None, None) if st.null_count_opt() == Some(rg.num_rows() as u64) => {}
+                    _ => {
+                        inexact.insert(id);
+                    }
+                }
             }
         }
+        // Bounds are kept only where every row group had exact ones; counts only where all had them.
+        for id in &inexact {
+            stats.lower.remove(id);
+            stats.upper.remove(id);
+            stats.null_counts.remove(id);
+        }
+        Ok(stats)
     }
-    // Bounds are kept only where every row group had exact ones; counts only where all had them.
-    for id in &inexact {
-        lower.remove(id);
-        upper.remove(id);
-        null_counts.remove(id);
-    }
-
-    let partition = match &file.partition {
-        Some(p) => p.clone(),
-        None => partition_of(
-            table,
-            uri,
-            &lower,
-            &upper,
-            &null_counts,
-            metadata.file_metadata().num_rows(),
-        )?,
-    };
-    let split_offsets: Vec<i64> = metadata
-        .row_groups()
-        .iter()
-        .filter_map(|g| g.file_offset())
-        .collect();
-    DataFileBuilder::default()
-        .content(DataContentType::Data)
-        .file_path(uri.clone())
-        .file_format(DataFileFormat::Parquet)
-        .partition(partition)
-        .partition_spec_id(table.metadata().default_partition_spec_id())
-        .record_count(metadata.file_metadata().num_rows().max(0) as u64)
-        .file_size_in_bytes(size)
-        .column_sizes(column_sizes)
-        .value_counts(value_counts)
-        .null_value_counts(null_counts)
-        .lower_bounds(lower)
-        .upper_bounds(upper)
-        .split_offsets(Some(split_offsets))
-        .build()
-        .map_err(|e| Error::internal(format!("describing {uri}: {e}")))
 }
 
 /// Keep the smaller (`lowest`) or larger bound.

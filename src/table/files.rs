@@ -195,6 +195,16 @@ async fn read_csv(
             "{uri} is empty: a CSV file needs a header line"
         )));
     }
+    let names = csv_header(storage, uri, size).await?;
+    if names.iter().all(|n| n.is_empty()) {
+        return Err(Error::invalid(format!("{uri}: the CSV header line is empty")));
+    }
+    let decoder = csv_decoder(uri, &names, &schema, options, true)?;
+    decode_object(storage, uri, None, decoder).await
+}
+
+/// The column names of the header line of the CSV file `uri` (of `size` bytes).
+async fn csv_header(storage: &ObjectStorage, uri: &str, size: u64) -> Result<Vec<String>> {
     let (store, path) = storage.resolve(uri)?;
     let head = store
         .get_range(&path, 0..size.min(MAX_HEADER_BYTES))
@@ -204,12 +214,7 @@ async fn read_csv(
         .with_header(true)
         .infer_schema(std::io::Cursor::new(head.as_ref()), Some(0))
         .map_err(|e| Error::invalid(format!("{uri}: cannot read the CSV header: {e}")))?;
-    let names: Vec<String> = header.fields().iter().map(|f| f.name().clone()).collect();
-    if names.iter().all(|n| n.is_empty()) {
-        return Err(Error::invalid(format!("{uri}: the CSV header line is empty")));
-    }
-    let decoder = csv_decoder(uri, &names, &schema, options, true)?;
-    decode_object(storage, uri, None, decoder).await
+    Ok(header.fields().iter().map(|f| f.name().clone()).collect())
 }
 
 /// A CSV decoder for a file whose header names `names`: columns matched to `schema` by name, parsed
@@ -257,16 +262,7 @@ pub async fn read_csv_range(
 ) -> Result<Batches> {
     let size = storage.size(uri).await?;
     let schema = plain(&table_schema);
-    let (store, path) = storage.resolve(uri)?;
-    let head = store
-        .get_range(&path, 0..size.min(MAX_HEADER_BYTES))
-        .await
-        .map_err(|e| Error::wrap(ErrorKind::Storage, format!("cannot read {uri}"), e))?;
-    let (header, _) = arrow::csv::reader::Format::default()
-        .with_header(true)
-        .infer_schema(std::io::Cursor::new(head.as_ref()), Some(0))
-        .map_err(|e| Error::invalid(format!("{uri}: cannot read the CSV header: {e}")))?;
-    let names: Vec<String> = header.fields().iter().map(|f| f.name().clone()).collect();
+    let names = csv_header(storage, uri, size).await?;
     let decoder = csv_decoder(uri, &names, &schema, options, false)?;
     decode_object(storage, uri, Some(start..end), decoder).await
 }
@@ -395,17 +391,20 @@ async fn with_inferred_extras(storage: &ObjectStorage, uri: &str, schema: Schema
     Ok(Arc::new(Schema::new(fields)))
 }
 
-async fn read_parquet(
+/// A Parquet file opened for reading: its footer read, its batches not yet.
+pub(crate) type ParquetFile = ParquetRecordBatchStreamBuilder<ParquetObjectReader>;
+
+/// Open the Parquet file `uri` (of `size` bytes, when the caller knows): `NotFound` when it is
+/// missing, `InvalidInput` when it is not Parquet (too short for a footer, or a footer that does not
+/// decode), `Storage` when the store fails. Every reader of a file a caller names opens it here.
+pub(crate) async fn open_parquet(
     storage: &ObjectStorage,
     uri: &str,
-    size: u64,
-    schema: SchemaRef,
-    options: &FileReadOptions,
-) -> Result<Batches> {
-    let not_parquet = |e: parquet::errors::ParquetError| {
-        Error::invalid(format!(
-            "{uri} is not a readable Parquet file ({size} bytes): {e}"
-        ))
+    size: Option<u64>,
+) -> Result<ParquetFile> {
+    let size = match size {
+        Some(size) => size,
+        None => storage.size(uri).await?,
     };
     if size < 12 {
         return Err(Error::invalid(format!(
@@ -414,9 +413,28 @@ async fn read_parquet(
     }
     let (store, path) = storage.resolve(uri)?;
     let reader = ParquetObjectReader::new(store, path).with_file_size(size);
-    let builder = ParquetRecordBatchStreamBuilder::new(reader)
+    ParquetRecordBatchStreamBuilder::new(reader)
         .await
-        .map_err(not_parquet)?;
+        .map_err(|e| match e {
+            parquet::errors::ParquetError::External(ref inner) if inner.is::<object_store::Error>() => {
+                Error::wrap(ErrorKind::Storage, format!("cannot read {uri}"), e)
+            }
+            e => Error::wrap(
+                ErrorKind::InvalidInput,
+                format!("{uri} is not a readable Parquet file ({size} bytes)"),
+                e,
+            ),
+        })
+}
+
+async fn read_parquet(
+    storage: &ObjectStorage,
+    uri: &str,
+    size: u64,
+    schema: SchemaRef,
+    options: &FileReadOptions,
+) -> Result<Batches> {
+    let builder = open_parquet(storage, uri, Some(size)).await?;
     let names: Vec<String> = builder
         .schema()
         .fields()
@@ -434,7 +452,11 @@ async fn read_parquet(
         .with_projection(mask)
         .with_batch_size(8192)
         .build()
-        .map_err(not_parquet)?;
+        .map_err(|e| {
+            Error::invalid(format!(
+                "{uri} is not a readable Parquet file ({size} bytes): {e}"
+            ))
+        })?;
     let uri = uri.to_string();
     Ok(stream
         .map_err(move |e| Error::invalid(format!("cannot read {uri}: {e}")))

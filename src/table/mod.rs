@@ -1,10 +1,11 @@
-//! Tables: a loaded view of one Iceberg table ([`Table`]), how a ref is named ([`At`]), where tables
-//! are loaded from ([`store`]), how they are read ([`scan`]) and written ([`writer`]), their typed
-//! metadata views ([`inspect`]), and the transaction layer every change goes through
-//! ([`transaction`]).
+//! Tables: a loaded view of one Iceberg table ([`Table`]), how a ref is named ([`At`]), how one is
+//! created ([`create`]), where tables are loaded from ([`store`]), how they are read ([`scan`]) and
+//! written ([`writer`]), their row-level deletes ([`deletes`]), their typed metadata views
+//! ([`inspect`]), and the transaction layer every change goes through ([`transaction`]).
 
 pub mod add_files;
 pub(crate) mod cache;
+pub mod create;
 pub mod deletes;
 pub mod encoding;
 pub(crate) mod entries;
@@ -34,6 +35,7 @@ use crate::error::{Error, Result};
 use crate::storage::ObjectStorage;
 use cache::{FileCache, SharedRefs};
 
+pub use create::{PartitionField, TableDefinition};
 pub use filter::RowFilter;
 pub use inspect::{FileInfo, RefInfo};
 pub use scan::{ScanOptions, SnapshotChanges};

@@ -299,11 +299,7 @@ pub(crate) async fn write_batches(
     }
     let (files, result) = writer.close().await;
     if let Err(e) = failure.map_or(result, Err) {
-        crate::table::transaction::delete_quietly(
-            table.storage(),
-            crate::table::transaction::paths_of(&files),
-        )
-        .await;
+        crate::storage::delete_quietly(table.storage(), crate::table::transaction::paths_of(&files)).await;
         return Err(e);
     }
     Ok(files)

@@ -6,15 +6,37 @@ use crate::bench::stats::Summary;
 
 /// The Markdown report.
 pub fn markdown(r: &BenchReport) -> String {
+    let mut page = Page::default();
+    header(r, &mut page);
+    end_to_end(r, &mut page);
+    per_stage(r, &mut page);
+    equivalence(r, &mut page);
+    cluster(r, &mut page);
+    failed_passes(r, &mut page);
+    storage_layer(r, &mut page);
+    peer_comparisons(r, &mut page);
+    extraction(r, &mut page);
+    targets_and_charts(r, &mut page);
+    page.0
+}
+
+/// The page as it is written, a line at a time.
+#[derive(Default)]
+struct Page(String);
+
+impl Page {
+    fn line(&mut self, s: String) {
+        self.0.push_str(&s);
+        self.0.push('\n');
+    }
+}
+
+/// The title and the machine and versions the figures were measured on.
+fn header(r: &BenchReport, page: &mut Page) {
     let m = &r.machine;
-    let mut md = String::new();
-    let mut line = |s: String| {
-        md.push_str(&s);
-        md.push('\n');
-    };
-    line("# floe bench".into());
-    line(String::new());
-    line(format!(
+    page.line("# floe bench".into());
+    page.line(String::new());
+    page.line(format!(
         "Machine: {} ({} logical CPUs, {:.1} GB memory), {} (kernel {}). floe {}, DuckDB {}, DataFusion {}; {}. \
          {} repetitions per run; figures are median (min-max); ratios are means of per-repetition ratios with \
          95% confidence intervals. Finished {}.",
@@ -30,13 +52,17 @@ pub fn markdown(r: &BenchReport) -> String {
         r.repetitions,
         r.finished_at
     ));
-    line(String::new());
-    line("## End to end".into());
-    line(String::new());
-    line("| input | engine | floe (s) | raw (s) | floe / raw | peak memory (floe) | CPU (floe, s) | equivalence |".into());
-    line("|---|---|---|---|---|---|---|---|".into());
+}
+
+/// Whole-pipeline time per input size and engine, floe against raw, with equivalence.
+fn end_to_end(r: &BenchReport, page: &mut Page) {
     let sizes = sizes_in_order(&r.measurements);
     let engines = engines_of(&r.summary);
+    page.line(String::new());
+    page.line("## End to end".into());
+    page.line(String::new());
+    page.line("| input | engine | floe (s) | raw (s) | floe / raw | peak memory (floe) | CPU (floe, s) | equivalence |".into());
+    page.line("|---|---|---|---|---|---|---|---|".into());
     for (size, _) in &sizes {
         let eq: Vec<_> = r
             .measurements
@@ -56,7 +82,7 @@ pub fn markdown(r: &BenchReport) -> String {
                 .overhead
                 .iter()
                 .find(|o| &o.size == size && &o.engine == e && o.stage == "total");
-            line(format!(
+            page.line(format!(
                 "| {size} | {e} | {} | {} | {} | {} | {} | {eq_text} |",
                 f.map(|x| fmt_summary(&x.seconds, &secs)).unwrap_or("-".into()),
                 raw.map(|x| fmt_summary(&x.seconds, &secs)).unwrap_or("-".into()),
@@ -67,12 +93,18 @@ pub fn markdown(r: &BenchReport) -> String {
             ));
         }
     }
-    line(String::new());
-    line("## Per stage".into());
+}
+
+/// Each stage per input size: every engine's floe and raw time, commit share, peak memory, rows/s.
+fn per_stage(r: &BenchReport, page: &mut Page) {
+    let sizes = sizes_in_order(&r.measurements);
+    let engines = engines_of(&r.summary);
+    page.line(String::new());
+    page.line("## Per stage".into());
     for (size, _) in &sizes {
-        line(String::new());
-        line(format!("### {size}"));
-        line(String::new());
+        page.line(String::new());
+        page.line(format!("### {size}"));
+        page.line(String::new());
         let mut head = "| stage |".to_string();
         let mut rule = "|---|".to_string();
         for e in &engines {
@@ -83,8 +115,8 @@ pub fn markdown(r: &BenchReport) -> String {
         }
         head.push_str(" faster on floe |");
         rule.push_str("---|");
-        line(head);
-        line(rule);
+        page.line(head);
+        page.line(rule);
         for stage in crate::pipeline::engine::Stage::ALL
             .iter()
             .map(|s| s.name())
@@ -113,12 +145,16 @@ pub fn markdown(r: &BenchReport) -> String {
                 ));
             }
             row.push_str(&format!(" {} |", best.map(|b| b.0).unwrap_or("-".into())));
-            line(row);
+            page.line(row);
         }
     }
-    line(String::new());
-    line("## Equivalence".into());
-    line(String::new());
+}
+
+/// Whether the engines' outputs were equal, per size and repetition.
+fn equivalence(r: &BenchReport, page: &mut Page) {
+    page.line(String::new());
+    page.line("## Equivalence".into());
+    page.line(String::new());
     for e in &r.measurements.equivalence {
         let differing: Vec<&str> = e
             .tables
@@ -126,7 +162,7 @@ pub fn markdown(r: &BenchReport) -> String {
             .filter(|t| !t.equal)
             .map(|t| t.table.as_str())
             .collect();
-        line(format!(
+        page.line(format!(
             "- {} repetition {}, {} and {}: {} ({} tables{})",
             e.size,
             e.repetition + 1,
@@ -146,24 +182,30 @@ pub fn markdown(r: &BenchReport) -> String {
         ));
     }
     if r.measurements.equivalence.is_empty() {
-        line("- not run (needs two engines)".into());
+        page.line("- not run (needs two engines)".into());
     }
+}
+
+/// The `ballista` engine on loopback clusters against local DataFusion.
+fn cluster(r: &BenchReport, page: &mut Page) {
     if !r.cluster.is_empty() {
-        line(String::new());
-        line("## Cluster".into());
-        line(String::new());
-        line(format!(
+        page.line(String::new());
+        page.line("## Cluster".into());
+        page.line(String::new());
+        page.line(format!(
             "The `ballista` engine on a loopback cluster (a scheduler and N executors, two tasks each, on \
              this machine's {} cores) against local DataFusion, both floe paths end to end. On a machine \
              this small the executors share the driver's cores: the figure that matters is the cluster's \
              overhead, not the scaling, which only machines of their own can show.",
             r.machine.cpus
         ));
-        line(String::new());
-        line("| input | executors | seconds | / local DataFusion | speedup over fewest executors |".into());
-        line("|---|---|---|---|---|".into());
+        page.line(String::new());
+        page.line(
+            "| input | executors | seconds | / local DataFusion | speedup over fewest executors |".into(),
+        );
+        page.line("|---|---|---|---|---|".into());
         for c in &r.cluster {
-            line(format!(
+            page.line(format!(
                 "| {} | {} | {} | {} | {} |",
                 c.size,
                 c.executors,
@@ -176,13 +218,17 @@ pub fn markdown(r: &BenchReport) -> String {
             ));
         }
     }
+}
+
+/// The passes that failed, with their errors.
+fn failed_passes(r: &BenchReport, page: &mut Page) {
     let failed: Vec<_> = r.measurements.runs.iter().filter(|x| x.error.is_some()).collect();
     if !failed.is_empty() {
-        line(String::new());
-        line("## Failed passes".into());
-        line(String::new());
+        page.line(String::new());
+        page.line("## Failed passes".into());
+        page.line(String::new());
         for f in failed {
-            line(format!(
+            page.line(format!(
                 "- {} {} {} repetition {}: {}",
                 f.size,
                 f.engine,
@@ -192,11 +238,15 @@ pub fn markdown(r: &BenchReport) -> String {
             ));
         }
     }
-    line(String::new());
-    line("## Storage layer".into());
-    line(String::new());
+}
+
+/// Commit latency, expiry, append throughput, scan planning and the simulated year.
+fn storage_layer(r: &BenchReport, page: &mut Page) {
+    page.line(String::new());
+    page.line("## Storage layer".into());
+    page.line(String::new());
     let s = &r.measurements.storage;
-    line(format!(
+    page.line(format!(
         "- Commit latency ({}): {:.1} ms at the first snapshots of fresh tables committed beside the \
          last commits ({:.1} ms at the run's start), {:.1} ms at snapshot {} ({:.2}x); \
          phases (medians over the same commits): {}.",
@@ -212,7 +262,7 @@ pub fn markdown(r: &BenchReport) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     ));
-    line(format!(
+    page.line(format!(
         "- With snapshot expiry in the loop (every {} commits, keeping {}): {:.1} ms at snapshot {} \
          ({:.2}x the first); {} manifests in the last snapshot without expiry.",
         crate::bench::storage::EXPIRE_EVERY,
@@ -222,17 +272,17 @@ pub fn markdown(r: &BenchReport) -> String {
         s.with_expiry_last_to_first_ratio,
         s.last_manifests
     ));
-    line(format!(
+    page.line(format!(
         "- Append of {} rows: {:.0} rows/s, {:.0} MB/s of Arrow in, {:.0} MB/s of Parquet out.",
         s.append_rows, s.append_rows_per_s, s.append_arrow_mb_per_s, s.append_parquet_mb_per_s
     ));
-    line(format!(
+    page.line(format!(
         "- Planning a full scan of a freshly loaded table: {:.1} ms at the 1st snapshot, {:.1} ms at \
          snapshot {} ({:.2}x).",
         s.scan_plan_first_ms, s.scan_plan_last_ms, s.snapshots, s.scan_plan_ratio
     ));
     if let Some(y) = &s.year {
-        line(format!(
+        page.line(format!(
             "- A simulated year ({} daily runs of {} rows, each replacing yesterday's partition and \
              writing today's): maintained after every run (compaction, expiry keeping {} snapshots, \
              orphan removal; {:.0} ms a day), the table holds {:.1} MB on storage for {:.1} MB of live \
@@ -252,6 +302,10 @@ pub fn markdown(r: &BenchReport) -> String {
             y.unmaintained.metadata_json_bytes as f64 / 1e6
         ));
     }
+}
+
+/// floe against PyIceberg (append, `add_files`) and against raw DataFusion (full scan).
+fn peer_comparisons(r: &BenchReport, page: &mut Page) {
     for (size, ratio) in &r.append_vs_pyiceberg {
         let runs: Vec<_> = r.measurements.peer.iter().filter(|p| &p.size == size).collect();
         let floe_rps = Summary::of(
@@ -266,7 +320,7 @@ pub fn markdown(r: &BenchReport) -> String {
                 .map(|p| p.append.rows as f64 / p.append.pyiceberg_seconds)
                 .collect::<Vec<_>>(),
         );
-        line(format!(
+        page.line(format!(
             "- Append of the {size} ingest output ({} rows) into the same catalog: floe {:.0} rows/s, PyIceberg {} {:.0} rows/s: floe {}.",
             runs.first().map(|p| p.append.rows).unwrap_or(0),
             floe_rps.median,
@@ -286,7 +340,7 @@ pub fn markdown(r: &BenchReport) -> String {
         let fps = |f: &dyn Fn(&&crate::bench::peer::PeerAddFiles) -> f64| {
             Summary::of(&runs.iter().map(f).collect::<Vec<_>>()).median
         };
-        line(format!(
+        page.line(format!(
             "- `add_files` of the same rows as {} existing Parquet files ({} rows), one snapshot: floe {:.0} files/s, PyIceberg {:.0} files/s: floe {}.",
             runs.first().map(|a| a.files).unwrap_or(0),
             runs.first().map(|a| a.rows).unwrap_or(0),
@@ -306,7 +360,7 @@ pub fn markdown(r: &BenchReport) -> String {
         let med = |f: &dyn Fn(&&crate::bench::scan::ScanPair) -> f64| {
             Summary::of(&runs.iter().map(f).collect::<Vec<_>>()).median
         };
-        line(format!(
+        page.line(format!(
             "- Full scan of the {size} input's raw_events ({} rows, {} files, {:.0} MB): floe's DataFusion path {} s, raw DataFusion over the same files {} s: floe/raw {}.",
             runs.first().map(|x| x.rows).unwrap_or(0),
             runs.first().map(|x| x.files).unwrap_or(0),
@@ -317,22 +371,26 @@ pub fn markdown(r: &BenchReport) -> String {
         ));
     }
     if let Some(why) = &r.measurements.peer_skipped {
-        line(format!("- PyIceberg peer not run: {why}."));
+        page.line(format!("- PyIceberg peer not run: {why}."));
     }
+}
+
+/// Extraction from Postgres, per variant.
+fn extraction(r: &BenchReport, page: &mut Page) {
     if let Some(i) = &r.measurements.ingest {
-        line(String::new());
-        line("## Extraction from Postgres".into());
-        line(String::new());
-        line(format!(
+        page.line(String::new());
+        page.line("## Extraction from Postgres".into());
+        page.line(String::new());
+        page.line(format!(
             "`floe ingest` of a generated {}-row table (id key, timestamptz, two strings, numeric), \
              median of {}, {} cores:",
             i.rows, i.repetitions, i.cores
         ));
-        line(String::new());
-        line("| variant | units | seconds | rows/s | peak memory |".into());
-        line("|---|---|---|---|---|".into());
+        page.line(String::new());
+        page.line("| variant | units | seconds | rows/s | peak memory |".into());
+        page.line("|---|---|---|---|---|".into());
         for v in &i.variants {
-            line(format!(
+            page.line(format!(
                 "| {} | {} | {:.2} | {:.0} | {} |",
                 v.variant,
                 v.units,
@@ -346,13 +404,17 @@ pub fn markdown(r: &BenchReport) -> String {
             ));
         }
     }
-    line(String::new());
-    line("## Targets".into());
-    line(String::new());
-    line("| target | measured | met |".into());
-    line("|---|---|---|".into());
+}
+
+/// The targets, the recommendation for `--engine auto`, and the charts.
+fn targets_and_charts(r: &BenchReport, page: &mut Page) {
+    page.line(String::new());
+    page.line("## Targets".into());
+    page.line(String::new());
+    page.line("| target | measured | met |".into());
+    page.line("|---|---|---|".into());
     for t in &r.targets {
-        line(format!(
+        page.line(format!(
             "| {} | {} | {} |",
             t.target,
             t.measured,
@@ -363,17 +425,16 @@ pub fn markdown(r: &BenchReport) -> String {
             }
         ));
     }
-    line(String::new());
-    line("## Recommendation for `--engine auto`".into());
-    line(String::new());
-    line(format!("{}.", r.recommendation.rule));
-    line(String::new());
-    line("## Charts".into());
-    line(String::new());
-    line("![time against input size](time.svg)".into());
-    line(String::new());
-    line("![peak memory against input size](memory.svg)".into());
-    line(String::new());
-    line("![floe over raw](overhead.svg)".into());
-    md
+    page.line(String::new());
+    page.line("## Recommendation for `--engine auto`".into());
+    page.line(String::new());
+    page.line(format!("{}.", r.recommendation.rule));
+    page.line(String::new());
+    page.line("## Charts".into());
+    page.line(String::new());
+    page.line("![time against input size](time.svg)".into());
+    page.line(String::new());
+    page.line("![peak memory against input size](memory.svg)".into());
+    page.line(String::new());
+    page.line("![floe over raw](overhead.svg)".into());
 }

@@ -41,36 +41,28 @@ fn core_targets(
         });
     }
     let s = &m.storage;
-    out.push(Target {
-        target: format!(
+    out.push(latency_target(
+        format!(
             "commit latency at snapshot {} within 3x of the 1st (no expiry)",
             s.snapshots
         ),
-        measured: format!(
-            "{:.1} ms vs {:.1} ms: {:.2}x",
-            s.last_commit_ms, s.first_commit_ms, s.last_to_first_ratio
-        ),
-        met: s
-            .last_to_first_ratio
-            .is_finite()
-            .then_some(s.last_to_first_ratio <= 3.0),
-    });
-    out.push(Target {
-        target: format!(
+        (s.last_commit_ms, s.first_commit_ms, s.last_to_first_ratio),
+        3.0,
+    ));
+    out.push(latency_target(
+        format!(
             "commit latency at snapshot {} within 1.3x of the 1st (expiry every {}, keeping {})",
             s.snapshots,
             crate::bench::storage::EXPIRE_EVERY,
             crate::bench::storage::EXPIRE_RETAIN
         ),
-        measured: format!(
-            "{:.1} ms vs {:.1} ms: {:.2}x",
-            s.with_expiry_last_commit_ms, s.first_commit_ms, s.with_expiry_last_to_first_ratio
+        (
+            s.with_expiry_last_commit_ms,
+            s.first_commit_ms,
+            s.with_expiry_last_to_first_ratio,
         ),
-        met: s
-            .with_expiry_last_to_first_ratio
-            .is_finite()
-            .then_some(s.with_expiry_last_to_first_ratio <= 1.3),
-    });
+        1.3,
+    ));
     if let Some(y) = &s.year {
         out.push(Target {
             target: format!(
@@ -251,4 +243,14 @@ pub(super) fn all(
     let mut out = core_targets(m, summary, overhead, peer);
     out.extend(engine_write_targets(m, summary, overhead, peer, scan));
     out
+}
+
+/// A commit-latency target: the last commit's latency (ms) at most `at_most` times the first's,
+/// given as (last, first, last / first).
+fn latency_target(target: String, (last_ms, first_ms, ratio): (f64, f64, f64), at_most: f64) -> Target {
+    Target {
+        target,
+        measured: format!("{last_ms:.1} ms vs {first_ms:.1} ms: {ratio:.2}x"),
+        met: ratio.is_finite().then_some(ratio <= at_most),
+    }
 }

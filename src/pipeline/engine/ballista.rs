@@ -6,17 +6,27 @@
 //! the one commit path, exactly as the other engines do. (Ballista 53 runs a write only as one task
 //! on one executor, after a shuffle of everything to it, which is slower than streaming the results
 //! back to the driver's parallel writer.)
+//!
+//! The engine owns what the client and every process of the cluster must agree on: the session
+//! configuration, the runtime that reaches the warehouse, and floe's rule functions; `floe cluster`
+//! (`crate::cluster`) starts its scheduler and executors with them.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use ballista::prelude::SessionContextExt;
+use ballista_core::extension::SessionConfigExt;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::SessionStateBuilder;
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 
 use super::{Engine, PinnedTable, Rows, Stage};
+use crate::config::Settings;
 use crate::error::{Error, ErrorKind, Result};
+use crate::storage::{ObjectStorage, Warehouse};
 
 /// The pipeline on a Ballista cluster.
 #[derive(Clone, Debug)]
@@ -30,15 +40,15 @@ impl BallistaEngine {
     /// An engine on the cluster at `url` (`df://HOST:PORT`), reaching the warehouse with `settings`.
     pub fn new(url: &str, settings: crate::config::Settings) -> Result<Self> {
         Ok(Self {
-            scheduler: crate::cluster::parse_cluster(url)?,
+            scheduler: parse_cluster(url)?,
             settings,
         })
     }
 
     async fn context(&self) -> Result<SessionContext> {
         let state = SessionStateBuilder::new()
-            .with_config(crate::cluster::session_config())
-            .with_runtime_env(crate::cluster::runtime(&self.settings)?)
+            .with_config(session_config())
+            .with_runtime_env(runtime(&self.settings)?)
             .with_default_features()
             .build();
         let ctx = SessionContext::remote_with_state(&format!("df://{}", self.scheduler), state)
@@ -59,7 +69,7 @@ impl Engine for BallistaEngine {
     }
 
     async fn check(&self) -> Result<()> {
-        crate::cluster::check_reachable(&self.scheduler).await
+        check_reachable(&self.scheduler).await
     }
 
     async fn run(&self, stage: Stage, inputs: &BTreeMap<&'static str, PinnedTable>) -> Result<Vec<Rows>> {
@@ -202,4 +212,79 @@ fn nullable(schema: &arrow::datatypes::SchemaRef) -> arrow::datatypes::SchemaRef
         fields,
         schema.metadata().clone(),
     ))
+}
+
+/// `df://HOST:PORT` → `HOST:PORT` (port 50050 when none is given).
+fn parse_cluster(url: &str) -> Result<String> {
+    let rest = url.strip_prefix("df://").ok_or_else(|| {
+        Error::new(
+            ErrorKind::Config,
+            format!("cluster {url:?}: expected df://HOST:PORT"),
+        )
+    })?;
+    if rest.is_empty() || rest.contains('/') {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!("cluster {url:?}: expected df://HOST:PORT"),
+        ));
+    }
+    Ok(if rest.contains(':') {
+        rest.to_string()
+    } else {
+        format!("{rest}:50050")
+    })
+}
+
+/// The session configuration every process of the cluster uses (client, scheduler, executors).
+pub(crate) fn session_config() -> SessionConfig {
+    let cores = crate::resources::cores();
+    let mut config = SessionConfig::new_with_ballista()
+        .with_target_partitions(cores.max(2))
+        .with_batch_size(8192)
+        .set_u64("ballista.client.grpc_connect_timeout_seconds", 5);
+    config.options_mut().execution.parquet.schema_force_view_types = false;
+    config
+}
+
+/// A runtime that reaches the warehouse: local files, and the warehouse's S3 bucket with floe's
+/// S3 settings.
+pub(crate) fn runtime(settings: &Settings) -> Result<Arc<RuntimeEnv>> {
+    let runtime = RuntimeEnvBuilder::new().build()?;
+    if let Warehouse::S3 { bucket, .. } = Warehouse::parse(&settings.warehouse)? {
+        let storage = ObjectStorage::new(settings.s3.clone());
+        let (store, _) = storage.resolve(&format!("s3://{bucket}/"))?;
+        let url = url::Url::parse(&format!("s3://{bucket}"))
+            .map_err(|e| Error::new(ErrorKind::Config, format!("bucket {bucket}: {e}")))?;
+        runtime.register_object_store(&url, store);
+    }
+    Ok(Arc::new(runtime))
+}
+
+/// floe's rule functions (the same the DataFusion engine registers), as every process of the cluster
+/// registers them.
+pub(crate) fn rule_functions() -> Vec<Arc<datafusion::logical_expr::ScalarUDF>> {
+    super::datafusion::rule_udfs().into_iter().map(Arc::new).collect()
+}
+
+/// Fail fast with a clear error when no scheduler answers at `address` (`HOST:PORT`).
+async fn check_reachable(address: &str) -> Result<()> {
+    let url = format!("http://{address}");
+    let config = ballista_core::utils::GrpcClientConfig {
+        connect_timeout_seconds: 3,
+        timeout_seconds: 5,
+        ..Default::default()
+    };
+    let endpoint = ballista_core::utils::create_grpc_client_endpoint(url.clone(), Some(&config))
+        .map_err(|e| Error::new(ErrorKind::Config, format!("cluster df://{address}: {e}")))?;
+    match tokio::time::timeout(Duration::from_secs(4), endpoint.connect()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(Error::new(
+            ErrorKind::Engine,
+            format!("the cluster scheduler at df://{address} cannot be reached: {e}; nothing was written"),
+        )),
+        Err(_) => Err(Error::new(
+            ErrorKind::Engine,
+            format!("the cluster scheduler at df://{address} did not answer within 4 s; nothing was written"),
+        )),
+    }
 }

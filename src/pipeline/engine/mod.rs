@@ -162,6 +162,34 @@ pub trait Engine: Send + Sync {
     }
 }
 
+/// The engine called `name`: `duckdb`, `datafusion`, or `ballista` on the cluster at `cluster` (a
+/// `df://HOST:PORT` URL; the cluster of `settings` when `None`). A `ballista` engine without a cluster
+/// is a `Config` error; an unknown name `InvalidInput`.
+pub fn engine_named(
+    name: &str,
+    settings: &crate::config::Settings,
+    cluster: Option<&str>,
+) -> Result<std::sync::Arc<dyn Engine>> {
+    Ok(match name.trim() {
+        "duckdb" => std::sync::Arc::new(DuckDbEngine::default()),
+        "datafusion" => std::sync::Arc::new(DataFusionEngine::default()),
+        "ballista" => {
+            let url = cluster.or(settings.cluster.as_deref()).ok_or_else(|| {
+                Error::new(
+                    crate::error::ErrorKind::Config,
+                    "the ballista engine needs a cluster: --cluster df://HOST:PORT, FLOE_CLUSTER, or cluster in floe.toml",
+                )
+            })?;
+            std::sync::Arc::new(BallistaEngine::new(url, settings.clone())?)
+        }
+        other => {
+            return Err(Error::invalid(format!(
+                "unknown engine {other:?} (duckdb, datafusion, ballista)"
+            )))
+        }
+    })
+}
+
 /// The source of the field rules both engines call (and of the shared SQL): part of every stage's
 /// reuse key.
 pub const RULES_CODE: &[&str] = &[include_str!("rules.rs"), include_str!("sql.rs")];

@@ -542,23 +542,6 @@ async fn resolves_files_directories_and_globs() {
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }
 
-#[test]
-fn glob_matching() {
-    let m = |p: &str, n: &str| glob_match(&p.chars().collect::<Vec<_>>(), &n.chars().collect::<Vec<_>>());
-    assert!(m("*", "abc"));
-    assert!(m("events-*.csv", "events-00001.csv"));
-    assert!(!m("events-*.csv", "events-00001.csv.bak"));
-    assert!(m("*a*b*", "xaybz"));
-    assert!(!m("*a*b", "xaybz"));
-    assert!(m("?.csv", "a.csv"));
-    assert!(!m("?.csv", "ab.csv"));
-    assert!(m("[ab]x", "bx"));
-    assert!(!m("[!ab]x", "bx"));
-    assert!(m("[0-9][0-9]", "42"));
-    assert!(m("[]]", "]"));
-    assert!(m("a[", "a["));
-}
-
 /// Generated dirty data: every record is raw or rejected, malformed ones exactly as many as the
 /// generator made, batches bounded.
 #[tokio::test]

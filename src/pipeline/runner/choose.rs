@@ -86,28 +86,7 @@ pub async fn engines_named(
     ns: &Namespace,
     input: Option<&str>,
 ) -> Result<(Vec<std::sync::Arc<dyn crate::pipeline::Engine>>, Option<String>)> {
-    use crate::pipeline::{BallistaEngine, DataFusionEngine, DuckDbEngine, Engine};
-    use std::sync::Arc;
-    let one = |n: &str| -> Result<Arc<dyn Engine>> {
-        Ok(match n.trim() {
-            "datafusion" => Arc::new(DataFusionEngine::default()),
-            "duckdb" => Arc::new(DuckDbEngine::default()),
-            "ballista" => {
-                let cluster = floe.settings().cluster.as_deref().ok_or_else(|| {
-                    crate::error::Error::new(
-                        crate::error::ErrorKind::Config,
-                        "the ballista engine needs a cluster: --cluster df://HOST:PORT, FLOE_CLUSTER, or cluster in floe.toml",
-                    )
-                })?;
-                Arc::new(BallistaEngine::new(cluster, floe.settings().clone())?)
-            }
-            other => {
-                return Err(crate::error::Error::invalid(format!(
-                    "unknown engine {other:?} (duckdb, datafusion, ballista, both, auto, or a list)"
-                )))
-            }
-        })
-    };
+    let one = |n: &str| crate::pipeline::engine::engine_named(n, floe.settings(), None);
     Ok(match name.trim() {
         "both" => (vec![one("duckdb")?, one("datafusion")?], None),
         "auto" => {

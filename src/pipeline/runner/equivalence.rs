@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::super::engine::Stage;
-use super::super::ledger::{self, LedgerEntry};
+use super::super::ledger::{self, LedgerEntry, LedgerStatus};
 use crate::catalog::{Namespace, TableName};
 use crate::error::{Error, Result};
 use crate::lakehouse::Floe;
@@ -179,7 +179,7 @@ pub async fn verify(floe: &Floe, ns: &Namespace, run_id: &str) -> Result<Equival
     let entries: Vec<LedgerEntry> = ledger::list(floe.database(), 10_000)
         .await?
         .into_iter()
-        .filter(|e| e.run_id == run_id && e.stage != "equivalence" && e.status != "failed")
+        .filter(|e| e.run_id == run_id && e.stage != "equivalence" && e.status != LedgerStatus::Failed)
         .collect();
     let mut engines: Vec<String> = entries.iter().map(|e| e.engine.clone()).collect();
     engines.sort();

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::engine::{Engine, Stage};
-use super::ledger::{self, LedgerEntry};
+use super::ledger::{self, LedgerEntry, LedgerStatus};
 use super::tables::{self, GEOIP};
 use crate::catalog::{Namespace, TableName};
 use crate::error::{Error, ErrorKind, Result};
@@ -188,7 +188,12 @@ pub async fn run(floe: &Floe, options: &RunOptions) -> Result<RunReport> {
             stage: "equivalence".to_string(),
             engine: format!("{}={}", a.name(), eq.engines.1),
             fingerprint: String::new(),
-            status: if eq.equal { "equal" } else { "different" }.to_string(),
+            status: if eq.equal {
+                LedgerStatus::Equal
+            } else {
+                LedgerStatus::Different
+            }
+            .to_string(),
             started_at: now(),
             ended_at: Some(now()),
             output_snapshots: verdicts,

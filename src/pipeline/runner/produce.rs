@@ -65,50 +65,8 @@ pub(crate) async fn produce(
     rejects: &RejectCounts,
     written: &mut Written,
 ) -> Result<u64> {
-    let target_file_size = DEFAULT_TARGET_FILE_SIZE;
     if stage == Stage::Ingest {
-        let raw_table = outputs[tables::RAW_EVENTS].clone();
-        let rej_table = outputs[REJECTED_EVENTS].clone();
-        // Files are parsed concurrently, one task each (two per core at a time, so that an odd file
-        // out does not leave a core idle), and each file's Parquet is encoded on its writers' tasks.
-        let parallel = crate::resources::cores();
-        let tasks = files.iter().cloned().map(|f| {
-            let (raw_table, rej_table) = (raw_table.clone(), rej_table.clone());
-            tokio::spawn(async move { ingest_file(&f, &raw_table, &rej_table, target_file_size).await })
-        });
-        let outcomes: Vec<_> = futures::stream::iter(tasks)
-            .buffered(parallel * 2)
-            .collect()
-            .await;
-        let mut records = 0u64;
-        let mut result = Ok(());
-        for outcome in outcomes {
-            match outcome {
-                Ok(o) => {
-                    records += o.records;
-                    *rejects
-                        .lock()
-                        .expect("reject counts")
-                        .entry("malformed_record".into())
-                        .or_default() += o.malformed;
-                    add_written(written, tables::RAW_EVENTS, o.raw);
-                    add_written(written, REJECTED_EVENTS, o.rejected);
-                    if result.is_ok() {
-                        result = o.result;
-                    }
-                }
-                Err(e) => {
-                    if result.is_ok() {
-                        result = Err(Error::internal(format!("ingest task: {e}")));
-                    }
-                }
-            }
-        }
-        result?;
-        if records == 0 {
-            return Err(Error::invalid("the input holds no records"));
-        }
-        return Ok(records);
+        return ingest_files(outputs, files, rejects, written).await;
     }
     let rows_in: u64 = pinned
         .iter()
@@ -120,33 +78,115 @@ pub(crate) async fn produce(
                 .and_then(|v| v.parse::<u64>().ok())
         })
         .sum();
-    // Engines that write their own Parquet (DuckDB's COPY into local tables) hand back files,
-    // described from their footers; the others stream rows to floe's writer.
-    let targets: Vec<Table> = stage.outputs().iter().map(|t| outputs[t].clone()).collect();
-    if let Some(per_output) = engine.run_to_files(stage, pinned, &targets).await? {
-        let mut per_output = per_output.into_iter();
-        for t in stage.outputs() {
-            let files = per_output.next().unwrap_or_default();
-            let uris: Vec<String> = files.iter().map(|f| f.uri.clone()).collect();
-            let described = crate::table::add_files::describe_files(&outputs[t], files).await;
-            let data = match described {
-                Ok(d) => d,
-                Err(e) => {
-                    crate::table::transaction::delete_quietly(outputs[t].storage(), uris).await;
-                    for rest in per_output {
-                        let rest: Vec<String> = rest.into_iter().map(|f| f.uri).collect();
-                        crate::table::transaction::delete_quietly(outputs[t].storage(), rest).await;
-                    }
-                    return Err(e.context(format!("{} wrote files that do not fit {t}", engine.name())));
-                }
-            };
-            if *t == REJECTED_EVENTS {
-                count_reasons(&outputs[t], &data, rejects).await?;
-            }
-            add_written(written, t, data);
-        }
+    if adopt_engine_files(engine, stage, pinned, outputs, rejects, written).await? {
         return Ok(rows_in);
     }
+    stream_with_retries(engine, stage, pinned, outputs, rows_in, rejects, written).await
+}
+
+/// `ingest`: the input files parsed by floe's reader into `raw_events` and `rejected_events`;
+/// returns the records read (none is an error).
+async fn ingest_files(
+    outputs: &BTreeMap<&'static str, Table>,
+    files: &[InputFile],
+    rejects: &RejectCounts,
+    written: &mut Written,
+) -> Result<u64> {
+    let target_file_size = DEFAULT_TARGET_FILE_SIZE;
+    let raw_table = outputs[tables::RAW_EVENTS].clone();
+    let rej_table = outputs[REJECTED_EVENTS].clone();
+    // Files are parsed concurrently, one task each (two per core at a time, so that an odd file
+    // out does not leave a core idle), and each file's Parquet is encoded on its writers' tasks.
+    let parallel = crate::resources::cores();
+    let tasks = files.iter().cloned().map(|f| {
+        let (raw_table, rej_table) = (raw_table.clone(), rej_table.clone());
+        tokio::spawn(async move { ingest_file(&f, &raw_table, &rej_table, target_file_size).await })
+    });
+    let outcomes: Vec<_> = futures::stream::iter(tasks)
+        .buffered(parallel * 2)
+        .collect()
+        .await;
+    let mut records = 0u64;
+    let mut result = Ok(());
+    for outcome in outcomes {
+        match outcome {
+            Ok(o) => {
+                records += o.records;
+                *rejects
+                    .lock()
+                    .expect("reject counts")
+                    .entry("malformed_record".into())
+                    .or_default() += o.malformed;
+                add_written(written, tables::RAW_EVENTS, o.raw);
+                add_written(written, REJECTED_EVENTS, o.rejected);
+                if result.is_ok() {
+                    result = o.result;
+                }
+            }
+            Err(e) => {
+                if result.is_ok() {
+                    result = Err(Error::internal(format!("ingest task: {e}")));
+                }
+            }
+        }
+    }
+    result?;
+    if records == 0 {
+        return Err(Error::invalid("the input holds no records"));
+    }
+    Ok(records)
+}
+
+/// Engines that write their own Parquet (DuckDB's COPY into local tables) hand back files, described
+/// from their footers into `written`; the others stream rows to floe's writer (`false`).
+async fn adopt_engine_files(
+    engine: &dyn Engine,
+    stage: Stage,
+    pinned: &BTreeMap<&'static str, PinnedTable>,
+    outputs: &BTreeMap<&'static str, Table>,
+    rejects: &RejectCounts,
+    written: &mut Written,
+) -> Result<bool> {
+    let targets: Vec<Table> = stage.outputs().iter().map(|t| outputs[t].clone()).collect();
+    let Some(per_output) = engine.run_to_files(stage, pinned, &targets).await? else {
+        return Ok(false);
+    };
+    let mut per_output = per_output.into_iter();
+    for t in stage.outputs() {
+        let files = per_output.next().unwrap_or_default();
+        let uris: Vec<String> = files.iter().map(|f| f.uri.clone()).collect();
+        let described = crate::table::add_files::describe_files(&outputs[t], files).await;
+        let data = match described {
+            Ok(d) => d,
+            Err(e) => {
+                crate::storage::delete_quietly(outputs[t].storage(), uris).await;
+                for rest in per_output {
+                    let rest: Vec<String> = rest.into_iter().map(|f| f.uri).collect();
+                    crate::storage::delete_quietly(outputs[t].storage(), rest).await;
+                }
+                return Err(e.context(format!("{} wrote files that do not fit {t}", engine.name())));
+            }
+        };
+        if *t == REJECTED_EVENTS {
+            count_reasons(&outputs[t], &data, rejects).await?;
+        }
+        add_written(written, t, data);
+    }
+    Ok(true)
+}
+
+/// The engine's output streams written by floe's writer into `written`, the stage run again (each
+/// failed attempt's files deleted) when the engine lost workers or its result does not add up.
+async fn stream_with_retries(
+    engine: &dyn Engine,
+    stage: Stage,
+    pinned: &BTreeMap<&'static str, PinnedTable>,
+    outputs: &BTreeMap<&'static str, Table>,
+    rows_in: u64,
+    rejects: &RejectCounts,
+    written: &mut Written,
+) -> Result<u64> {
+    let target_file_size = DEFAULT_TARGET_FILE_SIZE;
     let mut attempt = 1;
     loop {
         let counts = RejectCounts::default();
@@ -208,11 +248,8 @@ pub(crate) async fn produce(
         };
         // What this attempt wrote goes either way; the next attempt starts from nothing.
         for (t, f) in files {
-            crate::table::transaction::delete_quietly(
-                outputs[t].storage(),
-                crate::table::transaction::paths_of(&f),
-            )
-            .await;
+            crate::storage::delete_quietly(outputs[t].storage(), crate::table::transaction::paths_of(&f))
+                .await;
         }
         if attempt >= STAGE_ATTEMPTS || !retry {
             return Err(e);

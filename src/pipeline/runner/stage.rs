@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::super::engine::{Engine, PinnedTable, Stage, RULES_CODE};
 use super::super::input::{resolve_inputs, InputFile};
-use super::super::ledger::{self, LedgerEntry};
+use super::super::ledger::{self, LedgerEntry, LedgerStatus};
 use super::super::tables::{self, GEOIP, REJECTED_EVENTS};
 use super::equivalence::{data_snapshot, VERDICT_STAGE};
 use super::produce::{produce, Written};
@@ -20,8 +20,9 @@ use crate::catalog::TableName;
 use crate::error::{Error, ErrorKind, Result};
 use crate::lakehouse::Floe;
 use crate::resources::Monitor;
-use crate::table::transaction::delete_quietly;
-use crate::table::{ExpectedHead, Lineage, OverwriteOptions, RowFilter, Table, WriteOptions};
+use crate::storage::delete_quietly;
+use crate::table::transaction::paths_of;
+use crate::table::{CommitResult, ExpectedHead, Lineage, OverwriteOptions, RowFilter, Table, WriteOptions};
 
 /// Bumped when the pipeline's rules change, so earlier ledger rows are not reused.
 const PIPELINE_VERSION: &str = "clickstream-1";
@@ -136,6 +137,9 @@ fn reuse_key(inputs: &ReuseInputs<'_>) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Run `stage` on `engine`: pin its inputs, reuse an identical earlier run whose outputs are still
+/// the branch heads, or compute the outputs and commit them all in one transaction; recorded in the
+/// ledger either way (a failure too).
 pub(crate) async fn run_stage(
     floe: &Floe,
     options: &RunOptions,
@@ -143,18 +147,15 @@ pub(crate) async fn run_stage(
     engine: &dyn Engine,
     stage: Stage,
 ) -> Result<StageReport> {
-    let ns = &options.namespace;
     let branch = engine.name();
-    let started_at = now();
     let monitor = Monitor::start();
-
     let base_entry = LedgerEntry {
         run_id: run_id.to_string(),
         pipeline: "clickstream".to_string(),
         stage: stage.to_string(),
         engine: branch.to_string(),
-        status: "succeeded".to_string(),
-        started_at,
+        status: LedgerStatus::Succeeded.to_string(),
+        started_at: now(),
         ..Default::default()
     };
     let pins = match pin(floe, options, branch, stage).await {
@@ -164,135 +165,34 @@ pub(crate) async fn run_stage(
     let fingerprint = reuse_key(&ReuseInputs {
         stage,
         engine: branch,
-        namespace: &ns.to_string(),
+        namespace: &options.namespace.to_string(),
         code: &engine.code(stage),
         rules: RULES_CODE,
         input_snapshots: &pins.input_snapshots,
         file_versions: &pins.file_versions,
     });
-
     let mut entry = LedgerEntry {
-        fingerprint: fingerprint.clone(),
+        fingerprint,
         input_snapshots: pins.input_snapshots.clone(),
         ..base_entry
     };
-
-    // An identical earlier run whose outputs are still the branch heads: reuse it.
-    if !options.force {
-        if let Some(prev) = ledger::find_succeeded(floe.database(), &fingerprint).await? {
-            if outputs_still_current(&pins.outputs, branch, stage, &prev) {
-                entry.status = "reused".to_string();
-                entry.output_snapshots = prev.output_snapshots.clone();
-                entry.rows_in = prev.rows_in;
-                entry.rows_out = prev.rows_out.clone();
-                entry.rejects = prev.rejects.clone();
-                entry.ended_at = Some(now());
-                ledger::record(floe.database(), &entry).await?;
-                return Ok(super::report_of(
-                    &entry,
-                    monitor.finish(),
-                    super::StageIo::default(),
-                ));
-            }
-        }
+    if !options.force && reuse_earlier(floe, branch, stage, &pins, &mut entry).await? {
+        return Ok(super::report_of(
+            &entry,
+            monitor.finish(),
+            super::StageIo::default(),
+        ));
     }
-
     let mut io = super::StageIo {
-        bytes_read: if stage == Stage::Ingest {
-            pins.files.iter().map(|f| f.size).sum()
-        } else {
-            pins.pinned
-                .values()
-                .filter_map(|p| {
-                    p.snapshot_id
-                        .and_then(|id| p.table.metadata().snapshot_by_id(id))
-                        .and_then(|s| s.summary().additional_properties.get("total-files-size").cloned())
-                        .and_then(|v| v.parse::<u64>().ok())
-                })
-                .sum()
-        },
+        bytes_read: bytes_read(stage, &pins),
         ..Default::default()
     };
-    let rejects: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
-    let mut written: Written = Vec::new();
-    let outcome = produce(
-        engine,
-        stage,
-        &pins.pinned,
-        &pins.outputs,
-        &pins.files,
-        &rejects,
-        &mut written,
-    )
-    .await;
-    let discard = |written: Written| async move {
-        for (_, f) in written {
-            delete_quietly(floe.storage(), crate::table::transaction::paths_of(&f)).await;
-        }
+    let written = match compute(floe, engine, stage, &pins, &mut entry, &mut io).await {
+        Ok(w) => w,
+        Err(e) => return Err(fail(floe, entry, e).await),
     };
-    let rows_in = match outcome {
-        Ok(rows_in) => rows_in,
-        Err(e) => {
-            discard(written).await;
-            return Err(fail(floe, entry, e).await);
-        }
-    };
-    entry.rows_in = rows_in;
-    entry.rejects = rejects.lock().expect("reject counts").clone();
-    for (t, f) in &written {
-        entry
-            .rows_out
-            .insert(t.to_string(), f.iter().map(|f| f.record_count()).sum());
-        io.bytes_written += f.iter().map(|f| f.file_size_in_bytes()).sum::<u64>();
-    }
-    if let Err(e) = check_balance(stage, &entry) {
-        discard(written).await;
-        return Err(fail(floe, entry, e).await);
-    }
     let committing = std::time::Instant::now();
-
-    // Every output of the stage in one transaction on the engine's branch: all land or none.
-    let mut lineage_inputs = BTreeMap::new();
-    for (k, v) in &entry.input_snapshots {
-        if let (Some(id), false) = (v, k.contains("://")) {
-            lineage_inputs.insert(k.clone(), *id);
-        }
-    }
-    let lineage = Lineage {
-        run_id: Some(run_id.to_string()),
-        stage: Some(stage.to_string()),
-        engine: Some(branch.to_string()),
-        inputs: lineage_inputs,
-    };
-    let mut tx = floe.transaction();
-    for table in pins.outputs.values() {
-        tx.read_as(table.clone());
-    }
-    let mut names = Vec::new();
-    let mut pending = written.into_iter();
-    while let Some((t, data)) = pending.next() {
-        let name = TableName::new(ns.clone(), t)?;
-        let filter = (t == REJECTED_EVENTS && stage != Stage::Ingest)
-            .then(|| RowFilter::sql(format!("stage = '{stage}'")));
-        let commit_options = OverwriteOptions::from(WriteOptions {
-            branch: branch.to_string(),
-            lineage: lineage.clone(),
-            properties: options
-                .engine_reason
-                .iter()
-                .map(|r| ("floe.engine-reason".to_string(), r.clone()))
-                .collect(),
-            expected_head: ExpectedHead::of(pins.head(t, branch)),
-            ..Default::default()
-        });
-        if let Err(e) = tx.overwrite_files(&name, filter, data, &commit_options).await {
-            discard(pending.collect()).await;
-            tx.abort().await;
-            return Err(fail(floe, entry, e).await);
-        }
-        names.push(name);
-    }
-    let results = match tx.commit().await {
+    let results = match commit_outputs(floe, options, engine, stage, &pins, &entry, written).await {
         Ok(r) => r,
         Err(e) => return Err(fail(floe, entry, e).await),
     };
@@ -309,6 +209,151 @@ pub(crate) async fn run_stage(
     entry.ended_at = Some(now());
     ledger::record(floe.database(), &entry).await?;
     Ok(super::report_of(&entry, usage, io))
+}
+
+/// An identical earlier run (same fingerprint) whose outputs are still the branch heads: its
+/// outputs and counts taken over into `entry`, recorded as reused. Whether there was one.
+async fn reuse_earlier(
+    floe: &Floe,
+    branch: &str,
+    stage: Stage,
+    pins: &Pins,
+    entry: &mut LedgerEntry,
+) -> Result<bool> {
+    let Some(prev) = ledger::find_succeeded(floe.database(), &entry.fingerprint).await? else {
+        return Ok(false);
+    };
+    if !outputs_still_current(&pins.outputs, branch, stage, &prev) {
+        return Ok(false);
+    }
+    entry.status = LedgerStatus::Reused.to_string();
+    entry.output_snapshots = prev.output_snapshots.clone();
+    entry.rows_in = prev.rows_in;
+    entry.rows_out = prev.rows_out.clone();
+    entry.rejects = prev.rejects.clone();
+    entry.ended_at = Some(now());
+    ledger::record(floe.database(), entry).await?;
+    Ok(true)
+}
+
+/// Bytes a stage reads: its input files (`ingest`), or the data files of its pinned snapshots.
+fn bytes_read(stage: Stage, pins: &Pins) -> u64 {
+    if stage == Stage::Ingest {
+        return pins.files.iter().map(|f| f.size).sum();
+    }
+    pins.pinned
+        .values()
+        .filter_map(|p| {
+            p.snapshot_id
+                .and_then(|id| p.table.metadata().snapshot_by_id(id))
+                .and_then(|s| s.summary().additional_properties.get("total-files-size").cloned())
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .sum()
+}
+
+/// Compute the stage's outputs into data files (not committed), their counts in `entry` and bytes
+/// in `io`, checked to balance; on failure the files are deleted.
+async fn compute(
+    floe: &Floe,
+    engine: &dyn Engine,
+    stage: Stage,
+    pins: &Pins,
+    entry: &mut LedgerEntry,
+    io: &mut super::StageIo,
+) -> Result<Written> {
+    let rejects: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+    let mut written: Written = Vec::new();
+    let outcome = produce(
+        engine,
+        stage,
+        &pins.pinned,
+        &pins.outputs,
+        &pins.files,
+        &rejects,
+        &mut written,
+    )
+    .await;
+    let rows_in = match outcome {
+        Ok(rows_in) => rows_in,
+        Err(e) => {
+            discard(floe, written).await;
+            return Err(e);
+        }
+    };
+    entry.rows_in = rows_in;
+    entry.rejects = rejects.lock().expect("reject counts").clone();
+    for (t, f) in &written {
+        entry
+            .rows_out
+            .insert(t.to_string(), f.iter().map(|f| f.record_count()).sum());
+        io.bytes_written += f.iter().map(|f| f.file_size_in_bytes()).sum::<u64>();
+    }
+    if let Err(e) = check_balance(stage, entry) {
+        discard(floe, written).await;
+        return Err(e);
+    }
+    Ok(written)
+}
+
+/// Every output of the stage in one transaction on the engine's branch, with lineage: all land or
+/// none. Files not handed to the transaction yet are deleted when one fails.
+async fn commit_outputs(
+    floe: &Floe,
+    options: &RunOptions,
+    engine: &dyn Engine,
+    stage: Stage,
+    pins: &Pins,
+    entry: &LedgerEntry,
+    written: Written,
+) -> Result<Vec<CommitResult>> {
+    let branch = engine.name();
+    let mut lineage_inputs = BTreeMap::new();
+    for (k, v) in &entry.input_snapshots {
+        if let (Some(id), false) = (v, k.contains("://")) {
+            lineage_inputs.insert(k.clone(), *id);
+        }
+    }
+    let lineage = Lineage {
+        run_id: Some(entry.run_id.clone()),
+        stage: Some(stage.to_string()),
+        engine: Some(branch.to_string()),
+        inputs: lineage_inputs,
+    };
+    let mut tx = floe.transaction();
+    for table in pins.outputs.values() {
+        tx.read_as(table.clone());
+    }
+    let mut pending = written.into_iter();
+    while let Some((t, data)) = pending.next() {
+        let name = TableName::new(options.namespace.clone(), t)?;
+        let filter = (t == REJECTED_EVENTS && stage != Stage::Ingest)
+            .then(|| RowFilter::sql(format!("stage = '{stage}'")));
+        let commit_options = OverwriteOptions::from(WriteOptions {
+            branch: branch.to_string(),
+            lineage: lineage.clone(),
+            properties: options
+                .engine_reason
+                .iter()
+                .map(|r| ("floe.engine-reason".to_string(), r.clone()))
+                .collect(),
+            expected_head: ExpectedHead::of(pins.head(t, branch)),
+            ..Default::default()
+        });
+        if let Err(e) = tx.overwrite_files(&name, filter, data, &commit_options).await {
+            discard(floe, pending.collect()).await;
+            tx.abort().await;
+            return Err(e);
+        }
+    }
+    tx.commit().await
+}
+
+/// Delete written files that will not be committed.
+async fn discard(floe: &Floe, written: Written) {
+    for (_, f) in written {
+        delete_quietly(floe.storage(), paths_of(&f)).await;
+    }
 }
 
 /// Nothing lost: every record a stage read is in exactly one of its outputs (`ingest` and
@@ -383,7 +428,7 @@ fn outputs_still_current(
 }
 
 async fn fail(floe: &Floe, mut entry: LedgerEntry, e: Error) -> Error {
-    entry.status = "failed".to_string();
+    entry.status = LedgerStatus::Failed.to_string();
     entry.error = Some(e.to_string());
     entry.ended_at = Some(now());
     if let Err(le) = ledger::record(floe.database(), &entry).await {

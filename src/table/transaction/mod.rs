@@ -570,11 +570,5 @@ pub(crate) fn paths_of(files: &[DataFile]) -> Vec<String> {
     files.iter().map(|f| f.file_path().to_string()).collect()
 }
 
-/// Delete files that no commit references; failures are logged (orphan cleanup removes what is left).
-pub(crate) async fn delete_quietly(storage: &crate::storage::ObjectStorage, paths: Vec<String>) {
-    for p in paths {
-        if let Err(e) = storage.delete(&p).await {
-            tracing::warn!(path = %p, error = %e, "could not delete an uncommitted file");
-        }
-    }
-}
+/// Deleting uncommitted files lives with the storage it serves; the transaction layer calls it here.
+pub(crate) use crate::storage::delete_quietly;

@@ -1,0 +1,358 @@
+//! Running an extraction: its units in parallel at one instant of the source, each retried alone
+//! with backoff and recorded as it goes; then, when every unit is done, all their files committed as
+//! one snapshot with lineage. When a unit exhausts its retries nothing is committed and the run is
+//! recorded as failed; a run whose snapshot already landed is never committed again.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use iceberg::spec::DataFile;
+
+use super::record::{self, RunStatus, UnitState, UnitStatus};
+use super::source::SourceColumn;
+use super::units::Bounds;
+use super::{application_name, IngestMode, IngestOptions, IngestPlan, IngestReport, Source, UnitReport};
+use crate::catalog::CatalogDatabase;
+use crate::error::{Error, ErrorKind, Result};
+use crate::lakehouse::Floe;
+use crate::storage::delete_quietly;
+use crate::table::add_files::FileToAdd;
+use crate::table::transaction::paths_of;
+use crate::table::{Lineage, Table, WriteOptions, DEFAULT_TARGET_FILE_SIZE};
+
+/// An extraction ready to run: what `prepare` and `resume` hand over.
+pub(super) struct Execution<'a> {
+    pub floe: &'a Floe,
+    pub options: &'a IngestOptions,
+    pub source: &'a Source,
+    pub columns: &'a [SourceColumn],
+    pub table: Table,
+    pub plan: IngestPlan,
+    pub run_id: String,
+    pub started: Instant,
+}
+
+/// How one unit ended: its final state, whether it ran in this call (else an earlier call did it),
+/// the files it wrote, and its error when it exhausted its retries.
+struct UnitOutcome {
+    state: UnitState,
+    ran: bool,
+    files: Vec<DataFile>,
+    error: Option<Error>,
+}
+
+/// Run the units of `states` that are not done, then commit every unit's files as one snapshot.
+pub(super) async fn execute(run: Execution<'_>, states: Vec<UnitState>) -> Result<IngestReport> {
+    let (db, run_id) = (run.floe.database(), run.run_id.as_str());
+    // A run whose snapshot landed (a crash after the commit, before it was recorded) is done.
+    if let Some(snapshot) = committed_snapshot(&run.table, run_id) {
+        record::finish_run(db, run_id, RunStatus::Committed, Some(snapshot), None, None).await?;
+        return Err(Error::invalid(format!(
+            "ingest run {run_id} had already committed snapshot {snapshot} to {}; nothing more to do",
+            run.table.name()
+        )));
+    }
+    let (outcomes, source_snapshot) = run_units(&run, states).await?;
+    refuse_failed_units(&run, &outcomes).await?;
+    let files = files_to_commit(&run.table, &outcomes).await?;
+    let rows: u64 = files.iter().map(|f| f.record_count()).sum();
+    let snapshot_id = commit(&run, files, outcomes.len()).await?;
+    record::finish_run(db, run_id, RunStatus::Committed, snapshot_id, Some(rows), None).await?;
+    Ok(IngestReport {
+        run_id: run.run_id.clone(),
+        units: outcomes
+            .iter()
+            .map(|o| UnitReport {
+                index: o.state.unit.index,
+                bounds: o.state.unit.describe(),
+                rows: o.state.rows,
+                files: o.state.files.len(),
+                attempts: o.state.attempts,
+                ran: o.ran,
+            })
+            .collect(),
+        plan: run.plan,
+        rows,
+        snapshot_id,
+        source_snapshot,
+        seconds: run.started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Run the units not done yet, `parallel` at a time, all at one instant of the source (held until
+/// they are done): their outcomes in unit order, and the instant's id.
+async fn run_units(
+    run: &Execution<'_>,
+    states: Vec<UnitState>,
+) -> Result<(Vec<UnitOutcome>, Option<String>)> {
+    let snapshot = match run.source {
+        Source::Sql(sql) if states.iter().any(|s| s.status != UnitStatus::Done) => {
+            sql.export_snapshot(&format!("floe-ingest-snapshot-run-{}", run.run_id))
+                .await?
+        }
+        _ => None,
+    };
+    let unit = UnitRun {
+        db: run.floe.database(),
+        source: run.source,
+        columns: run.columns,
+        table: &run.table,
+        run_id: &run.run_id,
+        options: run.options,
+        snapshot: snapshot.as_ref().map(|s| s.id.as_str()),
+    };
+    let mut outcomes: Vec<UnitOutcome> = futures::stream::iter(states.into_iter().map(|state| {
+        let unit = &unit;
+        async move {
+            if state.status == UnitStatus::Done {
+                return UnitOutcome {
+                    state,
+                    ran: false,
+                    files: Vec::new(),
+                    error: None,
+                };
+            }
+            unit.run(state).await
+        }
+    }))
+    .buffer_unordered(run.options.parallel.max(1))
+    .collect()
+    .await;
+    outcomes.sort_by_key(|o| o.state.unit.index);
+    Ok((outcomes, snapshot.map(|s| s.id)))
+}
+
+/// When a unit exhausted its retries: the run recorded as failed, and the error saying how to
+/// resume it.
+async fn refuse_failed_units(run: &Execution<'_>, outcomes: &[UnitOutcome]) -> Result<()> {
+    let failed: Vec<&UnitOutcome> = outcomes.iter().filter(|o| o.error.is_some()).collect();
+    let Some(UnitOutcome {
+        state,
+        error: Some(e),
+        ..
+    }) = failed.first().copied()
+    else {
+        return Ok(());
+    };
+    let run_id = &run.run_id;
+    let message = format!(
+        "{} of {} units failed after their retries (first: unit {} ({}): {e}); nothing was committed; \
+         `floe ingest --resume {run_id}` runs the units that are not done",
+        failed.len(),
+        outcomes.len(),
+        state.unit.index,
+        state.unit.describe()
+    );
+    record::finish_run(
+        run.floe.database(),
+        run_id,
+        RunStatus::Failed,
+        None,
+        None,
+        Some(message.clone()),
+    )
+    .await?;
+    Err(Error::new(e.kind(), message))
+}
+
+/// Every unit's files: those written in this call as written, those of units done by an earlier call
+/// described again from their footers.
+async fn files_to_commit(table: &Table, outcomes: &[UnitOutcome]) -> Result<Vec<DataFile>> {
+    let mut files: Vec<DataFile> = Vec::new();
+    let mut earlier: Vec<FileToAdd> = Vec::new();
+    for o in outcomes {
+        if o.ran {
+            files.extend(o.files.iter().cloned());
+        } else {
+            earlier.extend(o.state.files.iter().map(|uri| FileToAdd {
+                uri: uri.clone(),
+                partition: None,
+            }));
+        }
+    }
+    if !earlier.is_empty() {
+        files.extend(crate::table::add_files::describe_files(table, earlier).await?);
+    }
+    Ok(files)
+}
+
+/// Commit `files` as one snapshot with the run's lineage; a failed commit is recorded.
+async fn commit(run: &Execution<'_>, files: Vec<DataFile>, units: usize) -> Result<Option<i64>> {
+    let name = run.table.name();
+    let commit_options = WriteOptions {
+        lineage: Lineage {
+            run_id: Some(run.run_id.clone()),
+            stage: Some("ingest".into()),
+            engine: None,
+            inputs: BTreeMap::new(),
+        },
+        properties: BTreeMap::from([
+            ("floe.source".to_string(), run.plan.source.clone()),
+            ("floe.units".to_string(), units.to_string()),
+        ]),
+        ..Default::default()
+    };
+    let mut tx = run.floe.transaction();
+    tx.read_as(run.table.clone());
+    match run.options.mode {
+        IngestMode::Append => tx.append_files(name, files, &commit_options).await?,
+        IngestMode::Overwrite => {
+            tx.overwrite_files(name, None, files, &commit_options.clone().into())
+                .await?
+        }
+    }
+    match tx.commit().await {
+        Ok(committed) => Ok(committed.first().and_then(|r| r.snapshot_id)),
+        Err(e) => {
+            let _ = record::finish_run(
+                run.floe.database(),
+                &run.run_id,
+                RunStatus::Failed,
+                None,
+                None,
+                Some(e.to_string()),
+            )
+            .await;
+            Err(e)
+        }
+    }
+}
+
+/// The snapshot of `table` that run `run_id` committed, if one did.
+fn committed_snapshot(table: &Table, run_id: &str) -> Option<i64> {
+    table
+        .metadata()
+        .snapshots()
+        .find(|s| {
+            s.summary()
+                .additional_properties
+                .get("floe.run-id")
+                .map(String::as_str)
+                == Some(run_id)
+        })
+        .map(|s| s.snapshot_id())
+}
+
+/// What every unit of one call shares.
+struct UnitRun<'a> {
+    db: &'a CatalogDatabase,
+    source: &'a Source,
+    columns: &'a [SourceColumn],
+    table: &'a Table,
+    run_id: &'a str,
+    options: &'a IngestOptions,
+    /// The source's instant the units read at.
+    snapshot: Option<&'a str>,
+}
+
+impl UnitRun<'_> {
+    /// Run one unit to completion, retrying with backoff.
+    async fn run(&self, mut state: UnitState) -> UnitOutcome {
+        let failed = |state, error| UnitOutcome {
+            state,
+            ran: true,
+            files: Vec::new(),
+            error: Some(error),
+        };
+        loop {
+            state.attempts += 1;
+            state.status = UnitStatus::Running;
+            state.error = None;
+            if let Err(e) = record::update_unit(self.db, self.run_id, &state).await {
+                return failed(state, e);
+            }
+            match self.attempt(&state).await {
+                Ok(files) => {
+                    state.status = UnitStatus::Done;
+                    state.rows = files.iter().map(|f| f.record_count()).sum();
+                    state.files = paths_of(&files);
+                    return match record::update_unit(self.db, self.run_id, &state).await {
+                        Ok(()) => UnitOutcome {
+                            state,
+                            ran: true,
+                            files,
+                            error: None,
+                        },
+                        Err(e) => {
+                            delete_quietly(self.table.storage(), paths_of(&files)).await;
+                            failed(state, e)
+                        }
+                    };
+                }
+                Err(e) => {
+                    tracing::warn!(run = self.run_id, unit = state.unit.index, attempt = state.attempts, error = %e, "unit failed");
+                    state.status = UnitStatus::Failed;
+                    state.error = Some(e.to_string());
+                    let _ = record::update_unit(self.db, self.run_id, &state).await;
+                    if state.attempts > self.options.unit_retries || e.kind() == ErrorKind::InvalidInput {
+                        return failed(state, e);
+                    }
+                    let pause = Duration::from_millis(200 * (1u64 << state.attempts.min(6)));
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+    }
+
+    /// One attempt of a unit: stream its rows (at the source's instant) into new data files of the
+    /// table (deleted again on error).
+    async fn attempt(&self, state: &UnitState) -> Result<Vec<DataFile>> {
+        let app = application_name(self.run_id, state.unit.index, state.attempts);
+        let table = self.table;
+        let batches = match (self.source, &state.unit.bounds) {
+            (Source::Sql(sql), bounds) => sql.extract(self.columns, bounds, &app, self.snapshot).await?,
+            (Source::Files(_), Bounds::File { uri }) => {
+                crate::table::files::read_files(
+                    table.storage(),
+                    std::slice::from_ref(uri),
+                    table.arrow_schema()?,
+                    &Default::default(),
+                )
+                .await?
+            }
+            (Source::Files(_), Bounds::ByteRange { uri, start, end }) => {
+                crate::table::files::read_csv_range(
+                    table.storage(),
+                    uri,
+                    *start,
+                    *end,
+                    table.arrow_schema()?,
+                    &Default::default(),
+                )
+                .await?
+            }
+            (Source::Files(_), b) => return Err(Error::internal(format!("a file source with unit {b:?}"))),
+        };
+        let files = crate::table::writer::write_batches(table, batches, DEFAULT_TARGET_FILE_SIZE).await?;
+        if self.options.verify {
+            if let Err(e) = self.verify(state, &app, &files).await {
+                delete_quietly(table.storage(), paths_of(&files)).await;
+                return Err(e);
+            }
+        }
+        Ok(files)
+    }
+
+    /// Count the unit's range at the source again (at the run's instant) and require the rows
+    /// written.
+    async fn verify(&self, state: &UnitState, app: &str, files: &[DataFile]) -> Result<()> {
+        let Source::Sql(sql) = self.source else {
+            return Ok(());
+        };
+        let written: u64 = files.iter().map(|f| f.record_count()).sum();
+        let counted = sql
+            .count_at(&state.unit.bounds, &format!("{app}-verify"), self.snapshot)
+            .await?;
+        if counted != written {
+            return Err(Error::new(
+                ErrorKind::Data,
+                format!(
+                    "unit {} wrote {written} rows but the source counts {counted} in its range",
+                    state.unit.index
+                ),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,498 @@
+//! Extraction sources: a table or query of a Postgres or SQLite database (this module; files are
+//! read by `table::files`). [`SqlSource`] is what the planner and the units use; each database is
+//! one module behind the [`SourceDatabase`] trait ([`postgres`], [`sqlite`]): how it connects, what
+//! its columns are, how it counts, histograms and streams rows. Columns are mapped to Iceberg
+//! (Arrow) types before any work (an unmappable one is an error), rows are estimated and
+//! histogrammed for planning units, and a unit's rows stream as Arrow batches; no unit holds its
+//! result in memory. Every unit of a Postgres run reads at one exported snapshot
+//! ([`SourceSnapshot`]), so a source that is written during the run is extracted as of one instant.
+
+mod pg_binary;
+pub(crate) mod postgres;
+pub(crate) mod sqlite;
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+
+use super::units::Bounds;
+use crate::error::{Error, Result, SqlDatabase};
+use crate::secrets::redact_secrets;
+
+/// Which database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Database {
+    /// A Postgres server.
+    Postgres,
+    /// An SQLite file.
+    Sqlite,
+}
+
+/// A database source: a URL and a table or a query.
+#[derive(Clone, Debug)]
+pub struct SqlSource {
+    url: String,
+    database: Arc<dyn SourceDatabase>,
+    /// `SELECT * FROM <table>` or the user's query.
+    relation: String,
+    /// What the user named, for messages and the record.
+    pub described: String,
+}
+
+/// A source column and how it maps.
+#[derive(Clone, Debug)]
+pub struct SourceColumn {
+    /// Its name.
+    pub name: String,
+    /// The source's type name (`numeric(12,2)`, `timestamp with time zone`, `TEXT`).
+    pub source_type: String,
+    /// The Arrow type it lands as.
+    pub arrow: DataType,
+}
+
+/// The instant of a source that every unit of a run reads (see [`postgres`]): the exported
+/// snapshot's identifier, valid while the connection that exported it is held here.
+pub(crate) struct SourceSnapshot {
+    /// Kept open: the snapshot lives as long as it.
+    _holder: Box<dyn std::any::Any + Send>,
+    /// The exported snapshot's identifier.
+    pub id: String,
+}
+
+/// Rows streamed from a source.
+pub(crate) type SourceRows = BoxStream<'static, Result<RecordBatch>>;
+
+/// What differs between the databases floe extracts from. Every method that reads opens its own
+/// connection, named `application` where the database shows names (`pg_stat_activity`).
+#[async_trait]
+pub(crate) trait SourceDatabase: Send + Sync + std::fmt::Debug {
+    /// Which database this is.
+    fn kind(&self) -> Database;
+
+    /// The columns of `relation` (a `SELECT`), as (name, declared type); `described` names it in
+    /// errors.
+    async fn column_types(&self, relation: &str, described: &str) -> Result<Vec<(String, String)>>;
+
+    /// The rows of `table` (a quoted table name) as the database's statistics estimate them, when
+    /// it keeps any.
+    async fn estimated_rows(&self, table: &str) -> Result<Option<u64>>;
+
+    /// The one integer `sql` returns (a count), read at `snapshot` when one is given.
+    async fn count(&self, sql: &str, application: &str, snapshot: Option<&str>) -> Result<u64>;
+
+    /// The (text, count) rows of `sql`; `what` names the query in errors.
+    async fn text_counts(&self, sql: &str, what: &str) -> Result<Vec<(String, i64)>>;
+
+    /// The (integer, count) rows of `sql`; `what` names the query in errors.
+    async fn integer_counts(&self, sql: &str, what: &str) -> Result<Vec<(i64, i64)>>;
+
+    /// The instant every unit of a run reads, when the database can share one between
+    /// connections (`None` otherwise).
+    async fn export_snapshot(&self, _application: &str) -> Result<Option<SourceSnapshot>> {
+        Ok(None)
+    }
+
+    /// Stream `SELECT columns FROM (relation) WHERE condition` as batches of `schema`, at
+    /// `snapshot` when one is given.
+    async fn extract(
+        &self,
+        query: &SourceQuery<'_>,
+        application: &str,
+        snapshot: Option<&str>,
+    ) -> Result<SourceRows>;
+
+    /// The day (`YYYY-MM-DD` text) of the date or timestamp column `column` (quoted).
+    fn day_of(&self, column: &str) -> String;
+
+    /// A date literal of `YYYY-MM-DD`.
+    fn date_literal(&self, day: &str) -> String;
+
+    /// The condition selecting hash bucket `bucket` of `buckets` of `column` (quoted); `None` when
+    /// the database cannot hash.
+    fn hash_bucket(&self, column: &str, bucket: u32, buckets: u32) -> Option<String>;
+
+    /// Whether the database can hash a column into buckets (`hash(COL)` units).
+    fn can_hash(&self) -> bool {
+        self.hash_bucket("\"column\"", 0, 1).is_some()
+    }
+
+    /// This database's own reading of a declared type (`base` is the type name in lower case
+    /// without arguments, `declared` the whole of it in lower case): `Some(Ok(type))` or
+    /// `Some(Err(why not))` where it differs from the common mapping.
+    fn own_type(&self, base: &str, declared: &str) -> Option<std::result::Result<DataType, &'static str>>;
+}
+
+/// What a unit extracts: its columns (with their Arrow types) of a relation, under a condition.
+pub(crate) struct SourceQuery<'a> {
+    /// `SELECT * FROM <table>` or the user's query.
+    pub relation: &'a str,
+    /// The unit's condition ([`SqlSource::condition`]).
+    pub condition: &'a str,
+    /// The columns, in order.
+    pub columns: &'a [SourceColumn],
+    /// The batches' schema.
+    pub schema: SchemaRef,
+}
+
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// An sqlx error of the source database at `url`.
+pub(crate) fn sql_error(database: Database, what: &str, url: &str, e: sqlx::Error) -> Error {
+    let sqlite = database == Database::Sqlite;
+    Error::sqlx(
+        SqlDatabase::Source { sqlite },
+        format!("{what} ({})", redact_secrets(url)),
+        e,
+    )
+}
+
+impl SqlSource {
+    /// A source at `url` (`postgres://...` or `sqlite:PATH`) reading `table` (`SCHEMA.NAME` or `NAME`)
+    /// or `query`.
+    pub fn new(url: &str, table: Option<&str>, query: Option<&str>) -> Result<Self> {
+        crate::secrets::register_url_secrets(url);
+        let database: Arc<dyn SourceDatabase> =
+            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                Arc::new(postgres::PostgresSource::new(url))
+            } else if url.starts_with("sqlite:") {
+                Arc::new(sqlite::SqliteSource::new(url))
+            } else {
+                return Err(Error::invalid(format!(
+                    "source {}: expected postgres://..., sqlite:PATH, or files",
+                    redact_secrets(url)
+                )));
+            };
+        let (relation, described) = match (table, query) {
+            (Some(t), None) => {
+                let quoted = t.split('.').map(quote_ident).collect::<Vec<_>>().join(".");
+                (format!("SELECT * FROM {quoted}"), format!("table {t}"))
+            }
+            (None, Some(q)) => (q.trim().trim_end_matches(';').to_string(), format!("query {q}")),
+            _ => {
+                return Err(Error::invalid(
+                    "a database source needs exactly one of --table and --query",
+                ))
+            }
+        };
+        Ok(Self {
+            url: url.to_string(),
+            database,
+            relation,
+            described,
+        })
+    }
+
+    /// The database kind.
+    pub fn database(&self) -> Database {
+        self.database.kind()
+    }
+
+    /// Whether the source can split rows by a hash of a column (`hash(COL)` units).
+    pub fn can_hash(&self) -> bool {
+        self.database.can_hash()
+    }
+
+    /// The URL without any password, as it is recorded.
+    pub fn url_redacted(&self) -> String {
+        redact_secrets(&self.url)
+    }
+
+    /// Export the instant every unit of a run reads (Postgres; `None` for SQLite, which cannot
+    /// share a snapshot between connections, and for a server that cannot export one, such as a
+    /// standby of an old release: then each unit reads as of its own start, and a warning says so).
+    pub(crate) async fn export_snapshot(&self, application: &str) -> Result<Option<SourceSnapshot>> {
+        self.database.export_snapshot(application).await
+    }
+
+    /// The source's columns, each mapped to an Arrow (Iceberg) type; an unmappable one is an error.
+    pub async fn columns(&self) -> Result<Vec<SourceColumn>> {
+        let rows = self
+            .database
+            .column_types(&self.relation, &self.described)
+            .await?;
+        if rows.is_empty() {
+            return Err(Error::invalid(format!("{} has no columns", self.described)));
+        }
+        rows.into_iter()
+            .map(|(name, ty)| map_type(self.database.as_ref(), &name, &ty))
+            .collect()
+    }
+
+    /// The rows the source holds, as cheaply as the database can say: Postgres's `reltuples` for a
+    /// table that has been analyzed, else a count.
+    pub async fn estimate(&self) -> Result<u64> {
+        if let Some(table) = self.relation.strip_prefix("SELECT * FROM ") {
+            if let Some(n) = self.database.estimated_rows(table).await? {
+                return Ok(n);
+            }
+        }
+        self.count_at(&Bounds::All, "floe-ingest-plan", None).await
+    }
+
+    /// The exact number of rows of `bounds` at the source, at `snapshot` when one is given.
+    pub(crate) async fn count_at(
+        &self,
+        bounds: &Bounds,
+        application: &str,
+        snapshot: Option<&str>,
+    ) -> Result<u64> {
+        let sql = format!(
+            "SELECT count(*) FROM ({}) AS floe_source WHERE {}",
+            self.relation,
+            self.condition(bounds)?
+        );
+        self.database.count(&sql, application, snapshot).await
+    }
+
+    /// Rows per day of `column` (a date or timestamp), ascending, empty days absent: `(day, next day,
+    /// rows)` as `YYYY-MM-DD`.
+    pub(crate) async fn day_histogram(&self, column: &SourceColumn) -> Result<Vec<(String, String, u64)>> {
+        let c = quote_ident(&column.name);
+        let day = self.database.day_of(&c);
+        let sql = format!(
+            "SELECT {day} AS d, count(*) AS n FROM ({}) AS floe_source WHERE {c} IS NOT NULL GROUP BY 1 ORDER BY 1",
+            self.relation
+        );
+        let rows = self
+            .database
+            .text_counts(&sql, "cannot plan the extraction")
+            .await?;
+        rows.into_iter()
+            .map(|(d, n)| {
+                let day = chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d")
+                    .map_err(|_| Error::invalid(format!("{}: {d:?} is not a date", column.name)))?;
+                let next = day.succ_opt().unwrap_or(day);
+                Ok((day.to_string(), next.to_string(), n.max(0) as u64))
+            })
+            .collect()
+    }
+
+    /// Rows per one-thousandth of the range of `column` (an integer key), ascending, empty stretches
+    /// absent: `(smallest value, smallest value + 1, rows)` per stretch.
+    pub(crate) async fn id_histogram(&self, column: &SourceColumn) -> Result<Vec<(i64, i64, u64)>> {
+        let c = quote_ident(&column.name);
+        let bounds = format!(
+            "SELECT min({c}) AS lo, max({c}) AS hi FROM ({}) AS floe_source",
+            self.relation
+        );
+        let sql = format!(
+            "WITH b AS ({bounds}) SELECT CAST(min({c}) AS BIGINT) AS lo, count(*) AS n FROM ({}) AS floe_source, b \
+             WHERE {c} IS NOT NULL GROUP BY (CAST({c} AS BIGINT) - b.lo) * 1000 / (b.hi - b.lo + 1) ORDER BY 1",
+            self.relation
+        );
+        let rows = self
+            .database
+            .integer_counts(&sql, &format!("cannot histogram {}", column.name))
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(lo, n)| (lo, lo.saturating_add(1), n.max(0) as u64))
+            .collect())
+    }
+
+    /// The SQL condition that selects `bounds`.
+    pub(crate) fn condition(&self, bounds: &Bounds) -> Result<String> {
+        Ok(match bounds {
+            Bounds::All => "TRUE".to_string(),
+            Bounds::Range {
+                column,
+                lo,
+                hi,
+                nulls,
+                dates,
+            } => {
+                let c = quote_ident(column);
+                let value = |v: &str| -> String {
+                    if *dates {
+                        self.database.date_literal(v)
+                    } else {
+                        v.parse::<i64>()
+                            .map(|n| n.to_string())
+                            .unwrap_or_else(|_| "NULL".into())
+                    }
+                };
+                let mut parts = Vec::new();
+                if let Some(lo) = lo {
+                    parts.push(format!("{c} >= {}", value(lo)));
+                }
+                if let Some(hi) = hi {
+                    parts.push(format!("{c} < {}", value(hi)));
+                }
+                let range = if parts.is_empty() {
+                    format!("{c} IS NOT NULL")
+                } else {
+                    parts.join(" AND ")
+                };
+                if *nulls {
+                    format!("(({range}) OR {c} IS NULL)")
+                } else {
+                    format!("({range})")
+                }
+            }
+            Bounds::Hash {
+                column,
+                bucket,
+                buckets,
+            } => self
+                .database
+                .hash_bucket(&quote_ident(column), *bucket, *buckets)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "hash(COL) needs a source that can hash; SQLite cannot: use id(COL) or date(COL)",
+                    )
+                })?,
+            Bounds::File { .. } | Bounds::ByteRange { .. } => {
+                return Err(Error::internal("a file unit on a database source"))
+            }
+        })
+    }
+
+    /// The rows of `bounds`, as batches of `columns` (their Arrow types), at `snapshot` when one is
+    /// given.
+    pub(crate) async fn extract(
+        &self,
+        columns: &[SourceColumn],
+        bounds: &Bounds,
+        application: &str,
+        snapshot: Option<&str>,
+    ) -> Result<SourceRows> {
+        let condition = self.condition(bounds)?;
+        let schema: SchemaRef = Arc::new(Schema::new(
+            columns
+                .iter()
+                .map(|c| Field::new(&c.name, c.arrow.clone(), true))
+                .collect::<Vec<_>>(),
+        ));
+        let query = SourceQuery {
+            relation: &self.relation,
+            condition: &condition,
+            columns,
+            schema,
+        };
+        self.database.extract(&query, application, snapshot).await
+    }
+}
+
+/// Where a source's reading task sends its batches.
+pub(crate) type BatchSender = tokio::sync::mpsc::Sender<Result<RecordBatch>>;
+
+/// The batches `read` sends from a task of its own (a reader that owns its connection, as a
+/// streaming query borrows it); its error ends the stream. A reader whose send fails stops: the
+/// stream was dropped.
+pub(crate) fn spawn_reader<F, Fut>(read: F) -> SourceRows
+where
+    F: FnOnce(BatchSender) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send + 'static,
+{
+    use futures::StreamExt;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(4);
+    let errors = tx.clone();
+    tokio::spawn(async move {
+        if let Err(e) = read(tx).await {
+            let _ = errors.send(Err(e)).await;
+        }
+    });
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+}
+
+/// A source type → Arrow type: the database's own reading where it has one, else the common one.
+fn map_type(database: &dyn SourceDatabase, name: &str, source_type: &str) -> Result<SourceColumn> {
+    let t = source_type.trim().to_ascii_lowercase();
+    let base = t.split('(').next().unwrap_or(&t).trim();
+    let arrow = match database.own_type(base, &t) {
+        Some(own) => own.map_err(|why| unmappable(name, source_type, why))?,
+        None => common_type(base, &t).map_err(|why| unmappable(name, source_type, why))?,
+    };
+    Ok(SourceColumn {
+        name: name.to_string(),
+        source_type: source_type.to_string(),
+        arrow,
+    })
+}
+
+/// The Arrow type of a declared type (`base` its name, `declared` the whole of it, in lower case) as
+/// both databases read it, or why there is none.
+fn common_type(base: &str, declared: &str) -> std::result::Result<DataType, &'static str> {
+    Ok(match base {
+        "smallint" | "integer" | "int" | "int2" | "int4" | "mediumint" | "tinyint" => DataType::Int32,
+        "bigint" | "int8" => DataType::Int64,
+        "real" | "double precision" | "double" | "float" | "float8" => DataType::Float64,
+        "float4" => DataType::Float32,
+        "numeric" | "decimal" => {
+            let args = declared
+                .split_once('(')
+                .and_then(|(_, a)| a.strip_suffix(')'))
+                .map(|a| a.split(',').map(|x| x.trim().parse::<u8>()).collect::<Vec<_>>());
+            match args.as_deref() {
+                Some([Ok(p), Ok(s)]) if *p <= 38 && s <= p => DataType::Decimal128(*p, *s as i8),
+                Some([Ok(p)]) if *p <= 38 => DataType::Decimal128(*p, 0),
+                _ => {
+                    return Err(
+                        "numeric needs a precision of at most 38 (cast it in --query, e.g. numeric(38,9))",
+                    )
+                }
+            }
+        }
+        "text" | "varchar" | "character varying" | "character" | "char" | "bpchar" | "name" | "citext"
+        | "clob" => DataType::Utf8,
+        "json" | "jsonb" | "uuid" => DataType::Utf8,
+        "boolean" | "bool" => DataType::Boolean,
+        "date" => DataType::Date32,
+        "timestamp with time zone" | "timestamptz" => {
+            DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
+        }
+        "timestamp" | "timestamp without time zone" | "datetime" => {
+            DataType::Timestamp(TimeUnit::Microsecond, None)
+        }
+        "bytea" | "blob" => DataType::Binary,
+        _ => return Err("no Iceberg type fits it"),
+    })
+}
+
+fn unmappable(name: &str, source_type: &str, why: &str) -> Error {
+    Error::invalid(format!(
+        "source column {name:?} of type {source_type} cannot be extracted: {why}; nothing was written"
+    ))
+}
+
+/// Whether `column` can be hashed into units.
+pub(crate) fn hashable(column: &SourceColumn) -> bool {
+    matches!(
+        column.arrow,
+        DataType::Int32
+            | DataType::Int64
+            | DataType::Utf8
+            | DataType::Date32
+            | DataType::Timestamp(..)
+            | DataType::Decimal128(..)
+    ) && !column.source_type.to_ascii_lowercase().starts_with("json")
+}
+
+/// Whether `column` can key `id(COL)` units.
+pub(crate) fn integer(column: &SourceColumn) -> bool {
+    matches!(column.arrow, DataType::Int32 | DataType::Int64)
+}
+
+/// Whether `column` can key `date(COL)` units.
+pub(crate) fn temporal(column: &SourceColumn) -> bool {
+    matches!(column.arrow, DataType::Date32 | DataType::Timestamp(..))
+}
+
+/// Whether `column` exists in `columns`.
+pub(crate) fn find<'a>(columns: &'a [SourceColumn], name: &str) -> Result<&'a SourceColumn> {
+    columns.iter().find(|c| c.name == name).ok_or_else(|| {
+        Error::invalid(format!(
+            "the source has no column {name:?} (columns: {}); nothing was written",
+            columns
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })
+}

@@ -1,0 +1,244 @@
+//! A Postgres source. Columns come from `pg_attribute` of a temporary view over the relation, the
+//! row estimate from `pg_class.reltuples`, and a unit's rows through `COPY (SELECT ...) TO STDOUT
+//! (FORMAT binary)`, decoded into Arrow as the bytes arrive ([`super::pg_binary`]).
+//!
+//! Every unit of a run reads the source as of one instant: a `REPEATABLE READ` transaction held open
+//! on a connection of its own exports its snapshot, which each unit's transaction imports
+//! (`pg_export_snapshot`, `SET TRANSACTION SNAPSHOT`), as `pg_dump --jobs` does. Without it each
+//! unit would see the source as of its own start, and a row updated from one unit's key range into
+//! another's between two units' starts would be read twice or not at all. The holding transaction
+//! keeps the server from vacuuming rows newer than its start until the run's units are done.
+
+use std::str::FromStr;
+
+use arrow::datatypes::DataType;
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use sqlx::{Connection, PgConnection};
+
+use super::pg_binary::{wire_cast, BinaryCopyDecoder};
+use super::{
+    quote_ident, spawn_reader, sql_error, Database, SourceDatabase, SourceQuery, SourceRows, SourceSnapshot,
+};
+use crate::error::{Error, Result};
+
+/// A Postgres database at a `postgres://` URL.
+#[derive(Clone, Debug)]
+pub(crate) struct PostgresSource {
+    url: String,
+}
+
+impl PostgresSource {
+    pub(crate) fn new(url: &str) -> Self {
+        Self { url: url.to_string() }
+    }
+
+    fn error(&self, what: &str, e: sqlx::Error) -> Error {
+        sql_error(Database::Postgres, what, &self.url, e)
+    }
+
+    /// A connection named `application` (visible in `pg_stat_activity`), in UTC.
+    async fn connect(&self, application: &str) -> Result<PgConnection> {
+        let options = sqlx::postgres::PgConnectOptions::from_str(&self.url)
+            .map_err(|e| self.error("invalid source URL", e))?
+            .application_name(application)
+            .options([("TimeZone", "UTC")]);
+        PgConnection::connect_with(&options)
+            .await
+            .map_err(|e| self.error("cannot connect to the source", e))
+    }
+
+    /// A connection whose next statements read at `snapshot` (one transaction), when one is given.
+    async fn connect_at(&self, application: &str, snapshot: Option<&str>) -> Result<PgConnection> {
+        let mut conn = self.connect(application).await?;
+        let Some(id) = snapshot else {
+            return Ok(conn);
+        };
+        sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut conn)
+            .await
+            .map_err(|e| self.error("cannot open a transaction at the source", e))?;
+        sqlx::query(&format!("SET TRANSACTION SNAPSHOT '{}'", id.replace('\'', "''")))
+            .execute(&mut conn)
+            .await
+            .map_err(|e| {
+                self.error(
+                    &format!(
+                        "cannot read at the run's source snapshot {id} (the connection that held it \
+                         ended; `floe ingest --resume` reads the units not done at a new snapshot)"
+                    ),
+                    e,
+                )
+            })?;
+        Ok(conn)
+    }
+}
+
+#[async_trait]
+impl SourceDatabase for PostgresSource {
+    fn kind(&self) -> Database {
+        Database::Postgres
+    }
+
+    async fn column_types(&self, relation: &str, described: &str) -> Result<Vec<(String, String)>> {
+        let mut conn = self.connect("floe-ingest-plan").await?;
+        let probe = format!("floe_probe_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE TEMP VIEW {probe} AS {relation}"))
+            .execute(&mut conn)
+            .await
+            .map_err(|e| self.error(&format!("cannot read {described}"), e))?;
+        let rows = sqlx::query_as::<_, (String, String)>(&format!(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)::text FROM pg_attribute a \
+             WHERE a.attrelid = '{probe}'::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
+        ))
+        .fetch_all(&mut conn)
+        .await
+        .map_err(|e| self.error("cannot read the source's columns", e))?;
+        // The probe goes now, not when the server notices the session ended: a temporary view on
+        // the source would block a `DROP TABLE` of it meanwhile.
+        let _ = sqlx::query(&format!("DROP VIEW IF EXISTS {probe}"))
+            .execute(&mut conn)
+            .await;
+        Ok(rows)
+    }
+
+    async fn estimated_rows(&self, table: &str) -> Result<Option<u64>> {
+        let mut conn = self.connect("floe-ingest-plan").await?;
+        let estimate: Option<f32> = sqlx::query_scalar(&format!(
+            "SELECT reltuples FROM pg_class WHERE oid = to_regclass('{}')",
+            table.replace('\'', "''")
+        ))
+        .fetch_optional(&mut conn)
+        .await
+        .map_err(|e| self.error("cannot estimate the source's rows", e))?;
+        Ok(estimate.filter(|n| *n > 0.0).map(|n| n as u64))
+    }
+
+    async fn count(&self, sql: &str, application: &str, snapshot: Option<&str>) -> Result<u64> {
+        let mut conn = self.connect_at(application, snapshot).await?;
+        let n: i64 = sqlx::query_scalar(sql)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| self.error("cannot count the source's rows", e))?;
+        Ok(n.max(0) as u64)
+    }
+
+    async fn text_counts(&self, sql: &str, what: &str) -> Result<Vec<(String, i64)>> {
+        let mut conn = self.connect("floe-ingest-plan").await?;
+        sqlx::query_as(sql)
+            .fetch_all(&mut conn)
+            .await
+            .map_err(|e| self.error(what, e))
+    }
+
+    async fn integer_counts(&self, sql: &str, what: &str) -> Result<Vec<(i64, i64)>> {
+        let mut conn = self.connect("floe-ingest-plan").await?;
+        sqlx::query_as(sql)
+            .fetch_all(&mut conn)
+            .await
+            .map_err(|e| self.error(what, e))
+    }
+
+    /// The run's instant, or `None` for a server that cannot export one (such as a standby of an
+    /// old release): then each unit reads as of its own start, and a warning says so.
+    async fn export_snapshot(&self, application: &str) -> Result<Option<SourceSnapshot>> {
+        let mut holder = self.connect(application).await?;
+        // The holder idles in its transaction while the units run: a server-wide idle timeout must
+        // not end it (and with it the snapshot) under a long extraction.
+        sqlx::query("SET idle_in_transaction_session_timeout = 0")
+            .execute(&mut holder)
+            .await
+            .map_err(|e| self.error("cannot configure the source's snapshot session", e))?;
+        sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut holder)
+            .await
+            .map_err(|e| self.error("cannot open the source's snapshot transaction", e))?;
+        match sqlx::query_scalar::<_, String>("SELECT pg_export_snapshot()")
+            .fetch_one(&mut holder)
+            .await
+        {
+            Ok(id) => Ok(Some(SourceSnapshot {
+                _holder: Box::new(holder),
+                id,
+            })),
+            Err(sqlx::Error::Database(e)) => {
+                tracing::warn!(
+                    error = %e,
+                    "the source cannot export a snapshot: each unit reads the source as of its own start, \
+                     so rows written during the run may be missed or read twice"
+                );
+                Ok(None)
+            }
+            Err(e) => Err(self.error("cannot export the source's snapshot", e)),
+        }
+    }
+
+    async fn extract(
+        &self,
+        query: &SourceQuery<'_>,
+        application: &str,
+        snapshot: Option<&str>,
+    ) -> Result<SourceRows> {
+        // Each column cast to the one type whose binary form the decoder reads.
+        let select = query
+            .columns
+            .iter()
+            .map(|c| {
+                Ok(format!(
+                    "CAST({} AS {})",
+                    quote_ident(&c.name),
+                    wire_cast(&c.arrow)?
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?
+            .join(", ");
+        let copy = format!(
+            "COPY (SELECT {select} FROM ({}) AS floe_source WHERE {}) TO STDOUT WITH (FORMAT binary)",
+            query.relation, query.condition
+        );
+        let mut decoder = BinaryCopyDecoder::new(query.schema.clone(), 8192)?;
+        let mut conn = self.connect_at(application, snapshot).await?;
+        let source = self.clone();
+        // The COPY stream borrows the connection: it runs on a task of its own that owns both.
+        Ok(spawn_reader(move |tx| async move {
+            let mut bytes = conn
+                .copy_out_raw(&copy)
+                .await
+                .map_err(|e| source.error("cannot read the source", e))?;
+            while let Some(chunk) = bytes
+                .try_next()
+                .await
+                .map_err(|e| source.error("reading the source failed", e))?
+            {
+                for batch in decoder.push(&chunk)? {
+                    if tx.send(Ok(batch)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            if let Some(batch) = decoder.finish()? {
+                let _ = tx.send(Ok(batch)).await;
+            }
+            Ok(())
+        }))
+    }
+
+    fn day_of(&self, column: &str) -> String {
+        format!("to_char(date_trunc('day', {column}), 'YYYY-MM-DD')")
+    }
+
+    fn date_literal(&self, day: &str) -> String {
+        format!("DATE '{day}'")
+    }
+
+    fn hash_bucket(&self, column: &str, bucket: u32, buckets: u32) -> Option<String> {
+        Some(format!(
+            "coalesce(((hashtextextended(CAST({column} AS text), 0) % {buckets}) + {buckets}) % {buckets}, 0) = {bucket}"
+        ))
+    }
+
+    fn own_type(&self, base: &str, _declared: &str) -> Option<std::result::Result<DataType, &'static str>> {
+        // Postgres's `real` is single precision (SQLite's is a double).
+        (base == "real").then_some(Ok(DataType::Float32))
+    }
+}

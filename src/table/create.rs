@@ -1,0 +1,193 @@
+//! Creating a table: what a new table looks like ([`TableDefinition`], its [`PartitionField`]s), where
+//! it goes (a fresh directory under the warehouse), and its first metadata file registered in the
+//! catalog. The Iceberg Java equivalent is `Catalog.createTable` with a `PartitionSpec`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow::datatypes::Schema as ArrowSchema;
+use iceberg::spec::{
+    FormatVersion, Schema, TableMetadata, TableMetadataBuilder, Transform, UnboundPartitionSpec,
+};
+use iceberg::{MetadataLocation, TableCreation};
+
+use super::{Table, TableStore};
+use crate::catalog::names::path_segment;
+use crate::catalog::TableName;
+use crate::error::{Error, ErrorKind, Result};
+use crate::storage::{delete_quietly, Warehouse};
+
+/// A partition field: a source column and a transform.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionField {
+    /// Source column name.
+    pub column: String,
+    /// Iceberg transform: identity, year, month, day, hour, bucket\[N\], truncate\[W\].
+    pub transform: Transform,
+}
+
+impl PartitionField {
+    /// Parse `col`, `day(col)`, `bucket(16, col)` or `truncate(4, col)`.
+    pub fn parse(text: &str) -> Result<Self> {
+        let text = text.trim();
+        let Some((func, rest)) = text.split_once('(') else {
+            return Ok(Self {
+                column: text.to_string(),
+                transform: Transform::Identity,
+            });
+        };
+        let args = rest
+            .strip_suffix(')')
+            .ok_or_else(|| Error::invalid(format!("invalid partition field {text:?}")))?;
+        let args: Vec<&str> = args.split(',').map(str::trim).collect();
+        let num = |s: &str| {
+            s.parse::<u32>().map_err(|_| {
+                Error::invalid(format!("invalid partition field {text:?}: {s:?} is not a number"))
+            })
+        };
+        let (transform, column) = match (func.trim().to_ascii_lowercase().as_str(), args.as_slice()) {
+            ("identity", [c]) => (Transform::Identity, c),
+            ("year" | "years", [c]) => (Transform::Year, c),
+            ("month" | "months", [c]) => (Transform::Month, c),
+            ("day" | "days", [c]) => (Transform::Day, c),
+            ("hour" | "hours", [c]) => (Transform::Hour, c),
+            ("bucket", [n, c]) => (Transform::Bucket(num(n)?), c),
+            ("truncate", [n, c]) => (Transform::Truncate(num(n)?), c),
+            _ => return Err(Error::invalid(format!("invalid partition field {text:?}"))),
+        };
+        Ok(Self {
+            column: column.to_string(),
+            transform,
+        })
+    }
+
+    /// The partition field's name in the spec: the column for identity, else `COL_bucket_N`,
+    /// `COL_trunc_W` or `COL_day` (Iceberg Java's names).
+    fn spec_name(&self) -> String {
+        match self.transform {
+            Transform::Identity => self.column.clone(),
+            Transform::Bucket(n) => format!("{}_bucket_{n}", self.column),
+            Transform::Truncate(w) => format!("{}_trunc_{w}", self.column),
+            t => format!("{}_{}", self.column, t.to_string().to_ascii_lowercase()),
+        }
+    }
+}
+
+/// What a new table looks like.
+#[derive(Clone, Debug)]
+pub struct TableDefinition {
+    /// Columns, as an Arrow schema (nullability is kept; field ids are assigned).
+    pub schema: ArrowSchema,
+    /// Partition fields, in order.
+    pub partition: Vec<PartitionField>,
+    /// Table properties.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for TableDefinition {
+    fn default() -> Self {
+        Self {
+            schema: ArrowSchema::empty(),
+            partition: Vec::new(),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// Properties floe sets on the tables it creates (a caller's own properties win).
+const CREATE_PROPERTIES: &[(&str, &str)] = &[
+    // Old metadata files go once the metadata log (100 entries by default) no longer lists them.
+    ("write.metadata.delete-after-commit.enabled", "true"),
+];
+
+/// Where a new table of this name is created: `WAREHOUSE/NAMESPACE_DIR/TABLE_DIR-SUFFIX`, each
+/// directory one escaped path segment of the name (never a separator, `.` or `..`), the suffix
+/// random so a table created again after a drop never meets its predecessor's files.
+pub(crate) fn new_table_location(warehouse: &Warehouse, name: &TableName) -> String {
+    format!(
+        "{}/{}/{}-{}",
+        warehouse.uri(),
+        path_segment(&name.namespace().to_string()),
+        path_segment(name.name()),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// Create an Iceberg v2 table at `location`: its first metadata file written, then registered in the
+/// catalog (the metadata file deleted again when the catalog refuses it).
+pub(crate) async fn create_table(
+    store: &TableStore,
+    name: &TableName,
+    location: String,
+    definition: TableDefinition,
+) -> Result<Table> {
+    let catalog = store.catalog();
+    if !catalog.namespace_exists(name.namespace()).await? {
+        return Err(Error::not_found(format!(
+            "namespace {} does not exist (create it first)",
+            name.namespace()
+        )));
+    }
+    if catalog.metadata_location(name).await?.is_some() {
+        return Err(Error::new(
+            ErrorKind::AlreadyExists,
+            format!("table {name} already exists"),
+        ));
+    }
+    let metadata = first_metadata(name, location.clone(), definition)?;
+    let metadata_location = MetadataLocation::new_with_metadata(&location, &metadata);
+    metadata
+        .write_to(&store.storage().file_io(), &metadata_location)
+        .await?;
+    let metadata_location = metadata_location.to_string();
+    if let Err(e) = catalog.register_table(name, &metadata_location).await {
+        delete_quietly(store.storage(), vec![metadata_location]).await;
+        return Err(e);
+    }
+    Ok(store.handle(name, metadata_location, Arc::new(metadata)))
+}
+
+/// The metadata of a new table: its schema with field ids assigned, its partition spec, floe's
+/// properties under the caller's, format v2.
+fn first_metadata(name: &TableName, location: String, definition: TableDefinition) -> Result<TableMetadata> {
+    let schema = iceberg::arrow::arrow_schema_to_schema_auto_assign_ids(&definition.schema)
+        .map_err(|e| Error::invalid(format!("unsupported schema for {name}: {}", e.message())))?;
+    let spec = partition_spec(name, &schema, &definition.partition)?;
+    let mut properties: HashMap<String, String> = CREATE_PROPERTIES
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    properties.extend(definition.properties);
+    let creation = TableCreation::builder()
+        .name(name.name().to_string())
+        .location(location)
+        .schema(schema)
+        .partition_spec(spec)
+        .properties(properties)
+        .format_version(FormatVersion::V2)
+        .build();
+    Ok(TableMetadataBuilder::from_table_creation(creation)?
+        .build()?
+        .metadata)
+}
+
+/// The partition spec of `fields` over `schema`; a field on a column the schema lacks is an error.
+fn partition_spec(
+    name: &TableName,
+    schema: &Schema,
+    fields: &[PartitionField],
+) -> Result<UnboundPartitionSpec> {
+    let mut spec = UnboundPartitionSpec::builder();
+    for (i, p) in fields.iter().enumerate() {
+        let field = schema.field_by_name(&p.column).ok_or_else(|| {
+            Error::invalid(format!(
+                "partition column {:?} is not in the schema of {name}",
+                p.column
+            ))
+        })?;
+        spec = spec
+            .add_partition_field(field.id, p.spec_name(), p.transform)
+            .map_err(|e| Error::invalid(format!("partition field {i} of {name}: {}", e.message())))?;
+    }
+    Ok(spec.build())
+}
