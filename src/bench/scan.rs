@@ -58,6 +58,7 @@ pub async fn scan_pair(floe: &Floe, name: &TableName, floe_first: bool) -> Resul
         Some(id) => crate::table::plain_files::plain_parquet_files(&table, id).await?,
         None => None,
     }
+    .filter(|plain| plain.deleted.is_empty())
     .ok_or_else(|| {
         Error::invalid(format!(
             "{name} is not plain Parquet files at main: no raw baseline"

@@ -1,15 +1,19 @@
 //! A snapshot as plain Parquet files, for engines that read Parquet themselves (DataFusion's and
-//! Ballista's multi-partition file scans): possible when the snapshot's rows are exactly its data
-//! files' rows, read by column name, i.e. there are no delete files, and no column of the table was
-//! ever renamed (names then identify columns as field ids do). Otherwise `None`, and the caller reads
-//! through Iceberg's own reader.
+//! Ballista's multi-partition file scans): possible when no column of the table was ever renamed
+//! (names then identify columns as field ids do) and no equality delete or deletion vector applies.
+//! Position deletes are handed over as the deleted row positions of each file, for the engine to
+//! skip; an engine that cannot says so. Otherwise `None`, and the caller reads through floe's own
+//! scan.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::{Field, Schema, SchemaRef as ArrowSchemaRef};
-use iceberg::spec::ManifestContentType;
+use roaring::RoaringTreemap;
 
+use super::deletes::index::DeleteIndex;
+use super::deletes::positions::deleted_positions;
+use super::entries::SnapshotFiles;
 use super::Table;
 use crate::error::Result;
 
@@ -20,6 +24,8 @@ pub struct PlainFiles {
     pub schema: ArrowSchemaRef,
     /// Data files: URI and size in bytes.
     pub files: Vec<(String, u64)>,
+    /// The row positions position deletes remove, by data file URI (files without any are absent).
+    pub deleted: HashMap<String, Arc<RoaringTreemap>>,
 }
 
 /// `snapshot_id` of `table` as plain Parquet files, when its rows can be read that way.
@@ -45,18 +51,23 @@ pub async fn plain_parquet_files(table: &Table, snapshot_id: i64) -> Result<Opti
     if renamed {
         return Ok(None);
     }
-    let manifests = table.manifests(snapshot).await?;
-    if manifests.iter().any(|m| {
-        m.content == ManifestContentType::Deletes
-            && (m.has_added_files() || m.existing_files_count != Some(0))
-    }) {
+    let live = SnapshotFiles::of(table, Some(snapshot)).await?;
+    let index = DeleteIndex::of(&live);
+    if index.has_equality_deletes() || live.deletes.iter().any(|d| d.is_deletion_vector()) {
         return Ok(None);
     }
-    let files = table
-        .live_data_files(Some(snapshot))
-        .await?
-        .into_iter()
-        .map(|f| (f.file_path().to_string(), f.file_size_in_bytes()))
+    let mut deleted = HashMap::new();
+    for data in &live.data {
+        let applying = index.for_data_file(data);
+        if !applying.positions.is_empty() {
+            let positions = deleted_positions(table.storage(), data.path(), &applying.positions).await?;
+            deleted.insert(data.path().to_string(), Arc::new(positions));
+        }
+    }
+    let files = live
+        .data
+        .iter()
+        .map(|f| (f.path().to_string(), f.file.file_size_in_bytes()))
         .collect();
     let iceberg_schema = snapshot.schema(metadata)?;
     let arrow = iceberg::arrow::schema_to_arrow_schema(&iceberg_schema)?;
@@ -67,5 +78,9 @@ pub async fn plain_parquet_files(table: &Table, snapshot_id: i64) -> Result<Opti
             .map(|f| Field::new(f.name(), f.data_type().clone(), f.is_nullable()))
             .collect::<Vec<_>>(),
     ));
-    Ok(Some(PlainFiles { schema, files }))
+    Ok(Some(PlainFiles {
+        schema,
+        files,
+        deleted,
+    }))
 }

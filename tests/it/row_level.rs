@@ -524,3 +524,96 @@ both_backends!(
         every_reader_reads(&ctx, &t, &expected).await;
     }
 );
+
+both_backends!(
+    every_engine_and_floe_sql_apply_the_position_deletes_of_their_inputs,
+    |ctx: Ctx| async move {
+        use floe::pipeline::{DataFusionEngine, DuckDbEngine, Engine, RunOptions, Stage};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let out = ctx.input_uri(dir.path(), "gen");
+        let mut g = floe::generate::GenerateOptions::new(3000, 7);
+        g.files = 2;
+        g.dirty = floe::generate::DirtyRates::uniform(0.02);
+        floe::generate::generate(ctx.floe.storage(), &out, &g, None)
+            .await
+            .unwrap();
+        let ingest = RunOptions {
+            stages: vec![Stage::Ingest],
+            ..RunOptions::new(
+                ctx.ns.clone(),
+                Some(out.clone()),
+                vec![Arc::new(DataFusionEngine::default())],
+            )
+        };
+        floe::pipeline::run(&ctx.floe, &ingest).await.unwrap();
+        let raw = ctx.table("raw_events");
+        let before = scan_rows(&ctx.floe, &raw, &floe::ScanOptions::default()).await as i64;
+        let r = ctx
+            .floe
+            .delete(
+                &raw,
+                RowFilter::sql("source_line % 3 = 0"),
+                &delete_mode(RowLevelMode::MergeOnRead),
+            )
+            .await
+            .unwrap();
+        assert!(r.rows.delete_files_added > 0, "{:?}", r.rows);
+        let live: i64 = before - r.rows.deleted as i64;
+
+        // floe sql: DuckDB's own reader with an anti-join on local disk, floe's scan on S3.
+        let q = format!(
+            "SELECT count(*) AS n, sum(CAST(source_line % 3 = 0 AS INT)) AS gone FROM {}.raw_events",
+            ctx.ns
+        );
+        let result = floe::query::sql(&ctx.floe, &q).await.unwrap();
+        let b = &result.batches[0];
+        let n = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Int64).unwrap();
+        let n = n
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .unwrap()
+            .value(0);
+        assert_eq!(n, live, "floe sql counts the live rows");
+        assert!(
+            b.column(1).is_null(0) || {
+                let gone = arrow::compute::cast(b.column(1), &arrow::datatypes::DataType::Int64).unwrap();
+                gone.as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .unwrap()
+                    .value(0)
+                    == 0
+            }
+        );
+
+        // The rest of the pipeline on both engines reads raw_events without the deleted rows, and
+        // the engines agree.
+        let engines: Vec<Arc<dyn Engine>> = vec![
+            Arc::new(DuckDbEngine::default()),
+            Arc::new(DataFusionEngine::default()),
+        ];
+        let rest = RunOptions {
+            stages: vec![Stage::Cleanse, Stage::Enrich],
+            ..RunOptions::new(ctx.ns.clone(), Some(out), engines)
+        };
+        let report = floe::pipeline::run(&ctx.floe, &rest).await.unwrap();
+        assert!(
+            report.stages.iter().all(|s| s.status == "succeeded"),
+            "{report:?}"
+        );
+        for engine in ["duckdb", "datafusion"] {
+            let lines = scan_ids(
+                &ctx.floe,
+                &ctx.table("clean_events"),
+                &floe::ScanOptions {
+                    at: Some(At::Ref(engine.into())),
+                    columns: Some(vec!["source_line".into()]),
+                    ..Default::default()
+                },
+            )
+            .await;
+            assert!(!lines.is_empty(), "{engine}");
+            assert!(lines.iter().all(|l| l % 3 != 0), "{engine} read a deleted row");
+        }
+    }
+);

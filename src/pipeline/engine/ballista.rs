@@ -82,7 +82,10 @@ impl Engine for BallistaEngine {
         let ctx = self.context().await?;
         for (name, input) in inputs {
             let provider = match input.snapshot_id {
-                Some(id) => match crate::table::plain_files::plain_parquet_files(&input.table, id).await? {
+                Some(id) => match crate::table::plain_files::plain_parquet_files(&input.table, id)
+                    .await?
+                    .filter(|plain| plain.deleted.is_empty())
+                {
                     Some(mut plain) => {
                         // Every column read as nullable: Ballista 53 carries a base table's NOT NULL
                         // through an outer join's shuffle and then refuses the join's nulls. floe's

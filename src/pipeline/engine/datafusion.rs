@@ -1,7 +1,8 @@
 //! The DataFusion engine: each stage is SQL over the pinned input snapshots, with the field rules as
 //! scalar UDFs. A snapshot that is plain Parquet files is read by DataFusion's own multi-partition file
-//! scan (file groups over every core, large files split by byte range); one with delete files or
-//! renamed columns through iceberg-datafusion's provider. Memory is bounded by a spill-to-disk pool.
+//! scan (file groups over every core, large files split by byte range); one with position deletes by
+//! the same scan with each file's deleted rows skipped ([`super::parquet_scan`]); one with renamed
+//! columns or equality deletes through floe's own scan. Memory is bounded by a spill-to-disk pool.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,17 +10,23 @@ use std::sync::Arc;
 use arrow::array::ArrayRef;
 use arrow::datatypes::{DataType, TimeUnit};
 use async_trait::async_trait;
+use datafusion::catalog::streaming::StreamingTable;
 use datafusion::datasource::MemTable;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use futures::StreamExt;
-use iceberg_datafusion::IcebergStaticTableProvider;
+use futures::{StreamExt, TryStreamExt};
 
+use super::parquet_scan::ParquetWithDeletes;
 use super::rules;
 use super::{Engine, PinnedTable, Rows, Stage};
 use crate::error::{Error, ErrorKind, Result};
+use crate::table::scan::scan;
+use crate::table::{At, ScanOptions, Table};
 
 /// DataFusion, embedded.
 #[derive(Clone, Debug)]
@@ -117,16 +124,66 @@ pub(crate) fn rule_udfs() -> Vec<datafusion::logical_expr::ScalarUDF> {
 pub(crate) async fn register(ctx: &SessionContext, name: &str, input: &PinnedTable) -> Result<()> {
     let provider: Arc<dyn datafusion::datasource::TableProvider> = match input.snapshot_id {
         Some(id) => match crate::table::plain_files::plain_parquet_files(&input.table, id).await? {
-            Some(plain) => listing_table(ctx, input.table.storage(), &plain)?,
-            None => Arc::new(
-                IcebergStaticTableProvider::try_new_from_table_snapshot(input.table.iceberg_table()?, id)
-                    .await?,
-            ),
+            Some(plain) if plain.deleted.is_empty() => listing_table(ctx, input.table.storage(), &plain)?,
+            Some(plain) => {
+                register_object_stores(
+                    ctx,
+                    input.table.storage(),
+                    plain.files.iter().map(|(uri, _)| uri.as_str()),
+                )?;
+                let partitions = ctx.copied_config().target_partitions();
+                Arc::new(ParquetWithDeletes::try_new(input.table.storage(), &plain, partitions).await?)
+            }
+            None => floe_scan_table(&input.table, id)?,
         },
         None => Arc::new(MemTable::try_new(input.table.arrow_schema()?, vec![vec![]])?),
     };
     ctx.register_table(name, provider)?;
     Ok(())
+}
+
+/// A table that streams floe's own scan of snapshot `id`: for snapshots DataFusion cannot read as
+/// Parquet files (renamed columns, equality deletes).
+fn floe_scan_table(table: &Table, id: i64) -> Result<Arc<dyn datafusion::datasource::TableProvider>> {
+    let snapshot = table
+        .metadata()
+        .snapshot_by_id(id)
+        .ok_or_else(|| Error::not_found(format!("table {} has no snapshot {id}", table.name())))?;
+    let schema = Arc::new(iceberg::arrow::schema_to_arrow_schema(
+        snapshot.schema(table.metadata())?.as_ref(),
+    )?);
+    let partition = Arc::new(FloeScan {
+        table: table.clone(),
+        snapshot_id: id,
+        schema: schema.clone(),
+    });
+    Ok(Arc::new(StreamingTable::try_new(schema, vec![partition])?))
+}
+
+/// One snapshot of a table read through floe's scan, as a DataFusion partition.
+#[derive(Debug)]
+struct FloeScan {
+    table: Table,
+    snapshot_id: i64,
+    schema: arrow::datatypes::SchemaRef,
+}
+
+impl PartitionStream for FloeScan {
+    fn schema(&self) -> &arrow::datatypes::SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let table = self.table.clone();
+        let options = ScanOptions {
+            at: Some(At::Snapshot(self.snapshot_id)),
+            ..Default::default()
+        };
+        let batches = futures::stream::once(async move { scan(&table, &options).await.map(|s| s.batches) })
+            .try_flatten()
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)));
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), batches))
+    }
 }
 
 /// A `ListingTable` over an explicit list of Parquet files (serializable, so Ballista ships it to

@@ -15,6 +15,8 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::{Engine, PinnedTable, Rows, Stage};
 use crate::error::{Error, ErrorKind, Result};
+use crate::table::deletes::index::DeleteIndex;
+use crate::table::entries::SnapshotFiles;
 use crate::table::{ScanOptions, Table};
 
 /// DuckDB, embedded.
@@ -171,9 +173,11 @@ impl DuckDbEngine {
 }
 
 /// A DuckDB query reading `snapshot_id` of `table` with DuckDB's own Parquet reader, when it can be
-/// read that way: every data file on local disk, no delete files, and one schema in the table's
-/// history (so column names are field ids). Timestamps come out as UTC wall times, as elsewhere in
-/// the engine. `None` when the rows must be streamed in instead (S3 locations, deletes, evolved
+/// read that way: every data and delete file on local disk, no equality delete, and one schema in
+/// the table's history (so column names are field ids). Position deletes are applied by an anti-join
+/// on each row's file and position (`filename`, `file_row_number`), so DuckDB still reads only the
+/// columns and row groups a query needs. Timestamps come out as UTC wall times, as elsewhere in the
+/// engine. `None` when the rows must be streamed in instead (S3 locations, equality deletes, evolved
 /// schemas, an empty snapshot).
 pub(crate) async fn local_parquet_query(table: &Table, snapshot_id: i64) -> Result<Option<String>> {
     let metadata = table.metadata();
@@ -183,25 +187,32 @@ pub(crate) async fn local_parquet_query(table: &Table, snapshot_id: i64) -> Resu
     if metadata.schemas_iter().count() != 1 {
         return Ok(None);
     }
-    let manifests = table.manifests(snapshot).await?;
-    if manifests
-        .iter()
-        .any(|m| m.content == iceberg::spec::ManifestContentType::Deletes)
-    {
+    let files = SnapshotFiles::of(table, Some(snapshot)).await?;
+    let index = DeleteIndex::of(&files);
+    if index.has_equality_deletes() || files.deletes.iter().any(|d| d.is_deletion_vector()) {
         return Ok(None);
     }
-    let files = table.live_data_files(Some(snapshot)).await?;
-    let mut paths = Vec::with_capacity(files.len());
-    for f in &files {
-        let path = f.file_path();
-        let Some(local) = path
-            .strip_prefix("file://")
+    let local = |path: &str| {
+        path.strip_prefix("file://")
             .or(path.starts_with('/').then_some(path))
-        else {
-            return Ok(None);
-        };
-        paths.push(literal(local));
-    }
+            .map(literal)
+    };
+    let Some(paths) = files
+        .data
+        .iter()
+        .map(|f| local(f.path()))
+        .collect::<Option<Vec<_>>>()
+    else {
+        return Ok(None);
+    };
+    let Some(deletes) = files
+        .deletes
+        .iter()
+        .map(|f| local(f.path()))
+        .collect::<Option<Vec<_>>>()
+    else {
+        return Ok(None);
+    };
     if paths.is_empty() {
         return Ok(None);
     }
@@ -212,16 +223,28 @@ pub(crate) async fn local_parquet_query(table: &Table, snapshot_id: i64) -> Resu
         .map(|f| {
             let c = quote(f.name());
             if matches!(f.data_type(), DataType::Timestamp(_, Some(_))) {
-                format!("CAST({c} AS TIMESTAMP) AS {c}")
+                format!("CAST(floe_data.{c} AS TIMESTAMP) AS {c}")
             } else {
-                c
+                format!("floe_data.{c}")
             }
         })
         .collect::<Vec<_>>();
+    if deletes.is_empty() {
+        return Ok(Some(format!(
+            "SELECT {} FROM read_parquet([{}]) AS floe_data",
+            columns.join(", "),
+            paths.join(", ")
+        )));
+    }
+    // A position delete names its data file by the path the manifests record (file:// or not).
     Ok(Some(format!(
-        "SELECT {} FROM read_parquet([{}])",
+        "SELECT {} FROM read_parquet([{}], filename = true, file_row_number = true) AS floe_data \
+         ANTI JOIN (SELECT regexp_replace(file_path, '^file://', '') AS data_file, pos \
+         FROM read_parquet([{}])) AS floe_deletes \
+         ON floe_data.filename = floe_deletes.data_file AND floe_data.file_row_number = floe_deletes.pos",
         columns.join(", "),
-        paths.join(", ")
+        paths.join(", "),
+        deletes.join(", ")
     )))
 }
 

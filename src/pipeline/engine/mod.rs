@@ -5,6 +5,7 @@
 pub(crate) mod ballista;
 pub(crate) mod datafusion;
 pub(crate) mod duckdb;
+pub(crate) mod parquet_scan;
 pub(crate) mod rules;
 pub(crate) mod sql;
 

@@ -72,16 +72,21 @@ pub(crate) async fn produce(
         .iter()
         .filter(|(t, _)| **t != GEOIP)
         .filter_map(|(_, p)| {
-            p.snapshot_id
-                .and_then(|id| p.table.metadata().snapshot_by_id(id))
-                .and_then(|s| s.summary().additional_properties.get("total-records").cloned())
-                .and_then(|v| v.parse::<u64>().ok())
+            let snapshot = p.table.metadata().snapshot_by_id(p.snapshot_id?)?;
+            live_records(&snapshot.summary().additional_properties)
         })
         .sum();
     if adopt_engine_files(engine, stage, pinned, outputs, rejects, written).await? {
         return Ok(rows_in);
     }
     stream_with_retries(engine, stage, pinned, outputs, rows_in, rejects, written).await
+}
+
+/// The rows a snapshot's readers see, from its summary: its records less its position deletes
+/// (floe keeps one delete file per data file, each position once).
+fn live_records(summary: &std::collections::HashMap<String, String>) -> Option<u64> {
+    let total = |key: &str| summary.get(key).and_then(|v| v.parse::<u64>().ok());
+    Some(total("total-records")?.saturating_sub(total("total-position-deletes").unwrap_or(0)))
 }
 
 /// `ingest`: the input files parsed by floe's reader into `raw_events` and `rejected_events`;

@@ -399,6 +399,9 @@ fn is_target(c: &Column) -> bool {
     c.relation.as_ref().is_some_and(|r| r.to_string() == "t")
 }
 
+/// A column's new value: its SQL and its plan.
+type PlannedValue = (String, Arc<dyn PhysicalExpr>);
+
 /// One value per table column for an update (`update`) or an insert: SQL and its plan, `None` for
 /// NULL.
 fn assignments(
@@ -408,7 +411,7 @@ fn assignments(
     source: &ArrowSchemaRef,
     set: &Assignments,
     update: bool,
-) -> Result<Vec<Option<(String, Arc<dyn PhysicalExpr>)>>> {
+) -> Result<Vec<Option<PlannedValue>>> {
     let quoted = |side: &str, name: &str| format!("{side}.\"{}\"", name.replace('"', "\"\""));
     let explicit: HashMap<&str, &str> = match set {
         Assignments::All => HashMap::new(),
