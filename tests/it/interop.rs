@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::process::Command;
+use std::sync::OnceLock;
 
 use arrow::array::{Array, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
 use floe::{
@@ -20,12 +21,20 @@ fn python() -> String {
     std::env::var("FLOE_TEST_PYTHON").unwrap_or_else(|_| "python3".to_string())
 }
 
+/// Whether `python -c code` succeeds: run once per test process (each run costs a Python start).
+fn python_runs(checked: &'static OnceLock<bool>, code: &str) -> bool {
+    *checked.get_or_init(|| {
+        Command::new(python())
+            .args(["-c", code])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    })
+}
+
 fn pyiceberg_available() -> bool {
-    let ok = Command::new(python())
-        .args(["-c", "import pyiceberg.catalog.sql, pyarrow"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
+    static CHECKED: OnceLock<bool> = OnceLock::new();
+    let ok = python_runs(&CHECKED, "import pyiceberg.catalog.sql, pyarrow");
     if !ok && !may_skip_servers() {
         panic!(
             "PyIceberg cannot be imported: run `bash tests/run.sh` (it installs it) or set \
@@ -74,14 +83,11 @@ pub fn pyiceberg_read(ctx: &Ctx, table: &str) -> Option<Value> {
 
 /// Whether DuckDB 1.4.4 and its iceberg extension can be imported (the test command installs them).
 fn duckdb_iceberg_available() -> bool {
-    let ok = Command::new(python())
-        .args([
-            "-c",
-            "import duckdb, sys; sys.exit(duckdb.__version__ != '1.4.4')",
-        ])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
+    static CHECKED: OnceLock<bool> = OnceLock::new();
+    let ok = python_runs(
+        &CHECKED,
+        "import duckdb, sys; sys.exit(duckdb.__version__ != '1.4.4')",
+    );
     if !ok && !may_skip_servers() {
         panic!(
             "DuckDB 1.4.4 cannot be imported: run `bash tests/run.sh` (it installs it and its iceberg \
@@ -95,9 +101,6 @@ fn duckdb_iceberg_available() -> bool {
 /// file (`iceberg_scan`), in the PyIceberg tool's JSON shape (`None` when DuckDB is missing and the
 /// test may skip it).
 pub async fn duckdb_read(ctx: &Ctx, table: &str) -> Option<Value> {
-    if !duckdb_iceberg_available() {
-        return None;
-    }
     let t = ctx.table(table);
     let location = ctx
         .floe
@@ -106,9 +109,19 @@ pub async fn duckdb_read(ctx: &Ctx, table: &str) -> Option<Value> {
         .unwrap()
         .metadata_location()
         .to_string();
+    duckdb_scan(ctx, &location)
+}
+
+/// What DuckDB 1.4.4's own iceberg extension reads of the table state at `metadata_location`, on
+/// `ctx`'s store (through an S3 secret on Garage: path style, no SSL), in the PyIceberg tool's JSON
+/// shape (`None` when DuckDB is missing and the test may skip it).
+pub fn duckdb_scan(ctx: &Ctx, metadata_location: &str) -> Option<Value> {
+    if !duckdb_iceberg_available() {
+        return None;
+    }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/duckdb_tool.py");
     let mut cmd = Command::new(python());
-    cmd.arg(script).args(["scan", &location]);
+    cmd.arg(script).args(["scan", metadata_location]);
     if ctx.backend == Backend::PostgresS3 {
         let s3 = &ctx.settings.s3;
         let cfg = json!({

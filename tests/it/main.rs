@@ -21,6 +21,7 @@ mod names;
 mod pipeline;
 mod refs;
 mod row_level;
+mod row_level_model;
 mod sql;
 mod table_ops;
 mod transactions;
