@@ -1,11 +1,13 @@
-//! `floe ingest`: parallel extraction from a database table or query, or files, into one snapshot;
-//! `--plan` prints the units and changes nothing; `--resume RUN_ID` finishes a failed run.
+//! `floe ingest`: parallel extraction from a database table or query, or files, into one snapshot
+//! (appended, overwriting, or upserted by key; incrementally with `--since`); `--plan` prints the
+//! units and changes nothing; `--resume RUN_ID` finishes a failed run.
 
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use floe::ingest::units::{PartitionBy, UnitCount};
-use floe::ingest::{IngestMode, IngestOptions};
+use floe::ingest::watermark::Lookback;
+use floe::ingest::{IngestMode, IngestOptions, UpsertIngest};
 use floe::Floe;
 
 use super::output::{self, Format};
@@ -45,9 +47,25 @@ pub struct IngestArgs {
     /// Retries of a failed unit, with backoff.
     #[arg(long, default_value_t = 3)]
     unit_retries: u32,
-    /// append or overwrite.
+    /// append, overwrite or upsert (by --key; with --since, of the rows changed since the last run).
     #[arg(long, default_value = "append")]
     mode: String,
+    /// Upsert: key columns, comma-separated (default: the table's identifier fields).
+    #[arg(long, value_delimiter = ',')]
+    key: Vec<String>,
+    /// Upsert: read only the rows whose COL (a timestamp, date or increasing integer every insert and
+    /// update sets) is at least the watermark the table's last run recorded, and record the new one
+    /// in the same snapshot. Without it every run upserts the whole source.
+    #[arg(long, value_name = "COL")]
+    since: Option<String>,
+    /// With --since: read again this far before the watermark (15m, 2h, 1d; a number of values for
+    /// an integer column), for rows committed late at the source.
+    #[arg(long, requires = "since")]
+    lookback: Option<String>,
+    /// Upsert: a query on the source returning the key columns of deleted rows; `{since}` in it
+    /// stands for the start of the run's window. A key whose row the source holds is not deleted.
+    #[arg(long, value_name = "SQL")]
+    deletes_query: Option<String>,
     /// Create the destination from the source's columns when it does not exist.
     #[arg(long)]
     create: bool,
@@ -62,6 +80,24 @@ pub struct IngestArgs {
     resume: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+}
+
+/// The write mode, with an upsert's key, window and deletes query.
+fn mode(a: &IngestArgs) -> floe::Result<IngestMode> {
+    let mode = IngestMode::parse(&a.mode)?;
+    let upsert_only = !a.key.is_empty() || a.since.is_some() || a.lookback.is_some() || a.deletes_query.is_some();
+    match mode {
+        IngestMode::Upsert(_) => Ok(IngestMode::Upsert(UpsertIngest {
+            key: a.key.clone(),
+            since: a.since.clone(),
+            lookback: a.lookback.as_deref().map(Lookback::parse).transpose()?,
+            deletes_query: a.deletes_query.clone(),
+        })),
+        _ if upsert_only => Err(floe::Error::invalid(
+            "--key, --since, --lookback and --deletes-query go with --mode upsert",
+        )),
+        other => Ok(other),
+    }
 }
 
 pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
@@ -81,7 +117,7 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
         options.parallel = p.max(1);
     }
     options.unit_retries = a.unit_retries;
-    options.mode = IngestMode::parse(&a.mode)?;
+    options.mode = mode(&a)?;
     options.create = a.create;
     options.verify = a.verify;
     if a.plan {

@@ -6,45 +6,75 @@
 //! snapshot with lineage (`floe.run-id`, `floe.source`, `floe.units`). If a unit exhausts its
 //! retries, nothing is committed, the run is recorded as failed, and [`resume`] later runs only the
 //! units that are not done, then commits. A unit's files are only ever committed once: files of
-//! failed attempts are deleted, and a run whose snapshot already landed is not committed again. This
-//! file holds the options, the plan and report types, and the entry points.
+//! failed attempts are deleted, and a run whose snapshot already landed is not committed again.
+//! In upsert mode the units' rows are upserted by key instead, and with `since` only the rows
+//! changed since the table's watermark are read (incremental ingest, [`changes`], [`watermark`]).
+//! This file holds the options, the plan and report types, and the entry points.
 
+pub mod changes;
 mod planner;
 pub mod record;
 mod run;
 pub mod source;
 pub mod units;
+pub mod watermark;
 
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use self::changes::{ChangeWindow, UpsertReport, UpsertRun};
 use self::planner::{destination, plan_source};
 use self::record::{RunRecord, RunStatus, UnitState, UnitStatus};
 use self::run::Execution;
 use self::source::{SourceColumn, SqlSource};
 use self::units::{PartitionBy, Unit, UnitCount};
+use self::watermark::Lookback;
 use crate::error::{Error, Result};
 use crate::lakehouse::Floe;
 use crate::table::Table;
 
-/// Append to the destination, or replace its rows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Append to the destination, replace its rows, or upsert by key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum IngestMode {
     /// One `append` snapshot.
     Append,
     /// One `overwrite` snapshot replacing every row.
     Overwrite,
+    /// One snapshot inserting new keys, replacing changed rows and deleting tombstones; with
+    /// `since`, of the rows changed since the table's watermark only.
+    Upsert(UpsertIngest),
+}
+
+/// How an upsert ingest matches rows, and which it reads. Without `since` every run upserts the
+/// whole source (and deletes nothing the source dropped unless `deletes_query` says so); with it,
+/// a run reads the rows whose `since` value is at least the table's watermark less `lookback`
+/// (every row on a first run), and records the greatest value read as the new watermark in the same
+/// snapshot (see [`changes`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpsertIngest {
+    /// Key columns; empty takes the destination's identifier fields.
+    pub key: Vec<String>,
+    /// The column every insert and update at the source sets (an `updated_at` timestamp or date, or
+    /// an increasing integer version).
+    pub since: Option<String>,
+    /// How far before the watermark each run reads again (late commits at the source).
+    pub lookback: Option<Lookback>,
+    /// A query on the source returning the key columns of deleted rows (tombstones); `{since}` in
+    /// it stands for a literal of the window's start (the lowest value on a first run).
+    pub deletes_query: Option<String>,
 }
 
 impl IngestMode {
-    /// Parse `append` or `overwrite`.
+    /// Parse `append`, `overwrite` or `upsert` (keyed by the table's identifier fields until its
+    /// [`UpsertIngest`] is filled in).
     pub fn parse(text: &str) -> Result<Self> {
         match text.trim() {
             "append" => Ok(IngestMode::Append),
             "overwrite" => Ok(IngestMode::Overwrite),
+            "upsert" => Ok(IngestMode::Upsert(UpsertIngest::default())),
             other => Err(Error::invalid(format!(
-                "invalid --mode {other:?}: append or overwrite"
+                "invalid --mode {other:?}: append, overwrite or upsert"
             ))),
         }
     }
@@ -69,7 +99,7 @@ pub struct IngestOptions {
     pub parallel: usize,
     /// Retries of a failed unit.
     pub unit_retries: u32,
-    /// Append or overwrite.
+    /// Append, overwrite or upsert.
     pub mode: IngestMode,
     /// Create the destination from the source's columns when it does not exist.
     pub create: bool,
@@ -114,6 +144,8 @@ pub struct IngestPlan {
     pub units: Vec<Unit>,
     /// Why the plan differs from what was asked (one unit for a CSV with quoted fields, ...).
     pub note: Option<String>,
+    /// The rows an incremental run reads.
+    pub window: Option<ChangeWindow>,
 }
 
 /// What a unit did.
@@ -142,7 +174,7 @@ pub struct IngestReport {
     pub plan: IngestPlan,
     /// Per unit.
     pub units: Vec<UnitReport>,
-    /// Rows committed.
+    /// Rows committed (append, overwrite), or read from the source (upsert).
     pub rows: u64,
     /// The snapshot.
     pub snapshot_id: Option<i64>,
@@ -150,6 +182,8 @@ pub struct IngestReport {
     /// sources that cannot share one (SQLite, files). Units done by an earlier call of a resumed
     /// run read at that call's snapshot.
     pub source_snapshot: Option<String>,
+    /// What an upsert did.
+    pub upsert: Option<UpsertReport>,
     /// Wall time.
     pub seconds: f64,
 }
@@ -167,28 +201,38 @@ struct Spec {
     plan_note: Option<String>,
 }
 
-async fn open_source(floe: &Floe, options: &IngestOptions) -> Result<Source> {
+/// The source of a run, and for an upsert run its plan (the source then restricted to the rows it
+/// reads).
+async fn open_source(floe: &Floe, options: &IngestOptions) -> Result<(Source, Option<UpsertRun>)> {
     let s = options.source.as_str();
-    if s.starts_with("postgres://") || s.starts_with("postgresql://") || s.starts_with("sqlite:") {
-        return Ok(Source::Sql(SqlSource::new(
+    let source = if s.starts_with("postgres://") || s.starts_with("postgresql://") || s.starts_with("sqlite:") {
+        Source::Sql(SqlSource::new(
             s,
             options.table.as_deref(),
             options.query.as_deref(),
-        )?));
-    }
-    if options.table.is_some() || options.query.is_some() {
+        )?)
+    } else if options.table.is_some() || options.query.is_some() {
         return Err(Error::invalid(
             "--table and --query are for database sources (postgres://, sqlite:)",
         ));
+    } else {
+        Source::Files(crate::pipeline::input::resolve_inputs(floe.storage(), s).await?)
+    };
+    match &options.mode {
+        IngestMode::Upsert(spec) => {
+            let (source, run) = changes::plan(floe, options, spec, source).await?;
+            Ok((source, Some(run)))
+        }
+        IngestMode::Append | IngestMode::Overwrite => Ok((source, None)),
     }
-    let files = crate::pipeline::input::resolve_inputs(floe.storage(), s).await?;
-    Ok(Source::Files(files))
 }
 
 /// Plan the extraction; nothing is written or changed.
 pub async fn plan(floe: &Floe, options: &IngestOptions) -> Result<IngestPlan> {
-    let source = open_source(floe, options).await?;
-    Ok(plan_source(floe, options, &source).await?.0)
+    let (source, upsert) = open_source(floe, options).await?;
+    let mut plan = plan_source(floe, options, &source).await?.0;
+    plan.window = upsert.and_then(|u| u.window());
+    Ok(plan)
 }
 
 /// An extraction planned and recorded, ready to run.
@@ -196,6 +240,7 @@ pub struct PreparedRun {
     floe: Floe,
     options: IngestOptions,
     source: Source,
+    upsert: Option<UpsertRun>,
     columns: Vec<SourceColumn>,
     table: Table,
     plan: IngestPlan,
@@ -233,6 +278,7 @@ impl PreparedRun {
             floe: &self.floe,
             options: &self.options,
             source: &self.source,
+            upsert: self.upsert.as_ref(),
             columns: &self.columns,
             table: self.table,
             plan: self.plan,
@@ -251,8 +297,9 @@ pub async fn ingest(floe: &Floe, options: &IngestOptions) -> Result<IngestReport
 /// Plan an extraction, create the destination if asked, and record the run: what `run` then does.
 pub async fn prepare(floe: &Floe, options: &IngestOptions) -> Result<PreparedRun> {
     let started = Instant::now();
-    let source = open_source(floe, options).await?;
-    let (plan, columns) = plan_source(floe, options, &source).await?;
+    let (source, upsert) = open_source(floe, options).await?;
+    let (mut plan, columns) = plan_source(floe, options, &source).await?;
+    plan.window = upsert.as_ref().and_then(|u| u.window());
     let table = destination(floe, options, &columns, &source).await?;
     let run_id = uuid::Uuid::now_v7().to_string();
     let mut recorded = options.clone();
@@ -282,6 +329,7 @@ pub async fn prepare(floe: &Floe, options: &IngestOptions) -> Result<PreparedRun
         floe: floe.clone(),
         options: options.clone(),
         source,
+        upsert,
         columns,
         table,
         plan,
@@ -290,10 +338,12 @@ pub async fn prepare(floe: &Floe, options: &IngestOptions) -> Result<PreparedRun
     })
 }
 
-/// Resume a recorded run: run the units that are not done, then commit (once).
+/// Resume a recorded run: run the units that are not done, then commit (once). An upsert run reads
+/// every unit again, at one new instant, in a window from the table's watermark now (which a later
+/// run may have moved).
 pub async fn resume(floe: &Floe, run_id: &str, parallel: Option<usize>) -> Result<IngestReport> {
     let started = Instant::now();
-    let (run, states) = record::load_run(floe.database(), run_id).await?;
+    let (run, mut states) = record::load_run(floe.database(), run_id).await?;
     let spec: Spec = serde_json::from_str(&run.spec)?;
     let mut options = spec.options;
     if let Some(p) = parallel {
@@ -305,7 +355,15 @@ pub async fn resume(floe: &Floe, run_id: &str, parallel: Option<usize>) -> Resul
             run.snapshot_id.map(|s| s.to_string()).unwrap_or_default()
         )));
     }
-    let source = open_source(floe, &options).await?;
+    let (source, upsert) = open_source(floe, &options).await?;
+    if upsert.is_some() {
+        // An upsert's rows are held in memory, not written: what earlier attempts read is gone.
+        for s in &mut states {
+            s.status = UnitStatus::Pending;
+            s.rows = 0;
+            s.files.clear();
+        }
+    }
     let columns = match &source {
         Source::Sql(s) => s.columns().await?,
         Source::Files(_) => Vec::new(),
@@ -323,11 +381,13 @@ pub async fn resume(floe: &Floe, run_id: &str, parallel: Option<usize>) -> Resul
         estimated_rows: states.iter().map(|s| s.unit.estimated_rows).sum(),
         units: states.iter().map(|s| s.unit.clone()).collect(),
         note: spec.plan_note,
+        window: upsert.as_ref().and_then(|u| u.window()),
     };
     let execution = Execution {
         floe,
         options: &options,
         source: &source,
+        upsert: upsert.as_ref(),
         columns: &columns,
         table,
         plan,

@@ -46,6 +46,7 @@ async fn database_plan(options: &IngestOptions, sql: &SqlSource) -> Result<(Inge
         estimated_rows: estimated,
         units: numbered(units),
         note,
+        window: None,
     };
     Ok((plan, columns))
 }
@@ -169,6 +170,7 @@ async fn files_plan(floe: &Floe, options: &IngestOptions, files: &[InputFile]) -
         estimated_rows: estimated,
         units: numbered(units),
         note,
+        window: None,
     })
 }
 

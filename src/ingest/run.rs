@@ -1,16 +1,20 @@
 //! Running an extraction: its units in parallel at one instant of the source, each retried alone
 //! with backoff and recorded as it goes; then, when every unit is done, all their files committed as
-//! one snapshot with lineage. When a unit exhausts its retries nothing is committed and the run is
-//! recorded as failed; a run whose snapshot already landed is never committed again.
+//! one snapshot with lineage (or, in upsert mode, all their rows upserted as one snapshot, with the
+//! deletes query's keys read at the same instant). When a unit exhausts its retries nothing is
+//! committed and the run is recorded as failed; a run whose snapshot already landed is never
+//! committed again.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use arrow::array::RecordBatch;
+use futures::{StreamExt, TryStreamExt};
 use iceberg::spec::DataFile;
 
+use super::changes::{self, UpsertReport, UpsertRun};
 use super::record::{self, RunStatus, UnitState, UnitStatus};
-use super::source::SourceColumn;
+use super::source::{SourceColumn, SourceRows, SourceSnapshot};
 use super::units::Bounds;
 use super::{application_name, IngestMode, IngestOptions, IngestPlan, IngestReport, Source, UnitReport};
 use crate::catalog::CatalogDatabase;
@@ -26,6 +30,7 @@ pub(super) struct Execution<'a> {
     pub floe: &'a Floe,
     pub options: &'a IngestOptions,
     pub source: &'a Source,
+    pub upsert: Option<&'a UpsertRun>,
     pub columns: &'a [SourceColumn],
     pub table: Table,
     pub plan: IngestPlan,
@@ -34,12 +39,26 @@ pub(super) struct Execution<'a> {
 }
 
 /// How one unit ended: its final state, whether it ran in this call (else an earlier call did it),
-/// the files it wrote, and its error when it exhausted its retries.
+/// what it read, and its error when it exhausted its retries.
 struct UnitOutcome {
     state: UnitState,
     ran: bool,
-    files: Vec<DataFile>,
+    read: UnitRows,
     error: Option<Error>,
+}
+
+/// A unit's rows: written to data files of the table, or held (upsert mode).
+#[derive(Default)]
+struct UnitRows {
+    files: Vec<DataFile>,
+    batches: Vec<RecordBatch>,
+}
+
+impl UnitRows {
+    fn rows(&self) -> u64 {
+        let held: usize = self.batches.iter().map(|b| b.num_rows()).sum();
+        self.files.iter().map(|f| f.record_count()).sum::<u64>() + held as u64
+    }
 }
 
 /// Run the units of `states` that are not done, then commit every unit's files as one snapshot.
@@ -53,11 +72,20 @@ pub(super) async fn execute(run: Execution<'_>, states: Vec<UnitState>) -> Resul
             run.table.name()
         )));
     }
-    let (outcomes, source_snapshot) = run_units(&run, states).await?;
+    let (mut outcomes, source_snapshot) = run_units(&run, states).await?;
     refuse_failed_units(&run, &outcomes).await?;
-    let files = files_to_commit(&run.table, &outcomes).await?;
-    let rows: u64 = files.iter().map(|f| f.record_count()).sum();
-    let snapshot_id = commit(&run, files, outcomes.len()).await?;
+    let landed = match run.upsert {
+        Some(upsert) => commit_upsert(&run, upsert, &mut outcomes, source_snapshot.as_ref()).await,
+        None => commit_files(&run, &outcomes).await,
+    };
+    let source_snapshot = source_snapshot.map(|s| s.id);
+    let (snapshot_id, rows, upsert) = match landed {
+        Ok(landed) => landed,
+        Err(e) => {
+            let _ = record::finish_run(db, run_id, RunStatus::Failed, None, None, Some(e.to_string())).await;
+            return Err(e);
+        }
+    };
     record::finish_run(db, run_id, RunStatus::Committed, snapshot_id, Some(rows), None).await?;
     Ok(IngestReport {
         run_id: run.run_id.clone(),
@@ -76,16 +104,58 @@ pub(super) async fn execute(run: Execution<'_>, states: Vec<UnitState>) -> Resul
         rows,
         snapshot_id,
         source_snapshot,
+        upsert,
         seconds: run.started.elapsed().as_secs_f64(),
     })
 }
 
+/// What a commit landed: the snapshot, the rows written (or read, for an upsert), and what an upsert
+/// did.
+type Landed = (Option<i64>, u64, Option<UpsertReport>);
+
+/// Commit every unit's files as one snapshot.
+async fn commit_files(run: &Execution<'_>, outcomes: &[UnitOutcome]) -> Result<Landed> {
+    let files = files_to_commit(&run.table, outcomes).await?;
+    let rows: u64 = files.iter().map(|f| f.record_count()).sum();
+    let snapshot_id = commit(run, files, outcomes.len()).await?;
+    Ok((snapshot_id, rows, None))
+}
+
+/// Read the deletes query's keys at the units' instant, then upsert every unit's rows and delete
+/// those keys as one snapshot.
+async fn commit_upsert(
+    run: &Execution<'_>,
+    upsert: &UpsertRun,
+    outcomes: &mut [UnitOutcome],
+    snapshot: Option<&SourceSnapshot>,
+) -> Result<Landed> {
+    let app = format!("floe-ingest-deletes-run-{}", run.run_id);
+    let deleted = changes::deleted_keys(upsert, run.source, &app, snapshot.map(|s| s.id.as_str())).await?;
+    let rows: Vec<RecordBatch> = outcomes
+        .iter_mut()
+        .flat_map(|o| std::mem::take(&mut o.read.batches))
+        .collect();
+    let read: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
+    let schema = match run.source {
+        Source::Sql(_) => super::source::schema_of(run.columns),
+        Source::Files(_) => run.table.arrow_schema()?,
+    };
+    let upsert_rows = changes::Upsert {
+        rows,
+        schema,
+        deleted,
+        write: commit_options(run, outcomes.len()),
+    };
+    let (snapshot_id, report) = changes::commit(run.floe, &run.table, upsert, upsert_rows).await?;
+    Ok((snapshot_id, read, Some(report)))
+}
+
 /// Run the units not done yet, `parallel` at a time, all at one instant of the source (held until
-/// they are done): their outcomes in unit order, and the instant's id.
+/// the caller drops it): their outcomes in unit order, and the instant.
 async fn run_units(
     run: &Execution<'_>,
     states: Vec<UnitState>,
-) -> Result<(Vec<UnitOutcome>, Option<String>)> {
+) -> Result<(Vec<UnitOutcome>, Option<SourceSnapshot>)> {
     let snapshot = match run.source {
         Source::Sql(sql) if states.iter().any(|s| s.status != UnitStatus::Done) => {
             sql.export_snapshot(&format!("floe-ingest-snapshot-run-{}", run.run_id))
@@ -100,6 +170,7 @@ async fn run_units(
         table: &run.table,
         run_id: &run.run_id,
         options: run.options,
+        hold: run.upsert.is_some(),
         snapshot: snapshot.as_ref().map(|s| s.id.as_str()),
     };
     let mut outcomes: Vec<UnitOutcome> = futures::stream::iter(states.into_iter().map(|state| {
@@ -109,7 +180,7 @@ async fn run_units(
                 return UnitOutcome {
                     state,
                     ran: false,
-                    files: Vec::new(),
+                    read: UnitRows::default(),
                     error: None,
                 };
             }
@@ -120,7 +191,7 @@ async fn run_units(
     .collect()
     .await;
     outcomes.sort_by_key(|o| o.state.unit.index);
-    Ok((outcomes, snapshot.map(|s| s.id)))
+    Ok((outcomes, snapshot))
 }
 
 /// When a unit exhausted its retries: the run recorded as failed, and the error saying how to
@@ -163,7 +234,7 @@ async fn files_to_commit(table: &Table, outcomes: &[UnitOutcome]) -> Result<Vec<
     let mut earlier: Vec<FileToAdd> = Vec::new();
     for o in outcomes {
         if o.ran {
-            files.extend(o.files.iter().cloned());
+            files.extend(o.read.files.iter().cloned());
         } else {
             earlier.extend(o.state.files.iter().map(|uri| FileToAdd {
                 uri: uri.clone(),
@@ -177,10 +248,9 @@ async fn files_to_commit(table: &Table, outcomes: &[UnitOutcome]) -> Result<Vec<
     Ok(files)
 }
 
-/// Commit `files` as one snapshot with the run's lineage; a failed commit is recorded.
-async fn commit(run: &Execution<'_>, files: Vec<DataFile>, units: usize) -> Result<Option<i64>> {
-    let name = run.table.name();
-    let commit_options = WriteOptions {
+/// The run's lineage and properties, for its snapshot.
+fn commit_options(run: &Execution<'_>, units: usize) -> WriteOptions {
+    WriteOptions {
         lineage: Lineage {
             run_id: Some(run.run_id.clone()),
             stage: Some("ingest".into()),
@@ -192,31 +262,24 @@ async fn commit(run: &Execution<'_>, files: Vec<DataFile>, units: usize) -> Resu
             ("floe.units".to_string(), units.to_string()),
         ]),
         ..Default::default()
-    };
+    }
+}
+
+/// Commit `files` as one snapshot with the run's lineage.
+async fn commit(run: &Execution<'_>, files: Vec<DataFile>, units: usize) -> Result<Option<i64>> {
+    let name = run.table.name();
+    let commit_options = commit_options(run, units);
     let mut tx = run.floe.transaction();
     tx.read_as(run.table.clone());
     match run.options.mode {
         IngestMode::Append => tx.append_files(name, files, &commit_options).await?,
         IngestMode::Overwrite => {
-            tx.overwrite_files(name, None, files, &commit_options.clone().into())
+            tx.overwrite_files(name, None, files, &commit_options.into())
                 .await?
         }
+        IngestMode::Upsert(_) => return Err(Error::internal("an upsert run committing files")),
     }
-    match tx.commit().await {
-        Ok(committed) => Ok(committed.first().and_then(|r| r.snapshot_id)),
-        Err(e) => {
-            let _ = record::finish_run(
-                run.floe.database(),
-                &run.run_id,
-                RunStatus::Failed,
-                None,
-                None,
-                Some(e.to_string()),
-            )
-            .await;
-            Err(e)
-        }
-    }
+    Ok(tx.commit().await?.first().and_then(|r| r.snapshot_id))
 }
 
 /// The snapshot of `table` that run `run_id` committed, if one did.
@@ -242,6 +305,8 @@ struct UnitRun<'a> {
     table: &'a Table,
     run_id: &'a str,
     options: &'a IngestOptions,
+    /// Hold the rows (upsert mode) rather than write them.
+    hold: bool,
     /// The source's instant the units read at.
     snapshot: Option<&'a str>,
 }
@@ -252,7 +317,7 @@ impl UnitRun<'_> {
         let failed = |state, error| UnitOutcome {
             state,
             ran: true,
-            files: Vec::new(),
+            read: UnitRows::default(),
             error: Some(error),
         };
         loop {
@@ -263,19 +328,19 @@ impl UnitRun<'_> {
                 return failed(state, e);
             }
             match self.attempt(&state).await {
-                Ok(files) => {
+                Ok(read) => {
                     state.status = UnitStatus::Done;
-                    state.rows = files.iter().map(|f| f.record_count()).sum();
-                    state.files = paths_of(&files);
+                    state.rows = read.rows();
+                    state.files = paths_of(&read.files);
                     return match record::update_unit(self.db, self.run_id, &state).await {
                         Ok(()) => UnitOutcome {
                             state,
                             ran: true,
-                            files,
+                            read,
                             error: None,
                         },
                         Err(e) => {
-                            delete_quietly(self.table.storage(), paths_of(&files)).await;
+                            delete_quietly(self.table.storage(), paths_of(&read.files)).await;
                             failed(state, e)
                         }
                     };
@@ -296,8 +361,8 @@ impl UnitRun<'_> {
     }
 
     /// One attempt of a unit: stream its rows (at the source's instant) into new data files of the
-    /// table (deleted again on error).
-    async fn attempt(&self, state: &UnitState) -> Result<Vec<DataFile>> {
+    /// table (deleted again on error), or hold them.
+    async fn attempt(&self, state: &UnitState) -> Result<UnitRows> {
         let app = application_name(self.run_id, state.unit.index, state.attempts);
         let table = self.table;
         let batches = match (self.source, &state.unit.bounds) {
@@ -324,23 +389,37 @@ impl UnitRun<'_> {
             }
             (Source::Files(_), b) => return Err(Error::internal(format!("a file source with unit {b:?}"))),
         };
-        let files = crate::table::writer::write_batches(table, batches, DEFAULT_TARGET_FILE_SIZE).await?;
+        let read = self.keep(batches).await?;
         if self.options.verify {
-            if let Err(e) = self.verify(state, &app, &files).await {
-                delete_quietly(table.storage(), paths_of(&files)).await;
+            if let Err(e) = self.verify(state, &app, read.rows()).await {
+                delete_quietly(table.storage(), paths_of(&read.files)).await;
                 return Err(e);
             }
         }
-        Ok(files)
+        Ok(read)
+    }
+
+    /// A unit's rows written into data files of the table, or held.
+    async fn keep(&self, batches: SourceRows) -> Result<UnitRows> {
+        if self.hold {
+            return Ok(UnitRows {
+                files: Vec::new(),
+                batches: batches.try_collect().await?,
+            });
+        }
+        let files = crate::table::writer::write_batches(self.table, batches, DEFAULT_TARGET_FILE_SIZE).await?;
+        Ok(UnitRows {
+            files,
+            batches: Vec::new(),
+        })
     }
 
     /// Count the unit's range at the source again (at the run's instant) and require the rows
-    /// written.
-    async fn verify(&self, state: &UnitState, app: &str, files: &[DataFile]) -> Result<()> {
+    /// written (or held).
+    async fn verify(&self, state: &UnitState, app: &str, written: u64) -> Result<()> {
         let Source::Sql(sql) = self.source else {
             return Ok(());
         };
-        let written: u64 = files.iter().map(|f| f.record_count()).sum();
         let counted = sql
             .count_at(&state.unit.bounds, &format!("{app}-verify"), self.snapshot)
             .await?;

@@ -1,14 +1,16 @@
 //! `floe ingest` from the test Postgres (it doubles as the source) into both backends: every split
 //! strategy extracts exactly the source's rows; a unit whose connection is killed is retried alone;
 //! a killed run resumes into one snapshot without duplicates; bad sources are clear errors that
-//! commit nothing.
+//! commit nothing; incremental (upsert since a watermark) runs keep the table equal to a changing
+//! source and commit nothing twice.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
 
 use arrow::array::{Array, Decimal128Array, Int64Array};
 use floe::ingest::units::{PartitionBy, UnitCount};
-use floe::ingest::IngestOptions;
+use floe::ingest::watermark::Lookback;
+use floe::ingest::{IngestMode, IngestOptions, UpsertIngest};
 use floe::ErrorKind;
 
 use crate::both_backends;
@@ -608,5 +610,360 @@ both_backends!(
         o.partition_by = Some(PartitionBy::Bytes);
         let err = floe::ingest::plan(&ctx.floe, &o).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    }
+);
+
+/// A row as the CDC test compares it: name, amount in cents, `updated_at` in microseconds.
+type CdcRow = (Option<String>, i64, i64);
+
+/// Every row of the CDC source `name`, by id.
+async fn cdc_source_rows(pool: &sqlx::PgPool, name: &str) -> BTreeMap<i64, CdcRow> {
+    let rows: Vec<(i64, Option<String>, i64, i64)> = sqlx::query_as(&format!(
+        "SELECT id, name, (amount * 100)::bigint, (extract(epoch FROM updated_at) * 1000000)::bigint FROM {name}"
+    ))
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    rows.into_iter().map(|(id, n, a, u)| (id, (n, a, u))).collect()
+}
+
+/// Every row of a floe table with the CDC source's columns, by id.
+async fn cdc_table_rows(ctx: &Ctx, table: &floe::TableName) -> BTreeMap<i64, CdcRow> {
+    use arrow::array::{AsArray, StringArray};
+    use arrow::datatypes::TimestampMicrosecondType;
+    let batches = scan_columns(&ctx.floe, table, &["id", "name", "amount", "updated_at"]).await;
+    let mut rows = BTreeMap::new();
+    for b in &batches {
+        let id = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+        let name = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+        let amount = b.column(2).as_any().downcast_ref::<Decimal128Array>().unwrap();
+        let updated = b.column(3).as_primitive::<TimestampMicrosecondType>();
+        for i in 0..b.num_rows() {
+            let n = (!name.is_null(i)).then(|| name.value(i).to_string());
+            let previous = rows.insert(id.value(i), (n, amount.value(i) as i64, updated.value(i)));
+            assert!(previous.is_none(), "id {} twice", id.value(i));
+        }
+    }
+    rows
+}
+
+/// An incremental run of `source` into `NS.cdc`: three id units, upsert by id since `updated_at`
+/// with a 15 minute lookback, tombstones from `deletes` since the window's start.
+fn cdc_options(ctx: &Ctx, source: &str, deletes: &str) -> IngestOptions {
+    let mut o = IngestOptions::new(source_url(), format!("{}.cdc", ctx.ns));
+    o.table = Some(source.to_string());
+    o.partition_by = Some(PartitionBy::Id("id".into()));
+    o.units = UnitCount::Exactly(3);
+    o.create = true;
+    o.verify = true;
+    o.mode = IngestMode::Upsert(UpsertIngest {
+        key: vec!["id".into()],
+        since: Some("updated_at".into()),
+        lookback: Some(Lookback::parse("15m").unwrap()),
+        deletes_query: Some(format!(
+            "SELECT id FROM {deletes} WHERE deleted_at >= {{since}}"
+        )),
+    });
+    o
+}
+
+/// The watermark the table's current snapshot records.
+async fn recorded_watermark(ctx: &Ctx, table: &floe::TableName) -> Option<String> {
+    let loaded = ctx.floe.load_table(table).await.unwrap();
+    floe::ingest::watermark::recorded(&loaded, "updated_at").map(|(_, w)| w)
+}
+
+/// The source's greatest `updated_at` as floe records a watermark.
+async fn source_watermark(pool: &sqlx::PgPool, name: &str) -> String {
+    sqlx::query_scalar(&format!(
+        "SELECT to_char(max(updated_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM {name}"
+    ))
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+both_backends!(
+    incremental_runs_keep_the_table_equal_to_the_source_and_commit_nothing_twice,
+    |ctx: Ctx| async move {
+        let (src, del) = (format!("src_cdc_{}", ctx.ns), format!("src_cdc_del_{}", ctx.ns));
+        let pool = sqlx::PgPool::connect(&source_url()).await.unwrap();
+        exec(&pool, &format!("DROP TABLE IF EXISTS {src}")).await;
+        exec(&pool, &format!("DROP TABLE IF EXISTS {del}")).await;
+        // `updated_at` 10 s apart (50 minutes in all), with microseconds, so the watermark must
+        // round-trip exactly.
+        exec(
+            &pool,
+            &format!(
+                "CREATE TABLE {src} AS SELECT g::bigint AS id, 'name-' || g AS name, (g * 1.25)::numeric(12,2) AS amount,
+                 timestamptz '2024-01-01 00:00:00+00' + g * interval '10.000001 second' AS updated_at
+                 FROM generate_series(1, 300) g"
+            ),
+        )
+        .await;
+        exec(&pool, &format!("ALTER TABLE {src} ADD PRIMARY KEY (id)")).await;
+        exec(&pool, &format!("CREATE TABLE {del} (id bigint, deleted_at timestamptz)")).await;
+        let t = ctx.table("cdc");
+        let o = cdc_options(&ctx, &src, &del);
+        let snapshots = |ctx: &Ctx| {
+            let t = t.clone();
+            let floe = ctx.floe.clone();
+            async move { floe.load_table(&t).await.unwrap().snapshots().len() }
+        };
+        // A run, then the same run again: the second reads only the lookback window and commits
+        // nothing.
+        let run_twice = |label: &'static str| {
+            let (ctx, o, pool, src, t) = (&ctx, &o, &pool, &src, &t);
+            async move {
+                let before = if ctx.floe.load_table(t).await.is_ok() { snapshots(ctx).await } else { 0 };
+                let report = floe::ingest::ingest(&ctx.floe, o).await.unwrap();
+                assert!(report.snapshot_id.is_some(), "{label}: a snapshot");
+                assert_eq!(snapshots(ctx).await, before + 1, "{label}: one snapshot");
+                assert_eq!(
+                    cdc_table_rows(ctx, t).await,
+                    cdc_source_rows(pool, src).await,
+                    "{label}: the table equals the source"
+                );
+                assert_eq!(
+                    recorded_watermark(ctx, t).await,
+                    Some(source_watermark(pool, src).await),
+                    "{label}: the watermark is the greatest updated_at, exactly"
+                );
+                let again = floe::ingest::ingest(&ctx.floe, o).await.unwrap();
+                let rows = again.upsert.as_ref().unwrap().rows;
+                assert_eq!(again.snapshot_id, None, "{label} again: nothing committed: {rows:?}");
+                assert_eq!((rows.inserted, rows.updated, rows.deleted), (0, 0, 0), "{label} again");
+                assert_eq!(snapshots(ctx).await, before + 1, "{label} again: no new snapshot");
+                assert_eq!(
+                    cdc_table_rows(ctx, t).await,
+                    cdc_source_rows(pool, src).await,
+                    "{label} again"
+                );
+                (report, again)
+            }
+        };
+
+        // Run 1: no watermark yet, every row.
+        let (first, again) = run_twice("run 1").await;
+        let window = first.plan.window.clone().unwrap();
+        assert_eq!(window.watermark, None);
+        assert_eq!(first.upsert.as_ref().unwrap().rows.inserted, 300);
+        assert_eq!(first.units.len(), 3);
+        assert!(first.source_snapshot.is_some());
+        // The rerun read only the rows of the lookback window (15 minutes before the watermark).
+        assert!(again.rows > 0 && again.rows < 300, "{}", again.rows);
+
+        // Run 2: updates, inserts, and deletes with tombstones (one for a key the table never had).
+        exec(
+            &pool,
+            &format!(
+                "UPDATE {src} SET name = 'renamed-' || id, amount = amount + 1,
+                 updated_at = timestamptz '2024-01-01 01:00:00.000007+00' WHERE id IN (5, 150, 299)"
+            ),
+        )
+        .await;
+        exec(
+            &pool,
+            &format!(
+                "INSERT INTO {src} SELECT g, NULL, g, timestamptz '2024-01-01 01:00:01+00' FROM generate_series(301, 320) g"
+            ),
+        )
+        .await;
+        exec(&pool, &format!("DELETE FROM {src} WHERE id IN (10, 11, 200)")).await;
+        exec(
+            &pool,
+            &format!(
+                "INSERT INTO {del} VALUES (10, '2024-01-01 01:00:02+00'), (11, '2024-01-01 01:00:02+00'),
+                 (200, '2024-01-01 01:00:02+00'), (9999, '2024-01-01 01:00:02+00')"
+            ),
+        )
+        .await;
+        let (second, _) = run_twice("run 2").await;
+        let u = second.upsert.as_ref().unwrap();
+        assert_eq!(
+            (u.rows.inserted, u.rows.updated, u.rows.deleted),
+            (20, 3, 3),
+            "{u:?}"
+        );
+        assert_eq!(u.tombstones, 4, "the tombstone of a key the table lacks deletes nothing");
+
+        // Run 3: a late commit (older than the watermark, within the lookback), an update, a key
+        // deleted then inserted again (its tombstone must not delete it), and a plain delete.
+        exec(
+            &pool,
+            &format!(
+                "INSERT INTO {src} VALUES (400, 'late', 4, timestamptz '2024-01-01 00:55:00+00')"
+            ),
+        )
+        .await;
+        exec(
+            &pool,
+            &format!(
+                "UPDATE {src} SET amount = 0, updated_at = timestamptz '2024-01-01 02:00:00+00' WHERE id = 7"
+            ),
+        )
+        .await;
+        exec(&pool, &format!("DELETE FROM {src} WHERE id IN (30, 310)")).await;
+        exec(
+            &pool,
+            &format!(
+                "INSERT INTO {del} VALUES (30, '2024-01-01 01:59:00+00'), (310, '2024-01-01 01:59:00+00')"
+            ),
+        )
+        .await;
+        exec(
+            &pool,
+            &format!(
+                "INSERT INTO {src} VALUES (30, 'back', 30, timestamptz '2024-01-01 02:00:00+00')"
+            ),
+        )
+        .await;
+        let (third, _) = run_twice("run 3").await;
+        let u = third.upsert.as_ref().unwrap();
+        assert_eq!(
+            (u.rows.inserted, u.rows.updated, u.rows.deleted),
+            (1, 2, 1),
+            "the late row, 7 and 30, and 310: {u:?}"
+        );
+        let rows = cdc_table_rows(&ctx, &t).await;
+        assert_eq!(rows[&400].0.as_deref(), Some("late"), "the late commit was caught");
+        assert_eq!(rows[&30].0.as_deref(), Some("back"));
+
+        // The CLI: the same run, which commits nothing; then resuming a committed run is refused.
+        let dir = tempfile::tempdir().unwrap();
+        let before = snapshots(&ctx).await;
+        let deletes_query = format!("SELECT id FROM {del} WHERE deleted_at >= {{since}}");
+        let into = format!("{}.cdc", ctx.ns);
+        let out = floe_cmd(dir.path(), Some(&ctx))
+            .args([
+                "ingest", &source_url(), "--into", &into, "--table", &src, "--mode", "upsert", "--key", "id",
+                "--since", "updated_at", "--lookback", "15m", "--deletes-query", &deletes_query,
+            ])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("0 inserted, 0 updated, 0 deleted"), "{stdout}");
+        assert_eq!(snapshots(&ctx).await, before);
+        let e = floe::ingest::resume(&ctx.floe, &third.run_id, None).await.unwrap_err();
+        assert!(e.to_string().contains("already committed"), "{e}");
+        exec(&pool, &format!("DROP TABLE {src}")).await;
+        exec(&pool, &format!("DROP TABLE {del}")).await;
+    }
+);
+
+both_backends!(
+    incremental_ingest_from_sqlite_reads_changes_once,
+    |ctx: Ctx| async move {
+        // SQLite keeps timestamps as text, in whatever form they were written.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("source.db");
+        let url = format!("sqlite:{}", path.display());
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+            .await
+            .unwrap();
+        for sql in [
+            "CREATE TABLE items (id INTEGER PRIMARY KEY, label TEXT, updated_at TIMESTAMP)",
+            "INSERT INTO items VALUES (1, 'a', '2024-01-01 10:00:00'), (2, 'b', '2024-01-01T10:00:01.250Z'), \
+             (3, 'c', '2024-01-01 10:00:02.5')",
+        ] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        let mut o = IngestOptions::new(url, format!("{}.items", ctx.ns));
+        o.table = Some("items".into());
+        o.create = true;
+        o.mode = IngestMode::Upsert(UpsertIngest {
+            key: vec!["id".into()],
+            since: Some("updated_at".into()),
+            ..Default::default()
+        });
+        let t = ctx.table("items");
+        let labels = |ctx: &Ctx| {
+            let (floe, t) = (ctx.floe.clone(), t.clone());
+            async move {
+                use arrow::array::StringArray;
+                let mut out = BTreeMap::new();
+                for b in scan_columns(&floe, &t, &["id", "label"]).await {
+                    let id = b.column(0).as_any().downcast_ref::<arrow::array::Int32Array>().unwrap();
+                    let label = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+                    for i in 0..b.num_rows() {
+                        out.insert(id.value(i), label.value(i).to_string());
+                    }
+                }
+                out
+            }
+        };
+        let first = floe::ingest::ingest(&ctx.floe, &o).await.unwrap();
+        assert_eq!(first.rows, 3);
+        assert_eq!(
+            first.upsert.unwrap().watermark.as_deref(),
+            Some("2024-01-01T10:00:02.500000")
+        );
+        // Without a lookback, the rerun reads the rows at the watermark only, and changes nothing.
+        let again = floe::ingest::ingest(&ctx.floe, &o).await.unwrap();
+        assert_eq!((again.rows, again.snapshot_id), (1, None));
+        sqlx::query("UPDATE items SET label = 'B', updated_at = '2024-01-01T11:00:00' WHERE id = 2")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let second = floe::ingest::ingest(&ctx.floe, &o).await.unwrap();
+        assert_eq!(second.rows, 2, "the row at the old watermark, and the update");
+        assert_eq!(second.upsert.unwrap().rows.updated, 1);
+        let expected: BTreeMap<i32, String> =
+            [(1, "a"), (2, "B"), (3, "c")].map(|(i, l)| (i, l.to_string())).into();
+        assert_eq!(labels(&ctx).await, expected);
+    }
+);
+
+both_backends!(
+    upsert_ingest_mistakes_are_clear_errors,
+    |ctx: Ctx| async move {
+        let name = format!("src_cdc_bad_{}", ctx.ns);
+        let pool = sqlx::PgPool::connect(&source_url()).await.unwrap();
+        exec(&pool, &format!("DROP TABLE IF EXISTS {name}")).await;
+        exec(
+            &pool,
+            &format!("CREATE TABLE {name} AS SELECT 1::bigint AS id, now() AS updated_at, 'x'::text AS note"),
+        )
+        .await;
+        let attempt = |spec: UpsertIngest| {
+            let mut o = IngestOptions::new(source_url(), format!("{}.bad_cdc", ctx.ns));
+            o.table = Some(name.clone());
+            o.create = true;
+            o.mode = IngestMode::Upsert(spec);
+            let floe = ctx.floe.clone();
+            async move { floe::ingest::ingest(&floe, &o).await.unwrap_err().to_string() }
+        };
+        let keyed = |since: Option<&str>| UpsertIngest {
+            key: vec!["id".into()],
+            since: since.map(str::to_string),
+            ..Default::default()
+        };
+        let e = attempt(UpsertIngest::default()).await;
+        assert!(e.contains("--key"), "{e}");
+        let e = attempt(keyed(Some("missing"))).await;
+        assert!(e.contains("no column \"missing\""), "{e}");
+        let e = attempt(keyed(Some("note"))).await;
+        assert!(e.contains("integer, date or timestamp"), "{e}");
+        let e = attempt(UpsertIngest {
+            lookback: Some(Lookback::Values(10)),
+            ..keyed(Some("updated_at"))
+        })
+        .await;
+        assert!(e.contains("give a duration"), "{e}");
+        let e = attempt(UpsertIngest {
+            deletes_query: Some(format!("SELECT note FROM {name}")),
+            ..keyed(Some("updated_at"))
+        })
+        .await;
+        assert!(e.contains("no key column \"id\""), "{e}");
+        let e = attempt(UpsertIngest {
+            deletes_query: Some(format!("SELECT id FROM {name} WHERE updated_at > {{since}}")),
+            ..keyed(None)
+        })
+        .await;
+        assert!(e.contains("{since}"), "{e}");
+        assert!(ctx.floe.load_table(&ctx.table("bad_cdc")).await.is_err(), "nothing created");
+        exec(&pool, &format!("DROP TABLE {name}")).await;
     }
 );

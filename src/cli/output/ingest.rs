@@ -26,6 +26,9 @@ pub fn plan(out: &mut impl Write, p: &IngestPlan, format: Format) -> Result<()> 
     if let Some(note) = &p.note {
         writeln!(out, "note: {note}")?;
     }
+    if let Some(window) = &p.window {
+        writeln!(out, "reads {}", window.describe())?;
+    }
     let mut g = grid(vec!["unit", "bounds", "estimated rows"]);
     for u in &p.units {
         g.add_row(vec![
@@ -55,18 +58,35 @@ pub fn report(out: &mut impl Write, r: &IngestReport, format: Format) -> Result<
         ]);
     }
     writeln!(out, "{g}")?;
+    let (what, none) = match r.upsert {
+        Some(_) => ("read and upserted into", "- (no change)"),
+        None => ("committed to", "-"),
+    };
     writeln!(
         out,
-        "run {}: {} rows in {} units committed to {} as snapshot {} ({:.1} s)",
+        "run {}: {} rows in {} units {what} {} as snapshot {} ({:.1} s)",
         r.run_id,
         r.rows,
         r.units.len(),
         r.plan.destination,
-        r.snapshot_id.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+        r.snapshot_id.map(|s| s.to_string()).unwrap_or_else(|| none.into()),
         r.seconds
     )?;
     if let Some(at) = &r.source_snapshot {
         writeln!(out, "every unit read the source at its exported snapshot {at}")?;
+    }
+    if let Some(u) = &r.upsert {
+        if let Some(window) = &u.window {
+            writeln!(out, "read {}", window.describe())?;
+        }
+        writeln!(
+            out,
+            "upsert: {} inserted, {} updated, {} deleted ({} tombstones), {} unchanged",
+            u.rows.inserted, u.rows.updated, u.rows.deleted, u.tombstones, u.rows.unchanged
+        )?;
+        if let Some(w) = &u.watermark {
+            writeln!(out, "watermark {w}")?;
+        }
     }
     Ok(())
 }

@@ -19,6 +19,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 use super::units::Bounds;
+use super::watermark::{self, MarkKind};
 use crate::error::{Error, Result, SqlDatabase};
 use crate::secrets::redact_secrets;
 
@@ -38,6 +39,11 @@ pub struct SqlSource {
     database: Arc<dyn SourceDatabase>,
     /// `SELECT * FROM <table>` or the user's query.
     relation: String,
+    /// The table (quoted), when the source is one: its statistics estimate its rows.
+    table: Option<String>,
+    /// A condition every read is restricted to (an incremental run's window), over the relation's
+    /// columns.
+    within: Option<String>,
     /// What the user named, for messages and the record.
     pub described: String,
 }
@@ -119,6 +125,16 @@ pub(crate) trait SourceDatabase: Send + Sync + std::fmt::Debug {
         self.hash_bucket("\"column\"", 0, 1).is_some()
     }
 
+    /// `column` (quoted), a `--since` column of `kind`, as incremental ingest compares it and takes
+    /// its greatest value: the column itself where the database types its values.
+    fn comparable(&self, column: &str, _kind: MarkKind) -> String {
+        column.to_string()
+    }
+
+    /// A literal of `value` of a `--since` column of `kind`, comparable with
+    /// [`SourceDatabase::comparable`].
+    fn since_literal(&self, kind: MarkKind, value: i64) -> String;
+
     /// This database's own reading of a declared type (`base` is the type name in lower case
     /// without arguments, `declared` the whole of it in lower case): `Some(Ok(type))` or
     /// `Some(Err(why not))` where it differs from the common mapping.
@@ -167,12 +183,12 @@ impl SqlSource {
                     redact_secrets(url)
                 )));
             };
-        let (relation, described) = match (table, query) {
+        let (relation, quoted_table, described) = match (table, query) {
             (Some(t), None) => {
                 let quoted = t.split('.').map(quote_ident).collect::<Vec<_>>().join(".");
-                (format!("SELECT * FROM {quoted}"), format!("table {t}"))
+                (format!("SELECT * FROM {quoted}"), Some(quoted), format!("table {t}"))
             }
-            (None, Some(q)) => (q.trim().trim_end_matches(';').to_string(), format!("query {q}")),
+            (None, Some(q)) => (q.trim().trim_end_matches(';').to_string(), None, format!("query {q}")),
             _ => {
                 return Err(Error::invalid(
                     "a database source needs exactly one of --table and --query",
@@ -183,8 +199,27 @@ impl SqlSource {
             url: url.to_string(),
             database,
             relation,
+            table: quoted_table,
+            within: None,
             described,
         })
+    }
+
+    /// The source restricted to the rows `condition` (over its columns) holds for: every count,
+    /// histogram and extraction reads those only.
+    pub(crate) fn within(self, condition: String) -> Self {
+        Self {
+            within: Some(condition),
+            ..self
+        }
+    }
+
+    /// What every read reads: the relation, under [`SqlSource::within`]'s condition.
+    fn relation(&self) -> std::borrow::Cow<'_, str> {
+        match &self.within {
+            None => self.relation.as_str().into(),
+            Some(c) => format!("SELECT * FROM ({}) AS floe_within WHERE {c}", self.relation).into(),
+        }
     }
 
     /// The database kind.
@@ -213,7 +248,7 @@ impl SqlSource {
     pub async fn columns(&self) -> Result<Vec<SourceColumn>> {
         let rows = self
             .database
-            .column_types(&self.relation, &self.described)
+            .column_types(&self.relation(), &self.described)
             .await?;
         if rows.is_empty() {
             return Err(Error::invalid(format!("{} has no columns", self.described)));
@@ -226,7 +261,7 @@ impl SqlSource {
     /// The rows the source holds, as cheaply as the database can say: Postgres's `reltuples` for a
     /// table that has been analyzed, else a count.
     pub async fn estimate(&self) -> Result<u64> {
-        if let Some(table) = self.relation.strip_prefix("SELECT * FROM ") {
+        if let (Some(table), None) = (&self.table, &self.within) {
             if let Some(n) = self.database.estimated_rows(table).await? {
                 return Ok(n);
             }
@@ -243,7 +278,7 @@ impl SqlSource {
     ) -> Result<u64> {
         let sql = format!(
             "SELECT count(*) FROM ({}) AS floe_source WHERE {}",
-            self.relation,
+            self.relation(),
             self.condition(bounds)?
         );
         self.database.count(&sql, application, snapshot).await
@@ -256,7 +291,7 @@ impl SqlSource {
         let day = self.database.day_of(&c);
         let sql = format!(
             "SELECT {day} AS d, count(*) AS n FROM ({}) AS floe_source WHERE {c} IS NOT NULL GROUP BY 1 ORDER BY 1",
-            self.relation
+            self.relation()
         );
         let rows = self
             .database
@@ -278,12 +313,12 @@ impl SqlSource {
         let c = quote_ident(&column.name);
         let bounds = format!(
             "SELECT min({c}) AS lo, max({c}) AS hi FROM ({}) AS floe_source",
-            self.relation
+            self.relation()
         );
         let sql = format!(
             "WITH b AS ({bounds}) SELECT CAST(min({c}) AS BIGINT) AS lo, count(*) AS n FROM ({}) AS floe_source, b \
              WHERE {c} IS NOT NULL GROUP BY (CAST({c} AS BIGINT) - b.lo) * 1000 / (b.hi - b.lo + 1) ORDER BY 1",
-            self.relation
+            self.relation()
         );
         let rows = self
             .database
@@ -362,20 +397,131 @@ impl SqlSource {
         snapshot: Option<&str>,
     ) -> Result<SourceRows> {
         let condition = self.condition(bounds)?;
-        let schema: SchemaRef = Arc::new(Schema::new(
-            columns
-                .iter()
-                .map(|c| Field::new(&c.name, c.arrow.clone(), true))
-                .collect::<Vec<_>>(),
-        ));
         let query = SourceQuery {
-            relation: &self.relation,
+            relation: &self.relation(),
             condition: &condition,
             columns,
-            schema,
+            schema: schema_of(columns),
         };
         self.database.extract(&query, application, snapshot).await
     }
+
+    /// The condition that `column` (a `--since` column of `kind`) is at least `from` (when given)
+    /// and at most `to` (none when `to` is `None`: no row has a value).
+    pub(crate) fn since_window(&self, column: &str, kind: MarkKind, from: Option<i64>, to: Option<i64>) -> String {
+        let c = self.database.comparable(&quote_ident(column), kind);
+        let Some(to) = to else {
+            return "1 = 0".to_string();
+        };
+        let upper = format!("{c} <= {}", self.database.since_literal(kind, to));
+        match from {
+            Some(from) => format!("{c} >= {} AND {upper}", self.database.since_literal(kind, from)),
+            None => upper,
+        }
+    }
+
+    /// A literal of `value` of a `--since` column of `kind`.
+    pub(crate) fn since_literal(&self, kind: MarkKind, value: i64) -> String {
+        self.database.since_literal(kind, value)
+    }
+
+    /// The greatest value of `column` (a `--since` column of `kind`) in the whole source (not
+    /// restricted by [`SqlSource::within`]), `None` when no row has one.
+    pub(crate) async fn greatest(&self, column: &SourceColumn, kind: MarkKind) -> Result<Option<i64>> {
+        use futures::TryStreamExt;
+        let c = self.database.comparable(&quote_ident(&column.name), kind);
+        let relation = format!(
+            "SELECT max({c}) AS {} FROM ({}) AS floe_source",
+            quote_ident(&column.name),
+            self.relation
+        );
+        let columns = std::slice::from_ref(column);
+        let query = SourceQuery {
+            relation: &relation,
+            condition: "TRUE",
+            columns,
+            schema: schema_of(columns),
+        };
+        let batches: Vec<RecordBatch> = self
+            .database
+            .extract(&query, "floe-ingest-plan", None)
+            .await?
+            .try_collect()
+            .await?;
+        let mut greatest = None;
+        for b in &batches {
+            greatest = greatest.max(watermark::greatest(b.column(0).as_ref())?);
+        }
+        Ok(greatest)
+    }
+
+    /// The keys of `deletes` (a query over the same database returning `keys`' columns) whose row is
+    /// not in the whole source (a key deleted and then inserted again is live): distinct, non-NULL,
+    /// read at `snapshot` when one is given, as batches of `keys`.
+    pub(crate) async fn deleted_keys(
+        &self,
+        deletes: &str,
+        keys: &[SourceColumn],
+        application: &str,
+        snapshot: Option<&str>,
+    ) -> Result<SourceRows> {
+        let relation = self.deleted_keys_query(deletes, keys);
+        let query = SourceQuery {
+            relation: &relation,
+            condition: "TRUE",
+            columns: keys,
+            schema: schema_of(keys),
+        };
+        self.database.extract(&query, application, snapshot).await
+    }
+
+    fn deleted_keys_query(&self, deletes: &str, keys: &[SourceColumn]) -> String {
+        let each = |f: &dyn Fn(&str) -> String, sep: &str| {
+            keys.iter()
+                .map(|k| f(&quote_ident(&k.name)))
+                .collect::<Vec<_>>()
+                .join(sep)
+        };
+        format!(
+            "SELECT DISTINCT {} FROM ({}) AS floe_deleted WHERE {} AND NOT EXISTS \
+             (SELECT 1 FROM ({}) AS floe_live WHERE {})",
+            each(&|k| format!("floe_deleted.{k}"), ", "),
+            deletes.trim().trim_end_matches(';'),
+            each(&|k| format!("floe_deleted.{k} IS NOT NULL"), " AND "),
+            self.relation,
+            each(&|k| format!("floe_live.{k} = floe_deleted.{k}"), " AND "),
+        )
+    }
+
+    /// Check that `deletes` returns `keys`' columns, comparable with the source's: the columns of
+    /// the query that reads the deleted keys.
+    pub(crate) async fn check_deletes_query(&self, deletes: &str, keys: &[SourceColumn]) -> Result<()> {
+        let described = "the deletes query";
+        let returned = self.database.column_types(deletes.trim().trim_end_matches(';'), described).await?;
+        for k in keys {
+            if !returned.iter().any(|(name, _)| *name == k.name) {
+                return Err(Error::invalid(format!(
+                    "the deletes query returns no key column {:?} (it returns {}); it must return the key columns",
+                    k.name,
+                    returned.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+        self.database
+            .column_types(&self.deleted_keys_query(deletes, keys), described)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The schema of batches of `columns`: their Arrow types, every one nullable.
+pub(crate) fn schema_of(columns: &[SourceColumn]) -> SchemaRef {
+    Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|c| Field::new(&c.name, c.arrow.clone(), true))
+            .collect::<Vec<_>>(),
+    ))
 }
 
 /// Where a source's reading task sends its batches.

@@ -21,6 +21,7 @@ use super::{
     quote_ident, spawn_reader, sql_error, Database, SourceDatabase, SourceQuery, SourceRows, SourceSnapshot,
 };
 use crate::error::{Error, Result};
+use crate::ingest::watermark::MarkKind;
 
 /// A Postgres database at a `postgres://` URL.
 #[derive(Clone, Debug)]
@@ -235,6 +236,16 @@ impl SourceDatabase for PostgresSource {
         Some(format!(
             "coalesce(((hashtextextended(CAST({column} AS text), 0) % {buckets}) + {buckets}) % {buckets}, 0) = {bucket}"
         ))
+    }
+
+    fn since_literal(&self, kind: MarkKind, value: i64) -> String {
+        let text = kind.format(value);
+        match kind {
+            MarkKind::Integer => text,
+            MarkKind::Date => format!("DATE '{text}'"),
+            MarkKind::Timestamp { utc: true } => format!("TIMESTAMPTZ '{text}'"),
+            MarkKind::Timestamp { utc: false } => format!("TIMESTAMP '{text}'"),
+        }
     }
 
     fn own_type(&self, base: &str, _declared: &str) -> Option<std::result::Result<DataType, &'static str>> {

@@ -16,6 +16,7 @@ use super::{
     quote_ident, spawn_reader, sql_error, Database, SourceColumn, SourceDatabase, SourceQuery, SourceRows,
 };
 use crate::error::{Error, ErrorKind, Result};
+use crate::ingest::watermark::MarkKind;
 
 /// Rows per batch.
 const BATCH_ROWS: usize = 8192;
@@ -158,6 +159,30 @@ impl SourceDatabase for SqliteSource {
 
     fn hash_bucket(&self, _column: &str, _bucket: u32, _buckets: u32) -> Option<String> {
         None
+    }
+
+    /// SQLite keeps dates and timestamps as text in whatever form they were written (`T` or a space,
+    /// with or without a fraction or an offset): compared and maxed in one form, to the millisecond.
+    fn comparable(&self, column: &str, kind: MarkKind) -> String {
+        match kind {
+            MarkKind::Integer => column.to_string(),
+            MarkKind::Date => format!("date({column})"),
+            MarkKind::Timestamp { .. } => format!("strftime('%Y-%m-%d %H:%M:%f', {column})"),
+        }
+    }
+
+    /// A timestamp is cut to the millisecond below: a lower bound reads a little more, never less.
+    fn since_literal(&self, kind: MarkKind, value: i64) -> String {
+        match kind {
+            MarkKind::Integer => value.to_string(),
+            MarkKind::Date => format!("'{}'", kind.format(value)),
+            MarkKind::Timestamp { .. } => {
+                let millis = value.div_euclid(1000);
+                chrono::DateTime::from_timestamp_millis(millis)
+                    .map(|t| format!("'{}'", t.format("%Y-%m-%d %H:%M:%S%.3f")))
+                    .unwrap_or_else(|| "NULL".into())
+            }
+        }
     }
 
     fn own_type(&self, base: &str, declared: &str) -> Option<std::result::Result<DataType, &'static str>> {
