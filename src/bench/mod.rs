@@ -5,6 +5,8 @@
 //! outputs are equal, pits floe's append and `add_files` against PyIceberg's on the same rows, reads a
 //! pipeline table in full through floe's DataFusion path and through raw DataFusion, measures commit
 //! latency as a table's history grows, and (given a Postgres source) extraction with `floe ingest`.
+//! Two benchmarks run alone: the storage layer's ([`storage`], `--storage-only`) and the upsert's
+//! ([`upsert`], `--upsert`).
 //! [`measure`] runs it (each pass through [`pass`], in a child process of its own unless asked
 //! otherwise); [`report`] turns the figures into JSON, Markdown and charts. This file holds the
 //! options and the figures.
@@ -18,6 +20,7 @@ pub mod report;
 pub mod scan;
 pub mod stats;
 pub mod storage;
+pub mod upsert;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,6 +31,7 @@ pub use self::ingest::{ingest_benchmark, IngestBenchOptions, IngestBenchReport, 
 pub use self::measure::measure;
 pub use self::pass::child_main;
 pub use self::storage::{core_benchmark, CoreBenchReport, StorageBenchOptions, StorageFootprint, YearReport};
+pub use self::upsert::{upsert_benchmark, UpsertBenchOptions, UpsertBenchReport};
 use crate::catalog::Namespace;
 use crate::error::Result;
 use crate::lakehouse::Floe;

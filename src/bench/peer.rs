@@ -1,15 +1,18 @@
 //! The peer in the benchmark: PyIceberg with PyArrow, the "Pythonic stack", appending the same
 //! ingest output into the same catalog and warehouse floe uses, against floe's own append of the
 //! same Arrow data; and committing the same rows as existing Parquet files (`add_files`). Only the
-//! appends and the commits of existing files are timed (data in memory, files already written).
+//! appends and the commits of existing files are timed (data in memory, files already written). For
+//! the upsert benchmark it runs PyIceberg's `Table.upsert` ([`upsert`]) and the full scans of
+//! floe's tables by PyIceberg and DuckDB's iceberg extension ([`scans`]).
 
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::catalog::{Namespace, TableName};
@@ -128,12 +131,10 @@ pub async fn append_pair(
     floe.drop_table(&table, true).await?;
 
     // PyIceberg: the same file, appended by the script.
-    let v = run_script(
-        floe,
-        dir,
-        &["append", &ns.to_string(), &format!("{name}_pyiceberg")],
-        path,
-    )?;
+    let ns = ns.to_string();
+    let table = format!("{name}_pyiceberg");
+    let args: [&OsStr; 4] = ["append".as_ref(), ns.as_ref(), table.as_ref(), path.as_ref()];
+    let v = run_script(floe, dir, args)?;
     Ok(PeerAppend {
         rows,
         floe_seconds,
@@ -156,8 +157,8 @@ fn read_batches(path: &Path) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordB
     Ok((schema, batches))
 }
 
-/// Run the peer script with `args` and the Parquet file `path`; its JSON reply.
-fn run_script(floe: &Floe, dir: &Path, args: &[&str], path: &Path) -> Result<Value> {
+/// Run the peer script with `args`; its JSON reply.
+fn run_script<A: AsRef<OsStr>>(floe: &Floe, dir: &Path, args: impl IntoIterator<Item = A>) -> Result<Value> {
     let script = dir.join("floe_bench_peer.py");
     std::fs::write(&script, SCRIPT)?;
     // The config (catalog password, S3 secret) goes through the environment, never argv.
@@ -165,7 +166,6 @@ fn run_script(floe: &Floe, dir: &Path, args: &[&str], path: &Path) -> Result<Val
         .arg(&script)
         .env(CONFIG_VAR, pyiceberg_config(floe).to_string())
         .args(args)
-        .arg(path)
         .output()?;
     if !out.status.success() {
         return Err(Error::new(
@@ -245,16 +245,145 @@ pub async fn add_files_pair(
     floe.drop_table(&table, true).await?;
 
     let count = uris.len().to_string();
-    let v = run_script(
-        floe,
-        dir,
-        &["add_files", &ns.to_string(), &format!("{name}_pyiceberg"), &count],
-        path,
-    )?;
+    let ns = ns.to_string();
+    let table = format!("{name}_pyiceberg");
+    let args: [&OsStr; 5] = [
+        "add_files".as_ref(),
+        ns.as_ref(),
+        table.as_ref(),
+        count.as_ref(),
+        path.as_ref(),
+    ];
+    let v = run_script(floe, dir, args)?;
     Ok(PeerAddFiles {
         files: uris.len(),
         rows,
         floe_seconds,
         pyiceberg_seconds: v["seconds"].as_f64().unwrap_or(f64::NAN),
     })
+}
+
+/// What PyIceberg's `Table.upsert` did and took ([`upsert`]).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct PeerUpsert {
+    /// The upsert alone, seconds.
+    pub seconds: f64,
+    /// Snapshots the upsert committed.
+    pub snapshots: usize,
+    /// Bytes of the files they added (`added-files-size`, summed).
+    pub bytes_written: u64,
+    /// Data files they added.
+    pub data_files_added: u64,
+    /// Delete files they added.
+    pub delete_files_added: u64,
+    /// Rows PyIceberg counted as updated.
+    pub rows_updated: u64,
+    /// Rows it counted as inserted.
+    pub rows_inserted: u64,
+    /// The table's `write.parquet.compression-codec`.
+    pub codec: Option<String>,
+    /// PyIceberg's version.
+    pub version: String,
+}
+
+/// Load the rows of the Parquet file `base` into a fresh table `ns.name` of `codec` in `files`
+/// appends with PyIceberg, then time its `Table.upsert` of the rows of `source` on the key `id`.
+/// The table stays (for [`scans`] to compare); the caller drops it.
+pub fn upsert(
+    floe: &Floe,
+    dir: &Path,
+    (ns, name): (&Namespace, &str),
+    (codec, files): (&str, usize),
+    (base, source): (&Path, &Path),
+) -> Result<PeerUpsert> {
+    let ns = ns.to_string();
+    let files = files.to_string();
+    let args: [&OsStr; 7] = [
+        "upsert".as_ref(),
+        ns.as_ref(),
+        name.as_ref(),
+        codec.as_ref(),
+        files.as_ref(),
+        base.as_ref(),
+        source.as_ref(),
+    ];
+    let v = run_script(floe, dir, args)?;
+    serde_json::from_value(v).map_err(|e| Error::internal(format!("the PyIceberg peer's upsert reply: {e}")))
+}
+
+/// One state of a table to scan in full.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScanState {
+    /// Its label (`before`, `after`, `compacted`).
+    pub state: String,
+    /// The table's namespace.
+    pub namespace: String,
+    /// The table.
+    pub table: String,
+    /// The snapshot (PyIceberg reads it from the table's current metadata).
+    pub snapshot_id: i64,
+    /// The metadata file whose current snapshot it is (DuckDB's `iceberg_scan` reads it).
+    pub metadata: String,
+}
+
+/// A table (at a snapshot, else its current state) whose rows [`scans`] compares.
+#[derive(Clone, Debug, Serialize)]
+pub struct CompareTable {
+    /// Its label in the reply.
+    pub label: String,
+    /// The table's namespace.
+    pub namespace: String,
+    /// The table.
+    pub table: String,
+    /// The snapshot; `None`: the current one.
+    pub snapshot_id: Option<i64>,
+}
+
+/// One reader's full scan of one state: the median of its timed reads.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct PeerScan {
+    /// `pyiceberg` or `duckdb`.
+    pub reader: String,
+    /// The state's label.
+    pub state: String,
+    /// Rows read.
+    pub rows: u64,
+    /// Median seconds.
+    pub seconds: f64,
+}
+
+/// What [`scans`] measured and compared.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct PeerScans {
+    /// Every reader's scan of every state.
+    pub scans: Vec<PeerScan>,
+    /// Readers that could not run, with why (DuckDB or its extensions missing).
+    pub errors: std::collections::BTreeMap<String, String>,
+    /// DuckDB's version, where it ran.
+    pub duckdb_version: Option<String>,
+    /// Labels of the tables compared, the first the reference.
+    #[serde(default)]
+    pub compared: Vec<String>,
+    /// Rows of each table compared.
+    #[serde(default)]
+    pub rows_after: std::collections::BTreeMap<String, u64>,
+    /// Labels of the tables whose rows (sorted by `id`) differ from the first's.
+    #[serde(default)]
+    pub differing: Vec<String>,
+}
+
+/// Full scans of every state of `states` by PyIceberg (`Table.scan().to_arrow()`) and by DuckDB's
+/// iceberg extension (`iceberg_scan` of the state's metadata file): per reader a warm-up read of
+/// every state, then `runs` rounds reading each state once, the median per state. Then the tables of
+/// `compare` are read by PyIceberg, sorted by `id` and checked to hold the same rows.
+pub fn scans(
+    floe: &Floe,
+    dir: &Path,
+    states: &[ScanState],
+    runs: usize,
+    compare: &[CompareTable],
+) -> Result<PeerScans> {
+    let spec = json!({"runs": runs, "states": states, "compare": compare}).to_string();
+    let v = run_script(floe, dir, ["scan", spec.as_str()])?;
+    serde_json::from_value(v).map_err(|e| Error::internal(format!("the PyIceberg peer's scan reply: {e}")))
 }

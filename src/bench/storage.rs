@@ -148,7 +148,9 @@ fn median(v: Vec<f64>) -> f64 {
     super::stats::Summary::of(&v).median
 }
 
-fn bench_schema() -> Schema {
+/// The schema of the storage and upsert benchmarks' rows: an id key, a user, a time, a URL and an
+/// amount.
+pub(super) fn bench_schema() -> Schema {
     Schema::new(vec![
         Field::new("id", DataType::Int64, false),
         Field::new("user_id", DataType::Utf8, true),
@@ -162,10 +164,16 @@ fn bench_schema() -> Schema {
     ])
 }
 
+/// `rows` rows of ids `start..`, as first written.
 fn bench_batch(start: i64, rows: usize) -> RecordBatch {
     let ids: Vec<i64> = (start..start + rows as i64).collect();
+    bench_rows(&ids, 0)
+}
+
+/// The rows of `ids` at `revision`: a later revision of a row has another amount.
+pub(super) fn bench_rows(ids: &[i64], revision: i64) -> RecordBatch {
     let cols: Vec<ArrayRef> = vec![
-        Arc::new(Int64Array::from(ids.clone())),
+        Arc::new(Int64Array::from(ids.to_vec())),
         Arc::new(StringArray::from_iter_values(
             ids.iter().map(|i| format!("user-{}", (i * 7919) % 100_000)),
         )),
@@ -179,14 +187,14 @@ fn bench_batch(start: i64, rows: usize) -> RecordBatch {
             ids.iter().map(|i| format!("/products/{}", i % 5000)),
         )),
         Arc::new(Float64Array::from_iter_values(
-            ids.iter().map(|i| (i % 10_000) as f64 / 100.0),
+            ids.iter().map(|i| ((i + revision) % 10_000) as f64 / 100.0),
         )),
     ];
     RecordBatch::try_new(Arc::new(bench_schema()), cols).expect("bench batch")
 }
 
 /// Create an empty table of the benchmark's schema, named after the process and repetition.
-async fn fresh_table(floe: &Floe, ns: &Namespace, kind: &str, rep: usize) -> Result<TableName> {
+pub(super) async fn fresh_table(floe: &Floe, ns: &Namespace, kind: &str, rep: usize) -> Result<TableName> {
     let name = TableName::new(ns.clone(), format!("bench_{kind}_{}_{rep}", std::process::id()))?;
     let definition = TableDefinition {
         schema: bench_schema(),

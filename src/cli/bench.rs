@@ -74,6 +74,16 @@ pub enum Command {
         /// Only the extraction benchmark (needs --ingest-source).
         #[arg(long)]
         ingest_only: bool,
+        /// Only the upsert benchmark: a table of --upsert-rows rows in 8 data files upserted with 1%
+        /// of its rows changed (in every file) and 0.5% new, by floe in merge-on-read and in
+        /// copy-on-write and by PyIceberg's upsert (time, bytes written), then full scans before,
+        /// after and after `floe compact` by floe, PyIceberg and DuckDB; writes report.json and
+        /// report.md to --out/upsert.
+        #[arg(long, conflicts_with_all = ["storage_only", "ingest_only"])]
+        upsert: bool,
+        /// Rows of the upsert benchmark's table.
+        #[arg(long, default_value_t = 5_000_000)]
+        upsert_rows: usize,
         /// Run every pass in this process instead of a child process each (peak memory then
         /// includes what earlier passes left with the allocator).
         #[arg(long)]
@@ -81,7 +91,7 @@ pub enum Command {
         /// Prefix of the benchmark's namespaces (their tables are dropped at the end).
         #[arg(long, default_value = "floe_bench")]
         namespace: String,
-        /// Output of --storage-only and --ingest-only.
+        /// Output of --storage-only, --ingest-only and --upsert.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -106,6 +116,8 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
             ingest_source,
             ingest_rows,
             ingest_only,
+            upsert,
+            upsert_rows,
             in_process,
             namespace,
             format,
@@ -125,6 +137,30 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
                 let ns = Namespace::parse(&format!("{namespace}_ingest"))?;
                 let r = floe::bench::ingest_benchmark(floe, &ns, &ingest).await?;
                 output::bench::ingest_figures(&mut output::stdout(), &r, format)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if upsert {
+                let ns = Namespace::parse(&format!("{namespace}_upsert"))?;
+                let options = floe::bench::UpsertBenchOptions {
+                    rows: upsert_rows,
+                    repetitions,
+                    peer: !no_peer,
+                    dir: out.clone(),
+                    ..Default::default()
+                };
+                let r = floe::bench::upsert_benchmark(floe, &ns, &options).await?;
+                let files = floe::bench::report::write_upsert(&r, &out.join("upsert"))?;
+                let stdout = &mut output::stdout();
+                output::bench::upsert_figures(stdout, &r, format)?;
+                if format != Format::Json {
+                    for f in files {
+                        writeln!(stdout, "wrote {}", f.display())?;
+                    }
+                }
+                if r.same_rows == Some(false) {
+                    eprintln!("the upserted tables hold different rows: see the report's runs");
+                    return Ok(ExitCode::from(1));
+                }
                 return Ok(ExitCode::SUCCESS);
             }
             if storage_only {

@@ -98,6 +98,20 @@ impl Codec {
         self.compression
     }
 
+    /// The codec as Iceberg's `write.parquet.compression-codec` names it.
+    pub fn iceberg_name(&self) -> &'static str {
+        match self.compression {
+            Compression::UNCOMPRESSED => "uncompressed",
+            Compression::LZ4 => "lz4",
+            Compression::LZ4_RAW => "lz4_raw",
+            Compression::ZSTD(_) => "zstd",
+            Compression::GZIP(_) => "gzip",
+            Compression::BROTLI(_) => "brotli",
+            // Snappy, and what `of_properties` never produces.
+            _ => "snappy",
+        }
+    }
+
     /// The options of DuckDB's `COPY ... (FORMAT parquet, ...)` that encode as floe's own writer.
     pub fn duckdb_copy_options(&self) -> String {
         let codec = match self.compression {

@@ -1,5 +1,5 @@
 //! `floe bench` end to end on a small input: every pass measured, the engines equal, the peer and
-//! the storage benchmark run, and the report files written.
+//! the storage benchmark run, and the report files written; `floe bench --upsert` at a tiny size.
 
 use crate::both_backends;
 use crate::support::*;
@@ -386,5 +386,119 @@ both_backends!(
         // The watch saw the children that hold the secrets in their environment.
         assert!(seen.contains_key("floe_bench_peer.py"), "{seen:?}");
         assert!(!log.contains(source_pw) && !log.contains(catalog_pw), "{log}");
+    }
+);
+
+both_backends!(
+    bench_upsert_measures_every_variant_and_scan_and_the_upserted_tables_agree,
+    |ctx: Ctx| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("bench");
+        let namespace = format!("{}_up", ctx.ns);
+        let output = floe_cmd(dir.path(), Some(&ctx))
+            .args([
+                "bench",
+                "--upsert",
+                "--upsert-rows",
+                "20000",
+                "--repetitions",
+                "1",
+                "--namespace",
+                &namespace,
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.contains("merge-on-read upsert at least 10x faster"), "{stdout}");
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("upsert/report.json")).unwrap()).unwrap();
+
+        // The setup: 20,000 rows in at least 8 files, every 100th row updated, 0.5% new, Snappy on
+        // every table (PyIceberg's default is zstd: the benchmark sets floe's codec on its table).
+        assert_eq!(r["rows"], 20_000);
+        assert!(r["data_files"].as_u64().unwrap() >= 8, "{}", r["data_files"]);
+        assert_eq!((r["updated_rows"].as_u64(), r["inserted_rows"].as_u64()), (Some(200), Some(100)));
+        assert_eq!(r["codec"], "snappy");
+        assert!(r["peer_skipped"].is_null(), "{}", r["peer_skipped"]);
+        assert!(r["pyiceberg_version"].is_string() && r["duckdb_version"].is_string(), "{r}");
+
+        // Every variant upserted the same rows and wrote files; merge-on-read a delete file per data
+        // file (the updates are in every file), copy-on-write none.
+        let variants = r["variants"].as_array().unwrap();
+        let names: Vec<&str> = variants.iter().map(|v| v["variant"].as_str().unwrap()).collect();
+        assert_eq!(names, ["floe merge-on-read", "floe copy-on-write", "PyIceberg upsert"]);
+        for v in variants {
+            assert_eq!((v["rows_updated"].as_u64(), v["rows_inserted"].as_u64()), (Some(200), Some(100)), "{v}");
+            assert!(v["seconds"]["median"].as_f64().unwrap() > 0.0, "{v}");
+            assert!(v["bytes_written"]["median"].as_f64().unwrap() > 0.0, "{v}");
+            assert!(v["snapshots"].as_u64().unwrap() >= 1, "{v}");
+        }
+        assert!(variants[0]["delete_files_added"].as_u64() >= r["data_files"].as_u64(), "{}", variants[0]);
+        assert_eq!(variants[1]["delete_files_added"], 0, "{}", variants[1]);
+        for ratio in [
+            "merge_on_read_speedup_over_pyiceberg",
+            "merge_on_read_speedup_over_copy_on_write",
+            "merge_on_read_bytes_over_copy_on_write",
+        ] {
+            assert!(r[ratio]["mean"].as_f64().unwrap() > 0.0, "{ratio}: {}", r[ratio]);
+        }
+        // Merge-on-read writes the new rows and delete files, copy-on-write every file again.
+        assert!(
+            r["merge_on_read_bytes_over_copy_on_write"]["mean"].as_f64().unwrap() < 1.0,
+            "{}",
+            r["merge_on_read_bytes_over_copy_on_write"]
+        );
+
+        // Each reader scanned every state: 20,000 rows before, 20,100 after, the same compacted.
+        let scans = r["scans"].as_array().unwrap();
+        for reader in ["floe", "pyiceberg", "duckdb"] {
+            for (state, rows) in [("before", 20_000), ("after", 20_100), ("compacted", 20_100)] {
+                let s = scans
+                    .iter()
+                    .find(|s| s["reader"] == reader && s["state"] == state)
+                    .unwrap_or_else(|| panic!("no {reader} scan {state}: {scans:?}"));
+                assert_eq!(s["rows"], rows, "{s}");
+                assert!(s["seconds"]["median"].as_f64().unwrap() > 0.0, "{s}");
+            }
+        }
+        assert_eq!(r["scan_ratios"].as_array().unwrap().len(), 3, "{}", r["scan_ratios"]);
+        assert!(r["files_compacted"].as_u64().unwrap() >= 8, "{}", r["files_compacted"]);
+
+        // The benchmark's own setup: floe's tables (merge-on-read, compacted, copy-on-write) end
+        // with PyIceberg's rows.
+        assert_eq!(r["same_rows"], true, "{}", r["runs"]);
+        let rows_after = &r["runs"][0]["rows_after"];
+        for label in ["floe merge-on-read", "floe copy-on-write", "floe compacted", "PyIceberg upsert"] {
+            assert_eq!(rows_after[label], 20_100, "{label}: {rows_after}");
+        }
+
+        // The three targets, each measured (met or not: tiny sizes and timing noise).
+        let targets = r["targets"].as_array().unwrap();
+        assert_eq!(targets.len(), 3, "{targets:?}");
+        for t in targets {
+            assert!(t["target"].is_string() && t["measured"].is_string(), "{t}");
+            assert!(t["met"].is_boolean(), "{t}");
+        }
+        let md = std::fs::read_to_string(out.join("upsert/report.md")).unwrap();
+        for section in ["## Upserts", "## Full scans of the merge-on-read table", "## Targets", "| duckdb |"] {
+            assert!(md.contains(section), "{section} missing from\n{md}");
+        }
+        // The benchmark's tables and inputs are gone.
+        for ns in ctx.floe.namespaces().await.unwrap() {
+            assert!(!ns.to_string().starts_with(&namespace), "{ns} left behind");
+        }
+        let left: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("upsert-inputs"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 );

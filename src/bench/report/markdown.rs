@@ -1,8 +1,10 @@
 //! `report.md`: the summarized figures as a Markdown page (end to end, per stage, equivalence, the
-//! peer, storage, extraction, the cluster, the targets, the charts).
+//! peer, storage, extraction, the cluster, the targets, the charts); and the upsert benchmark's page
+//! (the upserts, the scans, the targets).
 
-use super::{engines_of, find, fmt_ratio, fmt_summary, gb, secs, sizes_in_order, BenchReport};
+use super::{engines_of, find, fmt_ratio, fmt_summary, gb, secs, sizes_in_order, BenchReport, Machine, Target};
 use crate::bench::stats::Summary;
+use crate::bench::UpsertBenchReport;
 
 /// The Markdown report.
 pub fn markdown(r: &BenchReport) -> String {
@@ -33,10 +35,14 @@ impl Page {
 
 /// The title and the machine and versions the figures were measured on.
 fn header(r: &BenchReport, page: &mut Page) {
-    let m = &r.machine;
     page.line("# floe bench".into());
     page.line(String::new());
-    page.line(format!(
+    page.line(machine_line(&r.machine, r.repetitions, &r.finished_at));
+}
+
+/// The machine and versions, the repetitions, how figures are given, and when.
+fn machine_line(m: &Machine, repetitions: usize, finished_at: &str) -> String {
+    format!(
         "Machine: {} ({} logical CPUs, {:.1} GB memory), {} (kernel {}). floe {}, DuckDB {}, DataFusion {}; {}. \
          {} repetitions per run; figures are median (min-max); ratios are means of per-repetition ratios with \
          95% confidence intervals. Finished {}.",
@@ -49,9 +55,9 @@ fn header(r: &BenchReport, page: &mut Page) {
         m.duckdb,
         m.datafusion,
         m.storage,
-        r.repetitions,
-        r.finished_at
-    ));
+        repetitions,
+        finished_at
+    )
 }
 
 /// Whole-pipeline time per input size and engine, floe against raw, with equivalence.
@@ -406,14 +412,14 @@ fn extraction(r: &BenchReport, page: &mut Page) {
     }
 }
 
-/// The targets, the recommendation for `--engine auto`, and the charts.
-fn targets_and_charts(r: &BenchReport, page: &mut Page) {
+/// The targets as a table under their heading.
+fn targets_table(targets: &[Target], page: &mut Page) {
     page.line(String::new());
     page.line("## Targets".into());
     page.line(String::new());
     page.line("| target | measured | met |".into());
     page.line("|---|---|---|".into());
-    for t in &r.targets {
+    for t in targets {
         page.line(format!(
             "| {} | {} | {} |",
             t.target,
@@ -425,6 +431,11 @@ fn targets_and_charts(r: &BenchReport, page: &mut Page) {
             }
         ));
     }
+}
+
+/// The targets, the recommendation for `--engine auto`, and the charts.
+fn targets_and_charts(r: &BenchReport, page: &mut Page) {
+    targets_table(&r.targets, page);
     page.line(String::new());
     page.line("## Recommendation for `--engine auto`".into());
     page.line(String::new());
@@ -437,4 +448,112 @@ fn targets_and_charts(r: &BenchReport, page: &mut Page) {
     page.line("![peak memory against input size](memory.svg)".into());
     page.line(String::new());
     page.line("![floe over raw](overhead.svg)".into());
+}
+
+/// The upsert benchmark's page: the setup, every upsert, every scan, the targets.
+pub fn upsert_markdown(r: &UpsertBenchReport) -> String {
+    let mut page = Page::default();
+    page.line("# floe bench --upsert".into());
+    page.line(String::new());
+    page.line(machine_line(&r.machine, r.repetitions, &r.finished_at));
+    page.line(String::new());
+    page.line(format!(
+        "A table of {} rows in {} data files ({} codec on every table), upserted on `id` with {} changed \
+         rows (every 100th, in every file) and {} new ones. PyIceberg {}{}.",
+        r.rows,
+        r.data_files,
+        r.codec,
+        r.updated_rows,
+        r.inserted_rows,
+        r.pyiceberg_version.as_deref().unwrap_or("-"),
+        r.peer_skipped
+            .as_ref()
+            .map(|s| format!(" (skipped: {s})"))
+            .unwrap_or_default()
+    ));
+    page.line(String::new());
+    page.line("## Upserts".into());
+    page.line(String::new());
+    page.line(
+        "| variant | seconds | bytes written | snapshots | data files added | delete files added | rows updated | rows inserted |"
+            .into(),
+    );
+    page.line("|---|---|---|---|---|---|---|---|".into());
+    for v in &r.variants {
+        page.line(format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            v.variant,
+            fmt_summary(&v.seconds, &secs),
+            fmt_summary(&v.bytes_written, &|b| format!("{:.2} MB", b / 1e6)),
+            v.snapshots,
+            v.data_files_added,
+            v.delete_files_added,
+            v.rows_updated,
+            v.rows_inserted
+        ));
+    }
+    page.line(String::new());
+    if let Some(s) = &r.merge_on_read_speedup_over_pyiceberg {
+        page.line(format!("- merge-on-read over PyIceberg (speedup): {}", fmt_ratio(s)));
+    }
+    if let Some(s) = &r.copy_on_write_speedup_over_pyiceberg {
+        page.line(format!("- copy-on-write over PyIceberg (speedup): {}", fmt_ratio(s)));
+    }
+    page.line(format!(
+        "- merge-on-read over copy-on-write (speedup): {}",
+        fmt_ratio(&r.merge_on_read_speedup_over_copy_on_write)
+    ));
+    page.line(format!(
+        "- merge-on-read's bytes over copy-on-write's: {}",
+        fmt_ratio(&r.merge_on_read_bytes_over_copy_on_write)
+    ));
+    page.line(format!(
+        "- `floe compact` after the merge-on-read upsert: {} s, {} files rewritten, {} delete files removed",
+        fmt_summary(&r.compact_seconds, &secs),
+        r.files_compacted,
+        r.delete_files_removed
+    ));
+    page.line(format!(
+        "- the upserted tables hold the same rows as PyIceberg's: {}",
+        match r.same_rows {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "not compared",
+        }
+    ));
+    page.line(String::new());
+    page.line("## Full scans of the merge-on-read table".into());
+    page.line(String::new());
+    page.line(format!(
+        "Each reader reads every state once to warm up, then {} rounds of each state in a rotating order; \
+         the median per repetition.",
+        r.scan_runs
+    ));
+    page.line(String::new());
+    page.line(
+        "| reader | before the upsert | with its deletes | after `floe compact` | deletes / before | compacted / before |"
+            .into(),
+    );
+    page.line("|---|---|---|---|---|---|".into());
+    for ratios in &r.scan_ratios {
+        let cell = |state: &str| {
+            r.scan(&ratios.reader, state)
+                .map(|s| format!("{} s ({} rows)", fmt_summary(&s.seconds, &secs), s.rows))
+                .unwrap_or_else(|| "-".into())
+        };
+        page.line(format!(
+            "| {} | {} | {} | {} | {} | {} |",
+            ratios.reader,
+            cell("before"),
+            cell("after"),
+            cell("compacted"),
+            fmt_ratio(&ratios.after_over_before),
+            fmt_ratio(&ratios.compacted_over_before)
+        ));
+    }
+    for (reader, why) in &r.readers_skipped {
+        page.line(format!("\n{reader} did not run: {why}"));
+    }
+    targets_table(&r.targets, &mut page);
+    page.0
 }

@@ -2,14 +2,15 @@
 //! over the raw engines as paired ratios with 95% confidence intervals, the targets checked, the
 //! recommendation for `--engine auto`, and the files: `report.json` (every figure and the machine),
 //! `report.md` and three SVG charts. This file owns the figures; [`targets`] checks them against the
-//! issues' targets, [`markdown`] writes them up, [`charts`] draws them.
+//! issues' targets, [`markdown`] writes them up, [`charts`] draws them. The upsert benchmark's report
+//! (`floe bench --upsert`) is its JSON and Markdown ([`write_upsert`]).
 
 mod charts;
 mod markdown;
 mod targets;
 
-pub use markdown::markdown;
-pub use targets::ingest_targets;
+pub use markdown::{markdown, upsert_markdown};
+pub use targets::{ingest_targets, upsert_targets};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -638,4 +639,17 @@ pub fn write(r: &BenchReport, dir: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(out)
+}
+
+/// Write the upsert benchmark's `report.json` and `report.md` into `dir`; returns the paths.
+pub fn write_upsert(r: &crate::bench::UpsertBenchReport, dir: &Path) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    let json = dir.join("report.json");
+    std::fs::write(
+        &json,
+        serde_json::to_vec_pretty(r).map_err(|e| Error::internal(format!("report json: {e}")))?,
+    )?;
+    let md = dir.join("report.md");
+    std::fs::write(&md, upsert_markdown(r))?;
+    Ok(vec![json, md])
 }

@@ -254,3 +254,62 @@ fn latency_target(target: String, (last_ms, first_ms, ratio): (f64, f64, f64), a
         met: ratio.is_finite().then_some(ratio <= at_most),
     }
 }
+
+/// The upsert benchmark's targets (issue 25): merge-on-read at least 10x faster than PyIceberg's
+/// upsert, writing at most 5% of copy-on-write's bytes, and floe's full scan with the deletes in
+/// place within 1.3x of the scan without them.
+pub fn upsert_targets(r: &crate::bench::UpsertBenchReport) -> Vec<Target> {
+    use crate::bench::upsert::{COPY_ON_WRITE, MERGE_ON_READ, PYICEBERG};
+    let seconds = |v: &str| r.variant(v).map_or(f64::NAN, |x| x.seconds.median);
+    let mb = |v: &str| r.variant(v).map_or(f64::NAN, |x| x.bytes_written.median / 1e6);
+    let what = format!(
+        "{} rows, {} updated in every one of {} files, {} new",
+        r.rows, r.updated_rows, r.data_files, r.inserted_rows
+    );
+    let speed = r.merge_on_read_speedup_over_pyiceberg;
+    let bytes = &r.merge_on_read_bytes_over_copy_on_write;
+    let scan = r.scan_ratio("floe").map(|s| s.after_over_before);
+    let floe_scan = |state: &str| r.scan("floe", state).map_or(f64::NAN, |s| s.seconds.median);
+    vec![
+        Target {
+            target: format!("merge-on-read upsert at least 10x faster than PyIceberg's upsert ({what})"),
+            measured: match speed {
+                Some(s) => format!(
+                    "{:.2} s vs {:.2} s: {}",
+                    seconds(MERGE_ON_READ),
+                    seconds(PYICEBERG),
+                    fmt_ratio(&s)
+                ),
+                None => format!(
+                    "not measured: {}",
+                    r.peer_skipped.as_deref().unwrap_or("PyIceberg did not run")
+                ),
+            },
+            met: speed.map(|s| s.mean >= 10.0),
+        },
+        Target {
+            target: format!("merge-on-read upsert writes at most 5% of copy-on-write's bytes ({what})"),
+            measured: format!(
+                "{:.2} MB vs {:.1} MB: {:.2}%",
+                mb(MERGE_ON_READ),
+                mb(COPY_ON_WRITE),
+                bytes.mean * 100.0
+            ),
+            met: bytes.mean.is_finite().then_some(bytes.mean <= 0.05),
+        },
+        Target {
+            target: "floe's full scan with the upsert's deletes in place at most 1.3x the scan without them"
+                .into(),
+            measured: match scan {
+                Some(s) => format!(
+                    "{:.2} s vs {:.2} s: {}",
+                    floe_scan("after"),
+                    floe_scan("before"),
+                    fmt_ratio(&s)
+                ),
+                None => "not measured".into(),
+            },
+            met: scan.filter(|s| s.mean.is_finite()).map(|s| s.mean <= 1.3),
+        },
+    ]
+}

@@ -1,12 +1,13 @@
 //! What `floe bench` prints: the headline figures of the engine comparison (the report itself is
-//! written to files by the library), the storage and extraction benchmarks' figures, and a progress
-//! bar on stderr while the benchmark runs.
+//! written to files by the library), the storage, extraction and upsert benchmarks' figures, and a
+//! progress bar on stderr while the benchmark runs.
 
 use std::io::Write;
 
 use floe::bench::report::BenchReport;
 use floe::bench::storage::{EXPIRE_EVERY, EXPIRE_RETAIN};
-use floe::bench::{BenchProgress, CoreBenchReport, IngestBenchReport};
+use floe::bench::report::Target;
+use floe::bench::{BenchProgress, CoreBenchReport, IngestBenchReport, UpsertBenchReport};
 use floe::Result;
 
 use super::{grid, write_json, Format};
@@ -67,8 +68,14 @@ pub fn summary(out: &mut impl Write, r: &BenchReport) -> Result<()> {
             format!("{:.2} GB", row.peak_memory_bytes.max / 1e9),
         ]);
     }
+    write!(out, "{g}\n{}\n{}\n", targets(&r.targets), r.recommendation.rule)?;
+    Ok(())
+}
+
+/// The targets as a grid: each with what was measured and whether it was met.
+fn targets(targets: &[Target]) -> super::Grid {
     let mut t = grid(vec!["target", "measured", "met"]);
-    for x in &r.targets {
+    for x in targets {
         t.add_row(vec![
             x.target.clone(),
             x.measured.clone(),
@@ -79,7 +86,56 @@ pub fn summary(out: &mut impl Write, r: &BenchReport) -> Result<()> {
             },
         ]);
     }
-    write!(out, "{g}\n{t}\n{}\n", r.recommendation.rule)?;
+    t
+}
+
+/// `floe bench --upsert`: every variant's upsert, every reader's scans, then the targets.
+pub fn upsert_figures(out: &mut impl Write, r: &UpsertBenchReport, format: Format) -> Result<()> {
+    if format == Format::Json {
+        return write_json(out, r);
+    }
+    writeln!(
+        out,
+        "{} rows in {} data files ({}), {} updated, {} new; medians of {}",
+        r.rows, r.data_files, r.codec, r.updated_rows, r.inserted_rows, r.repetitions
+    )?;
+    let mut g = grid(vec!["upsert", "seconds", "bytes written", "snapshots", "files added"]);
+    for v in &r.variants {
+        g.add_row(vec![
+            v.variant.clone(),
+            format!("{:.2}", v.seconds.median),
+            format!("{:.2} MB", v.bytes_written.median / 1e6),
+            v.snapshots.to_string(),
+            format!("{} data, {} delete", v.data_files_added, v.delete_files_added),
+        ]);
+    }
+    let mut s = grid(vec![
+        "full scan",
+        "before (s)",
+        "with deletes (s)",
+        "compacted (s)",
+        "deletes / before",
+    ]);
+    for ratios in &r.scan_ratios {
+        let cell = |state: &str| {
+            r.scan(&ratios.reader, state)
+                .map(|x| format!("{:.2}", x.seconds.median))
+                .unwrap_or("-".into())
+        };
+        s.add_row(vec![
+            ratios.reader.clone(),
+            cell("before"),
+            cell("after"),
+            cell("compacted"),
+            format!("{:.2}", ratios.after_over_before.mean),
+        ]);
+    }
+    let same = match r.same_rows {
+        Some(true) => "the upserted tables hold the same rows",
+        Some(false) => "the upserted tables hold DIFFERENT rows",
+        None => "the upserted tables were not compared (no PyIceberg)",
+    };
+    write!(out, "{g}\n{s}\n{same}\n{}\n", targets(&r.targets))?;
     Ok(())
 }
 
