@@ -309,7 +309,8 @@ impl PeerInputs {
         std::fs::create_dir_all(dir)?;
         let write = |path: &Path, batches: &mut dyn Iterator<Item = &RecordBatch>| -> Result<()> {
             let file = std::fs::File::create(path)?;
-            let mut w = parquet::arrow::ArrowWriter::try_new(file, std::sync::Arc::new(bench_schema()), None)?;
+            let mut w =
+                parquet::arrow::ArrowWriter::try_new(file, std::sync::Arc::new(bench_schema()), None)?;
             for b in batches {
                 w.write(b)?;
             }
@@ -444,7 +445,12 @@ async fn floe_read(floe: &Floe, name: &TableName, snapshot_id: i64) -> Result<(u
 
 /// floe's scans of every state: a warm-up read of each, then `runs` rounds reading each state once
 /// (the order rotating), the median per state.
-async fn floe_scans(floe: &Floe, name: &TableName, states: &[ScanState], runs: usize) -> Result<Vec<ScanTiming>> {
+async fn floe_scans(
+    floe: &Floe,
+    name: &TableName,
+    states: &[ScanState],
+    runs: usize,
+) -> Result<Vec<ScanTiming>> {
     let mut rows = Vec::new();
     for s in states {
         rows.push(floe_read(floe, name, s.snapshot_id).await?.0);
@@ -743,7 +749,11 @@ fn summarize(
         let Some(first) = first else { break };
         let mut any = false;
         for state in STATES {
-            if let Some(s) = first.scans.iter().find(|s| s.reader == reader && s.state == state) {
+            if let Some(s) = first
+                .scans
+                .iter()
+                .find(|s| s.reader == reader && s.state == state)
+            {
                 any = true;
                 scans.push(ScanFigures {
                     reader: reader.into(),
@@ -786,7 +796,10 @@ fn summarize(
             &seconds(PYICEBERG),
             &seconds(MERGE_ON_READ),
         )),
-        merge_on_read_speedup_over_copy_on_write: Ratio::paired(&seconds(COPY_ON_WRITE), &seconds(MERGE_ON_READ)),
+        merge_on_read_speedup_over_copy_on_write: Ratio::paired(
+            &seconds(COPY_ON_WRITE),
+            &seconds(MERGE_ON_READ),
+        ),
         copy_on_write_speedup_over_pyiceberg: with_peer(Ratio::paired(
             &seconds(PYICEBERG),
             &seconds(COPY_ON_WRITE),

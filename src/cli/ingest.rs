@@ -85,7 +85,8 @@ pub struct IngestArgs {
 /// The write mode, with an upsert's key, window and deletes query.
 fn mode(a: &IngestArgs) -> floe::Result<IngestMode> {
     let mode = IngestMode::parse(&a.mode)?;
-    let upsert_only = !a.key.is_empty() || a.since.is_some() || a.lookback.is_some() || a.deletes_query.is_some();
+    let upsert_only =
+        !a.key.is_empty() || a.since.is_some() || a.lookback.is_some() || a.deletes_query.is_some();
     match mode {
         IngestMode::Upsert(_) => Ok(IngestMode::Upsert(UpsertIngest {
             key: a.key.clone(),
@@ -93,7 +94,8 @@ fn mode(a: &IngestArgs) -> floe::Result<IngestMode> {
             lookback: a.lookback.as_deref().map(Lookback::parse).transpose()?,
             deletes_query: a.deletes_query.clone(),
         })),
-        _ if upsert_only => Err(floe::Error::invalid(
+        _ if upsert_only => Err(floe::Error::new(
+            floe::ErrorKind::InvalidInput,
             "--key, --since, --lookback and --deletes-query go with --mode upsert",
         )),
         other => Ok(other),

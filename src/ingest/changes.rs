@@ -320,7 +320,11 @@ pub(super) async fn commit(
     let mut tx = floe.transaction();
     tx.read_as(table.clone());
     let rows = tx
-        .upsert(&name, futures::stream::iter(batches.into_iter().map(Ok)), &options)
+        .upsert(
+            &name,
+            futures::stream::iter(batches.into_iter().map(Ok)),
+            &options,
+        )
         .await?;
     let changed = rows.inserted + rows.updated + rows.deleted > 0;
     let snapshot_id = if changed || advanced {
@@ -351,7 +355,10 @@ fn new_watermark(since: &Since, rows: &[RecordBatch]) -> Result<Option<i64>> {
     let mut read = None;
     for b in rows {
         let column = b.column_by_name(&since.column.name).ok_or_else(|| {
-            Error::internal(format!("the rows read lack the --since column {}", since.column.name))
+            Error::internal(format!(
+                "the rows read lack the --since column {}",
+                since.column.name
+            ))
         })?;
         read = read.max(watermark::greatest(column.as_ref())?);
     }

@@ -205,7 +205,8 @@ struct Spec {
 /// reads).
 async fn open_source(floe: &Floe, options: &IngestOptions) -> Result<(Source, Option<UpsertRun>)> {
     let s = options.source.as_str();
-    let source = if s.starts_with("postgres://") || s.starts_with("postgresql://") || s.starts_with("sqlite:") {
+    let source = if s.starts_with("postgres://") || s.starts_with("postgresql://") || s.starts_with("sqlite:")
+    {
         Source::Sql(SqlSource::new(
             s,
             options.table.as_deref(),

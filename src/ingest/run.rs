@@ -407,7 +407,8 @@ impl UnitRun<'_> {
                 batches: batches.try_collect().await?,
             });
         }
-        let files = crate::table::writer::write_batches(self.table, batches, DEFAULT_TARGET_FILE_SIZE).await?;
+        let files =
+            crate::table::writer::write_batches(self.table, batches, DEFAULT_TARGET_FILE_SIZE).await?;
         Ok(UnitRows {
             files,
             batches: Vec::new(),

@@ -161,7 +161,9 @@ impl MarkKind {
             }
             (MarkKind::Date, Lookback::Time(d)) => {
                 let micros = i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
-                value.saturating_sub(micros.div_euclid(MICROS_PER_DAY) + i64::from(micros % MICROS_PER_DAY != 0))
+                value.saturating_sub(
+                    micros.div_euclid(MICROS_PER_DAY) + i64::from(micros % MICROS_PER_DAY != 0),
+                )
             }
             (MarkKind::Integer, Lookback::Time(_)) => value,
         }
@@ -186,7 +188,9 @@ pub(crate) fn greatest(array: &dyn Array) -> Result<Option<i64>> {
         DataType::Int32 => max(array.as_primitive::<Int32Type>()).map(i64::from),
         DataType::Int64 => max(array.as_primitive::<Int64Type>()),
         DataType::Date32 => max(array.as_primitive::<Date32Type>()).map(i64::from),
-        DataType::Timestamp(TimeUnit::Microsecond, _) => max(array.as_primitive::<TimestampMicrosecondType>()),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            max(array.as_primitive::<TimestampMicrosecondType>())
+        }
         other => return Err(Error::internal(format!("a watermark of type {other}"))),
     })
 }
@@ -194,7 +198,7 @@ pub(crate) fn greatest(array: &dyn Array) -> Result<Option<i64>> {
 /// The watermark of `column` the table recorded last on `main`: the newest snapshot, walking back
 /// from `main`'s head, whose summary carries it (other writers may have committed since), as
 /// (snapshot id, text).
-pub(crate) fn recorded(table: &Table, column: &str) -> Option<(i64, String)> {
+pub fn recorded(table: &Table, column: &str) -> Option<(i64, String)> {
     let key = property(column);
     let mut cur = table.metadata().current_snapshot().map(|s| s.snapshot_id());
     while let Some(id) = cur {
@@ -242,7 +246,11 @@ mod tests {
         assert!(Lookback::parse("soon").is_err());
         let ts = MarkKind::Timestamp { utc: true };
         assert_eq!(ts.minus(1_000_000_000, &minutes), 100_000_000);
-        assert_eq!(MarkKind::Date.minus(10, &minutes), 9, "a part of a day goes back a whole one");
+        assert_eq!(
+            MarkKind::Date.minus(10, &minutes),
+            9,
+            "a part of a day goes back a whole one"
+        );
         assert_eq!(MarkKind::Date.minus(10, &Lookback::parse("2d").unwrap()), 8);
         assert_eq!(MarkKind::Integer.minus(10, &Lookback::Values(3)), 7);
         assert!(ts.check("updated_at", &Lookback::Values(5)).is_err());

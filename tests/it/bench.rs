@@ -416,7 +416,10 @@ both_backends!(
             "{stdout}\n{}",
             String::from_utf8_lossy(&output.stderr)
         );
-        assert!(stdout.contains("merge-on-read upsert at least 10x faster"), "{stdout}");
+        assert!(
+            stdout.contains("merge-on-read upsert at least 10x faster"),
+            "{stdout}"
+        );
         let r: serde_json::Value =
             serde_json::from_slice(&std::fs::read(out.join("upsert/report.json")).unwrap()).unwrap();
 
@@ -424,23 +427,40 @@ both_backends!(
         // every table (PyIceberg's default is zstd: the benchmark sets floe's codec on its table).
         assert_eq!(r["rows"], 20_000);
         assert!(r["data_files"].as_u64().unwrap() >= 8, "{}", r["data_files"]);
-        assert_eq!((r["updated_rows"].as_u64(), r["inserted_rows"].as_u64()), (Some(200), Some(100)));
+        assert_eq!(
+            (r["updated_rows"].as_u64(), r["inserted_rows"].as_u64()),
+            (Some(200), Some(100))
+        );
         assert_eq!(r["codec"], "snappy");
         assert!(r["peer_skipped"].is_null(), "{}", r["peer_skipped"]);
-        assert!(r["pyiceberg_version"].is_string() && r["duckdb_version"].is_string(), "{r}");
+        assert!(
+            r["pyiceberg_version"].is_string() && r["duckdb_version"].is_string(),
+            "{r}"
+        );
 
         // Every variant upserted the same rows and wrote files; merge-on-read a delete file per data
         // file (the updates are in every file), copy-on-write none.
         let variants = r["variants"].as_array().unwrap();
         let names: Vec<&str> = variants.iter().map(|v| v["variant"].as_str().unwrap()).collect();
-        assert_eq!(names, ["floe merge-on-read", "floe copy-on-write", "PyIceberg upsert"]);
+        assert_eq!(
+            names,
+            ["floe merge-on-read", "floe copy-on-write", "PyIceberg upsert"]
+        );
         for v in variants {
-            assert_eq!((v["rows_updated"].as_u64(), v["rows_inserted"].as_u64()), (Some(200), Some(100)), "{v}");
+            assert_eq!(
+                (v["rows_updated"].as_u64(), v["rows_inserted"].as_u64()),
+                (Some(200), Some(100)),
+                "{v}"
+            );
             assert!(v["seconds"]["median"].as_f64().unwrap() > 0.0, "{v}");
             assert!(v["bytes_written"]["median"].as_f64().unwrap() > 0.0, "{v}");
             assert!(v["snapshots"].as_u64().unwrap() >= 1, "{v}");
         }
-        assert!(variants[0]["delete_files_added"].as_u64() >= r["data_files"].as_u64(), "{}", variants[0]);
+        assert!(
+            variants[0]["delete_files_added"].as_u64() >= r["data_files"].as_u64(),
+            "{}",
+            variants[0]
+        );
         assert_eq!(variants[1]["delete_files_added"], 0, "{}", variants[1]);
         for ratio in [
             "merge_on_read_speedup_over_pyiceberg",
@@ -451,7 +471,10 @@ both_backends!(
         }
         // Merge-on-read writes the new rows and delete files, copy-on-write every file again.
         assert!(
-            r["merge_on_read_bytes_over_copy_on_write"]["mean"].as_f64().unwrap() < 1.0,
+            r["merge_on_read_bytes_over_copy_on_write"]["mean"]
+                .as_f64()
+                .unwrap()
+                < 1.0,
             "{}",
             r["merge_on_read_bytes_over_copy_on_write"]
         );
@@ -468,14 +491,28 @@ both_backends!(
                 assert!(s["seconds"]["median"].as_f64().unwrap() > 0.0, "{s}");
             }
         }
-        assert_eq!(r["scan_ratios"].as_array().unwrap().len(), 3, "{}", r["scan_ratios"]);
-        assert!(r["files_compacted"].as_u64().unwrap() >= 8, "{}", r["files_compacted"]);
+        assert_eq!(
+            r["scan_ratios"].as_array().unwrap().len(),
+            3,
+            "{}",
+            r["scan_ratios"]
+        );
+        assert!(
+            r["files_compacted"].as_u64().unwrap() >= 8,
+            "{}",
+            r["files_compacted"]
+        );
 
         // The benchmark's own setup: floe's tables (merge-on-read, compacted, copy-on-write) end
         // with PyIceberg's rows.
         assert_eq!(r["same_rows"], true, "{}", r["runs"]);
         let rows_after = &r["runs"][0]["rows_after"];
-        for label in ["floe merge-on-read", "floe copy-on-write", "floe compacted", "PyIceberg upsert"] {
+        for label in [
+            "floe merge-on-read",
+            "floe copy-on-write",
+            "floe compacted",
+            "PyIceberg upsert",
+        ] {
             assert_eq!(rows_after[label], 20_100, "{label}: {rows_after}");
         }
 
@@ -487,7 +524,12 @@ both_backends!(
             assert!(t["met"].is_boolean(), "{t}");
         }
         let md = std::fs::read_to_string(out.join("upsert/report.md")).unwrap();
-        for section in ["## Upserts", "## Full scans of the merge-on-read table", "## Targets", "| duckdb |"] {
+        for section in [
+            "## Upserts",
+            "## Full scans of the merge-on-read table",
+            "## Targets",
+            "| duckdb |",
+        ] {
             assert!(md.contains(section), "{section} missing from\n{md}");
         }
         // The benchmark's tables and inputs are gone.

@@ -660,9 +660,7 @@ fn cdc_options(ctx: &Ctx, source: &str, deletes: &str) -> IngestOptions {
         key: vec!["id".into()],
         since: Some("updated_at".into()),
         lookback: Some(Lookback::parse("15m").unwrap()),
-        deletes_query: Some(format!(
-            "SELECT id FROM {deletes} WHERE deleted_at >= {{since}}"
-        )),
+        deletes_query: Some(format!("SELECT id FROM {deletes} WHERE deleted_at >= {{since}}")),
     });
     o
 }
@@ -702,7 +700,11 @@ both_backends!(
         )
         .await;
         exec(&pool, &format!("ALTER TABLE {src} ADD PRIMARY KEY (id)")).await;
-        exec(&pool, &format!("CREATE TABLE {del} (id bigint, deleted_at timestamptz)")).await;
+        exec(
+            &pool,
+            &format!("CREATE TABLE {del} (id bigint, deleted_at timestamptz)"),
+        )
+        .await;
         let t = ctx.table("cdc");
         let o = cdc_options(&ctx, &src, &del);
         let snapshots = |ctx: &Ctx| {
@@ -715,7 +717,11 @@ both_backends!(
         let run_twice = |label: &'static str| {
             let (ctx, o, pool, src, t) = (&ctx, &o, &pool, &src, &t);
             async move {
-                let before = if ctx.floe.load_table(t).await.is_ok() { snapshots(ctx).await } else { 0 };
+                let before = if ctx.floe.load_table(t).await.is_ok() {
+                    snapshots(ctx).await
+                } else {
+                    0
+                };
                 let report = floe::ingest::ingest(&ctx.floe, o).await.unwrap();
                 assert!(report.snapshot_id.is_some(), "{label}: a snapshot");
                 assert_eq!(snapshots(ctx).await, before + 1, "{label}: one snapshot");
@@ -731,8 +737,15 @@ both_backends!(
                 );
                 let again = floe::ingest::ingest(&ctx.floe, o).await.unwrap();
                 let rows = again.upsert.as_ref().unwrap().rows;
-                assert_eq!(again.snapshot_id, None, "{label} again: nothing committed: {rows:?}");
-                assert_eq!((rows.inserted, rows.updated, rows.deleted), (0, 0, 0), "{label} again");
+                assert_eq!(
+                    again.snapshot_id, None,
+                    "{label} again: nothing committed: {rows:?}"
+                );
+                assert_eq!(
+                    (rows.inserted, rows.updated, rows.deleted),
+                    (0, 0, 0),
+                    "{label} again"
+                );
                 assert_eq!(snapshots(ctx).await, before + 1, "{label} again: no new snapshot");
                 assert_eq!(
                     cdc_table_rows(ctx, t).await,
@@ -785,15 +798,16 @@ both_backends!(
             (20, 3, 3),
             "{u:?}"
         );
-        assert_eq!(u.tombstones, 4, "the tombstone of a key the table lacks deletes nothing");
+        assert_eq!(
+            u.tombstones, 4,
+            "the tombstone of a key the table lacks deletes nothing"
+        );
 
         // Run 3: a late commit (older than the watermark, within the lookback), an update, a key
         // deleted then inserted again (its tombstone must not delete it), and a plain delete.
         exec(
             &pool,
-            &format!(
-                "INSERT INTO {src} VALUES (400, 'late', 4, timestamptz '2024-01-01 00:55:00+00')"
-            ),
+            &format!("INSERT INTO {src} VALUES (400, 'late', 4, timestamptz '2024-01-01 00:55:00+00')"),
         )
         .await;
         exec(
@@ -813,9 +827,7 @@ both_backends!(
         .await;
         exec(
             &pool,
-            &format!(
-                "INSERT INTO {src} VALUES (30, 'back', 30, timestamptz '2024-01-01 02:00:00+00')"
-            ),
+            &format!("INSERT INTO {src} VALUES (30, 'back', 30, timestamptz '2024-01-01 02:00:00+00')"),
         )
         .await;
         let (third, _) = run_twice("run 3").await;
@@ -826,7 +838,11 @@ both_backends!(
             "the late row, 7 and 30, and 310: {u:?}"
         );
         let rows = cdc_table_rows(&ctx, &t).await;
-        assert_eq!(rows[&400].0.as_deref(), Some("late"), "the late commit was caught");
+        assert_eq!(
+            rows[&400].0.as_deref(),
+            Some("late"),
+            "the late commit was caught"
+        );
         assert_eq!(rows[&30].0.as_deref(), Some("back"));
 
         // The CLI: the same run, which commits nothing; then resuming a committed run is refused.
@@ -836,8 +852,22 @@ both_backends!(
         let into = format!("{}.cdc", ctx.ns);
         let out = floe_cmd(dir.path(), Some(&ctx))
             .args([
-                "ingest", &source_url(), "--into", &into, "--table", &src, "--mode", "upsert", "--key", "id",
-                "--since", "updated_at", "--lookback", "15m", "--deletes-query", &deletes_query,
+                "ingest",
+                &source_url(),
+                "--into",
+                &into,
+                "--table",
+                &src,
+                "--mode",
+                "upsert",
+                "--key",
+                "id",
+                "--since",
+                "updated_at",
+                "--lookback",
+                "15m",
+                "--deletes-query",
+                &deletes_query,
             ])
             .output()
             .unwrap();
@@ -845,7 +875,9 @@ both_backends!(
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert!(stdout.contains("0 inserted, 0 updated, 0 deleted"), "{stdout}");
         assert_eq!(snapshots(&ctx).await, before);
-        let e = floe::ingest::resume(&ctx.floe, &third.run_id, None).await.unwrap_err();
+        let e = floe::ingest::resume(&ctx.floe, &third.run_id, None)
+            .await
+            .unwrap_err();
         assert!(e.to_string().contains("already committed"), "{e}");
         exec(&pool, &format!("DROP TABLE {src}")).await;
         exec(&pool, &format!("DROP TABLE {del}")).await;
@@ -884,7 +916,11 @@ both_backends!(
                 use arrow::array::StringArray;
                 let mut out = BTreeMap::new();
                 for b in scan_columns(&floe, &t, &["id", "label"]).await {
-                    let id = b.column(0).as_any().downcast_ref::<arrow::array::Int32Array>().unwrap();
+                    let id = b
+                        .column(0)
+                        .as_any()
+                        .downcast_ref::<arrow::array::Int32Array>()
+                        .unwrap();
                     let label = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
                     for i in 0..b.num_rows() {
                         out.insert(id.value(i), label.value(i).to_string());
@@ -909,61 +945,62 @@ both_backends!(
         let second = floe::ingest::ingest(&ctx.floe, &o).await.unwrap();
         assert_eq!(second.rows, 2, "the row at the old watermark, and the update");
         assert_eq!(second.upsert.unwrap().rows.updated, 1);
-        let expected: BTreeMap<i32, String> =
-            [(1, "a"), (2, "B"), (3, "c")].map(|(i, l)| (i, l.to_string())).into();
+        let expected: BTreeMap<i32, String> = [(1, "a"), (2, "B"), (3, "c")]
+            .map(|(i, l)| (i, l.to_string()))
+            .into();
         assert_eq!(labels(&ctx).await, expected);
     }
 );
 
-both_backends!(
-    upsert_ingest_mistakes_are_clear_errors,
-    |ctx: Ctx| async move {
-        let name = format!("src_cdc_bad_{}", ctx.ns);
-        let pool = sqlx::PgPool::connect(&source_url()).await.unwrap();
-        exec(&pool, &format!("DROP TABLE IF EXISTS {name}")).await;
-        exec(
-            &pool,
-            &format!("CREATE TABLE {name} AS SELECT 1::bigint AS id, now() AS updated_at, 'x'::text AS note"),
-        )
-        .await;
-        let attempt = |spec: UpsertIngest| {
-            let mut o = IngestOptions::new(source_url(), format!("{}.bad_cdc", ctx.ns));
-            o.table = Some(name.clone());
-            o.create = true;
-            o.mode = IngestMode::Upsert(spec);
-            let floe = ctx.floe.clone();
-            async move { floe::ingest::ingest(&floe, &o).await.unwrap_err().to_string() }
-        };
-        let keyed = |since: Option<&str>| UpsertIngest {
-            key: vec!["id".into()],
-            since: since.map(str::to_string),
-            ..Default::default()
-        };
-        let e = attempt(UpsertIngest::default()).await;
-        assert!(e.contains("--key"), "{e}");
-        let e = attempt(keyed(Some("missing"))).await;
-        assert!(e.contains("no column \"missing\""), "{e}");
-        let e = attempt(keyed(Some("note"))).await;
-        assert!(e.contains("integer, date or timestamp"), "{e}");
-        let e = attempt(UpsertIngest {
-            lookback: Some(Lookback::Values(10)),
-            ..keyed(Some("updated_at"))
-        })
-        .await;
-        assert!(e.contains("give a duration"), "{e}");
-        let e = attempt(UpsertIngest {
-            deletes_query: Some(format!("SELECT note FROM {name}")),
-            ..keyed(Some("updated_at"))
-        })
-        .await;
-        assert!(e.contains("no key column \"id\""), "{e}");
-        let e = attempt(UpsertIngest {
-            deletes_query: Some(format!("SELECT id FROM {name} WHERE updated_at > {{since}}")),
-            ..keyed(None)
-        })
-        .await;
-        assert!(e.contains("{since}"), "{e}");
-        assert!(ctx.floe.load_table(&ctx.table("bad_cdc")).await.is_err(), "nothing created");
-        exec(&pool, &format!("DROP TABLE {name}")).await;
-    }
-);
+both_backends!(upsert_ingest_mistakes_are_clear_errors, |ctx: Ctx| async move {
+    let name = format!("src_cdc_bad_{}", ctx.ns);
+    let pool = sqlx::PgPool::connect(&source_url()).await.unwrap();
+    exec(&pool, &format!("DROP TABLE IF EXISTS {name}")).await;
+    exec(
+        &pool,
+        &format!("CREATE TABLE {name} AS SELECT 1::bigint AS id, now() AS updated_at, 'x'::text AS note"),
+    )
+    .await;
+    let attempt = |spec: UpsertIngest| {
+        let mut o = IngestOptions::new(source_url(), format!("{}.bad_cdc", ctx.ns));
+        o.table = Some(name.clone());
+        o.create = true;
+        o.mode = IngestMode::Upsert(spec);
+        let floe = ctx.floe.clone();
+        async move { floe::ingest::ingest(&floe, &o).await.unwrap_err().to_string() }
+    };
+    let keyed = |since: Option<&str>| UpsertIngest {
+        key: vec!["id".into()],
+        since: since.map(str::to_string),
+        ..Default::default()
+    };
+    let e = attempt(UpsertIngest::default()).await;
+    assert!(e.contains("--key"), "{e}");
+    let e = attempt(keyed(Some("missing"))).await;
+    assert!(e.contains("no column \"missing\""), "{e}");
+    let e = attempt(keyed(Some("note"))).await;
+    assert!(e.contains("integer, date or timestamp"), "{e}");
+    let e = attempt(UpsertIngest {
+        lookback: Some(Lookback::Values(10)),
+        ..keyed(Some("updated_at"))
+    })
+    .await;
+    assert!(e.contains("give a duration"), "{e}");
+    let e = attempt(UpsertIngest {
+        deletes_query: Some(format!("SELECT note FROM {name}")),
+        ..keyed(Some("updated_at"))
+    })
+    .await;
+    assert!(e.contains("no key column \"id\""), "{e}");
+    let e = attempt(UpsertIngest {
+        deletes_query: Some(format!("SELECT id FROM {name} WHERE updated_at > {{since}}")),
+        ..keyed(None)
+    })
+    .await;
+    assert!(e.contains("{since}"), "{e}");
+    assert!(
+        ctx.floe.load_table(&ctx.table("bad_cdc")).await.is_err(),
+        "nothing created"
+    );
+    exec(&pool, &format!("DROP TABLE {name}")).await;
+});

@@ -2,7 +2,9 @@
 //! peer, storage, extraction, the cluster, the targets, the charts); and the upsert benchmark's page
 //! (the upserts, the scans, the targets).
 
-use super::{engines_of, find, fmt_ratio, fmt_summary, gb, secs, sizes_in_order, BenchReport, Machine, Target};
+use super::{
+    engines_of, find, fmt_ratio, fmt_summary, gb, secs, sizes_in_order, BenchReport, Machine, Target,
+};
 use crate::bench::stats::Summary;
 use crate::bench::UpsertBenchReport;
 
@@ -494,10 +496,16 @@ pub fn upsert_markdown(r: &UpsertBenchReport) -> String {
     }
     page.line(String::new());
     if let Some(s) = &r.merge_on_read_speedup_over_pyiceberg {
-        page.line(format!("- merge-on-read over PyIceberg (speedup): {}", fmt_ratio(s)));
+        page.line(format!(
+            "- merge-on-read over PyIceberg (speedup): {}",
+            fmt_ratio(s)
+        ));
     }
     if let Some(s) = &r.copy_on_write_speedup_over_pyiceberg {
-        page.line(format!("- copy-on-write over PyIceberg (speedup): {}", fmt_ratio(s)));
+        page.line(format!(
+            "- copy-on-write over PyIceberg (speedup): {}",
+            fmt_ratio(s)
+        ));
     }
     page.line(format!(
         "- merge-on-read over copy-on-write (speedup): {}",

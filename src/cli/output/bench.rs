@@ -5,8 +5,8 @@
 use std::io::Write;
 
 use floe::bench::report::BenchReport;
-use floe::bench::storage::{EXPIRE_EVERY, EXPIRE_RETAIN};
 use floe::bench::report::Target;
+use floe::bench::storage::{EXPIRE_EVERY, EXPIRE_RETAIN};
 use floe::bench::{BenchProgress, CoreBenchReport, IngestBenchReport, UpsertBenchReport};
 use floe::Result;
 
@@ -99,7 +99,13 @@ pub fn upsert_figures(out: &mut impl Write, r: &UpsertBenchReport, format: Forma
         "{} rows in {} data files ({}), {} updated, {} new; medians of {}",
         r.rows, r.data_files, r.codec, r.updated_rows, r.inserted_rows, r.repetitions
     )?;
-    let mut g = grid(vec!["upsert", "seconds", "bytes written", "snapshots", "files added"]);
+    let mut g = grid(vec![
+        "upsert",
+        "seconds",
+        "bytes written",
+        "snapshots",
+        "files added",
+    ]);
     for v in &r.variants {
         g.add_row(vec![
             v.variant.clone(),

@@ -69,7 +69,9 @@ pub fn report(out: &mut impl Write, r: &IngestReport, format: Format) -> Result<
         r.rows,
         r.units.len(),
         r.plan.destination,
-        r.snapshot_id.map(|s| s.to_string()).unwrap_or_else(|| none.into()),
+        r.snapshot_id
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| none.into()),
         r.seconds
     )?;
     if let Some(at) = &r.source_snapshot {

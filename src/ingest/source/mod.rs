@@ -186,9 +186,17 @@ impl SqlSource {
         let (relation, quoted_table, described) = match (table, query) {
             (Some(t), None) => {
                 let quoted = t.split('.').map(quote_ident).collect::<Vec<_>>().join(".");
-                (format!("SELECT * FROM {quoted}"), Some(quoted), format!("table {t}"))
+                (
+                    format!("SELECT * FROM {quoted}"),
+                    Some(quoted),
+                    format!("table {t}"),
+                )
             }
-            (None, Some(q)) => (q.trim().trim_end_matches(';').to_string(), None, format!("query {q}")),
+            (None, Some(q)) => (
+                q.trim().trim_end_matches(';').to_string(),
+                None,
+                format!("query {q}"),
+            ),
             _ => {
                 return Err(Error::invalid(
                     "a database source needs exactly one of --table and --query",
@@ -408,7 +416,13 @@ impl SqlSource {
 
     /// The condition that `column` (a `--since` column of `kind`) is at least `from` (when given)
     /// and at most `to` (none when `to` is `None`: no row has a value).
-    pub(crate) fn since_window(&self, column: &str, kind: MarkKind, from: Option<i64>, to: Option<i64>) -> String {
+    pub(crate) fn since_window(
+        &self,
+        column: &str,
+        kind: MarkKind,
+        from: Option<i64>,
+        to: Option<i64>,
+    ) -> String {
         let c = self.database.comparable(&quote_ident(column), kind);
         let Some(to) = to else {
             return "1 = 0".to_string();
@@ -497,7 +511,10 @@ impl SqlSource {
     /// the query that reads the deleted keys.
     pub(crate) async fn check_deletes_query(&self, deletes: &str, keys: &[SourceColumn]) -> Result<()> {
         let described = "the deletes query";
-        let returned = self.database.column_types(deletes.trim().trim_end_matches(';'), described).await?;
+        let returned = self
+            .database
+            .column_types(deletes.trim().trim_end_matches(';'), described)
+            .await?;
         for k in keys {
             if !returned.iter().any(|(name, _)| *name == k.name) {
                 return Err(Error::invalid(format!(
