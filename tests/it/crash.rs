@@ -1,4 +1,5 @@
-//! Crashes at every commit point: `floe append`, `overwrite`, `delete` and a pipeline stage are
+//! Crashes at every commit point: `floe append`, `overwrite`, `delete` (both row modes), `upsert`
+//! (both row modes) and a pipeline stage are
 //! killed with SIGKILL (`FLOE_CRASH_AT`, built in with the `failpoints` feature) after the data files,
 //! the manifests, the manifest list, the metadata JSON, the catalog swap, and before cleanup. After
 //! each kill the table loads in floe and in PyIceberg at the old or the new snapshot, never in
@@ -65,6 +66,11 @@ both_backends!(
             "id,user_id,ts,amount\n100,u9,2024-01-05T00:00:00Z,1.5\n101,u9,2024-01-05T00:00:01Z,2.5\n",
         )
         .unwrap();
+        std::fs::write(
+            d.join("changes.csv"),
+            "id,user_id,ts,amount\n3,u3,2024-01-05T00:00:00Z,99.5\n100,u9,2024-01-05T00:00:01Z,2.5\n",
+        )
+        .unwrap();
         let ops: &[(&str, &[&str], usize)] = &[
             ("append", &["append", "{t}", "more.csv"], 12),
             (
@@ -73,6 +79,46 @@ both_backends!(
                 7,
             ),
             ("delete", &["delete", "{t}", "--where", "id >= 8"], 8),
+            (
+                "mor_delete",
+                &[
+                    "delete",
+                    "{t}",
+                    "--where",
+                    "id >= 8",
+                    "--row-mode",
+                    "merge-on-read",
+                ],
+                8,
+            ),
+            // An update of row 3 and a new row 100: a delete file and a data file (merge-on-read),
+            // or the rewritten file and the new one (copy-on-write).
+            (
+                "mor_upsert",
+                &[
+                    "upsert",
+                    "{t}",
+                    "changes.csv",
+                    "--key",
+                    "id",
+                    "--row-mode",
+                    "merge-on-read",
+                ],
+                11,
+            ),
+            (
+                "cow_upsert",
+                &[
+                    "upsert",
+                    "{t}",
+                    "changes.csv",
+                    "--key",
+                    "id",
+                    "--row-mode",
+                    "copy-on-write",
+                ],
+                11,
+            ),
         ];
         for (op, args, new_rows) in ops {
             for (point, landed) in POINTS {

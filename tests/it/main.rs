@@ -22,6 +22,7 @@ mod pipeline;
 mod refs;
 mod row_level;
 mod row_level_model;
+mod row_level_races;
 mod sql;
 mod table_ops;
 mod transactions;

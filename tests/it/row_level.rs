@@ -21,7 +21,7 @@ fn delete_mode(mode: RowLevelMode) -> DeleteOptions {
 }
 
 /// The live delete files of the table's current snapshot: path → the data file it names.
-async fn delete_files(ctx: &Ctx, t: &floe::TableName) -> BTreeMap<String, Option<String>> {
+pub(crate) async fn delete_files(ctx: &Ctx, t: &floe::TableName) -> BTreeMap<String, Option<String>> {
     let table = ctx.floe.load_table(t).await.unwrap();
     table
         .live_delete_files(table.current_snapshot())
@@ -35,7 +35,7 @@ async fn delete_files(ctx: &Ctx, t: &floe::TableName) -> BTreeMap<String, Option
         .collect()
 }
 
-async fn data_paths(ctx: &Ctx, t: &floe::TableName) -> BTreeSet<String> {
+pub(crate) async fn data_paths(ctx: &Ctx, t: &floe::TableName) -> BTreeSet<String> {
     let table = ctx.floe.load_table(t).await.unwrap();
     table
         .live_data_files(table.current_snapshot())
@@ -201,7 +201,7 @@ fn feed(ids: std::ops::Range<i64>, op: &str) -> arrow::array::RecordBatch {
 }
 
 /// `batch` with every amount multiplied by `factor`.
-fn scaled(batch: arrow::array::RecordBatch, factor: f64) -> arrow::array::RecordBatch {
+pub(crate) fn scaled(batch: arrow::array::RecordBatch, factor: f64) -> arrow::array::RecordBatch {
     use arrow::array::{ArrayRef, Float64Array};
     use std::sync::Arc;
     let i = batch.schema().index_of("amount").unwrap();
@@ -215,7 +215,7 @@ fn scaled(batch: arrow::array::RecordBatch, factor: f64) -> arrow::array::Record
 }
 
 /// The amount of each id, from floe.
-async fn amounts(ctx: &Ctx, t: &floe::TableName) -> BTreeMap<i64, f64> {
+pub(crate) async fn amounts(ctx: &Ctx, t: &floe::TableName) -> BTreeMap<i64, f64> {
     let batches = scan_columns(&ctx.floe, t, &["id", "amount"]).await;
     let mut out = BTreeMap::new();
     for b in batches {
