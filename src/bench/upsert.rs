@@ -294,7 +294,7 @@ fn batches(ids: impl Iterator<Item = i64>, revision: i64) -> Vec<RecordBatch> {
 }
 
 fn stream(batches: &[RecordBatch]) -> impl futures::Stream<Item = Result<RecordBatch>> + Send + 'static {
-    futures::stream::iter(batches.to_vec().into_iter().map(Ok))
+    futures::stream::iter(batches.iter().cloned().map(Ok))
 }
 
 /// The Parquet files the peer reads: the table's rows and the source.

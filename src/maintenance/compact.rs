@@ -19,7 +19,7 @@ use iceberg::spec::{DataFile, MAIN_BRANCH};
 use serde::Serialize;
 
 use crate::catalog::TableName;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::storage::delete_quietly;
 use crate::table::deletes::index::DeleteIndex;
 use crate::table::deletes::positions::deleted_positions;
@@ -88,10 +88,41 @@ pub struct CompactReport {
     pub snapshot_id: Option<i64>,
     /// Nothing was changed.
     pub dry_run: bool,
+    /// Times it was planned: more than 1 when concurrent changes to its files made it start over.
+    pub attempts: usize,
 }
+
+/// How many times a compaction is planned again from the new head when a concurrent change to the
+/// files it rewrote (a delete, an upsert, another compaction) makes its commit conflict.
+const COMPACT_ATTEMPTS: usize = 4;
 
 /// Compact the small files of `name` on `main`, and fold the deletes of files with many.
 pub(crate) async fn compact(
+    store: &TableStore,
+    name: &TableName,
+    options: &CompactOptions,
+) -> Result<CompactReport> {
+    // A compaction's new files are computed from the rows it read, so a conflicting one cannot be
+    // re-applied: it is chosen and rewritten again on the new head (its first files are deleted by
+    // the failed commit).
+    let mut attempt = 1;
+    loop {
+        match compact_once(store, name, options).await {
+            Ok(mut report) => {
+                report.attempts = attempt;
+                return Ok(report);
+            }
+            Err(e) if e.kind() == ErrorKind::Conflict && attempt < COMPACT_ATTEMPTS => {
+                tracing::info!(table = %name, attempt, "compaction conflicted, planning it again: {e}");
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// One compaction: choose on the current head, rewrite, commit.
+async fn compact_once(
     store: &TableStore,
     name: &TableName,
     options: &CompactOptions,

@@ -284,3 +284,73 @@ fn amounts_of_events(ids: std::ops::Range<i64>) -> Vec<f64> {
         .values()
         .to_vec()
 }
+
+both_backends!(
+    a_compaction_and_upserts_running_at_once_lose_no_change,
+    |ctx: Ctx| async move {
+        let t = ctx.table("compact_race");
+        ctx.create_events_table(&t, &[]).await;
+        // Upserts run while a compaction runs on another thread: whichever commits first, every
+        // change ends up in the table once (an upsert that loses is re-planned on the compacted
+        // file; a compaction that loses is planned again, and reports its attempts). The order is
+        // up to the scheduler: the deterministic orders are the tests above.
+        for ids in [0..40_000, 40_000..80_000, 80_000..120_000] {
+            ctx.floe
+                .append(&t, stream(vec![events(ids)]), &WriteOptions::default())
+                .await
+                .unwrap();
+        }
+        let before = amounts(&ctx, &t).await;
+        let mut upserted = Vec::new();
+        let mut attempts = Vec::new();
+        let merge_all = CompactOptions {
+            min_input_files: 2,
+            min_file_size: Some(1),
+            ..Default::default()
+        };
+        for round in 0..4i64 {
+            // The compaction runs on a thread of its own, so that its CPU work does not hold the
+            // upserts back.
+            let (floe, name, options) = (ctx.floe.clone(), t.clone(), merge_all.clone());
+            let compaction = std::thread::spawn(move || {
+                tokio::runtime::Runtime::new()
+                    .unwrap()
+                    .block_on(async move { floe.compact(&name, &options).await })
+            });
+            let upserts = async {
+                for k in 0..2i64 {
+                    let id = round * 30_000 + k * 9_000 + 7;
+                    ctx.floe
+                        .upsert(
+                            &t,
+                            stream(vec![updated(id..id + 1)]),
+                            &upsert_with(Isolation::Serializable, RowLevelMode::MergeOnRead),
+                        )
+                        .await
+                        .unwrap_or_else(|e| panic!("upsert of {id}: {e}"));
+                    upserted.push(id);
+                }
+            };
+            upserts.await;
+            let report = compaction
+                .join()
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: compaction: {e}"));
+            attempts.push(report.attempts);
+        }
+        eprintln!("compaction attempts per round: {attempts:?}");
+        assert_eq!(
+            ids(&ctx.floe, &t, At::Current).await,
+            (0..120_000).collect::<Vec<_>>()
+        );
+        let after = amounts(&ctx, &t).await;
+        for (id, amount) in &before {
+            let want = if upserted.contains(id) {
+                amount * 10.0
+            } else {
+                *amount
+            };
+            assert_eq!(after[id], want, "row {id}");
+        }
+    }
+);
