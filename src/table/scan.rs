@@ -7,6 +7,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef as ArrowSchemaRef;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
+use iceberg::spec::SnapshotRef;
 use serde::Serialize;
 
 use super::deletes::{read_tasks, TaskDeletes};
@@ -193,56 +194,106 @@ fn truncate(
         .boxed()
 }
 
-/// Files and rows added and removed between two snapshots of a table.
+/// Files and rows added and removed between two snapshots of a table, row-level deletes included.
 #[derive(Clone, Debug, Serialize)]
 pub struct SnapshotChanges {
     /// The earlier state (`None`: the empty table).
     pub from_snapshot: Option<i64>,
     /// The later state.
     pub to_snapshot: Option<i64>,
-    /// Files live in `to` but not in `from`.
+    /// Data files live in `to` but not in `from`.
     pub added_files: Vec<FileInfo>,
-    /// Files live in `from` but not in `to`.
+    /// Data files live in `from` but not in `to`.
     pub removed_files: Vec<FileInfo>,
-    /// Rows in the added files.
+    /// Live rows of the added files in `to` (their rows less those `to`'s deletes remove).
     pub added_rows: u64,
-    /// Rows in the removed files.
+    /// Live rows of the removed files in `from`.
     pub removed_rows: u64,
+    /// Rows of files live in both states that delete files added since `from` delete.
+    pub deleted_rows: u64,
+    /// Delete files live in `to` but not in `from`.
+    pub added_delete_files: Vec<String>,
+    /// Delete files live in `from` but not in `to`.
+    pub removed_delete_files: Vec<String>,
 }
 
 pub(crate) async fn changes(table: &Table, from: &At, to: &At) -> Result<SnapshotChanges> {
     let a = table.snapshot_at(from)?;
     let b = table.snapshot_at(to)?;
-    let fa: HashMap<String, FileInfo> = table
-        .files(a.as_ref())
-        .await?
-        .into_iter()
-        .map(|f| (f.path.clone(), f))
-        .collect();
-    let fb: HashMap<String, FileInfo> = table
-        .files(b.as_ref())
-        .await?
-        .into_iter()
-        .map(|f| (f.path.clone(), f))
-        .collect();
-    let mut added: Vec<FileInfo> = fb
-        .iter()
-        .filter(|(p, _)| !fa.contains_key(*p))
-        .map(|(_, f)| f.clone())
-        .collect();
-    let mut removed: Vec<FileInfo> = fa
-        .iter()
-        .filter(|(p, _)| !fb.contains_key(*p))
-        .map(|(_, f)| f.clone())
-        .collect();
-    added.sort_by(|x, y| x.path.cmp(&y.path));
-    removed.sort_by(|x, y| x.path.cmp(&y.path));
+    let files_at = |s: Option<SnapshotRef>| async move {
+        let files: HashMap<String, FileInfo> = table
+            .files(s.as_ref())
+            .await?
+            .into_iter()
+            .map(|f| (f.path.clone(), f))
+            .collect();
+        Ok::<_, crate::error::Error>((files, DeletedPositions::at(table, s.as_ref()).await?))
+    };
+    let (fa, da) = files_at(a.clone()).await?;
+    let (fb, db) = files_at(b.clone()).await?;
+    let only = |x: &HashMap<String, FileInfo>, y: &HashMap<String, FileInfo>| {
+        let mut v: Vec<FileInfo> = x
+            .iter()
+            .filter(|(p, _)| !y.contains_key(*p))
+            .map(|(_, f)| f.clone())
+            .collect();
+        v.sort_by(|x, y| x.path.cmp(&y.path));
+        v
+    };
+    let added = only(&fb, &fa);
+    let removed = only(&fa, &fb);
+    let deleted_rows = fb
+        .keys()
+        .filter(|p| fa.contains_key(*p))
+        .map(|p| db.of(p).saturating_sub(da.of(p)))
+        .sum();
+    let mut added_delete_files: Vec<String> = db.files.difference(&da.files).cloned().collect();
+    let mut removed_delete_files: Vec<String> = da.files.difference(&db.files).cloned().collect();
+    added_delete_files.sort();
+    removed_delete_files.sort();
     Ok(SnapshotChanges {
         from_snapshot: a.map(|s| s.snapshot_id()),
         to_snapshot: b.map(|s| s.snapshot_id()),
-        added_rows: added.iter().map(|f| f.record_count).sum(),
-        removed_rows: removed.iter().map(|f| f.record_count).sum(),
+        added_rows: added
+            .iter()
+            .map(|f| f.record_count.saturating_sub(db.of(&f.path)))
+            .sum(),
+        removed_rows: removed
+            .iter()
+            .map(|f| f.record_count.saturating_sub(da.of(&f.path)))
+            .sum(),
+        deleted_rows,
         added_files: added,
         removed_files: removed,
+        added_delete_files,
+        removed_delete_files,
     })
+}
+
+/// The live delete files of a snapshot, and the positions their position deletes remove per data
+/// file (floe writes each position once; another writer's overlapping delete files may count one
+/// position twice, and equality deletes are not counted).
+struct DeletedPositions {
+    files: std::collections::HashSet<String>,
+    per_data_file: HashMap<String, u64>,
+}
+
+impl DeletedPositions {
+    async fn at(table: &Table, snapshot: Option<&SnapshotRef>) -> Result<Self> {
+        let mut out = DeletedPositions {
+            files: Default::default(),
+            per_data_file: HashMap::new(),
+        };
+        for d in table.live_delete_files(snapshot).await? {
+            if let Some(target) = crate::table::deletes::index::referenced_data_file(&d) {
+                *out.per_data_file.entry(target).or_default() += d.record_count();
+            }
+            out.files.insert(d.file_path().to_string());
+        }
+        Ok(out)
+    }
+
+    fn of(&self, data_file: &str) -> u64 {
+        self.per_data_file.get(data_file).copied().unwrap_or(0)
+    }
 }

@@ -97,6 +97,12 @@ both_backends!(
             }
             let mut expected: Vec<i64> = (0..40).filter(|i| i % 10 != 3).collect();
             every_reader_reads(&ctx, &t, &expected).await;
+            // `changes` reports the deleted rows and the delete files.
+            let parent = At::Snapshot(snapshot.parent_snapshot_id().unwrap());
+            let c = ctx.floe.changes(&t, &parent, &At::Current).await.unwrap();
+            assert_eq!((c.added_rows, c.removed_rows, c.deleted_rows), (0, 0, 4), "{c:?}");
+            assert_eq!(c.added_delete_files.len(), deletes.len(), "{c:?}");
+            assert!(c.added_files.is_empty() && c.removed_files.is_empty(), "{c:?}");
 
             // A second delete on the same files replaces their delete files.
             ctx.floe

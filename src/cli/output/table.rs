@@ -220,13 +220,16 @@ pub fn changes(out: &mut impl Write, c: &SnapshotChanges, format: Format) -> Res
     let id = |s: Option<i64>| s.map(|s| s.to_string()).unwrap_or_else(|| "(empty)".into());
     writeln!(
         out,
-        "{} -> {}: +{} rows in {} files, -{} rows in {} files",
+        "{} -> {}: +{} rows in {} files, -{} rows in {} files, -{} rows by {} delete files added ({} removed)",
         id(c.from_snapshot),
         id(c.to_snapshot),
         c.added_rows,
         c.added_files.len(),
         c.removed_rows,
-        c.removed_files.len()
+        c.removed_files.len(),
+        c.deleted_rows,
+        c.added_delete_files.len(),
+        c.removed_delete_files.len()
     )?;
     let mut g = grid([vec!["change".to_string()], columns::<FileInfo>()].concat());
     for (change, files) in [("added", &c.added_files), ("removed", &c.removed_files)] {
