@@ -8,6 +8,7 @@
 //! source is kept, so a merge whose files were replaced by a compaction is matched again on the new
 //! head. Upserts ([`super::upsert`]) are merges built from options.
 
+mod exprs;
 mod matching;
 mod spec;
 

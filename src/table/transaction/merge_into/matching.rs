@@ -11,23 +11,22 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{new_null_array, Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
-use arrow::compute::{and, filter_record_batch, not, prep_null_mask_filter, take};
+use arrow::compute::{and, filter_record_batch, not, take};
 use arrow::datatypes::{Field, Schema, SchemaRef as ArrowSchemaRef};
 use arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::{Column, DFSchema};
 use datafusion::functions_aggregate::min_max::{MaxAccumulator, MinAccumulator};
-use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{Accumulator, BinaryExpr, Expr, ExprSchemable, Operator};
-use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionContext;
 use futures::{StreamExt, TryStreamExt};
 use roaring::RoaringTreemap;
 use serde::Serialize;
 
+use super::exprs::{any_null, evaluate_keys, is_target, logical, nullable, physical, sides, truth, widen};
 use super::spec::{Assignments, ClauseKind, MergeClause, MergeSpec};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::table::deletes::live_rows;
 use crate::table::entries::LiveFile;
 use crate::table::filter::RowFilter;
@@ -144,51 +143,6 @@ struct Plan {
     by_key: HashMap<Box<[u8]>, Vec<u32>>,
     /// Target columns to read (by field id); the rest are NULL in the joined rows.
     ids: Vec<i32>,
-}
-
-fn nullable(schema: &Schema) -> Schema {
-    Schema::new(
-        schema
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone().with_nullable(true))
-            .collect::<Vec<Field>>(),
-    )
-}
-
-fn invalid(what: &str, sql: &str, e: impl std::fmt::Display) -> Error {
-    Error::new(
-        ErrorKind::InvalidInput,
-        format!("invalid merge {what} {sql:?}: {e}"),
-    )
-}
-
-/// Parse, type-check and coerce `sql` over `schema`.
-fn logical(ctx: &SessionContext, schema: &Arc<DFSchema>, what: &str, sql: &str) -> Result<Expr> {
-    let expr = ctx
-        .parse_sql_expr(sql, schema)
-        .map_err(|e| invalid(what, sql, e))?;
-    let simplifier = ExprSimplifier::new(SimplifyContext::default().with_schema(schema.clone()));
-    simplifier.coerce(expr, schema).map_err(|e| invalid(what, sql, e))
-}
-
-fn physical(
-    ctx: &SessionContext,
-    schema: &DFSchema,
-    what: &str,
-    expr: Expr,
-) -> Result<Arc<dyn PhysicalExpr>> {
-    let text = expr.to_string();
-    ctx.create_physical_expr(expr, schema)
-        .map_err(|e| invalid(what, &text, e))
-}
-
-/// The qualifiers (`t`, `s`) an expression's columns carry.
-fn sides(expr: &Expr) -> HashSet<String> {
-    expr.column_refs()
-        .iter()
-        .map(|c| c.relation.as_ref().map(|r| r.to_string()).unwrap_or_default())
-        .collect()
 }
 
 /// Match `source` against the live rows of `state` by `spec`.
@@ -393,10 +347,6 @@ fn plan(state: &ReadState, source: &RecordBatch, spec: &MergeSpec) -> Result<Pla
         by_key,
         ids,
     })
-}
-
-fn is_target(c: &Column) -> bool {
-    c.relation.as_ref().is_some_and(|r| r.to_string() == "t")
 }
 
 /// A column's new value: its SQL and its plan.
@@ -759,44 +709,4 @@ impl Plan {
         let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
         conform(self.table.name(), &batch, &self.table_arrow)
     }
-}
-
-/// Where a boolean expression is true (NULL counts as false).
-fn truth(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<BooleanArray> {
-    let value = expr.evaluate(batch)?.into_array(batch.num_rows())?;
-    let mask = value.as_any().downcast_ref::<BooleanArray>().ok_or_else(|| {
-        Error::invalid(format!(
-            "a merge condition is {} rather than boolean",
-            value.data_type()
-        ))
-    })?;
-    Ok(if mask.null_count() > 0 {
-        prep_null_mask_filter(mask)
-    } else {
-        mask.clone()
-    })
-}
-
-fn evaluate_keys(keys: &[Arc<dyn PhysicalExpr>], batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
-    keys.iter()
-        .map(|k| Ok(k.evaluate(batch)?.into_array(batch.num_rows())?))
-        .collect()
-}
-
-fn any_null(keys: &[ArrayRef], i: usize) -> bool {
-    keys.iter().any(|k| k.is_null(i))
-}
-
-/// `batch` (some of the table's columns, as read) as a batch of every column of `full` (the others
-/// NULL).
-fn widen(batch: &RecordBatch, full: &ArrowSchemaRef) -> Result<RecordBatch> {
-    let columns = full
-        .fields()
-        .iter()
-        .map(|f| match batch.schema().index_of(f.name()) {
-            Ok(i) => batch.column(i).clone(),
-            Err(_) => new_null_array(f.data_type(), batch.num_rows()),
-        })
-        .collect();
-    Ok(RecordBatch::try_new(full.clone(), columns)?)
 }
