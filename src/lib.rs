@@ -37,6 +37,7 @@ pub mod maintenance;
 pub mod pipeline;
 pub mod query;
 pub mod resources;
+pub mod rest;
 pub mod secrets;
 pub mod storage;
 pub mod table;
