@@ -17,7 +17,8 @@ use serde_json::{json, Value};
 use crate::both_backends;
 use crate::support::*;
 
-fn python() -> String {
+/// The Python that runs the interop tools (`FLOE_TEST_PYTHON`, else `python3`).
+pub fn python() -> String {
     std::env::var("FLOE_TEST_PYTHON").unwrap_or_else(|_| "python3".to_string())
 }
 
@@ -32,7 +33,8 @@ fn python_runs(checked: &'static OnceLock<bool>, code: &str) -> bool {
     })
 }
 
-fn pyiceberg_available() -> bool {
+/// Whether PyIceberg can be imported (a panic when it cannot and the test may not skip it).
+pub fn pyiceberg_available() -> bool {
     static CHECKED: OnceLock<bool> = OnceLock::new();
     let ok = python_runs(&CHECKED, "import pyiceberg.catalog.sql, pyarrow");
     if !ok && !may_skip_servers() {
@@ -82,7 +84,7 @@ pub fn pyiceberg_read(ctx: &Ctx, table: &str) -> Option<Value> {
 }
 
 /// Whether DuckDB 1.4.4 and its iceberg extension can be imported (the test command installs them).
-fn duckdb_iceberg_available() -> bool {
+pub fn duckdb_iceberg_available() -> bool {
     static CHECKED: OnceLock<bool> = OnceLock::new();
     let ok = python_runs(
         &CHECKED,
