@@ -144,7 +144,8 @@ both_backends!(pyiceberg_commits_through_floe_serve_and_floe_builds_on_them, |ct
         .unwrap();
     let read = rest_tool(&ctx, &["read", &uri, &ns, "py_events"]).await;
     assert_eq!(ids_of(&read["rows"]), vec![1, 3, 4, 10, 11]);
-    assert_eq!(read["rows"], Value::Array(floe_rows(&ctx, &t, At::Current).await));
+    let ten = read["rows"].as_array().unwrap().iter().find(|r| r["id"] == json!(10)).unwrap();
+    assert_eq!(ten, &json!({"id": 10, "user_id": "f10", "amount": 10.5}));
 
     // PyIceberg reads floe's partitioned table through the server.
     let e = ctx.table("events");
