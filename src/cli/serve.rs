@@ -55,7 +55,11 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
     };
     let server = Server::bind(floe.clone(), addr, &RestOptions { token }).await?;
     let out = &mut output::stdout();
-    writeln!(out, "serving the Iceberg REST catalog on http://{}", server.local_addr()?)?;
+    writeln!(
+        out,
+        "serving the Iceberg REST catalog on http://{}",
+        server.local_addr()?
+    )?;
     out.flush()?;
     server.run().await?;
     Ok(ExitCode::SUCCESS)

@@ -3,7 +3,8 @@
 //! requirements and updates become one action of floe's commit loop (see
 //! [`client_commit`](crate::table::transaction::client_commit)). A commit whose requirements say
 //! `assert-create` creates the table instead: its metadata built from the updates on an empty
-//! table, then registered like any new table.
+//! table, then registered like any new table. DuckDB 1.4's manifests are repaired on the way in
+//! (see `repair`).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -11,6 +12,7 @@ use iceberg::spec::{FormatVersion, SortOrder, TableMetadataBuilder, UnboundParti
 use iceberg::{TableRequirement, TableUpdate};
 
 use super::error::{RestError, RestResult};
+use super::repair::repair_manifests;
 use super::tables::{create_properties, failed, table_location};
 use super::wire::{self, CommitTableRequest, CommitTransactionRequest, JsonBody, LoadTableResult};
 use super::Served;
@@ -19,7 +21,9 @@ use crate::table::create;
 use crate::table::transaction::client_commit;
 
 fn is_create(requirements: &[TableRequirement]) -> bool {
-    requirements.iter().any(|r| matches!(r, TableRequirement::NotExist))
+    requirements
+        .iter()
+        .any(|r| matches!(r, TableRequirement::NotExist))
 }
 
 /// `POST /v1/namespaces/{namespace}/tables/{table}`: the table after the commit.
@@ -33,7 +37,11 @@ pub(crate) async fn commit_table(
         return create_by_commit(&s, &name, req).await;
     }
     let mut tx = s.floe.transaction();
-    tx.client_commit(&name, req.requirements, req.updates)
+    let base = tx.table(&name).await.map_err(failed)?;
+    let updates = repair_manifests(s.floe.storage(), Some(base.metadata()), req.updates)
+        .await
+        .map_err(failed)?;
+    tx.client_commit(&name, req.requirements, updates)
         .await
         .map_err(failed)?;
     let result = tx.commit_one().await.map_err(failed)?;
@@ -58,7 +66,11 @@ pub(crate) async fn commit_transaction(
                 "{name}: a table is created by its own commit, not inside a multi-table transaction"
             )));
         }
-        tx.client_commit(&name, change.requirements, change.updates)
+        let base = tx.table(&name).await.map_err(failed)?;
+        let updates = repair_manifests(s.floe.storage(), Some(base.metadata()), change.updates)
+            .await
+            .map_err(failed)?;
+        tx.client_commit(&name, change.requirements, updates)
             .await
             .map_err(failed)?;
     }
@@ -69,7 +81,11 @@ pub(crate) async fn commit_transaction(
 /// Create `name` from a commit that asserts it does not exist (a stage-create's second half): the
 /// first schema, spec, sort order, location and format version the updates name make an empty
 /// table, on which every update is then applied in order.
-async fn create_by_commit(s: &Served, name: &TableName, req: CommitTableRequest) -> RestResult<LoadTableResult> {
+async fn create_by_commit(
+    s: &Served,
+    name: &TableName,
+    req: CommitTableRequest,
+) -> RestResult<LoadTableResult> {
     if req
         .requirements
         .iter()
@@ -81,12 +97,15 @@ async fn create_by_commit(s: &Served, name: &TableName, req: CommitTableRequest)
     }
     let store = s.floe.table_store();
     create::check_free(store, name).await.map_err(failed)?;
+    let updates = repair_manifests(store.storage(), None, req.updates)
+        .await
+        .map_err(failed)?;
     let mut schema = None;
     let mut spec = None;
     let mut order = None;
     let mut location = None;
     let mut format_version = FormatVersion::V2;
-    for update in &req.updates {
+    for update in &updates {
         match update {
             TableUpdate::AddSchema { schema: s } if schema.is_none() => schema = Some(s.clone()),
             TableUpdate::AddSpec { spec: s } if spec.is_none() => spec = Some(s.clone()),
@@ -97,7 +116,9 @@ async fn create_by_commit(s: &Served, name: &TableName, req: CommitTableRequest)
         }
     }
     let Some(schema) = schema else {
-        return Err(RestError::bad_request("a create commit needs an add-schema update"));
+        return Err(RestError::bad_request(
+            "a create commit needs an add-schema update",
+        ));
     };
     if format_version > FormatVersion::V2 {
         return Err(RestError::bad_request(format!(
@@ -115,10 +136,10 @@ async fn create_by_commit(s: &Served, name: &TableName, req: CommitTableRequest)
         create_properties(Default::default()),
     )
     .map_err(|e| failed(e.into()))?;
-    client_commit::check_manifest_lists(store.storage(), &location, &req.updates)
+    client_commit::check_manifest_lists(store.storage(), &location, &updates)
         .await
         .map_err(failed)?;
-    for update in req.updates {
+    for update in updates {
         builder = update
             .apply(builder)
             .map_err(|e| RestError::bad_request(format!("invalid table update: {}", e.message())))?;
@@ -127,6 +148,8 @@ async fn create_by_commit(s: &Served, name: &TableName, req: CommitTableRequest)
         .build()
         .map_err(|e| RestError::bad_request(format!("invalid table update: {}", e.message())))?
         .metadata;
-    let table = create::register_new(store, name, metadata).await.map_err(failed)?;
+    let table = create::register_new(store, name, metadata)
+        .await
+        .map_err(failed)?;
     LoadTableResult::of(&s.floe, &table, false).await
 }

@@ -73,11 +73,7 @@ impl RestError {
                 "ServiceUnavailableException",
                 message,
             ),
-            _ => Self::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalServerError",
-                message,
-            ),
+            _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", message),
         }
     }
 

@@ -3,7 +3,8 @@
 //! floe's tables while every commit still goes through floe's validation and its multi-table
 //! compare-and-swap. [`router`] is the axum `Router` a caller may mount in its own service;
 //! [`Server`] binds and runs it as the CLI does. One file per concern: [`error`] (the error shape),
-//! `wire` (bodies, decoding, load results), `auth` (bearer tokens), `namespaces`, `tables`, `commit`.
+//! `wire` (bodies, decoding, load results), `auth` (bearer tokens), `namespaces`, `tables`, `commit`, `repair` (DuckDB 1.4's
+//! manifest headers).
 //!
 //! Java's equivalent is `CatalogHandlers` behind `RESTCatalogAdapter`.
 
@@ -11,6 +12,7 @@ mod auth;
 mod commit;
 pub mod error;
 mod namespaces;
+mod repair;
 mod tables;
 mod wire;
 

@@ -57,7 +57,9 @@ pub(crate) async fn create(
         .await
         .map_err(failed)?;
     let properties = s.floe.catalog().namespace_properties(&ns).await.map_err(failed)?;
-    Ok(Json(json!({ "namespace": ns.levels(), "properties": properties })))
+    Ok(Json(
+        json!({ "namespace": ns.levels(), "properties": properties }),
+    ))
 }
 
 /// The namespace, or a 404.
@@ -77,7 +79,9 @@ async fn existing(s: &Served, text: &str) -> RestResult<Namespace> {
 pub(crate) async fn load(State(s): State<Served>, Path(ns): Path<String>) -> RestResult<Json<Value>> {
     let ns = existing(&s, &ns).await?;
     let properties = s.floe.catalog().namespace_properties(&ns).await.map_err(failed)?;
-    Ok(Json(json!({ "namespace": ns.levels(), "properties": properties })))
+    Ok(Json(
+        json!({ "namespace": ns.levels(), "properties": properties }),
+    ))
 }
 
 /// `HEAD /v1/namespaces/{namespace}`: 204 or 404.
@@ -135,5 +139,7 @@ pub(crate) async fn update_properties(
         .await
         .map_err(failed)?;
     let updated: Vec<&String> = req.updates.keys().collect();
-    Ok(Json(json!({ "updated": updated, "removed": removed, "missing": missing })))
+    Ok(Json(
+        json!({ "updated": updated, "removed": removed, "missing": missing }),
+    ))
 }

@@ -107,7 +107,9 @@ pub(crate) async fn create(
             config: Some(wire::storage_config(&s.floe)),
         });
     }
-    let table = create::register_new(store, &name, metadata).await.map_err(failed)?;
+    let table = create::register_new(store, &name, metadata)
+        .await
+        .map_err(failed)?;
     LoadTableResult::of(&s.floe, &table, true).await
 }
 

@@ -174,12 +174,14 @@ pub(crate) async fn stored_metadata(floe: &Floe, location: &str) -> RestResult<B
         .map_err(|e| RestError::from_floe(e, Missing::Table))?;
     let text = if location.ends_with(".gz.metadata.json") {
         let mut out = String::new();
-        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut out)
-            .map_err(|e| RestError::from_floe(crate::Error::internal(format!("{location}: {e}")), Missing::Table))?;
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut out).map_err(
+            |e| RestError::from_floe(crate::Error::internal(format!("{location}: {e}")), Missing::Table),
+        )?;
         out
     } else {
-        String::from_utf8(bytes.to_vec())
-            .map_err(|e| RestError::from_floe(crate::Error::internal(format!("{location}: {e}")), Missing::Table))?
+        String::from_utf8(bytes.to_vec()).map_err(|e| {
+            RestError::from_floe(crate::Error::internal(format!("{location}: {e}")), Missing::Table)
+        })?
     };
     RawValue::from_string(text)
         .map_err(|e| RestError::from_floe(crate::Error::internal(format!("{location}: {e}")), Missing::Table))

@@ -146,7 +146,11 @@ pub(crate) async fn check_free(store: &TableStore, name: &TableName) -> Result<(
 
 /// Write a new table's first metadata file and register it in the catalog (the file deleted again
 /// when the catalog refuses it, as when another writer took the name meanwhile).
-pub(crate) async fn register_new(store: &TableStore, name: &TableName, metadata: TableMetadata) -> Result<Table> {
+pub(crate) async fn register_new(
+    store: &TableStore,
+    name: &TableName,
+    metadata: TableMetadata,
+) -> Result<Table> {
     let catalog = store.catalog();
     let metadata_location = MetadataLocation::new_with_metadata(metadata.location(), &metadata);
     metadata

@@ -6,6 +6,7 @@ usage (FLOE_REST_S3 holds the S3 settings as JSON, never the command line: they 
   rest_tool.py pyiceberg URI NAMESPACE   namespaces, create_table, appends, a delete, errors
   rest_tool.py read      URI NAMESPACE TABLE
   rest_tool.py duckdb    URI NAMESPACE   ATTACH, SELECT floe's events, CREATE TABLE, INSERT
+  rest_tool.py duckdb-read URI NAMESPACE TABLE
 """
 import json
 import os
@@ -123,7 +124,7 @@ def read(uri, ns, name):
     }))
 
 
-def duckdb(uri, ns):
+def duckdb_attach(uri):
     from peer import duckdb_connect
 
     keys = s3()
@@ -132,6 +133,16 @@ def duckdb(uri, ns):
         "secret_access_key": keys["secret"], "region": keys.get("region", "garage")})
     con.execute(f"ATTACH 'floe' AS lake (TYPE iceberg, ENDPOINT '{uri}', AUTHORIZATION_TYPE 'none', "
                 "ACCESS_DELEGATION_MODE 'none')")
+    return con
+
+
+def duckdb_read(uri, ns, name):
+    con = duckdb_attach(uri)
+    print(json.dumps({"rows": con.execute(f'SELECT * FROM lake."{ns}"."{name}" ORDER BY 1').fetchall()}))
+
+
+def duckdb(uri, ns):
+    con = duckdb_attach(uri)
     out = {}
     out["events"] = con.execute(f'SELECT count(*), sum(id) FROM lake."{ns}".events').fetchone()
     con.execute(f'CREATE TABLE lake."{ns}".duck (id BIGINT, name VARCHAR)')
@@ -149,5 +160,7 @@ if __name__ == "__main__":
         read(uri, ns, rest[0])
     elif cmd == "duckdb":
         duckdb(uri, ns)
+    elif cmd == "duckdb-read":
+        duckdb_read(uri, ns, rest[0])
     else:
         raise SystemExit(f"unknown command {cmd}")

@@ -116,6 +116,8 @@ impl Catalog for FaultyCatalog {
         removals: &[String],
         updates: &BTreeMap<String, String>,
     ) -> Result<()> {
-        self.inner.update_namespace_properties(ns, removals, updates).await
+        self.inner
+            .update_namespace_properties(ns, removals, updates)
+            .await
     }
 }

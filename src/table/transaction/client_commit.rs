@@ -67,7 +67,10 @@ fn refused(e: iceberg::Error) -> Error {
     if message.contains("sequence number") || message.contains("first-row-id") {
         Error::conflict(None, format!("validation failed, please retry: {message}"))
     } else {
-        Error::new(ErrorKind::InvalidInput, format!("invalid table update: {message}"))
+        Error::new(
+            ErrorKind::InvalidInput,
+            format!("invalid table update: {message}"),
+        )
     }
 }
 

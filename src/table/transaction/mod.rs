@@ -120,9 +120,11 @@ impl Action {
             Action::Append(a) if a.owned => paths_of(&a.files),
             Action::RowDelta(r) => r.new_files(),
             Action::Rewrite(r) => paths_of(&r.added),
-            Action::Append(_) | Action::Ref(_) | Action::Schema(_) | Action::Expire(_) | Action::Client(_) => {
-                Vec::new()
-            }
+            Action::Append(_)
+            | Action::Ref(_)
+            | Action::Schema(_)
+            | Action::Expire(_)
+            | Action::Client(_) => Vec::new(),
         }
     }
 }
