@@ -294,7 +294,9 @@ fn batches(ids: impl Iterator<Item = i64>, revision: i64) -> Vec<RecordBatch> {
 }
 
 fn stream(batches: &[RecordBatch]) -> impl futures::Stream<Item = Result<RecordBatch>> + Send + 'static {
-    futures::stream::iter(batches.to_vec().into_iter().map(Ok))
+    // Owned: the stream outlives the borrow.
+    let owned: Vec<RecordBatch> = batches.to_vec();
+    futures::stream::iter(owned.into_iter().map(Ok))
 }
 
 /// The Parquet files the peer reads: the table's rows and the source.
