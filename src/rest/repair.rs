@@ -53,7 +53,22 @@ async fn repair_snapshot(
     snapshot: Snapshot,
 ) -> Result<Snapshot> {
     let list_location = snapshot.manifest_list().to_string();
-    let bytes = storage.read(&list_location).await?;
+    if let Some(m) = base {
+        let root = format!("{}/", m.location().trim_end_matches('/'));
+        if !list_location.starts_with(&root) || list_location.contains("/../") {
+            return Err(Error::invalid(format!(
+                "snapshot {}'s manifest list {list_location} is not under the table's location {root}",
+                snapshot.snapshot_id()
+            )));
+        }
+    }
+    let unreadable = |e: Error| {
+        Error::invalid(format!(
+            "cannot read what snapshot {} adds: {e}",
+            snapshot.snapshot_id()
+        ))
+    };
+    let bytes = storage.read(&list_location).await.map_err(unreadable)?;
     let mut manifests: Vec<ManifestFile> = ManifestList::parse_with_version(&bytes, FormatVersion::V2)
         .map_err(|e| {
             Error::invalid(format!(
@@ -69,7 +84,7 @@ async fn repair_snapshot(
         if manifest.added_snapshot_id != snapshot.snapshot_id() {
             continue;
         }
-        let bytes = storage.read(&manifest.manifest_path).await?;
+        let bytes = storage.read(&manifest.manifest_path).await.map_err(unreadable)?;
         let Some(fixed) = repaired_manifest(&bytes, schemas, base, snapshot.schema_id(), manifest.content)
             .map_err(|why| Error::invalid(format!("manifest {}: {why}", manifest.manifest_path)))?
         else {

@@ -4,11 +4,14 @@
 //! (ATTACH, SELECT, CREATE TABLE, INSERT). floe then reads and appends to what they committed, and
 //! they read floe's tables.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
+use floe::rest::RestOptions;
 use floe::{At, WriteOptions};
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::both_backends;
 use crate::interop::{duckdb_iceberg_available, floe_rows, pyiceberg_available, python};
@@ -16,16 +19,46 @@ use crate::support::*;
 
 /// Serve `ctx`'s catalog as `floe serve` does, on a free loopback port: its base URI.
 async fn serve(ctx: &Ctx) -> String {
-    let server = floe::rest::Server::bind(
-        ctx.floe.clone(),
-        "127.0.0.1:0".parse().unwrap(),
-        &floe::rest::RestOptions::default(),
-    )
-    .await
-    .unwrap();
+    format!("http://{}", serve_with(ctx, &RestOptions::default()).await)
+}
+
+/// Serve `ctx`'s catalog with `options` on a free loopback port: its address.
+async fn serve_with(ctx: &Ctx, options: &RestOptions) -> SocketAddr {
+    let server = floe::rest::Server::bind(ctx.floe.clone(), "127.0.0.1:0".parse().unwrap(), options)
+        .await
+        .unwrap();
     let addr = server.local_addr().unwrap();
     tokio::spawn(server.run());
-    format!("http://{addr}")
+    addr
+}
+
+/// One raw HTTP/1.1 request: the status and the JSON body (`Null` when there is none).
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(t) = token {
+        request.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(&body);
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    let status = answer.split(' ').nth(1).unwrap().parse().unwrap();
+    let (_, body) = answer.split_once("\r\n\r\n").unwrap();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
 /// Run the REST clients' tool with `args`; the S3 keys (on Garage) go in the environment.
@@ -216,5 +249,112 @@ both_backends!(
             .unwrap();
         let out = rest_tool(&ctx, &["duckdb-read", &uri, &ns, "duck"]).await;
         assert_eq!(out["rows"], json!([[1, "a"], [2, "b"], [3, "c"], [4, "d"]]));
+    }
+);
+
+both_backends!(
+    floe_serve_commits_tables_together_and_refuses_what_it_must,
+    |ctx: Ctx| async move {
+        let (a, b) = (ctx.table("a"), ctx.table("b"));
+        for t in [&a, &b] {
+            ctx.create_events_table(t, &[]).await;
+            ctx.floe
+                .append(t, stream(vec![events(0..5)]), &WriteOptions::default())
+                .await
+                .unwrap();
+        }
+        let token = "a-long-enough-test-token";
+        let addr = serve_with(
+            &ctx,
+            &RestOptions {
+                token: Some(floe::secrets::Secret::new(token)),
+            },
+        )
+        .await;
+
+        // The token, and only the token, opens the door.
+        assert_eq!(http(addr, "GET", "/v1/config", None, None).await.0, 401);
+        let (status, body) = http(addr, "GET", "/v1/config", Some("a-wrong-test-token"), None).await;
+        assert_eq!(
+            (status, &body["error"]["type"]),
+            (401, &json!("NotAuthorizedException"))
+        );
+        let (status, config) = http(addr, "GET", "/v1/config", Some(token), None).await;
+        assert_eq!(status, 200);
+        assert_eq!(config["overrides"], json!({}));
+        assert!(config["endpoints"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("POST /v1/{prefix}/transactions/commit")));
+        // Off loopback, the catalog is not served without a token.
+        let open = floe::rest::Server::bind(
+            ctx.floe.clone(),
+            "0.0.0.0:0".parse().unwrap(),
+            &RestOptions::default(),
+        )
+        .await;
+        assert_eq!(open.err().map(|e| e.kind()), Some(floe::ErrorKind::Config));
+
+        // Two tables in one transaction: a stale requirement on one refuses both.
+        let ns = ctx.ns.to_string();
+        let head = |t: &floe::Table| t.current_snapshot().unwrap().snapshot_id();
+        let (ta, tb) = (
+            ctx.floe.load_table(&a).await.unwrap(),
+            ctx.floe.load_table(&b).await.unwrap(),
+        );
+        let change = |name: &str, snapshot: i64| {
+            json!({
+                "identifier": {"namespace": [ns], "name": name},
+                "requirements": [{"type": "assert-ref-snapshot-id", "ref": "main", "snapshot-id": snapshot}],
+                "updates": [{"action": "set-properties", "updates": {"tx": "1"}}],
+            })
+        };
+        let stale = json!({"table-changes": [change("a", head(&ta)), change("b", head(&tb) + 1)]});
+        let (status, body) = http(addr, "POST", "/v1/transactions/commit", Some(token), Some(&stale)).await;
+        assert_eq!(
+            (status, &body["error"]["type"]),
+            (409, &json!("CommitFailedException")),
+            "{body}"
+        );
+        for t in [&a, &b] {
+            assert_eq!(ctx.floe.load_table(t).await.unwrap().properties().get("tx"), None);
+        }
+        let fresh = json!({"table-changes": [change("a", head(&ta)), change("b", head(&tb))]});
+        let (status, body) = http(addr, "POST", "/v1/transactions/commit", Some(token), Some(&fresh)).await;
+        assert_eq!(status, 204, "{body}");
+        for t in [&a, &b] {
+            let table = ctx.floe.load_table(t).await.unwrap();
+            assert_eq!(table.properties().get("tx").map(String::as_str), Some("1"));
+        }
+
+        // A snapshot whose manifest list lies outside the table, and a new uuid or location, are refused.
+        let ta = ctx.floe.load_table(&a).await.unwrap();
+        let outside = format!("{}/elsewhere/snap-1.avro", ctx.floe.warehouse().uri());
+        let add = json!({
+            "requirements": [],
+            "updates": [{"action": "add-snapshot", "snapshot": {
+                "snapshot-id": 4242, "parent-snapshot-id": head(&ta),
+                "sequence-number": ta.metadata().last_sequence_number() + 1,
+                "timestamp-ms": chrono::Utc::now().timestamp_millis(), "manifest-list": outside,
+                "summary": {"operation": "append"}, "schema-id": 0}}],
+        });
+        let path = format!("/v1/namespaces/{ns}/tables/a");
+        for refused in [
+            add,
+            json!({"updates": [{"action": "assign-uuid", "uuid": uuid::Uuid::new_v4().to_string()}]}),
+            json!({"updates": [{"action": "set-location", "location": format!("{}/moved", ctx.floe.warehouse().uri())}]}),
+            json!({"updates": [{"action": "upgrade-format-version", "format-version": 3}]}),
+        ] {
+            let (status, body) = http(addr, "POST", &path, Some(token), Some(&refused)).await;
+            assert_eq!(
+                (status, &body["error"]["type"]),
+                (400, &json!("BadRequestException")),
+                "{refused}: {body}"
+            );
+        }
+        assert_eq!(
+            ctx.floe.load_table(&a).await.unwrap().metadata_location(),
+            ta.metadata_location()
+        );
     }
 );
