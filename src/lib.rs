@@ -20,8 +20,8 @@
 //! ```
 //!
 //! Modules: [`catalog`] (the catalog seam and the SQL catalog), [`storage`] (object storage),
-//! [`table`] (tables, scans, writers and the transaction layer), [`config`] (settings), [`secrets`],
-//! [`error`].
+//! [`table`] (tables, scans, writers and the transaction layer), [`rest`] (the Iceberg REST catalog
+//! `floe serve` runs), [`config`] (settings), [`secrets`], [`error`].
 
 pub mod bench;
 pub mod catalog;

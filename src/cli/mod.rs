@@ -3,8 +3,8 @@
 //! command group: [`catalog`] (init, namespaces, tables), [`table`] (create, write, read, diff),
 //! [`rows`] (upsert, merge), [`refs`] (branches, tags, publish, rollback), [`maintain`] (expire, orphans, compact),
 //! [`ingest`] (parallel extraction), [`pipeline`] (generate, run, runs, verify, demo), [`sql`],
-//! [`bench`], [`cluster`] (scheduler and executor processes), [`serve`] (the Iceberg REST catalog); [`output`] prints, a printer per command
-//! group.
+//! [`bench`], [`cluster`] (scheduler and executor processes), [`serve`] (the Iceberg REST
+//! catalog); [`output`] prints, a printer per command group.
 
 mod bench;
 mod catalog;

@@ -219,7 +219,7 @@ mod tests {
     fn values_round_trip_as_text() {
         for (kind, value, text) in [
             (MarkKind::Integer, -42, "-42"),
-            (MarkKind::Date, 19_783, "2024-03-02"),
+            (MarkKind::Date, 19_784, "2024-03-02"),
             (MarkKind::Date, -719_162, "0001-01-01"),
             (
                 MarkKind::Timestamp { utc: true },
