@@ -208,6 +208,27 @@ impl SqlCatalog {
         self.db.sql(query)
     }
 
+    /// Insert one namespace property in `tx`.
+    async fn insert_property(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        ns: &Namespace,
+        key: &str,
+        value: &str,
+    ) -> std::result::Result<(), sqlx::Error> {
+        sqlx::query(&self.sql(
+            "INSERT INTO iceberg_namespace_properties (catalog_name, namespace, property_key, property_value) \
+             VALUES (?, ?, ?, ?)",
+        ))
+        .bind(self.name())
+        .bind(ns.to_string())
+        .bind(key)
+        .bind(value)
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
+    }
+
     /// Apply the catalog's migrations not yet applied, then check the `iceberg_type` column, under
     /// the migration lock.
     async fn migrate(&self) -> Result<()> {
@@ -315,23 +336,15 @@ impl Catalog for SqlCatalog {
             .await
             .map_err(|e| catalog_error("cannot create namespace", e))?;
         for (k, v) in &props {
-            sqlx::query(&self.sql(
-                "INSERT INTO iceberg_namespace_properties (catalog_name, namespace, property_key, property_value) \
-                 VALUES (?, ?, ?, ?)",
-            ))
-            .bind(self.name())
-            .bind(ns.to_string())
-            .bind(k)
-            .bind(v)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| match e {
-                // Another writer created it between the check above and this insert.
-                sqlx::Error::Database(db) if db.is_unique_violation() => {
-                    Error::new(ErrorKind::AlreadyExists, format!("namespace {ns} already exists"))
-                }
-                e => catalog_error(&format!("cannot create namespace {ns}"), e),
-            })?;
+            self.insert_property(&mut tx, ns, k, v)
+                .await
+                .map_err(|e| match e {
+                    // Another writer created it between the check above and this insert.
+                    sqlx::Error::Database(db) if db.is_unique_violation() => {
+                        Error::new(ErrorKind::AlreadyExists, format!("namespace {ns} already exists"))
+                    }
+                    e => catalog_error(&format!("cannot create namespace {ns}"), e),
+                })?;
         }
         tx.commit().await.map_err(|e| match e {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
@@ -405,17 +418,7 @@ impl Catalog for SqlCatalog {
             .map_err(failed)?;
         }
         for (k, v) in updates {
-            sqlx::query(&self.sql(
-                "INSERT INTO iceberg_namespace_properties (catalog_name, namespace, property_key, property_value) \
-                 VALUES (?, ?, ?, ?)",
-            ))
-            .bind(self.name())
-            .bind(ns.to_string())
-            .bind(k)
-            .bind(v)
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
+            self.insert_property(&mut tx, ns, k, v).await.map_err(failed)?;
         }
         tx.commit().await.map_err(failed)
     }

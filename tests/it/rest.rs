@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::both_backends;
-use crate::interop::{duckdb_iceberg_available, floe_rows, pyiceberg_available, python};
+use crate::interop::{duckdb_iceberg_available, floe_rows, pyiceberg_available, python, s3_keys};
 use crate::support::*;
 
 /// Serve `ctx`'s catalog as `floe serve` does, on a free loopback port: its base URI.
@@ -66,14 +66,7 @@ async fn rest_tool(ctx: &Ctx, args: &[&str]) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/rest_tool.py");
     let mut cmd = tokio::process::Command::new(python());
     cmd.arg(script).args(args);
-    if ctx.backend == Backend::PostgresS3 {
-        let s3 = &ctx.settings.s3;
-        let keys = json!({
-            "endpoint": s3.endpoint.clone().unwrap_or_default(),
-            "key_id": s3.access_key_id.clone().unwrap_or_default(),
-            "secret": s3.secret_access_key.as_ref().map(|s| s.expose().to_string()).unwrap_or_default(),
-            "region": s3.region.clone().unwrap_or_else(|| "garage".into()),
-        });
+    if let Some(keys) = s3_keys(ctx) {
         cmd.env("FLOE_REST_S3", keys.to_string());
     }
     let out = cmd.output().await.expect("run python");
