@@ -107,6 +107,11 @@ impl Floe {
         self.inner.tables.catalog().as_ref()
     }
 
+    /// The table store every operation goes through (the REST catalog commits through it).
+    pub(crate) fn table_store(&self) -> &TableStore {
+        &self.inner.tables
+    }
+
     /// The catalog database, where floe keeps its own records (the run ledger).
     pub fn database(&self) -> &CatalogDatabase {
         &self.inner.database

@@ -20,8 +20,8 @@
 //! ```
 //!
 //! Modules: [`catalog`] (the catalog seam and the SQL catalog), [`storage`] (object storage),
-//! [`table`] (tables, scans, writers and the transaction layer), [`config`] (settings), [`secrets`],
-//! [`error`].
+//! [`table`] (tables, scans, writers and the transaction layer), [`rest`] (the Iceberg REST catalog
+//! `floe serve` runs), [`config`] (settings), [`secrets`], [`error`].
 
 pub mod bench;
 pub mod catalog;
@@ -37,6 +37,7 @@ pub mod maintenance;
 pub mod pipeline;
 pub mod query;
 pub mod resources;
+pub mod rest;
 pub mod secrets;
 pub mod storage;
 pub mod table;

@@ -72,6 +72,15 @@ pub trait Catalog: Send + Sync + fmt::Debug {
     /// Drop an empty namespace.
     async fn drop_namespace(&self, ns: &Namespace) -> Result<()>;
 
+    /// Remove the properties `removals` and set `updates` of an existing namespace, in one
+    /// transaction.
+    async fn update_namespace_properties(
+        &self,
+        ns: &Namespace,
+        removals: &[String],
+        updates: &BTreeMap<String, String>,
+    ) -> Result<()>;
+
     /// Tables of a namespace, by name.
     async fn list_tables(&self, ns: &Namespace) -> Result<Vec<TableName>>;
 
@@ -86,4 +95,8 @@ pub trait Catalog: Send + Sync + fmt::Debug {
 
     /// Remove a table from the catalog (its files stay).
     async fn drop_table(&self, table: &TableName) -> Result<()>;
+
+    /// Give a table another name (its files stay where they are); a missing table is `NotFound`, a
+    /// taken name `AlreadyExists`.
+    async fn rename_table(&self, from: &TableName, to: &TableName) -> Result<()>;
 }

@@ -208,6 +208,27 @@ impl SqlCatalog {
         self.db.sql(query)
     }
 
+    /// Insert one namespace property in `tx`.
+    async fn insert_property(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        ns: &Namespace,
+        key: &str,
+        value: &str,
+    ) -> std::result::Result<(), sqlx::Error> {
+        sqlx::query(&self.sql(
+            "INSERT INTO iceberg_namespace_properties (catalog_name, namespace, property_key, property_value) \
+             VALUES (?, ?, ?, ?)",
+        ))
+        .bind(self.name())
+        .bind(ns.to_string())
+        .bind(key)
+        .bind(value)
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
+    }
+
     /// Apply the catalog's migrations not yet applied, then check the `iceberg_type` column, under
     /// the migration lock.
     async fn migrate(&self) -> Result<()> {
@@ -315,23 +336,15 @@ impl Catalog for SqlCatalog {
             .await
             .map_err(|e| catalog_error("cannot create namespace", e))?;
         for (k, v) in &props {
-            sqlx::query(&self.sql(
-                "INSERT INTO iceberg_namespace_properties (catalog_name, namespace, property_key, property_value) \
-                 VALUES (?, ?, ?, ?)",
-            ))
-            .bind(self.name())
-            .bind(ns.to_string())
-            .bind(k)
-            .bind(v)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| match e {
-                // Another writer created it between the check above and this insert.
-                sqlx::Error::Database(db) if db.is_unique_violation() => {
-                    Error::new(ErrorKind::AlreadyExists, format!("namespace {ns} already exists"))
-                }
-                e => catalog_error(&format!("cannot create namespace {ns}"), e),
-            })?;
+            self.insert_property(&mut tx, ns, k, v)
+                .await
+                .map_err(|e| match e {
+                    // Another writer created it between the check above and this insert.
+                    sqlx::Error::Database(db) if db.is_unique_violation() => {
+                        Error::new(ErrorKind::AlreadyExists, format!("namespace {ns} already exists"))
+                    }
+                    e => catalog_error(&format!("cannot create namespace {ns}"), e),
+                })?;
         }
         tx.commit().await.map_err(|e| match e {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
@@ -379,6 +392,35 @@ impl Catalog for SqlCatalog {
             return Err(Error::not_found(format!("namespace {ns} does not exist")));
         }
         Ok(())
+    }
+
+    async fn update_namespace_properties(
+        &self,
+        ns: &Namespace,
+        removals: &[String],
+        updates: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        if !self.namespace_exists(ns).await? {
+            return Err(Error::not_found(format!("namespace {ns} does not exist")));
+        }
+        let failed = |e| catalog_error(&format!("cannot update the properties of namespace {ns}"), e);
+        let mut tx = self.pool().begin().await.map_err(failed)?;
+        for key in removals.iter().chain(updates.keys()) {
+            sqlx::query(&self.sql(
+                "DELETE FROM iceberg_namespace_properties WHERE catalog_name = ? AND namespace = ? \
+                 AND property_key = ?",
+            ))
+            .bind(self.name())
+            .bind(ns.to_string())
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        }
+        for (k, v) in updates {
+            self.insert_property(&mut tx, ns, k, v).await.map_err(failed)?;
+        }
+        tx.commit().await.map_err(failed)
     }
 
     async fn list_tables(&self, ns: &Namespace) -> Result<Vec<TableName>> {
@@ -497,6 +539,36 @@ impl Catalog for SqlCatalog {
         .map_err(|e| catalog_error(&format!("cannot drop table {table}"), e))?;
         if done.rows_affected() == 0 {
             return Err(Error::not_found(format!("table {table} does not exist")));
+        }
+        Ok(())
+    }
+
+    async fn rename_table(&self, from: &TableName, to: &TableName) -> Result<()> {
+        if !self.namespace_exists(to.namespace()).await? {
+            return Err(Error::not_found(format!(
+                "namespace {} does not exist",
+                to.namespace()
+            )));
+        }
+        let done = sqlx::query(&self.sql(
+            "UPDATE iceberg_tables SET table_namespace = ?, table_name = ? \
+             WHERE catalog_name = ? AND table_namespace = ? AND table_name = ?",
+        ))
+        .bind(to.namespace().to_string())
+        .bind(to.name())
+        .bind(self.name())
+        .bind(from.namespace().to_string())
+        .bind(from.name())
+        .execute(self.pool())
+        .await
+        .map_err(|e| match e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                Error::new(ErrorKind::AlreadyExists, format!("table {to} already exists"))
+            }
+            e => catalog_error(&format!("cannot rename table {from} to {to}"), e),
+        })?;
+        if done.rows_affected() == 0 {
+            return Err(Error::not_found(format!("table {from} does not exist")));
         }
         Ok(())
     }

@@ -3,8 +3,8 @@
 //! command group: [`catalog`] (init, namespaces, tables), [`table`] (create, write, read, diff),
 //! [`rows`] (upsert, merge), [`refs`] (branches, tags, publish, rollback), [`maintain`] (expire, orphans, compact),
 //! [`ingest`] (parallel extraction), [`pipeline`] (generate, run, runs, verify, demo), [`sql`],
-//! [`bench`], [`cluster`] (scheduler and executor processes); [`output`] prints, a printer per command
-//! group.
+//! [`bench`], [`cluster`] (scheduler and executor processes), [`serve`] (the Iceberg REST
+//! catalog); [`output`] prints, a printer per command group.
 
 mod bench;
 mod catalog;
@@ -16,6 +16,7 @@ mod output;
 mod pipeline;
 mod refs;
 mod rows;
+mod serve;
 mod sql;
 mod table;
 
@@ -109,6 +110,8 @@ enum Command {
     Bench(bench::Command),
     #[command(flatten)]
     Cluster(cluster::Command),
+    #[command(flatten)]
+    Serve(serve::Command),
 }
 
 /// Entry point of the binary.
@@ -163,6 +166,7 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
                 Command::Pipeline(c) => pipeline::run(&floe, c).await,
                 Command::Sql(c) => sql::run(&floe, c).await,
                 Command::Bench(c) => bench::run(&floe, c).await,
+                Command::Serve(c) => serve::run(&floe, c).await,
                 Command::Cluster(_) => unreachable!("cluster processes run before connecting"),
             }
         }

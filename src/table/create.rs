@@ -95,7 +95,7 @@ impl Default for TableDefinition {
 }
 
 /// Properties floe sets on the tables it creates (a caller's own properties win).
-const CREATE_PROPERTIES: &[(&str, &str)] = &[
+pub(crate) const CREATE_PROPERTIES: &[(&str, &str)] = &[
     // Old metadata files go once the metadata log (100 entries by default) no longer lists them.
     ("write.metadata.delete-after-commit.enabled", "true"),
 ];
@@ -121,6 +121,13 @@ pub(crate) async fn create_table(
     location: String,
     definition: TableDefinition,
 ) -> Result<Table> {
+    check_free(store, name).await?;
+    let metadata = first_metadata(name, location, definition)?;
+    register_new(store, name, metadata).await
+}
+
+/// Refuse a new table whose namespace is missing or whose name is taken.
+pub(crate) async fn check_free(store: &TableStore, name: &TableName) -> Result<()> {
     let catalog = store.catalog();
     if !catalog.namespace_exists(name.namespace()).await? {
         return Err(Error::not_found(format!(
@@ -134,8 +141,18 @@ pub(crate) async fn create_table(
             format!("table {name} already exists"),
         ));
     }
-    let metadata = first_metadata(name, location.clone(), definition)?;
-    let metadata_location = MetadataLocation::new_with_metadata(&location, &metadata);
+    Ok(())
+}
+
+/// Write a new table's first metadata file and register it in the catalog (the file deleted again
+/// when the catalog refuses it, as when another writer took the name meanwhile).
+pub(crate) async fn register_new(
+    store: &TableStore,
+    name: &TableName,
+    metadata: TableMetadata,
+) -> Result<Table> {
+    let catalog = store.catalog();
+    let metadata_location = MetadataLocation::new_with_metadata(metadata.location(), &metadata);
     metadata
         .write_to(&store.storage().file_io(), &metadata_location)
         .await?;

@@ -23,8 +23,8 @@ use crate::error::{Error, Result};
 /// Entries kept in all (each some hundred bytes, with its `ManifestFile`).
 const MAX_ENTRIES: usize = 50_000;
 
-const AVRO_MAGIC: &[u8] = b"Obj\x01";
-const MARKER_LEN: usize = 16;
+pub(crate) const AVRO_MAGIC: &[u8] = b"Obj\x01";
+pub(crate) const MARKER_LEN: usize = 16;
 
 /// Encoded manifest-list entries by manifest path.
 #[derive(Debug)]
@@ -128,7 +128,7 @@ pub(crate) async fn encode(
 }
 
 /// The manifest list iceberg-rust writes for `manifests`, in memory.
-async fn write_with_iceberg(header: ListHeader, manifests: &[ManifestFile]) -> Result<Vec<u8>> {
+pub(crate) async fn write_with_iceberg(header: ListHeader, manifests: &[ManifestFile]) -> Result<Vec<u8>> {
     let buffer = SharedBuffer::default();
     let mut writer = ManifestListWriter::v2(
         Box::new(buffer.clone()),
@@ -227,7 +227,7 @@ fn parse_container(file: &[u8]) -> Result<Container> {
 }
 
 /// Avro's zig-zag varint `long` at `pos`.
-fn read_long(buf: &[u8], pos: &mut usize) -> Option<i64> {
+pub(crate) fn read_long(buf: &[u8], pos: &mut usize) -> Option<i64> {
     let mut value: u64 = 0;
     let mut shift = 0;
     loop {
@@ -246,7 +246,7 @@ fn read_long(buf: &[u8], pos: &mut usize) -> Option<i64> {
 }
 
 /// Avro `bytes` (or `string`) at `pos`.
-fn read_bytes<'a>(buf: &'a [u8], pos: &mut usize) -> Option<&'a [u8]> {
+pub(crate) fn read_bytes<'a>(buf: &'a [u8], pos: &mut usize) -> Option<&'a [u8]> {
     let len = usize::try_from(read_long(buf, pos)?).ok()?;
     let bytes = buf.get(*pos..pos.checked_add(len)?)?;
     *pos += len;
@@ -254,7 +254,7 @@ fn read_bytes<'a>(buf: &'a [u8], pos: &mut usize) -> Option<&'a [u8]> {
 }
 
 /// Append Avro's zig-zag varint encoding of `v`.
-fn write_long(out: &mut Vec<u8>, v: i64) {
+pub(crate) fn write_long(out: &mut Vec<u8>, v: i64) {
     let mut z = ((v << 1) ^ (v >> 63)) as u64;
     loop {
         if z < 0x80 {

@@ -107,4 +107,17 @@ impl Catalog for FaultyCatalog {
     async fn drop_table(&self, table: &TableName) -> Result<()> {
         self.inner.drop_table(table).await
     }
+    async fn rename_table(&self, from: &TableName, to: &TableName) -> Result<()> {
+        self.inner.rename_table(from, to).await
+    }
+    async fn update_namespace_properties(
+        &self,
+        ns: &Namespace,
+        removals: &[String],
+        updates: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        self.inner
+            .update_namespace_properties(ns, removals, updates)
+            .await
+    }
 }

@@ -17,7 +17,8 @@ use serde_json::{json, Value};
 use crate::both_backends;
 use crate::support::*;
 
-fn python() -> String {
+/// The Python that runs the interop tools (`FLOE_TEST_PYTHON`, else `python3`).
+pub fn python() -> String {
     std::env::var("FLOE_TEST_PYTHON").unwrap_or_else(|_| "python3".to_string())
 }
 
@@ -32,7 +33,8 @@ fn python_runs(checked: &'static OnceLock<bool>, code: &str) -> bool {
     })
 }
 
-fn pyiceberg_available() -> bool {
+/// Whether PyIceberg can be imported (a panic when it cannot and the test may not skip it).
+pub fn pyiceberg_available() -> bool {
     static CHECKED: OnceLock<bool> = OnceLock::new();
     let ok = python_runs(&CHECKED, "import pyiceberg.catalog.sql, pyarrow");
     if !ok && !may_skip_servers() {
@@ -82,7 +84,7 @@ pub fn pyiceberg_read(ctx: &Ctx, table: &str) -> Option<Value> {
 }
 
 /// Whether DuckDB 1.4.4 and its iceberg extension can be imported (the test command installs them).
-fn duckdb_iceberg_available() -> bool {
+pub fn duckdb_iceberg_available() -> bool {
     static CHECKED: OnceLock<bool> = OnceLock::new();
     let ok = python_runs(
         &CHECKED,
@@ -122,15 +124,8 @@ pub fn duckdb_scan(ctx: &Ctx, metadata_location: &str) -> Option<Value> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/duckdb_tool.py");
     let mut cmd = Command::new(python());
     cmd.arg(script).args(["scan", metadata_location]);
-    if ctx.backend == Backend::PostgresS3 {
-        let s3 = &ctx.settings.s3;
-        let cfg = json!({
-            "endpoint": s3.endpoint.clone().unwrap_or_default(),
-            "key_id": s3.access_key_id.clone().unwrap_or_default(),
-            "secret": s3.secret_access_key.as_ref().map(|s| s.expose().to_string()).unwrap_or_default(),
-            "region": s3.region.clone().unwrap_or_else(|| "garage".into()),
-        });
-        cmd.env("FLOE_DUCKDB_S3", cfg.to_string());
+    if let Some(keys) = s3_keys(ctx) {
+        cmd.env("FLOE_DUCKDB_S3", keys.to_string());
     }
     let out = cmd.output().expect("run python");
     assert!(
@@ -140,6 +135,21 @@ pub fn duckdb_scan(ctx: &Ctx, metadata_location: &str) -> Option<Value> {
         String::from_utf8_lossy(&out.stderr)
     );
     Some(serde_json::from_slice(&out.stdout).expect("json from duckdb"))
+}
+
+/// The S3 endpoint, keys and region of `ctx`'s store as the Python tools take them (in the
+/// environment, never on the command line), or `None` on local disk.
+pub fn s3_keys(ctx: &Ctx) -> Option<Value> {
+    if ctx.backend != Backend::PostgresS3 {
+        return None;
+    }
+    let s3 = &ctx.settings.s3;
+    Some(json!({
+        "endpoint": s3.endpoint.clone().unwrap_or_default(),
+        "key_id": s3.access_key_id.clone().unwrap_or_default(),
+        "secret": s3.secret_access_key.as_ref().map(|s| s.expose().to_string()).unwrap_or_default(),
+        "region": s3.region.clone().unwrap_or_else(|| "garage".into()),
+    }))
 }
 
 /// floe's rows of a table state, in the JSON shape the PyIceberg tool prints.

@@ -20,6 +20,7 @@ mod maintenance;
 mod names;
 mod pipeline;
 mod refs;
+mod rest;
 mod row_level;
 mod row_level_model;
 mod row_level_races;

@@ -297,6 +297,7 @@ fn batches(ids: impl Iterator<Item = i64>, revision: i64) -> Vec<RecordBatch> {
 }
 
 fn stream(batches: &[RecordBatch]) -> impl futures::Stream<Item = Result<RecordBatch>> + Send + 'static {
+    // Owned: the stream outlives the borrow.
     let owned: Vec<RecordBatch> = batches.to_vec();
     futures::stream::iter(owned.into_iter().map(Ok))
 }

@@ -146,6 +146,7 @@ async fn validate(action: &Action, base: &Table) -> Result<Verdict> {
         Action::Append(a) => a.write.check_expected_head(base).map(|_| Verdict::Valid),
         Action::RowDelta(r) => r.validate(base).await,
         Action::Rewrite(r) => r.validate(base).await.map(|_| Verdict::Valid),
+        Action::Client(c) => c.validate(base).map(|_| Verdict::Valid),
         Action::Ref(_) | Action::Schema(_) | Action::Expire(_) => Ok(Verdict::Valid),
     }
 }
@@ -190,6 +191,7 @@ async fn apply(action: &Action, view: &Table, written: &mut Vec<String>) -> Resu
         Action::Ref(r) => r.apply(view).map(Some),
         Action::Schema(s) => s.apply(view).map(Some),
         Action::Expire(e) => e.apply(view),
+        Action::Client(c) => c.apply(view).await,
     }
 }
 

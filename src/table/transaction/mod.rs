@@ -13,6 +13,7 @@
 
 pub(crate) mod append;
 pub(crate) mod attempt;
+pub(crate) mod client_commit;
 pub(crate) mod commit;
 pub(crate) mod delete;
 pub(crate) mod expire;
@@ -108,6 +109,8 @@ pub(crate) enum Action {
     Schema(schema::SchemaChange),
     /// Remove old snapshots and expired refs from the metadata.
     Expire(expire::Expire),
+    /// Apply another engine's metadata updates under its requirements (a REST catalog commit).
+    Client(client_commit::ClientCommit),
 }
 
 impl Action {
@@ -117,7 +120,11 @@ impl Action {
             Action::Append(a) if a.owned => paths_of(&a.files),
             Action::RowDelta(r) => r.new_files(),
             Action::Rewrite(r) => paths_of(&r.added),
-            Action::Append(_) | Action::Ref(_) | Action::Schema(_) | Action::Expire(_) => Vec::new(),
+            Action::Append(_)
+            | Action::Ref(_)
+            | Action::Schema(_)
+            | Action::Expire(_)
+            | Action::Client(_) => Vec::new(),
         }
     }
 }
@@ -483,6 +490,23 @@ impl Transaction {
     pub(crate) async fn expire_snapshots(&mut self, table: &TableName, expire: expire::Expire) -> Result<()> {
         self.table(table).await?;
         self.push(table, Action::Expire(expire));
+        Ok(())
+    }
+
+    /// Apply a client's metadata `updates` to `table` provided its `requirements` hold on the base
+    /// each attempt builds on (the commit of a REST catalog client).
+    pub(crate) async fn client_commit(
+        &mut self,
+        table: &TableName,
+        requirements: Vec<iceberg::TableRequirement>,
+        updates: Vec<iceberg::TableUpdate>,
+    ) -> Result<()> {
+        self.table(table).await?;
+        let change = client_commit::ClientCommit {
+            requirements,
+            updates,
+        };
+        self.push(table, Action::Client(change));
         Ok(())
     }
 
