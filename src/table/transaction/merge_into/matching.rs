@@ -219,27 +219,7 @@ fn plan(state: &ReadState, source: &RecordBatch, spec: &MergeSpec) -> Result<Pla
     let ctx = SessionContext::new();
 
     let on = logical(&ctx, &joined_df, "ON", &spec.on)?;
-    let (mut pairs, mut residual) = (Vec::new(), Vec::new());
-    for part in split_conjunction(&on) {
-        match part {
-            Expr::BinaryExpr(BinaryExpr {
-                left,
-                op: Operator::Eq,
-                right,
-            }) => {
-                let (l, r) = (sides(left), sides(right));
-                let (t, s) = (HashSet::from(["t".to_string()]), HashSet::from(["s".to_string()]));
-                if l == t && r == s {
-                    pairs.push(((**left).clone(), (**right).clone()));
-                } else if l == s && r == t {
-                    pairs.push(((**right).clone(), (**left).clone()));
-                } else {
-                    residual.push(part.clone());
-                }
-            }
-            other => residual.push(other.clone()),
-        }
-    }
+    let (pairs, residual) = split_on(&on);
     if pairs.is_empty() {
         return Err(Error::invalid(format!(
             "invalid merge ON {:?}: it needs an equality between a target and a source expression \
@@ -269,18 +249,92 @@ fn plan(state: &ReadState, source: &RecordBatch, spec: &MergeSpec) -> Result<Pla
         .filter(|c| is_target(c))
         .map(|c| c.name.clone())
         .collect();
+    let clauses = plan_clauses(
+        &ctx,
+        &joined_df,
+        &table_arrow,
+        &source_schema,
+        spec,
+        &mut referenced,
+    )?;
+    let schema = table.schema();
+    let mut ids: Vec<i32> = schema
+        .as_struct()
+        .fields()
+        .iter()
+        .filter(|f| referenced.contains(&f.name))
+        .map(|f| f.id)
+        .collect();
+    if ids.is_empty() {
+        ids.extend(schema.as_struct().fields().first().map(|f| f.id));
+    }
+
+    let source = RecordBatch::try_new(source_schema.clone(), source.columns().to_vec())?;
+    let by_key = hash_source(&source, &source_keys, &converter_fields)?;
+    Ok(Plan {
+        table,
+        target,
+        table_arrow,
+        source,
+        joined,
+        target_keys,
+        residual,
+        clauses,
+        converter_fields,
+        by_key,
+        ids,
+    })
+}
+
+/// The `ON` condition's equalities between a target and a source expression, as (target, source)
+/// pairs, and the rest of it.
+fn split_on(on: &Expr) -> (Vec<(Expr, Expr)>, Vec<Expr>) {
+    let (mut pairs, mut residual) = (Vec::new(), Vec::new());
+    for part in split_conjunction(on) {
+        match part {
+            Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::Eq,
+                right,
+            }) => {
+                let (l, r) = (sides(left), sides(right));
+                let (t, s) = (HashSet::from(["t".to_string()]), HashSet::from(["s".to_string()]));
+                if l == t && r == s {
+                    pairs.push(((**left).clone(), (**right).clone()));
+                } else if l == s && r == t {
+                    pairs.push(((**right).clone(), (**left).clone()));
+                } else {
+                    residual.push(part.clone());
+                }
+            }
+            other => residual.push(other.clone()),
+        }
+    }
+    (pairs, residual)
+}
+
+/// Each clause's condition and action planned over the joined schema; the target columns they
+/// read are added to `referenced`.
+fn plan_clauses(
+    ctx: &SessionContext,
+    joined_df: &Arc<DFSchema>,
+    table_arrow: &ArrowSchemaRef,
+    source_schema: &ArrowSchemaRef,
+    spec: &MergeSpec,
+    referenced: &mut HashSet<String>,
+) -> Result<Vec<PlannedClause>> {
     let mut clauses = Vec::new();
     for clause in &spec.clauses {
         let condition = match clause.condition() {
             Some(sql) => {
-                let e = logical(&ctx, &joined_df, "condition", sql)?;
+                let e = logical(ctx, joined_df, "condition", sql)?;
                 referenced.extend(
                     e.column_refs()
                         .iter()
                         .filter(|c| is_target(c))
                         .map(|c| c.name.clone()),
                 );
-                Some(physical(&ctx, &joined_df, "condition", e)?)
+                Some(physical(ctx, joined_df, "condition", e)?)
             }
             None => None,
         };
@@ -290,9 +344,9 @@ fn plan(state: &ReadState, source: &RecordBatch, spec: &MergeSpec) -> Result<Pla
             }
             MergeClause::UpdateMatched { set, .. } | MergeClause::InsertNotMatched { values: set, .. } => {
                 let update = matches!(clause, MergeClause::UpdateMatched { .. });
-                let values = assignments(&ctx, &joined_df, &table_arrow, &source_schema, set, update)?;
+                let values = assignments(ctx, &joined_df, &table_arrow, &source_schema, set, update)?;
                 for (sql, _) in values.iter().flatten() {
-                    let e = logical(&ctx, &joined_df, "value", sql)?;
+                    let e = logical(ctx, joined_df, "value", sql)?;
                     referenced.extend(
                         e.column_refs()
                             .iter()
@@ -309,21 +363,17 @@ fn plan(state: &ReadState, source: &RecordBatch, spec: &MergeSpec) -> Result<Pla
             action,
         });
     }
-    let schema = table.schema();
-    let mut ids: Vec<i32> = schema
-        .as_struct()
-        .fields()
-        .iter()
-        .filter(|f| referenced.contains(&f.name))
-        .map(|f| f.id)
-        .collect();
-    if ids.is_empty() {
-        ids.extend(schema.as_struct().fields().first().map(|f| f.id));
-    }
+    Ok(clauses)
+}
 
-    let converter = RowConverter::new(converter_fields.clone())?;
-    let source = RecordBatch::try_new(source_schema.clone(), source.columns().to_vec())?;
-    let keys = evaluate_keys(&source_keys, &source)?;
+/// The source's rows by their join key (rows with a NULL key match nothing).
+fn hash_source(
+    source: &RecordBatch,
+    source_keys: &[Arc<dyn PhysicalExpr>],
+    converter_fields: &[SortField],
+) -> Result<HashMap<Box<[u8]>, Vec<u32>>> {
+    let converter = RowConverter::new(converter_fields.to_vec())?;
+    let keys = evaluate_keys(source_keys, source)?;
     let rows = converter.convert_columns(&keys)?;
     let mut by_key: HashMap<Box<[u8]>, Vec<u32>> = HashMap::with_capacity(source.num_rows());
     for i in 0..source.num_rows() {
@@ -334,19 +384,7 @@ fn plan(state: &ReadState, source: &RecordBatch, spec: &MergeSpec) -> Result<Pla
                 .push(i as u32);
         }
     }
-    Ok(Plan {
-        table,
-        target,
-        table_arrow,
-        source,
-        joined,
-        target_keys,
-        residual,
-        clauses,
-        converter_fields,
-        by_key,
-        ids,
-    })
+    Ok(by_key)
 }
 
 /// A column's new value: its SQL and its plan.
