@@ -344,7 +344,7 @@ fn plan_clauses(
             }
             MergeClause::UpdateMatched { set, .. } | MergeClause::InsertNotMatched { values: set, .. } => {
                 let update = matches!(clause, MergeClause::UpdateMatched { .. });
-                let values = assignments(ctx, &joined_df, &table_arrow, &source_schema, set, update)?;
+                let values = assignments(ctx, joined_df, table_arrow, source_schema, set, update)?;
                 for (sql, _) in values.iter().flatten() {
                     let e = logical(ctx, joined_df, "value", sql)?;
                     referenced.extend(
