@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use floe::table::files::{read_files, FileReadOptions};
+use floe::table::files::FileReadOptions;
 use floe::{
     CommitResult, Dedupe, Floe, Isolation, MergeSpec, RowCounts, RowLevelOptions, TableName, UpsertOptions,
     WhenMatched, WhenNotMatched,
@@ -116,18 +116,17 @@ fn parse_dedupe(s: &str) -> Result<Dedupe, String> {
     }
 }
 
-/// The source files' rows, with every column they have (extra ones kept for the clauses).
+/// The source's rows shaped for `name`, keeping the columns the table lacks (for the clauses).
 async fn source_rows(
     floe: &Floe,
     name: &TableName,
     files: &[String],
 ) -> floe::Result<floe::table::files::Batches> {
-    let table = floe.load_table(name).await?;
     let options = FileReadOptions {
         keep_extra_columns: true,
         ..Default::default()
     };
-    read_files(floe.storage(), files, table.arrow_schema()?, &options).await
+    super::table::rows_of(floe, name, files, &options).await
 }
 
 pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {

@@ -244,19 +244,25 @@ pub(crate) fn parse_isolation(s: &str) -> Result<Isolation, String> {
     Isolation::parse(s).map_err(|e| e.message().to_string())
 }
 
-/// The rows of `files`, shaped for `name`.
-async fn rows_of(
+/// The rows of `files`, shaped for `name` (read as `options` say).
+pub(super) async fn rows_of(
     floe: &Floe,
     name: &TableName,
     files: &[String],
-    read: &ReadArgs,
+    options: &FileReadOptions,
 ) -> floe::Result<floe::table::files::Batches> {
     let t = floe.load_table(name).await?;
-    let options = FileReadOptions {
-        allow_extra_columns: read.allow_extra_columns,
-        ..Default::default()
-    };
-    read_files(floe.storage(), files, t.arrow_schema()?, &options).await
+    read_files(floe.storage(), files, t.arrow_schema()?, options).await
+}
+
+impl ReadArgs {
+    /// The file-reading options these flags ask for.
+    fn options(&self) -> FileReadOptions {
+        FileReadOptions {
+            allow_extra_columns: self.allow_extra_columns,
+            ..Default::default()
+        }
+    }
 }
 
 pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
@@ -287,7 +293,7 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
             write,
         } => {
             let name = TableName::parse(&table)?;
-            let batches = rows_of(floe, &name, &files, &read).await?;
+            let batches = rows_of(floe, &name, &files, &read.options()).await?;
             let r = floe.append(&name, batches, &write.options()).await?;
             output::table::commit(out, &r)?;
         }
@@ -306,7 +312,7 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
             write,
         } => {
             let name = TableName::parse(&table)?;
-            let batches = rows_of(floe, &name, &files, &read).await?;
+            let batches = rows_of(floe, &name, &files, &read.options()).await?;
             // The new rows come from files, not from the rows they replace: a concurrent compaction
             // makes the overwrite find those rows again rather than fail.
             let options = OverwriteOptions {
