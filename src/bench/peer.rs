@@ -56,7 +56,7 @@ pub struct PeerAddFiles {
 pub const ADD_FILES_COUNT: usize = 100;
 
 /// The Python interpreter: `FLOE_PYTHON` or `python3`.
-fn python() -> String {
+pub(crate) fn python() -> String {
     std::env::var("FLOE_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 

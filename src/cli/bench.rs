@@ -84,6 +84,19 @@ pub enum Command {
         /// Rows of the upsert benchmark's table.
         #[arg(long, default_value_t = 5_000_000)]
         upsert_rows: usize,
+        /// Only the REST catalog benchmark, against `floe serve` on a loopback port: warm loads of a
+        /// table of --rest-snapshots snapshots through HTTP (request to full body) against
+        /// Floe::load_table in-process (target p50 <= 5 ms), and commits per second of 8 concurrent
+        /// PyIceberg appenders through floe serve against PyIceberg's SqlCatalog on the same
+        /// catalog; writes report.json and report.md to --out/rest.
+        #[arg(long, conflicts_with_all = ["storage_only", "ingest_only", "upsert"])]
+        rest: bool,
+        /// Snapshots of the REST benchmark's loaded table.
+        #[arg(long, default_value_t = 1_000)]
+        rest_snapshots: usize,
+        /// Appends of each of the REST benchmark's 8 PyIceberg appenders.
+        #[arg(long, default_value_t = 25)]
+        rest_commits: usize,
         /// Run every pass in this process instead of a child process each (peak memory then
         /// includes what earlier passes left with the allocator).
         #[arg(long)]
@@ -91,7 +104,7 @@ pub enum Command {
         /// Prefix of the benchmark's namespaces (their tables are dropped at the end).
         #[arg(long, default_value = "floe_bench")]
         namespace: String,
-        /// Output of --storage-only, --ingest-only and --upsert.
+        /// Output of --storage-only, --ingest-only, --upsert and --rest.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -118,6 +131,9 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
             ingest_only,
             upsert,
             upsert_rows,
+            rest,
+            rest_snapshots,
+            rest_commits,
             in_process,
             namespace,
             format,
@@ -137,6 +153,26 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
                 let ns = Namespace::parse(&format!("{namespace}_ingest"))?;
                 let r = floe::bench::ingest_benchmark(floe, &ns, &ingest).await?;
                 output::bench::ingest_figures(&mut output::stdout(), &r, format)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if rest {
+                let ns = Namespace::parse(&format!("{namespace}_rest"))?;
+                let options = floe::bench::RestBenchOptions {
+                    snapshots: rest_snapshots,
+                    commits: rest_commits,
+                    peer: !no_peer,
+                    dir: out.clone(),
+                    ..Default::default()
+                };
+                let r = floe::bench::rest_benchmark(floe, &ns, &options).await?;
+                let files = floe::bench::rest::report::write_rest(&r, &out.join("rest"))?;
+                let stdout = &mut output::stdout();
+                output::bench::rest_figures(stdout, &r, format)?;
+                if format != Format::Json {
+                    for f in files {
+                        writeln!(stdout, "wrote {}", f.display())?;
+                    }
+                }
                 return Ok(ExitCode::SUCCESS);
             }
             if upsert {

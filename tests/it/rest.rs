@@ -18,7 +18,7 @@ use crate::interop::{duckdb_iceberg_available, floe_rows, pyiceberg_available, p
 use crate::support::*;
 
 /// Serve `ctx`'s catalog as `floe serve` does, on a free loopback port: its base URI.
-async fn serve(ctx: &Ctx) -> String {
+pub(crate) async fn serve(ctx: &Ctx) -> String {
     format!("http://{}", serve_with(ctx, &RestOptions::default()).await)
 }
 

@@ -7,7 +7,7 @@ use std::io::Write;
 use floe::bench::report::BenchReport;
 use floe::bench::report::Target;
 use floe::bench::storage::{EXPIRE_EVERY, EXPIRE_RETAIN};
-use floe::bench::{BenchProgress, CoreBenchReport, IngestBenchReport, UpsertBenchReport};
+use floe::bench::{BenchProgress, CoreBenchReport, IngestBenchReport, RestBenchReport, UpsertBenchReport};
 use floe::Result;
 
 use super::{grid, write_json, Format};
@@ -142,6 +142,55 @@ pub fn upsert_figures(out: &mut impl Write, r: &UpsertBenchReport, format: Forma
         None => "the upserted tables were not compared (no PyIceberg)",
     };
     write!(out, "{g}\n{s}\n{same}\n{}\n", targets(&r.targets))?;
+    Ok(())
+}
+
+/// `floe bench --rest`: the load latencies, each door's appenders, then the target.
+pub fn rest_figures(out: &mut impl Write, r: &RestBenchReport, format: Format) -> Result<()> {
+    if format == Format::Json {
+        return write_json(out, r);
+    }
+    writeln!(
+        out,
+        "a table of {} snapshots ({:.1} KB of metadata), {} warm loads per side",
+        r.snapshots,
+        r.metadata_bytes as f64 / 1e3,
+        r.rest_load.ms.n
+    )?;
+    let mut g = grid(vec!["load", "p50 (ms)", "p95 (ms)", "max (ms)"]);
+    for (label, l) in [
+        ("floe serve (HTTP, full body)", &r.rest_load),
+        ("Floe::load_table in-process", &r.in_process_load),
+    ] {
+        g.add_row(vec![
+            label.to_string(),
+            format!("{:.2}", l.ms.median),
+            format!("{:.2}", l.p95_ms),
+            format!("{:.2}", l.ms.max),
+        ]);
+    }
+    let mut a = grid(vec![
+        "PyIceberg appenders",
+        "commits",
+        "races lost",
+        "seconds",
+        "commits/s",
+    ]);
+    for t in &r.throughput {
+        a.add_row(vec![
+            t.door.clone(),
+            t.commits.to_string(),
+            t.conflicts.to_string(),
+            format!("{:.2}", t.seconds),
+            format!("{:.1}", t.commits_per_second),
+        ]);
+    }
+    write!(out, "{g}\n")?;
+    match &r.peer_skipped {
+        Some(why) => writeln!(out, "appenders not run: {why}")?,
+        None => write!(out, "{a}\n")?,
+    }
+    write!(out, "{}\n", targets(&r.targets))?;
     Ok(())
 }
 
