@@ -18,12 +18,12 @@ use crate::interop::{duckdb_iceberg_available, floe_rows, pyiceberg_available, p
 use crate::support::*;
 
 /// Serve `ctx`'s catalog as `floe serve` does, on a free loopback port: its base URI.
-async fn serve(ctx: &Ctx) -> String {
+pub(crate) async fn serve(ctx: &Ctx) -> String {
     format!("http://{}", serve_with(ctx, &RestOptions::default()).await)
 }
 
 /// Serve `ctx`'s catalog with `options` on a free loopback port: its address.
-async fn serve_with(ctx: &Ctx, options: &RestOptions) -> SocketAddr {
+pub(crate) async fn serve_with(ctx: &Ctx, options: &RestOptions) -> SocketAddr {
     let server = floe::rest::Server::bind(ctx.floe.clone(), "127.0.0.1:0".parse().unwrap(), options)
         .await
         .unwrap();
@@ -33,7 +33,7 @@ async fn serve_with(ctx: &Ctx, options: &RestOptions) -> SocketAddr {
 }
 
 /// One raw HTTP/1.1 request: the status and the JSON body (`Null` when there is none).
-async fn http(
+pub(crate) async fn http(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -261,6 +261,7 @@ both_backends!(
             &ctx,
             &RestOptions {
                 token: Some(floe::secrets::Secret::new(token)),
+                ..Default::default()
             },
         )
         .await;
