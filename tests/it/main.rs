@@ -21,6 +21,7 @@ mod names;
 mod pipeline;
 mod refs;
 mod rest;
+mod rest_server;
 mod row_level;
 mod row_level_model;
 mod row_level_races;
