@@ -35,7 +35,7 @@ pub enum Command {
     /// STORAGE KEYS: by default no key ever leaves the server; clients bring their own S3 keys
     /// (the server tells them the endpoint, region and path style). --vend-credentials hands every
     /// client floe's own static S3 keys in each table's load result instead.
-    #[command(verbatim_doc_comment)]
+    #[command(verbatim_doc_comment, next_help_heading = "Serving")]
     Serve {
         /// Address and port to listen on; an address other than loopback needs --token-file or
         /// --oauth-client, and TLS or --behind-proxy.
