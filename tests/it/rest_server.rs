@@ -117,14 +117,19 @@ async fn server_tool(ctx: &Ctx, args: &[&str], credential: Option<&str>) -> Valu
     serde_json::from_slice(&out.stdout).expect("json from rest_server_tool")
 }
 
+/// Append the events of `ids` to `t`.
+async fn append_events(ctx: &Ctx, t: &floe::TableName, ids: std::ops::Range<i64>) {
+    ctx.floe
+        .append(t, stream(vec![events(ids)]), &WriteOptions::default())
+        .await
+        .unwrap();
+}
+
 /// `ctx`'s table `name` with the events of ids `0..n`.
 async fn events_table(ctx: &Ctx, name: &str, n: i64) -> floe::TableName {
     let t = ctx.table(name);
     ctx.create_events_table(&t, &[]).await;
-    ctx.floe
-        .append(&t, stream(vec![events(0..n)]), &WriteOptions::default())
-        .await
-        .unwrap();
+    append_events(ctx, &t, 0..n).await;
     t
 }
 
@@ -597,14 +602,7 @@ both_backends!(
         // snapshots=refs: s1 <- s2 <- s3, a tag on s2, main rolled back to s1: s3 is reached by no ref.
         let t = ctx.table("t1");
         for i in 0..3 {
-            ctx.floe
-                .append(
-                    &t,
-                    stream(vec![events(i * 10..i * 10 + 10)]),
-                    &WriteOptions::default(),
-                )
-                .await
-                .unwrap();
+            append_events(&ctx, &t, i * 10..i * 10 + 10).await;
         }
         let table = ctx.floe.load_table(&t).await.unwrap();
         let mut ids: Vec<(i64, i64)> = table
@@ -670,10 +668,7 @@ both_backends!(
         }
         let other = request(addr, "GET", &load, &[("If-None-Match", "\"other\"")], "").await;
         assert_eq!(other.status, 200);
-        ctx.floe
-            .append(&t, stream(vec![events(100..101)]), &WriteOptions::default())
-            .await
-            .unwrap();
+        append_events(&ctx, &t, 100..101).await;
         let after = request(addr, "GET", &load, &[("If-None-Match", &tag)], "").await;
         assert_eq!(after.status, 200);
         assert_ne!(after.header("etag"), Some(tag.as_str()));
