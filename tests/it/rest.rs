@@ -18,7 +18,7 @@ use crate::interop::{duckdb_iceberg_available, floe_rows, pyiceberg_available, p
 use crate::support::*;
 
 /// Serve `ctx`'s catalog as `floe serve` does, on a free loopback port: its base URI.
-pub(crate) async fn serve(ctx: &Ctx) -> String {
+async fn serve(ctx: &Ctx) -> String {
     format!("http://{}", serve_with(ctx, &RestOptions::default()).await)
 }
 
@@ -33,7 +33,7 @@ pub(crate) async fn serve_with(ctx: &Ctx, options: &RestOptions) -> SocketAddr {
 }
 
 /// One raw HTTP/1.1 request: the status and the JSON body (`Null` when there is none).
-pub(crate) async fn http(
+async fn http(
     addr: SocketAddr,
     method: &str,
     path: &str,
