@@ -10,6 +10,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::error::{Missing, RestError, RestResult};
+use super::paging;
 use super::wire::{self, CreateNamespaceRequest, JsonBody, UpdateNamespacePropertiesRequest};
 use super::Served;
 use crate::catalog::Namespace;
@@ -18,8 +19,9 @@ fn failed(e: crate::Error) -> RestError {
     RestError::from_floe(e, Missing::Namespace)
 }
 
-/// `GET /v1/namespaces[?parent=a%1Fb]`: the direct children of `parent` (the top level without
-/// one), including levels that exist only as the prefix of a deeper namespace.
+/// `GET /v1/namespaces[?parent=a%1Fb][&pageToken=..&pageSize=N]`: the direct children of `parent`
+/// (the top level without one), including levels that exist only as the prefix of a deeper
+/// namespace, a page at a time.
 pub(crate) async fn list(State(s): State<Served>, RawQuery(raw): RawQuery) -> RestResult<Json<Value>> {
     let params = wire::query(raw);
     let parent: Vec<String> = match params.get("parent").filter(|p| !p.is_empty()) {
@@ -42,7 +44,12 @@ pub(crate) async fn list(State(s): State<Served>, RawQuery(raw): RawQuery) -> Re
         .filter(|levels| levels.len() > parent.len() && levels.starts_with(&parent))
         .map(|levels| levels[..=parent.len()].to_vec())
         .collect();
-    Ok(Json(json!({ "namespaces": children })))
+    let page = paging::paginate(
+        children.into_iter().collect(),
+        |levels| levels.join("\u{1f}"),
+        &params,
+    )?;
+    Ok(Json(page.to_json("namespaces", |levels| json!(levels))))
 }
 
 /// `POST /v1/namespaces`.

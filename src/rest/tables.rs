@@ -1,7 +1,7 @@
 //! The table endpoints besides commits: list, create (a real create registers the first metadata
 //! file; a stage-create persists nothing and answers the metadata a later create-via-commit will
-//! name), load (the stored metadata file's bytes and the storage config), exists, drop with or
-//! without purge, rename, and metrics (accepted and dropped).
+//! name), exists, drop with or without purge, rename, and metrics (accepted and dropped); the
+//! load itself is in `load`.
 
 use std::collections::HashMap;
 
@@ -11,9 +11,10 @@ use axum::Json;
 use iceberg::spec::{FormatVersion, TableMetadata, TableMetadataBuilder};
 use iceberg::TableCreation;
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::error::{Missing, RestError, RestResult};
+use super::paging;
 use super::wire::{self, CreateTableRequest, JsonBody, LoadTableResult, RenameTableRequest};
 use super::Served;
 use crate::catalog::TableName;
@@ -24,8 +25,12 @@ pub(crate) fn failed(e: crate::Error) -> RestError {
     RestError::from_floe(e, Missing::Table)
 }
 
-/// `GET /v1/namespaces/{namespace}/tables`.
-pub(crate) async fn list(State(s): State<Served>, Path(ns): Path<String>) -> RestResult<Json<Value>> {
+/// `GET /v1/namespaces/{namespace}/tables[?pageToken=..&pageSize=N]`.
+pub(crate) async fn list(
+    State(s): State<Served>,
+    Path(ns): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> RestResult<Json<Value>> {
     let ns = wire::namespace(&ns)?;
     let catalog = s.floe.catalog();
     if !catalog
@@ -39,8 +44,8 @@ pub(crate) async fn list(State(s): State<Served>, Path(ns): Path<String>) -> Res
         ));
     }
     let tables = catalog.list_tables(&ns).await.map_err(failed)?;
-    let identifiers: Vec<Value> = tables.iter().map(wire::ident_json).collect();
-    Ok(Json(json!({ "identifiers": identifiers })))
+    let page = paging::paginate(tables, |t| t.name().to_string(), &wire::query(raw))?;
+    Ok(Json(page.to_json("identifiers", wire::ident_json)))
 }
 
 /// Where a client may put a table: floe's own choice for it, or a location the client names
@@ -104,23 +109,15 @@ pub(crate) async fn create(
             metadata_location: None,
             metadata: RawValue::from_string(json)
                 .map_err(|e| failed(crate::Error::internal(format!("cannot encode metadata: {e}"))))?,
-            config: Some(wire::storage_config(&s.floe)),
+            config: Some(s.storage_config()),
         });
     }
     let table = create::register_new(store, &name, metadata)
         .await
         .map_err(failed)?;
-    LoadTableResult::of(&s.floe, &table, true).await
-}
-
-/// `GET /v1/namespaces/{namespace}/tables/{table}`.
-pub(crate) async fn load(
-    State(s): State<Served>,
-    Path((ns, t)): Path<(String, String)>,
-) -> RestResult<LoadTableResult> {
-    let name = wire::table_name(&ns, &t)?;
-    let table = s.floe.load_table(&name).await.map_err(failed)?;
-    LoadTableResult::of(&s.floe, &table, true).await
+    let mut result = LoadTableResult::of(&s.floe, &table, false).await?;
+    result.config = Some(s.storage_config());
+    Ok(result)
 }
 
 /// `HEAD /v1/namespaces/{namespace}/tables/{table}`: 204 or 404.

@@ -165,25 +165,15 @@ pub(crate) fn storage_config(floe: &Floe) -> BTreeMap<String, String> {
     config
 }
 
-/// A table's metadata as stored: the file's bytes, unzipped when it is gzipped.
+/// A table's metadata as stored: the file's text, unzipped when it is gzipped (read once per file: metadata
+/// files are never rewritten, so later loads are served from the file cache).
 pub(crate) async fn stored_metadata(floe: &Floe, location: &str) -> RestResult<Box<RawValue>> {
-    let bytes = floe
-        .storage()
-        .read(location)
+    let text = floe
+        .table_store()
+        .metadata_text(location)
         .await
         .map_err(|e| RestError::from_floe(e, Missing::Table))?;
-    let text = if location.ends_with(".gz.metadata.json") {
-        let mut out = String::new();
-        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut out).map_err(
-            |e| RestError::from_floe(crate::Error::internal(format!("{location}: {e}")), Missing::Table),
-        )?;
-        out
-    } else {
-        String::from_utf8(bytes.to_vec()).map_err(|e| {
-            RestError::from_floe(crate::Error::internal(format!("{location}: {e}")), Missing::Table)
-        })?
-    };
-    RawValue::from_string(text)
+    RawValue::from_string(text.to_string())
         .map_err(|e| RestError::from_floe(crate::Error::internal(format!("{location}: {e}")), Missing::Table))
 }
 

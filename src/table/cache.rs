@@ -43,7 +43,7 @@ impl<V: Clone> Bounded<V> {
         Self::weighted(capacity, |_| 1)
     }
 
-    fn weighted(capacity: usize, weight: fn(&V) -> usize) -> Self {
+    pub(crate) fn weighted(capacity: usize, weight: fn(&V) -> usize) -> Self {
         Self {
             inner: Mutex::new(BoundedInner {
                 by_location: HashMap::new(),
@@ -89,10 +89,15 @@ impl<V: Clone> Bounded<V> {
 /// manifest of a large table lists many thousands of files.
 const MANIFEST_CACHE_ENTRIES: usize = 100_000;
 
+/// Bytes of metadata JSON kept as text (the REST catalog answers loads with the stored file's text).
+const METADATA_TEXT_BYTES: usize = 64 << 20;
+
 /// The cache a `Floe` handle shares with the tables it loads.
 #[derive(Debug)]
 pub(crate) struct FileCache {
     metadata: Bounded<CachedMetadata>,
+    /// Metadata files as stored (unzipped), for `floe serve`'s loads.
+    metadata_text: Bounded<Arc<str>>,
     manifest_lists: Bounded<Arc<Vec<ManifestFile>>>,
     manifests: Bounded<Arc<Manifest>>,
     /// Snapshots already encoded as metadata JSON.
@@ -105,6 +110,7 @@ impl Default for FileCache {
     fn default() -> Self {
         Self {
             metadata: Bounded::new(32),
+            metadata_text: Bounded::weighted(METADATA_TEXT_BYTES, |t| t.len()),
             // Expiry reads the lists of every snapshot it keeps and of every one it expires.
             manifest_lists: Bounded::new(512),
             manifests: Bounded::weighted(MANIFEST_CACHE_ENTRIES, |m| m.entries().len()),
@@ -122,6 +128,15 @@ impl FileCache {
     /// Remember `metadata` at `location`; returns the cached entry (an earlier one wins).
     pub(crate) fn put_metadata(&self, location: &str, metadata: CachedMetadata) -> CachedMetadata {
         self.metadata.put(location, metadata)
+    }
+
+    pub(crate) fn metadata_text(&self, location: &str) -> Option<Arc<str>> {
+        self.metadata_text.get(location)
+    }
+
+    /// Remember the text of the metadata file at `location`; returns the cached text.
+    pub(crate) fn put_metadata_text(&self, location: &str, text: Arc<str>) -> Arc<str> {
+        self.metadata_text.put(location, text)
     }
 
     pub(crate) fn manifest_list(&self, location: &str) -> Option<Arc<Vec<ManifestFile>>> {

@@ -63,6 +63,18 @@ impl TableStore {
         Ok(self.handle(name, location, Arc::new(metadata)))
     }
 
+    /// The text of the metadata file at `location` as stored (unzipped), from the file cache when
+    /// it was read before: metadata files are never rewritten.
+    pub(crate) async fn metadata_text(&self, location: &str) -> Result<Arc<str>> {
+        if let Some(text) = self.cache.metadata_text(location) {
+            return Ok(text);
+        }
+        let bytes = read_metadata_bytes(&self.storage, location).await?;
+        let text = String::from_utf8(bytes.to_vec())
+            .map_err(|e| Error::new(crate::error::ErrorKind::Data, format!("metadata file {location}: {e}")))?;
+        Ok(self.cache.put_metadata_text(location, Arc::from(text)))
+    }
+
     /// A table at `location`, sharing this store's storage and file cache; the metadata is
     /// remembered, so loading the same location again is free.
     pub(crate) fn handle(&self, name: &TableName, location: String, metadata: TableMetadataRef) -> Table {
@@ -93,6 +105,19 @@ impl TableStore {
 
 /// Read and decode a metadata JSON file (plain or gzip-compressed).
 pub(crate) async fn read_metadata(storage: &ObjectStorage, location: &str) -> Result<TableMetadata> {
+    let text = read_metadata_bytes(storage, location).await?;
+    serde_json::from_slice(&text).map_err(|e| {
+        Error::wrap(
+            crate::error::ErrorKind::Data,
+            format!("metadata file {location} is not valid Iceberg table metadata"),
+            e,
+        )
+    })
+}
+
+/// The bytes of the metadata file at `location`, unzipped when it is gzipped; a missing file the
+/// catalog points at is a data error.
+async fn read_metadata_bytes(storage: &ObjectStorage, location: &str) -> Result<bytes::Bytes> {
     let bytes = storage.read(location).await.map_err(|e| {
         if e.kind() == crate::error::ErrorKind::NotFound {
             Error::new(
@@ -103,18 +128,13 @@ pub(crate) async fn read_metadata(storage: &ObjectStorage, location: &str) -> Re
             e
         }
     })?;
-    let text = if location.ends_with(".gz.metadata.json") || bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut text = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut text)?;
-        bytes::Bytes::from(text)
-    } else {
-        bytes
-    };
-    serde_json::from_slice(&text).map_err(|e| {
-        Error::wrap(
-            crate::error::ErrorKind::Data,
-            format!("metadata file {location} is not valid Iceberg table metadata"),
-            e,
-        )
-    })
+    Ok(
+        if location.ends_with(".gz.metadata.json") || bytes.starts_with(&[0x1f, 0x8b]) {
+            let mut text = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut text)?;
+            bytes::Bytes::from(text)
+        } else {
+            bytes
+        },
+    )
 }

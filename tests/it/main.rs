@@ -22,6 +22,7 @@ mod pipeline;
 mod refs;
 mod rest;
 mod rest_concurrency;
+mod rest_server;
 mod row_level;
 mod row_level_model;
 mod row_level_races;

@@ -23,7 +23,7 @@ pub(crate) async fn serve(ctx: &Ctx) -> String {
 }
 
 /// Serve `ctx`'s catalog with `options` on a free loopback port: its address.
-async fn serve_with(ctx: &Ctx, options: &RestOptions) -> SocketAddr {
+pub(crate) async fn serve_with(ctx: &Ctx, options: &RestOptions) -> SocketAddr {
     let server = floe::rest::Server::bind(ctx.floe.clone(), "127.0.0.1:0".parse().unwrap(), options)
         .await
         .unwrap();
@@ -261,6 +261,7 @@ both_backends!(
             &ctx,
             &RestOptions {
                 token: Some(floe::secrets::Secret::new(token)),
+                ..Default::default()
             },
         )
         .await;
