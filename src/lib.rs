@@ -46,7 +46,8 @@ pub mod units;
 pub use catalog::{Namespace, TableName};
 pub use config::{PartialSettings, Settings};
 pub use error::{Error, ErrorKind, Result};
-pub use lakehouse::{Floe, InitReport, MergeBuilder};
+pub use lakehouse::{Floe, InitReport, MergeBuilder, UpdateSchema};
+pub use table::schema_update::{NewColumn, Position, SchemaUpdate};
 pub use table::deletes::RowLevelMode;
 pub use table::scan::ScanStream;
 pub use table::{
