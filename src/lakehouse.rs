@@ -14,8 +14,8 @@ use crate::config::Settings;
 use crate::error::{Error, ErrorKind, Result};
 use crate::storage::{ObjectStorage, Warehouse};
 use crate::table::create::{self, TableDefinition};
-use crate::table::schema_update::{NewColumn, Position, SchemaUpdate};
 use crate::table::scan::{self, ScanStream};
+use crate::table::schema_update::{NewColumn, Position, SchemaUpdate};
 use crate::table::{
     At, CommitResult, DeleteOptions, MergeClause, MergeOptions, MergeSpec, OverwriteOptions, RowFilter,
     ScanOptions, SnapshotChanges, Table, TableStore, Transaction, UpsertOptions, WriteOptions,
@@ -256,7 +256,10 @@ impl Floe {
         data_type: &arrow::datatypes::DataType,
     ) -> Result<Table> {
         let field_type = crate::table::schema_update::iceberg_type_of(data_type)?;
-        self.update_schema(name).add_column(column, field_type).commit().await
+        self.update_schema(name)
+            .add_column(column, field_type)
+            .commit()
+            .await
     }
 
     /// Change the schema of `name`: a builder of one [`SchemaUpdate`] (add, rename, drop, widen,
@@ -465,6 +468,12 @@ impl UpdateSchema<'_> {
         set_identifier_fields(paths: &[&str]);
         /// See [`SchemaUpdate::union_by_name`].
         union_by_name(schema: arrow::datatypes::SchemaRef);
+    }
+
+    /// Add the operations of `update` (after those described so far).
+    pub fn with(mut self, update: SchemaUpdate) -> Self {
+        self.update.ops.extend(update.ops);
+        self
     }
 
     /// The operations described so far.

@@ -27,7 +27,12 @@ pub(crate) struct Draft<'g> {
 
 /// Apply `ops` to `base` (of a table whose `last-column-id` is `last_column_id`): the new schema
 /// (same schema id as `base`; the metadata builder gives it its own) and the new last column id.
-pub(crate) fn apply(base: &Schema, last_column_id: i32, ops: &[SchemaOp], guards: &Guards) -> Result<(Schema, i32)> {
+pub(crate) fn apply(
+    base: &Schema,
+    last_column_id: i32,
+    ops: &[SchemaOp],
+    guards: &Guards,
+) -> Result<(Schema, i32)> {
     let mut draft = Draft {
         schema: base.clone(),
         last_column_id: last_column_id.max(base.highest_field_id()),
@@ -95,7 +100,11 @@ impl Draft<'_> {
         self.schema.identifier_field_ids().collect()
     }
 
-    fn map_field(&mut self, id: i32, mut edit: impl FnMut(&NestedField) -> Result<NestedField>) -> Result<()> {
+    fn map_field(
+        &mut self,
+        id: i32,
+        mut edit: impl FnMut(&NestedField) -> Result<NestedField>,
+    ) -> Result<()> {
         let fields = tree::map_field(self.schema.as_struct().fields(), id, &mut edit)?;
         self.rebuild(fields, self.identifiers())
     }
@@ -194,7 +203,11 @@ impl Draft<'_> {
             .as_deref()
             .and_then(|n| self.schema.field_by_name(n))
             .or_else(|| self.schema.field_by_name(sibling))
-            .ok_or_else(|| Error::invalid(format!("the table has no column {sibling:?} to place {path:?} by")))?;
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "the table has no column {sibling:?} to place {path:?} by"
+                ))
+            })?;
         if self.place(field.id) != (Place::Member { owner }) {
             return Err(Error::invalid(format!(
                 "cannot place {path:?} next to {sibling:?}: a column moves only within its own struct"
@@ -256,7 +269,9 @@ impl Draft<'_> {
                 "cannot drop {path:?}: it is the source of {reader}"
             )));
         }
-        self.edit_members(owner, |members| Ok(members.into_iter().filter(|f| f.id != field.id).collect()))
+        self.edit_members(owner, |members| {
+            Ok(members.into_iter().filter(|f| f.id != field.id).collect())
+        })
     }
 
     fn make_optional(&mut self, path: &str) -> Result<()> {
@@ -267,9 +282,14 @@ impl Draft<'_> {
             )));
         }
         let is_key = tree::places(&self.schema).get(&field.id) == Some(&Place::Element)
-            && self.schema.name_by_field_id(field.id).is_some_and(|n| n.ends_with(".key"));
+            && self
+                .schema
+                .name_by_field_id(field.id)
+                .is_some_and(|n| n.ends_with(".key"));
         if is_key {
-            return Err(Error::invalid(format!("cannot make {path:?} optional: map keys are required")));
+            return Err(Error::invalid(format!(
+                "cannot make {path:?} optional: map keys are required"
+            )));
         }
         self.map_field(field.id, |f| {
             let mut f = f.clone();
@@ -335,7 +355,12 @@ impl Draft<'_> {
                     return refuse("it is floating point (identifier fields cannot be float or double)")
                 }
                 Type::Primitive(_) => {}
-                other => return refuse(&format!("it is a {} (identifier fields are primitive)", tree::type_name(other))),
+                other => {
+                    return refuse(&format!(
+                        "it is a {} (identifier fields are primitive)",
+                        tree::type_name(other)
+                    ))
+                }
             }
             if !field.required {
                 return refuse("it is optional (identifier fields are required)");

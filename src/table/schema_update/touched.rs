@@ -79,9 +79,16 @@ fn is_prefix(path: &str, of: &str) -> bool {
 fn differs(a: &NestedFieldRef, b: &NestedFieldRef) -> bool {
     let shape = |t: &Type| match t {
         Type::Primitive(p) => p.to_string(),
-        other => tree::type_name(other).split('<').next().unwrap_or_default().to_string(),
+        other => tree::type_name(other)
+            .split('<')
+            .next()
+            .unwrap_or_default()
+            .to_string(),
     };
-    a.name != b.name || a.required != b.required || a.doc != b.doc || shape(&a.field_type) != shape(&b.field_type)
+    a.name != b.name
+        || a.required != b.required
+        || a.doc != b.doc
+        || shape(&a.field_type) != shape(&b.field_type)
 }
 
 /// The fields whose position among the siblings both schemas share changed.

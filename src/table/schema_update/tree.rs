@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use iceberg::spec::{ListType, MapType, NestedField, NestedFieldRef, PrimitiveType, Schema, StructType, Type};
+use iceberg::spec::{
+    ListType, MapType, NestedField, NestedFieldRef, PrimitiveType, Schema, StructType, Type,
+};
 
 use crate::error::{Error, Result};
 
@@ -111,7 +113,10 @@ pub(crate) fn edit_members(
         return edit(fields.to_vec());
     };
     map_field(fields, owner, &mut |f| match f.field_type.as_ref() {
-        Type::Struct(s) => Ok(with_type(f, Type::Struct(StructType::new(edit(s.fields().to_vec())?)))),
+        Type::Struct(s) => Ok(with_type(
+            f,
+            Type::Struct(StructType::new(edit(s.fields().to_vec())?)),
+        )),
         _ => Err(Error::internal(format!("field {} is not a struct", f.name))),
     })
 }
@@ -151,7 +156,8 @@ pub(crate) fn assign_fresh_ids(field_type: &Type, last_id: &mut i32) -> Type {
 /// The Iceberg type of an Arrow type, nested ones included (its field ids are placeholders, to be
 /// replaced by [`assign_fresh_ids`]).
 pub fn iceberg_type_of(data_type: &arrow::datatypes::DataType) -> Result<Type> {
-    let schema = arrow::datatypes::Schema::new(vec![arrow::datatypes::Field::new("c", data_type.clone(), true)]);
+    let schema =
+        arrow::datatypes::Schema::new(vec![arrow::datatypes::Field::new("c", data_type.clone(), true)]);
     let converted = iceberg::arrow::arrow_schema_to_schema_auto_assign_ids(&schema)
         .map_err(|e| Error::invalid(format!("unsupported column type {data_type}: {}", e.message())))?;
     Ok(converted.as_struct().fields()[0].field_type.as_ref().clone())
@@ -215,12 +221,24 @@ mod tests {
         assert!(!promotes(&Long, &Int));
         assert!(!promotes(&Int, &Double));
         assert!(promotes(
-            &Decimal { precision: 10, scale: 2 },
-            &Decimal { precision: 12, scale: 2 }
+            &Decimal {
+                precision: 10,
+                scale: 2
+            },
+            &Decimal {
+                precision: 12,
+                scale: 2
+            }
         ));
         assert!(!promotes(
-            &Decimal { precision: 10, scale: 2 },
-            &Decimal { precision: 12, scale: 3 }
+            &Decimal {
+                precision: 10,
+                scale: 2
+            },
+            &Decimal {
+                precision: 12,
+                scale: 3
+            }
         ));
     }
 }

@@ -39,17 +39,36 @@ fn union_type(draft: &mut Draft<'_>, path: &str, existing: &Type, input: &DataTy
             Ok(())
         }
         (Type::List(l), DataType::List(e) | DataType::LargeList(e) | DataType::FixedSizeList(e, _)) => {
-            union_type(draft, &format!("{path}.element"), &l.element_field.field_type, e.data_type())
+            union_type(
+                draft,
+                &format!("{path}.element"),
+                &l.element_field.field_type,
+                e.data_type(),
+            )
         }
         (Type::Map(m), DataType::Map(entries, _)) => {
             let DataType::Struct(kv) = entries.data_type() else {
-                return Err(Error::invalid(format!("the input's map {path:?} has no key and value")));
+                return Err(Error::invalid(format!(
+                    "the input's map {path:?} has no key and value"
+                )));
             };
             if kv.len() != 2 {
-                return Err(Error::invalid(format!("the input's map {path:?} has no key and value")));
+                return Err(Error::invalid(format!(
+                    "the input's map {path:?} has no key and value"
+                )));
             }
-            union_type(draft, &format!("{path}.key"), &m.key_field.field_type, kv[0].data_type())?;
-            union_type(draft, &format!("{path}.value"), &m.value_field.field_type, kv[1].data_type())
+            union_type(
+                draft,
+                &format!("{path}.key"),
+                &m.key_field.field_type,
+                kv[0].data_type(),
+            )?;
+            union_type(
+                draft,
+                &format!("{path}.value"),
+                &m.value_field.field_type,
+                kv[1].data_type(),
+            )
         }
         (Type::Primitive(have), _) if !input.is_nested() => {
             let wanted = tree::iceberg_type_of(input)?;

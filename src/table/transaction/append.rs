@@ -104,7 +104,9 @@ fn still_fits(written: &SchemaRef, base: &Table) -> Result<()> {
         };
         let fits = match (field.field_type.as_ref(), now.field_type.as_ref()) {
             (Type::Primitive(a), Type::Primitive(b)) => promotes(a, b),
-            (Type::Struct(_), Type::Struct(_)) | (Type::List(_), Type::List(_)) | (Type::Map(_), Type::Map(_)) => true,
+            (Type::Struct(_), Type::Struct(_))
+            | (Type::List(_), Type::List(_))
+            | (Type::Map(_), Type::Map(_)) => true,
             _ => false,
         };
         if !fits {

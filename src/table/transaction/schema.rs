@@ -28,7 +28,12 @@ impl SchemaChange {
     /// Plan `update` on `read`: a broken rule is refused now, before anything is committed.
     pub(crate) async fn plan(read: &Table, update: SchemaUpdate) -> Result<Self> {
         let guards = guards(read).await?;
-        let (after, _) = apply(read.schema(), read.metadata().last_column_id(), &update.ops, &guards)?;
+        let (after, _) = apply(
+            read.schema(),
+            read.metadata().last_column_id(),
+            &update.ops,
+            &guards,
+        )?;
         Ok(Self {
             touched: Touched::between(read.schema(), &after),
             update,
