@@ -24,6 +24,7 @@ mod rest;
 mod row_level;
 mod row_level_model;
 mod row_level_races;
+mod schema_evolution;
 mod sql;
 mod table_ops;
 mod transactions;
