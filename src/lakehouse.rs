@@ -15,6 +15,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::storage::{ObjectStorage, Warehouse};
 use crate::table::create::{self, TableDefinition};
 use crate::table::scan::{self, ScanStream};
+use crate::table::schema_update::{NewColumn, Position, SchemaUpdate};
 use crate::table::{
     At, CommitResult, DeleteOptions, MergeClause, MergeOptions, MergeSpec, OverwriteOptions, RowFilter,
     ScanOptions, SnapshotChanges, Table, TableStore, Transaction, UpsertOptions, WriteOptions,
@@ -246,19 +247,32 @@ impl Floe {
         tx.commit_one().await
     }
 
-    /// Add an optional column (schema evolution; no snapshot).
+    /// Add an optional column at the end (schema evolution; no snapshot): short for
+    /// `update_schema(name).add_column(column, type).commit()`.
     pub async fn add_column(
         &self,
         name: &TableName,
         column: &str,
         data_type: &arrow::datatypes::DataType,
     ) -> Result<Table> {
-        crate::catalog::names::validate_name("column", column)?;
-        let field_type = iceberg::arrow::arrow_type_to_type(data_type)
-            .map_err(|e| Error::invalid(format!("unsupported column type {data_type}: {}", e.message())))?;
-        let mut tx = self.transaction();
-        tx.add_column(name, column, field_type).await?;
-        Ok(tx.commit_one().await?.table)
+        let field_type = crate::table::schema_update::iceberg_type_of(data_type)?;
+        self.update_schema(name)
+            .add_column(column, field_type)
+            .commit()
+            .await
+    }
+
+    /// Change the schema of `name`: a builder of one [`SchemaUpdate`] (add, rename, drop, widen,
+    /// make optional, document, move columns, nested ones by dotted path; set identifier fields;
+    /// union with an input's schema) committed as one new schema, no snapshot. Checked on the schema
+    /// read now; re-applied on the current one at commit, so concurrent changes to other fields are
+    /// kept, and one that touched the same field or name makes this a `Conflict`.
+    pub fn update_schema(&self, name: &TableName) -> UpdateSchema<'_> {
+        UpdateSchema {
+            floe: self,
+            table: name.clone(),
+            update: SchemaUpdate::new(),
+        }
     }
 
     /// Create a branch at a state of the table (the head of `main` by default).
@@ -400,6 +414,78 @@ impl Floe {
             spec: MergeSpec::on(""),
             options: MergeOptions::default(),
         }
+    }
+}
+
+/// A schema change being described: `floe.update_schema(&t).rename_column("a", "b")
+/// .widen_column("n", Type::Primitive(PrimitiveType::Long)).commit()` (see [`SchemaUpdate`] for each
+/// operation and its rules).
+#[derive(Debug)]
+pub struct UpdateSchema<'a> {
+    floe: &'a Floe,
+    table: TableName,
+    update: SchemaUpdate,
+}
+
+/// Builder methods of [`UpdateSchema`] that add one operation of [`SchemaUpdate`].
+macro_rules! schema_operations {
+    ($($(#[$doc:meta])* $op:ident($($arg:ident: $ty:ty),*);)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $op(mut self, $($arg: $ty),*) -> Self {
+                self.update = self.update.$op($($arg),*);
+                self
+            }
+        )*
+    };
+}
+
+impl UpdateSchema<'_> {
+    schema_operations! {
+        /// See [`SchemaUpdate::add_column`].
+        add_column(path: &str, field_type: iceberg::spec::Type);
+        /// See [`SchemaUpdate::add_column_with`].
+        add_column_with(path: &str, field_type: iceberg::spec::Type, column: NewColumn);
+        /// See [`SchemaUpdate::rename_column`].
+        rename_column(path: &str, new_name: &str);
+        /// See [`SchemaUpdate::drop_column`].
+        drop_column(path: &str);
+        /// See [`SchemaUpdate::make_optional`].
+        make_optional(path: &str);
+        /// See [`SchemaUpdate::update_doc`].
+        update_doc(path: &str, doc: Option<&str>);
+        /// See [`SchemaUpdate::widen_column`].
+        widen_column(path: &str, to: iceberg::spec::Type);
+        /// See [`SchemaUpdate::move_column`].
+        move_column(path: &str, position: Position);
+        /// See [`SchemaUpdate::move_first`].
+        move_first(path: &str);
+        /// See [`SchemaUpdate::move_before`].
+        move_before(path: &str, sibling: &str);
+        /// See [`SchemaUpdate::move_after`].
+        move_after(path: &str, sibling: &str);
+        /// See [`SchemaUpdate::set_identifier_fields`].
+        set_identifier_fields(paths: &[&str]);
+        /// See [`SchemaUpdate::union_by_name`].
+        union_by_name(schema: arrow::datatypes::SchemaRef);
+    }
+
+    /// Add the operations of `update` (after those described so far).
+    pub fn with(mut self, update: SchemaUpdate) -> Self {
+        self.update.ops.extend(update.ops);
+        self
+    }
+
+    /// The operations described so far.
+    pub fn into_update(self) -> SchemaUpdate {
+        self.update
+    }
+
+    /// Commit the change as the table's new current schema: the table after it.
+    pub async fn commit(self) -> Result<Table> {
+        let mut tx = self.floe.transaction();
+        tx.update_schema(&self.table, self.update).await?;
+        Ok(tx.commit_one().await?.table)
     }
 }
 

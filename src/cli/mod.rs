@@ -16,6 +16,7 @@ mod output;
 mod pipeline;
 mod refs;
 mod rows;
+mod schema;
 mod serve;
 mod sql;
 mod table;
@@ -97,6 +98,8 @@ enum Command {
     #[command(flatten)]
     Rows(rows::Command),
     #[command(flatten)]
+    Schema(schema::Command),
+    #[command(flatten)]
     Refs(refs::Command),
     #[command(flatten)]
     Maintain(maintain::Command),
@@ -160,6 +163,7 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
                 Command::Catalog(c) => catalog::run(&floe, c).await,
                 Command::Table(c) => table::run(&floe, c).await,
                 Command::Rows(c) => rows::run(&floe, c).await,
+                Command::Schema(c) => schema::run(&floe, c).await,
                 Command::Refs(c) => refs::run(&floe, c).await,
                 Command::Maintain(c) => maintain::run(&floe, c).await,
                 Command::Ingest(c) => ingest::run(&floe, c).await,

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use floe::table::deletes::RowLevelMode;
 use floe::table::files::{read_files, FileReadOptions};
 use floe::table::inspect;
-use floe::table::schema_text::{parse_schema, parse_type};
+use floe::table::schema_text::{parse_field_type, parse_schema};
 use floe::{
     At, DeleteOptions, Floe, Isolation, Lineage, OverwriteOptions, PartitionField, RowFilter, ScanOptions,
     TableDefinition, TableName, WriteOptions,
@@ -90,7 +90,7 @@ pub enum Command {
         #[command(flatten)]
         write: WriteArgs,
     },
-    /// Add an optional column.
+    /// Add an optional column at the end (an alias of `floe schema add`).
     AddColumn {
         /// NS.TABLE
         table: String,
@@ -344,8 +344,13 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
         }
         Command::AddColumn { table, name, r#type } => {
             let t = TableName::parse(&table)?;
-            floe.add_column(&t, &name, &parse_type(&r#type)?).await?;
+            let table = floe
+                .update_schema(&t)
+                .add_column(&name, parse_field_type(&r#type)?)
+                .commit()
+                .await?;
             writeln!(out, "added column {name} to {t}")?;
+            output::table::schema(out, table.schema())?;
         }
         Command::Drop { table, purge } => {
             let name = TableName::parse(&table)?;

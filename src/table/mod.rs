@@ -17,6 +17,7 @@ pub(crate) mod metadata_json;
 pub mod plain_files;
 pub mod scan;
 pub mod schema_text;
+pub mod schema_update;
 pub mod store;
 pub mod transaction;
 pub(crate) mod writer;

@@ -255,7 +255,7 @@ pub(crate) fn conform(
     Ok(RecordBatch::try_new(target.clone(), columns)?)
 }
 
-fn widening(from: &DataType, to: &DataType) -> bool {
+pub(crate) fn widening(from: &DataType, to: &DataType) -> bool {
     use DataType::*;
     let stringy = |t: &DataType| matches!(t, Utf8 | LargeUtf8 | Utf8View);
     let binary = |t: &DataType| matches!(t, Binary | LargeBinary | BinaryView);

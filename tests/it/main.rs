@@ -26,6 +26,7 @@ mod rest_server;
 mod row_level;
 mod row_level_model;
 mod row_level_races;
+mod schema_evolution;
 mod sql;
 mod table_ops;
 mod transactions;

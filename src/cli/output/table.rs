@@ -117,6 +117,47 @@ fn file_cells(f: &FileInfo) -> Vec<String> {
     ]
 }
 
+/// A schema: every field (nested ones by dotted path) with its id, type, whether it is required
+/// and its doc, then the identifier fields.
+pub fn schema(out: &mut impl Write, schema: &iceberg::spec::Schema) -> Result<()> {
+    fn rows(fields: &[iceberg::spec::NestedFieldRef], prefix: &str, g: &mut super::Grid) {
+        for f in fields {
+            let path = format!("{prefix}{}", f.name);
+            g.add_row(vec![
+                f.id.to_string(),
+                path.clone(),
+                floe::table::schema_text::type_text(&f.field_type),
+                f.required.to_string(),
+                f.doc.clone().unwrap_or_default(),
+            ]);
+            let nested = match f.field_type.as_ref() {
+                iceberg::spec::Type::Struct(s) => s.fields().to_vec(),
+                iceberg::spec::Type::List(l) => vec![l.element_field.clone()],
+                iceberg::spec::Type::Map(m) => vec![m.key_field.clone(), m.value_field.clone()],
+                iceberg::spec::Type::Primitive(_) => Vec::new(),
+            };
+            rows(&nested, &format!("{path}."), g);
+        }
+    }
+    let mut g = grid(vec!["id", "column", "type", "required", "doc"]);
+    rows(schema.as_struct().fields(), "", &mut g);
+    writeln!(out, "{g}")?;
+    let ids: Vec<&str> = schema
+        .identifier_field_ids()
+        .filter_map(|id| schema.name_by_field_id(id))
+        .collect();
+    writeln!(
+        out,
+        "identifier fields: {}",
+        if ids.is_empty() {
+            "(none)".to_string()
+        } else {
+            ids.join(", ")
+        }
+    )?;
+    Ok(())
+}
+
 /// `floe show`: the table's facts, then its schema, partition spec, properties, refs and files.
 pub fn show(out: &mut impl Write, s: &TableSummary, format: Format) -> Result<()> {
     if format == Format::Json {
@@ -130,16 +171,8 @@ pub fn show(out: &mut impl Write, s: &TableSummary, format: Format) -> Result<()
     writeln!(out, "snapshot   {}", snapshot.as_deref().unwrap_or("(none)"))?;
     writeln!(out, "rows       {}", s.rows)?;
     writeln!(out, "files      {} ({} bytes)", s.files.len(), s.bytes)?;
-    let mut g = grid(vec!["id", "column", "type", "required"]);
-    for f in s.schema.as_struct().fields() {
-        g.add_row(vec![
-            f.id.to_string(),
-            f.name.clone(),
-            f.field_type.to_string(),
-            f.required.to_string(),
-        ]);
-    }
-    writeln!(out, "schema\n{g}")?;
+    writeln!(out, "schema")?;
+    schema(out, &s.schema)?;
     if !s.partition_spec.is_unpartitioned() {
         let mut g = grid(vec!["partition field", "source id", "transform"]);
         for f in s.partition_spec.fields() {

@@ -1,12 +1,15 @@
 //! Append: add data files as a new snapshot. An append never conflicts: whatever landed meanwhile
 //! stays, and each attempt builds its manifests and manifest list from that attempt's base, so a
-//! retry can never carry a stale manifest list forward.
+//! retry can never carry a stale manifest list forward. Files written with a schema that is no
+//! longer current still land when every field they wrote still exists with a type their values
+//! promote to (readers read files by field id); otherwise the append is a `Conflict`.
 
-use iceberg::spec::{DataFile, Operation};
+use iceberg::spec::{DataFile, Operation, SchemaRef, Type};
 
 use super::producer::{produce, SnapshotChange, Staged};
 use super::WriteOptions;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::table::schema_update::tree::{promotes, type_name};
 use crate::table::Table;
 
 /// Data files to add.
@@ -20,6 +23,8 @@ pub(crate) struct Append {
     /// verdict); an append of nothing is otherwise no change at all.
     pub(crate) keep_empty: bool,
     pub(crate) write: WriteOptions,
+    /// The schema the files were written with, when known.
+    pub(crate) schema: Option<SchemaRef>,
 }
 
 impl Append {
@@ -29,6 +34,22 @@ impl Append {
             owned: true,
             keep_empty: false,
             write: write.clone(),
+            schema: None,
+        }
+    }
+
+    /// The files were written with `schema`.
+    pub(crate) fn written_with(mut self, schema: &SchemaRef) -> Self {
+        self.schema = Some(schema.clone());
+        self
+    }
+
+    /// The head the append expects, and the files' fit to the base's current schema.
+    pub(crate) fn validate(&self, base: &Table) -> Result<()> {
+        self.write.check_expected_head(base)?;
+        match &self.schema {
+            Some(written) if !self.files.is_empty() => still_fits(written, base),
+            _ => Ok(()),
         }
     }
 
@@ -55,4 +76,46 @@ impl Append {
         let change = SnapshotChange::data(Operation::Append, self.files.clone(), Vec::new());
         produce(base, change, &self.write, written).await.map(Some)
     }
+}
+
+/// Whether files written with `written` can still be read through `base`'s current schema: each
+/// field they wrote is still there (by id) with the same kind of type, a primitive one its values
+/// promote to.
+fn still_fits(written: &SchemaRef, base: &Table) -> Result<()> {
+    let current = base.schema();
+    if current.schema_id() == written.schema_id() {
+        return Ok(());
+    }
+    for (id, field) in written.field_id_to_fields() {
+        let name = written.name_by_field_id(*id).unwrap_or(&field.name);
+        let refuse = |why: String| {
+            Err(Error::conflict(
+                None,
+                format!(
+                    "this append wrote column {name:?} (field id {id}) with schema {}, and a concurrent schema \
+                     change (now schema {}) {why}",
+                    written.schema_id(),
+                    current.schema_id()
+                ),
+            ))
+        };
+        let Some(now) = current.field_by_id(*id) else {
+            return refuse("dropped it".into());
+        };
+        let fits = match (field.field_type.as_ref(), now.field_type.as_ref()) {
+            (Type::Primitive(a), Type::Primitive(b)) => promotes(a, b),
+            (Type::Struct(_), Type::Struct(_))
+            | (Type::List(_), Type::List(_))
+            | (Type::Map(_), Type::Map(_)) => true,
+            _ => false,
+        };
+        if !fits {
+            return refuse(format!(
+                "changed its type from {} to {}",
+                type_name(&field.field_type),
+                type_name(&now.field_type)
+            ));
+        }
+    }
+    Ok(())
 }

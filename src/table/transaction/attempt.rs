@@ -143,11 +143,12 @@ async fn validate_all(changes: &[TableChange], bases: &[Table]) -> Result<Vec<(u
 /// Check an action against its base: the head it expects, then the action's own rules.
 async fn validate(action: &Action, base: &Table) -> Result<Verdict> {
     match action {
-        Action::Append(a) => a.write.check_expected_head(base).map(|_| Verdict::Valid),
+        Action::Append(a) => a.validate(base).map(|_| Verdict::Valid),
         Action::RowDelta(r) => r.validate(base).await,
         Action::Rewrite(r) => r.validate(base).await.map(|_| Verdict::Valid),
         Action::Client(c) => c.validate(base).map(|_| Verdict::Valid),
-        Action::Ref(_) | Action::Schema(_) | Action::Expire(_) => Ok(Verdict::Valid),
+        Action::Schema(s) => s.validate(base).map(|_| Verdict::Valid),
+        Action::Ref(_) | Action::Expire(_) => Ok(Verdict::Valid),
     }
 }
 
@@ -189,7 +190,7 @@ async fn apply(action: &Action, view: &Table, written: &mut Vec<String>) -> Resu
         Action::RowDelta(r) => r.apply(view, written).await,
         Action::Rewrite(r) => r.apply(view, written).await,
         Action::Ref(r) => r.apply(view).map(Some),
-        Action::Schema(s) => s.apply(view).map(Some),
+        Action::Schema(s) => s.apply(view).await.map(Some),
         Action::Expire(e) => e.apply(view),
         Action::Client(c) => c.apply(view).await,
     }

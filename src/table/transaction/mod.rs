@@ -41,6 +41,7 @@ use super::writer::write_batches;
 use super::Table;
 use crate::catalog::TableName;
 use crate::error::{Error, Result};
+use crate::table::schema_update::SchemaUpdate;
 pub use merge_into::{Assignments, MergeClause, MergeSpec, RowCounts};
 pub use options::{
     Dedupe, DeleteOptions, ExpectedHead, Isolation, Lineage, MergeOptions, OverwriteOptions, RowLevelOptions,
@@ -220,7 +221,8 @@ impl Transaction {
     {
         let read = self.table(table).await?;
         let files = write_batches(&read, batches.boxed(), options.target_file_size).await?;
-        self.push(table, Action::Append(append::Append::new(files, options)));
+        let append = append::Append::new(files, options).written_with(read.schema());
+        self.push(table, Action::Append(append));
         Ok(())
     }
 
@@ -344,8 +346,9 @@ impl Transaction {
         files: Vec<DataFile>,
         options: &WriteOptions,
     ) -> Result<()> {
-        self.table(table).await?;
-        self.push(table, Action::Append(append::Append::new(files, options)));
+        let read = self.table(table).await?;
+        let append = append::Append::new(files, options).written_with(read.schema());
+        self.push(table, Action::Append(append));
         Ok(())
     }
 
@@ -510,6 +513,17 @@ impl Transaction {
         Ok(())
     }
 
+    /// Change the schema of `table` (see [`SchemaUpdate`]): checked now on the schema this
+    /// transaction read (a broken rule is an error and nothing is planned), re-applied on the current
+    /// schema at commit; a concurrent schema change that touched the same fields makes the commit a
+    /// `Conflict`.
+    pub async fn update_schema(&mut self, table: &TableName, update: SchemaUpdate) -> Result<()> {
+        let read = self.table(table).await?;
+        let change = schema::SchemaChange::plan(&read, update).await?;
+        self.push(table, Action::Schema(change));
+        Ok(())
+    }
+
     /// Add an optional column at the end of the schema.
     pub async fn add_column(
         &mut self,
@@ -517,14 +531,8 @@ impl Transaction {
         column: &str,
         field_type: iceberg::spec::Type,
     ) -> Result<()> {
-        self.table(table).await?;
-        let change = schema::SchemaChange::AddColumn {
-            name: column.to_string(),
-            field_type,
-            doc: None,
-        };
-        self.push(table, Action::Schema(change));
-        Ok(())
+        self.update_schema(table, SchemaUpdate::new().add_column(column, field_type))
+            .await
     }
 
     /// Commit every table's actions at once: all land or none does. Returns one result per table,
