@@ -21,6 +21,8 @@ mod names;
 mod pipeline;
 mod refs;
 mod rest;
+mod rest_clients;
+mod rest_commit;
 mod row_level;
 mod row_level_model;
 mod row_level_races;

@@ -18,12 +18,12 @@ use crate::interop::{duckdb_iceberg_available, floe_rows, pyiceberg_available, p
 use crate::support::*;
 
 /// Serve `ctx`'s catalog as `floe serve` does, on a free loopback port: its base URI.
-async fn serve(ctx: &Ctx) -> String {
+pub(crate) async fn serve(ctx: &Ctx) -> String {
     format!("http://{}", serve_with(ctx, &RestOptions::default()).await)
 }
 
 /// Serve `ctx`'s catalog with `options` on a free loopback port: its address.
-async fn serve_with(ctx: &Ctx, options: &RestOptions) -> SocketAddr {
+pub(crate) async fn serve_with(ctx: &Ctx, options: &RestOptions) -> SocketAddr {
     let server = floe::rest::Server::bind(ctx.floe.clone(), "127.0.0.1:0".parse().unwrap(), options)
         .await
         .unwrap();
@@ -33,7 +33,7 @@ async fn serve_with(ctx: &Ctx, options: &RestOptions) -> SocketAddr {
 }
 
 /// One raw HTTP/1.1 request: the status and the JSON body (`Null` when there is none).
-async fn http(
+pub(crate) async fn http(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -62,7 +62,7 @@ async fn http(
 }
 
 /// Run the REST clients' tool with `args`; the S3 keys (on Garage) go in the environment.
-async fn rest_tool(ctx: &Ctx, args: &[&str]) -> Value {
+pub(crate) async fn rest_tool(ctx: &Ctx, args: &[&str]) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/rest_tool.py");
     let mut cmd = tokio::process::Command::new(python());
     cmd.arg(script).args(args);
@@ -97,7 +97,7 @@ fn py_rows(table: &floe::Table, ids: &[i64]) -> RecordBatch {
     .unwrap()
 }
 
-fn ids_of(rows: &Value) -> Vec<i64> {
+pub(crate) fn ids_of(rows: &Value) -> Vec<i64> {
     let mut ids: Vec<i64> = rows
         .as_array()
         .unwrap()
