@@ -24,7 +24,12 @@ pub(crate) async fn serve(ctx: &Ctx) -> String {
 
 /// Serve `ctx`'s catalog with `options` on a free loopback port: its address.
 pub(crate) async fn serve_with(ctx: &Ctx, options: &RestOptions) -> SocketAddr {
-    let server = floe::rest::Server::bind(ctx.floe.clone(), "127.0.0.1:0".parse().unwrap(), options)
+    serve_floe(ctx.floe.clone(), options).await
+}
+
+/// Serve `floe` with `options` on a free loopback port: its address.
+pub(crate) async fn serve_floe(floe: floe::Floe, options: &RestOptions) -> SocketAddr {
+    let server = floe::rest::Server::bind(floe, "127.0.0.1:0".parse().unwrap(), options)
         .await
         .unwrap();
     let addr = server.local_addr().unwrap();

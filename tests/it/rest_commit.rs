@@ -16,17 +16,12 @@ use serde_json::{json, Value};
 
 use crate::both_backends;
 use crate::faulty_catalog::{faulty_floe, Fault};
-use crate::rest::http;
+use crate::rest::{http, serve_floe};
 use crate::support::*;
 
 /// Serve `floe` on a free loopback port, without auth: its address.
-async fn serve_floe(floe: Floe) -> SocketAddr {
-    let server = floe::rest::Server::bind(floe, "127.0.0.1:0".parse().unwrap(), &RestOptions::default())
-        .await
-        .unwrap();
-    let addr = server.local_addr().unwrap();
-    tokio::spawn(server.run());
-    addr
+async fn serve(floe: Floe) -> SocketAddr {
+    serve_floe(floe, &RestOptions::default()).await
 }
 
 /// The error type and status of an answer.
@@ -100,7 +95,7 @@ both_backends!(
                 .await
                 .unwrap();
         }
-        let addr = serve_floe(ctx.floe.clone()).await;
+        let addr = serve(ctx.floe.clone()).await;
         let ns = ctx.ns.to_string();
         let path = format!("/v1/namespaces/{ns}/tables/a");
         let table = ctx.floe.load_table(&a).await.unwrap();
@@ -216,7 +211,7 @@ both_backends!(
 both_backends!(
     a_create_commit_keeps_the_field_ids_the_client_sent,
     |ctx: Ctx| async move {
-        let addr = serve_floe(ctx.floe.clone()).await;
+        let addr = serve(ctx.floe.clone()).await;
         let ns = ctx.ns.to_string();
         let schema = json!({"type": "struct", "schema-id": 0, "fields": [
             {"id": 5, "name": "id", "required": true, "type": "long"},
@@ -312,7 +307,7 @@ both_backends!(
         settings.retry.max_retries = 0;
         let before = ctx.floe.load_table(&t).await.unwrap();
         let (floe, faulty) = faulty_floe(settings, vec![Fault::LoseReplyAfterSwap]).await;
-        let answer = http(serve_floe(floe).await, "POST", &path, None, Some(&set("lost"))).await;
+        let answer = http(serve(floe).await, "POST", &path, None, Some(&set("lost"))).await;
         assert_eq!(
             error_of(&answer),
             (500, "CommitStateUnknownException".to_string()),
@@ -333,7 +328,7 @@ both_backends!(
 
         // With retries, floe finds its own landed swap: 200, and it lands once.
         let (floe, faulty) = faulty_floe(ctx.settings.clone(), vec![Fault::LoseReplyAfterSwap]).await;
-        let answer = http(serve_floe(floe).await, "POST", &path, None, Some(&set("found"))).await;
+        let answer = http(serve(floe).await, "POST", &path, None, Some(&set("found"))).await;
         assert_eq!(answer.0, 200, "{}", answer.1);
         assert_eq!(faulty.swaps(), 1);
         let now = ctx.floe.load_table(&t).await.unwrap();
@@ -345,7 +340,7 @@ both_backends!(
 
         // Every swap fails before COMMIT: certainly not landed (503), and nothing changed.
         let (floe, _) = faulty_floe(ctx.settings.clone(), vec![Fault::FailStatement; 10]).await;
-        let answer = http(serve_floe(floe).await, "POST", &path, None, Some(&set("failed"))).await;
+        let answer = http(serve(floe).await, "POST", &path, None, Some(&set("failed"))).await;
         assert_eq!(
             error_of(&answer),
             (503, "ServiceUnavailableException".to_string()),
@@ -356,7 +351,7 @@ both_backends!(
         assert_eq!(last.metadata_location(), now.metadata_location());
 
         // A missing table or namespace is told apart by the error's structure.
-        let addr = serve_floe(ctx.floe.clone()).await;
+        let addr = serve(ctx.floe.clone()).await;
         let missing_table = http(
             addr,
             "POST",
@@ -428,7 +423,7 @@ both_backends!(
             .filter(|f| !others_files.contains(f))
             .collect();
 
-        let addr = serve_floe(ctx.floe.clone()).await;
+        let addr = serve(ctx.floe.clone()).await;
         let ns = ctx.ns.to_string();
         let answer = http(
             addr,
