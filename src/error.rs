@@ -53,11 +53,24 @@ impl fmt::Display for ErrorKind {
     }
 }
 
+/// What a `NotFound` error is missing, when it is a catalog object: a REST client tells a missing
+/// namespace from a missing table by the error's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Missing {
+    /// A namespace.
+    Namespace,
+    /// A table.
+    Table,
+}
+
 /// floe's error: a kind, a message and the underlying cause.
 pub struct Error {
     kind: ErrorKind,
     message: String,
     conflicting_snapshot: Option<i64>,
+    missing: Option<Missing>,
+    swap_failed: bool,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -71,6 +84,8 @@ impl Error {
             kind,
             message: message.into(),
             conflicting_snapshot: None,
+            missing: None,
+            swap_failed: false,
             source: None,
         }
     }
@@ -115,6 +130,32 @@ impl Error {
 
     pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::NotFound, message)
+    }
+
+    /// A `NotFound` about a catalog object: a namespace or a table.
+    pub(crate) fn missing_object(missing: Missing, message: impl Into<String>) -> Self {
+        let mut e = Self::not_found(message);
+        e.missing = Some(missing);
+        e
+    }
+
+    /// For a `NotFound`: the catalog object missing, when it is a namespace or a table.
+    pub fn missing(&self) -> Option<Missing> {
+        self.missing
+    }
+
+    /// Mark a commit's error as a swap that certainly failed: the catalog could not run it (a
+    /// statement error before `COMMIT`), so nothing landed and the commit may be sent again.
+    pub(crate) fn swap_failed(mut self) -> Self {
+        self.swap_failed = true;
+        self
+    }
+
+    /// Whether this is a commit whose catalog swap certainly failed (nothing landed, and not because
+    /// a concurrent commit won: the catalog itself failed), as opposed to an unknown outcome
+    /// ([`ErrorKind::CommitStateUnknown`]) or a conflict.
+    pub fn is_swap_failure(&self) -> bool {
+        self.swap_failed
     }
 
     pub(crate) fn internal(message: impl Into<String>) -> Self {
@@ -242,8 +283,15 @@ impl From<iceberg::Error> for Error {
             }
             _ => ErrorKind::Data,
         };
+        let missing = match e.kind() {
+            iceberg::ErrorKind::NamespaceNotFound => Some(Missing::Namespace),
+            iceberg::ErrorKind::TableNotFound => Some(Missing::Table),
+            _ => None,
+        };
         let message = e.message().to_string();
-        Error::wrap(kind, message, e)
+        let mut out = Error::wrap(kind, message, e);
+        out.missing = missing;
+        out
     }
 }
 

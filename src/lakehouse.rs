@@ -178,7 +178,9 @@ impl Floe {
     /// file under the table's location that the metadata does not name, or another table's files
     /// below it, are left alone.
     pub async fn drop_table(&self, name: &TableName, purge: bool) -> Result<()> {
-        crate::maintenance::purge::drop_table(&self.inner.tables, name, purge).await
+        use crate::maintenance::purge::{drop_table, Purge};
+        let purge = if purge { Purge::Referenced } else { Purge::Nothing };
+        drop_table(&self.inner.tables, name, purge).await
     }
 
     /// A transaction over one or more tables: its changes land together or not at all.

@@ -45,7 +45,7 @@ pub mod units;
 
 pub use catalog::{Namespace, TableName};
 pub use config::{PartialSettings, Settings};
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, Missing, Result};
 pub use lakehouse::{Floe, InitReport, MergeBuilder, UpdateSchema};
 pub use table::deletes::RowLevelMode;
 pub use table::scan::ScanStream;

@@ -18,7 +18,7 @@ use sqlx::{AnyPool, Row};
 
 use super::records::Migration;
 use super::{Catalog, MetadataSwap, Namespace, SwapOutcome, TableName};
-use crate::error::{Error, ErrorKind, Result, SqlDatabase};
+use crate::error::{Error, ErrorKind, Missing, Result, SqlDatabase};
 use crate::secrets::redact_secrets;
 
 /// The catalog's own schema migrations (floe's records beside it own theirs: see `records`).
@@ -389,7 +389,10 @@ impl Catalog for SqlCatalog {
         .await
         .map_err(|e| catalog_error("cannot drop namespace", e))?;
         if done.rows_affected() == 0 {
-            return Err(Error::not_found(format!("namespace {ns} does not exist")));
+            return Err(Error::missing_object(
+                Missing::Namespace,
+                format!("namespace {ns} does not exist"),
+            ));
         }
         Ok(())
     }
@@ -401,7 +404,10 @@ impl Catalog for SqlCatalog {
         updates: &BTreeMap<String, String>,
     ) -> Result<()> {
         if !self.namespace_exists(ns).await? {
-            return Err(Error::not_found(format!("namespace {ns} does not exist")));
+            return Err(Error::missing_object(
+                Missing::Namespace,
+                format!("namespace {ns} does not exist"),
+            ));
         }
         let failed = |e| catalog_error(&format!("cannot update the properties of namespace {ns}"), e);
         let mut tx = self.pool().begin().await.map_err(failed)?;
@@ -538,17 +544,20 @@ impl Catalog for SqlCatalog {
         .await
         .map_err(|e| catalog_error(&format!("cannot drop table {table}"), e))?;
         if done.rows_affected() == 0 {
-            return Err(Error::not_found(format!("table {table} does not exist")));
+            return Err(Error::missing_object(
+                Missing::Table,
+                format!("table {table} does not exist"),
+            ));
         }
         Ok(())
     }
 
     async fn rename_table(&self, from: &TableName, to: &TableName) -> Result<()> {
         if !self.namespace_exists(to.namespace()).await? {
-            return Err(Error::not_found(format!(
-                "namespace {} does not exist",
-                to.namespace()
-            )));
+            return Err(Error::missing_object(
+                Missing::Namespace,
+                format!("namespace {} does not exist", to.namespace()),
+            ));
         }
         let done = sqlx::query(&self.sql(
             "UPDATE iceberg_tables SET table_namespace = ?, table_name = ? \
@@ -568,7 +577,10 @@ impl Catalog for SqlCatalog {
             e => catalog_error(&format!("cannot rename table {from} to {to}"), e),
         })?;
         if done.rows_affected() == 0 {
-            return Err(Error::not_found(format!("table {from} does not exist")));
+            return Err(Error::missing_object(
+                Missing::Table,
+                format!("table {from} does not exist"),
+            ));
         }
         Ok(())
     }

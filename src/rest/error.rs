@@ -16,12 +16,9 @@ pub struct RestError {
     message: String,
 }
 
-/// What a missing object was, when floe only says "not found".
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Missing {
-    Namespace,
-    Table,
-}
+/// What a missing object was: floe's errors say it when a namespace or a table is missing; a
+/// handler names what else a "not found" is about.
+pub(crate) use crate::error::Missing;
 
 impl RestError {
     pub(crate) fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
@@ -41,36 +38,56 @@ impl RestError {
     pub(crate) fn not_found(missing: Missing, message: impl Into<String>) -> Self {
         let kind = match missing {
             Missing::Namespace => "NoSuchNamespaceException",
-            Missing::Table => "NoSuchTableException",
+            _ => "NoSuchTableException",
         };
         Self::new(StatusCode::NOT_FOUND, kind, message)
     }
 
-    /// floe's error `e` as the REST answer; a "not found" is about `missing` unless its message
-    /// names a namespace that does not exist.
+    /// floe's error `e` as the answer to a request that commits nothing: a "not found" is about
+    /// the namespace or table the error names, else about `missing`; a catalog database that failed
+    /// or cannot be reached is 503 (nothing changed; the client may try again).
     pub(crate) fn from_floe(e: Error, missing: Missing) -> Self {
+        if e.kind() == ErrorKind::Catalog {
+            return Self::unavailable(e.to_string());
+        }
+        Self::common(e, missing)
+    }
+
+    /// floe's error `e` as the answer to a commit: 503 only when the swap certainly failed (nothing
+    /// landed, the client may send it again), 500 `CommitStateUnknownException` when it may have
+    /// landed, and any other catalog failure a plain 500 (the client cannot know it is safe to retry).
+    pub(crate) fn from_commit(e: Error) -> Self {
+        if e.kind() == ErrorKind::Catalog {
+            if e.is_swap_failure() {
+                return Self::unavailable(e.to_string());
+            }
+            return Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+                e.to_string(),
+            );
+        }
+        Self::common(e, Missing::Table)
+    }
+
+    fn unavailable(message: String) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailableException",
+            message,
+        )
+    }
+
+    fn common(e: Error, missing: Missing) -> Self {
         let message = e.to_string();
         match e.kind() {
             ErrorKind::InvalidInput => Self::bad_request(message),
-            ErrorKind::NotFound => {
-                let missing = if message.contains("namespace") && message.contains("does not exist") {
-                    Missing::Namespace
-                } else {
-                    missing
-                };
-                Self::not_found(missing, message)
-            }
+            ErrorKind::NotFound => Self::not_found(e.missing().unwrap_or(missing), message),
             ErrorKind::AlreadyExists => Self::new(StatusCode::CONFLICT, "AlreadyExistsException", message),
             ErrorKind::Conflict => Self::new(StatusCode::CONFLICT, "CommitFailedException", message),
             ErrorKind::CommitStateUnknown => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "CommitStateUnknownException",
-                message,
-            ),
-            // The catalog database refused or could not be reached: nothing was committed.
-            ErrorKind::Catalog => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "ServiceUnavailableException",
                 message,
             ),
             _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", message),

@@ -63,10 +63,12 @@ async fn repair_snapshot(
         }
     }
     let unreadable = |e: Error| {
-        Error::invalid(format!(
-            "cannot read what snapshot {} adds: {e}",
-            snapshot.snapshot_id()
-        ))
+        let id = snapshot.snapshot_id();
+        if e.kind() == crate::error::ErrorKind::NotFound {
+            Error::invalid(format!("snapshot {id}: a file it adds does not exist: {e}"))
+        } else {
+            Error::invalid(format!("cannot read what snapshot {id} adds: {e}"))
+        }
     };
     let bytes = storage.read(&list_location).await.map_err(unreadable)?;
     let mut manifests: Vec<ManifestFile> = ManifestList::parse_with_version(&bytes, FormatVersion::V2)

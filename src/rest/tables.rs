@@ -1,7 +1,7 @@
 //! The table endpoints besides commits: list, create (a real create registers the first metadata
 //! file; a stage-create persists nothing and answers the metadata a later create-via-commit will
-//! name), exists, drop with or without purge, rename, and metrics (accepted and dropped); the
-//! load itself is in `load`.
+//! name), exists, drop with or without purge (which never deletes a file outside the table's
+//! location), rename, and metrics (accepted and dropped); the load itself is in `load`.
 
 use std::collections::HashMap;
 
@@ -18,6 +18,7 @@ use super::paging;
 use super::wire::{self, CreateTableRequest, JsonBody, LoadTableResult, RenameTableRequest};
 use super::Served;
 use crate::catalog::TableName;
+use crate::maintenance::purge::{self, Purge};
 use crate::table::create::{self, CREATE_PROPERTIES};
 use crate::Floe;
 
@@ -142,8 +143,15 @@ pub(crate) async fn drop(
     RawQuery(raw): RawQuery,
 ) -> RestResult<StatusCode> {
     let name = wire::table_name(&ns, &t)?;
-    let purge = wire::flag(&wire::query(raw), "purgeRequested")?;
-    s.floe.drop_table(&name, purge).await.map_err(failed)?;
+    // A purge deletes only files under the table's location: a client's snapshot may name
+    // another table's files.
+    let purge = match wire::flag(&wire::query(raw), "purgeRequested")? {
+        true => Purge::UnderLocation,
+        false => Purge::Nothing,
+    };
+    purge::drop_table(s.floe.table_store(), &name, purge)
+        .await
+        .map_err(failed)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -14,7 +14,7 @@ use iceberg::{MetadataLocation, TableCreation};
 use super::{Table, TableStore};
 use crate::catalog::names::path_segment;
 use crate::catalog::TableName;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Missing, Result};
 use crate::storage::{delete_quietly, Warehouse};
 
 /// A partition field: a source column and a transform.
@@ -130,10 +130,10 @@ pub(crate) async fn create_table(
 pub(crate) async fn check_free(store: &TableStore, name: &TableName) -> Result<()> {
     let catalog = store.catalog();
     if !catalog.namespace_exists(name.namespace()).await? {
-        return Err(Error::not_found(format!(
-            "namespace {} does not exist (create it first)",
-            name.namespace()
-        )));
+        return Err(Error::missing_object(
+            Missing::Namespace,
+            format!("namespace {} does not exist (create it first)", name.namespace()),
+        ));
     }
     if catalog.metadata_location(name).await?.is_some() {
         return Err(Error::new(

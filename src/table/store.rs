@@ -10,7 +10,7 @@ use super::cache::{CachedMetadata, FileCache, SharedRefs};
 use super::Table;
 use crate::catalog::{Catalog, TableName};
 use crate::config::RetryPolicy;
-use crate::error::{Error, Result};
+use crate::error::{Error, Missing, Result};
 use crate::storage::ObjectStorage;
 
 /// The catalog, storage, file cache and retry policy tables live with. Cheap to clone.
@@ -49,11 +49,10 @@ impl TableStore {
     /// Load a table's current metadata. A metadata file that is missing or unreadable is reported as
     /// what it is (kind `Data` or `Storage`), never as a missing table.
     pub async fn load(&self, name: &TableName) -> Result<Table> {
-        let location = self
-            .catalog
-            .metadata_location(name)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("table {name} does not exist")))?;
+        let location =
+            self.catalog.metadata_location(name).await?.ok_or_else(|| {
+                Error::missing_object(Missing::Table, format!("table {name} does not exist"))
+            })?;
         if let Some(cached) = self.cache.metadata(&location) {
             return Ok(self.handle(name, location, cached.metadata));
         }

@@ -4,9 +4,12 @@ started, plus raw HTTP requests for the error answers. Prints JSON on stdout.
 
 usage (FLOE_REST_S3 holds the S3 settings as JSON, never the command line: they carry secrets):
   rest_tool.py pyiceberg URI NAMESPACE   namespaces, create_table, appends, a delete, errors
-  rest_tool.py read      URI NAMESPACE TABLE
+  rest_tool.py read      URI NAMESPACE TABLE [REF]    rows of a table (at a branch or tag)
+  rest_tool.py evolve    URI NAMESPACE   a schema change, then create_table_transaction
   rest_tool.py duckdb    URI NAMESPACE   ATTACH, SELECT floe's events, CREATE TABLE, INSERT
   rest_tool.py duckdb-read URI NAMESPACE TABLE
+  rest_tool.py duckdb-more URI NAMESPACE SNAPSHOT   time travel, CTAS, a two-table transaction,
+                                                    DELETE, UPDATE, DROP
 """
 import json
 import os
@@ -115,13 +118,43 @@ def pyiceberg(uri, ns):
     print(json.dumps(out))
 
 
-def read(uri, ns, name):
+def read(uri, ns, name, ref=None):
     table = rest_catalog(uri).load_table((ns, name))
-    snapshot = table.current_snapshot()
+    snapshot = table.snapshot_by_name(ref) if ref else table.current_snapshot()
+    scan = table.scan(snapshot_id=snapshot.snapshot_id) if ref else table.scan()
     print(json.dumps({
-        "rows": rows_json(table.scan().to_arrow().to_pylist()),
+        "rows": rows_json(scan.to_arrow().to_pylist()),
         "current_snapshot": snapshot.snapshot_id if snapshot else None,
+        "refs": sorted(table.metadata.refs),
+        "partition_fields": [f.name for f in table.spec().fields],
     }))
+
+
+def evolve(uri, ns):
+    """A schema change on a table PyIceberg created, an append with the new column, then a table
+    created and filled in one create_table_transaction (stage-create, then one assert-create commit)."""
+    from pyiceberg.types import StringType
+
+    cat = rest_catalog(uri)
+    out = {}
+    table = cat.create_table((ns, "evolving"), schema=SCHEMA)
+    table.append(pa.table({"id": [1], "user_id": ["a"], "amount": [1.5]}, schema=SCHEMA))
+    with table.update_schema() as update:
+        update.add_column("note", StringType())
+    table = cat.load_table((ns, "evolving"))
+    wider = pa.schema(list(SCHEMA) + [pa.field("note", pa.string())])
+    table.append(pa.table({"id": [2], "user_id": ["b"], "amount": [2.5], "note": ["n"]}, schema=wider))
+    table = cat.load_table((ns, "evolving"))
+    out["evolved_fields"] = [[f.field_id, f.name] for f in table.schema().fields]
+    out["evolved_rows"] = rows_json(table.scan().to_arrow().to_pylist())
+
+    tx = cat.create_table_transaction((ns, "staged"), schema=SCHEMA)
+    tx.append(pa.table({"id": [5, 6], "user_id": ["e", "f"], "amount": [5.5, 6.5]}, schema=SCHEMA))
+    tx.commit_transaction()
+    staged = cat.load_table((ns, "staged"))
+    out["staged_rows"] = rows_json(staged.scan().to_arrow().to_pylist())
+    out["staged_fields"] = [[f.field_id, f.name] for f in staged.schema().fields]
+    print(json.dumps(out))
 
 
 def duckdb_attach(uri):
@@ -152,14 +185,56 @@ def duckdb(uri, ns):
     print(json.dumps(out))
 
 
+def attempt(con, sql):
+    """None when `sql` runs, else DuckDB's error message."""
+    try:
+        con.execute(sql)
+        return None
+    except Exception as e:  # noqa: BLE001 - the message is the result
+        return str(e)
+
+
+def duckdb_more(uri, ns, snapshot):
+    con = duckdb_attach(uri)
+    t = f'lake."{ns}"'
+    out = {}
+    out["events_now"] = con.execute(f"SELECT count(*) FROM {t}.events").fetchone()[0]
+    out["events_then"] = con.execute(
+        f"SELECT count(*) FROM {t}.events AT (VERSION => {int(snapshot)})").fetchone()[0]
+    # On a local warehouse DuckDB 1.4.4 cannot create a staged table's directory (it passes the
+    # file:// URI to mkdir, without parents): the error is the result there.
+    out["ctas_error"] = attempt(con, f"CREATE TABLE {t}.ctas AS SELECT id, user_id FROM {t}.events WHERE id < 4")
+    con.execute(f"CREATE TABLE {t}.duck_a (id BIGINT, name VARCHAR)")
+    con.execute(f"CREATE TABLE {t}.duck_b (id BIGINT, name VARCHAR)")
+    con.execute(f"INSERT INTO {t}.duck_a VALUES (1, 'a1'), (2, 'a2'), (3, 'a3')")
+    con.execute(f"INSERT INTO {t}.duck_b VALUES (1, 'b1')")
+    con.execute("BEGIN")
+    con.execute(f"INSERT INTO {t}.duck_a VALUES (4, 'a4')")
+    con.execute(f"INSERT INTO {t}.duck_b VALUES (2, 'b2')")
+    con.execute("COMMIT")
+    out["delete_error"] = attempt(con, f"DELETE FROM {t}.duck_a WHERE id = 2")
+    out["update_error"] = attempt(con, f"UPDATE {t}.duck_a SET name = 'A3' WHERE id = 3")
+    out["duck_a"] = con.execute(f"SELECT id, name FROM {t}.duck_a ORDER BY id").fetchall()
+    con.execute(f"CREATE TABLE {t}.doomed (id BIGINT)")
+    con.execute(f"INSERT INTO {t}.doomed VALUES (1)")
+    con.execute(f"DROP TABLE {t}.doomed")
+    out["tables"] = sorted(r[0] for r in con.execute(
+        f"SELECT table_name FROM duckdb_tables() WHERE database_name = 'lake' AND schema_name = '{ns}'").fetchall())
+    print(json.dumps(out))
+
+
 if __name__ == "__main__":
     cmd, uri, ns, *rest = sys.argv[1:]
     if cmd == "pyiceberg":
         pyiceberg(uri, ns)
     elif cmd == "read":
-        read(uri, ns, rest[0])
+        read(uri, ns, *rest)
+    elif cmd == "evolve":
+        evolve(uri, ns)
     elif cmd == "duckdb":
         duckdb(uri, ns)
+    elif cmd == "duckdb-more":
+        duckdb_more(uri, ns, rest[0])
     elif cmd == "duckdb-read":
         duckdb_read(uri, ns, rest[0])
     else:

@@ -23,6 +23,8 @@ mod refs;
 mod rest;
 mod rest_concurrency;
 mod rest_server;
+mod rest_clients;
+mod rest_commit;
 mod row_level;
 mod row_level_model;
 mod row_level_races;

@@ -24,7 +24,12 @@ pub(crate) async fn serve(ctx: &Ctx) -> String {
 
 /// Serve `ctx`'s catalog with `options` on a free loopback port: its address.
 pub(crate) async fn serve_with(ctx: &Ctx, options: &RestOptions) -> SocketAddr {
-    let server = floe::rest::Server::bind(ctx.floe.clone(), "127.0.0.1:0".parse().unwrap(), options)
+    serve_floe(ctx.floe.clone(), options).await
+}
+
+/// Serve `floe` with `options` on a free loopback port: its address.
+pub(crate) async fn serve_floe(floe: floe::Floe, options: &RestOptions) -> SocketAddr {
+    let server = floe::rest::Server::bind(floe, "127.0.0.1:0".parse().unwrap(), options)
         .await
         .unwrap();
     let addr = server.local_addr().unwrap();
@@ -33,7 +38,7 @@ pub(crate) async fn serve_with(ctx: &Ctx, options: &RestOptions) -> SocketAddr {
 }
 
 /// One raw HTTP/1.1 request: the status and the JSON body (`Null` when there is none).
-async fn http(
+pub(crate) async fn http(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -62,7 +67,7 @@ async fn http(
 }
 
 /// Run the REST clients' tool with `args`; the S3 keys (on Garage) go in the environment.
-async fn rest_tool(ctx: &Ctx, args: &[&str]) -> Value {
+pub(crate) async fn rest_tool(ctx: &Ctx, args: &[&str]) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/rest_tool.py");
     let mut cmd = tokio::process::Command::new(python());
     cmd.arg(script).args(args);
@@ -97,7 +102,7 @@ fn py_rows(table: &floe::Table, ids: &[i64]) -> RecordBatch {
     .unwrap()
 }
 
-fn ids_of(rows: &Value) -> Vec<i64> {
+pub(crate) fn ids_of(rows: &Value) -> Vec<i64> {
     let mut ids: Vec<i64> = rows
         .as_array()
         .unwrap()

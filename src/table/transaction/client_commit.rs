@@ -4,9 +4,13 @@
 //! a conflict, never retried), applies the updates on it through iceberg's `TableMetadataBuilder`,
 //! and a lost swap reloads, checks and applies again, as Java's `CatalogHandlers.commit` does.
 //! Updates floe cannot honour (a new uuid or location, a format past the one floe writes, a
-//! snapshot whose manifest list lies outside the table) are refused as invalid input.
+//! snapshot whose manifest list or new manifests lie outside the table, are missing, have another
+//! length than recorded or do not parse) are refused as invalid input.
 
-use iceberg::spec::{FormatVersion, TableMetadata};
+use std::collections::{HashMap, HashSet};
+
+use bytes::Bytes;
+use iceberg::spec::{FormatVersion, Manifest, ManifestList, TableMetadata};
 use iceberg::{TableRequirement, TableUpdate};
 
 use super::producer::Staged;
@@ -41,7 +45,7 @@ impl ClientCommit {
     /// The updates applied on `view`: the staged metadata, or `None` when they change nothing.
     pub(crate) async fn apply(&self, view: &Table) -> Result<Option<Staged>> {
         guard(view.metadata(), &self.updates)?;
-        check_manifest_lists(view.storage(), view.location(), &self.updates).await?;
+        check_added_snapshots(view.storage(), Some(view), view.location(), &self.updates).await?;
         let mut builder = view.metadata_builder();
         for update in self.updates.iter().cloned() {
             builder = update.apply(builder).map_err(refused)?;
@@ -104,31 +108,95 @@ pub(crate) fn guard(base: &TableMetadata, updates: &[TableUpdate]) -> Result<()>
     Ok(())
 }
 
-/// Every added snapshot's manifest list must lie under the table's location and exist: a commit
-/// never makes a file outside the table part of it (a later purge would delete it).
-pub(crate) async fn check_manifest_lists(
+/// What every added snapshot brings must be the table's own and whole: its manifest list and each
+/// manifest it adds (one its parent's list does not name; carried-over ones were checked when they
+/// landed) lie under the table's location, exist, have the lengths the list records and parse. A
+/// commit never makes a file outside the table part of it, nor one a reader would fail on.
+/// `base` is the table the commit applies to (none for a create).
+pub(crate) async fn check_added_snapshots(
     storage: &ObjectStorage,
+    base: Option<&Table>,
     location: &str,
     updates: &[TableUpdate],
 ) -> Result<()> {
     let root = format!("{}/", location.trim_end_matches('/'));
+    let version = base.map_or(FormatVersion::V2, |b| b.format_version());
+    // The manifests of the snapshots this commit adds, for a later one whose parent they are.
+    let mut added: HashMap<i64, HashSet<String>> = HashMap::new();
     for update in updates {
         let TableUpdate::AddSnapshot { snapshot } = update else {
             continue;
         };
+        let id = snapshot.snapshot_id();
+        let refused = |why: String| Error::invalid(format!("snapshot {id}: {why}"));
         let list = snapshot.manifest_list();
-        if !list.starts_with(&root) || list.contains("/../") {
-            return Err(Error::invalid(format!(
-                "snapshot {}'s manifest list {list} is not under the table's location {root}",
-                snapshot.snapshot_id()
-            )));
+        under(&root, list).map_err(|why| refused(format!("manifest list {list} {why}")))?;
+        let bytes = read_added(storage, list).await.map_err(&refused)?;
+        let manifests = ManifestList::parse_with_version(&bytes, version)
+            .map_err(|e| refused(format!("manifest list {list} does not parse: {}", e.message())))?
+            .consume_entries()
+            .into_iter()
+            .collect::<Vec<_>>();
+        let carried = parent_manifests(base, &added, snapshot.parent_snapshot_id()).await?;
+        for manifest in manifests.iter().filter(|m| !carried.contains(&m.manifest_path)) {
+            let path = &manifest.manifest_path;
+            under(&root, path).map_err(|why| refused(format!("manifest {path} {why}")))?;
+            let bytes = read_added(storage, path).await.map_err(&refused)?;
+            if bytes.len() as i64 != manifest.manifest_length {
+                return Err(refused(format!(
+                    "manifest {path} is {} bytes, but its manifest list records {}",
+                    bytes.len(),
+                    manifest.manifest_length
+                )));
+            }
+            Manifest::parse_avro(&bytes)
+                .map_err(|e| refused(format!("manifest {path} does not parse: {}", e.message())))?;
         }
-        if !storage.exists(list).await? {
-            return Err(Error::invalid(format!(
-                "snapshot {}'s manifest list {list} does not exist",
-                snapshot.snapshot_id()
-            )));
-        }
+        added.insert(id, manifests.into_iter().map(|m| m.manifest_path).collect());
     }
     Ok(())
+}
+
+/// Why `path` is not a file of the table under `root`, if it is not.
+fn under(root: &str, path: &str) -> std::result::Result<(), String> {
+    if path.starts_with(root) && !path.contains("/../") {
+        Ok(())
+    } else {
+        Err(format!("is not under the table's location {root}"))
+    }
+}
+
+/// The bytes of a file a commit adds; a missing one is bad input.
+async fn read_added(storage: &ObjectStorage, path: &str) -> std::result::Result<Bytes, String> {
+    storage.read(path).await.map_err(|e| {
+        if e.kind() == ErrorKind::NotFound {
+            format!("{path} does not exist")
+        } else {
+            format!("cannot read {path}: {e}")
+        }
+    })
+}
+
+/// The manifests of a new snapshot's parent: one the same commit added, or one of the table's.
+async fn parent_manifests(
+    base: Option<&Table>,
+    added: &HashMap<i64, HashSet<String>>,
+    parent: Option<i64>,
+) -> Result<HashSet<String>> {
+    let Some(parent) = parent else {
+        return Ok(HashSet::new());
+    };
+    if let Some(paths) = added.get(&parent) {
+        return Ok(paths.clone());
+    }
+    let Some((table, snapshot)) = base.and_then(|b| Some((b, b.metadata().snapshot_by_id(parent)?.clone())))
+    else {
+        return Ok(HashSet::new());
+    };
+    Ok(table
+        .manifests(&snapshot)
+        .await?
+        .iter()
+        .map(|m| m.manifest_path.clone())
+        .collect())
 }

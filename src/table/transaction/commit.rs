@@ -84,7 +84,14 @@ pub(crate) async fn commit(store: &TableStore, mut changes: Vec<TableChange>) ->
                 // server), a few times.
                 run.failures += 1;
                 if run.failures > FAILED_SWAP_RETRIES || run.attempt > run.policy.max_retries {
-                    return Err(run.give_up(e).await);
+                    if !run.unknown.is_empty() {
+                        // This attempt certainly failed, but an earlier one may yet have landed.
+                        return Err(Error::new(
+                            ErrorKind::CommitStateUnknown,
+                            format!("commit to {} may have landed; its files are kept: {e}", run.what),
+                        ));
+                    }
+                    return Err(run.give_up(e.swap_failed()).await);
                 }
                 tracing::warn!(tables = %run.what, attempt = run.attempt, error = %e, "commit failed before it could land; retrying");
             }
