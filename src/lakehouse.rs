@@ -168,6 +168,18 @@ impl Floe {
         create::create_table(&self.inner.tables, name, location, definition).await
     }
 
+    /// Register `name` at an existing metadata file under the warehouse (a table another tool
+    /// wrote, or one dropped from the catalog without a purge). Nothing is copied or rewritten.
+    pub async fn register_table(&self, name: &TableName, metadata_location: &str) -> Result<Table> {
+        create::register_existing(
+            &self.inner.tables,
+            name,
+            metadata_location,
+            &self.warehouse().uri(),
+        )
+        .await
+    }
+
     /// Load a table's current metadata.
     pub async fn load_table(&self, name: &TableName) -> Result<Table> {
         self.inner.tables.load(name).await

@@ -146,6 +146,7 @@ pub const ENDPOINTS: &[&str] = &[
     "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}",
     "DELETE /v1/{prefix}/namespaces/{namespace}/tables/{table}",
     "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/metrics",
+    "POST /v1/{prefix}/namespaces/{namespace}/register",
     "POST /v1/{prefix}/tables/rename",
     "POST /v1/{prefix}/transactions/commit",
 ];
@@ -188,6 +189,7 @@ pub fn router(floe: Floe, options: &RestOptions) -> Router {
             "/v1/namespaces/{namespace}/tables/{table}/metrics",
             post(tables::metrics),
         )
+        .route("/v1/namespaces/{namespace}/register", post(tables::register))
         .route("/v1/tables/rename", post(tables::rename))
         .route("/v1/transactions/commit", post(commit::commit_transaction))
         .fallback(|| async {

@@ -1,7 +1,8 @@
 //! The table endpoints besides commits: list, create (a real create registers the first metadata
 //! file; a stage-create persists nothing and answers the metadata a later create-via-commit will
-//! name), exists, drop with or without purge (which never deletes a file outside the table's
-//! location), rename, and metrics (accepted and dropped); the load itself is in `load`.
+//! name), register (a table at an existing metadata file under the warehouse), exists, drop with or
+//! without purge (which never deletes a file outside the table's location), rename, and metrics
+//! (accepted and dropped); the load itself is in `load`.
 
 use std::collections::HashMap;
 
@@ -15,7 +16,9 @@ use serde_json::Value;
 
 use super::error::{Missing, RestError, RestResult};
 use super::paging;
-use super::wire::{self, CreateTableRequest, JsonBody, LoadTableResult, RenameTableRequest};
+use super::wire::{
+    self, CreateTableRequest, JsonBody, LoadTableResult, RegisterTableRequest, RenameTableRequest,
+};
 use super::Served;
 use crate::catalog::TableName;
 use crate::maintenance::purge::{self, Purge};
@@ -153,6 +156,30 @@ pub(crate) async fn drop(
         .await
         .map_err(failed)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/namespaces/{namespace}/register`: the table at an existing metadata file under the
+/// warehouse. `overwrite` (replacing a registered table) is refused: it would orphan the old table's
+/// commits without any check.
+pub(crate) async fn register(
+    State(s): State<Served>,
+    Path(ns): Path<String>,
+    JsonBody(req): JsonBody<RegisterTableRequest>,
+) -> RestResult<LoadTableResult> {
+    let name = wire::table_name(&ns, &req.name)?;
+    if req.overwrite {
+        return Err(RestError::bad_request(
+            "register with overwrite is not supported: drop the table first",
+        ));
+    }
+    let table = s
+        .floe
+        .register_table(&name, &req.metadata_location)
+        .await
+        .map_err(failed)?;
+    let mut result = LoadTableResult::of(&s.floe, &table, false).await?;
+    result.config = Some(s.storage_config());
+    Ok(result)
 }
 
 /// `POST /v1/tables/rename`.

@@ -72,6 +72,16 @@ pub(crate) struct CreateTableRequest {
     pub(crate) properties: HashMap<String, String>,
 }
 
+/// `POST /v1/namespaces/{namespace}/register`.
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) struct RegisterTableRequest {
+    pub(crate) name: String,
+    pub(crate) metadata_location: String,
+    #[serde(default)]
+    pub(crate) overwrite: bool,
+}
+
 /// `POST /v1/tables/rename`.
 #[derive(Deserialize)]
 pub(crate) struct RenameTableRequest {

@@ -144,6 +144,35 @@ pub(crate) async fn check_free(store: &TableStore, name: &TableName) -> Result<(
     Ok(())
 }
 
+/// Register `name` in the catalog at an existing metadata file (a table written elsewhere, or one
+/// dropped from the catalog without a purge): the file must parse as Iceberg table metadata, and the
+/// table's location must lie under `warehouse_root` (floe reads, commits and purges only there).
+pub(crate) async fn register_existing(
+    store: &TableStore,
+    name: &TableName,
+    metadata_location: &str,
+    warehouse_root: &str,
+) -> Result<Table> {
+    check_free(store, name).await?;
+    let root = format!("{}/", warehouse_root.trim_end_matches('/'));
+    if !metadata_location.starts_with(&root) || metadata_location.contains("/../") {
+        return Err(Error::invalid(format!(
+            "metadata file {metadata_location} is not under the warehouse {root}"
+        )));
+    }
+    let metadata = super::store::read_metadata(store.storage(), metadata_location)
+        .await
+        .map_err(|e| Error::invalid(format!("cannot register {name}: {e}")))?;
+    let location = metadata.location().trim_end_matches('/');
+    if !format!("{location}/").starts_with(&root) || location.contains("/../") {
+        return Err(Error::invalid(format!(
+            "cannot register {name}: its location {location} is not under the warehouse {root}"
+        )));
+    }
+    store.catalog().register_table(name, metadata_location).await?;
+    Ok(store.handle(name, metadata_location.to_string(), Arc::new(metadata)))
+}
+
 /// Write a new table's first metadata file and register it in the catalog (the file deleted again
 /// when the catalog refuses it, as when another writer took the name meanwhile).
 pub(crate) async fn register_new(

@@ -69,8 +69,12 @@ impl TableStore {
             return Ok(text);
         }
         let bytes = read_metadata_bytes(&self.storage, location).await?;
-        let text = String::from_utf8(bytes.to_vec())
-            .map_err(|e| Error::new(crate::error::ErrorKind::Data, format!("metadata file {location}: {e}")))?;
+        let text = String::from_utf8(bytes.to_vec()).map_err(|e| {
+            Error::new(
+                crate::error::ErrorKind::Data,
+                format!("metadata file {location}: {e}"),
+            )
+        })?;
         Ok(self.cache.put_metadata_text(location, Arc::from(text)))
     }
 

@@ -1,8 +1,8 @@
 //! The commit side of `floe serve`, driven by raw HTTP: the guards on what an added snapshot brings
 //! (its manifest list and new manifests under the table, whole and parseable), unknown updates and
 //! requirements, a create-via-commit that keeps the client's field ids, the error answers a commit
-//! gets from a catalog that loses the swap's reply or certainly fails it, and a purge that never
-//! deletes a file outside the table's location.
+//! gets from a catalog that loses the swap's reply or certainly fails it, a purge that never deletes
+//! a file outside the table's location, and registering a table at an existing metadata file.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -447,5 +447,102 @@ both_backends!(
             ids(&ctx.floe, &other, At::Current).await,
             (10..15).collect::<Vec<_>>()
         );
+    }
+);
+
+both_backends!(
+    a_table_dropped_from_the_catalog_registers_again_at_its_metadata_file,
+    |ctx: Ctx| async move {
+        let t = ctx.table("events");
+        ctx.create_events_table(&t, &[]).await;
+        ctx.floe
+            .append(&t, stream(vec![events(0..10)]), &WriteOptions::default())
+            .await
+            .unwrap();
+        let location = ctx
+            .floe
+            .load_table(&t)
+            .await
+            .unwrap()
+            .metadata_location()
+            .to_string();
+        ctx.floe.drop_table(&t, false).await.unwrap();
+        let addr = serve(ctx.floe.clone()).await;
+        let register = format!("/v1/namespaces/{}/register", ctx.ns);
+
+        let (status, body) = http(
+            addr,
+            "POST",
+            &register,
+            None,
+            Some(&json!({"name": "again", "metadata-location": location})),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["metadata-location"], json!(location));
+        let again = ctx.table("again");
+        assert_eq!(
+            ids(&ctx.floe, &again, At::Current).await,
+            (0..10).collect::<Vec<_>>()
+        );
+
+        // The name is taken now; overwrite is refused; a file outside the warehouse, or one that
+        // is not table metadata, is bad input; nothing else was registered.
+        let taken = http(
+            addr,
+            "POST",
+            &register,
+            None,
+            Some(&json!({"name": "again", "metadata-location": location})),
+        )
+        .await;
+        assert_eq!(error_of(&taken), (409, "AlreadyExistsException".to_string()));
+        let overwrite = http(
+            addr,
+            "POST",
+            &register,
+            None,
+            Some(&json!({"name": "other", "metadata-location": location, "overwrite": true})),
+        )
+        .await;
+        assert_eq!(error_of(&overwrite), bad_request());
+        let outside = http(
+            addr,
+            "POST",
+            &register,
+            None,
+            Some(
+                &json!({"name": "other", "metadata-location": "s3://elsewhere/t/metadata/v1.metadata.json"}),
+            ),
+        )
+        .await;
+        assert_eq!(error_of(&outside), bad_request());
+        let manifest_list = ctx
+            .floe
+            .load_table(&again)
+            .await
+            .unwrap()
+            .metadata()
+            .current_snapshot()
+            .unwrap()
+            .manifest_list()
+            .to_string();
+        let not_metadata = http(
+            addr,
+            "POST",
+            &register,
+            None,
+            Some(&json!({"name": "other", "metadata-location": manifest_list})),
+        )
+        .await;
+        assert_eq!(error_of(&not_metadata), bad_request(), "{}", not_metadata.1);
+        let other = ctx.table("other");
+        assert!(ctx
+            .floe
+            .catalog()
+            .metadata_location(&other)
+            .await
+            .unwrap()
+            .is_none());
     }
 );
