@@ -6,7 +6,7 @@ usage (FLOE_REST_S3 holds the S3 settings as JSON, never the command line: they 
   rest_tool.py pyiceberg URI NAMESPACE   namespaces, create_table, appends, a delete, errors
   rest_tool.py read      URI NAMESPACE TABLE [REF]    rows of a table (at a branch or tag)
   rest_tool.py evolve    URI NAMESPACE   a schema change, then create_table_transaction
-  rest_tool.py duckdb    URI NAMESPACE   ATTACH, SELECT floe's events, CREATE TABLE, INSERT
+  rest_tool.py duckdb    URI NAMESPACE   ATTACH, SELECT floe's events, CREATE TABLE, INSERT, CREATE SCHEMA
   rest_tool.py duckdb-read URI NAMESPACE TABLE
   rest_tool.py duckdb-more URI NAMESPACE SNAPSHOT   time travel, CTAS, a two-table transaction,
                                                     DELETE, UPDATE, DROP
@@ -182,6 +182,12 @@ def duckdb(uri, ns):
     con.execute(f"INSERT INTO lake.\"{ns}\".duck VALUES (1, 'a'), (2, 'b')")
     con.execute(f"INSERT INTO lake.\"{ns}\".duck VALUES (3, 'c')")
     out["duck"] = con.execute(f'SELECT id, name FROM lake."{ns}".duck ORDER BY id').fetchall()
+    # A schema DuckDB creates is a namespace of floe's catalog; a table in it reads back.
+    con.execute(f'CREATE SCHEMA lake."{ns}_duck"')
+    con.execute(f'CREATE TABLE lake."{ns}_duck".t (id BIGINT)')
+    con.execute(f'INSERT INTO lake."{ns}_duck".t VALUES (7)')
+    in_new_schema = con.execute(f'SELECT id FROM lake."{ns}_duck".t').fetchall()
+    assert in_new_schema == [(7,)], in_new_schema
     print(json.dumps(out))
 
 
