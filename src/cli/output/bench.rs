@@ -185,12 +185,12 @@ pub fn rest_figures(out: &mut impl Write, r: &RestBenchReport, format: Format) -
             format!("{:.1}", t.commits_per_second),
         ]);
     }
-    write!(out, "{g}\n")?;
+    writeln!(out, "{g}")?;
     match &r.peer_skipped {
         Some(why) => writeln!(out, "appenders not run: {why}")?,
-        None => write!(out, "{a}\n")?,
+        None => writeln!(out, "{a}")?,
     }
-    write!(out, "{}\n", targets(&r.targets))?;
+    writeln!(out, "{}", targets(&r.targets))?;
     Ok(())
 }
 
