@@ -560,14 +560,7 @@ fn secs(v: f64) -> String {
 /// Write `report.json`, `report.md`, `time.svg`, `memory.svg` and `overhead.svg` into `dir`;
 /// returns the paths.
 pub fn write(r: &BenchReport, dir: &Path) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir)?;
-    let json = dir.join("report.json");
-    std::fs::write(
-        &json,
-        serde_json::to_vec_pretty(r).map_err(|e| Error::internal(format!("report json: {e}")))?,
-    )?;
-    let md = dir.join("report.md");
-    std::fs::write(&md, markdown(r))?;
+    let [json, md] = write_json_and_markdown(r, &markdown(r), dir)?;
     let engines = engines_of(&r.summary);
     let mb = |size: &str| {
         r.summary
@@ -643,6 +636,12 @@ pub fn write(r: &BenchReport, dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Write the upsert benchmark's `report.json` and `report.md` into `dir`; returns the paths.
 pub fn write_upsert(r: &crate::bench::UpsertBenchReport, dir: &Path) -> Result<Vec<PathBuf>> {
+    Ok(write_json_and_markdown(r, &upsert_markdown(r), dir)?.into())
+}
+
+/// Write `r` as `report.json` and `markdown` as `report.md` into `dir` (created if missing); their
+/// paths.
+pub fn write_json_and_markdown<T: Serialize>(r: &T, markdown: &str, dir: &Path) -> Result<[PathBuf; 2]> {
     std::fs::create_dir_all(dir)?;
     let json = dir.join("report.json");
     std::fs::write(
@@ -650,6 +649,6 @@ pub fn write_upsert(r: &crate::bench::UpsertBenchReport, dir: &Path) -> Result<V
         serde_json::to_vec_pretty(r).map_err(|e| Error::internal(format!("report json: {e}")))?,
     )?;
     let md = dir.join("report.md");
-    std::fs::write(&md, upsert_markdown(r))?;
-    Ok(vec![json, md])
+    std::fs::write(&md, markdown)?;
+    Ok([json, md])
 }

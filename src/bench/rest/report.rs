@@ -5,19 +5,11 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::RestBenchReport;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Write `report.json` and `report.md` of `r` into `dir`; their paths.
 pub fn write_rest(r: &RestBenchReport, dir: &Path) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir)?;
-    let json = dir.join("report.json");
-    std::fs::write(
-        &json,
-        serde_json::to_vec_pretty(r).map_err(|e| Error::internal(format!("report json: {e}")))?,
-    )?;
-    let md = dir.join("report.md");
-    std::fs::write(&md, rest_markdown(r))?;
-    Ok(vec![json, md])
+    Ok(crate::bench::report::write_json_and_markdown(r, &rest_markdown(r), dir)?.into())
 }
 
 /// The report in Markdown.
