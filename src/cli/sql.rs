@@ -27,6 +27,14 @@ pub enum Command {
         /// change settings (by default it reads floe's tables only).
         #[arg(long)]
         allow_external_access: bool,
+        /// The memory DuckDB may use, in MiB (default 1024); what does not fit spills to a temporary
+        /// directory.
+        #[arg(long, value_name = "N")]
+        memory_mb: Option<u64>,
+        /// Read every row of tables floe streams (on S3, with deletes or an evolved schema) and leave
+        /// all filtering to DuckDB, instead of pushing the WHERE clause into floe's scan.
+        #[arg(long)]
+        no_pushdown: bool,
     },
 }
 
@@ -36,9 +44,13 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
         format,
         out,
         allow_external_access,
+        memory_mb,
+        no_pushdown,
     } = command;
     let options = SqlOptions {
         allow_external_access,
+        memory_mb,
+        no_pushdown,
     };
     let query = match query {
         Some(q) => q,

@@ -5,14 +5,18 @@
 //! query names are loaded. A table whose data files are on local disk becomes a view over DuckDB's own
 //! Parquet reader, so filters and projections reach the files; other tables (on S3, or with delete
 //! files or an evolved schema) stream into an embedded DuckDB through the Arrow appender, reading from
-//! storage only the columns the query names. The result comes back as Arrow batches. Timestamps are
-//! UTC.
+//! storage only the columns the query names and, through floe's Iceberg scan, only the partitions,
+//! files and row groups its WHERE can match ([`pushdown`]). The result comes back as Arrow batches.
+//! Timestamps are UTC. DuckDB holds what it loads within the memory a query is given (1 GB unless
+//! [`SqlOptions::memory_mb`] says otherwise) and spills the rest to a temporary directory.
 //!
 //! The DuckDB a query runs in is locked down by default ([`SqlOptions`]): once floe's tables are
 //! loaded, file access is limited to the directories of those tables and floe's spill directory
 //! (`allowed_directories`, `enable_external_access=false`), extensions are neither installed nor
 //! loaded, and the configuration is locked, so a query can read floe's tables and nothing else: no
 //! `COPY ... TO` a file, no `read_csv('/etc/passwd')`, no `INSTALL`/`LOAD`, no `ATTACH`, no `SET`.
+
+mod pushdown;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -27,7 +31,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::lakehouse::Floe;
 use crate::pipeline::engine::duckdb::{duck_error, load_stream, local_parquet_query, quote, with_zone};
 use crate::table::inspect::MetadataTable;
-use crate::table::{parse_table_ref, At, ScanOptions, Table};
+use crate::table::{parse_table_ref, At, RowFilter, ScanOptions, Table};
 
 /// How a query runs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -35,7 +39,16 @@ pub struct SqlOptions {
     /// Lift the lockdown: the query may read and write any file DuckDB can reach, install and load
     /// extensions, and change settings (`floe sql --allow-external-access`).
     pub allow_external_access: bool,
+    /// The memory DuckDB may use, in MiB (`floe sql --memory-mb`); what does not fit spills to disk.
+    /// `None`: [`DEFAULT_MEMORY_MB`].
+    pub memory_mb: Option<u64>,
+    /// Read every row of a streamed table and leave all filtering to DuckDB (`floe sql
+    /// --no-pushdown`): the reference the pushed-down path is compared with.
+    pub no_pushdown: bool,
 }
+
+/// DuckDB's memory limit when [`SqlOptions::memory_mb`] is not given.
+pub const DEFAULT_MEMORY_MB: u64 = 1024;
 
 /// A query's result.
 pub struct QueryResult {
@@ -43,6 +56,9 @@ pub struct QueryResult {
     pub schema: SchemaRef,
     /// The rows.
     pub batches: Vec<RecordBatch>,
+    /// Bytes read from storage to answer (manifests, footers and column chunks of the tables the
+    /// query streamed; a table on local disk that DuckDB reads itself is not counted).
+    pub bytes_read: u64,
 }
 
 /// The floe tables a query names.
@@ -115,17 +131,23 @@ async fn load_batch(conn: &Arc<Mutex<Connection>>, name: &str, b: RecordBatch) -
     .await
 }
 
-/// Make `table` at `at` queryable as `schema.name`: a view over its Parquet files where DuckDB's own
+/// Make `table` at `at` queryable under the name the query gives it (`name_parts`: `["ns", "t"]` as
+/// schema `ns`, table `t`, or one quoted name): a view over its Parquet files where DuckDB's own
 /// reader can take them (local files: the query's filters and projections reach the files), else a
-/// table its rows stream into.
+/// table its rows stream into, read with the query's pushed-down filter.
 async fn load_table(
     conn: &Arc<Mutex<Connection>>,
-    schema: Option<&str>,
-    name: &str,
     table: &Table,
     at: At,
     query: &str,
+    name_parts: &[&str],
+    no_pushdown: bool,
 ) -> Result<()> {
+    let (schema, name) = match name_parts {
+        [schema, name] => (Some(*schema), *name),
+        [name] => (None, *name),
+        _ => return Err(Error::internal("a table is named by one or two parts")),
+    };
     let snapshot = table.snapshot_at(&at)?;
     if let Some(s) = &snapshot {
         if let Some(q) = local_parquet_query(table, s.snapshot_id()).await? {
@@ -143,15 +165,26 @@ async fn load_table(
                 .map_err(duck_error);
         }
     }
-    let columns: Vec<String> = table
-        .arrow_schema()?
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
+    // The scan reads the current state with the current schema, a past one with its own.
+    let read_schema = match (&at, &snapshot) {
+        (At::Current, _) | (_, None) => table.schema().clone(),
+        (_, Some(s)) => s.schema(table.metadata())?,
+    };
+    let arrow_schema = Arc::new(iceberg::arrow::schema_to_arrow_schema(&read_schema)?);
+    let columns: Vec<String> = arrow_schema.fields().iter().map(|f| f.name().clone()).collect();
+    let filter = if no_pushdown {
+        None
+    } else {
+        pushdown::pushed_filter(query, name_parts, &arrow_schema)
+            .map(RowFilter::sql)
+            // A filter DataFusion cannot compile over these columns is not pushed.
+            .filter(|f| f.compile(&arrow_schema).is_ok())
+    };
+    tracing::debug!(table = %table.name(), filter = ?filter, "floe sql pushdown");
     let options = ScanOptions {
         at: Some(at),
         columns: named_columns(query, &columns),
+        filter,
         ..Default::default()
     };
     let scan = crate::table::scan::scan(table, &options).await?;
@@ -372,9 +405,14 @@ fn query_error(e: duckdb::Error, locked: bool) -> Error {
 
 /// Run a DuckDB query over floe tables.
 pub async fn sql_with(floe: &Floe, query: &str, options: &SqlOptions) -> Result<QueryResult> {
+    let memory_mb = options.memory_mb.unwrap_or(DEFAULT_MEMORY_MB);
+    if memory_mb == 0 {
+        return Err(Error::invalid("floe sql needs some memory: --memory-mb must be at least 1"));
+    }
+    let read_before = floe.storage().bytes_read();
     let spill = tempfile::tempdir()?;
     let config = Config::default()
-        .max_memory("1GB")
+        .max_memory(&format!("{memory_mb}MB"))
         .and_then(|c| c.with("temp_directory", spill.path().display().to_string()))
         .map_err(duck_error)?;
     let conn = Arc::new(Mutex::new(
@@ -407,7 +445,10 @@ pub async fn sql_with(floe: &Floe, query: &str, options: &SqlOptions) -> Result<
                 let rows = MetadataTable::parse(kind)?.record_batch(&table).await?;
                 load_batch(&conn, name, rows).await?
             }
-            None => load_table(&conn, None, name, &table, at, query).await?,
+            None => {
+                let parts = [name.as_str()];
+                load_table(&conn, &table, at, query, &parts, options.no_pushdown).await?
+            }
         }
     }
     for (ns, t) in &dotted {
@@ -420,7 +461,8 @@ pub async fn sql_with(floe: &Floe, query: &str, options: &SqlOptions) -> Result<
             Err(e) => return Err(e),
         };
         allow(&table);
-        load_table(&conn, Some(ns), t, &table, At::Current, query).await?;
+        let parts = [ns.as_str(), t.as_str()];
+        load_table(&conn, &table, At::Current, query, &parts, options.no_pushdown).await?;
     }
     if regex::Regex::new(r"\bfloe_runs\b")
         .expect("valid regex")
@@ -429,6 +471,7 @@ pub async fn sql_with(floe: &Floe, query: &str, options: &SqlOptions) -> Result<
         load_batch(&conn, "floe_runs", runs(floe).await?).await?;
     }
     let query = query.to_string();
+    let storage = floe.storage().clone();
     let locked = !options.allow_external_access;
     tokio::task::spawn_blocking(move || -> Result<QueryResult> {
         let c = conn.lock().expect("duckdb connection");
@@ -443,7 +486,12 @@ pub async fn sql_with(floe: &Floe, query: &str, options: &SqlOptions) -> Result<
             .collect::<Result<Vec<_>>>()?;
         let schema = batches.first().map(|b| b.schema()).unwrap_or(schema);
         drop(spill);
-        Ok(QueryResult { schema, batches })
+        let bytes_read = storage.bytes_read() - read_before;
+        Ok(QueryResult {
+            schema,
+            batches,
+            bytes_read,
+        })
     })
     .await
     .map_err(|e| Error::internal(format!("query: {e}")))?

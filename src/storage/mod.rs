@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -150,6 +151,8 @@ struct Inner {
     s3: S3Settings,
     local: Arc<dyn ObjectStore>,
     buckets: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
+    /// Bytes every read through this handle (and its Iceberg `FileIO`) has returned.
+    bytes_read: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for ObjectStorage {
@@ -169,8 +172,22 @@ impl ObjectStorage {
                 s3,
                 local: Arc::new(LocalFileSystem::new()),
                 buckets: Mutex::new(HashMap::new()),
+                bytes_read: Arc::new(AtomicU64::new(0)),
             }),
         }
+    }
+
+    /// Bytes read so far through this handle and every clone of it: whole reads, ranges and the
+    /// ranges Iceberg's readers fetch (manifests, footers, column chunks). A query's share of a
+    /// table's bytes is the difference of two readings.
+    pub fn bytes_read(&self) -> u64 {
+        self.inner.bytes_read.load(Ordering::Relaxed)
+    }
+
+    fn count_read(&self, bytes: &Bytes) {
+        self.inner
+            .bytes_read
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
     }
 
     /// The S3 settings this storage uses.
@@ -226,16 +243,20 @@ impl ObjectStorage {
             .get(&path)
             .await
             .map_err(|e| storage_error(e, location, "read"))?;
-        got.bytes().await.map_err(|e| storage_error(e, location, "read"))
+        let bytes = got.bytes().await.map_err(|e| storage_error(e, location, "read"))?;
+        self.count_read(&bytes);
+        Ok(bytes)
     }
 
     /// Read bytes `range` of an object.
     pub async fn read_range(&self, location: &str, range: std::ops::Range<u64>) -> Result<Bytes> {
         let (store, path) = self.resolve(location)?;
-        store
+        let bytes = store
             .get_range(&path, range)
             .await
-            .map_err(|e| storage_error(e, location, "read"))
+            .map_err(|e| storage_error(e, location, "read"))?;
+        self.count_read(&bytes);
+        Ok(bytes)
     }
 
     /// Write a whole object (replacing it).
@@ -453,6 +474,7 @@ impl iceberg::io::Storage for ObjectStorage {
             store,
             key,
             location: path.to_string(),
+            bytes_read: self.inner.bytes_read.clone(),
         }))
     }
 
@@ -496,15 +518,20 @@ struct ObjectRead {
     store: Arc<dyn ObjectStore>,
     key: ObjectPath,
     location: String,
+    bytes_read: Arc<AtomicU64>,
 }
 
 #[async_trait]
 impl FileRead for ObjectRead {
     async fn read(&self, range: Range<u64>) -> iceberg::Result<Bytes> {
-        self.store
+        let bytes = self
+            .store
             .get_range(&self.key, range)
             .await
-            .map_err(|e| to_iceberg(storage_error(e, &self.location, "read")))
+            .map_err(|e| to_iceberg(storage_error(e, &self.location, "read")))?;
+        self.bytes_read
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(bytes)
     }
 }
 

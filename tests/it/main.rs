@@ -30,5 +30,6 @@ mod row_level_model;
 mod row_level_races;
 mod schema_evolution;
 mod sql;
+mod sql_pushdown;
 mod table_ops;
 mod transactions;

@@ -71,6 +71,7 @@ both_backends!(
         // The opt-out lifts it.
         let open = SqlOptions {
             allow_external_access: true,
+            ..Default::default()
         };
         let r = sql_with(
             &ctx.floe,
