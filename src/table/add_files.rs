@@ -18,8 +18,8 @@ use iceberg::spec::{
     PrimitiveType, Struct, Type,
 };
 use parquet::file::metadata::ParquetMetaData;
-use parquet::file::statistics::Statistics;
 
+use super::file_stats::{merge_bound, parquet_bound};
 use super::Table;
 use crate::error::{Error, ErrorKind, Result};
 
@@ -273,11 +273,11 @@ impl ColumnStats {
                 } else {
                     inexact.insert(id);
                 }
-                let (lo, hi) = (datum(&ptype, st, true)?, datum(&ptype, st, false)?);
+                let (lo, hi) = (parquet_bound(&ptype, st, true)?, parquet_bound(&ptype, st, false)?);
                 match (lo, hi) {
                     (Some(lo), Some(hi)) if st.min_is_exact() && st.max_is_exact() => {
-                        merge(&mut stats.lower, id, lo, true);
-                        merge(&mut stats.upper, id, hi, false);
+                        merge_bound(&mut stats.lower, id, lo, true);
+                        merge_bound(&mut stats.upper, id, hi, false);
                     }
                     // A row group whose column is all null has no bounds, and changes none.
                     (None, None) if st.null_count_opt() == Some(rg.num_rows() as u64) => {}
@@ -294,79 +294,6 @@ impl ColumnStats {
             stats.null_counts.remove(id);
         }
         Ok(stats)
-    }
-}
-
-/// Keep the smaller (`lowest`) or larger bound.
-fn merge(bounds: &mut HashMap<i32, Datum>, id: i32, value: Datum, lowest: bool) {
-    match bounds.get(&id) {
-        Some(old) if (lowest && *old <= value) || (!lowest && *old >= value) => {}
-        _ => {
-            bounds.insert(id, value);
-        }
-    }
-}
-
-/// A column chunk's minimum (`min`) or maximum as an Iceberg value of `ptype`.
-fn datum(ptype: &PrimitiveType, st: &Statistics, min: bool) -> Result<Option<Datum>> {
-    use PrimitiveType as P;
-    let decimal = |v: i128| Datum::try_from_bytes(&v.to_be_bytes(), ptype.clone()).map(Some);
-    Ok(match (ptype, st) {
-        (P::Boolean, Statistics::Boolean(s)) => pick(s.min_opt(), s.max_opt(), min).map(|v| Datum::bool(*v)),
-        (P::Int, Statistics::Int32(s)) => pick(s.min_opt(), s.max_opt(), min).map(|v| Datum::int(*v)),
-        (P::Date, Statistics::Int32(s)) => pick(s.min_opt(), s.max_opt(), min).map(|v| Datum::date(*v)),
-        (P::Long, Statistics::Int64(s)) => pick(s.min_opt(), s.max_opt(), min).map(|v| Datum::long(*v)),
-        (P::Long, Statistics::Int32(s)) => {
-            pick(s.min_opt(), s.max_opt(), min).map(|v| Datum::long(i64::from(*v)))
-        }
-        (P::Timestamp, Statistics::Int64(s)) => {
-            pick(s.min_opt(), s.max_opt(), min).map(|v| Datum::timestamp_micros(*v))
-        }
-        (P::Timestamptz, Statistics::Int64(s)) => {
-            pick(s.min_opt(), s.max_opt(), min).map(|v| Datum::timestamptz_micros(*v))
-        }
-        (P::Float, Statistics::Float(s)) => pick(s.min_opt(), s.max_opt(), min).map(|v| Datum::float(*v)),
-        (P::Double, Statistics::Double(s)) => pick(s.min_opt(), s.max_opt(), min).map(|v| Datum::double(*v)),
-        (P::Double, Statistics::Float(s)) => {
-            pick(s.min_opt(), s.max_opt(), min).map(|v| Datum::double(f64::from(*v)))
-        }
-        (P::String, Statistics::ByteArray(s)) => match pick(s.min_opt(), s.max_opt(), min) {
-            Some(v) => {
-                Some(Datum::string(std::str::from_utf8(v.data()).map_err(|e| {
-                    Error::invalid(format!("a string bound is not UTF-8: {e}"))
-                })?))
-            }
-            None => None,
-        },
-        (P::Binary, Statistics::ByteArray(s)) => {
-            pick(s.min_opt(), s.max_opt(), min).map(|v| Datum::binary(v.data().to_vec()))
-        }
-        (P::Decimal { .. }, Statistics::Int32(s)) => match pick(s.min_opt(), s.max_opt(), min) {
-            Some(v) => decimal(i128::from(*v))?,
-            None => None,
-        },
-        (P::Decimal { .. }, Statistics::Int64(s)) => match pick(s.min_opt(), s.max_opt(), min) {
-            Some(v) => decimal(i128::from(*v))?,
-            None => None,
-        },
-        (P::Decimal { .. }, Statistics::ByteArray(s)) => match pick(s.min_opt(), s.max_opt(), min) {
-            Some(v) => Some(Datum::try_from_bytes(v.data(), ptype.clone())?),
-            None => None,
-        },
-        (P::Decimal { .. }, Statistics::FixedLenByteArray(s)) => match pick(s.min_opt(), s.max_opt(), min) {
-            Some(v) => Some(Datum::try_from_bytes(v.data(), ptype.clone())?),
-            None => None,
-        },
-        // Other pairings (time, uuid, fixed, nanosecond timestamps): no bounds, which is allowed.
-        _ => None,
-    })
-}
-
-fn pick<'a, T>(lo: Option<&'a T>, hi: Option<&'a T>, min: bool) -> Option<&'a T> {
-    if min {
-        lo
-    } else {
-        hi
     }
 }
 

@@ -10,19 +10,19 @@ use iceberg::spec::{DataFile, DataFileFormat, PartitionKey};
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
 use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator, DefaultLocationGenerator};
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
-use iceberg::writer::file_writer::ParquetWriterBuilder;
 use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
 use iceberg::writer::partitioning::unpartitioned_writer::UnpartitionedWriter;
 use iceberg::writer::partitioning::PartitioningWriter;
 use uuid::Uuid;
 
 use super::encoding::Codec;
+use super::parallel_parquet::ParallelParquetWriterBuilder;
 use super::Table;
 use crate::catalog::TableName;
 use crate::error::{Error, ErrorKind, Result};
 
 type FileWriterBuilder =
-    DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
+    DataFileWriterBuilder<ParallelParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
 
 enum Inner {
     Unpartitioned(Box<UnpartitionedWriter<FileWriterBuilder>>),
@@ -53,7 +53,11 @@ impl DataWriter {
     fn start(&self, first: &RecordBatch) -> Result<Inner> {
         let metadata = self.table.metadata();
         let schema = metadata.current_schema().clone();
-        let parquet = ParquetWriterBuilder::new(self.codec.writer_properties(first), schema.clone());
+        let parquet = ParallelParquetWriterBuilder::new(
+            self.codec.writer_properties(first),
+            schema.clone(),
+            crate::resources::cores(),
+        );
         let rolling = RollingFileWriterBuilder::new(
             parquet,
             self.target_file_size,
@@ -130,7 +134,7 @@ impl ParallelWriter {
         let mut w = Self {
             table: table.clone(),
             target_file_size,
-            max_writers: crate::resources::cores().clamp(1, 4),
+            max_writers: std::env::var("FLOE_EXPERIMENT_WRITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(crate::resources::cores().clamp(1, 4)),
             senders: Vec::new(),
             tasks: Vec::new(),
             next: 0,
