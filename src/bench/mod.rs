@@ -19,6 +19,7 @@ pub mod raw;
 pub mod report;
 pub mod rest;
 pub mod scan;
+pub mod sql;
 pub mod stats;
 pub mod storage;
 pub mod upsert;
@@ -32,6 +33,7 @@ pub use self::ingest::{ingest_benchmark, IngestBenchOptions, IngestBenchReport, 
 pub use self::measure::measure;
 pub use self::pass::child_main;
 pub use self::rest::{rest_benchmark, RestBenchOptions, RestBenchReport};
+pub use self::sql::{sql_benchmark, SqlBenchOptions, SqlBenchReport};
 pub use self::storage::{core_benchmark, CoreBenchReport, StorageBenchOptions, StorageFootprint, YearReport};
 pub use self::upsert::{upsert_benchmark, UpsertBenchOptions, UpsertBenchReport};
 use crate::catalog::Namespace;

@@ -5,7 +5,7 @@ into a table of the same base rows and codec as floe's, and full scans of floe's
 and by DuckDB's iceberg extension. Only the append, the commit, the upsert or the scan is timed.
 Prints one JSON object.
 
-usage: FLOE_PYICEBERG_CONFIG=CONFIG_JSON python3 peer.py append NAMESPACE TABLE PARQUET_PATH
+usage: FLOE_PYICEBERG_CONFIG=CONFIG_JSON python3 peer.py append NAMESPACE TABLE CODEC PARQUET_PATH
        FLOE_PYICEBERG_CONFIG=CONFIG_JSON python3 peer.py add_files NAMESPACE TABLE COUNT PARQUET_PATH
        FLOE_PYICEBERG_CONFIG=CONFIG_JSON python3 peer.py upsert NAMESPACE TABLE CODEC FILES BASE SOURCE
        FLOE_PYICEBERG_CONFIG=CONFIG_JSON python3 peer.py scan SPEC_JSON
@@ -202,7 +202,9 @@ def main():
         print(json.dumps(upsert(cat, ns, name, codec, files, base_path, path)))
         return  # the table stays for the scans' comparison; floe bench drops it
     data = without_field_ids(pq.read_table(path))
-    table = cat.create_table((ns, name), schema=data.schema)
+    # The append writes with floe's codec (PyIceberg's own default is zstd, floe's Snappy): a fair pair.
+    properties = {"write.parquet.compression-codec": sys.argv[4]} if mode == "append" else {}
+    table = cat.create_table((ns, name), schema=data.schema, properties=properties)
     if mode == "append":
         t0 = time.perf_counter()
         table.append(data)
@@ -226,7 +228,12 @@ def main():
         cat.purge_table((ns, name))
     except Exception:
         cat.drop_table((ns, name))
-    print(json.dumps({"rows": data.num_rows, "seconds": seconds, "version": pyiceberg.__version__}))
+    print(json.dumps({
+        "rows": data.num_rows,
+        "seconds": seconds,
+        "version": pyiceberg.__version__,
+        "codec": properties.get("write.parquet.compression-codec"),
+    }))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use crate::catalog::{Namespace, TableName};
 use crate::error::{Error, ErrorKind, Result};
 use crate::lakehouse::Floe;
+use crate::table::encoding::Codec;
 use crate::table::TableDefinition;
 use crate::table::WriteOptions;
 
@@ -37,6 +38,12 @@ pub struct PeerAppend {
     pub pyiceberg_seconds: f64,
     /// PyIceberg's version.
     pub pyiceberg_version: String,
+    /// The Parquet codec both sides wrote (`write.parquet.compression-codec`).
+    pub codec: String,
+    /// The physical limit: arrow-rs's `ArrowWriter` alone, one per core over slices of the same
+    /// batches, with floe's `WriterProperties`, into memory (no Iceberg metadata, catalog or commit),
+    /// seconds.
+    pub arrow_writer_seconds: f64,
 }
 
 /// One paired `add_files`: floe and PyIceberg committing the same rows as existing Parquet files.
@@ -128,19 +135,91 @@ pub async fn append_pair(
     )
     .await?;
     let floe_seconds = t0.elapsed().as_secs_f64();
+    let written = floe.load_table(&table).await?;
+    let codec = Codec::of_table(&written)?;
+    let with_ids = written.arrow_schema()?;
     floe.drop_table(&table, true).await?;
 
-    // PyIceberg: the same file, appended by the script.
+    // The physical limit: the same batches through bare ArrowWriters, one per core.
+    let conformed = batches_again(path)?
+        .iter()
+        .map(|b| crate::table::writer::conform(&table, b, &with_ids))
+        .collect::<Result<Vec<_>>>()?;
+    let arrow_writer_seconds = arrow_writers(&with_ids, &conformed, &codec).await?;
+
+    // PyIceberg: the same file, appended by the script, with floe's codec.
     let ns = ns.to_string();
     let table = format!("{name}_pyiceberg");
-    let args: [&OsStr; 4] = ["append".as_ref(), ns.as_ref(), table.as_ref(), path.as_ref()];
+    let args: [&OsStr; 5] = [
+        "append".as_ref(),
+        ns.as_ref(),
+        table.as_ref(),
+        codec.iceberg_name().as_ref(),
+        path.as_ref(),
+    ];
     let v = run_script(floe, dir, args)?;
+    let peer_codec = v["codec"].as_str().unwrap_or("?");
+    if peer_codec != codec.iceberg_name() {
+        return Err(Error::internal(format!(
+            "the peer wrote {peer_codec}, floe {}: the pair would not compare like with like",
+            codec.iceberg_name()
+        )));
+    }
     Ok(PeerAppend {
         rows,
         floe_seconds,
         pyiceberg_seconds: v["seconds"].as_f64().unwrap_or(f64::NAN),
         pyiceberg_version: v["version"].as_str().unwrap_or("?").to_string(),
+        codec: codec.iceberg_name().to_string(),
+        arrow_writer_seconds,
     })
+}
+
+/// The batches of `path` again, with their schema (the timed append consumed the first copy).
+fn batches_again(path: &Path) -> Result<Vec<RecordBatch>> {
+    Ok(read_batches(path)?.1)
+}
+
+/// Seconds for arrow-rs's `ArrowWriter`, one per core on threads of its own, to encode `batches`
+/// (dealt round-robin) with floe's `WriterProperties` for them into memory.
+async fn arrow_writers(schema: &arrow::datatypes::SchemaRef, batches: &[RecordBatch], codec: &Codec) -> Result<f64> {
+    let Some(first) = batches.first() else {
+        return Ok(0.0);
+    };
+    let properties = codec.writer_properties(first);
+    let writers = crate::resources::cores().max(1);
+    let mut shares: Vec<Vec<RecordBatch>> = vec![Vec::new(); writers];
+    for (i, b) in batches.iter().enumerate() {
+        shares[i % writers].push(b.clone());
+    }
+    let schema = schema.clone();
+    tokio::task::spawn_blocking(move || -> Result<f64> {
+        let t0 = Instant::now();
+        std::thread::scope(|scope| -> Result<()> {
+            let handles: Vec<_> = shares
+                .iter()
+                .map(|share| {
+                    let (schema, properties) = (schema.clone(), properties.clone());
+                    scope.spawn(move || -> Result<usize> {
+                        let mut out = Vec::new();
+                        let mut w = parquet::arrow::ArrowWriter::try_new(&mut out, schema, Some(properties))?;
+                        for b in share {
+                            w.write(b)?;
+                        }
+                        w.close()?;
+                        Ok(out.len())
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().map_err(|_| Error::internal("an ArrowWriter thread panicked"))??;
+            }
+            Ok(())
+        })?;
+        Ok(t0.elapsed().as_secs_f64())
+    })
+    .await
+    .map_err(|e| Error::internal(format!("ArrowWriter timing: {e}")))?
 }
 
 /// The rows of the Parquet file `path`, in batches of 8192, and their schema.

@@ -91,6 +91,13 @@ pub enum Command {
         /// catalog; writes report.json and report.md to --out/rest.
         #[arg(long, conflicts_with_all = ["storage_only", "ingest_only", "upsert"])]
         rest: bool,
+        /// Only the `floe sql` benchmark, on the configured store (S3 in the test command's
+        /// environment): a table of --days daily partitions of --rows-per-day rows; a one-day query
+        /// with its WHERE pushed into floe's scan and without, bytes read against the table's bytes
+        /// (target at most 2%), the answer against a local-disk twin, and a whole-table query given a
+        /// third of the table's bytes as memory; writes report.json and report.md to --out/sql.
+        #[arg(long, conflicts_with_all = ["storage_only", "ingest_only", "upsert", "rest"])]
+        sql_only: bool,
         /// Snapshots of the REST benchmark's loaded table.
         #[arg(long, default_value_t = 1_000)]
         rest_snapshots: usize,
@@ -104,7 +111,7 @@ pub enum Command {
         /// Prefix of the benchmark's namespaces (their tables are dropped at the end).
         #[arg(long, default_value = "floe_bench")]
         namespace: String,
-        /// Output of --storage-only, --ingest-only, --upsert and --rest.
+        /// Output of --storage-only, --ingest-only, --upsert, --rest and --sql-only.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -134,6 +141,7 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
             rest,
             rest_snapshots,
             rest_commits,
+            sql_only,
             in_process,
             namespace,
             format,
@@ -153,6 +161,26 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
                 let ns = Namespace::parse(&format!("{namespace}_ingest"))?;
                 let r = floe::bench::ingest_benchmark(floe, &ns, &ingest).await?;
                 output::bench::ingest_figures(&mut output::stdout(), &r, format)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if sql_only {
+                let ns = Namespace::parse(&format!("{namespace}_sql"))?;
+                let options = floe::bench::SqlBenchOptions { days, rows_per_day };
+                let r = floe::bench::sql_benchmark(floe, &ns, &options).await?;
+                let files = floe::bench::sql::write_sql(&r, &out.join("sql"))?;
+                let stdout = &mut output::stdout();
+                if format == Format::Json {
+                    writeln!(stdout, "{}", serde_json::to_string_pretty(&r).unwrap_or_default())?;
+                } else {
+                    write!(stdout, "{}", floe::bench::sql::sql_markdown(&r))?;
+                    for f in files {
+                        writeln!(stdout, "wrote {}", f.display())?;
+                    }
+                }
+                if !r.answers_equal {
+                    eprintln!("floe sql answered differently with pushdown, without it or on local disk: see the report");
+                    return Ok(ExitCode::from(1));
+                }
                 return Ok(ExitCode::SUCCESS);
             }
             if rest {

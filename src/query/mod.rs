@@ -7,7 +7,7 @@
 //! files or an evolved schema) stream into an embedded DuckDB through the Arrow appender, reading from
 //! storage only the columns the query names and, through floe's Iceberg scan, only the partitions,
 //! files and row groups its WHERE can match ([`pushdown`]). The result comes back as Arrow batches.
-//! Timestamps are UTC. DuckDB holds what it loads within the memory a query is given (1 GB unless
+//! Timestamps are UTC, and so is the session's time zone. DuckDB holds what it loads within the memory a query is given (1 GB unless
 //! [`SqlOptions::memory_mb`] says otherwise) and spills the rest to a temporary directory.
 //!
 //! The DuckDB a query runs in is locked down by default ([`SqlOptions`]): once floe's tables are
@@ -415,9 +415,11 @@ pub async fn sql_with(floe: &Floe, query: &str, options: &SqlOptions) -> Result<
         .max_memory(&format!("{memory_mb}MB"))
         .and_then(|c| c.with("temp_directory", spill.path().display().to_string()))
         .map_err(duck_error)?;
-    let conn = Arc::new(Mutex::new(
-        Connection::open_in_memory_with_flags(config).map_err(duck_error)?,
-    ));
+    let conn = Connection::open_in_memory_with_flags(config).map_err(duck_error)?;
+    // Timestamps are UTC: a literal without an offset means UTC, as in floe's scan filters (a DuckDB
+    // without ICU has no TimeZone setting and reads such literals as UTC already).
+    let _ = conn.execute_batch("SET TimeZone = 'UTC'");
+    let conn = Arc::new(Mutex::new(conn));
     let (quoted, dotted) = references(query);
     let mut directories: BTreeSet<String> = BTreeSet::new();
     directories.insert(format!("{}/", spill.path().display()));

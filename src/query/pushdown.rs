@@ -10,7 +10,7 @@
 //! query that does not parse as DuckDB SQL reads the table unfiltered, as before.
 
 use arrow::datatypes::{DataType, Schema};
-use chrono::{Duration, NaiveDate, NaiveDateTime};
+use chrono::{NaiveDate, NaiveDateTime};
 use datafusion::sql::sqlparser::ast::{
     BinaryOperator, Expr, JoinOperator, ObjectName, ObjectNamePart, Query, Select, SetExpr, Statement,
     TableFactor, TableWithJoins, UnaryOperator, Value, Visit, Visitor,
@@ -139,9 +139,6 @@ enum Literal {
     Timestamp(NaiveDateTime),
 }
 
-/// Timestamp literals are pushed a day wider on each side: DuckDB reads a literal without an offset
-/// in the session's time zone, DataFusion in UTC, and no zone is a day away from UTC.
-const ZONE_SLACK: Duration = Duration::days(1);
 
 impl TableColumns<'_> {
     /// A filter implied by `expr`: the conjuncts of an AND that can be pushed, an OR whose every side
@@ -173,12 +170,6 @@ impl TableColumns<'_> {
             } => {
                 let (col, ty) = self.column(expr)?;
                 let (low, high) = (literal(low, ty)?, literal(high, ty)?);
-                let (low, high) = match (low, high) {
-                    (Literal::Timestamp(l), Literal::Timestamp(h)) => {
-                        (Literal::Timestamp(l - ZONE_SLACK), Literal::Timestamp(h + ZONE_SLACK))
-                    }
-                    other => other,
-                };
                 Some(format!("{col} BETWEEN {} AND {}", low.sql(), high.sql()))
             }
             Expr::InList {
@@ -187,7 +178,7 @@ impl TableColumns<'_> {
                 negated: false,
             } => {
                 let (col, ty) = self.column(expr)?;
-                if matches!(ty, DataType::Timestamp(..)) || list.is_empty() {
+                if list.is_empty() {
                     return None;
                 }
                 let values = list
@@ -207,33 +198,16 @@ impl TableColumns<'_> {
         };
         let (col, ty) = column;
         let value = literal(value, ty)?;
-        let sql = |op: &str, v: &Literal| format!("{col} {op} {}", v.sql());
-        match (value, op) {
-            (Literal::Timestamp(t), BinaryOperator::Eq) => Some(format!(
-                "{col} BETWEEN {} AND {}",
-                Literal::Timestamp(t - ZONE_SLACK).sql(),
-                Literal::Timestamp(t + ZONE_SLACK).sql()
-            )),
-            (Literal::Timestamp(t), BinaryOperator::Gt | BinaryOperator::GtEq) => {
-                Some(sql(">=", &Literal::Timestamp(t - ZONE_SLACK)))
-            }
-            (Literal::Timestamp(t), BinaryOperator::Lt | BinaryOperator::LtEq) => {
-                Some(sql("<=", &Literal::Timestamp(t + ZONE_SLACK)))
-            }
-            (Literal::Timestamp(_), _) => None,
-            (v, op) => {
-                let op = match op {
-                    BinaryOperator::Eq => "=",
-                    BinaryOperator::NotEq => "<>",
-                    BinaryOperator::Lt => "<",
-                    BinaryOperator::LtEq => "<=",
-                    BinaryOperator::Gt => ">",
-                    BinaryOperator::GtEq => ">=",
-                    _ => return None,
-                };
-                Some(sql(op, &v))
-            }
-        }
+        let op = match op {
+            BinaryOperator::Eq => "=",
+            BinaryOperator::NotEq => "<>",
+            BinaryOperator::Lt => "<",
+            BinaryOperator::LtEq => "<=",
+            BinaryOperator::Gt => ">",
+            BinaryOperator::GtEq => ">=",
+            _ => return None,
+        };
+        Some(format!("{col} {op} {}", value.sql()))
     }
 
     /// The table's column `expr` names (quoted for the filter) and its type.
@@ -328,30 +302,35 @@ fn literal(expr: &Expr, ty: &DataType) -> Option<Literal> {
         DataType::Date32 | DataType::Date64 if !is_number => {
             NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").ok().map(Literal::Date)
         }
-        DataType::Timestamp(..) if !is_number => timestamp(text.trim()).map(Literal::Timestamp),
+        // floe sql's session is in UTC, as DataFusion reads a literal without an offset; a literal
+        // with an offset is taken to UTC, and is not pushed against a column without a zone.
+        DataType::Timestamp(_, zone) if !is_number => match timestamp(text.trim())? {
+            (t, false) => Some(Literal::Timestamp(t)),
+            (t, true) if zone.is_some() => Some(Literal::Timestamp(t)),
+            _ => None,
+        },
         _ => None,
     }
 }
 
 /// A timestamp literal as DuckDB reads it (date, date and time, optional fraction and offset), in
-/// UTC when it carries an offset.
-fn timestamp(text: &str) -> Option<NaiveDateTime> {
+/// UTC, and whether it carried an offset.
+fn timestamp(text: &str) -> Option<(NaiveDateTime, bool)> {
     if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return d.and_hms_opt(0, 0, 0);
+        return Some((d.and_hms_opt(0, 0, 0)?, false));
     }
     for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"] {
         if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
-            return Some(t);
+            return Some((t, false));
         }
     }
     for format in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z"] {
         if let Ok(t) = chrono::DateTime::parse_from_str(text, format) {
-            return Some(t.naive_utc());
+            return Some((t.naive_utc(), true));
         }
     }
-    text.strip_suffix('Z')
-        .or_else(|| text.strip_suffix(" UTC"))
-        .and_then(timestamp)
+    let utc = text.strip_suffix('Z').or_else(|| text.strip_suffix(" UTC"))?;
+    timestamp(utc).map(|(t, _)| (t, true))
 }
 
 impl Literal {
@@ -403,10 +382,11 @@ mod tests {
             pushed("SELECT id FROM ns.t WHERE id IN (1, -2) AND revenue IS NOT NULL").as_deref(),
             Some(r#"("id" IN (1, -2)) AND ("revenue" IS NOT NULL)"#)
         );
-        // Timestamps widen by a day either side: time zones cannot hide a matching row.
+        // Timestamps are UTC; an offset is taken to UTC.
         assert_eq!(
-            pushed("SELECT id FROM ns.t WHERE event_time >= '2024-03-01 12:00:00+02'").as_deref(),
-            Some(r#""event_time" >= '2024-02-29T10:00:00.000000'"#)
+            pushed("SELECT id FROM ns.t WHERE event_time >= '2024-03-01 01:00:00+02' AND event_time < '2024-03-02'")
+                .as_deref(),
+            Some(r#"("event_time" >= '2024-02-29T23:00:00.000000') AND ("event_time" < '2024-03-02T00:00:00.000000')"#)
         );
     }
 

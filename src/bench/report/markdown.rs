@@ -329,13 +329,27 @@ fn peer_comparisons(r: &BenchReport, page: &mut Page) {
                 .collect::<Vec<_>>(),
         );
         page.line(format!(
-            "- Append of the {size} ingest output ({} rows) into the same catalog: floe {:.0} rows/s, PyIceberg {} {:.0} rows/s: floe {}.",
+            "- Append of the {size} ingest output ({} rows) into the same catalog, both sides writing {}: floe {:.0} rows/s, PyIceberg {} {:.0} rows/s: floe {}.",
             runs.first().map(|p| p.append.rows).unwrap_or(0),
+            runs.first().map(|p| p.append.codec.as_str()).unwrap_or("?"),
             floe_rps.median,
             runs.first().map(|p| p.append.pyiceberg_version.as_str()).unwrap_or("?"),
             py_rps.median,
             fmt_ratio(ratio)
         ));
+        if let Some(limit) = r.append_vs_arrow_writer.get(size) {
+            let arrow_rps = Summary::of(
+                &runs
+                    .iter()
+                    .map(|p| p.append.rows as f64 / p.append.arrow_writer_seconds)
+                    .collect::<Vec<_>>(),
+            );
+            page.line(format!(
+                "- Physical limit: arrow-rs's `ArrowWriter` alone, one per core over the same batches with floe's writer properties, no Iceberg metadata, catalog or commit: {:.0} rows/s; floe's append takes {} its time.",
+                arrow_rps.median,
+                fmt_ratio(limit)
+            ));
+        }
     }
     for (size, ratio) in &r.add_files_vs_pyiceberg {
         let runs: Vec<_> = r

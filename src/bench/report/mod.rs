@@ -188,6 +188,9 @@ pub struct BenchReport {
     pub overhead: Vec<OverheadRow>,
     /// floe's append rows/s over PyIceberg's, paired by repetition, per size.
     pub append_vs_pyiceberg: BTreeMap<String, Ratio>,
+    /// floe's append time over arrow-rs's `ArrowWriter` alone on all cores (the physical limit),
+    /// paired by repetition, per size.
+    pub append_vs_arrow_writer: BTreeMap<String, Ratio>,
     /// floe's `add_files` files/s over PyIceberg's, paired by repetition, per size.
     pub add_files_vs_pyiceberg: BTreeMap<String, Ratio>,
     /// floe's DataFusion full scan time over raw DataFusion's, paired by repetition, per size.
@@ -334,6 +337,7 @@ pub fn summarize(floe: &Floe, m: Measurements, repetitions: usize) -> BenchRepor
         append_vs_pyiceberg.insert(size, Ratio::paired(&floe_rps, &py_rps));
     }
 
+    let append_vs_arrow_writer = append_vs_arrow_writer(&m);
     let mut add_files_vs_pyiceberg = BTreeMap::new();
     let mut scan_vs_raw = BTreeMap::new();
     for (size, _) in sizes_in_order(&m) {
@@ -375,6 +379,7 @@ pub fn summarize(floe: &Floe, m: Measurements, repetitions: usize) -> BenchRepor
         summary,
         overhead,
         append_vs_pyiceberg,
+        append_vs_arrow_writer,
         add_files_vs_pyiceberg,
         scan_vs_raw,
         cluster,
@@ -651,4 +656,20 @@ pub fn write_json_and_markdown<T: Serialize>(r: &T, markdown: &str, dir: &Path) 
     let md = dir.join("report.md");
     std::fs::write(&md, markdown)?;
     Ok([json, md])
+}
+
+/// floe's append time over the bare `ArrowWriter`s' on the same batches, paired by repetition, per
+/// size.
+pub(super) fn append_vs_arrow_writer(m: &Measurements) -> BTreeMap<String, Ratio> {
+    let mut out = BTreeMap::new();
+    for (size, _) in sizes_in_order(m) {
+        let runs: Vec<_> = m.peer.iter().filter(|p| p.size == size).collect();
+        if runs.is_empty() {
+            continue;
+        }
+        let floe: Vec<f64> = runs.iter().map(|p| p.append.floe_seconds).collect();
+        let arrow: Vec<f64> = runs.iter().map(|p| p.append.arrow_writer_seconds).collect();
+        out.insert(size, Ratio::paired(&floe, &arrow));
+    }
+    out
 }

@@ -242,6 +242,52 @@ pub(super) fn all(
 ) -> Vec<Target> {
     let mut out = core_targets(m, summary, overhead, peer);
     out.extend(engine_write_targets(m, summary, overhead, peer, scan));
+    out.extend(speed_targets(m, summary, overhead, peer));
+    out
+}
+
+/// The speed issue's targets (28), at the largest size: the append against PyIceberg (1.1x, 1.3x in
+/// a release build) and against the physical limit (arrow-rs's `ArrowWriter` alone on all cores),
+/// the DataFusion path at most raw DataFusion's time, and peak memory per stage.
+fn speed_targets(
+    m: &Measurements,
+    summary: &[SummaryRow],
+    overhead: &[OverheadRow],
+    peer: &BTreeMap<String, Ratio>,
+) -> Vec<Target> {
+    let Some((size, _)) = sizes_in_order(m).last().cloned() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let release = !cfg!(debug_assertions);
+    out.push(append_over_pyiceberg(m, peer, &size, if release { 1.3 } else { 1.1 }));
+    let limit = super::append_vs_arrow_writer(m).remove(&size);
+    out.push(Target {
+        target: format!("floe append within 1.1x the time of arrow-rs's ArrowWriter alone on all cores ({size})"),
+        measured: limit
+            .as_ref()
+            .map(fmt_ratio)
+            .unwrap_or_else(|| m.peer_skipped.clone().unwrap_or_else(|| "not measured".into())),
+        met: limit.map(|r| r.mean <= 1.1),
+    });
+    if engines_of(summary).iter().any(|e| e == "datafusion") {
+        out.push(over_raw(overhead, &size, "datafusion", 1.0));
+    }
+    for e in engines_of(summary).iter().filter(|e| !crate::bench::on_cluster(e)) {
+        let worst = summary
+            .iter()
+            .filter(|r| r.size == size && &r.engine == e && r.path == "floe" && r.stage != "total")
+            .map(|r| (r.stage.clone(), r.peak_memory_bytes.max))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        out.push(Target {
+            target: format!("{e}: peak memory of every stage at most 1.6 GB ({size})"),
+            measured: worst
+                .as_ref()
+                .map(|(s, b)| format!("{} ({s})", gb(*b)))
+                .unwrap_or_else(|| "not measured".into()),
+            met: worst.map(|(_, b)| b <= 1.6e9),
+        });
+    }
     out
 }
 
