@@ -134,7 +134,10 @@ impl ParallelWriter {
         let mut w = Self {
             table: table.clone(),
             target_file_size,
-            max_writers: std::env::var("FLOE_EXPERIMENT_WRITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(crate::resources::cores().clamp(1, 4)),
+            // Each file's columns already encode on every core; a second file on top still gained
+            // 12% on 2 cores (6 M rows: 1.44 s against 1.65 s, 2026-12-07): the producer, the
+            // conforming and the row-group assembly run beside the other file's encoding.
+            max_writers: crate::resources::cores().clamp(1, 4),
             senders: Vec::new(),
             tasks: Vec::new(),
             next: 0,
