@@ -11,6 +11,7 @@
 //! it is full (or at the end of the file), so the two kinds are not interleaved record by record.
 
 mod csv;
+mod ranges;
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -188,6 +189,74 @@ pub fn read_input(
     read_input_chunked(storage, file, batch_rows, usize::MAX)
 }
 
+/// Files smaller than this are read as one range.
+const SPLIT_MIN_BYTES: u64 = 64 << 20;
+
+/// [`read_input`] of a large CSV file as up to `parts` streams that can be read concurrently: byte
+/// ranges that start at record boundaries ([`ranges`]), each numbering its records as one stream
+/// would. Together they hold exactly the records and rejects of [`read_input`]'s stream, each kind
+/// in file order within a stream. Other files, and CSV files under 64 MiB, are one stream.
+pub async fn read_input_split(
+    storage: &ObjectStorage,
+    file: &InputFile,
+    batch_rows: usize,
+    parts: usize,
+) -> Result<Vec<BoxStream<'static, Result<InputBatch>>>> {
+    read_input_split_at(storage, file, batch_rows, parts, SPLIT_MIN_BYTES).await
+}
+
+async fn read_input_split_at(
+    storage: &ObjectStorage,
+    file: &InputFile,
+    batch_rows: usize,
+    parts: usize,
+    min_bytes: u64,
+) -> Result<Vec<BoxStream<'static, Result<InputBatch>>>> {
+    if file.format != InputFormat::Csv {
+        return Ok(vec![read_input(storage, file, batch_rows)]);
+    }
+    let Some(ranges) = ranges::csv_ranges(storage, file, parts, min_bytes).await? else {
+        return Ok(vec![read_input(storage, file, batch_rows)]);
+    };
+    Ok(ranges
+        .into_iter()
+        .map(|range| {
+            let mut reader = text_reader(storage, file, batch_rows.max(1), usize::MAX);
+            reader.range = Some(range.start..range.end);
+            if range.start > 0 {
+                reader.prefix = None; // a byte order mark can only start the file
+                reader.out.line = range.records_before;
+                reader.parser = TextParser::Csv {
+                    splitter: CsvSplitter::default(),
+                    header: range.header,
+                };
+            }
+            reader.into_stream()
+        })
+        .collect())
+}
+
+fn text_reader(storage: &ObjectStorage, file: &InputFile, batch_rows: usize, chunk_bytes: usize) -> TextReader {
+    TextReader {
+        storage: storage.clone(),
+        uri: file.uri.clone(),
+        range: None,
+        bytes: None,
+        chunk_bytes: chunk_bytes.max(1),
+        total: 0,
+        prefix: Some(Vec::new()),
+        parser: match file.format {
+            InputFormat::Csv => TextParser::Csv {
+                splitter: CsvSplitter::default(),
+                header: None,
+            },
+            _ => TextParser::Ndjson { line: Vec::new() },
+        },
+        out: Batcher::new(file.uri.clone(), batch_rows),
+        done: false,
+    }
+}
+
 /// [`read_input`], text chunks cut to at most `chunk_bytes` (tests use tiny chunks so that records
 /// straddle them).
 fn read_input_chunked(
@@ -205,29 +274,7 @@ fn read_input_chunked(
                 .try_flatten()
                 .boxed()
         }
-        format => {
-            let reader = TextReader {
-                storage: storage.clone(),
-                uri: file.uri.clone(),
-                bytes: None,
-                chunk_bytes: chunk_bytes.max(1),
-                total: 0,
-                prefix: Some(Vec::new()),
-                parser: match format {
-                    InputFormat::Csv => TextParser::Csv {
-                        splitter: CsvSplitter::default(),
-                        header: None,
-                    },
-                    _ => TextParser::Ndjson { line: Vec::new() },
-                },
-                out: Batcher::new(file.uri.clone(), batch_rows),
-                done: false,
-            };
-            futures::stream::try_unfold(reader, |mut r| async move {
-                Ok(r.next_batch().await?.map(|b| (b, r)))
-            })
-            .boxed()
-        }
+        _ => text_reader(storage, file, batch_rows, chunk_bytes).into_stream(),
     }
 }
 
@@ -345,6 +392,8 @@ enum TextParser {
 struct TextReader {
     storage: ObjectStorage,
     uri: String,
+    /// The bytes to read (`None`: all).
+    range: Option<std::ops::Range<u64>>,
     bytes: Option<BoxStream<'static, object_store::Result<Bytes>>>,
     chunk_bytes: usize,
     total: u64,
@@ -356,6 +405,11 @@ struct TextReader {
 }
 
 impl TextReader {
+    fn into_stream(self) -> BoxStream<'static, Result<InputBatch>> {
+        futures::stream::try_unfold(self, |mut r| async move { Ok(r.next_batch().await?.map(|b| (b, r))) })
+            .boxed()
+    }
+
     async fn next_batch(&mut self) -> Result<Option<InputBatch>> {
         loop {
             if let Some(batch) = self.out.ready.pop_front() {
@@ -366,7 +420,14 @@ impl TextReader {
             }
             if self.bytes.is_none() {
                 let (store, path): (Arc<dyn ObjectStore>, ObjectPath) = self.storage.resolve(&self.uri)?;
-                let got = store.get(&path).await.map_err(|e| read_error(e, &self.uri))?;
+                let options = object_store::GetOptions {
+                    range: self.range.clone().map(object_store::GetRange::Bounded),
+                    ..Default::default()
+                };
+                let got = store
+                    .get_opts(&path, options)
+                    .await
+                    .map_err(|e| read_error(e, &self.uri))?;
                 self.bytes = Some(got.into_stream());
             }
             let next = self.bytes.as_mut().map(|s| s.next());

@@ -436,6 +436,20 @@ mod tests {
                     .into(),
                     NestedField::optional(12, "day", Type::Primitive(PrimitiveType::Date)).into(),
                     NestedField::optional(13, "ts", Type::Primitive(PrimitiveType::Timestamptz)).into(),
+                    NestedField::optional(14, "flag", Type::Primitive(PrimitiveType::Boolean)).into(),
+                    NestedField::optional(15, "qty", Type::Primitive(PrimitiveType::Int)).into(),
+                    NestedField::optional(16, "ratio", Type::Primitive(PrimitiveType::Float)).into(),
+                    NestedField::optional(
+                        17,
+                        "amount",
+                        Type::Primitive(PrimitiveType::Decimal { precision: 10, scale: 2 }),
+                    )
+                    .into(),
+                    NestedField::optional(18, "blob", Type::Primitive(PrimitiveType::Binary)).into(),
+                    NestedField::optional(19, "at", Type::Primitive(PrimitiveType::Time)).into(),
+                    NestedField::optional(20, "uid", Type::Primitive(PrimitiveType::Uuid)).into(),
+                    NestedField::optional(21, "code", Type::Primitive(PrimitiveType::Fixed(4))).into(),
+                    NestedField::optional(22, "local", Type::Primitive(PrimitiveType::Timestamp)).into(),
                 ])
                 .build()
                 .unwrap(),
@@ -462,7 +476,9 @@ mod tests {
             ));
             text.push('\n');
         }
-        let reader = arrow::json::ReaderBuilder::new(arrow_schema.clone())
+        // JSON carries the first 8 columns; the rest are built below.
+        let json_schema = Arc::new(arrow::datatypes::Schema::new(arrow_schema.fields()[..8].to_vec()));
+        let reader = arrow::json::ReaderBuilder::new(json_schema)
             .with_batch_size(7_001)
             .build(std::io::Cursor::new(text))
             .unwrap();
@@ -479,6 +495,67 @@ mod tests {
                     .collect();
                 let mut columns = b.columns().to_vec();
                 columns[2] = Arc::new(price);
+                // The primitive types JSON does not carry, built directly: every type floe writes.
+                let n = b.num_rows();
+                let value = |j: usize| start as usize + j;
+                let null = |j: usize| value(j) % 6 == 0;
+                for field in arrow_schema.fields().iter().skip(8) {
+                    use arrow::array::*;
+                    use arrow::datatypes::{DataType as D, TimeUnit};
+                    let array: ArrayRef = match field.data_type() {
+                        D::Boolean => Arc::new((0..n).map(|j| (!null(j)).then_some(value(j) % 3 == 0)).collect::<BooleanArray>()),
+                        D::Int32 => Arc::new((0..n).map(|j| (!null(j)).then_some(value(j) as i32 % 1000 - 500)).collect::<Int32Array>()),
+                        D::Float32 => Arc::new(
+                            (0..n)
+                                .map(|j| match value(j) % 7 {
+                                    0 => None,
+                                    1 => Some(f32::NAN),
+                                    k => Some(k as f32 * -1.5),
+                                })
+                                .collect::<Float32Array>(),
+                        ),
+                        D::Decimal128(p, sc) => Arc::new(
+                            (0..n)
+                                .map(|j| (!null(j)).then_some(value(j) as i128 * 37 - 5_000_000))
+                                .collect::<Decimal128Array>()
+                                .with_precision_and_scale(*p, *sc)
+                                .unwrap(),
+                        ),
+                        D::LargeBinary => Arc::new(
+                            (0..n)
+                                .map(|j| (!null(j)).then(|| vec![(value(j) % 251) as u8; value(j) % 5]))
+                                .collect::<LargeBinaryArray>(),
+                        ),
+                        D::Binary => Arc::new(
+                            (0..n)
+                                .map(|j| (!null(j)).then(|| vec![(value(j) % 251) as u8; value(j) % 5]))
+                                .collect::<BinaryArray>(),
+                        ),
+                        D::Time64(TimeUnit::Microsecond) => Arc::new(
+                            (0..n)
+                                .map(|j| (!null(j)).then_some((value(j) as i64 * 1_000_003) % 86_400_000_000))
+                                .collect::<Time64MicrosecondArray>(),
+                        ),
+                        D::FixedSizeBinary(width) => Arc::new(
+                            FixedSizeBinaryArray::try_from_sparse_iter_with_size(
+                                (0..n).map(|j| {
+                                    (!null(j)).then(|| {
+                                        (0..*width as usize).map(|k| ((value(j) * 31 + k) % 256) as u8).collect::<Vec<u8>>()
+                                    })
+                                }),
+                                *width,
+                            )
+                            .unwrap(),
+                        ),
+                        D::Timestamp(TimeUnit::Microsecond, None) => Arc::new(
+                            (0..n)
+                                .map(|j| (!null(j)).then_some(1_700_000_000_000_000 + value(j) as i64 * 977))
+                                .collect::<TimestampMicrosecondArray>(),
+                        ),
+                        other => panic!("no test values for {other}"),
+                    };
+                    columns.push(array);
+                }
                 RecordBatch::try_new(arrow_schema.clone(), columns).unwrap()
             })
             .collect()
@@ -554,6 +631,10 @@ mod tests {
         assert_eq!(a.split_offsets(), b.split_offsets());
         assert_eq!(a.split_offsets().map(|s| s.len()), Some(3), "three row groups");
         assert!(a.lower_bounds().contains_key(&1) && a.upper_bounds().contains_key(&2));
+        for id in 14..=22 {
+            assert!(a.lower_bounds().contains_key(&id) && a.upper_bounds().contains_key(&id), "bounds of {id}");
+        }
+        assert_eq!(a.nan_value_counts().get(&16), Some(&((0..300_000u64).filter(|i| i % 7 == 1).count() as u64)));
         assert!(batches.iter().all(|b| b.column(2).null_count() > 0));
     }
 }

@@ -595,3 +595,81 @@ async fn generated_files_lose_nothing() {
         }
     }
 }
+
+/// The rows and rejects of every stream of a split read, in line order.
+async fn read_split(file: &InputFile, parts: usize, min_bytes: u64) -> (usize, Vec<Row>, Vec<Reject>) {
+    let streams = read_input_split_at(&storage(), file, 7, parts, min_bytes).await.unwrap();
+    let n = streams.len();
+    let (mut rows, mut rejects) = (Vec::new(), Vec::new());
+    for mut stream in streams {
+        while let Some(batch) = stream.next().await {
+            match batch.unwrap() {
+                InputBatch::Raw(b) => {
+                    let text = |i: usize| b.column(i).as_string::<i32>().clone();
+                    let lines = b.column(10).as_primitive::<Int64Type>();
+                    for r in 0..b.num_rows() {
+                        let values = (0..9)
+                            .map(|c| {
+                                let col = text(c);
+                                col.is_valid(r).then(|| col.value(r).to_string())
+                            })
+                            .collect();
+                        rows.push((values, text(9).value(r).to_string(), lines.value(r)));
+                    }
+                }
+                InputBatch::Rejects(b) => {
+                    let lines = b.column(1).as_primitive::<Int64Type>();
+                    let records = b.column(4).as_string::<i32>();
+                    for r in 0..b.num_rows() {
+                        rejects.push((
+                            b.column(0).as_string::<i32>().value(r).to_string(),
+                            lines.value(r),
+                            records.value(r).to_string(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    rows.sort_by_key(|r| r.2);
+    rejects.sort_by_key(|r| r.1);
+    (n, rows, rejects)
+}
+
+#[tokio::test]
+async fn a_csv_split_into_byte_ranges_reads_exactly_as_one_range() {
+    // Quoted fields with commas, CRLF and LF line breaks and doubled quotes, a `"` inside an
+    // unquoted field, CRLF line ends, blank lines, records with too many fields and invalid UTF-8,
+    // a byte order mark, and an unterminated quote at the very end.
+    let mut bytes = b"\xEF\xBB\xBF".to_vec();
+    bytes.extend_from_slice(HEADER.replace('\n', "\r\n").as_bytes());
+    for i in 0..400 {
+        let record = match i % 9 {
+            0 => format!("e{i},u{i},2024-03-01T10:00:00Z,click,\"/a,\r\nb\",\"line1\nline2, \"\"q\"\"\n\",1.2.3.4,UA,1.5\r\n"),
+            1 => format!("e{i},u{i},2024-03-01T10:00:00Z,view,/p\"x,,1.1.1.1,\"UA \"\"x\"\"\",\n"),
+            2 => "\r\n".to_string(),
+            3 => format!("e{i},u{i},t,click,/x,,ip,UA,1,extra\n"),
+            4 => format!("e{i},u\u{e9}{i},t,click,\"multi\n\n\nline\",,ip,UA,\r\n"),
+            5 => format!("e{i},u{i},t,click,/x,,ip,UA,2\n"),
+            _ => format!("e{i},u{i},2024-03-01T10:00:{:02}Z,click,/y,r,ip,\"a\"\"b\",{i}\n", i % 60),
+        };
+        bytes.extend_from_slice(record.as_bytes());
+        if i % 9 == 5 {
+            bytes.push(0xFF); // invalid UTF-8 in an otherwise well-formed record
+            bytes.extend_from_slice(b",x,t,click,/x,,ip,UA,\n");
+        }
+    }
+    bytes.extend_from_slice(b"e-last,u,t,click,\"never closed,\r\n");
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir, "ranges.csv", &bytes);
+    let whole = read(&file, 7, usize::MAX).await;
+    assert!(!whole.rejects.is_empty() && whole.rows.len() > 200);
+    for parts in [2, 3, 5, 8, 13, 64] {
+        let (streams, rows, rejects) = read_split(&file, parts, 0).await;
+        assert!(streams > 1, "{parts} parts: split into {streams}");
+        assert_eq!(rows, whole.rows, "{parts} parts: rows");
+        assert_eq!(rejects, whole.rejects, "{parts} parts: rejects");
+    }
+    // Under the size threshold, or NDJSON: one stream.
+    assert_eq!(read_split(&file, 4, bytes.len() as u64 + 1).await.0, 1);
+}

@@ -10,7 +10,7 @@ use futures::{StreamExt, TryStreamExt};
 use iceberg::spec::DataFile;
 
 use super::super::engine::{Engine, PinnedTable, Rows, Stage};
-use super::super::input::{read_input, InputBatch, InputFile};
+use super::super::input::{read_input_split, InputBatch, InputFile};
 use super::super::tables::{self, GEOIP, REJECTED_EVENTS};
 use crate::error::{Error, Result};
 use crate::table::writer::{write_batches, ParallelWriter};
@@ -412,8 +412,32 @@ async fn ingest_file(
         }
     };
     let read: Result<()> = async {
-        let mut batches = read_input(raw_table.storage(), file, 8192);
-        while let Some(b) = batches.try_next().await? {
+        // A large CSV file decodes as byte ranges on every core, each range on a task of its own
+        // feeding the file's writers; other files are one stream.
+        let streams = read_input_split(raw_table.storage(), file, 8192, crate::resources::cores()).await?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<InputBatch>>(2 * streams.len());
+        let mut readers = Vec::new();
+        for mut stream in streams {
+            let tx = tx.clone();
+            readers.push(tokio::spawn(async move {
+                while let Some(b) = stream.next().await {
+                    let failed = b.is_err();
+                    if tx.send(b).await.is_err() || failed {
+                        break;
+                    }
+                }
+            }));
+        }
+        drop(tx);
+        let mut received: Result<()> = Ok(());
+        while let Some(b) = rx.recv().await {
+            let b = match b {
+                Ok(b) => b,
+                Err(e) => {
+                    received = Err(e);
+                    break;
+                }
+            };
             match b {
                 InputBatch::Raw(b) => {
                     out.records += b.num_rows() as u64;
@@ -426,7 +450,11 @@ async fn ingest_file(
                 }
             }
         }
-        Ok(())
+        drop(rx); // a reader still sending stops
+        for r in readers {
+            r.await.map_err(|e| Error::internal(format!("input reader task: {e}")))?;
+        }
+        received
     }
     .await;
     let (raw_files, raw_result) = raw.close().await;
