@@ -182,7 +182,11 @@ fn batches_again(path: &Path) -> Result<Vec<RecordBatch>> {
 
 /// Seconds for arrow-rs's `ArrowWriter`, one per core on threads of its own, to encode `batches`
 /// (dealt round-robin) with floe's `WriterProperties` for them into memory.
-async fn arrow_writers(schema: &arrow::datatypes::SchemaRef, batches: &[RecordBatch], codec: &Codec) -> Result<f64> {
+async fn arrow_writers(
+    schema: &arrow::datatypes::SchemaRef,
+    batches: &[RecordBatch],
+    codec: &Codec,
+) -> Result<f64> {
     let Some(first) = batches.first() else {
         return Ok(0.0);
     };
@@ -212,7 +216,8 @@ async fn arrow_writers(schema: &arrow::datatypes::SchemaRef, batches: &[RecordBa
                 })
                 .collect();
             for h in handles {
-                h.join().map_err(|_| Error::internal("an ArrowWriter thread panicked"))??;
+                h.join()
+                    .map_err(|_| Error::internal("an ArrowWriter thread panicked"))??;
             }
             Ok(())
         })?;

@@ -106,7 +106,9 @@ fn rows(days: std::ops::Range<usize>, per_day: usize) -> RecordBatch {
     let ids: Vec<i64> = (first as i64..(first + n) as i64).collect();
     let columns: Vec<ArrayRef> = vec![
         Arc::new(Int64Array::from(ids.clone())),
-        Arc::new(StringArray::from_iter_values(ids.iter().map(|i| format!("u{}", (i * 7919) % 50_000)))),
+        Arc::new(StringArray::from_iter_values(
+            ids.iter().map(|i| format!("u{}", (i * 7919) % 50_000)),
+        )),
         Arc::new(
             TimestampMicrosecondArray::from_iter_values(ids.iter().map(|i| {
                 let day = *i / per_day as i64;
@@ -114,7 +116,9 @@ fn rows(days: std::ops::Range<usize>, per_day: usize) -> RecordBatch {
             }))
             .with_timezone("+00:00"),
         ),
-        Arc::new(Float64Array::from_iter_values(ids.iter().map(|i| (*i % 1000) as f64 * 0.01))),
+        Arc::new(Float64Array::from_iter_values(
+            ids.iter().map(|i| (*i % 1000) as f64 * 0.01),
+        )),
     ];
     RecordBatch::try_new(Arc::new(schema()), columns).expect("columns fit the schema")
 }
@@ -138,8 +142,12 @@ async fn build(floe: &Floe, table: &TableName, options: &SqlBenchOptions) -> Res
             .step_by(65_536)
             .map(|o| batch.slice(o, 65_536.min(batch.num_rows() - o)))
             .collect();
-        floe.append(table, futures::stream::iter(batches.into_iter().map(Ok)), &WriteOptions::default())
-            .await?;
+        floe.append(
+            table,
+            futures::stream::iter(batches.into_iter().map(Ok)),
+            &WriteOptions::default(),
+        )
+        .await?;
         day = end;
     }
     Ok(())
@@ -179,7 +187,12 @@ pub async fn sql_benchmark(floe: &Floe, ns: &Namespace, options: &SqlBenchOption
     result
 }
 
-async fn measure(floe: &Floe, twin: &Floe, table: &TableName, options: &SqlBenchOptions) -> Result<SqlBenchReport> {
+async fn measure(
+    floe: &Floe,
+    twin: &Floe,
+    table: &TableName,
+    options: &SqlBenchOptions,
+) -> Result<SqlBenchReport> {
     let loaded = floe.load_table(table).await?;
     let summary = loaded
         .current_snapshot()
@@ -189,7 +202,8 @@ async fn measure(floe: &Floe, twin: &Floe, table: &TableName, options: &SqlBench
     let table_bytes = number("total-files-size");
     let rows = number("total-records");
 
-    let day = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).expect("a date") + chrono::Days::new((options.days / 2) as u64);
+    let day = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).expect("a date")
+        + chrono::Days::new((options.days / 2) as u64);
     let next = day + chrono::Days::new(1);
     let one_day_query = format!(
         "SELECT count(*)::BIGINT AS events, count(DISTINCT user_id)::BIGINT AS users, round(sum(revenue), 2) AS revenue \
@@ -226,7 +240,10 @@ async fn measure(floe: &Floe, twin: &Floe, table: &TableName, options: &SqlBench
     };
     let targets = vec![
         Target {
-            target: format!("floe sql on one day of {} on the store reads at most 2% of the table's bytes", options.days),
+            target: format!(
+                "floe sql on one day of {} on the store reads at most 2% of the table's bytes",
+                options.days
+            ),
             measured: format!(
                 "{:.2}% ({} of {} bytes; {} without pushdown)",
                 share * 100.0,
@@ -238,7 +255,11 @@ async fn measure(floe: &Floe, twin: &Floe, table: &TableName, options: &SqlBench
         },
         Target {
             target: "floe sql's one-day answer equals the local-disk path's".into(),
-            measured: if answers_equal { "equal".into() } else { "different".into() },
+            measured: if answers_equal {
+                "equal".into()
+            } else {
+                "different".into()
+            },
             met: Some(answers_equal),
         },
         Target {

@@ -236,11 +236,17 @@ async fn read_input_split_at(
         .collect())
 }
 
-fn text_reader(storage: &ObjectStorage, file: &InputFile, batch_rows: usize, chunk_bytes: usize) -> TextReader {
+fn text_reader(
+    storage: &ObjectStorage,
+    file: &InputFile,
+    batch_rows: usize,
+    chunk_bytes: usize,
+) -> TextReader {
     TextReader {
         storage: storage.clone(),
         uri: file.uri.clone(),
         range: None,
+        size: file.size,
         bytes: None,
         chunk_bytes: chunk_bytes.max(1),
         total: 0,
@@ -394,6 +400,8 @@ struct TextReader {
     uri: String,
     /// The bytes to read (`None`: all).
     range: Option<std::ops::Range<u64>>,
+    /// The object's size when known (0: unknown).
+    size: u64,
     bytes: Option<BoxStream<'static, object_store::Result<Bytes>>>,
     chunk_bytes: usize,
     total: u64,
@@ -406,8 +414,11 @@ struct TextReader {
 
 impl TextReader {
     fn into_stream(self) -> BoxStream<'static, Result<InputBatch>> {
-        futures::stream::try_unfold(self, |mut r| async move { Ok(r.next_batch().await?.map(|b| (b, r))) })
-            .boxed()
+        futures::stream::try_unfold(
+            self,
+            |mut r| async move { Ok(r.next_batch().await?.map(|b| (b, r))) },
+        )
+        .boxed()
     }
 
     async fn next_batch(&mut self) -> Result<Option<InputBatch>> {
@@ -420,15 +431,7 @@ impl TextReader {
             }
             if self.bytes.is_none() {
                 let (store, path): (Arc<dyn ObjectStore>, ObjectPath) = self.storage.resolve(&self.uri)?;
-                let options = object_store::GetOptions {
-                    range: self.range.clone().map(object_store::GetRange::Bounded),
-                    ..Default::default()
-                };
-                let got = store
-                    .get_opts(&path, options)
-                    .await
-                    .map_err(|e| read_error(e, &self.uri))?;
-                self.bytes = Some(got.into_stream());
+                self.bytes = Some(read_chunks(store, path, self.range.clone(), self.size).await?);
             }
             let next = self.bytes.as_mut().map(|s| s.next());
             match next.expect("byte stream opened above").await {
@@ -506,6 +509,37 @@ impl TextReader {
             }
         }
     }
+}
+
+/// Bytes read from storage per request: large enough that a local file is not read 8 KiB at a time
+/// (object_store's local stream), small enough to keep memory flat; one request runs ahead.
+const READ_CHUNK: u64 = 4 << 20;
+
+/// The bytes `range` of an object (all of it when `None`) as a stream of chunks read ahead one at a
+/// time; an object of unknown `size` (0) is streamed as the store serves it.
+async fn read_chunks(
+    store: Arc<dyn ObjectStore>,
+    path: ObjectPath,
+    range: Option<std::ops::Range<u64>>,
+    size: u64,
+) -> Result<BoxStream<'static, object_store::Result<Bytes>>> {
+    let range = match range {
+        Some(r) => r,
+        None if size > 0 => 0..size,
+        None => {
+            let got = store.get(&path).await.map_err(|e| read_error(e, path.as_ref()))?;
+            return Ok(got.into_stream());
+        }
+    };
+    let starts = (range.start..range.end).step_by(READ_CHUNK as usize);
+    let end = range.end;
+    Ok(futures::stream::iter(starts)
+        .map(move |start| {
+            let (store, path) = (store.clone(), path.clone());
+            async move { store.get_range(&path, start..(start + READ_CHUNK).min(end)).await }
+        })
+        .buffered(2)
+        .boxed())
 }
 
 fn read_error(e: object_store::Error, uri: &str) -> Error {

@@ -407,7 +407,9 @@ fn query_error(e: duckdb::Error, locked: bool) -> Error {
 pub async fn sql_with(floe: &Floe, query: &str, options: &SqlOptions) -> Result<QueryResult> {
     let memory_mb = options.memory_mb.unwrap_or(DEFAULT_MEMORY_MB);
     if memory_mb == 0 {
-        return Err(Error::invalid("floe sql needs some memory: --memory-mb must be at least 1"));
+        return Err(Error::invalid(
+            "floe sql needs some memory: --memory-mb must be at least 1",
+        ));
     }
     let read_before = floe.storage().bytes_read();
     let spill = tempfile::tempdir()?;

@@ -92,7 +92,12 @@ fn find_in_select<'q>(select: &'q Select, parts: &[&str]) -> Option<(&'q Select,
         let relations = std::iter::once(&from.relation).chain(from.joins.iter().map(|j| &j.relation));
         for relation in relations {
             match relation {
-                TableFactor::Table { name, alias, args: None, .. } if names_table(name, parts) => {
+                TableFactor::Table {
+                    name,
+                    alias,
+                    args: None,
+                    ..
+                } if names_table(name, parts) => {
                     if !all_inner(from) {
                         return None;
                     }
@@ -138,7 +143,6 @@ enum Literal {
     Date(NaiveDate),
     Timestamp(NaiveDateTime),
 }
-
 
 impl TableColumns<'_> {
     /// A filter implied by `expr`: the conjuncts of an AND that can be pushed, an OR whose every side
@@ -262,13 +266,13 @@ fn literal(expr: &Expr, ty: &DataType) -> Option<Literal> {
             expr,
         } => match expr.as_ref() {
             Expr::Value(v) => match &v.value {
-                Value::Number(n, _) => (format!("{n}"), true),
+                Value::Number(n, _) => (n.to_string(), true),
                 _ => return None,
             },
             _ => return None,
         },
         Expr::Value(v) => match &v.value {
-            Value::Number(n, _) => (format!("{n}"), false),
+            Value::Number(n, _) => (n.to_string(), false),
             Value::SingleQuotedString(s) => (s.clone(), false),
             _ => return None,
         },
@@ -300,7 +304,9 @@ fn literal(expr: &Expr, ty: &DataType) -> Option<Literal> {
             Some(Literal::Text(text))
         }
         DataType::Date32 | DataType::Date64 if !is_number => {
-            NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").ok().map(Literal::Date)
+            NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+                .ok()
+                .map(Literal::Date)
         }
         // floe sql's session is in UTC, as DataFusion reads a literal without an offset; a literal
         // with an offset is taken to UTC, and is not pushed against a column without a zone.
@@ -319,7 +325,12 @@ fn timestamp(text: &str) -> Option<(NaiveDateTime, bool)> {
     if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
         return Some((d.and_hms_opt(0, 0, 0)?, false));
     }
-    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"] {
+    for format in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
             return Some((t, false));
         }
@@ -397,14 +408,20 @@ mod tests {
             pushed("SELECT id FROM ns.t WHERE lower(country) = 'fr' AND id = 3").as_deref(),
             Some(r#""id" = 3"#)
         );
-        assert_eq!(pushed("SELECT id FROM ns.t WHERE lower(country) = 'fr' OR id = 3"), None);
+        assert_eq!(
+            pushed("SELECT id FROM ns.t WHERE lower(country) = 'fr' OR id = 3"),
+            None
+        );
         // Literals of another kind, floats, NOT, and columns of other tables.
         assert_eq!(pushed("SELECT id FROM ns.t WHERE id = '3'"), None);
         assert_eq!(pushed("SELECT id FROM ns.t WHERE revenue > 1.5"), None);
         assert_eq!(pushed("SELECT id FROM ns.t WHERE NOT (id = 3)"), None);
         assert_eq!(pushed("SELECT id FROM ns.t JOIN o ON true WHERE o.id = 3"), None);
         // Outer joins, two references, and what does not parse read the table whole.
-        assert_eq!(pushed("SELECT id FROM o LEFT JOIN ns.t ON o.k = t.id WHERE t.id = 3"), None);
+        assert_eq!(
+            pushed("SELECT id FROM o LEFT JOIN ns.t ON o.k = t.id WHERE t.id = 3"),
+            None
+        );
         assert_eq!(
             pushed("SELECT id FROM ns.t WHERE id = (SELECT max(id) FROM ns.t)"),
             None

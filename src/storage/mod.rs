@@ -243,7 +243,10 @@ impl ObjectStorage {
             .get(&path)
             .await
             .map_err(|e| storage_error(e, location, "read"))?;
-        let bytes = got.bytes().await.map_err(|e| storage_error(e, location, "read"))?;
+        let bytes = got
+            .bytes()
+            .await
+            .map_err(|e| storage_error(e, location, "read"))?;
         self.count_read(&bytes);
         Ok(bytes)
     }
@@ -529,8 +532,7 @@ impl FileRead for ObjectRead {
             .get_range(&self.key, range)
             .await
             .map_err(|e| to_iceberg(storage_error(e, &self.location, "read")))?;
-        self.bytes_read
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.bytes_read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         Ok(bytes)
     }
 }

@@ -273,7 +273,10 @@ impl ColumnStats {
                 } else {
                     inexact.insert(id);
                 }
-                let (lo, hi) = (parquet_bound(&ptype, st, true)?, parquet_bound(&ptype, st, false)?);
+                let (lo, hi) = (
+                    parquet_bound(&ptype, st, true)?,
+                    parquet_bound(&ptype, st, false)?,
+                );
                 match (lo, hi) {
                     (Some(lo), Some(hi)) if st.min_is_exact() && st.max_is_exact() => {
                         merge_bound(&mut stats.lower, id, lo, true);

@@ -135,20 +135,22 @@ pub(crate) fn parquet_bound(ptype: &PrimitiveType, st: &Statistics, min: bool) -
             pick(s.min_opt(), s.max_opt(), min).map(|v| Datum::double(f64::from(*v)))
         }
         (P::String, Statistics::ByteArray(s)) => match pick(s.min_opt(), s.max_opt(), min) {
-            Some(v) => Some(Datum::string(std::str::from_utf8(v.data()).map_err(|e| {
-                Error::invalid(format!("a string bound is not UTF-8: {e}"))
-            })?)),
+            Some(v) => {
+                Some(Datum::string(std::str::from_utf8(v.data()).map_err(|e| {
+                    Error::invalid(format!("a string bound is not UTF-8: {e}"))
+                })?))
+            }
             None => None,
         },
         (P::Binary, Statistics::ByteArray(s)) => {
             pick(s.min_opt(), s.max_opt(), min).map(|v| Datum::binary(v.data().to_vec()))
         }
-        (P::Decimal { .. }, Statistics::Int32(s)) => {
-            pick(s.min_opt(), s.max_opt(), min).map(|v| decimal(i128::from(*v))).transpose()?
-        }
-        (P::Decimal { .. }, Statistics::Int64(s)) => {
-            pick(s.min_opt(), s.max_opt(), min).map(|v| decimal(i128::from(*v))).transpose()?
-        }
+        (P::Decimal { .. }, Statistics::Int32(s)) => pick(s.min_opt(), s.max_opt(), min)
+            .map(|v| decimal(i128::from(*v)))
+            .transpose()?,
+        (P::Decimal { .. }, Statistics::Int64(s)) => pick(s.min_opt(), s.max_opt(), min)
+            .map(|v| decimal(i128::from(*v)))
+            .transpose()?,
         (P::Decimal { .. }, Statistics::ByteArray(_) | Statistics::FixedLenByteArray(_)) => {
             match pick(st.min_bytes_opt(), st.max_bytes_opt(), min) {
                 Some(bytes) if !bytes.is_empty() && bytes.len() <= 16 => {
@@ -161,12 +163,14 @@ pub(crate) fn parquet_bound(ptype: &PrimitiveType, st: &Statistics, min: bool) -
                 _ => None,
             }
         }
-        (P::Uuid, Statistics::FixedLenByteArray(_)) => match pick(st.min_bytes_opt(), st.max_bytes_opt(), min) {
-            Some(bytes) => <[u8; 16]>::try_from(bytes)
-                .ok()
-                .map(|b| Datum::uuid(uuid::Uuid::from_bytes(b))),
-            None => None,
-        },
+        (P::Uuid, Statistics::FixedLenByteArray(_)) => {
+            match pick(st.min_bytes_opt(), st.max_bytes_opt(), min) {
+                Some(bytes) => <[u8; 16]>::try_from(bytes)
+                    .ok()
+                    .map(|b| Datum::uuid(uuid::Uuid::from_bytes(b))),
+                None => None,
+            }
+        }
         (P::Fixed(len), Statistics::FixedLenByteArray(_)) => {
             match pick(st.min_bytes_opt(), st.max_bytes_opt(), min) {
                 Some(bytes) if bytes.len() as u64 == *len => Some(Datum::fixed(bytes.to_vec())),
@@ -180,7 +184,11 @@ pub(crate) fn parquet_bound(ptype: &PrimitiveType, st: &Statistics, min: bool) -
 /// Add the NaN values of `batch`'s floating-point columns (nested ones too) to `counts`, by the
 /// field ids the batch's schema carries (`PARQUET:field_id`). Every floating-point field gets an
 /// entry, zero included, as iceberg-rust's writer records.
-pub(crate) fn count_nans(columns: &[ArrayRef], fields: &arrow::datatypes::Fields, counts: &mut HashMap<i32, u64>) {
+pub(crate) fn count_nans(
+    columns: &[ArrayRef],
+    fields: &arrow::datatypes::Fields,
+    counts: &mut HashMap<i32, u64>,
+) {
     for (array, field) in columns.iter().zip(fields.iter()) {
         count_column(array, field, counts);
     }

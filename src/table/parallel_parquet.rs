@@ -127,8 +127,12 @@ impl ParallelParquetWriter {
     async fn open(&mut self) -> iceberg::Result<&mut OpenFile> {
         if self.open.is_none() {
             let buffer = SharedBuffer::default();
-            let writer = ArrowWriter::try_new(buffer.clone(), self.arrow_schema.clone(), Some(self.properties.clone()))
-                .map_err(parquet_error)?;
+            let writer = ArrowWriter::try_new(
+                buffer.clone(),
+                self.arrow_schema.clone(),
+                Some(self.properties.clone()),
+            )
+            .map_err(parquet_error)?;
             let (file, factory) = writer.into_serialized_writer().map_err(parquet_error)?;
             let sink = self.output_file.writer().await?;
             self.open = Some(OpenFile {
@@ -178,7 +182,12 @@ impl ParallelParquetWriter {
         let encoded = tokio::task::spawn_blocking(move || -> parquet::errors::Result<Vec<ColumnGroup>> {
             // Largest first, so the last task to start is a small one.
             groups.sort_by_key(|g| {
-                std::cmp::Reverse(columns[g.index].iter().map(|a| a.get_array_memory_size()).sum::<usize>())
+                std::cmp::Reverse(
+                    columns[g.index]
+                        .iter()
+                        .map(|a| a.get_array_memory_size())
+                        .sum::<usize>(),
+                )
             });
             let queue = Mutex::new(groups.into_iter());
             let done = Mutex::new(Vec::new());
@@ -265,7 +274,10 @@ fn column_groups(
     schema: &ArrowSchemaRef,
     index: usize,
 ) -> iceberg::Result<Vec<ColumnGroup>> {
-    let mut writers = factory.create_column_writers(index).map_err(parquet_error)?.into_iter();
+    let mut writers = factory
+        .create_column_writers(index)
+        .map_err(parquet_error)?
+        .into_iter();
     schema
         .fields()
         .iter()
@@ -279,7 +291,10 @@ fn column_groups(
                     "fewer Parquet column writers than leaves",
                 ));
             }
-            Ok(ColumnGroup { index: i, writers: group })
+            Ok(ColumnGroup {
+                index: i,
+                writers: group,
+            })
         })
         .collect()
 }
@@ -304,7 +319,11 @@ impl FileWriter for ParallelParquetWriter {
             return Ok(());
         }
         self.rows += batch.num_rows();
-        count_nans(batch.columns(), self.arrow_schema.fields(), &mut self.nan_value_counts);
+        count_nans(
+            batch.columns(),
+            self.arrow_schema.fields(),
+            &mut self.nan_value_counts,
+        );
         let max_rows = self.max_row_group_rows();
         let mut offset = 0;
         while offset < batch.num_rows() {
@@ -313,10 +332,14 @@ impl FileWriter for ParallelParquetWriter {
             let room = max_rows - open.row_group_rows;
             let take = room.min(batch.num_rows() - offset);
             let slice = batch.slice(offset, take);
-            let slice = RecordBatch::try_new(self.arrow_schema.clone(), slice.columns().to_vec()).map_err(|e| {
-                iceberg::Error::new(iceberg::ErrorKind::DataInvalid, "a batch does not fit the file's schema")
+            let slice =
+                RecordBatch::try_new(self.arrow_schema.clone(), slice.columns().to_vec()).map_err(|e| {
+                    iceberg::Error::new(
+                        iceberg::ErrorKind::DataInvalid,
+                        "a batch does not fit the file's schema",
+                    )
                     .with_source(e)
-            })?;
+                })?;
             let open = self.open.as_mut().expect("open file");
             open.pending.push(slice);
             open.pending_rows += take;
@@ -361,7 +384,11 @@ impl FileWriter for ParallelParquetWriter {
             .lower_bounds(stats.lower_bounds)
             .upper_bounds(stats.upper_bounds)
             .split_offsets(Some(
-                metadata.row_groups().iter().filter_map(|g| g.file_offset()).collect(),
+                metadata
+                    .row_groups()
+                    .iter()
+                    .filter_map(|g| g.file_offset())
+                    .collect(),
             ));
         Ok(vec![builder])
     }
@@ -413,14 +440,17 @@ mod tests {
                     NestedField::optional(
                         4,
                         "tags",
-                        Type::List(ListType::new(NestedField::list_element(5, *p(PrimitiveType::String), false).into())),
+                        Type::List(ListType::new(
+                            NestedField::list_element(5, *p(PrimitiveType::String), false).into(),
+                        )),
                     )
                     .into(),
                     NestedField::optional(
                         6,
                         "props",
                         Type::Struct(StructType::new(vec![
-                            NestedField::optional(7, "browser", Type::Primitive(PrimitiveType::String)).into(),
+                            NestedField::optional(7, "browser", Type::Primitive(PrimitiveType::String))
+                                .into(),
                             NestedField::optional(8, "score", Type::Primitive(PrimitiveType::Int)).into(),
                         ])),
                     )
@@ -430,7 +460,8 @@ mod tests {
                         "attrs",
                         Type::Map(MapType::new(
                             NestedField::map_key_element(10, Type::Primitive(PrimitiveType::String)).into(),
-                            NestedField::map_value_element(11, Type::Primitive(PrimitiveType::Long), false).into(),
+                            NestedField::map_value_element(11, Type::Primitive(PrimitiveType::Long), false)
+                                .into(),
                         )),
                     )
                     .into(),
@@ -442,7 +473,10 @@ mod tests {
                     NestedField::optional(
                         17,
                         "amount",
-                        Type::Primitive(PrimitiveType::Decimal { precision: 10, scale: 2 }),
+                        Type::Primitive(PrimitiveType::Decimal {
+                            precision: 10,
+                            scale: 2,
+                        }),
                     )
                     .into(),
                     NestedField::optional(18, "blob", Type::Primitive(PrimitiveType::Binary)).into(),
@@ -485,7 +519,12 @@ mod tests {
         reader
             .map(|b| {
                 let b = b.unwrap();
-                let start = b.column(0).as_any().downcast_ref::<arrow::array::Int64Array>().unwrap().value(0);
+                let start = b
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .unwrap()
+                    .value(0);
                 let price: Float64Array = (0..b.num_rows() as i64)
                     .map(|j| match (start + j) % 9 {
                         0 => None,
@@ -503,8 +542,16 @@ mod tests {
                     use arrow::array::*;
                     use arrow::datatypes::{DataType as D, TimeUnit};
                     let array: ArrayRef = match field.data_type() {
-                        D::Boolean => Arc::new((0..n).map(|j| (!null(j)).then_some(value(j) % 3 == 0)).collect::<BooleanArray>()),
-                        D::Int32 => Arc::new((0..n).map(|j| (!null(j)).then_some(value(j) as i32 % 1000 - 500)).collect::<Int32Array>()),
+                        D::Boolean => Arc::new(
+                            (0..n)
+                                .map(|j| (!null(j)).then_some(value(j) % 3 == 0))
+                                .collect::<BooleanArray>(),
+                        ),
+                        D::Int32 => Arc::new(
+                            (0..n)
+                                .map(|j| (!null(j)).then_some(value(j) as i32 % 1000 - 500))
+                                .collect::<Int32Array>(),
+                        ),
                         D::Float32 => Arc::new(
                             (0..n)
                                 .map(|j| match value(j) % 7 {
@@ -540,7 +587,9 @@ mod tests {
                             FixedSizeBinaryArray::try_from_sparse_iter_with_size(
                                 (0..n).map(|j| {
                                     (!null(j)).then(|| {
-                                        (0..*width as usize).map(|k| ((value(j) * 31 + k) % 256) as u8).collect::<Vec<u8>>()
+                                        (0..*width as usize)
+                                            .map(|k| ((value(j) * 31 + k) % 256) as u8)
+                                            .collect::<Vec<u8>>()
                                     })
                                 }),
                                 *width,
@@ -561,7 +610,11 @@ mod tests {
             .collect()
     }
 
-    async fn write<B: FileWriterBuilder>(builder: B, path: &str, batches: &[RecordBatch]) -> iceberg::spec::DataFile {
+    async fn write<B: FileWriterBuilder>(
+        builder: B,
+        path: &str,
+        batches: &[RecordBatch],
+    ) -> iceberg::spec::DataFile {
         let io = crate::storage::ObjectStorage::new(Default::default()).file_io();
         let mut w = builder.build(io.new_output(path).unwrap()).await.unwrap();
         for b in batches {
@@ -590,7 +643,12 @@ mod tests {
             &batches,
         )
         .await;
-        let b = write(ParquetWriterBuilder::new(properties, schema.clone()), &theirs, &batches).await;
+        let b = write(
+            ParquetWriterBuilder::new(properties, schema.clone()),
+            &theirs,
+            &batches,
+        )
+        .await;
         assert!(
             std::fs::read(&ours).unwrap() == std::fs::read(&theirs).unwrap(),
             "the files differ byte for byte"
@@ -602,7 +660,10 @@ mod tests {
         assert_eq!(a.value_counts(), b.value_counts());
         assert_eq!(a.null_value_counts(), b.null_value_counts());
         assert_eq!(a.nan_value_counts(), b.nan_value_counts());
-        assert_eq!(a.nan_value_counts().get(&3), Some(&((0..300_000u64).filter(|i| i % 9 == 1).count() as u64)));
+        assert_eq!(
+            a.nan_value_counts().get(&3),
+            Some(&((0..300_000u64).filter(|i| i % 9 == 1).count() as u64))
+        );
         // Equal bounds, but for the long strings Parquet truncates: iceberg-rust drops a truncated
         // row group's bound and keeps the others' (an upper bound below values in the file); floe
         // keeps the truncated bounds, which cover every value.
@@ -616,7 +677,11 @@ mod tests {
         let names: Vec<String> = batches
             .iter()
             .flat_map(|b| {
-                let a = b.column(1).as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
+                let a = b
+                    .column(1)
+                    .as_any()
+                    .downcast_ref::<arrow::array::StringArray>()
+                    .unwrap();
                 a.iter().flatten().map(str::to_string).collect::<Vec<_>>()
             })
             .collect();
@@ -626,15 +691,27 @@ mod tests {
             other => panic!("not a string bound: {other:?}"),
         };
         assert!(bound(&a.lower_bounds()[&2]) <= *lo);
-        assert!(bound(&a.upper_bounds()[&2]) >= *hi, "the upper bound covers the longest name");
-        assert!(b.upper_bounds().get(&2).is_none_or(|d| bound(d) < *hi), "iceberg-rust's does not");
+        assert!(
+            bound(&a.upper_bounds()[&2]) >= *hi,
+            "the upper bound covers the longest name"
+        );
+        assert!(
+            b.upper_bounds().get(&2).is_none_or(|d| bound(d) < *hi),
+            "iceberg-rust's does not"
+        );
         assert_eq!(a.split_offsets(), b.split_offsets());
         assert_eq!(a.split_offsets().map(|s| s.len()), Some(3), "three row groups");
         assert!(a.lower_bounds().contains_key(&1) && a.upper_bounds().contains_key(&2));
         for id in 14..=22 {
-            assert!(a.lower_bounds().contains_key(&id) && a.upper_bounds().contains_key(&id), "bounds of {id}");
+            assert!(
+                a.lower_bounds().contains_key(&id) && a.upper_bounds().contains_key(&id),
+                "bounds of {id}"
+            );
         }
-        assert_eq!(a.nan_value_counts().get(&16), Some(&((0..300_000u64).filter(|i| i % 7 == 1).count() as u64)));
+        assert_eq!(
+            a.nan_value_counts().get(&16),
+            Some(&((0..300_000u64).filter(|i| i % 7 == 1).count() as u64))
+        );
         assert!(batches.iter().all(|b| b.column(2).null_count() > 0));
     }
 }

@@ -37,10 +37,7 @@ both_backends!(
         let o = WriteOptions::default();
         // 30 days of 10 rows each, in three appends, and rows whose user and time are NULL.
         for part in [0..100, 100..200, 200..300] {
-            ctx.floe
-                .append(&t, stream(vec![events(part)]), &o)
-                .await
-                .unwrap();
+            ctx.floe.append(&t, stream(vec![events(part)]), &o).await.unwrap();
         }
         ctx.floe
             .append(&t, stream(vec![rows_with_nulls(1000..1005)]), &o)
@@ -125,8 +122,18 @@ both_backends!(sql_runs_within_the_memory_it_is_given, |ctx: Ctx| async move {
     .await
     .unwrap();
     let b = &r.batches[0];
-    let distinct = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0);
-    let sum = b.column(1).as_any().downcast_ref::<Float64Array>().unwrap().value(0);
+    let distinct = b
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap()
+        .value(0);
+    let sum = b
+        .column(1)
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .unwrap()
+        .value(0);
     assert_eq!(distinct, 999_999, "every row but id 0 (price 0) counted once");
     assert_eq!(sum, 1.5 * (999_999.0 * 1_000_000.0 / 2.0));
 

@@ -260,10 +260,17 @@ fn speed_targets(
     };
     let mut out = Vec::new();
     let release = !cfg!(debug_assertions);
-    out.push(append_over_pyiceberg(m, peer, &size, if release { 1.3 } else { 1.1 }));
+    out.push(append_over_pyiceberg(
+        m,
+        peer,
+        &size,
+        if release { 1.3 } else { 1.1 },
+    ));
     let limit = super::append_vs_arrow_writer(m).remove(&size);
     out.push(Target {
-        target: format!("floe append within 1.1x the time of arrow-rs's ArrowWriter alone on all cores ({size})"),
+        target: format!(
+            "floe append within 1.1x the time of arrow-rs's ArrowWriter alone on all cores ({size})"
+        ),
         measured: limit
             .as_ref()
             .map(fmt_ratio)
@@ -273,7 +280,10 @@ fn speed_targets(
     if engines_of(summary).iter().any(|e| e == "datafusion") {
         out.push(over_raw(overhead, &size, "datafusion", 1.0));
     }
-    for e in engines_of(summary).iter().filter(|e| !crate::bench::on_cluster(e)) {
+    for e in engines_of(summary)
+        .iter()
+        .filter(|e| !crate::bench::on_cluster(e))
+    {
         let worst = summary
             .iter()
             .filter(|r| r.size == size && &r.engine == e && r.path == "floe" && r.stage != "total")

@@ -6,10 +6,9 @@
 //! as a one-range read does, and parses the header once for all ranges.
 
 use futures::TryStreamExt;
-use object_store::ObjectStoreExt;
 
 use super::csv::{CsvRecord, CsvSplitter};
-use super::{csv_header, read_error, InputFile, BOM};
+use super::{csv_header, read_chunks, read_error, InputFile, BOM};
 use crate::error::Result;
 use crate::storage::ObjectStorage;
 
@@ -89,13 +88,11 @@ pub(super) async fn csv_ranges(
         return Ok(None);
     }
     let (store, path) = storage.resolve(&file.uri)?;
-    let mut bytes = store
-        .get(&path)
-        .await
-        .map_err(|e| read_error(e, &file.uri))?
-        .into_stream();
+    let mut bytes = read_chunks(store, path, None, file.size).await?;
     let target = file.size / parts as u64;
-    let mut scanner = RecordEnds { state: Scan::StartField };
+    let mut scanner = RecordEnds {
+        state: Scan::StartField,
+    };
     // (offset after the terminator, records ended before it, the header included)
     let mut cuts: Vec<(u64, i64)> = Vec::new();
     let mut records = 0i64;

@@ -598,7 +598,9 @@ async fn generated_files_lose_nothing() {
 
 /// The rows and rejects of every stream of a split read, in line order.
 async fn read_split(file: &InputFile, parts: usize, min_bytes: u64) -> (usize, Vec<Row>, Vec<Reject>) {
-    let streams = read_input_split_at(&storage(), file, 7, parts, min_bytes).await.unwrap();
+    let streams = read_input_split_at(&storage(), file, 7, parts, min_bytes)
+        .await
+        .unwrap();
     let n = streams.len();
     let (mut rows, mut rejects) = (Vec::new(), Vec::new());
     for mut stream in streams {

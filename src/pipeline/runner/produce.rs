@@ -103,9 +103,14 @@ async fn ingest_files(
     // Files are parsed concurrently, one task each (two per core at a time, so that an odd file
     // out does not leave a core idle), and each file's Parquet is encoded on its writers' tasks.
     let parallel = crate::resources::cores();
+    // Fewer files than cores: each large CSV file decodes as byte ranges, so every core has work.
+    // As many files as cores already keep them busy, and finding ranges costs a pass over the file.
+    let ranges_per_file = (parallel / files.len().max(1)).max(1);
     let tasks = files.iter().cloned().map(|f| {
         let (raw_table, rej_table) = (raw_table.clone(), rej_table.clone());
-        tokio::spawn(async move { ingest_file(&f, &raw_table, &rej_table, target_file_size).await })
+        tokio::spawn(async move {
+            ingest_file(&f, &raw_table, &rej_table, target_file_size, ranges_per_file).await
+        })
     });
     let outcomes: Vec<_> = futures::stream::iter(tasks)
         .buffered(parallel * 2)
@@ -394,6 +399,7 @@ async fn ingest_file(
     raw_table: &Table,
     rej_table: &Table,
     target_file_size: usize,
+    ranges: usize,
 ) -> FileIngest {
     let mut out = FileIngest {
         records: 0,
@@ -414,7 +420,7 @@ async fn ingest_file(
     let read: Result<()> = async {
         // A large CSV file decodes as byte ranges on every core, each range on a task of its own
         // feeding the file's writers; other files are one stream.
-        let streams = read_input_split(raw_table.storage(), file, 8192, crate::resources::cores()).await?;
+        let streams = read_input_split(raw_table.storage(), file, 8192, ranges).await?;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<InputBatch>>(2 * streams.len());
         let mut readers = Vec::new();
         for mut stream in streams {
@@ -452,7 +458,8 @@ async fn ingest_file(
         }
         drop(rx); // a reader still sending stops
         for r in readers {
-            r.await.map_err(|e| Error::internal(format!("input reader task: {e}")))?;
+            r.await
+                .map_err(|e| Error::internal(format!("input reader task: {e}")))?;
         }
         received
     }
