@@ -147,9 +147,16 @@ both_backends!(
             .unwrap();
         assert_eq!(overhead.floe_over_raw.n, 2);
         assert!(overhead.floe_over_raw.low.unwrap() <= overhead.floe_over_raw.mean);
-        // The earlier issues' 13, and the engine-writes issue's five.
-        assert_eq!(report.targets.len(), 18, "{:?}", report.targets);
+        // The earlier issues' 13, the engine-writes issue's five, and the speed issue's five.
+        assert_eq!(report.targets.len(), 23, "{:?}", report.targets);
         assert!(report.append_vs_pyiceberg.contains_key("400KB"));
+        // The peer writes floe's codec, and the physical limit is measured beside it.
+        assert_eq!(report.append_vs_arrow_writer["400KB"].n, 2);
+        assert!(report
+            .measurements
+            .peer
+            .iter()
+            .all(|p| p.append.codec == "snappy" && p.append.arrow_writer_seconds > 0.0));
         assert_eq!(report.add_files_vs_pyiceberg["400KB"].n, 2);
         assert_eq!(report.scan_vs_raw["400KB"].n, 2);
         assert_eq!(report.recommendation.winners.len(), 1);
