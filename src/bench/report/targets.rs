@@ -95,11 +95,7 @@ fn core_targets(
     });
     out.push(append_over_pyiceberg(m, peer, &size, 3.0));
     for e in &engines {
-        let worst = summary
-            .iter()
-            .filter(|r| r.size == size && &r.engine == e && r.path == "floe" && r.stage != "total")
-            .map(|r| (r.stage.clone(), r.peak_memory_bytes.max))
-            .max_by(|a, b| a.1.total_cmp(&b.1));
+        let worst = worst_peak_memory(summary, &size, e);
         out.push(Target {
             target: format!("{e}: peak memory of every stage under 4 GB ({size})"),
             measured: worst
@@ -205,6 +201,15 @@ fn over_raw(overhead: &[OverheadRow], size: &str, e: &str, limit: f64) -> Target
     }
 }
 
+/// The floe stage of engine `e` with the highest peak memory at `size`, and that peak (bytes).
+fn worst_peak_memory(summary: &[SummaryRow], size: &str, e: &str) -> Option<(String, f64)> {
+    summary
+        .iter()
+        .filter(|r| r.size == size && r.engine == e && r.path == "floe" && r.stage != "total")
+        .map(|r| (r.stage.clone(), r.peak_memory_bytes.max))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+}
+
 /// floe's append at least `limit` times PyIceberg's rows per second at `size`.
 fn append_over_pyiceberg(m: &Measurements, peer: &BTreeMap<String, Ratio>, size: &str, limit: f64) -> Target {
     let p = peer.get(size);
@@ -284,11 +289,7 @@ fn speed_targets(
         .iter()
         .filter(|e| !crate::bench::on_cluster(e))
     {
-        let worst = summary
-            .iter()
-            .filter(|r| r.size == size && &r.engine == e && r.path == "floe" && r.stage != "total")
-            .map(|r| (r.stage.clone(), r.peak_memory_bytes.max))
-            .max_by(|a, b| a.1.total_cmp(&b.1));
+        let worst = worst_peak_memory(summary, &size, e);
         out.push(Target {
             target: format!("{e}: peak memory of every stage at most 1.6 GB ({size})"),
             measured: worst
