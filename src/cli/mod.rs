@@ -13,6 +13,7 @@ mod demo;
 mod ingest;
 mod maintain;
 mod output;
+mod partition;
 mod pipeline;
 mod refs;
 mod rows;
@@ -100,6 +101,8 @@ enum Command {
     #[command(flatten)]
     Schema(schema::Command),
     #[command(flatten)]
+    Partition(partition::Command),
+    #[command(flatten)]
     Refs(refs::Command),
     #[command(flatten)]
     Maintain(maintain::Command),
@@ -164,6 +167,7 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
                 Command::Table(c) => table::run(&floe, c).await,
                 Command::Rows(c) => rows::run(&floe, c).await,
                 Command::Schema(c) => schema::run(&floe, c).await,
+                Command::Partition(c) => partition::run(&floe, c).await,
                 Command::Refs(c) => refs::run(&floe, c).await,
                 Command::Maintain(c) => maintain::run(&floe, c).await,
                 Command::Ingest(c) => ingest::run(&floe, c).await,

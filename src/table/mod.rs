@@ -20,6 +20,7 @@ pub mod plain_files;
 pub mod scan;
 pub mod schema_text;
 pub mod schema_update;
+pub mod spec_update;
 pub mod store;
 pub mod transaction;
 pub(crate) mod writer;
@@ -348,6 +349,7 @@ impl Table {
                     partition,
                     record_count: f.record_count(),
                     file_size_in_bytes: f.file_size_in_bytes(),
+                    spec_id,
                 }
             })
             .collect())

@@ -27,6 +27,7 @@ pub(crate) mod rewrite;
 pub(crate) mod row_delta;
 pub(crate) mod row_plan;
 pub(crate) mod schema;
+pub(crate) mod spec;
 pub(crate) mod unknown;
 pub(crate) mod upsert;
 
@@ -42,6 +43,7 @@ use super::Table;
 use crate::catalog::TableName;
 use crate::error::{Error, Result};
 use crate::table::schema_update::SchemaUpdate;
+use crate::table::spec_update::SpecUpdate;
 pub use merge_into::{Assignments, MergeClause, MergeSpec, RowCounts};
 pub use options::{
     Dedupe, DeleteOptions, ExpectedHead, Isolation, Lineage, MergeOptions, OverwriteOptions, RowLevelOptions,
@@ -108,6 +110,8 @@ pub(crate) enum Action {
     Ref(refs::RefChange),
     /// Evolve the schema.
     Schema(schema::SchemaChange),
+    /// Evolve the default partition spec.
+    Spec(spec::SpecChange),
     /// Remove old snapshots and expired refs from the metadata.
     Expire(expire::Expire),
     /// Apply another engine's metadata updates under its requirements (a REST catalog commit).
@@ -124,6 +128,7 @@ impl Action {
             Action::Append(_)
             | Action::Ref(_)
             | Action::Schema(_)
+            | Action::Spec(_)
             | Action::Expire(_)
             | Action::Client(_) => Vec::new(),
         }
@@ -221,7 +226,7 @@ impl Transaction {
     {
         let read = self.table(table).await?;
         let files = write_batches(&read, batches.boxed(), options.target_file_size).await?;
-        let append = append::Append::new(files, options).written_with(read.schema());
+        let append = append::Append::new(files, options).written_with(&read);
         self.push(table, Action::Append(append));
         Ok(())
     }
@@ -255,7 +260,8 @@ impl Transaction {
         options: &OverwriteOptions,
     ) -> Result<()> {
         let read = self.table(table).await?;
-        match overwrite::plan(&read, filter, files.clone(), options).await {
+        let files_spec = read.metadata().default_partition_spec_id();
+        match overwrite::plan(&read, filter, files.clone(), files_spec, options).await {
             Ok(change) => {
                 self.push(table, Action::RowDelta(Box::new(change)));
                 Ok(())
@@ -347,7 +353,7 @@ impl Transaction {
         options: &WriteOptions,
     ) -> Result<()> {
         let read = self.table(table).await?;
-        let append = append::Append::new(files, options).written_with(read.schema());
+        let append = append::Append::new(files, options).written_with(&read);
         self.push(table, Action::Append(append));
         Ok(())
     }
@@ -385,7 +391,10 @@ impl Transaction {
             )));
         }
         let described = crate::table::add_files::describe_files(&read, files).await?;
-        self.push(table, Action::Append(append::Append::adopted(described, options)));
+        self.push(
+            table,
+            Action::Append(append::Append::adopted(described, options).with_spec(&read)),
+        );
         Ok(())
     }
 
@@ -521,6 +530,16 @@ impl Transaction {
         let read = self.table(table).await?;
         let change = schema::SchemaChange::plan(&read, update).await?;
         self.push(table, Action::Schema(change));
+        Ok(())
+    }
+
+    /// Change the default partition spec of `table` (see [`SpecUpdate`]): checked now on the spec
+    /// this transaction read, applied at commit; a partition spec change that landed meanwhile makes
+    /// the commit a `Conflict`. New writes use the new spec; files already written keep theirs.
+    pub async fn update_spec(&mut self, table: &TableName, update: SpecUpdate) -> Result<()> {
+        let read = self.table(table).await?;
+        let change = spec::SpecChange::plan(&read, update)?;
+        self.push(table, Action::Spec(change));
         Ok(())
     }
 
