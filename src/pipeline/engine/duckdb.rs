@@ -173,20 +173,34 @@ impl DuckDbEngine {
 }
 
 /// A DuckDB query reading `snapshot_id` of `table` with DuckDB's own Parquet reader, when it can be
-/// read that way: every data and delete file on local disk, no equality delete, and one schema in
-/// the table's history (so column names are field ids). Position deletes are applied by an anti-join
-/// on each row's file and position (`filename`, `file_row_number`), so DuckDB still reads only the
-/// columns and row groups a query needs. Timestamps come out as UTC wall times, as elsewhere in the
-/// engine. `None` when the rows must be streamed in instead (S3 locations, equality deletes, evolved
-/// schemas, an empty snapshot).
+/// read that way: every data and delete file on local disk, and no equality delete. With one schema
+/// in the table's history, column names are field ids; an evolved schema of primitive columns is
+/// read by field id (`read_parquet`'s `schema` map: a renamed column under its new name, a widened
+/// one cast, an added one null in older files), as DuckDB's iceberg extension does. Position deletes
+/// are applied by an anti-join on each row's file and position (`filename`, `file_row_number`), so
+/// DuckDB still reads only the columns and row groups a query needs. Timestamps come out as UTC wall
+/// times, as elsewhere in the engine. `None` when the rows must be streamed in instead (S3
+/// locations, equality deletes, evolved schemas with nested columns or a name mapping, an empty
+/// snapshot).
 pub(crate) async fn local_parquet_query(table: &Table, snapshot_id: i64) -> Result<Option<String>> {
     let metadata = table.metadata();
     let Some(snapshot) = metadata.snapshot_by_id(snapshot_id) else {
         return Ok(None);
     };
-    if metadata.schemas_iter().count() != 1 {
-        return Ok(None);
-    }
+    // The current state reads with the current schema, a past one with its own (as floe's scan).
+    let read_schema = if metadata.current_snapshot_id() == Some(snapshot_id) {
+        table.schema().clone()
+    } else {
+        snapshot.schema(metadata)?
+    };
+    let by_field_id = if metadata.schemas_iter().count() == 1 {
+        None
+    } else {
+        match field_id_schema(table, &read_schema) {
+            Some(map) => Some(map),
+            None => return Ok(None),
+        }
+    };
     let files = SnapshotFiles::of(table, Some(snapshot)).await?;
     let index = DeleteIndex::of(&files);
     if index.has_equality_deletes() || files.deletes.iter().any(|d| d.is_deletion_vector()) {
@@ -216,8 +230,7 @@ pub(crate) async fn local_parquet_query(table: &Table, snapshot_id: i64) -> Resu
     if paths.is_empty() {
         return Ok(None);
     }
-    let columns = table
-        .arrow_schema()?
+    let columns = iceberg::arrow::schema_to_arrow_schema(&read_schema)?
         .fields()
         .iter()
         .map(|f| {
@@ -229,16 +242,17 @@ pub(crate) async fn local_parquet_query(table: &Table, snapshot_id: i64) -> Resu
             }
         })
         .collect::<Vec<_>>();
+    let schema = by_field_id.map(|m| format!(", schema = {m}")).unwrap_or_default();
     if deletes.is_empty() {
         return Ok(Some(format!(
-            "SELECT {} FROM read_parquet([{}]) AS floe_data",
+            "SELECT {} FROM read_parquet([{}]{schema}) AS floe_data",
             columns.join(", "),
             paths.join(", ")
         )));
     }
     // A position delete names its data file by the path the manifests record (file:// or not).
     Ok(Some(format!(
-        "SELECT {} FROM read_parquet([{}], filename = true, file_row_number = true) AS floe_data \
+        "SELECT {} FROM read_parquet([{}], filename = true, file_row_number = true{schema}) AS floe_data \
          ANTI JOIN (SELECT regexp_replace(file_path, '^file://', '') AS data_file, pos \
          FROM read_parquet([{}])) AS floe_deletes \
          ON floe_data.filename = floe_deletes.data_file AND floe_data.file_row_number = floe_deletes.pos",
@@ -246,6 +260,49 @@ pub(crate) async fn local_parquet_query(table: &Table, snapshot_id: i64) -> Resu
         paths.join(", "),
         deletes.join(", ")
     )))
+}
+
+/// `read_parquet`'s `schema` map for `schema`: each top-level field id with its current name and
+/// DuckDB type, so files of any earlier schema are read by field id (a column a file lacks is
+/// null). `None` when a column is nested or of a type without a plain DuckDB equivalent, or when the
+/// table has a name mapping (its files may carry no field ids).
+fn field_id_schema(table: &Table, schema: &iceberg::spec::Schema) -> Option<String> {
+    use iceberg::spec::{PrimitiveType as P, Type};
+    if table
+        .metadata()
+        .properties()
+        .contains_key("schema.name-mapping.default")
+    {
+        return None;
+    }
+    let mut entries = Vec::new();
+    for f in schema.as_struct().fields() {
+        let Type::Primitive(p) = f.field_type.as_ref() else {
+            return None;
+        };
+        let duck = match p {
+            P::Boolean => "BOOLEAN".to_string(),
+            P::Int => "INTEGER".to_string(),
+            P::Long => "BIGINT".to_string(),
+            P::Float => "FLOAT".to_string(),
+            P::Double => "DOUBLE".to_string(),
+            P::Decimal { precision, scale } => format!("DECIMAL({precision}, {scale})"),
+            P::Date => "DATE".to_string(),
+            P::Time => "TIME".to_string(),
+            P::Timestamp => "TIMESTAMP".to_string(),
+            P::Timestamptz => "TIMESTAMP WITH TIME ZONE".to_string(),
+            P::String => "VARCHAR".to_string(),
+            P::Binary | P::Fixed(_) => "BLOB".to_string(),
+            _ => return None,
+        };
+        entries.push(format!(
+            "{}: {{name: {}, type: {}, default_value: NULL}}",
+            f.id,
+            literal(&f.name),
+            literal(&duck)
+        ));
+    }
+    Some(format!("MAP {{{}}}", entries.join(", ")))
 }
 
 /// Make a pinned input readable as a DuckDB table of the same name: a view over its Parquet files
