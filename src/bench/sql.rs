@@ -329,15 +329,7 @@ pub fn sql_markdown(r: &SqlBenchReport) -> String {
             (None, e) => format!("failed: {}", e.as_deref().unwrap_or("?")),
         }
     ));
-    s.push_str("## Targets\n\n| target | measured | met |\n|---|---|---|\n");
-    for t in &r.targets {
-        let met = match t.met {
-            Some(true) => "yes",
-            Some(false) => "no",
-            None => "not measured",
-        };
-        s.push_str(&format!("| {} | {} | {met} |\n", t.target, t.measured));
-    }
+    s.push_str(&crate::bench::report::markdown::targets_markdown(&r.targets));
     s
 }
 

@@ -431,22 +431,21 @@ fn extraction(r: &BenchReport, page: &mut Page) {
 /// The targets as a table under their heading.
 fn targets_table(targets: &[Target], page: &mut Page) {
     page.line(String::new());
-    page.line("## Targets".into());
-    page.line(String::new());
-    page.line("| target | measured | met |".into());
-    page.line("|---|---|---|".into());
+    page.0.push_str(&targets_markdown(targets));
+}
+
+/// A `## Targets` heading and one row per target (also the SQL benchmark's report).
+pub(crate) fn targets_markdown(targets: &[Target]) -> String {
+    let mut s = String::from("## Targets\n\n| target | measured | met |\n|---|---|---|\n");
     for t in targets {
-        page.line(format!(
-            "| {} | {} | {} |",
-            t.target,
-            t.measured,
-            match t.met {
-                Some(true) => "yes",
-                Some(false) => "**no**",
-                None => "-",
-            }
-        ));
+        let met = match t.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "-",
+        };
+        s.push_str(&format!("| {} | {} | {met} |\n", t.target, t.measured));
     }
+    s
 }
 
 /// The targets, the recommendation for `--engine auto`, and the charts.

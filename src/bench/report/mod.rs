@@ -6,7 +6,7 @@
 //! (`floe bench --upsert`) is its JSON and Markdown ([`write_upsert`]).
 
 mod charts;
-mod markdown;
+pub(crate) mod markdown;
 mod targets;
 
 pub use markdown::{markdown, upsert_markdown};
