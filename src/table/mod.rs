@@ -23,6 +23,7 @@ pub mod schema_text;
 pub mod schema_update;
 pub mod store;
 pub mod transaction;
+pub(crate) mod uuid_columns;
 pub(crate) mod writer;
 
 use std::collections::BTreeMap;
