@@ -168,6 +168,12 @@ both_backends!(
         .await;
         let table = ctx.floe.load_table(&t).await.unwrap();
         assert_eq!(table.metadata().schemas_iter().count(), 3);
+        // Engines that read Parquet by name (DataFusion's plain files) read through floe's scan.
+        let snapshot_id = table.current_snapshot().unwrap().snapshot_id();
+        assert!(floe::table::plain_files::plain_parquet_files(&table, snapshot_id)
+            .await
+            .unwrap()
+            .is_none());
 
         let mut expected = vec![
             json!({"id": 1, "props": {"lang": null, "client": "ff", "hits": 7},
