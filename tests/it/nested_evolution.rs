@@ -148,6 +148,14 @@ both_backends!(
         )
         .await;
 
+        let second_shape = ctx
+            .floe
+            .load_table(&t)
+            .await
+            .unwrap()
+            .current_snapshot()
+            .unwrap()
+            .snapshot_id();
         // (PyIceberg 0.12 reads a null list or map whose element changed shape as empty: row 4 has
         // empty ones.)
         // Third shape: a nested drop, a second rename of the same field, and a move inside the
@@ -188,10 +196,42 @@ both_backends!(
         ];
         every_reader_reads(&ctx, &t, &expected, "three shapes").await;
 
+        // A past state reads in the schema it was written with, older files mapped into it.
+        let past: Vec<RecordBatch> = ctx
+            .floe
+            .scan(
+                &t,
+                &floe::ScanOptions {
+                    at: Some(floe::At::Snapshot(second_shape)),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .batches
+            .try_collect()
+            .await
+            .unwrap();
+        let past = json_rows(&past);
+        assert_eq!(past.len(), 4);
+        assert_eq!(
+            past[0]["props"],
+            json!({"agent": "ff", "os": "linux", "hits": 7, "lang": null})
+        );
+        assert_eq!(past[2]["events"], json!([{"k": "b", "v": 2}]));
+
         // A projection of the nested column alone, and `floe sql` (which streams an evolved table
         // through floe's scan).
         let props = scan_columns(&ctx.floe, &t, &["props"]).await;
         assert_eq!(props.iter().map(|b| b.num_rows()).sum::<usize>(), 5);
+        for batch in &props {
+            let arrow::datatypes::DataType::Struct(fields) = batch.schema().field(0).data_type().clone()
+            else {
+                panic!("props is not a struct: {:?}", batch.schema());
+            };
+            let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
+            assert_eq!(names, ["lang", "client", "hits"]);
+        }
         let answer = floe::query::sql(
             &ctx.floe,
             &format!(
