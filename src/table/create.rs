@@ -44,7 +44,8 @@ impl PartitionField {
 /// What a new table looks like.
 #[derive(Clone, Debug)]
 pub struct TableDefinition {
-    /// Columns, as an Arrow schema (nullability is kept; field ids are assigned).
+    /// Columns, as an Arrow schema (nullability is kept; field ids are assigned; a
+    /// `FixedSizeBinary(16)` field with Arrow's `arrow.uuid` extension name is a uuid column).
     pub schema: ArrowSchema,
     /// Partition fields, in order.
     pub partition: Vec<PartitionField>,
@@ -166,6 +167,7 @@ pub(crate) async fn register_new(
 fn first_metadata(name: &TableName, location: String, definition: TableDefinition) -> Result<TableMetadata> {
     let schema = iceberg::arrow::arrow_schema_to_schema_auto_assign_ids(&definition.schema)
         .map_err(|e| Error::invalid(format!("unsupported schema for {name}: {}", e.message())))?;
+    let schema = super::uuid_columns::with_uuid_fields(&definition.schema, schema)?;
     let spec = partition_spec(name, &schema, &definition.partition)?;
     let mut properties: HashMap<String, String> = CREATE_PROPERTIES
         .iter()

@@ -15,6 +15,7 @@ pub(crate) mod filter;
 pub mod inspect;
 pub(crate) mod manifest_list;
 pub(crate) mod metadata_json;
+pub(crate) mod nested_shapes;
 pub(crate) mod parallel_parquet;
 pub mod plain_files;
 pub mod scan;
@@ -23,6 +24,7 @@ pub mod schema_update;
 pub mod spec_update;
 pub mod store;
 pub mod transaction;
+pub(crate) mod uuid_columns;
 pub(crate) mod writer;
 
 use std::collections::BTreeMap;

@@ -1,6 +1,7 @@
 //! A snapshot as plain Parquet files, for engines that read Parquet themselves (DataFusion's and
 //! Ballista's multi-partition file scans): possible when no column of the table was ever renamed
-//! (names then identify columns as field ids do) and no equality delete or deletion vector applies.
+//! and no nested column ever changed shape (names then identify columns as field ids do) and no
+//! equality delete or deletion vector applies.
 //! Position deletes are handed over as the deleted row positions of each file, for the engine to
 //! skip; an engine that cannot says so. Otherwise `None`, and the caller reads through floe's own
 //! scan.
@@ -34,19 +35,21 @@ pub async fn plain_parquet_files(table: &Table, snapshot_id: i64) -> Result<Opti
     let Some(snapshot) = metadata.snapshot_by_id(snapshot_id) else {
         return Ok(None);
     };
-    // Every schema in the history must name each field id as the current one does.
-    let current: HashMap<i32, String> = table
+    // Every schema in the history must name each field id as the current one does, and give each
+    // nested column the current one's shape (a reader by name cannot follow a nested rename).
+    let current: HashMap<i32, &iceberg::spec::NestedFieldRef> = table
         .schema()
         .as_struct()
         .fields()
         .iter()
-        .map(|f| (f.id, f.name.clone()))
+        .map(|f| (f.id, f))
         .collect();
     let renamed = metadata.schemas_iter().any(|s| {
-        s.as_struct()
-            .fields()
-            .iter()
-            .any(|f| current.get(&f.id).is_some_and(|n| n != &f.name))
+        s.as_struct().fields().iter().any(|f| {
+            current.get(&f.id).is_some_and(|c| {
+                c.name != f.name || (!c.field_type.is_primitive() && c.field_type != f.field_type)
+            })
+        })
     });
     if renamed {
         return Ok(None);

@@ -11,6 +11,7 @@ use iceberg::spec::SnapshotRef;
 use serde::Serialize;
 
 use super::deletes::{read_tasks, TaskDeletes};
+use super::nested_shapes::NestedShapes;
 use super::{At, FileInfo, RowFilter, Table};
 use crate::error::{Error, Result};
 
@@ -136,12 +137,13 @@ pub(crate) async fn scan(table: &Table, options: &ScanOptions) -> Result<ScanStr
         builder = builder.with_filter(p);
     }
     let deletes = TaskDeletes::of(table, &snapshot).await?.map(std::sync::Arc::new);
+    let shapes = NestedShapes::of(table.storage(), table.metadata(), &read_schema, &read_ids)?;
     let tasks = builder.build()?.plan_files().await?.map_ok(move |mut task| {
         task.schema = read_schema.clone();
         task.project_field_ids = read_ids.clone();
         task
     });
-    let stream = read_tasks(table, tasks.boxed(), deletes)?;
+    let stream = read_tasks(table, tasks.boxed(), deletes, shapes)?;
     let out_schema = projected.clone();
     let limit = options.limit;
     let batches = stream

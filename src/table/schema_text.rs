@@ -33,7 +33,7 @@ pub fn parse_field_type(text: &str) -> Result<Type> {
 }
 
 /// Parse "name type [not null], ..." into an Arrow schema (field ids are assigned when the table
-/// is created).
+/// is created; uuid columns carry Arrow's `arrow.uuid` extension name, so they stay uuid).
 pub fn parse_schema(text: &str) -> Result<Schema> {
     let mut p = Parser {
         text,
@@ -57,7 +57,8 @@ pub fn parse_schema(text: &str) -> Result<Schema> {
         .with_fields(fields.into_iter().map(Arc::new))
         .build()
         .map_err(|e| Error::invalid(format!("invalid schema {text:?}: {}", e.message())))?;
-    Ok(iceberg::arrow::schema_to_arrow_schema(&schema)?)
+    let arrow = iceberg::arrow::schema_to_arrow_schema(&schema)?;
+    Ok(crate::table::uuid_columns::mark_uuid_fields(&schema, arrow))
 }
 
 /// A type in this syntax: `long`, `decimal(12,2)`, `struct<a: int not null, b: list<string>>`.

@@ -2,7 +2,7 @@
 tables floe writes and writes a table floe reads. Prints JSON on stdout.
 
 usage (FLOE_PYICEBERG_CONFIG holds the config, never the command line: it carries secrets):
-  pyiceberg_tool.py read  NAMESPACE TABLE [REF]
+  pyiceberg_tool.py read  NAMESPACE TABLE [REF]   (rows, refs, and the schema's column types)
   pyiceberg_tool.py write NAMESPACE TABLE [LOCATION]
   pyiceberg_tool.py layout NAMESPACE TABLE [FILTER]
 
@@ -40,6 +40,7 @@ def read(cfg, ns, name, ref=None):
         "current_snapshot": snapshot.snapshot_id if snapshot else None,
         "operation": snapshot.summary.operation.value if snapshot else None,
         "refs": sorted(table.refs().keys()),
+        "schema": {f.name: str(f.field_type) for f in table.schema().fields},
     }))
 
 

@@ -2,11 +2,14 @@
 the reader (PyIceberg or DuckDB), so tests compare them with floe's rows."""
 import json
 from decimal import Decimal
+from uuid import UUID
 
 
 def value_json(v):
-    """Instants as ISO-8601 text, decimals as their exact text, binary as hex, everything else as
-    it is."""
+    """Instants as ISO-8601 text, decimals as their exact text, binary as hex, uuids as their
+    canonical text, everything else as it is."""
+    if isinstance(v, UUID):
+        return str(v)
     if hasattr(v, "isoformat"):
         return v.isoformat()
     if isinstance(v, Decimal):

@@ -1,6 +1,7 @@
 //! Schema evolution through floe (`Floe::update_schema`, `floe schema ...`): each change read back by
 //! floe, PyIceberg and DuckDB's iceberg extension; changes racing appends and each other; every
-//! refused change a one-line error that commits nothing; a nested table made by `floe create`.
+//! refused change a one-line error that commits nothing; a nested table made by `floe create`; a
+//! uuid column made by `floe create` stays uuid.
 
 use std::sync::Arc;
 
@@ -296,6 +297,7 @@ both_backends!(
             json!({"id": 2, "n": 8, "props": {"agent": "chrome", "os": "mac"}, "tags": []}),
             json!({"id": 3, "n": 5_000_000_000i64, "props": null, "tags": null}),
         ];
+        assert_eq!(floe_json(&ctx, &t).await, expected, "floe");
         for (reader, rows) in other_readers(&ctx, &t).await {
             assert_eq!(rows, expected, "{reader}");
         }
@@ -607,3 +609,75 @@ both_backends!(
         assert_eq!(table.schema().field_by_name("props2").unwrap().id, last + 3);
     }
 );
+
+both_backends!(
+    a_uuid_column_made_by_floe_create_stays_uuid_and_takes_uuid_values,
+    |ctx: Ctx| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let t = ctx.table("keyed");
+        let name = t.to_string();
+        let out = floe_cmd(dir.path(), Some(&ctx))
+            .args([
+                "create",
+                &name,
+                "--schema",
+                "id long not null, key uuid, at time, digest fixed[4], props struct<ref: uuid>",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let show = floe_cmd(dir.path(), Some(&ctx))
+            .args(["show", &name])
+            .output()
+            .unwrap();
+        let show = String::from_utf8(show.stdout).unwrap();
+        for want in ["key", "uuid", "time", "fixed[4]", "ref: uuid"] {
+            assert!(show.contains(want), "floe show lacks {want:?}: {show}");
+        }
+        assert!(!show.contains("fixed[16]"), "{show}");
+        let table = ctx.floe.load_table(&t).await.unwrap();
+        assert_eq!(
+            *table.schema().field_by_name("key").unwrap().field_type,
+            Type::Primitive(PrimitiveType::Uuid)
+        );
+
+        // uuid values arrive as Arrow's FixedSizeBinary(16).
+        let key = uuid::Uuid::parse_str("0f8fad5b-d9cb-469f-a165-70867728950e").unwrap();
+        let schema = table.arrow_schema().unwrap();
+        let columns: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|f| match f.name().as_str() {
+                "id" => Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef,
+                "key" => Arc::new(
+                    arrow::array::FixedSizeBinaryArray::try_from_sparse_iter_with_size(
+                        [Some(key.as_bytes().to_vec()), None].into_iter(),
+                        16,
+                    )
+                    .unwrap(),
+                ),
+                _ => arrow::array::new_null_array(f.data_type(), 2),
+            })
+            .collect();
+        let batch = RecordBatch::try_new(schema, columns).unwrap();
+        ctx.floe
+            .append(&t, stream(vec![batch]), &WriteOptions::default())
+            .await
+            .unwrap();
+        let rows = floe_json(&ctx, &t).await;
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0]["key"], json!(hex(key.as_bytes())));
+
+        if let Some(v) = pyiceberg_read(&ctx, t.name()) {
+            assert_eq!(v["schema"]["key"], "uuid", "{v}");
+            assert_eq!(v["schema"]["props"], "struct<6: ref: optional uuid>", "{v}");
+            let rows = sorted(v["rows"].as_array().unwrap().clone());
+            assert_eq!(rows[0]["key"], json!(key.to_string()), "{v}");
+            assert_eq!(rows[1]["key"], Value::Null, "{v}");
+        }
+    }
+);
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

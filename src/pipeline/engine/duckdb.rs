@@ -46,7 +46,8 @@ pub(crate) fn duck_error(e: duckdb::Error) -> Error {
     Error::new(ErrorKind::Engine, format!("duckdb: {e}"))
 }
 
-/// The DuckDB column type of an Arrow type (the ones the pipeline's tables use).
+/// The DuckDB column type of an Arrow type (the ones the pipeline's tables use, nested in structs,
+/// lists and maps too).
 fn sql_type(t: &DataType) -> Result<String> {
     Ok(match t {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "VARCHAR".into(),
@@ -58,6 +59,30 @@ fn sql_type(t: &DataType) -> Result<String> {
         // Instants are UTC wall times inside DuckDB (TIMESTAMPTZ would need the ICU extension).
         DataType::Timestamp(TimeUnit::Microsecond, _) => "TIMESTAMP".into(),
         DataType::Decimal128(p, s) => format!("DECIMAL({p}, {s})"),
+        DataType::Struct(fields) => format!(
+            "STRUCT({})",
+            fields
+                .iter()
+                .map(|f| Ok(format!("{} {}", quote(f.name()), sql_type(f.data_type())?)))
+                .collect::<Result<Vec<_>>>()?
+                .join(", ")
+        ),
+        DataType::List(element) | DataType::LargeList(element) => {
+            format!("{}[]", sql_type(element.data_type())?)
+        }
+        DataType::Map(entries, _) => match entries.data_type() {
+            DataType::Struct(kv) if kv.len() == 2 => format!(
+                "MAP({}, {})",
+                sql_type(kv[0].data_type())?,
+                sql_type(kv[1].data_type())?
+            ),
+            other => {
+                return Err(Error::new(
+                    ErrorKind::Engine,
+                    format!("duckdb engine: no column type for map entries {other}"),
+                ))
+            }
+        },
         other => {
             return Err(Error::new(
                 ErrorKind::Engine,

@@ -23,6 +23,7 @@ use serde::Serialize;
 use self::index::{DeleteIndex, FileDeletes};
 use crate::error::{Error, ErrorKind, Result};
 use crate::table::entries::{LiveFile, SnapshotFiles};
+use crate::table::nested_shapes::NestedShapes;
 use crate::table::Table;
 
 /// How a change to existing rows is written.
@@ -142,7 +143,11 @@ pub(crate) async fn live_rows(
     }
     let deleted =
         Arc::new(positions::deleted_positions(table.storage(), data.path(), &deletes.positions).await?);
-    let task = file_task(table, data, schema, project_ids)?;
+    let shapes = NestedShapes::of(table.storage(), table.metadata(), &schema, &project_ids)?;
+    let mut task = file_task(table, data, schema, project_ids)?;
+    if let Some(shapes) = &shapes {
+        task = shapes.in_file_shape(task).await?;
+    }
     let ice = table.iceberg_table()?;
     let batches = ice
         .reader_builder()
@@ -155,7 +160,11 @@ pub(crate) async fn live_rows(
         .and_then(move |batch| {
             let start = offset;
             offset += batch.num_rows() as u64;
-            let result = keep_live(batch, start, &deleted);
+            let result = match &shapes {
+                Some(shapes) => shapes.conform(batch),
+                None => Ok(batch),
+            }
+            .and_then(|batch| keep_live(batch, start, &deleted));
             futures::future::ready(result)
         })
         .boxed())
@@ -291,8 +300,29 @@ impl TaskDeletes {
 }
 
 /// Read planned scan tasks with iceberg-rust's reader, each with exactly the deletes that apply to
-/// it (`deletes` of the snapshot planned, `None` when it has none).
+/// it (`deletes` of the snapshot planned, `None` when it has none), and each file's nested columns
+/// in the read schema's shape (`shapes`, when they changed shape; see [`NestedShapes`]).
 pub(crate) fn read_tasks(
+    table: &Table,
+    tasks: iceberg::scan::FileScanTaskStream,
+    deletes: Option<Arc<TaskDeletes>>,
+    shapes: Option<Arc<NestedShapes>>,
+) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+    let tasks = match &shapes {
+        Some(shapes) => shapes.in_file_shapes(tasks),
+        None => tasks,
+    };
+    let batches = read_tasks_as_files_are(table, tasks, deletes)?;
+    Ok(match shapes {
+        Some(shapes) => batches
+            .and_then(move |batch| futures::future::ready(shapes.conform(batch)))
+            .boxed(),
+        None => batches,
+    })
+}
+
+/// [`read_tasks`] before nested columns are conformed.
+fn read_tasks_as_files_are(
     table: &Table,
     tasks: iceberg::scan::FileScanTaskStream,
     deletes: Option<Arc<TaskDeletes>>,
