@@ -249,7 +249,7 @@ both_backends!(
 );
 
 both_backends!(
-    a_nested_rename_and_a_widen_read_alike_over_files_of_three_schemas,
+    a_nested_rename_and_a_widen_read_alike_over_files_of_three_schemas_and_two_specs,
     |ctx: Ctx| async move {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
@@ -286,6 +286,9 @@ both_backends!(
         .unwrap();
         cli(&["append", &name, file.to_str().unwrap()]);
         cli(&["schema", "widen", &name, "n", "long"]);
+        // The third file also carries a second partition spec.
+        let out = cli(&["partition", "add", &name, "bucket(2, id)"]);
+        assert!(out.contains("committed partition spec 1"), "{out}");
         std::fs::write(
             &file,
             "{\"id\":3,\"n\":5000000000,\"props\":null,\"tags\":null}\n",
@@ -303,6 +306,7 @@ both_backends!(
         }
         let table = ctx.floe.load_table(&t).await.unwrap();
         assert_eq!(table.metadata().schemas_iter().count(), 3);
+        assert_eq!(table.metadata().partition_specs_iter().count(), 2);
     }
 );
 
