@@ -55,6 +55,9 @@ pub(crate) struct Sorter {
     keyed: ArrowSchemaRef,
     input: mpsc::Sender<std::result::Result<RecordBatch, DataFusionError>>,
     output: mpsc::Receiver<Result<RecordBatch>>,
+    /// The sort, for its metrics.
+    #[cfg_attr(not(test), allow(dead_code))]
+    plan: Arc<SortExec>,
 }
 
 impl Sorter {
@@ -65,10 +68,11 @@ impl Sorter {
         if order.is_unsorted() {
             return Ok(None);
         }
-        Self::new(order, schema).map(Some)
+        Self::new(order, schema, SORT_MEMORY).map(Some)
     }
 
-    fn new(order: &SortOrder, schema: &ArrowSchemaRef) -> Result<Self> {
+    /// A sorter by `order` that keeps at most `memory` bytes of batches before spilling.
+    fn new(order: &SortOrder, schema: &ArrowSchemaRef, memory: usize) -> Result<Self> {
         let mut keys = Vec::with_capacity(order.fields.len());
         let mut fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
         let mut exprs = Vec::with_capacity(order.fields.len());
@@ -101,7 +105,7 @@ impl Sorter {
             schema: keyed.clone(),
             rows: Mutex::new(Some(rows)),
         });
-        let plan = SortExec::new(
+        let plan = Arc::new(SortExec::new(
             ordering,
             Arc::new(StreamingTableExec::try_new(
                 keyed.clone(),
@@ -111,14 +115,18 @@ impl Sorter {
                 false,
                 None,
             )?),
-        );
+        ));
         let runtime = RuntimeEnvBuilder::new()
-            .with_memory_limit(SORT_MEMORY, 1.0)
+            .with_memory_limit(memory, 1.0)
             .with_disk_manager_builder(
                 DiskManagerBuilder::default().with_mode(DiskManagerMode::OsTmpDirectory),
             )
             .build_arc()?;
-        let config = SessionConfig::new().with_batch_size(SORTED_BATCH_ROWS);
+        // What the sort sets aside to merge its runs when it spills: DataFusion's default (10 MiB),
+        // or less under a smaller budget.
+        let config = SessionConfig::new()
+            .with_batch_size(SORTED_BATCH_ROWS)
+            .with_sort_spill_reservation_bytes((memory / 4).min(10 * 1024 * 1024));
         let context = Arc::new(
             TaskContext::default()
                 .with_session_config(config)
@@ -147,6 +155,7 @@ impl Sorter {
             keyed,
             input,
             output,
+            plan,
         })
     }
 
@@ -269,4 +278,131 @@ fn child_at(batch: &RecordBatch, path: &[usize]) -> ArrayRef {
         };
     }
     column
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::DataType;
+    use iceberg::spec::{SortField, Transform};
+    use std::collections::HashMap;
+
+    fn schema() -> ArrowSchemaRef {
+        let id = |n: i32| HashMap::from([(PARQUET_FIELD_ID_META_KEY.to_string(), n.to_string())]);
+        Arc::new(ArrowSchema::new(vec![
+            Field::new("id", DataType::Int64, false).with_metadata(id(1)),
+            Field::new("name", DataType::Utf8, true).with_metadata(id(2)),
+        ]))
+    }
+
+    fn order(fields: Vec<(i32, SortDirection, NullOrder)>) -> SortOrder {
+        SortOrder {
+            order_id: 1,
+            fields: fields
+                .into_iter()
+                .map(|(source_id, direction, null_order)| SortField {
+                    source_id,
+                    transform: Transform::Identity,
+                    direction,
+                    null_order,
+                })
+                .collect(),
+        }
+    }
+
+    /// Rows `ids` in a scrambled order, named `n{id % 7}` (every 5th null).
+    fn scrambled(ids: std::ops::Range<i64>, batch_rows: usize) -> Vec<RecordBatch> {
+        let n = ids.end - ids.start;
+        let ids: Vec<i64> = (0..n).map(|i| ids.start + (i * 7919) % n).collect();
+        ids.chunks(batch_rows)
+            .map(|chunk| {
+                let names: Vec<Option<String>> = chunk
+                    .iter()
+                    .map(|i| (i % 5 != 0).then(|| format!("n{}", i % 7)))
+                    .collect();
+                RecordBatch::try_new(
+                    schema(),
+                    vec![
+                        Arc::new(Int64Array::from(chunk.to_vec())),
+                        Arc::new(StringArray::from(names)),
+                    ],
+                )
+                .unwrap()
+            })
+            .collect()
+    }
+
+    /// The batches sorted, and how many times the sort spilled.
+    async fn sort(order: &SortOrder, batches: Vec<RecordBatch>, memory: usize) -> (Vec<RecordBatch>, usize) {
+        let mut sorter = Sorter::new(order, &schema(), memory).unwrap();
+        for b in batches {
+            sorter.push(b).await.unwrap();
+        }
+        let plan = sorter.plan.clone();
+        let sorted = futures::TryStreamExt::try_collect(sorter.finish()).await.unwrap();
+        let spilled = plan.metrics().and_then(|m| m.spill_count()).unwrap_or(0);
+        (sorted, spilled)
+    }
+
+    fn column<T: Clone + 'static>(
+        batches: &[RecordBatch],
+        i: usize,
+        get: impl Fn(&dyn Array, usize) -> T,
+    ) -> Vec<T> {
+        batches
+            .iter()
+            .flat_map(|b| {
+                let c = b.column(i).clone();
+                (0..c.len()).map(|r| get(c.as_ref(), r)).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_write_far_larger_than_the_memory_bound_sorts_by_spilling() {
+        // About 9 MB of rows through a 4 MiB budget: it cannot finish without spilling.
+        let ids = 0..400_000i64;
+        let by_id_desc = order(vec![(1, SortDirection::Descending, NullOrder::Last)]);
+        let (sorted, spilled) = sort(&by_id_desc, scrambled(ids.clone(), 8192), 4 * 1024 * 1024).await;
+        assert!(spilled > 0, "the sort kept everything in memory");
+        assert_eq!(
+            sorted[0].schema(),
+            schema(),
+            "the keys are dropped on the way out"
+        );
+        let got = column(&sorted, 0, |a, r| {
+            a.as_any().downcast_ref::<Int64Array>().unwrap().value(r)
+        });
+        assert_eq!(got, ids.rev().collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn nulls_go_where_the_order_says_and_later_fields_break_ties() {
+        let name = |a: &dyn Array, r: usize| {
+            let s = a.as_any().downcast_ref::<StringArray>().unwrap();
+            s.is_valid(r).then(|| s.value(r).to_string())
+        };
+        let id = |a: &dyn Array, r: usize| a.as_any().downcast_ref::<Int64Array>().unwrap().value(r);
+        let nulls_first = order(vec![
+            (2, SortDirection::Ascending, NullOrder::First),
+            (1, SortDirection::Descending, NullOrder::Last),
+        ]);
+        let (sorted, spilled) = sort(&nulls_first, scrambled(0..100, 7), SORT_MEMORY).await;
+        assert_eq!(spilled, 0, "a small write sorts in memory");
+        let names = column(&sorted, 1, name);
+        let ids = column(&sorted, 0, id);
+        let mut expected: Vec<(Option<String>, i64)> = (0..100)
+            .map(|i| ((i % 5 != 0).then(|| format!("n{}", i % 7)), i))
+            .collect();
+        expected.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        assert_eq!(names.into_iter().zip(ids).collect::<Vec<_>>(), expected);
+
+        let nulls_last = order(vec![(2, SortDirection::Descending, NullOrder::Last)]);
+        let (sorted, _) = sort(&nulls_last, scrambled(0..100, 7), SORT_MEMORY).await;
+        let names = column(&sorted, 1, name);
+        assert_eq!(names.iter().filter(|n| n.is_none()).count(), 20);
+        assert!(names[80..].iter().all(Option::is_none), "{names:?}");
+        assert!(names[..80].windows(2).all(|w| w[0] >= w[1]), "{names:?}");
+    }
 }

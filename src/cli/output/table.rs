@@ -158,7 +158,8 @@ pub fn schema(out: &mut impl Write, schema: &iceberg::spec::Schema) -> Result<()
     Ok(())
 }
 
-/// `floe show`: the table's facts, then its schema, partition spec, properties, refs and files.
+/// `floe show`: the table's facts, then its schema, partition spec, sort order, properties, refs and
+/// files.
 pub fn show(out: &mut impl Write, s: &TableSummary, format: Format) -> Result<()> {
     if format == Format::Json {
         // Through a JSON value: its keys sorted, as this output has always had them.
@@ -184,6 +185,7 @@ pub fn show(out: &mut impl Write, s: &TableSummary, format: Format) -> Result<()
         }
         writeln!(out, "partition spec\n{g}")?;
     }
+    writeln!(out, "sort order: {}", s.sort_order)?;
     if !s.properties.is_empty() {
         let mut g = grid(vec!["property", "value"]);
         for (k, v) in &s.properties {
