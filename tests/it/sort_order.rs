@@ -330,3 +330,77 @@ both_backends!(
         );
     }
 );
+
+both_backends!(
+    copy_on_write_and_compaction_rewrite_a_sorted_table_sorted,
+    |ctx: Ctx| async move {
+        let t = ctx.table("sorted_rewrites");
+        ctx.create_events_table(&t, &[]).await;
+        ctx.floe.update_sort_order(&t).asc("id").commit().await.unwrap();
+        // Three appends whose files each span every id: their ranges overlap.
+        let n = 3_000i64;
+        let rows = scrambled_events(n).remove(0);
+        for k in 0..3 {
+            let ids = rows.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+            let keep: arrow::array::BooleanArray = ids.iter().map(|i| Some(i.unwrap() % 3 == k)).collect();
+            let part = arrow::compute::filter_record_batch(&rows, &keep).unwrap();
+            ctx.floe
+                .append(&t, stream(vec![part]), &WriteOptions::default())
+                .await
+                .unwrap();
+        }
+        assert_eq!(data_files(&ctx, &t).await.len(), 3);
+
+        // A copy-on-write delete rewrites the three files' other rows in one sorted write.
+        let options = floe::DeleteOptions {
+            row_mode: Some(floe::RowLevelMode::CopyOnWrite),
+            ..Default::default()
+        };
+        ctx.floe
+            .delete(&t, RowFilter::sql("id >= 100 AND id < 200"), &options)
+            .await
+            .unwrap();
+        let expected: Vec<i64> = (0..n).filter(|i| !(100..200).contains(i)).collect();
+        let files = data_files(&ctx, &t).await;
+        assert!(files.iter().all(|f| f.sort_order_id() == Some(1)));
+        let mut all = Vec::new();
+        for f in &files {
+            all.extend(parquet_column(&ctx, f.file_path(), "id").await);
+        }
+        assert_eq!(
+            all, expected,
+            "the rewritten rows are in order across the rewrite"
+        );
+
+        // Compaction of a sorted table's files writes their rows sorted.
+        ctx.floe
+            .append(&t, stream(vec![events(5_000..5_010)]), &WriteOptions::default())
+            .await
+            .unwrap();
+        ctx.floe
+            .append(&t, stream(vec![events(4_000..4_010)]), &WriteOptions::default())
+            .await
+            .unwrap();
+        let report = ctx
+            .floe
+            .compact(
+                &t,
+                &floe::maintenance::CompactOptions {
+                    min_input_files: 2,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(report.snapshot_id.is_some(), "{report:?}");
+        let files = data_files(&ctx, &t).await;
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].sort_order_id(), Some(1));
+        let expected: Vec<i64> = expected
+            .into_iter()
+            .chain(4_000..4_010)
+            .chain(5_000..5_010)
+            .collect();
+        assert_eq!(parquet_column(&ctx, files[0].file_path(), "id").await, expected);
+    }
+);
