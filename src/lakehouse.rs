@@ -17,6 +17,7 @@ use crate::table::create::{self, TableDefinition};
 use crate::table::scan::{self, ScanStream};
 use crate::table::schema_update::{NewColumn, Position, SchemaUpdate};
 use crate::table::sort_order::{SortColumn, SortOrderUpdate};
+use crate::table::spec_update::SpecUpdate;
 use crate::table::{
     At, CommitResult, DeleteOptions, MergeClause, MergeOptions, MergeSpec, OverwriteOptions, RowFilter,
     ScanOptions, SnapshotChanges, Table, TableStore, Transaction, UpsertOptions, WriteOptions,
@@ -303,6 +304,18 @@ impl Floe {
         }
     }
 
+    /// Change the table's default partition spec: `floe.update_spec(&t).add_term("bucket(16, user_id)",
+    /// None)?.remove_field("event_day").commit()` (see [`SpecUpdate`] for the rules). Committed as one
+    /// new default spec, no snapshot; new writes use it, files already written keep theirs. A
+    /// partition spec change that landed since the table was read makes this a `Conflict`.
+    pub fn update_spec(&self, name: &TableName) -> UpdateSpec<'_> {
+        UpdateSpec {
+            floe: self,
+            table: name.clone(),
+            update: SpecUpdate::new(),
+        }
+    }
+
     /// Create a branch at a state of the table (the head of `main` by default).
     pub async fn create_branch(&self, name: &TableName, branch: &str, at: &At) -> Result<Table> {
         self.create_ref(name, branch, at, false).await
@@ -555,6 +568,59 @@ impl UpdateSortOrder<'_> {
     pub async fn commit(self) -> Result<Table> {
         let mut tx = self.floe.transaction();
         tx.update_sort_order(&self.table, self.update).await?;
+        Ok(tx.commit_one().await?.table)
+    }
+}
+
+/// A partition spec change being described: `floe.update_spec(&t)...commit()`.
+#[derive(Debug)]
+pub struct UpdateSpec<'a> {
+    floe: &'a Floe,
+    table: TableName,
+    update: SpecUpdate,
+}
+
+impl UpdateSpec<'_> {
+    /// See [`SpecUpdate::add_field`].
+    pub fn add_field(mut self, column: &str, transform: iceberg::spec::Transform) -> Self {
+        self.update = self.update.add_field(column, transform);
+        self
+    }
+
+    /// See [`SpecUpdate::add_field_named`].
+    pub fn add_field_named(mut self, column: &str, transform: iceberg::spec::Transform, name: &str) -> Self {
+        self.update = self.update.add_field_named(column, transform, name);
+        self
+    }
+
+    /// See [`SpecUpdate::add_term`].
+    pub fn add_term(mut self, term: &str, name: Option<&str>) -> Result<Self> {
+        self.update = self.update.add_term(term, name)?;
+        Ok(self)
+    }
+
+    /// See [`SpecUpdate::remove_field`].
+    pub fn remove_field(mut self, name: &str) -> Self {
+        self.update = self.update.remove_field(name);
+        self
+    }
+
+    /// See [`SpecUpdate::rename_field`].
+    pub fn rename_field(mut self, name: &str, new_name: &str) -> Self {
+        self.update = self.update.rename_field(name, new_name);
+        self
+    }
+
+    /// Add the operations of `update` (after those described so far).
+    pub fn with(mut self, update: SpecUpdate) -> Self {
+        self.update.ops.extend(update.ops);
+        self
+    }
+
+    /// Commit the change as the table's new default partition spec: the table after it.
+    pub async fn commit(self) -> Result<Table> {
+        let mut tx = self.floe.transaction();
+        tx.update_spec(&self.table, self.update).await?;
         Ok(tx.commit_one().await?.table)
     }
 }

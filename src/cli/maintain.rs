@@ -62,6 +62,10 @@ pub enum Command {
         /// applied (default: the table's delete-ratio-threshold, else 0.3).
         #[arg(long)]
         delete_ratio_threshold: Option<f64>,
+        /// Also rewrite every file written with an older partition spec into the current spec,
+        /// whatever its size (after `floe partition add|drop`).
+        #[arg(long)]
+        rewrite_spec: bool,
         /// Print what would be rewritten; change nothing.
         #[arg(long)]
         dry_run: bool,
@@ -128,6 +132,7 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
             target_file_size,
             min_file_size,
             delete_ratio_threshold,
+            rewrite_spec,
             dry_run,
             format,
         } => {
@@ -136,6 +141,7 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
                 target_file_size: target_file_size.map(|s| parse_size(&s)).transpose()?,
                 min_file_size: min_file_size.map(|s| parse_size(&s)).transpose()?,
                 delete_ratio_threshold,
+                rewrite_spec,
                 dry_run,
                 ..Default::default()
             };

@@ -1,11 +1,11 @@
 //! The `floe` command: a thin layer over the library. Every command parses its arguments, calls the
 //! library, prints, and maps errors to one line on stderr and a non-zero exit code. One file per
 //! command group: [`catalog`] (init, namespaces, tables), [`table`] (create, write, read, diff),
-//! [`rows`] (upsert, merge), [`schema`] and [`sort_order`] (a table's shape), [`refs`] (branches,
-//! tags, publish, rollback), [`maintain`] (expire, orphans, compact), [`ingest`] (parallel
-//! extraction), [`pipeline`] (generate, run, runs, verify, demo), [`sql`], [`bench`], [`cluster`]
-//! (scheduler and executor processes), [`serve`] (the Iceberg REST catalog); [`output`] prints, a
-//! printer per command group.
+//! [`rows`] (upsert, merge), [`schema`], [`partition`] and [`sort_order`] (a table's shape),
+//! [`refs`] (branches, tags, publish, rollback), [`maintain`] (expire, orphans, compact), [`ingest`]
+//! (parallel extraction), [`pipeline`] (generate, run, runs, verify, demo), [`sql`], [`bench`],
+//! [`cluster`] (scheduler and executor processes), [`serve`] (the Iceberg REST catalog); [`output`]
+//! prints, a printer per command group.
 
 mod bench;
 mod catalog;
@@ -14,6 +14,7 @@ mod demo;
 mod ingest;
 mod maintain;
 mod output;
+mod partition;
 mod pipeline;
 mod refs;
 mod rows;
@@ -102,6 +103,8 @@ enum Command {
     #[command(flatten)]
     Schema(schema::Command),
     #[command(flatten)]
+    Partition(partition::Command),
+    #[command(flatten)]
     SortOrder(sort_order::Command),
     #[command(flatten)]
     Refs(refs::Command),
@@ -169,6 +172,7 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
                 Command::Rows(c) => rows::run(&floe, c).await,
                 Command::Schema(c) => schema::run(&floe, c).await,
                 Command::SortOrder(c) => sort_order::run(&floe, c).await,
+                Command::Partition(c) => partition::run(&floe, c).await,
                 Command::Refs(c) => refs::run(&floe, c).await,
                 Command::Maintain(c) => maintain::run(&floe, c).await,
                 Command::Ingest(c) => ingest::run(&floe, c).await,

@@ -159,17 +159,44 @@ async fn load(floe: &Floe, side: &DiffSide) -> Result<Loaded> {
     })
 }
 
-fn schema_differences(l: &iceberg::spec::Schema, r: &iceberg::spec::Schema) -> Vec<String> {
+/// How two schemas differ, column by column (top-level, by name). Two states of the same table
+/// share field ids, so there a column known under another name on the other side is explained as a
+/// rename, and a type that Iceberg's promotion rules allow as a widening.
+fn schema_differences(l: &iceberg::spec::Schema, r: &iceberg::spec::Schema, same_table: bool) -> Vec<String> {
+    use iceberg::spec::Type;
     let mut out = Vec::new();
     let lf: Vec<_> = l.as_struct().fields().iter().collect();
     let rf: Vec<_> = r.as_struct().fields().iter().collect();
+    let renamed = |f: &iceberg::spec::NestedField, other: &[&Arc<iceberg::spec::NestedField>]| {
+        other
+            .iter()
+            .find(|g| same_table && g.id == f.id && g.name != f.name)
+            .map(|g| g.name.clone())
+    };
+    let widened = |from: &Type, to: &Type| match (from, to) {
+        (Type::Primitive(a), Type::Primitive(b)) => crate::table::schema_update::tree::promotes(a, b),
+        _ => false,
+    };
     for f in &lf {
         match rf.iter().find(|g| g.name == f.name) {
-            None => out.push(format!("column {:?} only on the left", f.name)),
+            None => match renamed(f, &rf) {
+                Some(to) => out.push(format!(
+                    "column {:?} renamed to {to:?} on the right (field id {})",
+                    f.name, f.id
+                )),
+                None => out.push(format!("column {:?} only on the left", f.name)),
+            },
             Some(g) => {
                 if f.field_type != g.field_type {
+                    let how = if same_table && f.id == g.id && widened(&f.field_type, &g.field_type) {
+                        " (widened on the right)"
+                    } else if same_table && f.id == g.id && widened(&g.field_type, &f.field_type) {
+                        " (widened on the left)"
+                    } else {
+                        ""
+                    };
                     out.push(format!(
-                        "column {:?}: type {} vs {}",
+                        "column {:?}: type {} vs {}{how}",
                         f.name, f.field_type, g.field_type
                     ));
                 }
@@ -188,7 +215,7 @@ fn schema_differences(l: &iceberg::spec::Schema, r: &iceberg::spec::Schema) -> V
         }
     }
     for g in &rf {
-        if !lf.iter().any(|f| f.name == g.name) {
+        if !lf.iter().any(|f| f.name == g.name) && renamed(g, &lf).is_none() {
             out.push(format!("column {:?} only on the right", g.name));
         }
     }
@@ -248,7 +275,7 @@ pub async fn diff(
     };
 
     // Schemas.
-    report.schema_differences = schema_differences(&l.schema, &r.schema);
+    report.schema_differences = schema_differences(&l.schema, &r.schema, left.table == right.table);
     let lf = manifest_facts(&l).await?;
     let rf = manifest_facts(&r).await?;
     let (lrows, rrows, lnulls, rnulls) = (lf.rows, rf.rows, &lf.nulls, &rf.nulls);
@@ -296,3 +323,59 @@ pub async fn diff(
 }
 
 mod rows;
+
+#[cfg(test)]
+mod tests {
+    use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
+
+    use super::schema_differences;
+
+    fn schema(fields: &[(i32, &str, PrimitiveType)]) -> Schema {
+        Schema::builder()
+            .with_fields(
+                fields
+                    .iter()
+                    .map(|(id, name, t)| NestedField::optional(*id, *name, Type::Primitive(t.clone())).into())
+                    .collect::<Vec<_>>(),
+            )
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_rename_and_a_widening_of_one_table_are_explained() {
+        let before = schema(&[
+            (1, "id", PrimitiveType::Long),
+            (2, "n", PrimitiveType::Int),
+            (3, "name", PrimitiveType::String),
+        ]);
+        let after = schema(&[
+            (1, "id", PrimitiveType::Long),
+            (2, "n", PrimitiveType::Long),
+            (3, "label", PrimitiveType::String),
+        ]);
+        assert_eq!(
+            schema_differences(&before, &after, true),
+            [
+                "column \"n\": type int vs long (widened on the right)",
+                "column \"name\" renamed to \"label\" on the right (field id 3)",
+            ]
+        );
+        assert_eq!(
+            schema_differences(&after, &before, true),
+            [
+                "column \"n\": type long vs int (widened on the left)",
+                "column \"label\" renamed to \"name\" on the right (field id 3)",
+            ]
+        );
+        // Two tables: ids are not shared lineage, so names alone decide.
+        assert_eq!(
+            schema_differences(&before, &after, false),
+            [
+                "column \"n\": type int vs long",
+                "column \"name\" only on the left",
+                "column \"label\" only on the right",
+            ]
+        );
+    }
+}

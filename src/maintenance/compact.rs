@@ -48,6 +48,9 @@ pub struct CompactOptions {
     /// Files whose deleted fraction is at least this are rewritten with their deletes applied
     /// (default: the table's `delete-ratio-threshold`, else 0.3).
     pub delete_ratio_threshold: Option<f64>,
+    /// Rewrite every data file written with an older partition spec into the current spec, whatever
+    /// its size (`floe compact --rewrite-spec`).
+    pub rewrite_spec: bool,
     /// Report what would be rewritten; change nothing.
     pub dry_run: bool,
 }
@@ -60,6 +63,7 @@ impl Default for CompactOptions {
             min_file_size: None,
             min_input_files: 5,
             delete_ratio_threshold: None,
+            rewrite_spec: false,
             dry_run: false,
         }
     }
@@ -213,10 +217,12 @@ async fn compact_once(
     Ok(report)
 }
 
-/// The files of one partition to rewrite together, and how many of them fold deletes.
+/// The files of one partition to rewrite together, how many of them fold deletes, and whether they
+/// are older-spec files to rewrite into the current spec.
 struct Group {
     files: Vec<LiveFile>,
     folded: usize,
+    respec: bool,
 }
 
 /// Pick the groups to rewrite: per partition, the small files when there are enough of them (or
@@ -251,7 +257,8 @@ async fn choose(
         };
         let records = file.file.record_count().max(1);
         let folds = deleted > 0 && deleted as f64 / records as f64 >= threshold;
-        if !folds && file.file.file_size_in_bytes() >= min {
+        let respec = options.rewrite_spec && file.spec_id != current_spec;
+        if !folds && !respec && file.file.file_size_in_bytes() >= min {
             continue;
         }
         // Files of older specs are compacted together (into the current spec).
@@ -263,15 +270,18 @@ async fn choose(
         let group = groups.entry(key).or_insert_with(|| Group {
             files: Vec::new(),
             folded: 0,
+            respec: false,
         });
         group.files.push(file.clone());
         group.folded += usize::from(folds);
+        group.respec |= respec;
     }
     Ok(groups
         .into_values()
         .filter(|g| {
             let total: u64 = g.files.iter().map(|f| f.file.file_size_in_bytes()).sum();
             g.folded > 0
+                || g.respec
                 || (g.files.len() > 1 && (g.files.len() >= options.min_input_files || total > target))
         })
         .collect())

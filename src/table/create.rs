@@ -27,49 +27,17 @@ pub struct PartitionField {
 }
 
 impl PartitionField {
-    /// Parse `col`, `day(col)`, `bucket(16, col)` or `truncate(4, col)`.
+    /// Parse `col`, `day(col)`, `bucket(16, col)` or `truncate(4, col)` (the terms of
+    /// `floe partition add`, see [`crate::table::spec_update::parse_partition_term`]).
     pub fn parse(text: &str) -> Result<Self> {
-        let text = text.trim();
-        let Some((func, rest)) = text.split_once('(') else {
-            return Ok(Self {
-                column: text.to_string(),
-                transform: Transform::Identity,
-            });
-        };
-        let args = rest
-            .strip_suffix(')')
-            .ok_or_else(|| Error::invalid(format!("invalid partition field {text:?}")))?;
-        let args: Vec<&str> = args.split(',').map(str::trim).collect();
-        let num = |s: &str| {
-            s.parse::<u32>().map_err(|_| {
-                Error::invalid(format!("invalid partition field {text:?}: {s:?} is not a number"))
-            })
-        };
-        let (transform, column) = match (func.trim().to_ascii_lowercase().as_str(), args.as_slice()) {
-            ("identity", [c]) => (Transform::Identity, c),
-            ("year" | "years", [c]) => (Transform::Year, c),
-            ("month" | "months", [c]) => (Transform::Month, c),
-            ("day" | "days", [c]) => (Transform::Day, c),
-            ("hour" | "hours", [c]) => (Transform::Hour, c),
-            ("bucket", [n, c]) => (Transform::Bucket(num(n)?), c),
-            ("truncate", [n, c]) => (Transform::Truncate(num(n)?), c),
-            _ => return Err(Error::invalid(format!("invalid partition field {text:?}"))),
-        };
-        Ok(Self {
-            column: column.to_string(),
-            transform,
-        })
+        let (transform, column) = crate::table::spec_update::parse_partition_term(text)?;
+        Ok(Self { column, transform })
     }
 
     /// The partition field's name in the spec: the column for identity, else `COL_bucket_N`,
     /// `COL_trunc_W` or `COL_day` (Iceberg Java's names).
     fn spec_name(&self) -> String {
-        match self.transform {
-            Transform::Identity => self.column.clone(),
-            Transform::Bucket(n) => format!("{}_bucket_{n}", self.column),
-            Transform::Truncate(w) => format!("{}_trunc_{w}", self.column),
-            t => format!("{}_{}", self.column, t.to_string().to_ascii_lowercase()),
-        }
+        crate::table::spec_update::default_name(&self.column, self.transform)
     }
 }
 

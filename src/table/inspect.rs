@@ -76,6 +76,8 @@ pub struct FileInfo {
     pub record_count: u64,
     /// Bytes.
     pub file_size_in_bytes: u64,
+    /// The partition spec the file was written with (its manifest's).
+    pub spec_id: i32,
 }
 
 /// A snapshot becoming the head of `main`: the rows of `"NS.TABLE$history"`.
@@ -104,6 +106,8 @@ pub struct TableSummary {
     /// The default sort order, as `floe sort-order set` reads it (`event_time desc nulls last,
     /// user_id asc nulls first`), or `unsorted`.
     pub sort_order: String,
+    /// Every partition spec of the table, by id (files keep the spec they were written with).
+    pub partition_specs: Vec<PartitionSpec>,
     /// Table properties.
     pub properties: BTreeMap<String, String>,
     /// Branches and tags.
@@ -212,6 +216,15 @@ pub async fn summary(table: &Table, at: &At) -> Result<TableSummary> {
         schema: table.schema().as_ref().clone(),
         partition_spec: table.partition_spec().as_ref().clone(),
         sort_order: crate::table::sort_order::describe(table.metadata().default_sort_order(), table.schema()),
+        partition_specs: {
+            let mut specs: Vec<PartitionSpec> = table
+                .metadata()
+                .partition_specs_iter()
+                .map(|s| s.as_ref().clone())
+                .collect();
+            specs.sort_by_key(|s| s.spec_id());
+            specs
+        },
         properties: table.properties(),
         refs: table.refs(),
         snapshot: snapshot.map(|s| s.snapshot_id()),
@@ -338,6 +351,7 @@ mod view {
                 Column::text("partition", |r| &r.partition),
                 Column::count("record_count", |r| r.record_count),
                 Column::count("file_size_in_bytes", |r| r.file_size_in_bytes),
+                Column::long("spec_id", |r| i64::from(r.spec_id)),
             ]
         }
     }
@@ -467,11 +481,18 @@ mod tests {
             partition: "day=2024-03-01".into(),
             record_count: 3,
             file_size_in_bytes: 1024,
+            spec_id: 0,
         }])
         .unwrap();
         assert_eq!(
             names(&files.schema()),
-            ["path", "partition", "record_count", "file_size_in_bytes"]
+            [
+                "path",
+                "partition",
+                "record_count",
+                "file_size_in_bytes",
+                "spec_id"
+            ]
         );
         let bytes = files.column(3).as_any().downcast_ref::<Int64Array>().unwrap();
         assert_eq!(bytes.value(0), 1024);

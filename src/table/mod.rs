@@ -22,6 +22,7 @@ pub mod schema_text;
 pub mod schema_update;
 pub mod sort_order;
 pub(crate) mod sorter;
+pub mod spec_update;
 pub mod store;
 pub mod transaction;
 pub(crate) mod writer;
@@ -350,6 +351,7 @@ impl Table {
                     partition,
                     record_count: f.record_count(),
                     file_size_in_bytes: f.file_size_in_bytes(),
+                    spec_id,
                 }
             })
             .collect())

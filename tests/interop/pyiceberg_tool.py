@@ -4,6 +4,7 @@ tables floe writes and writes a table floe reads. Prints JSON on stdout.
 usage (FLOE_PYICEBERG_CONFIG holds the config, never the command line: it carries secrets):
   pyiceberg_tool.py read  NAMESPACE TABLE [REF]
   pyiceberg_tool.py write NAMESPACE TABLE [LOCATION]
+  pyiceberg_tool.py layout NAMESPACE TABLE [FILTER]
 
 The config holds: catalog_name, uri (SQLAlchemy URL), warehouse, and optional s3 settings.
 """
@@ -58,6 +59,27 @@ def read(cfg, ns, name, ref=None):
     }))
 
 
+def layout(cfg, ns, name, row_filter=None):
+    """The table's partition specs, each live data file's spec id, and (with a filter) the rows and
+    the number of data files PyIceberg's own planning reads for it."""
+    table = catalog(cfg).load_table((ns, name))
+    specs = {
+        str(spec.spec_id): [[f.name, str(f.transform), f.source_id, f.field_id] for f in spec.fields]
+        for spec in table.specs().values()
+    }
+    files = table.inspect.files().select(["file_path", "spec_id"]).to_pylist()
+    out = {
+        "specs": specs,
+        "default_spec_id": table.spec().spec_id,
+        "files": sorted([f["file_path"], f["spec_id"]] for f in files),
+    }
+    if row_filter:
+        scan = table.scan(row_filter=row_filter)
+        out["planned_files"] = len(list(scan.plan_files()))
+        out["rows"] = rows_json(scan.to_arrow())
+    print(json.dumps(out))
+
+
 def write(cfg, ns, name, location=None):
     cat = catalog(cfg)
     try:
@@ -81,6 +103,8 @@ if __name__ == "__main__":
     cfg = config()
     if cmd == "read":
         read(cfg, ns, name, rest[0] if rest else None)
+    elif cmd == "layout":
+        layout(cfg, ns, name, rest[0] if rest else None)
     elif cmd == "write":
         write(cfg, ns, name, rest[0] if rest else None)
     else:

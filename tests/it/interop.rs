@@ -83,6 +83,22 @@ pub fn pyiceberg_read(ctx: &Ctx, table: &str) -> Option<Value> {
     Some(pyiceberg(&cfg, &["read", &ctx.ns.to_string(), table]))
 }
 
+/// PyIceberg's view of `ctx`'s table `table`: its partition specs, each live file's spec id and,
+/// with `filter` (PyIceberg's filter syntax), the rows and file count its own planning gives
+/// (`None` when PyIceberg is missing and the test may skip it).
+pub fn pyiceberg_layout(ctx: &Ctx, table: &str, filter: Option<&str>) -> Option<Value> {
+    if !pyiceberg_available() {
+        return None;
+    }
+    let cfg = pyiceberg_config(ctx).to_string();
+    let ns = ctx.ns.to_string();
+    let mut args = vec!["layout", &ns, table];
+    if let Some(f) = filter {
+        args.push(f);
+    }
+    Some(pyiceberg(&cfg, &args))
+}
+
 /// Whether DuckDB 1.4.4 and its iceberg extension can be imported (the test command installs them).
 pub fn duckdb_iceberg_available() -> bool {
     static CHECKED: OnceLock<bool> = OnceLock::new();

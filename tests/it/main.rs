@@ -18,6 +18,7 @@ mod inspect;
 pub mod interop;
 mod maintenance;
 mod names;
+mod partition_evolution;
 mod pipeline;
 mod refs;
 mod rest;

@@ -114,6 +114,7 @@ fn file_cells(f: &FileInfo) -> Vec<String> {
         f.partition.clone(),
         f.record_count.to_string(),
         f.file_size_in_bytes.to_string(),
+        f.spec_id.to_string(),
     ]
 }
 
@@ -158,6 +159,36 @@ pub fn schema(out: &mut impl Write, schema: &iceberg::spec::Schema) -> Result<()
     Ok(())
 }
 
+/// A partition spec: its id (marked when it is the default), then one row per field with its
+/// source column, transform and field id.
+pub fn partition_spec(
+    out: &mut impl Write,
+    spec: &iceberg::spec::PartitionSpec,
+    schema: &iceberg::spec::Schema,
+    default: bool,
+) -> Result<()> {
+    let mark = if default { " (default)" } else { "" };
+    if spec.is_unpartitioned() {
+        writeln!(out, "spec {}{mark}: unpartitioned", spec.spec_id())?;
+        return Ok(());
+    }
+    let mut g = grid(vec!["partition field", "source", "transform", "field id"]);
+    for f in spec.fields() {
+        let source = schema
+            .name_by_field_id(f.source_id)
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("(dropped column {})", f.source_id));
+        g.add_row(vec![
+            f.name.clone(),
+            source,
+            f.transform.to_string(),
+            f.field_id.to_string(),
+        ]);
+    }
+    writeln!(out, "spec {}{mark}\n{g}", spec.spec_id())?;
+    Ok(())
+}
+
 /// `floe show`: the table's facts, then its schema, partition spec, sort order, properties, refs and
 /// files.
 pub fn show(out: &mut impl Write, s: &TableSummary, format: Format) -> Result<()> {
@@ -174,16 +205,12 @@ pub fn show(out: &mut impl Write, s: &TableSummary, format: Format) -> Result<()
     writeln!(out, "files      {} ({} bytes)", s.files.len(), s.bytes)?;
     writeln!(out, "schema")?;
     schema(out, &s.schema)?;
-    if !s.partition_spec.is_unpartitioned() {
-        let mut g = grid(vec!["partition field", "source id", "transform"]);
-        for f in s.partition_spec.fields() {
-            g.add_row(vec![
-                f.name.clone(),
-                f.source_id.to_string(),
-                f.transform.to_string(),
-            ]);
+    // One spec that partitions nothing: no section, as before specs could change.
+    if s.partition_specs.len() > 1 || !s.partition_spec.is_unpartitioned() {
+        writeln!(out, "partition specs")?;
+        for spec in &s.partition_specs {
+            partition_spec(out, spec, &s.schema, spec.spec_id() == s.partition_spec.spec_id())?;
         }
-        writeln!(out, "partition spec\n{g}")?;
     }
     writeln!(out, "sort order: {}", s.sort_order)?;
     if !s.properties.is_empty() {

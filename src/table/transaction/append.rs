@@ -25,6 +25,10 @@ pub(crate) struct Append {
     pub(crate) write: WriteOptions,
     /// The schema the files were written with, when known.
     pub(crate) schema: Option<SchemaRef>,
+    /// The partition spec the files were written with (their partition tuples follow it), when it
+    /// may not be the base's default: a spec change that lands first leaves them in their own
+    /// spec's manifest.
+    pub(crate) spec_id: Option<i32>,
 }
 
 impl Append {
@@ -35,12 +39,20 @@ impl Append {
             keep_empty: false,
             write: write.clone(),
             schema: None,
+            spec_id: None,
         }
     }
 
-    /// The files were written with `schema`.
-    pub(crate) fn written_with(mut self, schema: &SchemaRef) -> Self {
-        self.schema = Some(schema.clone());
+    /// The files were written for `table` as it was: its current schema and default partition spec.
+    pub(crate) fn written_with(mut self, table: &Table) -> Self {
+        self.schema = Some(table.schema().clone());
+        self.spec_id = Some(table.metadata().default_partition_spec_id());
+        self
+    }
+
+    /// The files' partition tuples follow `table`'s default partition spec.
+    pub(crate) fn with_spec(mut self, table: &Table) -> Self {
+        self.spec_id = Some(table.metadata().default_partition_spec_id());
         self
     }
 
@@ -73,7 +85,10 @@ impl Append {
         if self.files.is_empty() && !self.keep_empty {
             return Ok(None);
         }
-        let change = SnapshotChange::data(Operation::Append, self.files.clone(), Vec::new());
+        let spec_id = self
+            .spec_id
+            .unwrap_or_else(|| base.metadata().default_partition_spec_id());
+        let change = SnapshotChange::data(Operation::Append, (self.files.clone(), spec_id), Vec::new());
         produce(base, change, &self.write, written).await.map(Some)
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::row_delta::{conflict_check, Replan, RowDelta};
+use super::row_delta::{conflict_check, Replan, RowDelta, WrittenSpecs};
 use super::row_plan::{counts_of, rows_matching, write_changes, ReadState, WriteRule};
 use super::DeleteOptions;
 use crate::error::Result;
@@ -44,6 +44,7 @@ pub(crate) async fn plan(read: &Table, filter: RowFilter, options: &DeleteOption
         changed,
         planned,
         given: Vec::new(),
+        specs: WrittenSpecs::of(read),
         conflicts: conflict_check(options.isolation, Some(&filter)),
         write: options.write.clone(),
         replan: Some(Arc::new(DeleteAgain {

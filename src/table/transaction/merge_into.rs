@@ -23,7 +23,7 @@ pub use spec::{Assignments, MergeClause, MergeSpec};
 
 use self::spec::ClauseKind;
 use super::delete_quietly;
-use super::row_delta::{ConflictCheck, Replan, RowDelta};
+use super::row_delta::{ConflictCheck, Replan, RowDelta, WrittenSpecs};
 use super::row_plan::{counts_of, write_changes, ReadState, WriteRule};
 use super::{Isolation, RowLevelOptions};
 use crate::error::{Error, Result};
@@ -104,6 +104,7 @@ pub(crate) async fn plan(
         changed,
         planned,
         given: Vec::new(),
+        specs: WrittenSpecs::of(read),
         conflicts,
         write: write.clone(),
         replan: Some(Arc::new(MergeAgain {

@@ -28,6 +28,7 @@ pub(crate) mod row_delta;
 pub(crate) mod row_plan;
 pub(crate) mod schema;
 pub(crate) mod sort_order;
+pub(crate) mod spec;
 pub(crate) mod unknown;
 pub(crate) mod upsert;
 
@@ -44,6 +45,7 @@ use crate::catalog::TableName;
 use crate::error::{Error, Result};
 use crate::table::schema_update::SchemaUpdate;
 use crate::table::sort_order::SortOrderUpdate;
+use crate::table::spec_update::SpecUpdate;
 pub use merge_into::{Assignments, MergeClause, MergeSpec, RowCounts};
 pub use options::{
     Dedupe, DeleteOptions, ExpectedHead, Isolation, Lineage, MergeOptions, OverwriteOptions, RowLevelOptions,
@@ -112,6 +114,8 @@ pub(crate) enum Action {
     Schema(schema::SchemaChange),
     /// Replace the default sort order.
     SortOrder(sort_order::SortOrderChange),
+    /// Evolve the default partition spec.
+    Spec(spec::SpecChange),
     /// Remove old snapshots and expired refs from the metadata.
     Expire(expire::Expire),
     /// Apply another engine's metadata updates under its requirements (a REST catalog commit).
@@ -129,6 +133,7 @@ impl Action {
             | Action::Ref(_)
             | Action::Schema(_)
             | Action::SortOrder(_)
+            | Action::Spec(_)
             | Action::Expire(_)
             | Action::Client(_) => Vec::new(),
         }
@@ -226,7 +231,7 @@ impl Transaction {
     {
         let read = self.table(table).await?;
         let files = write_batches(&read, batches.boxed(), options.target_file_size).await?;
-        let append = append::Append::new(files, options).written_with(read.schema());
+        let append = append::Append::new(files, options).written_with(&read);
         self.push(table, Action::Append(append));
         Ok(())
     }
@@ -260,7 +265,8 @@ impl Transaction {
         options: &OverwriteOptions,
     ) -> Result<()> {
         let read = self.table(table).await?;
-        match overwrite::plan(&read, filter, files.clone(), options).await {
+        let files_spec = read.metadata().default_partition_spec_id();
+        match overwrite::plan(&read, filter, files.clone(), files_spec, options).await {
             Ok(change) => {
                 self.push(table, Action::RowDelta(Box::new(change)));
                 Ok(())
@@ -352,7 +358,7 @@ impl Transaction {
         options: &WriteOptions,
     ) -> Result<()> {
         let read = self.table(table).await?;
-        let append = append::Append::new(files, options).written_with(read.schema());
+        let append = append::Append::new(files, options).written_with(&read);
         self.push(table, Action::Append(append));
         Ok(())
     }
@@ -391,7 +397,10 @@ impl Transaction {
         }
         // Files floe did not write are in no known order: order 0.
         let described = crate::table::add_files::describe_files(&read, files, 0).await?;
-        self.push(table, Action::Append(append::Append::adopted(described, options)));
+        self.push(
+            table,
+            Action::Append(append::Append::adopted(described, options).with_spec(&read)),
+        );
         Ok(())
     }
 
@@ -538,6 +547,16 @@ impl Transaction {
         let read = self.table(table).await?;
         let change = sort_order::SortOrderChange::plan(&read, update)?;
         self.push(table, Action::SortOrder(change));
+        Ok(())
+    }
+
+    /// Change the default partition spec of `table` (see [`SpecUpdate`]): checked now on the spec
+    /// this transaction read, applied at commit; a partition spec change that landed meanwhile makes
+    /// the commit a `Conflict`. New writes use the new spec; files already written keep theirs.
+    pub async fn update_spec(&mut self, table: &TableName, update: SpecUpdate) -> Result<()> {
+        let read = self.table(table).await?;
+        let change = spec::SpecChange::plan(&read, update)?;
+        self.push(table, Action::Spec(change));
         Ok(())
     }
 

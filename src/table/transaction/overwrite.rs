@@ -12,7 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use iceberg::spec::DataFile;
 
-use super::row_delta::{conflict_check, ChangedFile, FileOutcome, Replan, RowDelta};
+use super::row_delta::{conflict_check, ChangedFile, FileOutcome, Replan, RowDelta, WrittenSpecs};
 use super::row_plan::{counts_of, rows_matching, write_changes, ReadState, WriteRule};
 use super::OverwriteOptions;
 use crate::error::Result;
@@ -21,12 +21,13 @@ use crate::table::filter::RowFilter;
 use crate::table::Table;
 
 /// Plan replacing the rows matching `filter` (all when `None`) with the rows already written to
-/// `files`, on the branch head of `read`. On error, the rewrites written so far are deleted (the
-/// caller owns `files`).
+/// `files` (with partition spec `files_spec`), on the branch head of `read`. On error, the rewrites
+/// written so far are deleted (the caller owns `files`).
 pub(crate) async fn plan(
     read: &Table,
     filter: Option<RowFilter>,
     files: Vec<DataFile>,
+    files_spec: i32,
     options: &OverwriteOptions,
 ) -> Result<RowDelta> {
     let write = &options.write;
@@ -60,6 +61,7 @@ pub(crate) async fn plan(
         Arc::new(OverwriteAgain {
             filter: filter.clone(),
             files: files.clone(),
+            files_spec,
             options: options.clone(),
         }) as Arc<dyn Replan>
     });
@@ -74,6 +76,10 @@ pub(crate) async fn plan(
         changed,
         planned,
         given: files,
+        specs: WrittenSpecs {
+            given: files_spec,
+            ..WrittenSpecs::of(read)
+        },
         conflicts: conflict_check(options.isolation, filter.as_ref()),
         write: write.clone(),
         replan,
@@ -99,12 +105,20 @@ fn every_live_row(state: &ReadState, data: &crate::table::entries::LiveFile) -> 
 struct OverwriteAgain {
     filter: Option<RowFilter>,
     files: Vec<DataFile>,
+    files_spec: i32,
     options: OverwriteOptions,
 }
 
 #[async_trait]
 impl Replan for OverwriteAgain {
     async fn replan(&self, base: &Table) -> Result<RowDelta> {
-        plan(base, self.filter.clone(), self.files.clone(), &self.options).await
+        plan(
+            base,
+            self.filter.clone(),
+            self.files.clone(),
+            self.files_spec,
+            &self.options,
+        )
+        .await
     }
 }

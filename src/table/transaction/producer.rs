@@ -64,8 +64,9 @@ impl Staged {
 #[derive(Clone, Debug)]
 pub(crate) struct SnapshotChange {
     pub(crate) operation: Operation,
-    /// Data files added (written with the table's default partition spec).
-    pub(crate) added: Vec<DataFile>,
+    /// Data files added, and the partition spec they were written with (the default spec of the
+    /// table the writer was given: a spec change may have landed since).
+    pub(crate) added: Vec<(DataFile, i32)>,
     /// Delete files added, each with the partition spec of the data file it applies to.
     pub(crate) added_deletes: Vec<(DataFile, i32)>,
     /// Data and delete files removed, by path. Position delete files that name exactly one removed
@@ -74,11 +75,12 @@ pub(crate) struct SnapshotChange {
 }
 
 impl SnapshotChange {
-    /// A change that adds and removes data files only.
-    pub(crate) fn data(operation: Operation, added: Vec<DataFile>, removed: Vec<DataFile>) -> Self {
+    /// A change that adds data files written with one partition spec, and removes data files.
+    pub(crate) fn data(operation: Operation, added: (Vec<DataFile>, i32), removed: Vec<DataFile>) -> Self {
+        let (files, spec_id) = added;
         Self {
             operation,
-            added,
+            added: files.into_iter().map(|f| (f, spec_id)).collect(),
             added_deletes: Vec::new(),
             removed,
         }
@@ -132,8 +134,14 @@ pub(crate) async fn produce(
     let mut manifests = producer.carry_manifests(&removed, written).await?;
     check_carried(base, &manifests).await?;
     // New manifests first, as Java orders them (merging keeps data manifests before deletes).
-    let mut new = producer.write_added_manifest(added, written).await?;
-    new.extend(producer.write_delete_manifests(added_deletes, written).await?);
+    let mut new = producer
+        .write_added_manifests(added, ManifestContentType::Data, written)
+        .await?;
+    new.extend(
+        producer
+            .write_added_manifests(added_deletes, ManifestContentType::Deletes, written)
+            .await?,
+    );
     manifests.splice(0..0, new);
     let manifests = producer.merge(manifests, written).await?;
     crate::faults::point("commit.after-manifests");
@@ -321,57 +329,40 @@ impl<'a> SnapshotProducer<'a> {
         }
     }
 
-    /// One manifest of the data files this snapshot adds (none when it adds none).
-    async fn write_added_manifest(
-        &mut self,
-        added: Vec<DataFile>,
-        written: &mut Vec<String>,
-    ) -> Result<Vec<ManifestFile>> {
-        if added.is_empty() {
-            return Ok(Vec::new());
-        }
-        let metadata = self.base.metadata();
-        let schema = self.outputs.schema.clone();
-        let spec = metadata.default_partition_spec().clone();
-        let mut writer = self
-            .outputs
-            .writer(written, spec.as_ref(), ManifestContentType::Data)?;
-        for f in added {
-            self.summary.add_file(&f, schema.clone(), spec.clone());
-            writer.add_file(f, self.sequence_number)?;
-        }
-        Ok(vec![writer.write_manifest_file().await?])
-    }
-
-    /// One delete manifest per partition spec of the delete files this snapshot adds.
-    async fn write_delete_manifests(
+    /// One manifest per partition spec of the files of one content this snapshot adds (none when it
+    /// adds none), the default spec's first. Each file keeps the spec it was written with: a data
+    /// file written before a spec change landed, as Java's appends do, and a delete file the spec of
+    /// the data file it applies to.
+    async fn write_added_manifests(
         &mut self,
         added: Vec<(DataFile, i32)>,
+        content: ManifestContentType,
         written: &mut Vec<String>,
     ) -> Result<Vec<ManifestFile>> {
         let mut by_spec: BTreeMap<i32, Vec<DataFile>> = BTreeMap::new();
         for (f, spec_id) in added {
             by_spec.entry(spec_id).or_default().push(f);
         }
+        let default = self.base.metadata().default_partition_spec_id();
+        let mut specs: Vec<(i32, Vec<DataFile>)> = by_spec.into_iter().collect();
+        specs.sort_by_key(|(id, _)| *id != default);
         let schema = self.outputs.schema.clone();
-        let mut out = Vec::new();
-        for (spec_id, files) in by_spec {
+        let mut manifests = Vec::with_capacity(specs.len());
+        for (spec_id, files) in specs {
             let spec = self
                 .base
                 .metadata()
                 .partition_spec_by_id(spec_id)
                 .cloned()
                 .ok_or_else(|| Error::internal(format!("unknown partition spec {spec_id}")))?;
-            let mut writer = self
-                .outputs
-                .writer(written, spec.as_ref(), ManifestContentType::Deletes)?;
+            let mut writer = self.outputs.writer(written, spec.as_ref(), content)?;
             for f in files {
                 self.summary.add_file(&f, schema.clone(), spec.clone());
                 writer.add_file(f, self.sequence_number)?;
             }
-            out.push(writer.write_manifest_file().await?);
+            manifests.push(writer.write_manifest_file().await?);
         }
-        Ok(out)
+        Ok(manifests)
     }
 
     /// Merge the manifests by the table's policy (see [`merge_manifests`]). The new manifests'

@@ -22,6 +22,8 @@ pub(crate) struct Rewrite {
     pub(crate) read_sequence: i64,
     pub(crate) removed: Vec<DataFile>,
     pub(crate) added: Vec<DataFile>,
+    /// The partition spec `added` was written with (the read table's default).
+    pub(crate) added_spec: i32,
     /// Delete files that applied to no live data file when the rewrite read the table; removed
     /// if still there.
     pub(crate) removed_deletes: Vec<DataFile>,
@@ -42,6 +44,7 @@ impl Rewrite {
             read_sequence: head.map(|s| s.sequence_number()).unwrap_or(0),
             removed,
             added,
+            added_spec: read.metadata().default_partition_spec_id(),
             removed_deletes,
             write: options.clone(),
         }
@@ -104,7 +107,7 @@ impl Rewrite {
         if removed.is_empty() {
             return Ok(None);
         }
-        let change = SnapshotChange::data(Operation::Replace, self.added.clone(), removed);
+        let change = SnapshotChange::data(Operation::Replace, (self.added.clone(), self.added_spec), removed);
         produce(base, change, &self.write, written).await.map(Some)
     }
 }

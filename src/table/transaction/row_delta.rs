@@ -102,11 +102,33 @@ pub(crate) struct RowDelta {
     pub(crate) planned: Vec<DataFile>,
     /// Data files the caller wrote (an overwrite's new rows): kept across re-plans.
     pub(crate) given: Vec<DataFile>,
+    /// The partition specs `planned` and `given` were written with.
+    pub(crate) specs: WrittenSpecs,
     pub(crate) conflicts: ConflictCheck,
     pub(crate) write: WriteOptions,
     pub(crate) replan: Option<Arc<dyn Replan>>,
     /// What the plan does to rows, for the caller.
     pub(crate) counts: RowCounts,
+}
+
+/// The partition specs a row-level change's new data files were written with: the default spec of
+/// the table each was written for (a re-plan rewrites on a newer head; an overwrite's new rows were
+/// written once, for the table the transaction read).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WrittenSpecs {
+    pub(crate) planned: i32,
+    pub(crate) given: i32,
+}
+
+impl WrittenSpecs {
+    /// Every file written for `table`.
+    pub(crate) fn of(table: &Table) -> Self {
+        let id = table.metadata().default_partition_spec_id();
+        Self {
+            planned: id,
+            given: id,
+        }
+    }
 }
 
 impl std::fmt::Debug for RowDelta {
@@ -344,8 +366,12 @@ impl RowDelta {
                 }
             }
         }
-        let mut added = self.planned.clone();
-        added.extend(self.given.iter().cloned());
+        let mut added: Vec<(DataFile, i32)> = self
+            .planned
+            .iter()
+            .map(|f| (f.clone(), self.specs.planned))
+            .collect();
+        added.extend(self.given.iter().map(|f| (f.clone(), self.specs.given)));
         let operation = if added.is_empty() {
             Operation::Delete
         } else {
