@@ -172,6 +172,12 @@ impl SortOrderUpdate {
                     tree::type_name(&field.field_type)
                 )));
             };
+            if matches!(column.transform, Transform::Bucket(0) | Transform::Truncate(0)) {
+                return Err(refuse(format!(
+                    "{} needs a width of at least 1",
+                    column.transform
+                )));
+            }
             if column.transform.result_type(&field.field_type).is_err() {
                 return Err(refuse(format!(
                     "the transform {} does not apply to its type {}",
@@ -348,6 +354,7 @@ mod tests {
         assert!(message("id sideways").contains("cannot read \"sideways\""));
         assert!(message("id,").contains("an empty sort column"));
         assert!(message("frobnicate(id)").contains("unknown transform"));
+        assert!(message("bucket(0, id)").contains("needs a width of at least 1"));
         assert!(SortOrderUpdate::parse("props.browser desc")
             .unwrap()
             .bind(&schema())
