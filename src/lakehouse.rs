@@ -16,6 +16,7 @@ use crate::storage::{ObjectStorage, Warehouse};
 use crate::table::create::{self, TableDefinition};
 use crate::table::scan::{self, ScanStream};
 use crate::table::schema_update::{NewColumn, Position, SchemaUpdate};
+use crate::table::sort_order::{SortColumn, SortOrderUpdate};
 use crate::table::spec_update::SpecUpdate;
 use crate::table::{
     At, CommitResult, DeleteOptions, MergeClause, MergeOptions, MergeSpec, OverwriteOptions, RowFilter,
@@ -290,6 +291,19 @@ impl Floe {
         }
     }
 
+    /// Replace the default sort order of `name`: a builder of one [`SortOrderUpdate`]
+    /// (`.asc("user_id")`, `.desc("event_time")`, `.column(..)` for a transform or a null order, or
+    /// `.parse("event_time desc nulls last, user_id")`; no column makes the table unsorted)
+    /// committed as the table's new default sort order, no snapshot. Columns are checked on the
+    /// schema read now and bound again by name at commit. Every later write sorts its rows by it.
+    pub fn update_sort_order(&self, name: &TableName) -> UpdateSortOrder<'_> {
+        UpdateSortOrder {
+            floe: self,
+            table: name.clone(),
+            update: SortOrderUpdate::new(),
+        }
+    }
+
     /// Change the table's default partition spec: `floe.update_spec(&t).add_term("bucket(16, user_id)",
     /// None)?.remove_field("event_day").commit()` (see [`SpecUpdate`] for the rules). Committed as one
     /// new default spec, no snapshot; new writes use it, files already written keep theirs. A
@@ -512,6 +526,48 @@ impl UpdateSchema<'_> {
     pub async fn commit(self) -> Result<Table> {
         let mut tx = self.floe.transaction();
         tx.update_schema(&self.table, self.update).await?;
+        Ok(tx.commit_one().await?.table)
+    }
+}
+
+/// A sort order being described: `floe.update_sort_order(&t).desc("event_time").asc("user_id")
+/// .commit()` (see [`SortOrderUpdate`]); committed with no column, the table becomes unsorted.
+#[derive(Debug)]
+pub struct UpdateSortOrder<'a> {
+    floe: &'a Floe,
+    table: TableName,
+    update: SortOrderUpdate,
+}
+
+impl UpdateSortOrder<'_> {
+    /// Sort by `path` ascending, nulls first (after the columns described so far).
+    pub fn asc(mut self, path: &str) -> Self {
+        self.update = self.update.asc(path);
+        self
+    }
+
+    /// Sort by `path` descending, nulls last (after the columns described so far).
+    pub fn desc(mut self, path: &str) -> Self {
+        self.update = self.update.desc(path);
+        self
+    }
+
+    /// Sort by a column with its transform, direction and null order.
+    pub fn column(mut self, column: SortColumn) -> Self {
+        self.update = self.update.column(column);
+        self
+    }
+
+    /// Add the columns of `update` (after those described so far).
+    pub fn with(mut self, update: SortOrderUpdate) -> Self {
+        self.update.columns.extend(update.columns);
+        self
+    }
+
+    /// Commit the order as the table's default sort order: the table after it.
+    pub async fn commit(self) -> Result<Table> {
+        let mut tx = self.floe.transaction();
+        tx.update_sort_order(&self.table, self.update).await?;
         Ok(tx.commit_one().await?.table)
     }
 }

@@ -46,10 +46,11 @@ pub mod units;
 pub use catalog::{Namespace, TableName};
 pub use config::{PartialSettings, Settings};
 pub use error::{Error, ErrorKind, Missing, Result};
-pub use lakehouse::{Floe, InitReport, MergeBuilder, UpdateSchema, UpdateSpec};
+pub use lakehouse::{Floe, InitReport, MergeBuilder, UpdateSchema, UpdateSortOrder, UpdateSpec};
 pub use table::deletes::RowLevelMode;
 pub use table::scan::ScanStream;
 pub use table::schema_update::{NewColumn, Position, SchemaUpdate};
+pub use table::sort_order::{SortColumn, SortOrderUpdate};
 pub use table::spec_update::{parse_partition_term, SpecUpdate};
 pub use table::{
     Assignments, At, CommitResult, Dedupe, DeleteOptions, ExpectedHead, Isolation, Lineage, MergeClause,

@@ -1,10 +1,11 @@
 //! The `floe` command: a thin layer over the library. Every command parses its arguments, calls the
 //! library, prints, and maps errors to one line on stderr and a non-zero exit code. One file per
 //! command group: [`catalog`] (init, namespaces, tables), [`table`] (create, write, read, diff),
-//! [`rows`] (upsert, merge), [`refs`] (branches, tags, publish, rollback), [`maintain`] (expire, orphans, compact),
-//! [`ingest`] (parallel extraction), [`pipeline`] (generate, run, runs, verify, demo), [`sql`],
-//! [`bench`], [`cluster`] (scheduler and executor processes), [`serve`] (the Iceberg REST
-//! catalog); [`output`] prints, a printer per command group.
+//! [`rows`] (upsert, merge), [`schema`], [`partition`] and [`sort_order`] (a table's shape),
+//! [`refs`] (branches, tags, publish, rollback), [`maintain`] (expire, orphans, compact), [`ingest`]
+//! (parallel extraction), [`pipeline`] (generate, run, runs, verify, demo), [`sql`], [`bench`],
+//! [`cluster`] (scheduler and executor processes), [`serve`] (the Iceberg REST catalog); [`output`]
+//! prints, a printer per command group.
 
 mod bench;
 mod catalog;
@@ -19,6 +20,7 @@ mod refs;
 mod rows;
 mod schema;
 mod serve;
+mod sort_order;
 mod sql;
 mod table;
 
@@ -103,6 +105,8 @@ enum Command {
     #[command(flatten)]
     Partition(partition::Command),
     #[command(flatten)]
+    SortOrder(sort_order::Command),
+    #[command(flatten)]
     Refs(refs::Command),
     #[command(flatten)]
     Maintain(maintain::Command),
@@ -167,6 +171,7 @@ async fn run(cli: Cli) -> floe::Result<ExitCode> {
                 Command::Table(c) => table::run(&floe, c).await,
                 Command::Rows(c) => rows::run(&floe, c).await,
                 Command::Schema(c) => schema::run(&floe, c).await,
+                Command::SortOrder(c) => sort_order::run(&floe, c).await,
                 Command::Partition(c) => partition::run(&floe, c).await,
                 Command::Refs(c) => refs::run(&floe, c).await,
                 Command::Maintain(c) => maintain::run(&floe, c).await,

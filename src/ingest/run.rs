@@ -243,7 +243,9 @@ async fn files_to_commit(table: &Table, outcomes: &[UnitOutcome]) -> Result<Vec<
         }
     }
     if !earlier.is_empty() {
-        files.extend(crate::table::add_files::describe_files(table, earlier).await?);
+        // Written by floe's writer, which sorted each unit's rows by the table's sort order.
+        let order = table.metadata().default_sort_order_id() as i32;
+        files.extend(crate::table::add_files::describe_files(table, earlier, order).await?);
     }
     Ok(files)
 }

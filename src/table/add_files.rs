@@ -33,9 +33,14 @@ pub struct FileToAdd {
     pub partition: Option<Struct>,
 }
 
-/// Describe `files` as data files of `table`, reading their footers (eight at a time). Every file is
+/// Describe `files` as data files of `table`, reading their footers (eight at a time), their rows in
+/// sort order `sort_order_id` (0 for files floe did not sort, such as added ones). Every file is
 /// checked; the first that does not fit is the error.
-pub(crate) async fn describe_files(table: &Table, files: Vec<FileToAdd>) -> Result<Vec<DataFile>> {
+pub(crate) async fn describe_files(
+    table: &Table,
+    files: Vec<FileToAdd>,
+    sort_order_id: i32,
+) -> Result<Vec<DataFile>> {
     let scheme = |u: &str| {
         u.split_once("://")
             .map(|(s, _)| s.replace("s3a", "s3"))
@@ -60,7 +65,7 @@ pub(crate) async fn describe_files(table: &Table, files: Vec<FileToAdd>) -> Resu
     let mapping = name_mapping(table)?;
     futures::stream::iter(files.into_iter().map(|f| {
         let mapping = mapping.clone();
-        async move { describe(table, &f, mapping.as_deref()).await }
+        async move { describe(table, &f, mapping.as_deref(), sort_order_id).await }
     }))
     .buffered(8)
     .try_collect()
@@ -124,7 +129,12 @@ fn fits(file: &DataType, table: &DataType) -> bool {
 
 /// The data-file entry of one file: its columns checked against the table, statistics from its
 /// footer, its partition (given, or derived from its bounds).
-async fn describe(table: &Table, file: &FileToAdd, mapping: Option<&NameMapping>) -> Result<DataFile> {
+async fn describe(
+    table: &Table,
+    file: &FileToAdd,
+    mapping: Option<&NameMapping>,
+    sort_order_id: i32,
+) -> Result<DataFile> {
     let uri = &file.uri;
     let storage = table.storage();
     let size = storage.size(uri).await.map_err(|e| {
@@ -160,6 +170,7 @@ async fn describe(table: &Table, file: &FileToAdd, mapping: Option<&NameMapping>
         .file_format(DataFileFormat::Parquet)
         .partition(partition)
         .partition_spec_id(table.metadata().default_partition_spec_id())
+        .sort_order_id(sort_order_id)
         .record_count(metadata.file_metadata().num_rows().max(0) as u64)
         .file_size_in_bytes(size)
         .column_sizes(stats.column_sizes)

@@ -103,6 +103,9 @@ pub struct TableSummary {
     pub schema: IcebergSchema,
     /// The default partition spec.
     pub partition_spec: PartitionSpec,
+    /// The default sort order, as `floe sort-order set` reads it (`event_time desc nulls last,
+    /// user_id asc nulls first`), or `unsorted`.
+    pub sort_order: String,
     /// Every partition spec of the table, by id (files keep the spec they were written with).
     pub partition_specs: Vec<PartitionSpec>,
     /// Table properties.
@@ -212,6 +215,7 @@ pub async fn summary(table: &Table, at: &At) -> Result<TableSummary> {
         metadata_location: table.metadata_location().to_string(),
         schema: table.schema().as_ref().clone(),
         partition_spec: table.partition_spec().as_ref().clone(),
+        sort_order: crate::table::sort_order::describe(table.metadata().default_sort_order(), table.schema()),
         partition_specs: {
             let mut specs: Vec<PartitionSpec> = table
                 .metadata()

@@ -21,6 +21,8 @@ pub mod plain_files;
 pub mod scan;
 pub mod schema_text;
 pub mod schema_update;
+pub mod sort_order;
+pub(crate) mod sorter;
 pub mod spec_update;
 pub mod store;
 pub mod transaction;

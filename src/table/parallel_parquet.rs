@@ -31,15 +31,23 @@ pub(crate) struct ParallelParquetWriterBuilder {
     properties: WriterProperties,
     schema: SchemaRef,
     threads: usize,
+    sort_order_id: i32,
 }
 
 impl ParallelParquetWriterBuilder {
-    /// Files of `schema` (field ids from it), encoded with `properties` on up to `threads` threads.
-    pub(crate) fn new(properties: WriterProperties, schema: SchemaRef, threads: usize) -> Self {
+    /// Files of `schema` (field ids from it), encoded with `properties` on up to `threads` threads,
+    /// their rows in the table's sort order `sort_order_id` (0: unsorted).
+    pub(crate) fn new(
+        properties: WriterProperties,
+        schema: SchemaRef,
+        threads: usize,
+        sort_order_id: i32,
+    ) -> Self {
         Self {
             properties,
             schema,
             threads: threads.max(1),
+            sort_order_id,
         }
     }
 }
@@ -54,6 +62,7 @@ impl FileWriterBuilder for ParallelParquetWriterBuilder {
             arrow_schema,
             properties: self.properties.clone(),
             threads: self.threads,
+            sort_order_id: self.sort_order_id,
             output_file,
             open: None,
             rows: 0,
@@ -109,6 +118,7 @@ pub(crate) struct ParallelParquetWriter {
     arrow_schema: ArrowSchemaRef,
     properties: WriterProperties,
     threads: usize,
+    sort_order_id: i32,
     output_file: OutputFile,
     open: Option<OpenFile>,
     rows: usize,
@@ -375,6 +385,7 @@ impl FileWriter for ParallelParquetWriter {
             .file_path(self.output_file.location().to_string())
             .file_format(DataFileFormat::Parquet)
             .partition(Struct::empty())
+            .sort_order_id(self.sort_order_id)
             .record_count(metadata.file_metadata().num_rows() as u64)
             .file_size_in_bytes(written as u64)
             .column_sizes(stats.column_sizes)
@@ -638,7 +649,7 @@ mod tests {
         let ours = dir.path().join("parallel.parquet").display().to_string();
         let theirs = dir.path().join("iceberg.parquet").display().to_string();
         let a = write(
-            ParallelParquetWriterBuilder::new(properties.clone(), schema.clone(), 4),
+            ParallelParquetWriterBuilder::new(properties.clone(), schema.clone(), 4, 0),
             &ours,
             &batches,
         )

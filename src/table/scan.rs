@@ -34,9 +34,17 @@ pub struct ScanStream {
     pub schema: ArrowSchemaRef,
     /// The batches.
     pub batches: BoxStream<'static, Result<RecordBatch>>,
+    /// Data files handed to the reader so far.
+    files_read: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl ScanStream {
+    /// How many data files the scan has read so far: those left after pruning by partition and by
+    /// the files' column bounds. All of them once the batches are consumed.
+    pub fn files_read(&self) -> usize {
+        self.files_read.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Collect every batch.
     pub async fn collect(self) -> Result<Vec<RecordBatch>> {
         self.batches.try_collect().await
@@ -99,6 +107,7 @@ pub(crate) async fn scan(table: &Table, options: &ScanOptions) -> Result<ScanStr
         return Ok(ScanStream {
             schema: projected,
             batches: futures::stream::empty().boxed(),
+            files_read: Default::default(),
         });
     };
 
@@ -138,7 +147,10 @@ pub(crate) async fn scan(table: &Table, options: &ScanOptions) -> Result<ScanStr
     }
     let deletes = TaskDeletes::of(table, &snapshot).await?.map(std::sync::Arc::new);
     let shapes = NestedShapes::of(table.storage(), table.metadata(), &read_schema, &read_ids)?;
+    let files_read = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = files_read.clone();
     let tasks = builder.build()?.plan_files().await?.map_ok(move |mut task| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         task.schema = read_schema.clone();
         task.project_field_ids = read_ids.clone();
         task
@@ -173,6 +185,7 @@ pub(crate) async fn scan(table: &Table, options: &ScanOptions) -> Result<ScanStr
     Ok(ScanStream {
         schema: projected,
         batches,
+        files_read,
     })
 }
 

@@ -1,6 +1,8 @@
 //! Writing Arrow record batches into Parquet data files of a table: batches are conformed to the
-//! table's schema (a mismatch is an error, never a silent cast), split by partition, and rolled into
-//! files of a target size. Column statistics land in each `DataFile` for the manifests.
+//! table's schema (a mismatch is an error, never a silent cast), sorted by the table's sort order
+//! when it has one (across the whole write, in bounded memory: [`super::sorter`]), split by
+//! partition, and rolled into files of a target size. Column statistics and the sort order's id land
+//! in each `DataFile` for the manifests.
 
 use arrow::array::{new_null_array, Array, ArrayRef, RecordBatch};
 use arrow::compute::cast;
@@ -17,6 +19,7 @@ use uuid::Uuid;
 
 use super::encoding::Codec;
 use super::parallel_parquet::ParallelParquetWriterBuilder;
+use super::sorter::Sorter;
 use super::Table;
 use crate::catalog::TableName;
 use crate::error::{Error, ErrorKind, Result};
@@ -30,22 +33,27 @@ enum Inner {
 }
 
 /// Writes batches into new data files of one table; `close` returns the files (not yet committed).
-/// The file writers start at the first batch, whose values decide each column's encoding.
+/// The file writers start at the first batch, whose values decide each column's encoding. A table
+/// with a sort order has its rows sorted first: they reach the files only at `close`, all of them in
+/// order.
 pub(crate) struct DataWriter {
     table: Table,
     target_file_size: usize,
     codec: Codec,
     target: ArrowSchemaRef,
+    sorter: Option<Sorter>,
     inner: Option<Inner>,
 }
 
 impl DataWriter {
     pub(crate) fn new(table: &Table, target_file_size: usize) -> Result<Self> {
+        let target = table.arrow_schema()?;
         Ok(Self {
             table: table.clone(),
             target_file_size,
             codec: Codec::of_table(table)?,
-            target: table.arrow_schema()?,
+            sorter: Sorter::for_table(table, &target)?,
+            target,
             inner: None,
         })
     }
@@ -57,6 +65,7 @@ impl DataWriter {
             self.codec.writer_properties(first),
             schema.clone(),
             crate::resources::cores(),
+            metadata.default_sort_order_id() as i32,
         );
         let rolling = RollingFileWriterBuilder::new(
             parquet,
@@ -80,6 +89,14 @@ impl DataWriter {
             return Ok(());
         }
         let batch = conform(self.table.name(), &batch, &self.target)?;
+        match &mut self.sorter {
+            Some(sorter) => sorter.push(batch).await,
+            None => self.write_now(batch).await,
+        }
+    }
+
+    /// Write a conformed batch into the files.
+    async fn write_now(&mut self, batch: RecordBatch) -> Result<()> {
         let inner = match &mut self.inner {
             Some(inner) => inner,
             None => {
@@ -100,7 +117,13 @@ impl DataWriter {
         Ok(())
     }
 
-    pub(crate) async fn close(self) -> Result<Vec<DataFile>> {
+    pub(crate) async fn close(mut self) -> Result<Vec<DataFile>> {
+        if let Some(sorter) = self.sorter.take() {
+            let mut sorted = sorter.finish();
+            while let Some(batch) = futures::StreamExt::next(&mut sorted).await {
+                self.write_now(batch?).await?;
+            }
+        }
         Ok(match self.inner {
             None => Vec::new(),
             Some(Inner::Unpartitioned(w)) => w.close().await?,
@@ -118,7 +141,9 @@ const QUEUED_BATCHES: usize = 4;
 
 /// A [`DataWriter`] per core, each on a task of its own, fed round-robin: Parquet encoding (the
 /// CPU-heavy part of a write) runs beside whatever produces the batches. Starts with one encoder and
-/// adds the others once the write is large (small writes make one file, as before).
+/// adds the others once the write is large (small writes make one file, as before). A table with a
+/// sort order keeps to one writer: its rows are sorted across the whole write, and each file still
+/// encodes its columns on every core.
 pub(crate) struct ParallelWriter {
     table: Table,
     target_file_size: usize,
@@ -137,7 +162,11 @@ impl ParallelWriter {
             // Each file's columns already encode on every core; a second file on top still gained
             // 12% on 2 cores (6 M rows: 1.44 s against 1.65 s, 2026-12-07): the producer, the
             // conforming and the row-group assembly run beside the other file's encoding.
-            max_writers: crate::resources::cores().clamp(1, 4),
+            max_writers: if table.metadata().default_sort_order().is_unsorted() {
+                crate::resources::cores().clamp(1, 4)
+            } else {
+                1
+            },
             senders: Vec::new(),
             tasks: Vec::new(),
             next: 0,

@@ -35,8 +35,24 @@ def read(cfg, ns, name, ref=None):
     else:
         data = table.scan().to_arrow()
     snapshot = table.current_snapshot()
+    order = table.sort_order()
     print(json.dumps({
         "rows": rows_json(data),
+        "sort_order": {
+            "order_id": order.order_id,
+            "fields": [
+                {
+                    "column": table.schema().find_column_name(f.source_id),
+                    "transform": str(f.transform),
+                    "direction": f.direction.value,
+                    "null_order": f.null_order.value,
+                }
+                for f in order.fields
+            ],
+        },
+        "file_sort_order_ids": sorted(
+            -1 if t.file.sort_order_id is None else t.file.sort_order_id for t in table.scan().plan_files()
+        ),
         "current_snapshot": snapshot.snapshot_id if snapshot else None,
         "operation": snapshot.summary.operation.value if snapshot else None,
         "refs": sorted(table.refs().keys()),

@@ -31,6 +31,7 @@ mod row_level;
 mod row_level_model;
 mod row_level_races;
 mod schema_evolution;
+mod sort_order;
 mod sql;
 mod sql_pushdown;
 mod table_ops;

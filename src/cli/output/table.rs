@@ -189,7 +189,8 @@ pub fn partition_spec(
     Ok(())
 }
 
-/// `floe show`: the table's facts, then its schema, partition spec, properties, refs and files.
+/// `floe show`: the table's facts, then its schema, partition spec, sort order, properties, refs and
+/// files.
 pub fn show(out: &mut impl Write, s: &TableSummary, format: Format) -> Result<()> {
     if format == Format::Json {
         // Through a JSON value: its keys sorted, as this output has always had them.
@@ -211,6 +212,7 @@ pub fn show(out: &mut impl Write, s: &TableSummary, format: Format) -> Result<()
             partition_spec(out, spec, &s.schema, spec.spec_id() == s.partition_spec.spec_id())?;
         }
     }
+    writeln!(out, "sort order: {}", s.sort_order)?;
     if !s.properties.is_empty() {
         let mut g = grid(vec!["property", "value"]);
         for (k, v) in &s.properties {

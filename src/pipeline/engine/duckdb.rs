@@ -598,8 +598,14 @@ impl Engine for DuckDbEngine {
 /// The `COPY` that writes `query`'s rows as data files of `table` under `dir`: columns cast to the
 /// table's types (instants as `TIMESTAMPTZ`, so the files say UTC), the table's field ids, and one
 /// directory per partition for `identity` and temporal transforms computed in SQL. `None` when the
-/// table's partitioning cannot be expressed (bucket, truncate).
+/// table's partitioning cannot be expressed (bucket, truncate), or when the table has a sort order:
+/// DuckDB's `COPY` spreads rows over one file per thread (or per partition) without keeping an
+/// `ORDER BY` across its files, so a sorted table's rows stream through floe's writer, which sorts
+/// them across the files it writes.
 fn copy_statement(table: &Table, query: &str, dir: &str) -> Result<Option<(String, Vec<String>)>> {
+    if !table.metadata().default_sort_order().is_unsorted() {
+        return Ok(None);
+    }
     let schema = table.schema();
     let arrow = table.arrow_schema()?;
     // How DuckDB encodes: as floe's own writer (the table's codec, row groups of 128 Ki rows).

@@ -165,7 +165,8 @@ async fn adopt_engine_files(
     for t in stage.outputs() {
         let files = per_output.next().unwrap_or_default();
         let uris: Vec<String> = files.iter().map(|f| f.uri.clone()).collect();
-        let described = crate::table::add_files::describe_files(&outputs[t], files).await;
+        // DuckDB's COPY writes only to unsorted tables (a sorted one streams through floe's writer).
+        let described = crate::table::add_files::describe_files(&outputs[t], files, 0).await;
         let data = match described {
             Ok(d) => d,
             Err(e) => {

@@ -149,7 +149,7 @@ async fn validate(action: &Action, base: &Table) -> Result<Verdict> {
         Action::Client(c) => c.validate(base).map(|_| Verdict::Valid),
         Action::Schema(s) => s.validate(base).map(|_| Verdict::Valid),
         Action::Spec(s) => s.validate(base).map(|_| Verdict::Valid),
-        Action::Ref(_) | Action::Expire(_) => Ok(Verdict::Valid),
+        Action::Ref(_) | Action::SortOrder(_) | Action::Expire(_) => Ok(Verdict::Valid),
     }
 }
 
@@ -192,6 +192,7 @@ async fn apply(action: &Action, view: &Table, written: &mut Vec<String>) -> Resu
         Action::Rewrite(r) => r.apply(view, written).await,
         Action::Ref(r) => r.apply(view).map(Some),
         Action::Schema(s) => s.apply(view).await.map(Some),
+        Action::SortOrder(s) => s.apply(view).map(Some),
         Action::Spec(s) => s.apply(view).map(Some),
         Action::Expire(e) => e.apply(view),
         Action::Client(c) => c.apply(view).await,

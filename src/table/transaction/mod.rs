@@ -1,6 +1,6 @@
 //! The transaction layer: every change to every table goes through here. A [`Transaction`] collects
 //! actions on one or more tables (one file per action: [`append`], [`overwrite`] (and [`delete`]),
-//! [`rewrite`], [`refs`], [`schema`]); [`commit`] is the one retry loop that loads each table, checks
+//! [`rewrite`], [`refs`], [`schema`], [`sort_order`]); [`commit`] is the one retry loop that loads each table, checks
 //! every action against the commits that landed since it read the table (`validate`), applies it on
 //! the new base (`apply`, through the one snapshot [`producer`]), and swaps every table's metadata
 //! location in one catalog transaction, all or none.
@@ -27,6 +27,7 @@ pub(crate) mod rewrite;
 pub(crate) mod row_delta;
 pub(crate) mod row_plan;
 pub(crate) mod schema;
+pub(crate) mod sort_order;
 pub(crate) mod spec;
 pub(crate) mod unknown;
 pub(crate) mod upsert;
@@ -43,6 +44,7 @@ use super::Table;
 use crate::catalog::TableName;
 use crate::error::{Error, Result};
 use crate::table::schema_update::SchemaUpdate;
+use crate::table::sort_order::SortOrderUpdate;
 use crate::table::spec_update::SpecUpdate;
 pub use merge_into::{Assignments, MergeClause, MergeSpec, RowCounts};
 pub use options::{
@@ -110,6 +112,8 @@ pub(crate) enum Action {
     Ref(refs::RefChange),
     /// Evolve the schema.
     Schema(schema::SchemaChange),
+    /// Replace the default sort order.
+    SortOrder(sort_order::SortOrderChange),
     /// Evolve the default partition spec.
     Spec(spec::SpecChange),
     /// Remove old snapshots and expired refs from the metadata.
@@ -128,6 +132,7 @@ impl Action {
             Action::Append(_)
             | Action::Ref(_)
             | Action::Schema(_)
+            | Action::SortOrder(_)
             | Action::Spec(_)
             | Action::Expire(_)
             | Action::Client(_) => Vec::new(),
@@ -390,7 +395,8 @@ impl Transaction {
                 f.uri
             )));
         }
-        let described = crate::table::add_files::describe_files(&read, files).await?;
+        // Files floe did not write are in no known order: order 0.
+        let described = crate::table::add_files::describe_files(&read, files, 0).await?;
         self.push(
             table,
             Action::Append(append::Append::adopted(described, options).with_spec(&read)),
@@ -530,6 +536,17 @@ impl Transaction {
         let read = self.table(table).await?;
         let change = schema::SchemaChange::plan(&read, update).await?;
         self.push(table, Action::Schema(change));
+        Ok(())
+    }
+
+    /// Replace the default sort order of `table` (see [`SortOrderUpdate`]; no column makes it
+    /// unsorted): checked now on the schema this transaction read (a bad column is an error and
+    /// nothing is planned), bound again by column name on the current schema at commit. Writes after
+    /// it sort their rows by it.
+    pub async fn update_sort_order(&mut self, table: &TableName, update: SortOrderUpdate) -> Result<()> {
+        let read = self.table(table).await?;
+        let change = sort_order::SortOrderChange::plan(&read, update)?;
+        self.push(table, Action::SortOrder(change));
         Ok(())
     }
 
