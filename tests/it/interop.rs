@@ -168,6 +168,25 @@ pub fn s3_keys(ctx: &Ctx) -> Option<Value> {
     }))
 }
 
+/// Rows of the tools' JSON sorted by their `id` column.
+pub fn by_id(mut rows: Vec<Value>) -> Vec<Value> {
+    rows.sort_by_key(|r| r["id"].as_i64());
+    rows
+}
+
+/// PyIceberg's and DuckDB's rows of `ctx`'s table `t`, sorted by `id` (each left out when that
+/// reader is missing and the test may skip it).
+pub async fn other_readers(ctx: &Ctx, t: &floe::TableName) -> Vec<(&'static str, Vec<Value>)> {
+    let mut out = Vec::new();
+    if let Some(v) = pyiceberg_read(ctx, t.name()) {
+        out.push(("pyiceberg", by_id(v["rows"].as_array().unwrap().clone())));
+    }
+    if let Some(v) = duckdb_read(ctx, t.name()).await {
+        out.push(("duckdb", by_id(v["rows"].as_array().unwrap().clone())));
+    }
+    out
+}
+
 /// floe's rows of a table state, in the JSON shape the PyIceberg tool prints.
 pub async fn floe_rows(ctx: &Ctx, t: &floe::TableName, at: At) -> Vec<Value> {
     let batches = ctx

@@ -11,7 +11,7 @@ use futures::TryStreamExt;
 use serde_json::{json, Map, Value};
 
 use crate::both_backends;
-use crate::interop::{duckdb_read, pyiceberg_read};
+use crate::interop::{by_id, duckdb_read, pyiceberg_read};
 use crate::support::*;
 
 /// Rows in the table's current shape, from NDJSON text.
@@ -47,11 +47,6 @@ fn json_rows(batches: &[RecordBatch]) -> Vec<Value> {
         serde_json::from_str(&text).unwrap()
     };
     by_id(rows)
-}
-
-fn by_id(mut rows: Vec<Value>) -> Vec<Value> {
-    rows.sort_by_key(|r| r["id"].as_i64());
-    rows
 }
 
 /// The Python readers print a map as a list of `[key, value]` pairs; Arrow's JSON as an object.

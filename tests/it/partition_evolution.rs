@@ -12,24 +12,14 @@ use iceberg::spec::Transform;
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::interop::{duckdb_read, floe_rows, pyiceberg_layout, pyiceberg_read};
+use crate::interop::{by_id, floe_rows, other_readers, pyiceberg_layout};
 use crate::support::*;
-
-fn by_id(mut rows: Vec<Value>) -> Vec<Value> {
-    rows.sort_by_key(|r| r["id"].as_i64());
-    rows
-}
 
 /// floe, PyIceberg and DuckDB read the same rows of `t`: the rows.
 async fn readers_agree(ctx: &Ctx, t: &TableName, step: &str) -> Vec<Value> {
     let ours = by_id(floe_rows(ctx, t, At::Current).await);
-    if let Some(v) = pyiceberg_read(ctx, t.name()) {
-        let theirs = by_id(v["rows"].as_array().unwrap().clone());
-        assert_eq!(theirs, ours, "after {step}: PyIceberg reads other rows than floe");
-    }
-    if let Some(v) = duckdb_read(ctx, t.name()).await {
-        let theirs = by_id(v["rows"].as_array().unwrap().clone());
-        assert_eq!(theirs, ours, "after {step}: DuckDB reads other rows than floe");
+    for (reader, theirs) in other_readers(ctx, t).await {
+        assert_eq!(theirs, ours, "after {step}: {reader} reads other rows than floe");
     }
     ours
 }

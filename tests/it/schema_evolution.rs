@@ -13,7 +13,7 @@ use iceberg::spec::{PrimitiveType, Type};
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::interop::{duckdb_read, pyiceberg_read};
+use crate::interop::{by_id, other_readers, pyiceberg_read};
 use crate::support::*;
 
 fn long() -> Type {
@@ -108,7 +108,7 @@ async fn floe_json(ctx: &Ctx, t: &TableName) -> Vec<Value> {
         .first()
         .map(|b| b.schema().fields().iter().map(|f| f.name().clone()).collect())
         .unwrap_or_default();
-    sorted(
+    by_id(
         rows.into_iter()
             .map(|mut r| {
                 for c in &columns {
@@ -118,23 +118,6 @@ async fn floe_json(ctx: &Ctx, t: &TableName) -> Vec<Value> {
             })
             .collect(),
     )
-}
-
-fn sorted(mut rows: Vec<Value>) -> Vec<Value> {
-    rows.sort_by_key(|r| r["id"].as_i64());
-    rows
-}
-
-/// PyIceberg's and DuckDB's rows of `t` (each `None` when that reader may be skipped).
-async fn other_readers(ctx: &Ctx, t: &TableName) -> Vec<(&'static str, Vec<Value>)> {
-    let mut out = Vec::new();
-    if let Some(v) = pyiceberg_read(ctx, t.name()) {
-        out.push(("pyiceberg", sorted(v["rows"].as_array().unwrap().clone())));
-    }
-    if let Some(v) = duckdb_read(ctx, t.name()).await {
-        out.push(("duckdb", sorted(v["rows"].as_array().unwrap().clone())));
-    }
-    out
 }
 
 /// floe, PyIceberg and DuckDB read the same rows under the same column names.
@@ -675,7 +658,7 @@ both_backends!(
         if let Some(v) = pyiceberg_read(&ctx, t.name()) {
             assert_eq!(v["schema"]["key"], "uuid", "{v}");
             assert_eq!(v["schema"]["props"], "struct<6: ref: optional uuid>", "{v}");
-            let rows = sorted(v["rows"].as_array().unwrap().clone());
+            let rows = by_id(v["rows"].as_array().unwrap().clone());
             assert_eq!(rows[0]["key"], json!(key.to_string()), "{v}");
             assert_eq!(rows[1]["key"], Value::Null, "{v}");
         }
