@@ -468,8 +468,9 @@ pub struct UpdateSchema<'a> {
     update: SchemaUpdate,
 }
 
-/// Builder methods of [`UpdateSchema`] that add one operation of [`SchemaUpdate`].
-macro_rules! schema_operations {
+/// Builder methods of [`UpdateSchema`], [`UpdateSpec`] and [`UpdateSortOrder`] that each add one
+/// operation to the update they describe (a method of the same name on it).
+macro_rules! update_operations {
     ($($(#[$doc:meta])* $op:ident($($arg:ident: $ty:ty),*);)*) => {
         $(
             $(#[$doc])*
@@ -482,7 +483,7 @@ macro_rules! schema_operations {
 }
 
 impl UpdateSchema<'_> {
-    schema_operations! {
+    update_operations! {
         /// See [`SchemaUpdate::add_column`].
         add_column(path: &str, field_type: iceberg::spec::Type);
         /// See [`SchemaUpdate::add_column_with`].
@@ -540,22 +541,13 @@ pub struct UpdateSortOrder<'a> {
 }
 
 impl UpdateSortOrder<'_> {
-    /// Sort by `path` ascending, nulls first (after the columns described so far).
-    pub fn asc(mut self, path: &str) -> Self {
-        self.update = self.update.asc(path);
-        self
-    }
-
-    /// Sort by `path` descending, nulls last (after the columns described so far).
-    pub fn desc(mut self, path: &str) -> Self {
-        self.update = self.update.desc(path);
-        self
-    }
-
-    /// Sort by a column with its transform, direction and null order.
-    pub fn column(mut self, column: SortColumn) -> Self {
-        self.update = self.update.column(column);
-        self
+    update_operations! {
+        /// Sort by `path` ascending, nulls first (after the columns described so far).
+        asc(path: &str);
+        /// Sort by `path` descending, nulls last (after the columns described so far).
+        desc(path: &str);
+        /// Sort by a column with its transform, direction and null order.
+        column(column: SortColumn);
     }
 
     /// Add the columns of `update` (after those described so far).
@@ -581,34 +573,21 @@ pub struct UpdateSpec<'a> {
 }
 
 impl UpdateSpec<'_> {
-    /// See [`SpecUpdate::add_field`].
-    pub fn add_field(mut self, column: &str, transform: iceberg::spec::Transform) -> Self {
-        self.update = self.update.add_field(column, transform);
-        self
-    }
-
-    /// See [`SpecUpdate::add_field_named`].
-    pub fn add_field_named(mut self, column: &str, transform: iceberg::spec::Transform, name: &str) -> Self {
-        self.update = self.update.add_field_named(column, transform, name);
-        self
+    update_operations! {
+        /// See [`SpecUpdate::add_field`].
+        add_field(column: &str, transform: iceberg::spec::Transform);
+        /// See [`SpecUpdate::add_field_named`].
+        add_field_named(column: &str, transform: iceberg::spec::Transform, name: &str);
+        /// See [`SpecUpdate::remove_field`].
+        remove_field(name: &str);
+        /// See [`SpecUpdate::rename_field`].
+        rename_field(name: &str, new_name: &str);
     }
 
     /// See [`SpecUpdate::add_term`].
     pub fn add_term(mut self, term: &str, name: Option<&str>) -> Result<Self> {
         self.update = self.update.add_term(term, name)?;
         Ok(self)
-    }
-
-    /// See [`SpecUpdate::remove_field`].
-    pub fn remove_field(mut self, name: &str) -> Self {
-        self.update = self.update.remove_field(name);
-        self
-    }
-
-    /// See [`SpecUpdate::rename_field`].
-    pub fn rename_field(mut self, name: &str, new_name: &str) -> Self {
-        self.update = self.update.rename_field(name, new_name);
-        self
     }
 
     /// Add the operations of `update` (after those described so far).

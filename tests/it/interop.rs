@@ -174,6 +174,39 @@ pub fn by_id(mut rows: Vec<Value>) -> Vec<Value> {
     rows
 }
 
+/// Batches as JSON objects (column name → value), nulls written out at every depth (as the Python
+/// readers print them), sorted by `id`.
+pub fn json_rows(batches: &[arrow::array::RecordBatch]) -> Vec<Value> {
+    let mut writer = arrow::json::WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, arrow::json::writer::JsonArray>(Vec::new());
+    for b in batches {
+        writer.write(b).unwrap();
+    }
+    writer.finish().unwrap();
+    let text = String::from_utf8(writer.into_inner()).unwrap();
+    let rows: Vec<Value> = if text.trim().is_empty() {
+        Vec::new()
+    } else {
+        serde_json::from_str(&text).unwrap()
+    };
+    by_id(rows)
+}
+
+/// floe's rows of the current state of `t`, any schema, as [`json_rows`] gives them.
+pub async fn floe_json(ctx: &Ctx, t: &floe::TableName) -> Vec<Value> {
+    let batches: Vec<arrow::array::RecordBatch> = ctx
+        .floe
+        .scan(t, &ScanOptions::default())
+        .await
+        .unwrap()
+        .batches
+        .try_collect()
+        .await
+        .unwrap();
+    json_rows(&batches)
+}
+
 /// PyIceberg's and DuckDB's rows of `ctx`'s table `t`, sorted by `id` (each left out when that
 /// reader is missing and the test may skip it).
 pub async fn other_readers(ctx: &Ctx, t: &floe::TableName) -> Vec<(&'static str, Vec<Value>)> {

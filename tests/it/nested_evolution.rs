@@ -11,7 +11,7 @@ use futures::TryStreamExt;
 use serde_json::{json, Map, Value};
 
 use crate::both_backends;
-use crate::interop::{by_id, duckdb_read, pyiceberg_read};
+use crate::interop::{by_id, duckdb_read, floe_json, json_rows, pyiceberg_read};
 use crate::support::*;
 
 /// Rows in the table's current shape, from NDJSON text.
@@ -31,24 +31,6 @@ async fn append_now(ctx: &Ctx, t: &TableName, ndjson: &str) {
         .unwrap();
 }
 
-/// Batches as JSON rows, nulls written out (as the Python readers print them), sorted by id.
-fn json_rows(batches: &[RecordBatch]) -> Vec<Value> {
-    let mut writer = arrow::json::WriterBuilder::new()
-        .with_explicit_nulls(true)
-        .build::<_, arrow::json::writer::JsonArray>(Vec::new());
-    for b in batches {
-        writer.write(b).unwrap();
-    }
-    writer.finish().unwrap();
-    let text = String::from_utf8(writer.into_inner()).unwrap();
-    let rows: Vec<Value> = if text.trim().is_empty() {
-        Vec::new()
-    } else {
-        serde_json::from_str(&text).unwrap()
-    };
-    by_id(rows)
-}
-
 /// The Python readers print a map as a list of `[key, value]` pairs; Arrow's JSON as an object.
 fn map_as_object(mut row: Value, column: &str) -> Value {
     if let Some(Value::Array(pairs)) = row.get(column).cloned() {
@@ -61,22 +43,9 @@ fn map_as_object(mut row: Value, column: &str) -> Value {
     row
 }
 
-async fn floe_rows(ctx: &Ctx, t: &TableName) -> Vec<Value> {
-    let batches: Vec<RecordBatch> = ctx
-        .floe
-        .scan(t, &Default::default())
-        .await
-        .unwrap()
-        .batches
-        .try_collect()
-        .await
-        .unwrap();
-    json_rows(&batches)
-}
-
 /// floe reads `expected`, and so do PyIceberg and DuckDB.
 async fn every_reader_reads(ctx: &Ctx, t: &TableName, expected: &[Value], step: &str) {
-    assert_eq!(floe_rows(ctx, t).await, expected, "after {step}: floe");
+    assert_eq!(floe_json(ctx, t).await, expected, "after {step}: floe");
     let mut others = Vec::new();
     if let Some(v) = pyiceberg_read(ctx, t.name()) {
         others.push(("pyiceberg", v));

@@ -8,12 +8,11 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Float32Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use floe::{ErrorKind, NewColumn, Position, SchemaUpdate, TableDefinition, TableName, WriteOptions};
-use futures::TryStreamExt;
 use iceberg::spec::{PrimitiveType, Type};
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::interop::{by_id, other_readers, pyiceberg_read};
+use crate::interop::{by_id, floe_json, other_readers, pyiceberg_read};
 use crate::support::*;
 
 fn long() -> Type {
@@ -68,56 +67,6 @@ fn flat_rows(ids: std::ops::Range<i64>) -> RecordBatch {
         )),
     ];
     RecordBatch::try_new(Arc::new(schema), cols).unwrap()
-}
-
-/// floe's rows of `t`, as JSON objects (column name → value), sorted by id.
-async fn floe_json(ctx: &Ctx, t: &TableName) -> Vec<Value> {
-    let batches: Vec<RecordBatch> = ctx
-        .floe
-        .scan(t, &Default::default())
-        .await
-        .unwrap()
-        .batches
-        .try_collect()
-        .await
-        .unwrap();
-    let mut writer = arrow::json::ArrayWriter::new(Vec::new());
-    for b in &batches {
-        let plain = RecordBatch::try_new(
-            Arc::new(Schema::new(
-                b.schema()
-                    .fields()
-                    .iter()
-                    .map(|f| f.as_ref().clone().with_metadata(Default::default()))
-                    .collect::<Vec<_>>(),
-            )),
-            b.columns().to_vec(),
-        )
-        .unwrap();
-        writer.write(&plain).unwrap();
-    }
-    writer.finish().unwrap();
-    let text = String::from_utf8(writer.into_inner()).unwrap();
-    let rows: Vec<Value> = if text.trim().is_empty() {
-        Vec::new()
-    } else {
-        serde_json::from_str(&text).unwrap()
-    };
-    // Arrow's JSON leaves nulls out: put them back, as the Python readers print them.
-    let columns: Vec<String> = batches
-        .first()
-        .map(|b| b.schema().fields().iter().map(|f| f.name().clone()).collect())
-        .unwrap_or_default();
-    by_id(
-        rows.into_iter()
-            .map(|mut r| {
-                for c in &columns {
-                    r.as_object_mut().unwrap().entry(c.clone()).or_insert(Value::Null);
-                }
-                r
-            })
-            .collect(),
-    )
 }
 
 /// floe, PyIceberg and DuckDB read the same rows under the same column names.
