@@ -20,6 +20,8 @@ use datafusion::prelude::SessionConfig;
 use crate::config::Settings;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pipeline::engine::ballista::{rule_functions, runtime, session_config};
+use crate::pipeline::engine::cluster_write::{query_planner, FloeLogicalCodec, FloePhysicalCodec};
+use crate::storage::ObjectStorage;
 
 /// The default scheduler address.
 pub const DEFAULT_SCHEDULER: &str = "127.0.0.1:50050";
@@ -42,6 +44,8 @@ pub async fn run_scheduler(settings: &Settings, bind: SocketAddr) -> Result<()> 
         expire_dead_executor_interval_seconds: 2,
         task_max_failures: 4,
         override_config_producer: Some(Arc::new(session_config)),
+        override_logical_codec: Some(Arc::new(FloeLogicalCodec::default())),
+        override_physical_codec: Some(Arc::new(FloePhysicalCodec::default())),
         ..Default::default()
     };
     config.override_session_builder = Some(Arc::new(move |c: SessionConfig| {
@@ -50,6 +54,7 @@ pub async fn run_scheduler(settings: &Settings, bind: SocketAddr) -> Result<()> 
             .with_config(c)
             .with_runtime_env(runtime.clone())
             .with_default_features()
+            .with_query_planner(query_planner())
             .build();
         for f in rule_functions() {
             state.register_udf(f)?;
@@ -200,6 +205,10 @@ pub async fn run_executor(settings: &Settings, options: &ExecutorOptions) -> Res
         override_function_registry: Some(Arc::new(registry)),
         override_runtime_producer: Some(Arc::new(move |_c: &SessionConfig| Ok(runtime.clone()))),
         override_config_producer: Some(Arc::new(session_config)),
+        override_logical_codec: Some(Arc::new(FloeLogicalCodec::default())),
+        override_physical_codec: Some(Arc::new(FloePhysicalCodec::writing_with(ObjectStorage::new(
+            settings.s3.clone(),
+        )))),
         ..Default::default()
     };
     let config = Arc::new(config);

@@ -26,6 +26,22 @@ pub const DAILY_METRICS: &str = "daily_metrics";
 /// `geoip`.
 pub const GEOIP: &str = "geoip";
 
+/// The column of an output whose sum over all rows the stage's input fixes: every session event is
+/// in exactly one session (`sessions.event_count` sums to the events read), and every session in
+/// exactly one row of `daily_metrics` (`daily_metrics.sessions` sums to the sessions read).
+pub(crate) fn checked_column(table: &str) -> Option<&'static str> {
+    match table {
+        SESSIONS => Some("event_count"),
+        DAILY_METRICS => Some("sessions"),
+        _ => None,
+    }
+}
+
+/// The column of an output whose values the runner counts: the reasons of `rejected_events`.
+pub(crate) fn tallied_column(table: &str) -> Option<&'static str> {
+    (table == REJECTED_EVENTS).then_some("reason")
+}
+
 fn ts() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
 }

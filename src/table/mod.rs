@@ -142,6 +142,24 @@ impl Table {
         }
     }
 
+    /// The table at `metadata_location` as another process loaded it (`metadata`), reached with
+    /// `storage`: what a cluster executor writes files for. It shares no cache with any handle.
+    pub(crate) fn detached(
+        name: TableName,
+        metadata_location: String,
+        metadata: TableMetadataRef,
+        storage: ObjectStorage,
+    ) -> Self {
+        Self::new(
+            name,
+            metadata_location,
+            metadata,
+            SharedRefs::default(),
+            storage,
+            Arc::new(FileCache::default()),
+        )
+    }
+
     /// A view of `metadata` that a commit staged on top of this table (not yet written): further
     /// changes build on it, and the metadata log records this table's location once.
     /// `ref_updates` are the refs the change set or removed: the view's refs are this table's with

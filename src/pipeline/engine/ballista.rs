@@ -1,11 +1,10 @@
 //! The Ballista engine: the DataFusion path's stage SQL and rule functions, run on a cluster of floe's
 //! own scheduler and executors (`floe cluster ...`). The driver pins the inputs and plans each one
 //! into a Parquet scan over the snapshot's explicit file list (a `ListingTable`, which Ballista
-//! serializes to the executors as it is); the executors read the files straight from the warehouse
-//! and run the stage; the results stream back to the driver, which writes and commits them through
-//! the one commit path, exactly as the other engines do. (Ballista 53 runs a write only as one task
-//! on one executor, after a shuffle of everything to it, which is slower than streaming the results
-//! back to the driver's parallel writer.)
+//! serializes to the executors as it is); the executors read the files straight from the warehouse,
+//! run the stage, and write its outputs as data files themselves, every output partition in its own
+//! task through floe's writer ([`super::cluster_write`]). Only the files' entries come back to the
+//! driver, which checks them and commits them through the one commit path.
 //!
 //! The engine owns what the client and every process of the cluster must agree on: the session
 //! configuration, the runtime that reaches the warehouse, and floe's rule functions; `floe cluster`
@@ -21,12 +20,14 @@ use ballista_core::extension::SessionConfigExt;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 
-use super::{Engine, PinnedTable, Rows, Stage};
+use super::cluster_write::{collect_attempts, FloeLogicalCodec, WriteFiles, WriteTarget};
+use super::{DescribedFiles, Engine, EngineFiles, PinnedTable, Rows, Stage};
 use crate::config::Settings;
 use crate::error::{Error, ErrorKind, Result};
 use crate::storage::{ObjectStorage, Warehouse};
+use crate::table::Table;
 
 /// The pipeline on a Ballista cluster.
 #[derive(Clone, Debug)]
@@ -60,19 +61,13 @@ impl BallistaEngine {
         }
         Ok(ctx)
     }
-}
 
-#[async_trait]
-impl Engine for BallistaEngine {
-    fn name(&self) -> &'static str {
-        "ballista"
-    }
-
-    async fn check(&self) -> Result<()> {
-        check_reachable(&self.scheduler).await
-    }
-
-    async fn run(&self, stage: Stage, inputs: &BTreeMap<&'static str, PinnedTable>) -> Result<Vec<Rows>> {
+    /// A context on the cluster with `stage`'s pinned inputs registered as tables.
+    async fn stage_context(
+        &self,
+        stage: Stage,
+        inputs: &BTreeMap<&'static str, PinnedTable>,
+    ) -> Result<SessionContext> {
         if stage == Stage::Ingest {
             return Err(Error::internal(
                 "ingest runs through floe's input reader, not an engine",
@@ -111,6 +106,47 @@ impl Engine for BallistaEngine {
             };
             ctx.register_table(*name, provider)?;
         }
+        Ok(ctx)
+    }
+}
+
+/// Run `query` on the cluster with its rows written by the executors as files of `table`: the files'
+/// entries, one attempt per output partition.
+async fn write_on_executors(
+    ctx: &SessionContext,
+    query: &str,
+    table: &Table,
+    stage: Stage,
+    deadline: tokio::time::Instant,
+) -> Result<DescribedFiles> {
+    let engine_error = |e: datafusion::error::DataFusionError| Error::new(ErrorKind::Engine, format!("ballista: {e}"));
+    let (state, plan) = ctx.sql(query).await.map_err(engine_error)?.into_parts();
+    let t = table.name().name().to_string();
+    let mut target = WriteTarget::new(table, crate::table::DEFAULT_TARGET_FILE_SIZE);
+    target.summed_column = crate::pipeline::tables::checked_column(&t).map(str::to_string);
+    target.tallied_column = crate::pipeline::tables::tallied_column(&t).map(str::to_string);
+    let plan = WriteFiles::plan(plan, &target)?;
+    let stream = datafusion::dataframe::DataFrame::new(state, plan)
+        .execute_stream()
+        .await
+        .map_err(engine_error)?
+        .map(move |r| r.map_err(engine_error));
+    let batches: Vec<arrow::array::RecordBatch> = within(deadline, stage, stream).try_collect().await?;
+    collect_attempts(table, &batches).await
+}
+
+#[async_trait]
+impl Engine for BallistaEngine {
+    fn name(&self) -> &'static str {
+        "ballista"
+    }
+
+    async fn check(&self) -> Result<()> {
+        check_reachable(&self.scheduler).await
+    }
+
+    async fn run(&self, stage: Stage, inputs: &BTreeMap<&'static str, PinnedTable>) -> Result<Vec<Rows>> {
+        let ctx = self.stage_context(stage, inputs).await?;
         let deadline = tokio::time::Instant::now() + stage_timeout()?;
         let mut out = Vec::new();
         for q in super::sql::DATAFUSION.stage(stage) {
@@ -127,6 +163,35 @@ impl Engine for BallistaEngine {
             out.push(within(deadline, stage, stream).boxed());
         }
         Ok(out)
+    }
+
+    async fn run_to_files(
+        &self,
+        stage: Stage,
+        inputs: &BTreeMap<&'static str, PinnedTable>,
+        outputs: &[Table],
+    ) -> Result<Option<Vec<EngineFiles>>> {
+        let ctx = self.stage_context(stage, inputs).await?;
+        let deadline = tokio::time::Instant::now() + stage_timeout()?;
+        let mut out: Vec<EngineFiles> = Vec::new();
+        for (q, table) in super::sql::DATAFUSION.stage(stage).iter().zip(outputs) {
+            match write_on_executors(&ctx, q, table, stage, deadline).await {
+                Ok(files) => out.push(EngineFiles::Described(files)),
+                Err(e) => {
+                    for (done, table) in out.into_iter().zip(outputs) {
+                        if let EngineFiles::Described(d) = done {
+                            crate::storage::delete_quietly(
+                                table.storage(),
+                                crate::table::transaction::paths_of(&d.files),
+                            )
+                            .await;
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Some(out))
     }
 
     fn rerun_on_imbalance(&self) -> bool {
@@ -149,6 +214,7 @@ impl Engine for BallistaEngine {
             "FetchFailed",
             "error reading a body",
             "h2 protocol error",
+            super::cluster_write::LOST_PARTITION,
         ]
         .iter()
         .any(|m| text.contains(m))
@@ -244,7 +310,8 @@ pub(crate) fn session_config() -> SessionConfig {
     let mut config = SessionConfig::new_with_ballista()
         .with_target_partitions(cores.max(2))
         .with_batch_size(8192)
-        .set_u64("ballista.client.grpc_connect_timeout_seconds", 5);
+        .set_u64("ballista.client.grpc_connect_timeout_seconds", 5)
+        .with_ballista_logical_extension_codec(Arc::new(FloeLogicalCodec::default()));
     config.options_mut().execution.parquet.schema_force_view_types = false;
     config
 }

@@ -504,7 +504,7 @@ impl Engine for DuckDbEngine {
         stage: Stage,
         inputs: &BTreeMap<&'static str, PinnedTable>,
         outputs: &[Table],
-    ) -> Result<Option<Vec<Vec<crate::table::add_files::FileToAdd>>>> {
+    ) -> Result<Option<Vec<super::EngineFiles>>> {
         // DuckDB here writes local files only (no S3 extension): tables on S3 take floe's writer.
         let mut copies = Vec::new();
         let queries = super::sql::DUCKDB.stage(stage);
@@ -574,7 +574,7 @@ impl Engine for DuckDbEngine {
             .await
             .map_err(|e| Error::internal(format!("duckdb copy: {e}")))?;
         match written {
-            Ok(files) => Ok(Some(files)),
+            Ok(files) => Ok(Some(files.into_iter().map(super::EngineFiles::Undescribed).collect())),
             Err(e) => {
                 // Nothing of a failed stage may stay behind: these directories are this run's own.
                 for d in dirs {

@@ -3,6 +3,7 @@
 //! Arrow batches; the runner writes and commits them. The runner never names an engine.
 
 pub(crate) mod ballista;
+pub(crate) mod cluster_write;
 pub(crate) mod datafusion;
 pub(crate) mod duckdb;
 pub(crate) mod parquet_scan;
@@ -152,15 +153,41 @@ pub trait Engine: Send + Sync {
     /// Compute `stage`'s outputs and write them as Parquet data files of `outputs` (one table per
     /// `stage.outputs()`, in that order) itself, with the tables' field ids and partitioning: per
     /// output, the files written. `None` when this engine does not write these tables itself (the
-    /// runner then writes the rows [`Engine::run`] returns). Files are not committed.
+    /// runner then writes the rows [`Engine::run`] returns). Files are not committed; on an error the
+    /// engine has deleted what it wrote.
     async fn run_to_files(
         &self,
         _stage: Stage,
         _inputs: &BTreeMap<&'static str, PinnedTable>,
         _outputs: &[Table],
-    ) -> Result<Option<Vec<Vec<crate::table::add_files::FileToAdd>>>> {
+    ) -> Result<Option<Vec<EngineFiles>>> {
         Ok(None)
     }
+}
+
+/// The files an engine wrote itself for one output table (not committed).
+#[derive(Debug)]
+pub enum EngineFiles {
+    /// Files the runner describes from their footers (DuckDB's `COPY`).
+    Undescribed(Vec<crate::table::add_files::FileToAdd>),
+    /// Files described where they were written (the cluster's executors), with what was counted
+    /// as their rows passed.
+    Described(DescribedFiles),
+}
+
+/// Files with their entries built where they were written.
+#[derive(Debug, Default)]
+pub struct DescribedFiles {
+    /// The files' entries: path, size, record count, column statistics, partition values.
+    pub files: Vec<iceberg::spec::DataFile>,
+    /// Rows written.
+    pub rows: u64,
+    /// The sum of the output's checked column (the runner's aggregate check), when it has one.
+    pub summed: Option<i64>,
+    /// Values of the output's tallied column (reject reasons) → count.
+    pub tallies: BTreeMap<String, u64>,
+    /// Bytes the driver received to learn all this (the results' Arrow IPC size).
+    pub received_bytes: u64,
 }
 
 /// The engine called `name`: `duckdb`, `datafusion`, or `ballista` on the cluster at `cluster` (a

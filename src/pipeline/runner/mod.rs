@@ -97,6 +97,10 @@ pub struct StageReport {
     pub bytes_written: u64,
     /// Time spent committing the outputs (manifests, manifest list, metadata, catalog swap).
     pub commit_seconds: f64,
+    /// Bytes the driver received from a cluster whose executors wrote the outputs themselves (the
+    /// Arrow IPC size of the files' entries they returned); absent where the driver wrote them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver_bytes_received: Option<u64>,
 }
 
 /// What a run did.
@@ -275,6 +279,7 @@ pub(crate) struct StageIo {
     pub(crate) bytes_read: u64,
     pub(crate) bytes_written: u64,
     pub(crate) commit_seconds: f64,
+    pub(crate) driver_bytes_received: Option<u64>,
 }
 
 pub(crate) fn report_of(e: &LedgerEntry, usage: crate::resources::Usage, io: StageIo) -> StageReport {
@@ -292,5 +297,6 @@ pub(crate) fn report_of(e: &LedgerEntry, usage: crate::resources::Usage, io: Sta
         bytes_read: io.bytes_read,
         bytes_written: io.bytes_written,
         commit_seconds: io.commit_seconds,
+        driver_bytes_received: io.driver_bytes_received,
     }
 }

@@ -9,7 +9,7 @@ use arrow::array::{Array, RecordBatch, StringArray};
 use futures::{StreamExt, TryStreamExt};
 use iceberg::spec::DataFile;
 
-use super::super::engine::{Engine, PinnedTable, Rows, Stage};
+use super::super::engine::{Engine, EngineFiles, PinnedTable, Rows, Stage};
 use super::super::input::{read_input_split, InputBatch, InputFile};
 use super::super::tables::{self, GEOIP, REJECTED_EVENTS};
 use crate::error::{Error, Result};
@@ -22,25 +22,14 @@ pub(crate) type Written = Vec<(&'static str, Vec<DataFile>)>;
 /// Reject reason → count.
 pub(crate) type RejectCounts = Arc<Mutex<BTreeMap<String, u64>>>;
 
-/// Output table → the sum of its checked column ([`checked_column`]) over the rows written.
+/// Output table → the sum of its checked column ([`tables::checked_column`]) over the rows written.
 type ColumnSums = Arc<Mutex<BTreeMap<&'static str, u64>>>;
 
-/// The column of an output whose sum over all rows the stage's input fixes: every session event is
-/// in exactly one session (`sessions.event_count` sums to the events read), and every session in
-/// exactly one row of `daily_metrics` (`daily_metrics.sessions` sums to the sessions read).
-fn checked_column(table: &str) -> Option<&'static str> {
-    match table {
-        tables::SESSIONS => Some("event_count"),
-        tables::DAILY_METRICS => Some("sessions"),
-        _ => None,
-    }
-}
-
-/// The stage's aggregate outputs against its input: each [`checked_column`] must sum to `rows_in`.
+/// The stage's aggregate outputs against its input: each [`tables::checked_column`] must sum to `rows_in`.
 /// (A row count cannot catch rows read twice inside an aggregation; this can.)
 fn check_sums(stage: Stage, rows_in: u64, sums: &BTreeMap<&'static str, u64>) -> Result<()> {
     for t in stage.outputs() {
-        if let (Some(column), Some(sum)) = (checked_column(t), sums.get(t)) {
+        if let (Some(column), Some(sum)) = (tables::checked_column(t), sums.get(t)) {
             if *sum != rows_in {
                 return Err(Error::new(
                     crate::error::ErrorKind::Internal,
@@ -64,6 +53,7 @@ pub(crate) async fn produce(
     files: &[InputFile],
     rejects: &RejectCounts,
     written: &mut Written,
+    received: &mut Option<u64>,
 ) -> Result<u64> {
     if stage == Stage::Ingest {
         return ingest_files(outputs, files, rejects, written).await;
@@ -76,10 +66,7 @@ pub(crate) async fn produce(
             live_records(&snapshot.summary().additional_properties)
         })
         .sum();
-    if adopt_engine_files(engine, stage, pinned, outputs, rejects, written).await? {
-        return Ok(rows_in);
-    }
-    stream_with_retries(engine, stage, pinned, outputs, rows_in, rejects, written).await
+    write_with_retries(engine, stage, pinned, outputs, rows_in, rejects, written, received).await
 }
 
 /// The rows a snapshot's readers see, from its summary: its records less its position deletes
@@ -147,48 +134,95 @@ async fn ingest_files(
     Ok(records)
 }
 
-/// Engines that write their own Parquet (DuckDB's COPY into local tables) hand back files, described
-/// from their footers into `written`; the others stream rows to floe's writer (`false`).
+/// Engines that write their own Parquet hand back files: DuckDB's `COPY` into local tables (described
+/// here from their footers), the cluster's executors (described where they were written, with their
+/// counts). Reject reasons go to `counts`, checked sums to `sums`, the bytes the driver received to
+/// `received`. Whatever fails, the files of outputs not yet in `written` are deleted here.
+#[allow(clippy::too_many_arguments)]
 async fn adopt_engine_files(
     engine: &dyn Engine,
-    stage: Stage,
-    pinned: &BTreeMap<&'static str, PinnedTable>,
     outputs: &BTreeMap<&'static str, Table>,
-    rejects: &RejectCounts,
+    stage: Stage,
+    per_output: Vec<EngineFiles>,
+    counts: &RejectCounts,
+    sums: &ColumnSums,
     written: &mut Written,
-) -> Result<bool> {
-    let targets: Vec<Table> = stage.outputs().iter().map(|t| outputs[t].clone()).collect();
-    let Some(per_output) = engine.run_to_files(stage, pinned, &targets).await? else {
-        return Ok(false);
-    };
-    let mut per_output = per_output.into_iter();
-    for t in stage.outputs() {
-        let files = per_output.next().unwrap_or_default();
-        let uris: Vec<String> = files.iter().map(|f| f.uri.clone()).collect();
-        // DuckDB's COPY writes only to unsorted tables (a sorted one streams through floe's writer).
-        let described = crate::table::add_files::describe_files(&outputs[t], files, 0).await;
-        let data = match described {
-            Ok(d) => d,
-            Err(e) => {
-                crate::storage::delete_quietly(outputs[t].storage(), uris).await;
-                for rest in per_output {
-                    let rest: Vec<String> = rest.into_iter().map(|f| f.uri).collect();
-                    crate::storage::delete_quietly(outputs[t].storage(), rest).await;
-                }
-                return Err(e.context(format!("{} wrote files that do not fit {t}", engine.name())));
+    received: &mut Option<u64>,
+) -> Result<()> {
+    let mut per_output = stage.outputs().iter().zip(per_output);
+    while let Some((t, files)) = per_output.next() {
+        let adopted = adopt_output(&outputs[t], t, files, counts, sums, written, received).await;
+        if let Err(e) = adopted {
+            for (t, rest) in per_output {
+                crate::storage::delete_quietly(outputs[t].storage(), engine_file_paths(rest)).await;
             }
-        };
-        if *t == REJECTED_EVENTS {
-            count_reasons(&outputs[t], &data, rejects).await?;
+            return Err(e.context(format!("{} wrote files that do not fit {t}", engine.name())));
         }
-        add_written(written, t, data);
     }
-    Ok(true)
+    Ok(())
 }
 
-/// The engine's output streams written by floe's writer into `written`, the stage run again (each
-/// failed attempt's files deleted) when the engine lost workers or its result does not add up.
-async fn stream_with_retries(
+/// One output's engine-written files into `written` (deleted when they do not fit the table).
+async fn adopt_output(
+    table: &Table,
+    t: &'static str,
+    files: EngineFiles,
+    counts: &RejectCounts,
+    sums: &ColumnSums,
+    written: &mut Written,
+    received: &mut Option<u64>,
+) -> Result<()> {
+    match files {
+        EngineFiles::Undescribed(files) => {
+            let uris: Vec<String> = files.iter().map(|f| f.uri.clone()).collect();
+            // DuckDB's COPY writes only to unsorted tables (a sorted one streams through floe's writer).
+            let data = match crate::table::add_files::describe_files(table, files, 0).await {
+                Ok(d) => d,
+                Err(e) => {
+                    crate::storage::delete_quietly(table.storage(), uris).await;
+                    return Err(e);
+                }
+            };
+            let counted = if t == REJECTED_EVENTS {
+                count_reasons(table, &data, counts).await
+            } else {
+                Ok(())
+            };
+            add_written(written, t, data);
+            counted
+        }
+        EngineFiles::Described(d) => {
+            *received.get_or_insert(0) += d.received_bytes;
+            if t == REJECTED_EVENTS {
+                let mut m = counts.lock().expect("reject counts");
+                for (reason, n) in d.tallies {
+                    *m.entry(reason).or_default() += n;
+                }
+            }
+            if tables::checked_column(t).is_some() {
+                sums.lock()
+                    .expect("column sums")
+                    .insert(t, d.summed.unwrap_or(0).max(0) as u64);
+            }
+            add_written(written, t, d.files);
+            Ok(())
+        }
+    }
+}
+
+/// The paths of files an engine wrote.
+fn engine_file_paths(files: EngineFiles) -> Vec<String> {
+    match files {
+        EngineFiles::Undescribed(f) => f.into_iter().map(|f| f.uri).collect(),
+        EngineFiles::Described(d) => crate::table::transaction::paths_of(&d.files),
+    }
+}
+
+/// The stage's outputs written into `written` (by the engine itself, or its output streams by floe's
+/// writer), the stage run again (each failed attempt's files deleted) when the engine lost workers or
+/// its result does not add up.
+#[allow(clippy::too_many_arguments)]
+async fn write_with_retries(
     engine: &dyn Engine,
     stage: Stage,
     pinned: &BTreeMap<&'static str, PinnedTable>,
@@ -196,6 +230,7 @@ async fn stream_with_retries(
     rows_in: u64,
     rejects: &RejectCounts,
     written: &mut Written,
+    received: &mut Option<u64>,
 ) -> Result<u64> {
     let target_file_size = DEFAULT_TARGET_FILE_SIZE;
     let mut attempt = 1;
@@ -203,17 +238,27 @@ async fn stream_with_retries(
         let counts = RejectCounts::default();
         let sums = ColumnSums::default();
         let mut files = Written::new();
-        let outcome = stream_and_write(
-            engine,
-            stage,
-            pinned,
-            outputs,
-            &counts,
-            &sums,
-            &mut files,
-            target_file_size,
-        )
-        .await;
+        let targets: Vec<Table> = stage.outputs().iter().map(|t| outputs[t].clone()).collect();
+        let outcome = match engine.run_to_files(stage, pinned, &targets).await {
+            Ok(Some(per_output)) => {
+                adopt_engine_files(engine, outputs, stage, per_output, &counts, &sums, &mut files, received)
+                    .await
+            }
+            Ok(None) => {
+                stream_and_write(
+                    engine,
+                    stage,
+                    pinned,
+                    outputs,
+                    &counts,
+                    &sums,
+                    &mut files,
+                    target_file_size,
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
         // A distributed engine that lost a worker mid-stage can hand back a task's rows twice
         // (Ballista 53 does, now and then, after an executor is killed, without any error): such a
         // result is refused here, while the stage can still run again, and never reaches a commit.
@@ -278,7 +323,7 @@ async fn stream_with_retries(
 const STAGE_ATTEMPTS: u32 = 3;
 
 /// Run `stage` on `engine` and write every output stream into `written` (not committed), summing
-/// each output's [`checked_column`] into `sums` as the rows stream past.
+/// each output's [`tables::checked_column`] into `sums` as the rows stream past.
 #[allow(clippy::too_many_arguments)]
 async fn stream_and_write(
     engine: &dyn Engine,
@@ -301,7 +346,7 @@ async fn stream_and_write(
     for (t, rows) in stage.outputs().iter().zip(streams) {
         let rows = if *t == REJECTED_EVENTS {
             counted(rows, rejects.clone())
-        } else if let Some(column) = checked_column(t) {
+        } else if let Some(column) = tables::checked_column(t) {
             summed(rows, sums.clone(), t, column)
         } else {
             rows

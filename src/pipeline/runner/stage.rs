@@ -272,6 +272,7 @@ async fn compute(
         &pins.files,
         &rejects,
         &mut written,
+        &mut io.driver_bytes_received,
     )
     .await;
     let rows_in = match outcome {
