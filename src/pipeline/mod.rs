@@ -8,5 +8,5 @@ pub mod ledger;
 pub mod runner;
 pub mod tables;
 
-pub use engine::{BallistaEngine, DataFusionEngine, DuckDbEngine, Engine, Stage};
+pub use engine::{BallistaEngine, DataFusionEngine, DuckDbEngine, Engine, PinnedTable, Stage};
 pub use runner::{run, Progress, RunOptions, RunReport, StageReport};

@@ -1,6 +1,8 @@
 //! The pipeline on a real Ballista cluster of floe's own processes on loopback (the test command
-//! starts a scheduler and two executors): its outputs diff equal to the DataFusion and DuckDB
-//! paths'; an executor killed mid-run does not fail the run; a cluster that is down is a clear error
+//! starts a scheduler and two executors): the executors write the outputs' files, which carry the
+//! tables' field ids and statistics, and diff equal to the DataFusion and DuckDB paths' (on generated,
+//! edge-case and hostile input); the enrich join broadcasts geoip; an executor killed mid-write does
+//! not fail the run and none of its files is committed; a cluster that is down is a clear error
 //! before anything is written.
 
 use std::sync::Arc;
@@ -64,6 +66,139 @@ both_backends!(
         if let Some(read) = crate::interop::pyiceberg_read(&ctx, "daily_metrics") {
             assert!(!read["rows"].as_array().unwrap().is_empty());
         }
+        // The executors wrote the files: the driver received only their entries.
+        let cluster_stages: Vec<_> = report
+            .stages
+            .iter()
+            .filter(|s| s.engine == "ballista" && s.stage != "ingest")
+            .collect();
+        assert_eq!(cluster_stages.len(), 4);
+        let received: u64 = cluster_stages
+            .iter()
+            .map(|s| s.driver_bytes_received.expect("the executors wrote this stage"))
+            .sum();
+        let written: u64 = cluster_stages.iter().map(|s| s.bytes_written).sum();
+        assert!(
+            received > 0 && received * 5 < written,
+            "driver received {received} bytes for {written} bytes of files"
+        );
+        for t in ["clean_events", "enriched_events", "session_events", "sessions"] {
+            files_carry_field_ids_and_statistics(&ctx, t).await;
+        }
+    }
+);
+
+/// Every data file of `NS.table` has the table's field ids in its footer, and an entry with bounds
+/// of every column that has values.
+async fn files_carry_field_ids_and_statistics(ctx: &Ctx, table: &str) {
+    use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
+    let t = ctx.floe.load_table(&ctx.table(table)).await.unwrap();
+    let ids: std::collections::BTreeSet<i32> = t.schema().as_struct().fields().iter().map(|f| f.id).collect();
+    let files = t.live_data_files(t.current_snapshot()).await.unwrap();
+    assert!(!files.is_empty(), "{table}");
+    for f in files {
+        let bounded: std::collections::BTreeSet<i32> = f.lower_bounds().keys().copied().collect();
+        assert!(
+            !bounded.is_empty() && bounded.is_subset(&ids),
+            "{table}: {bounded:?} of {ids:?}"
+        );
+        assert!(
+            f.column_sizes().len() == ids.len(),
+            "{table}: {:?}",
+            f.column_sizes()
+        );
+        let (store, path) = ctx.floe.storage().resolve(f.file_path()).unwrap();
+        let reader = ParquetObjectReader::new(store, path).with_file_size(f.file_size_in_bytes());
+        let builder = ParquetRecordBatchStreamBuilder::new(reader).await.unwrap();
+        let in_footer: std::collections::BTreeSet<i32> = builder
+            .parquet_schema()
+            .root_schema()
+            .get_fields()
+            .iter()
+            .map(|c| c.get_basic_info().id())
+            .collect();
+        assert_eq!(in_footer, ids, "{table}: {}", f.file_path());
+    }
+}
+
+// The edge cases of `pipeline.rs` and the hostile text of `hostile_text.rs`, through local
+// DataFusion and the cluster in one run each: every output diffs equal.
+both_backends!(
+    executors_write_what_local_datafusion_computes_on_edge_cases_and_hostile_text,
+    |ctx: Ctx| async move {
+        let Some(url) = cluster() else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let inputs = [
+            ("edge.csv", crate::pipeline::edge_csv()),
+            ("hostile.csv", crate::hostile_text::hostile().bytes),
+        ];
+        for (i, (name, bytes)) in inputs.into_iter().enumerate() {
+            let input = ctx.input_uri(dir.path(), name);
+            ctx.floe.storage().write(&input, bytes.into()).await.unwrap();
+            let ns = floe::Namespace::parse(&format!("{}_{i}", ctx.ns)).unwrap();
+            let engines: Vec<Arc<dyn Engine>> = vec![
+                Arc::new(DataFusionEngine::default()),
+                Arc::new(BallistaEngine::new(&url, ctx.settings.clone()).unwrap()),
+            ];
+            let report = floe::pipeline::run(&ctx.floe, &RunOptions::new(ns, Some(input), engines))
+                .await
+                .unwrap();
+            let eq = report.equivalence.as_ref().unwrap();
+            assert!(
+                eq.equal,
+                "{name}: {:?}",
+                eq.tables.iter().filter(|d| !d.equal).collect::<Vec<_>>()
+            );
+            for s in report
+                .stages
+                .iter()
+                .filter(|s| s.engine == "ballista" && s.stage != "ingest")
+            {
+                assert!(
+                    s.driver_bytes_received.is_some(),
+                    "{name}: {} written by the executors",
+                    s.stage
+                );
+            }
+        }
+    }
+);
+
+both_backends!(
+    the_enrich_join_broadcasts_geoip_on_the_cluster,
+    |ctx: Ctx| async move {
+        let Some(url) = cluster() else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let input = generated(&ctx, dir.path(), 2_000).await;
+        let engine = BallistaEngine::new(&url, ctx.settings.clone()).unwrap();
+        floe::pipeline::run(
+            &ctx.floe,
+            &RunOptions::new(ctx.ns.clone(), Some(input), vec![Arc::new(engine.clone())]),
+        )
+        .await
+        .unwrap();
+        let mut inputs = std::collections::BTreeMap::new();
+        for t in floe::pipeline::Stage::Enrich.inputs() {
+            let table = ctx.floe.load_table(&ctx.table(t)).await.unwrap();
+            let snapshot_id = table.current_snapshot().map(|s| s.snapshot_id());
+            inputs.insert(*t, floe::pipeline::PinnedTable { table, snapshot_id });
+        }
+        let plan = engine
+            .explain(floe::pipeline::Stage::Enrich, &inputs)
+            .await
+            .unwrap();
+        // The join builds geoip once per task from one partition (broadcast), instead of
+        // repartitioning the events by the join key.
+        assert!(plan.contains("HashJoinExec: mode=CollectLeft"), "{plan}");
+        assert!(
+            !plan.contains("SortMergeJoinExec") && !plan.contains("mode=Partitioned"),
+            "{plan}"
+        );
+        assert!(
+            !plan.contains("partitioning=Hash([c.ipn"),
+            "events shuffled by the key: {plan}"
+        );
+        assert!(plan.contains("broadcast=true"), "{plan}");
     }
 );
 
@@ -249,6 +384,17 @@ both_backends!(
         )
         .await
         .unwrap();
+        // No file of the killed attempts is committed, and what they left behind is unreferenced:
+        // after orphan removal the store holds exactly what the metadata references.
+        for t in floe::pipeline::Stage::ALL.iter().flat_map(|s| s.outputs()) {
+            let name = ctx.table(t);
+            let refs = referenced(&ctx, &name).await;
+            for f in &refs {
+                assert!(ctx.floe.storage().exists(f).await.unwrap(), "{t}: {f} is missing");
+            }
+            remove_orphans_now(&ctx, &name).await;
+            assert_eq!(stored(&ctx, &name).await, refs, "{t}");
+        }
         for t in ["sessions", "daily_metrics"] {
             let d = floe::diff::diff(
                 &ctx.floe,

@@ -23,7 +23,7 @@ const WHITE_SPACE: &[char] = &[
 
 /// What a record must become.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Expect {
+pub(crate) enum Expect {
     /// A clean row with this event id, event type and revenue text (`None`: null).
     Clean {
         id: String,
@@ -34,8 +34,8 @@ enum Expect {
     Reject(&'static str),
 }
 
-struct Dataset {
-    bytes: Vec<u8>,
+pub(crate) struct Dataset {
+    pub(crate) bytes: Vec<u8>,
     expect: Vec<Expect>,
 }
 
@@ -52,7 +52,7 @@ fn field(value: &[u8]) -> Vec<u8> {
     out
 }
 
-fn hostile() -> Dataset {
+pub(crate) fn hostile() -> Dataset {
     let mut rows: Vec<(Vec<Vec<u8>>, Expect)> = Vec::new();
     let good = |id: &str| -> Vec<Vec<u8>> {
         [

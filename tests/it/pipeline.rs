@@ -16,7 +16,7 @@ use crate::support::*;
 const HEADER: &str = "event_id,user_id,event_time,event_type,url,referrer,ip,user_agent,revenue\n";
 
 /// 15 records: 7 clean, 2 malformed at ingest, 6 rejected at cleanse.
-fn edge_csv() -> Vec<u8> {
+pub(crate) fn edge_csv() -> Vec<u8> {
     let mut b = HEADER.as_bytes().to_vec();
     let lines: [&[u8]; 15] = [
         b"e1,u1,2024-03-01T10:00:00Z,page_view,/home,,1.0.0.0,UA,\n",

@@ -75,6 +75,18 @@ impl BallistaEngine {
         }
         self.check().await?;
         let ctx = self.context().await?;
+        if stage == Stage::Enrich {
+            // The geoip side is small: build it once and broadcast it to every task of the events
+            // side (a `CollectLeft` hash join) instead of shuffling all events by the join key. The
+            // cluster cannot see that it is small (its rows come out of an `unnest`, whose size has
+            // no statistics), so the stage says so.
+            ctx.state_ref()
+                .write()
+                .config_mut()
+                .options_mut()
+                .optimizer
+                .repartition_joins = false;
+        }
         for (name, input) in inputs {
             let provider = match input.snapshot_id {
                 Some(id) => match crate::table::plain_files::plain_parquet_files(&input.table, id)
@@ -110,6 +122,50 @@ impl BallistaEngine {
     }
 }
 
+impl BallistaEngine {
+    /// The plans of `stage`'s queries on the cluster (`EXPLAIN`): logical, physical and the
+    /// cluster's stages, as the scheduler plans them.
+    pub async fn explain(
+        &self,
+        stage: Stage,
+        inputs: &BTreeMap<&'static str, PinnedTable>,
+    ) -> Result<String> {
+        let ctx = self.stage_context(stage, inputs).await?;
+        let mut out = String::new();
+        for q in super::sql::DATAFUSION.stage(stage) {
+            let batches = ctx
+                .sql(&format!("EXPLAIN {q}"))
+                .await
+                .map_err(|e| Error::new(ErrorKind::Engine, format!("ballista: {e}")))?
+                .collect()
+                .await
+                .map_err(|e| Error::new(ErrorKind::Engine, format!("ballista: {e}")))?;
+            for b in &batches {
+                let (Some(kind), Some(plan)) = (b.column_by_name("plan_type"), b.column_by_name("plan"))
+                else {
+                    continue;
+                };
+                let kind = arrow::compute::cast(kind, &arrow::datatypes::DataType::Utf8)?;
+                let plan = arrow::compute::cast(plan, &arrow::datatypes::DataType::Utf8)?;
+                let as_text = |a: &arrow::array::ArrayRef| {
+                    a.as_any()
+                        .downcast_ref::<arrow::array::StringArray>()
+                        .map(|s| {
+                            s.iter()
+                                .map(|v| v.unwrap_or_default().to_string())
+                                .collect::<Vec<_>>()
+                        })
+                        .unwrap_or_default()
+                };
+                for (k, p) in as_text(&kind).into_iter().zip(as_text(&plan)) {
+                    out.push_str(&format!("{k}:\n{p}\n"));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// Run `query` on the cluster with its rows written by the executors as files of `table`: the files'
 /// entries, one attempt per output partition.
 async fn write_on_executors(
@@ -119,7 +175,8 @@ async fn write_on_executors(
     stage: Stage,
     deadline: tokio::time::Instant,
 ) -> Result<DescribedFiles> {
-    let engine_error = |e: datafusion::error::DataFusionError| Error::new(ErrorKind::Engine, format!("ballista: {e}"));
+    let engine_error =
+        |e: datafusion::error::DataFusionError| Error::new(ErrorKind::Engine, format!("ballista: {e}"));
     let (state, plan) = ctx.sql(query).await.map_err(engine_error)?.into_parts();
     let t = table.name().name().to_string();
     let mut target = WriteTarget::new(table, crate::table::DEFAULT_TARGET_FILE_SIZE);

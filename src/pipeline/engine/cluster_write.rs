@@ -15,18 +15,23 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use arrow::array::{
+    Array, ArrayRef, BinaryArray, Int64Array, RecordBatch, StringArray, UInt32Array, UInt64Array,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::common::{DFSchema, DFSchemaRef, DataFusionError};
 use datafusion::execution::context::QueryPlanner;
 use datafusion::execution::{SessionState, TaskContext};
-use datafusion::logical_expr::{Expr, Extension, LogicalPlan, UserDefinedLogicalNode, UserDefinedLogicalNodeCore};
+use datafusion::logical_expr::{
+    Expr, Extension, LogicalPlan, UserDefinedLogicalNode, UserDefinedLogicalNodeCore,
+};
 use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning, PlanProperties, SendableRecordBatchStream,
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning, PlanProperties,
+    SendableRecordBatchStream,
 };
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
@@ -69,7 +74,8 @@ impl WriteTarget {
     }
 
     fn encode(&self) -> Result<String> {
-        serde_json::to_string(self).map_err(|e| Error::internal(format!("encoding the write of {}: {e}", self.name)))
+        serde_json::to_string(self)
+            .map_err(|e| Error::internal(format!("encoding the write of {}: {e}", self.name)))
     }
 
     fn decode(text: &str) -> Result<Self> {
@@ -94,8 +100,9 @@ fn result_schema() -> SchemaRef {
         Field::new("partitions", DataType::UInt32, false),
         Field::new("attempt", DataType::Utf8, false),
         Field::new("rows", DataType::UInt64, false),
-        // A JSON array of the files' entries (Iceberg's data-file JSON).
-        Field::new("files", DataType::Utf8, false),
+        // A JSON array of the files' entries (Iceberg's data-file JSON), deflated: column bounds
+        // and counts of every column make each entry a few kilobytes of repetitive text.
+        Field::new("files", DataType::Binary, false),
         Field::new("summed", DataType::Int64, true),
         // A JSON object: value → count.
         Field::new("tallies", DataType::Utf8, true),
@@ -121,7 +128,11 @@ impl WriteFiles {
 
     fn new(input: LogicalPlan, target: String) -> datafusion::common::Result<Self> {
         let schema = Arc::new(DFSchema::try_from(result_schema())?);
-        Ok(Self { input, target, schema })
+        Ok(Self {
+            input,
+            target,
+            schema,
+        })
     }
 }
 
@@ -149,11 +160,17 @@ impl UserDefinedLogicalNodeCore for WriteFiles {
     }
 
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        let name = WriteTarget::decode(&self.target).map(|t| t.name).unwrap_or_default();
+        let name = WriteTarget::decode(&self.target)
+            .map(|t| t.name)
+            .unwrap_or_default();
         write!(f, "FloeWriteFiles: {name}")
     }
 
-    fn with_exprs_and_inputs(&self, _exprs: Vec<Expr>, mut inputs: Vec<LogicalPlan>) -> datafusion::common::Result<Self> {
+    fn with_exprs_and_inputs(
+        &self,
+        _exprs: Vec<Expr>,
+        mut inputs: Vec<LogicalPlan>,
+    ) -> datafusion::common::Result<Self> {
         let input = inputs
             .pop()
             .ok_or_else(|| DataFusionError::Internal("FloeWriteFiles needs its input".into()))?;
@@ -191,7 +208,9 @@ impl WriteFilesExec {
 
 impl DisplayAs for WriteFilesExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        let name = WriteTarget::decode(&self.target).map(|t| t.name).unwrap_or_default();
+        let name = WriteTarget::decode(&self.target)
+            .map(|t| t.name)
+            .unwrap_or_default();
         write!(f, "FloeWriteFilesExec: {name}")
     }
 }
@@ -225,12 +244,22 @@ impl ExecutionPlan for WriteFilesExec {
         let input = children
             .pop()
             .ok_or_else(|| DataFusionError::Internal("FloeWriteFilesExec needs its input".into()))?;
-        Ok(Arc::new(Self::new(input, self.target.clone(), self.storage.clone())))
+        Ok(Arc::new(Self::new(
+            input,
+            self.target.clone(),
+            self.storage.clone(),
+        )))
     }
 
-    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> datafusion::common::Result<SendableRecordBatchStream> {
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> datafusion::common::Result<SendableRecordBatchStream> {
         let storage = self.storage.clone().ok_or_else(|| {
-            DataFusionError::Internal("FloeWriteFilesExec runs on a floe executor (it has no warehouse here)".into())
+            DataFusionError::Internal(
+                "FloeWriteFilesExec runs on a floe executor (it has no warehouse here)".into(),
+            )
         })?;
         let target = WriteTarget::decode(&self.target).map_err(|e| DataFusionError::External(Box::new(e)))?;
         let partitions = self.input.output_partitioning().partition_count();
@@ -265,7 +294,10 @@ async fn write_partition(
         input
             .map(move |b| {
                 let b = b.map_err(|e| Error::new(ErrorKind::Engine, format!("cluster task: {e}")))?;
-                counts.lock().expect("tally").add(&b, summed.as_deref(), tallied.as_deref())?;
+                counts
+                    .lock()
+                    .expect("tally")
+                    .add(&b, summed.as_deref(), tallied.as_deref())?;
                 Ok(b)
             })
             .boxed()
@@ -278,8 +310,9 @@ async fn write_partition(
     let entries: Vec<serde_json::Value> = files
         .into_iter()
         .map(|f| {
-            let json = iceberg::spec::serialize_data_file_to_json(f, &partition_type, metadata.format_version())?;
-            Ok(serde_json::from_str(&json).map_err(|e| Error::internal(format!("data file JSON: {e}")))?)
+            let json =
+                iceberg::spec::serialize_data_file_to_json(f, &partition_type, metadata.format_version())?;
+            serde_json::from_str(&json).map_err(|e| Error::internal(format!("data file JSON: {e}")))
         })
         .collect::<Result<_>>()?;
     let column = |a: ArrayRef| a;
@@ -290,7 +323,10 @@ async fn write_partition(
             column(Arc::new(UInt32Array::from(vec![partitions as u32]))),
             column(Arc::new(StringArray::from(vec![attempt]))),
             column(Arc::new(UInt64Array::from(vec![tally.rows]))),
-            column(Arc::new(StringArray::from(vec![serde_json::Value::Array(entries).to_string()]))),
+            column(Arc::new(BinaryArray::from(vec![deflate(
+                serde_json::Value::Array(entries).to_string().as_bytes(),
+            )?
+            .as_slice()]))),
             column(Arc::new(Int64Array::from(vec![tally.summed]))),
             column(Arc::new(StringArray::from(vec![tally
                 .tallied
@@ -355,12 +391,12 @@ pub(crate) async fn collect_attempts(table: &Table, batches: &[RecordBatch]) -> 
         let total = downcast::<UInt32Array>(col("partitions")?)?;
         let attempt = downcast::<StringArray>(col("attempt")?)?;
         let rows = downcast::<UInt64Array>(col("rows")?)?;
-        let files = downcast::<StringArray>(col("files")?)?;
+        let files = downcast::<BinaryArray>(col("files")?)?;
         let summed = downcast::<Int64Array>(col("summed")?)?;
         let tallies = downcast::<StringArray>(col("tallies")?)?;
         for i in 0..b.num_rows() {
             partitions = Some(total.value(i));
-            let entries: Vec<serde_json::Value> = serde_json::from_str(files.value(i))
+            let entries: Vec<serde_json::Value> = serde_json::from_slice(&inflate(files.value(i))?)
                 .map_err(|e| Error::internal(format!("cluster write result: {e}")))?;
             let mut data = Vec::with_capacity(entries.len());
             for e in entries {
@@ -417,6 +453,20 @@ pub(crate) async fn collect_attempts(table: &Table, batches: &[RecordBatch]) -> 
 /// The words of the error [`collect_attempts`] gives when a partition's results are missing.
 pub(crate) const LOST_PARTITION: &str = "the cluster returned no written files for partition";
 
+fn deflate(bytes: &[u8]) -> Result<Vec<u8>> {
+    use std::io::Write;
+    let mut w = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    w.write_all(bytes)?;
+    Ok(w.finish()?)
+}
+
+fn inflate(bytes: &[u8]) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::DeflateDecoder::new(bytes).read_to_end(&mut out)?;
+    Ok(out)
+}
+
 fn downcast<T: 'static>(a: &ArrayRef) -> Result<&T> {
     a.as_any()
         .downcast_ref::<T>()
@@ -426,11 +476,10 @@ fn downcast<T: 'static>(a: &ArrayRef) -> Result<&T> {
 /// The Arrow IPC size of `batch`: what crossing the network as a Flight payload costs.
 pub(crate) fn ipc_bytes(batch: &RecordBatch) -> u64 {
     let mut out = Vec::new();
-    let written = arrow::ipc::writer::StreamWriter::try_new(&mut out, &batch.schema())
-        .and_then(|mut w| {
-            w.write(batch)?;
-            w.finish()
-        });
+    let written = arrow::ipc::writer::StreamWriter::try_new(&mut out, &batch.schema()).and_then(|mut w| {
+        w.write(batch)?;
+        w.finish()
+    });
     match written {
         Ok(()) => out.len() as u64,
         Err(_) => batch.get_array_memory_size() as u64,
@@ -476,7 +525,11 @@ impl ExtensionPlanner for WriteFilesPlanner {
         let input = physical_inputs
             .first()
             .ok_or_else(|| DataFusionError::Internal("FloeWriteFiles needs its input".into()))?;
-        Ok(Some(Arc::new(WriteFilesExec::new(input.clone(), write.target.clone(), None))))
+        Ok(Some(Arc::new(WriteFilesExec::new(
+            input.clone(),
+            write.target.clone(),
+            None,
+        ))))
     }
 }
 
@@ -565,11 +618,19 @@ impl LogicalExtensionCodec for FloeLogicalCodec {
         self.inner.try_encode_file_format(buf, node)
     }
 
-    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> datafusion::common::Result<Arc<datafusion::logical_expr::ScalarUDF>> {
+    fn try_decode_udf(
+        &self,
+        name: &str,
+        buf: &[u8],
+    ) -> datafusion::common::Result<Arc<datafusion::logical_expr::ScalarUDF>> {
         self.inner.try_decode_udf(name, buf)
     }
 
-    fn try_encode_udf(&self, node: &datafusion::logical_expr::ScalarUDF, buf: &mut Vec<u8>) -> datafusion::common::Result<()> {
+    fn try_encode_udf(
+        &self,
+        node: &datafusion::logical_expr::ScalarUDF,
+        buf: &mut Vec<u8>,
+    ) -> datafusion::common::Result<()> {
         self.inner.try_encode_udf(node, buf)
     }
 }
@@ -605,7 +666,11 @@ impl PhysicalExtensionCodec for FloePhysicalCodec {
                     .first()
                     .cloned()
                     .ok_or_else(|| DataFusionError::Internal("FloeWriteFilesExec needs its input".into()))?;
-                Ok(Arc::new(WriteFilesExec::new(input, target?, self.storage.clone())))
+                Ok(Arc::new(WriteFilesExec::new(
+                    input,
+                    target?,
+                    self.storage.clone(),
+                )))
             }
             None => self.inner.try_decode(buf, inputs, ctx),
         }
@@ -622,11 +687,19 @@ impl PhysicalExtensionCodec for FloePhysicalCodec {
         }
     }
 
-    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> datafusion::common::Result<Arc<datafusion::logical_expr::ScalarUDF>> {
+    fn try_decode_udf(
+        &self,
+        name: &str,
+        buf: &[u8],
+    ) -> datafusion::common::Result<Arc<datafusion::logical_expr::ScalarUDF>> {
         self.inner.try_decode_udf(name, buf)
     }
 
-    fn try_encode_udf(&self, node: &datafusion::logical_expr::ScalarUDF, buf: &mut Vec<u8>) -> datafusion::common::Result<()> {
+    fn try_encode_udf(
+        &self,
+        node: &datafusion::logical_expr::ScalarUDF,
+        buf: &mut Vec<u8>,
+    ) -> datafusion::common::Result<()> {
         self.inner.try_encode_udf(node, buf)
     }
 
@@ -644,5 +717,162 @@ impl PhysicalExtensionCodec for FloePhysicalCodec {
         buf: &mut Vec<u8>,
     ) -> datafusion::common::Result<()> {
         self.inner.try_encode_expr(node, buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Namespace;
+    use crate::config::{PartialSettings, Settings};
+    use crate::lakehouse::Floe;
+    use crate::table::TableDefinition;
+    use datafusion::datasource::memory::MemorySourceConfig;
+    use datafusion::execution::TaskContext;
+
+    async fn table(dir: &std::path::Path) -> (Floe, Table) {
+        let settings = Settings {
+            catalog_url: format!("sqlite:{}", dir.join("catalog.db").display()),
+            warehouse: dir.join("warehouse").display().to_string(),
+            ..PartialSettings::default().finish()
+        };
+        let (floe, _) = Floe::init(settings).await.unwrap();
+        floe.create_namespace(&Namespace::parse("ns").unwrap())
+            .await
+            .unwrap();
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("reason", DataType::Utf8, true),
+        ]);
+        let name = TableName::parse("ns.t").unwrap();
+        let t = floe
+            .create_table(
+                &name,
+                TableDefinition {
+                    schema,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        (floe, t)
+    }
+
+    fn batch(ids: std::ops::Range<i64>, reason: &str) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("reason", DataType::Utf8, true),
+        ]));
+        let n = ids.end - ids.start;
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from_iter_values(ids)),
+                Arc::new(StringArray::from(vec![reason; n as usize])),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// The write node over two partitions, carried through floe's physical codec as it travels to
+    /// an executor, which decodes it with its own storage.
+    fn node(t: &Table, storage: &ObjectStorage) -> Arc<dyn ExecutionPlan> {
+        let input = MemorySourceConfig::try_new_exec(
+            &[
+                vec![batch(0..100, "a")],
+                vec![batch(100..130, "b"), batch(130..150, "a")],
+            ],
+            batch(0..0, "").schema(),
+            None,
+        )
+        .unwrap();
+        let mut target = WriteTarget::new(t, 1 << 20);
+        target.summed_column = Some("id".into());
+        target.tallied_column = Some("reason".into());
+        let planned: Arc<dyn ExecutionPlan> =
+            Arc::new(WriteFilesExec::new(input.clone(), target.encode().unwrap(), None));
+        let mut buf = Vec::new();
+        FloePhysicalCodec::default()
+            .try_encode(planned, &mut buf)
+            .unwrap();
+        FloePhysicalCodec::writing_with(storage.clone())
+            .try_decode(&buf, &[input], &TaskContext::default())
+            .unwrap()
+    }
+
+    async fn run(plan: &Arc<dyn ExecutionPlan>, partition: usize) -> RecordBatch {
+        let stream = plan.execute(partition, Arc::new(TaskContext::default())).unwrap();
+        let batches: Vec<RecordBatch> = datafusion::physical_plan::common::collect(stream).await.unwrap();
+        assert_eq!(batches.len(), 1);
+        batches.into_iter().next().unwrap()
+    }
+
+    fn exists(path: &str) -> bool {
+        url::Url::parse(path).unwrap().to_file_path().unwrap().exists()
+    }
+
+    #[tokio::test]
+    async fn one_attempt_per_partition_is_kept_and_the_repeated_attempts_files_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (floe, t) = table(dir.path()).await;
+        let plan = node(&t, floe.storage());
+        let first = run(&plan, 0).await;
+        let repeated = run(&plan, 0).await;
+        let other = run(&plan, 1).await;
+        let repeated_files = collect_attempts(&t, std::slice::from_ref(&repeated)).await;
+        // Alone, partition 1 is missing: an error, and the files returned are deleted.
+        let err = repeated_files.unwrap_err();
+        assert!(err.to_string().contains(LOST_PARTITION), "{err}");
+        let written = collect_attempts(&t, &[first.clone(), repeated.clone(), other])
+            .await
+            .unwrap();
+        assert_eq!(written.rows, 150);
+        assert_eq!(written.summed, Some((0..150).sum::<i64>()));
+        assert_eq!(
+            written.tallies,
+            BTreeMap::from([("a".into(), 120), ("b".into(), 30)])
+        );
+        assert_eq!(written.files.iter().map(|f| f.record_count()).sum::<u64>(), 150);
+        for f in &written.files {
+            assert!(exists(f.file_path()), "{} kept", f.file_path());
+            // Statistics made the trip: bounds of both columns, by field id.
+            assert_eq!(f.lower_bounds().len(), 2, "{f:?}");
+            assert!(f.column_sizes().contains_key(&1));
+        }
+        assert!(written.received_bytes > 0);
+        // The repeated attempt's files are gone.
+        let json = inflate(
+            repeated
+                .column_by_name("files")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<BinaryArray>()
+                .unwrap()
+                .value(0),
+        )
+        .unwrap();
+        let entries: Vec<serde_json::Value> = serde_json::from_slice(&json).unwrap();
+        assert!(!entries.is_empty());
+        for e in entries {
+            let path = e["file_path"].as_str().unwrap().to_string();
+            assert!(!exists(&path), "{path} of the repeated attempt deleted");
+        }
+    }
+
+    #[test]
+    fn the_logical_node_travels_through_the_codec() {
+        let input = datafusion::logical_expr::LogicalPlanBuilder::empty(false)
+            .build()
+            .unwrap();
+        let node = WriteFiles::new(input.clone(), "{\"x\":1}".into()).unwrap();
+        let ext = Extension {
+            node: Arc::new(node.clone()),
+        };
+        let codec = FloeLogicalCodec::default();
+        let mut buf = Vec::new();
+        codec.try_encode(&ext, &mut buf).unwrap();
+        let back = codec.try_decode(&buf, &[input], &TaskContext::default()).unwrap();
+        let back = back.node.as_any().downcast_ref::<WriteFiles>().unwrap();
+        assert_eq!(back, &node);
     }
 }

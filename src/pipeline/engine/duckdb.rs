@@ -574,7 +574,9 @@ impl Engine for DuckDbEngine {
             .await
             .map_err(|e| Error::internal(format!("duckdb copy: {e}")))?;
         match written {
-            Ok(files) => Ok(Some(files.into_iter().map(super::EngineFiles::Undescribed).collect())),
+            Ok(files) => Ok(Some(
+                files.into_iter().map(super::EngineFiles::Undescribed).collect(),
+            )),
             Err(e) => {
                 // Nothing of a failed stage may stay behind: these directories are this run's own.
                 for d in dirs {

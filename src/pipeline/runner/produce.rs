@@ -44,7 +44,9 @@ fn check_sums(stage: Stage, rows_in: u64, sums: &BTreeMap<&'static str, u64>) ->
 }
 
 /// Compute and write (not commit) the stage's outputs into `written`; returns the records read.
-/// `outputs` holds the stage's output tables as the stage read them.
+/// `outputs` holds the stage's output tables as the stage read them; `received` the bytes the driver
+/// received from an engine that wrote the files itself.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn produce(
     engine: &dyn Engine,
     stage: Stage,
@@ -66,7 +68,10 @@ pub(crate) async fn produce(
             live_records(&snapshot.summary().additional_properties)
         })
         .sum();
-    write_with_retries(engine, stage, pinned, outputs, rows_in, rejects, written, received).await
+    write_with_retries(
+        engine, stage, pinned, outputs, rows_in, rejects, written, received,
+    )
+    .await
 }
 
 /// The rows a snapshot's readers see, from its summary: its records less its position deletes
@@ -241,8 +246,10 @@ async fn write_with_retries(
         let targets: Vec<Table> = stage.outputs().iter().map(|t| outputs[t].clone()).collect();
         let outcome = match engine.run_to_files(stage, pinned, &targets).await {
             Ok(Some(per_output)) => {
-                adopt_engine_files(engine, outputs, stage, per_output, &counts, &sums, &mut files, received)
-                    .await
+                adopt_engine_files(
+                    engine, outputs, stage, per_output, &counts, &sums, &mut files, received,
+                )
+                .await
             }
             Ok(None) => {
                 stream_and_write(
