@@ -99,23 +99,37 @@ fn bridge_name(pid: u32) -> String {
 }
 
 /// Remove the namespaces and bridges of earlier runs whose process is gone (killed before their
-/// guard ran). A veth pair goes with its namespace.
+/// guard ran), and end the processes left in those namespaces.
 fn remove_leftovers() {
-    let alive = |pid: &str| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    let dead = |pid: &str| {
+        !pid.is_empty()
+            && pid.chars().all(|c| c.is_ascii_digit())
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    };
     for line in ip_output(&["netns", "list"]).lines() {
         let name = line.split_whitespace().next().unwrap_or_default();
         if let Some((pid, _role)) = name.strip_prefix("floe").and_then(|r| r.split_once('-')) {
-            if pid.chars().all(|c| c.is_ascii_digit()) && !alive(pid) {
+            if dead(pid) {
+                // The dead run's cluster processes, still running in it.
+                for process in ip_output(&["netns", "pids", name]).split_whitespace() {
+                    let _ = Command::new("kill").args(["-KILL", process]).status();
+                }
                 let _ = ip(&["netns", "delete", name]);
             }
         }
     }
-    for line in ip_output(&["-o", "link", "show", "type", "bridge"]).lines() {
+    // A veth pair lasts as long as its namespace, which a process of the dead run may still hold
+    // while it ends.
+    for line in ip_output(&["-o", "link", "show"]).lines() {
         let name = line.split(':').nth(1).unwrap_or_default().trim();
-        if let Some(pid) = name.strip_prefix("flb") {
-            if pid.chars().all(|c| c.is_ascii_digit()) && !alive(pid) {
-                let _ = ip(&["link", "delete", name]);
-            }
+        let name = name.split('@').next().unwrap_or_default();
+        let pid = match (name.strip_prefix("flb"), name.strip_prefix("flv")) {
+            (Some(pid), _) => pid,
+            (_, Some(veth)) => veth.split('-').next().unwrap_or_default(),
+            _ => continue,
+        };
+        if dead(pid) {
+            let _ = ip(&["link", "delete", name]);
         }
     }
 }
@@ -163,7 +177,9 @@ impl Network {
                 network.namespaces.push(ns.clone());
             }
             let veth = format!("flv{pid}-{i}");
-            ip(&["link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+            ip(&[
+                "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            ])?;
             network.veths.push(veth.clone());
             ip(&["link", "set", &veth, "master", &bridge, "up"])?;
             let address = format!("{}/28", network.host(role));
@@ -183,9 +199,14 @@ impl Network {
     /// `floe ARGS` on `role`'s host, with a clean environment and `env`.
     fn floe(&self, role: &str, dir: &std::path::Path, env: &[(&str, String)]) -> Command {
         let mut c = clean_cmd("ip", dir);
-        c.args(["netns", "exec", &namespace_name(self.pid, role), env!("CARGO_BIN_EXE_floe")])
-            .stdin(Stdio::null())
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        c.args([
+            "netns",
+            "exec",
+            &namespace_name(self.pid, role),
+            env!("CARGO_BIN_EXE_floe"),
+        ])
+        .stdin(Stdio::null())
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
         c
     }
 }
@@ -296,7 +317,11 @@ fn spawn_listening(
 
 /// Run `command` to its end within `limit` (killed after it).
 fn run_within(mut command: Command, limit: Duration) -> Output {
-    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let started = Instant::now();
     while child.try_wait().unwrap().is_none() {
         if started.elapsed() > limit {
@@ -312,7 +337,7 @@ fn run_within(mut command: Command, limit: Duration) -> Output {
 fn driver_ok(network: &Network, dir: &std::path::Path, env: &[(&str, String)], args: &[&str]) -> String {
     let mut command = network.floe("driver", dir, env);
     command.args(args);
-    let out = run_within(command, Duration::from_secs(240));
+    let out = run_within(command, Duration::from_secs(180));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -369,8 +394,14 @@ fn the_pipeline_on_hosts_in_network_namespaces_agrees_with_local_datafusion() {
     let probe = run_within(
         {
             let mut c = clean_cmd("ip", dir.path());
-            c.args(["netns", "exec", &namespace_name(network.pid, "driver"), "bash", "-c"])
-                .arg(format!("exec 3<>/dev/tcp/{}/{}", garage.ip(), garage.port()));
+            c.args([
+                "netns",
+                "exec",
+                &namespace_name(network.pid, "driver"),
+                "bash",
+                "-c",
+            ])
+            .arg(format!("exec 3<>/dev/tcp/{}/{}", garage.ip(), garage.port()));
             c
         },
         Duration::from_secs(10),
@@ -475,13 +506,19 @@ fn the_pipeline_on_hosts_in_network_namespaces_agrees_with_local_datafusion() {
         "the cluster ran on rows: {report}"
     );
     let equivalence = &report["equivalence"];
-    assert_eq!(equivalence["engines"], serde_json::json!(["datafusion", "ballista"]));
+    assert_eq!(
+        equivalence["engines"],
+        serde_json::json!(["datafusion", "ballista"])
+    );
     let tables = equivalence["tables"].as_array().unwrap();
     assert!(tables.len() >= 5, "{equivalence}");
     for t in tables {
         assert_eq!(t["equal"], true, "{t}");
     }
-    assert!(tables.iter().any(|t| t["left_rows"].as_u64() > Some(0)), "{equivalence}");
+    assert!(
+        tables.iter().any(|t| t["left_rows"].as_u64() > Some(0)),
+        "{equivalence}"
+    );
     assert_eq!(equivalence["equal"], true);
 
     // Both executors read the input from Garage, each from its own address, as did the driver.
