@@ -19,7 +19,7 @@
 //!   Leftovers of a run that was killed (its pid gone) are removed first.
 //! - The namespaces have no default route: all they reach is the bridge's /28. Their 127.0.0.1 is
 //!   their own loopback, so a process that advertised or dialled 127.0.0.1 for another one would
-//!   fail the run; the test also checks that the driver cannot reach Garage's 127.0.0.1 port.
+//!   fail the run; the test also checks that no host can reach Garage's 127.0.0.1 port.
 //! - Garage listens on 127.0.0.1 of the root namespace, which no namespace can reach. A TCP forwarder
 //!   of the test's own listens on the bridge's address and copies bytes to Garage. Chosen over the
 //!   alternatives because it changes nothing outside the test: restarting the shared Garage on
@@ -390,26 +390,20 @@ fn the_pipeline_on_hosts_in_network_namespaces_agrees_with_local_datafusion() {
     // (`Backend::PostgresS3` only asks for the S3 variables; the catalog stays the SQLite file.)
     let env = settings_env(&settings, Backend::PostgresS3);
 
-    // The driver cannot reach Garage where it listens: its 127.0.0.1 is its own.
-    let probe = run_within(
-        {
-            let mut c = clean_cmd("ip", dir.path());
-            c.args([
-                "netns",
-                "exec",
-                &namespace_name(network.pid, "driver"),
-                "bash",
-                "-c",
-            ])
+    // No host reaches Garage where it listens: each one's 127.0.0.1 is its own.
+    for role in HOSTS {
+        let mut probe = clean_cmd("ip", dir.path());
+        probe
+            .args(["netns", "exec", &namespace_name(network.pid, role), "bash", "-c"])
             .arg(format!("exec 3<>/dev/tcp/{}/{}", garage.ip(), garage.port()));
-            c
-        },
-        Duration::from_secs(10),
-    );
-    assert!(
-        !probe.status.success(),
-        "the driver's host reached Garage at {garage}: the namespaces are not isolated"
-    );
+        let probe = run_within(probe, Duration::from_secs(10));
+        let error = String::from_utf8_lossy(&probe.stderr);
+        assert!(
+            !probe.status.success() && error.contains("connect:"),
+            "{role}'s host and Garage at {garage}: the namespaces are not isolated ({}, {error})",
+            probe.status
+        );
+    }
 
     let mut cluster = OwnCluster {
         children: Vec::new(),
