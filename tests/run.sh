@@ -15,6 +15,7 @@ missing=()
 command -v python3 >/dev/null || missing+=(python3 python3-pip)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing+=(postgresql)
 command -v pg_isready >/dev/null || missing+=(postgresql-client)
+command -v ip >/dev/null || missing+=(iproute2)  # network namespaces (tests/it/cluster_hosts.rs)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -203,10 +203,12 @@ both_backends!(
 );
 
 /// A cluster of its own (a scheduler and two executors), so that killing one disturbs no other test.
-struct OwnCluster {
-    children: Vec<std::process::Child>,
-    url: String,
-    _dir: tempfile::TempDir,
+/// Dropping it ends the processes, and prints their logs' tails when the test is failing.
+pub(crate) struct OwnCluster {
+    pub(crate) children: Vec<std::process::Child>,
+    pub(crate) url: String,
+    /// The processes' logs (`scheduler.log`, `executor-0.log`, `executor-1.log`, see [`log`]).
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Drop for OwnCluster {
@@ -219,7 +221,7 @@ impl Drop for OwnCluster {
             // The processes' logs say why the run failed.
             for name in ["scheduler", "executor-0", "executor-1"] {
                 let text =
-                    std::fs::read_to_string(self._dir.path().join(format!("{name}.log"))).unwrap_or_default();
+                    std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default();
                 let tail: Vec<&str> = text
                     .lines()
                     .rev()
@@ -248,11 +250,11 @@ fn free_port_pair() -> u16 {
     }
 }
 
-/// Wait until `port` accepts connections; false when `child` exits first (its port was taken by
+/// Wait until `address` accepts connections; false when `child` exits first (its port was taken by
 /// another test meanwhile) or nothing listens within a minute.
-fn wait_listening(port: u16, child: &mut std::process::Child) -> bool {
+pub(crate) fn wait_listening(address: std::net::SocketAddr, child: &mut std::process::Child) -> bool {
     for _ in 0..240 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if std::net::TcpStream::connect(address).is_ok() {
             return true;
         }
         if child.try_wait().ok().flatten().is_some() {
@@ -264,7 +266,7 @@ fn wait_listening(port: u16, child: &mut std::process::Child) -> bool {
 }
 
 /// A process's log file in the cluster's directory (kept when the test fails: see `OwnCluster`).
-fn log(dir: &std::path::Path, name: &str) -> std::fs::File {
+pub(crate) fn log(dir: &std::path::Path, name: &str) -> std::fs::File {
     std::fs::File::create(dir.join(format!("{name}.log"))).unwrap()
 }
 
@@ -288,7 +290,7 @@ fn spawn_listening(
             .stderr(log(dir, name))
             .spawn()
             .unwrap();
-        if wait_listening(port, &mut child) {
+        if wait_listening(([127, 0, 0, 1], port).into(), &mut child) {
             return (child, port);
         }
         let _ = child.kill();
@@ -332,7 +334,7 @@ fn own_cluster(ctx: &Ctx) -> OwnCluster {
     OwnCluster {
         children,
         url: format!("df://127.0.0.1:{scheduler}"),
-        _dir: dir,
+        dir,
     }
 }
 

@@ -9,6 +9,7 @@ mod bad_input;
 mod bench;
 mod cli;
 mod cluster;
+mod cluster_hosts;
 mod concurrency;
 mod crash;
 mod diff;
