@@ -129,6 +129,12 @@ pub struct StageFigures {
     pub rows_out: u64,
     /// Time committing (floe only).
     pub commit_seconds: Option<f64>,
+    /// Bytes the driver received from a cluster whose executors wrote the files (floe only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver_bytes_received: Option<u64>,
+    /// The plan the stage ran with, where the engine tells (the cluster's `enrich`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
 }
 
 impl StageFigures {

@@ -18,7 +18,7 @@ use crate::catalog::Namespace;
 use crate::config::Settings;
 use crate::error::{Error, ErrorKind, Result};
 use crate::lakehouse::Floe;
-use crate::pipeline::engine::{engine_named, DataFusionEngine, DuckDbEngine, Engine};
+use crate::pipeline::engine::{engine_named, DataFusionEngine, DuckDbEngine, Engine, PinnedTable, Stage};
 use crate::pipeline::input::resolve_inputs;
 use crate::pipeline::runner::{run, RunOptions};
 
@@ -130,8 +130,9 @@ async fn floe_pass(
 ) -> Result<Vec<StageFigures>> {
     purge_namespace(floe, ns).await?;
     floe.ensure_namespace(ns).await?;
-    let options = RunOptions::new(ns.clone(), Some(input.to_string()), vec![engine]);
+    let options = RunOptions::new(ns.clone(), Some(input.to_string()), vec![engine.clone()]);
     let report = run(floe, &options).await?;
+    let enrich_plan = explain_enrich(floe, ns, engine.as_ref()).await?;
     Ok(report
         .stages
         .iter()
@@ -144,8 +145,26 @@ async fn floe_pass(
             bytes_written: s.bytes_written,
             rows_out: s.rows_out.values().sum(),
             commit_seconds: Some(s.commit_seconds),
+            driver_bytes_received: s.driver_bytes_received,
+            plan: (s.stage == Stage::Enrich.name())
+                .then(|| enrich_plan.clone())
+                .flatten(),
         })
         .collect())
+}
+
+/// The plan `engine` runs `enrich` with on the inputs the pass committed (a cluster's shows whether
+/// it broadcasts geoip); `None` where the engine does not tell.
+async fn explain_enrich(floe: &Floe, ns: &Namespace, engine: &dyn Engine) -> Result<Option<String>> {
+    let mut inputs = std::collections::BTreeMap::new();
+    for t in Stage::Enrich.inputs() {
+        let table = floe
+            .load_table(&crate::catalog::TableName::new(ns.clone(), *t)?)
+            .await?;
+        let snapshot_id = table.current_snapshot().map(|s| s.snapshot_id());
+        inputs.insert(*t, PinnedTable { table, snapshot_id });
+    }
+    engine.explain(Stage::Enrich, &inputs).await
 }
 
 /// One raw pass on `engine` in the scratch directory `work` (removed afterwards).
@@ -171,6 +190,8 @@ async fn raw_pass(floe: &Floe, work: &Path, engine: &str, input: &str) -> Result
             bytes_written: s.bytes_written,
             rows_out: s.rows_out,
             commit_seconds: None,
+            driver_bytes_received: None,
+            plan: None,
         })
         .collect())
 }

@@ -306,12 +306,20 @@ impl ObjectStorage {
         Ok(meta.size)
     }
 
-    /// Delete an object; a missing object is not an error.
+    /// Delete an object; a missing object is not an error. A store that reports the key's
+    /// deletion failed for a passing reason is asked again a few times.
     pub async fn delete(&self, location: &str) -> Result<()> {
         let (store, path) = self.resolve(location)?;
-        match store.delete(&path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(storage_error(e, location, "delete")),
+        let mut attempt = 0;
+        loop {
+            match store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => return Ok(()),
+                Err(e) if attempt < DELETE_RETRIES && passing_delete_failure(&e) => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+                }
+                Err(e) => return Err(storage_error(e, location, "delete")),
+            }
         }
     }
 
@@ -344,15 +352,22 @@ impl ObjectStorage {
             .collect())
     }
 
-    /// Delete everything under a prefix URI.
+    /// Delete everything under a prefix URI (listed again and retried a few times when the store
+    /// reports a passing failure).
     pub async fn delete_prefix(&self, prefix: &str) -> Result<()> {
         let (store, path) = self.resolve(prefix)?;
-        let locations = store.list(Some(&path)).map_ok(|m| m.location).boxed();
-        store
-            .delete_stream(locations)
-            .try_collect::<Vec<_>>()
-            .await
-            .map_err(|e| storage_error(e, prefix, "delete"))?;
+        let mut attempt = 0;
+        loop {
+            let locations = store.list(Some(&path)).map_ok(|m| m.location).boxed();
+            match store.delete_stream(locations).try_collect::<Vec<_>>().await {
+                Ok(_) => break,
+                Err(e) if attempt < DELETE_RETRIES && passing_delete_failure(&e) => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+                }
+                Err(e) => return Err(storage_error(e, prefix, "delete")),
+            }
+        }
         if prefix.starts_with('/') || prefix.starts_with("file://") {
             // Local directories stay behind after their files are gone.
             let dir = prefix.strip_prefix("file://").unwrap_or(prefix);
@@ -584,6 +599,24 @@ impl iceberg::io::StorageFactory for StorageFactory {
             .unwrap_or_else(|| ObjectStorage::new(S3Settings::default()));
         Ok(Arc::new(storage))
     }
+}
+
+/// How many times a delete that failed for a passing reason is asked again.
+const DELETE_RETRIES: u32 = 4;
+
+/// A bulk delete's per-key failure that a later request can succeed at: S3's `DeleteObjects`
+/// answers 200 with an error per key, which the client's retries never see (Garage under load
+/// answers `ServiceUnavailable` when its metadata database is busy).
+fn passing_delete_failure(e: &object_store::Error) -> bool {
+    let text = e.to_string();
+    [
+        "ServiceUnavailable",
+        "SlowDown",
+        "InternalError",
+        "Internal error",
+    ]
+    .iter()
+    .any(|m| text.contains(m))
 }
 
 /// Delete files that no commit references (a failed or abandoned write's, an expired snapshot's);

@@ -249,17 +249,45 @@ both_backends!(
         let report = floe::bench::report::summarize(&ctx.floe, m, 1);
         let rows: Vec<(usize, bool)> = report
             .cluster
+            .rows
             .iter()
             .map(|c| (c.executors, c.speedup_over_fewest.is_some()))
             .collect();
         assert_eq!(rows, [(1, true), (2, true)], "{:?}", report.cluster);
         assert!(report
             .cluster
+            .rows
             .iter()
             .all(|c| c.seconds > 0.0 && c.over_datafusion.mean > 0.0 && c.over_datafusion.n == 1));
+        // The executors wrote the files: the driver received a small part of what was committed.
+        for c in &report.cluster.rows {
+            let ratio = c.driver_bytes_per_output_byte.expect("measured");
+            assert!(ratio > 0.0 && ratio < 0.2, "{c:?}");
+            assert!(
+                c.enrich_over_datafusion.as_ref().is_some_and(|r| r.n == 1),
+                "{c:?}"
+            );
+        }
+        let plan = report
+            .cluster
+            .enrich_plan
+            .as_deref()
+            .expect("the cluster's enrich plan");
+        assert!(plan.contains("broadcast=true"), "{plan}");
+        let json = serde_json::to_value(&report).unwrap();
+        assert!(
+            json["cluster"]["driver_bytes_per_output_byte"].is_number(),
+            "{}",
+            json["cluster"]
+        );
+        assert!(report
+            .targets
+            .iter()
+            .any(|t| t.target.starts_with("cluster: bytes the driver receives") && t.met.is_some()));
         floe::bench::report::write(&report, out.path()).unwrap();
         let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();
         assert!(md.contains("## Cluster") && md.contains("| 200KB | 2 |"), "{md}");
+        assert!(md.contains("broadcast=true"), "{md}");
     }
 );
 

@@ -186,7 +186,8 @@ both_backends!(
         let plan = engine
             .explain(floe::pipeline::Stage::Enrich, &inputs)
             .await
-            .unwrap();
+            .unwrap()
+            .expect("the cluster explains its plans");
         // The join builds geoip once per task from one partition (broadcast), instead of
         // repartitioning the events by the join key.
         assert!(plan.contains("HashJoinExec: mode=CollectLeft"), "{plan}");

@@ -196,7 +196,7 @@ fn equivalence(r: &BenchReport, page: &mut Page) {
 
 /// The `ballista` engine on loopback clusters against local DataFusion.
 fn cluster(r: &BenchReport, page: &mut Page) {
-    if !r.cluster.is_empty() {
+    if !r.cluster.rows.is_empty() {
         page.line(String::new());
         page.line("## Cluster".into());
         page.line(String::new());
@@ -209,12 +209,12 @@ fn cluster(r: &BenchReport, page: &mut Page) {
         ));
         page.line(String::new());
         page.line(
-            "| input | executors | seconds | / local DataFusion | speedup over fewest executors |".into(),
+            "| input | executors | seconds | / local DataFusion | speedup over fewest executors | enrich / local DataFusion | driver bytes / output bytes |".into(),
         );
-        page.line("|---|---|---|---|---|".into());
-        for c in &r.cluster {
+        page.line("|---|---|---|---|---|---|---|".into());
+        for c in &r.cluster.rows {
             page.line(format!(
-                "| {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} |",
                 c.size,
                 c.executors,
                 secs(c.seconds),
@@ -222,8 +222,35 @@ fn cluster(r: &BenchReport, page: &mut Page) {
                 c.speedup_over_fewest
                     .as_ref()
                     .map(fmt_ratio)
+                    .unwrap_or("-".into()),
+                c.enrich_over_datafusion
+                    .as_ref()
+                    .map(fmt_ratio)
+                    .unwrap_or("-".into()),
+                c.driver_bytes_per_output_byte
+                    .map(|x| format!("{x:.4}"))
                     .unwrap_or("-".into())
             ));
+        }
+        page.line(String::new());
+        page.line(
+            "The executors write every cluster stage's data files themselves; the driver receives only \
+             the files' entries (path, size, counts, column bounds, partition values) and commits them."
+                .into(),
+        );
+        if let Some(plan) = &r.cluster.enrich_plan {
+            page.line(String::new());
+            page.line(
+                "The plan the cluster ran `enrich` with (the geoip side is built once and broadcast to \
+                 every task of the events side):"
+                    .into(),
+            );
+            page.line(String::new());
+            page.line("```".into());
+            for l in plan.lines() {
+                page.line(l.to_string());
+            }
+            page.line("```".into());
         }
     }
 }

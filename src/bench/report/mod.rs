@@ -171,6 +171,23 @@ pub struct ClusterRow {
     pub over_datafusion: Ratio,
     /// The fewest executors' time over its time (above 1: it scaled), paired by repetition.
     pub speedup_over_fewest: Option<Ratio>,
+    /// The `enrich` stage's time over local DataFusion's, paired by repetition.
+    pub enrich_over_datafusion: Option<Ratio>,
+    /// Bytes the driver received from the cluster over the bytes of data files its stages
+    /// committed (the executors write the files; only their entries come back), median over
+    /// repetitions.
+    pub driver_bytes_per_output_byte: Option<f64>,
+}
+
+/// The cluster section of the report.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ClusterReport {
+    /// Per size and executor count.
+    pub rows: Vec<ClusterRow>,
+    /// The largest [`ClusterRow::driver_bytes_per_output_byte`] of any row.
+    pub driver_bytes_per_output_byte: Option<f64>,
+    /// The plan the cluster ran `enrich` with (its stages: the geoip side is broadcast).
+    pub enrich_plan: Option<String>,
 }
 
 /// The whole report.
@@ -195,8 +212,9 @@ pub struct BenchReport {
     pub add_files_vs_pyiceberg: BTreeMap<String, Ratio>,
     /// floe's DataFusion full scan time over raw DataFusion's, paired by repetition, per size.
     pub scan_vs_raw: BTreeMap<String, Ratio>,
-    /// The cluster against local DataFusion, per size and executor count.
-    pub cluster: Vec<ClusterRow>,
+    /// The cluster against local DataFusion, per size and executor count, and what crossed the
+    /// driver's link.
+    pub cluster: ClusterReport,
     /// Targets at the largest size.
     pub targets: Vec<Target>,
     /// The recommendation for `--engine auto`.
@@ -216,6 +234,11 @@ fn total_of(run: &PipelineRun) -> StageFigures {
         bytes_written: s.iter().map(|x| x.bytes_written).sum(),
         rows_out: s.iter().map(|x| x.rows_out).sum(),
         commit_seconds: s.iter().map(|x| x.commit_seconds).sum::<Option<f64>>(),
+        driver_bytes_received: s
+            .iter()
+            .filter_map(|x| x.driver_bytes_received)
+            .reduce(|a, b| a + b),
+        plan: None,
     }
 }
 
@@ -369,9 +392,10 @@ pub fn summarize(floe: &Floe, m: Measurements, repetitions: usize) -> BenchRepor
         }
     }
 
-    let cluster = cluster_rows(&m, &series);
+    let cluster = cluster_report(&m, &series);
     let recommendation = recommend(&m, &summary);
-    let targets = targets::all(&m, &summary, &overhead, &append_vs_pyiceberg, &scan_vs_raw);
+    let mut targets = targets::all(&m, &summary, &overhead, &append_vs_pyiceberg, &scan_vs_raw);
+    targets.extend(targets::cluster_targets(&cluster));
     BenchReport {
         machine: Machine::describe(floe),
         finished_at: chrono::Utc::now().to_rfc3339(),
@@ -389,15 +413,39 @@ pub fn summarize(floe: &Floe, m: Measurements, repetitions: usize) -> BenchRepor
     }
 }
 
+/// The cluster section: [`ClusterRow`]s, the worst driver-bytes ratio and the enrich plan.
+fn cluster_report(m: &Measurements, series: &Series) -> ClusterReport {
+    let rows = cluster_rows(m, series);
+    let enrich_plan = series
+        .iter()
+        .filter(|((_, engine, path, stage), _)| {
+            super::on_cluster(engine) && path == "floe" && stage == "enrich"
+        })
+        .flat_map(|(_, v)| v.iter().filter_map(|(_, x)| x.plan.clone()))
+        .next();
+    ClusterReport {
+        driver_bytes_per_output_byte: rows
+            .iter()
+            .filter_map(|r| r.driver_bytes_per_output_byte)
+            .reduce(f64::max),
+        rows,
+        enrich_plan,
+    }
+}
+
 /// [`ClusterRow`]s: every `ballista:N` floe total paired by repetition with the same size's local
 /// DataFusion total and with the fewest executors' total.
 fn cluster_rows(m: &Measurements, series: &Series) -> Vec<ClusterRow> {
-    let totals = |size: &str, engine: &str| -> BTreeMap<usize, f64> {
+    let figures = |size: &str, engine: &str, stage: &str| -> BTreeMap<usize, StageFigures> {
         series
-            .get(&(size.into(), engine.into(), "floe".into(), "total".into()))
-            .map(|v| v.iter().map(|(r, x)| (*r, x.seconds)).collect())
+            .get(&(size.into(), engine.into(), "floe".into(), stage.into()))
+            .map(|v| v.iter().map(|(r, x)| (*r, x.clone())).collect())
             .unwrap_or_default()
     };
+    let seconds = |f: BTreeMap<usize, StageFigures>| -> BTreeMap<usize, f64> {
+        f.into_iter().map(|(r, x)| (r, x.seconds)).collect()
+    };
+    let totals = |size: &str, engine: &str| seconds(figures(size, engine, "total"));
     let paired = |a: &BTreeMap<usize, f64>, b: &BTreeMap<usize, f64>| {
         let (x, y): (Vec<f64>, Vec<f64>) = a.iter().filter_map(|(r, v)| b.get(r).map(|w| (*v, *w))).unzip();
         Ratio::paired(&x, &y)
@@ -422,6 +470,12 @@ fn cluster_rows(m: &Measurements, series: &Series) -> Vec<ClusterRow> {
             if mine.is_empty() {
                 continue;
             }
+            let enrich = seconds(figures(&size, label, "enrich"));
+            let local_enrich = seconds(figures(&size, "datafusion", "enrich"));
+            let driver: Vec<f64> = figures(&size, label, "total")
+                .values()
+                .filter_map(|x| Some(x.driver_bytes_received? as f64 / x.bytes_written.max(1) as f64))
+                .collect();
             out.push(ClusterRow {
                 size: size.clone(),
                 engine: label.clone(),
@@ -429,6 +483,9 @@ fn cluster_rows(m: &Measurements, series: &Series) -> Vec<ClusterRow> {
                 seconds: Summary::of(&mine.values().copied().collect::<Vec<_>>()).median,
                 over_datafusion: paired(&mine, &datafusion),
                 speedup_over_fewest: (labels.len() > 1).then(|| paired(&fewest, &mine)),
+                enrich_over_datafusion: (!enrich.is_empty() && !local_enrich.is_empty())
+                    .then(|| paired(&enrich, &local_enrich)),
+                driver_bytes_per_output_byte: (!driver.is_empty()).then(|| Summary::of(&driver).median),
             });
         }
     }

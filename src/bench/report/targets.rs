@@ -251,6 +251,36 @@ pub(super) fn all(
     out
 }
 
+/// The cluster-writes issue's targets (29), over every cluster row: the driver receives at most a
+/// hundredth of the bytes its stages commit (the executors write the files), and `enrich` (geoip
+/// broadcast) takes at most twice local DataFusion's time.
+pub(super) fn cluster_targets(c: &super::ClusterReport) -> Vec<Target> {
+    if c.rows.is_empty() {
+        return Vec::new();
+    }
+    let mut out = vec![Target {
+        target: "cluster: bytes the driver receives / bytes of data files committed at most 0.01".into(),
+        measured: c
+            .driver_bytes_per_output_byte
+            .map(|r| format!("{r:.4} (worst of {} cluster rows)", c.rows.len()))
+            .unwrap_or_else(|| "not measured".into()),
+        met: c.driver_bytes_per_output_byte.map(|r| r <= 0.01),
+    }];
+    let worst = c
+        .rows
+        .iter()
+        .filter_map(|r| Some((r, r.enrich_over_datafusion.as_ref()?)))
+        .max_by(|a, b| a.1.mean.total_cmp(&b.1.mean));
+    out.push(Target {
+        target: "cluster: enrich on a loopback cluster at most 2x local DataFusion".into(),
+        measured: worst
+            .map(|(r, x)| format!("{} ({}, {} executors)", fmt_ratio(x), r.size, r.executors))
+            .unwrap_or_else(|| "not measured".into()),
+        met: worst.map(|(_, x)| x.mean <= 2.0),
+    });
+    out
+}
+
 /// The speed issue's targets (28), at the largest size: the append against PyIceberg (1.1x, 1.3x in
 /// a release build) and against the physical limit (arrow-rs's `ArrowWriter` alone on all cores),
 /// the DataFusion path at most raw DataFusion's time, and peak memory per stage.

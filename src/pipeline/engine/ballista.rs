@@ -122,50 +122,6 @@ impl BallistaEngine {
     }
 }
 
-impl BallistaEngine {
-    /// The plans of `stage`'s queries on the cluster (`EXPLAIN`): logical, physical and the
-    /// cluster's stages, as the scheduler plans them.
-    pub async fn explain(
-        &self,
-        stage: Stage,
-        inputs: &BTreeMap<&'static str, PinnedTable>,
-    ) -> Result<String> {
-        let ctx = self.stage_context(stage, inputs).await?;
-        let mut out = String::new();
-        for q in super::sql::DATAFUSION.stage(stage) {
-            let batches = ctx
-                .sql(&format!("EXPLAIN {q}"))
-                .await
-                .map_err(|e| Error::new(ErrorKind::Engine, format!("ballista: {e}")))?
-                .collect()
-                .await
-                .map_err(|e| Error::new(ErrorKind::Engine, format!("ballista: {e}")))?;
-            for b in &batches {
-                let (Some(kind), Some(plan)) = (b.column_by_name("plan_type"), b.column_by_name("plan"))
-                else {
-                    continue;
-                };
-                let kind = arrow::compute::cast(kind, &arrow::datatypes::DataType::Utf8)?;
-                let plan = arrow::compute::cast(plan, &arrow::datatypes::DataType::Utf8)?;
-                let as_text = |a: &arrow::array::ArrayRef| {
-                    a.as_any()
-                        .downcast_ref::<arrow::array::StringArray>()
-                        .map(|s| {
-                            s.iter()
-                                .map(|v| v.unwrap_or_default().to_string())
-                                .collect::<Vec<_>>()
-                        })
-                        .unwrap_or_default()
-                };
-                for (k, p) in as_text(&kind).into_iter().zip(as_text(&plan)) {
-                    out.push_str(&format!("{k}:\n{p}\n"));
-                }
-            }
-        }
-        Ok(out)
-    }
-}
-
 /// Run `query` on the cluster with its rows written by the executors as files of `table`: the files'
 /// entries, one attempt per output partition.
 async fn write_on_executors(
@@ -253,6 +209,48 @@ impl Engine for BallistaEngine {
 
     fn rerun_on_imbalance(&self) -> bool {
         true
+    }
+
+    /// The `EXPLAIN` of the stage's queries on the cluster: logical, physical and the cluster's
+    /// stages, as the scheduler plans them.
+    async fn explain(
+        &self,
+        stage: Stage,
+        inputs: &BTreeMap<&'static str, PinnedTable>,
+    ) -> Result<Option<String>> {
+        let ctx = self.stage_context(stage, inputs).await?;
+        let mut out = String::new();
+        for q in super::sql::DATAFUSION.stage(stage) {
+            let batches = ctx
+                .sql(&format!("EXPLAIN {q}"))
+                .await
+                .map_err(|e| Error::new(ErrorKind::Engine, format!("ballista: {e}")))?
+                .collect()
+                .await
+                .map_err(|e| Error::new(ErrorKind::Engine, format!("ballista: {e}")))?;
+            for b in &batches {
+                let (Some(kind), Some(plan)) = (b.column_by_name("plan_type"), b.column_by_name("plan"))
+                else {
+                    continue;
+                };
+                let kind = arrow::compute::cast(kind, &arrow::datatypes::DataType::Utf8)?;
+                let plan = arrow::compute::cast(plan, &arrow::datatypes::DataType::Utf8)?;
+                let as_text = |a: &arrow::array::ArrayRef| {
+                    a.as_any()
+                        .downcast_ref::<arrow::array::StringArray>()
+                        .map(|s| {
+                            s.iter()
+                                .map(|v| v.unwrap_or_default().to_string())
+                                .collect::<Vec<_>>()
+                        })
+                        .unwrap_or_default()
+                };
+                for (k, p) in as_text(&kind).into_iter().zip(as_text(&plan)) {
+                    out.push_str(&format!("{k}:\n{p}\n"));
+                }
+            }
+        }
+        Ok(Some(out))
     }
 
     fn lost_workers(&self, error: &Error) -> bool {

@@ -150,6 +150,16 @@ pub trait Engine: Send + Sync {
         false
     }
 
+    /// The plan `stage` runs with on this engine for these inputs, as the engine prints it (a
+    /// cluster's: its stages and what they exchange); `None` when the engine does not tell.
+    async fn explain(
+        &self,
+        _stage: Stage,
+        _inputs: &BTreeMap<&'static str, PinnedTable>,
+    ) -> Result<Option<String>> {
+        Ok(None)
+    }
+
     /// Compute `stage`'s outputs and write them as Parquet data files of `outputs` (one table per
     /// `stage.outputs()`, in that order) itself, with the tables' field ids and partitioning: per
     /// output, the files written. `None` when this engine does not write these tables itself (the
