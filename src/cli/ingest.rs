@@ -75,6 +75,12 @@ pub struct IngestArgs {
     /// Count each unit's range at the source again and require equality.
     #[arg(long)]
     verify: bool,
+    /// Run the units of a Postgres source as tasks of the cluster (`--cluster`, FLOE_CLUSTER or
+    /// `cluster` in floe.toml): each executor reads its unit at the run's snapshot, with its own
+    /// PGPASSWORD or ~/.pgpass (the password never travels in the plan), and writes the files; this
+    /// process keeps the retries, the unit ledger and the one commit. SQLite and file sources run here.
+    #[arg(long)]
+    on_cluster: bool,
     /// Run the units of a failed run that are not done, then commit.
     #[arg(long, conflicts_with_all = ["source", "plan"])]
     resume: Option<String>,
@@ -122,6 +128,14 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
     options.mode = mode(&a)?;
     options.create = a.create;
     options.verify = a.verify;
+    if a.on_cluster {
+        options.on_cluster = Some(floe.settings().cluster.clone().ok_or_else(|| {
+            floe::Error::new(
+                floe::ErrorKind::Config,
+                "--on-cluster needs a cluster: --cluster df://HOST:PORT, FLOE_CLUSTER, or cluster in floe.toml",
+            )
+        })?);
+    }
     if a.plan {
         let plan = floe::ingest::plan(floe, &options).await?;
         output::ingest::plan(&mut output::stdout(), &plan, a.format)?;

@@ -12,6 +12,7 @@
 //! This file holds the options, the plan and report types, and the entry points.
 
 pub mod changes;
+pub(crate) mod on_cluster;
 mod planner;
 pub mod record;
 mod run;
@@ -105,6 +106,12 @@ pub struct IngestOptions {
     pub create: bool,
     /// Count every unit's rows at the source again and require equality.
     pub verify: bool,
+    /// Run the units of a Postgres source as tasks of the cluster at this URL (`df://HOST:PORT`):
+    /// each executor reads its unit at the run's snapshot and writes the files; the driver keeps
+    /// the retries, the unit ledger and the commit. SQLite and file sources, and upserts (whose rows
+    /// the driver holds), run locally.
+    #[serde(default)]
+    pub on_cluster: Option<String>,
 }
 
 impl IngestOptions {
@@ -122,6 +129,7 @@ impl IngestOptions {
             mode: IngestMode::Append,
             create: false,
             verify: false,
+            on_cluster: None,
         }
     }
 }
@@ -163,6 +171,8 @@ pub struct UnitReport {
     pub attempts: u32,
     /// Whether it ran in this call (false: done by an earlier one, on resume).
     pub ran: bool,
+    /// Whether it ran as a task of the cluster (`--on-cluster`).
+    pub on_cluster: bool,
 }
 
 /// What a run did.

@@ -43,6 +43,8 @@ pub(super) struct Execution<'a> {
 struct UnitOutcome {
     state: UnitState,
     ran: bool,
+    /// It ran as a task of the cluster.
+    on_cluster: bool,
     read: UnitRows,
     error: Option<Error>,
 }
@@ -98,6 +100,7 @@ pub(super) async fn execute(run: Execution<'_>, states: Vec<UnitState>) -> Resul
                 files: o.state.files.len(),
                 attempts: o.state.attempts,
                 ran: o.ran,
+                on_cluster: o.ran && o.on_cluster,
             })
             .collect(),
         plan: run.plan,
@@ -163,7 +166,9 @@ async fn run_units(
         }
         _ => None,
     };
+    let cluster = on_cluster(run)?;
     let unit = UnitRun {
+        cluster: cluster.as_ref(),
         db: run.floe.database(),
         source: run.source,
         columns: run.columns,
@@ -180,6 +185,7 @@ async fn run_units(
                 return UnitOutcome {
                     state,
                     ran: false,
+                    on_cluster: false,
                     read: UnitRows::default(),
                     error: None,
                 };
@@ -192,6 +198,29 @@ async fn run_units(
     .await;
     outcomes.sort_by_key(|o| o.state.unit.index);
     Ok((outcomes, snapshot))
+}
+
+/// The cluster the units run on: `--on-cluster`'s, for the units of a Postgres source that write
+/// files (an upsert's rows are held by the driver; SQLite and files are read locally).
+fn on_cluster(run: &Execution<'_>) -> Result<Option<crate::pipeline::BallistaEngine>> {
+    let Some(url) = &run.options.on_cluster else {
+        return Ok(None);
+    };
+    match run.source {
+        Source::Sql(sql) if sql.database() == super::source::Database::Postgres && run.upsert.is_none() => {
+            Ok(Some(crate::pipeline::BallistaEngine::new(
+                url,
+                run.floe.settings().clone(),
+            )?))
+        }
+        _ => {
+            tracing::warn!(
+                "--on-cluster runs the units of a Postgres source that are appended or overwritten; \
+                 these units run here"
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// When a unit exhausted its retries: the run recorded as failed, and the error saying how to
@@ -301,6 +330,8 @@ fn committed_snapshot(table: &Table, run_id: &str) -> Option<i64> {
 
 /// What every unit of one call shares.
 struct UnitRun<'a> {
+    /// The cluster each attempt runs on, when it runs on one.
+    cluster: Option<&'a crate::pipeline::BallistaEngine>,
     db: &'a CatalogDatabase,
     source: &'a Source,
     columns: &'a [SourceColumn],
@@ -316,9 +347,11 @@ struct UnitRun<'a> {
 impl UnitRun<'_> {
     /// Run one unit to completion, retrying with backoff.
     async fn run(&self, mut state: UnitState) -> UnitOutcome {
+        let on_cluster = self.cluster.is_some();
         let failed = |state, error| UnitOutcome {
             state,
             ran: true,
+            on_cluster,
             read: UnitRows::default(),
             error: Some(error),
         };
@@ -338,6 +371,7 @@ impl UnitRun<'_> {
                         Ok(()) => UnitOutcome {
                             state,
                             ran: true,
+                            on_cluster,
                             read,
                             error: None,
                         },
@@ -367,6 +401,27 @@ impl UnitRun<'_> {
     async fn attempt(&self, state: &UnitState) -> Result<UnitRows> {
         let app = application_name(self.run_id, state.unit.index, state.attempts);
         let table = self.table;
+        if let (Some(cluster), Source::Sql(sql)) = (self.cluster, self.source) {
+            let job = super::on_cluster::UnitJob {
+                source: sql.portable(self.columns)?,
+                bounds: state.unit.bounds.clone(),
+                application: app.clone(),
+                snapshot: self.snapshot.map(str::to_string),
+                target: crate::pipeline::engine::cluster_write::WriteTarget::new(
+                    table,
+                    DEFAULT_TARGET_FILE_SIZE,
+                ),
+            };
+            let batches = cluster.collect(job.plan()?).await?;
+            let files = crate::pipeline::engine::cluster_write::collect_attempts(table, &batches)
+                .await?
+                .files;
+            let read = UnitRows {
+                files,
+                batches: Vec::new(),
+            };
+            return self.verified(state, &app, read).await;
+        }
         let batches = match (self.source, &state.unit.bounds) {
             (Source::Sql(sql), bounds) => sql.extract(self.columns, bounds, &app, self.snapshot).await?,
             (Source::Files(_), Bounds::File { uri }) => {
@@ -392,9 +447,14 @@ impl UnitRun<'_> {
             (Source::Files(_), b) => return Err(Error::internal(format!("a file source with unit {b:?}"))),
         };
         let read = self.keep(batches).await?;
+        self.verified(state, &app, read).await
+    }
+
+    /// `read`, when `--verify` counts the same rows at the source (else its files are deleted).
+    async fn verified(&self, state: &UnitState, app: &str, read: UnitRows) -> Result<UnitRows> {
         if self.options.verify {
-            if let Err(e) = self.verify(state, &app, read.rows()).await {
-                delete_quietly(table.storage(), paths_of(&read.files)).await;
+            if let Err(e) = self.verify(state, app, read.rows()).await {
+                delete_quietly(self.table.storage(), paths_of(&read.files)).await;
                 return Err(e);
             }
         }

@@ -278,6 +278,7 @@ fn spawn_listening(
     dir: &std::path::Path,
     name: &str,
     args: &[&str],
+    log_level: &str,
 ) -> (std::process::Child, u16) {
     for _ in 0..5 {
         let port = free_port_pair();
@@ -287,7 +288,7 @@ fn spawn_listening(
             .collect();
         let mut child = floe_cmd(dir, Some(ctx))
             .args(&args)
-            .env("FLOE_LOG", "info")
+            .env("FLOE_LOG", log_level)
             .stderr(log(dir, name))
             .spawn()
             .unwrap();
@@ -301,12 +302,18 @@ fn spawn_listening(
 }
 
 fn own_cluster(ctx: &Ctx) -> OwnCluster {
+    own_cluster_logging(ctx, "info")
+}
+
+/// A cluster of its own whose processes log at `log_level`.
+fn own_cluster_logging(ctx: &Ctx, log_level: &str) -> OwnCluster {
     let dir = tempfile::tempdir().unwrap();
     let (scheduler, port) = spawn_listening(
         ctx,
         dir.path(),
         "scheduler",
         &["cluster", "scheduler", "--bind", "127.0.0.1:{port}"],
+        log_level,
     );
     let mut children = vec![scheduler];
     for i in 0..2 {
@@ -328,6 +335,7 @@ fn own_cluster(ctx: &Ctx) -> OwnCluster {
                 "--work-dir",
                 &work,
             ],
+            log_level,
         );
         children.push(executor);
     }
@@ -338,6 +346,75 @@ fn own_cluster(ctx: &Ctx) -> OwnCluster {
         dir,
     }
 }
+
+both_backends!(
+    ingest_units_run_on_the_cluster_and_one_failing_once_is_retried_alone,
+    |ctx: Ctx| async move {
+        if cluster().is_none() {
+            return;
+        }
+        use crate::ingest::{
+            sleepy_query, source_figures, source_table, source_url, table_figures, terminate_when,
+        };
+        use floe::ingest::units::{PartitionBy, UnitCount};
+        // Debug logs: the scheduler and executors log every plan they run.
+        let own = own_cluster_logging(&ctx, "debug");
+        tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+        let name = format!("src_cluster_{}", ctx.ns);
+        let pool = source_table(&name).await;
+        let expected = source_figures(&pool, &name).await;
+        // A password the test server does not ask for (trust): it must reach no plan and no log.
+        let secret = "never-in-a-plan-5f1c";
+        let url = source_url().replacen("://floe@", &format!("://floe:{secret}@"), 1);
+        assert!(url.contains(secret), "{url}");
+        let mut o = floe::ingest::IngestOptions::new(url, format!("{}.on_cluster", ctx.ns));
+        o.query = Some(sleepy_query(&name, 1.0));
+        o.partition_by = Some(PartitionBy::Id("id".into()));
+        o.units = UnitCount::Exactly(4);
+        o.create = true;
+        o.on_cluster = Some(own.url.clone());
+        let killer = terminate_when(
+            &pool,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name LIKE 'floe-ingest-unit-1-attempt-1-run-%' \
+               AND query LIKE '%' || $1 || '%' LIMIT 1",
+            vec![name.clone()],
+        );
+        let report = floe::ingest::ingest(&ctx.floe, &o).await.unwrap();
+        assert!(
+            killer.await.unwrap(),
+            "the test found unit 1's connection and killed it"
+        );
+        let attempts: Vec<u32> = report.units.iter().map(|u| u.attempts).collect();
+        assert_eq!(attempts, [1, 2, 1, 1], "only unit 1 ran twice");
+        assert!(report.units.iter().all(|u| u.on_cluster), "{:?}", report.units);
+        let t = ctx.table("on_cluster");
+        let got = table_figures(&ctx, &t).await;
+        assert_eq!(
+            (got.0, got.1, got.2, got.3, got.4),
+            (expected.0, expected.1, expected.2, expected.3, expected.4)
+        );
+        // One snapshot, the run's.
+        let table = ctx.floe.load_table(&t).await.unwrap();
+        assert_eq!(table.snapshots().len(), 1);
+        assert_eq!(
+            table.current_snapshot().map(|s| s.snapshot_id()),
+            report.snapshot_id
+        );
+        // The plans were logged, and no log holds the password.
+        let mut logged_units = false;
+        for entry in std::fs::read_dir(own.dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                assert!(!text.contains(secret), "{} holds the password", path.display());
+                logged_units |= text.contains("FloeExtractUnit");
+            }
+        }
+        assert!(logged_units, "the cluster logged the units' plans");
+        crate::ingest::exec(&pool, &format!("DROP TABLE {name}")).await;
+    }
+);
 
 both_backends!(
     an_executor_killed_mid_run_does_not_fail_it,

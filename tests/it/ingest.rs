@@ -16,19 +16,23 @@ use floe::ErrorKind;
 use crate::both_backends;
 use crate::support::*;
 
-fn source_url() -> String {
+pub(crate) fn source_url() -> String {
     std::env::var("FLOE_TEST_POSTGRES_URL").expect("the test command sets FLOE_TEST_POSTGRES_URL")
 }
 
 /// Run one statement on the source.
-async fn exec(pool: &sqlx::PgPool, sql: &str) {
+pub(crate) async fn exec(pool: &sqlx::PgPool, sql: &str) {
     sqlx::query(sql).execute(pool).await.unwrap();
 }
 
 /// Spawn a task that, every 50 ms for up to 10 s, terminates the backends `select` (a query over
 /// `pg_stat_activity` returning `pg_terminate_backend(pid)`, with `$1`, `$2`, ... bound to `binds`)
 /// finds; it answers whether it terminated one.
-fn terminate_when(pool: &sqlx::PgPool, select: &str, binds: Vec<String>) -> tokio::task::JoinHandle<bool> {
+pub(crate) fn terminate_when(
+    pool: &sqlx::PgPool,
+    select: &str,
+    binds: Vec<String>,
+) -> tokio::task::JoinHandle<bool> {
     let (pool, select) = (pool.clone(), select.to_string());
     tokio::spawn(async move {
         for _ in 0..200 {
@@ -46,7 +50,7 @@ fn terminate_when(pool: &sqlx::PgPool, select: &str, binds: Vec<String>) -> toki
 }
 
 /// A source table of ~300,000 rows: id gaps, skewed and empty days, NULLs, numeric and timestamptz.
-async fn source_table(name: &str) -> sqlx::PgPool {
+pub(crate) async fn source_table(name: &str) -> sqlx::PgPool {
     let pool = sqlx::PgPool::connect(&source_url()).await.unwrap();
     exec(&pool, &format!("DROP TABLE IF EXISTS {name}")).await;
     sqlx::query(&format!(
@@ -75,7 +79,7 @@ async fn source_table(name: &str) -> sqlx::PgPool {
 }
 
 /// (rows, distinct ids, sum of ids, sum of amounts in cents, non-null names) of the source.
-async fn source_figures(pool: &sqlx::PgPool, name: &str) -> (i64, i64, i64, i64, i64) {
+pub(crate) async fn source_figures(pool: &sqlx::PgPool, name: &str) -> (i64, i64, i64, i64, i64) {
     sqlx::query_as(&format!(
         "SELECT count(*), count(DISTINCT id), sum(id)::bigint, (sum(amount) * 100)::bigint, count(user_name) FROM {name}"
     ))
@@ -85,7 +89,7 @@ async fn source_figures(pool: &sqlx::PgPool, name: &str) -> (i64, i64, i64, i64,
 }
 
 /// The same figures of a floe table.
-async fn table_figures(ctx: &Ctx, table: &floe::TableName) -> (i64, i64, i64, i64, i64) {
+pub(crate) async fn table_figures(ctx: &Ctx, table: &floe::TableName) -> (i64, i64, i64, i64, i64) {
     let batches = scan_columns(&ctx.floe, table, &["id", "amount", "user_name"]).await;
     let (mut rows, mut sum, mut cents, mut names) = (0i64, 0i64, 0i64, 0i64);
     let mut ids = BTreeSet::new();
@@ -170,7 +174,7 @@ both_backends!(
 
 /// A source that sleeps once per query (a materialized one-row CTE): time to find a unit's
 /// connection and kill it.
-fn sleepy_query(name: &str, seconds: f64) -> String {
+pub(crate) fn sleepy_query(name: &str, seconds: f64) -> String {
     format!("WITH s AS MATERIALIZED (SELECT pg_sleep({seconds})) SELECT t.id, t.user_name, t.amount FROM {name} t, s")
 }
 

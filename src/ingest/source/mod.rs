@@ -659,3 +659,83 @@ pub(crate) fn find<'a>(columns: &'a [SourceColumn], name: &str) -> Result<&'a So
         ))
     })
 }
+
+/// A database source as it travels to a cluster executor: its URL without the password (the
+/// executor connects with its own `PGPASSWORD` or `~/.pgpass`, so no plan or log ever holds it),
+/// what it reads, and its columns by name and source type (mapped again where it runs).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct PortableSource {
+    url: String,
+    relation: String,
+    table: Option<String>,
+    within: Option<String>,
+    described: String,
+    columns: Vec<(String, String)>,
+}
+
+impl SqlSource {
+    /// This source, reading `columns`, as a cluster executor opens it again.
+    pub(crate) fn portable(&self, columns: &[SourceColumn]) -> Result<PortableSource> {
+        Ok(PortableSource {
+            url: without_password(&self.url)?,
+            relation: self.relation.clone(),
+            table: self.table.clone(),
+            within: self.within.clone(),
+            described: self.described.clone(),
+            columns: columns
+                .iter()
+                .map(|c| (c.name.clone(), c.source_type.clone()))
+                .collect(),
+        })
+    }
+}
+
+impl PortableSource {
+    /// The source and its columns, on the process that reads it.
+    pub(crate) fn open(&self) -> Result<(SqlSource, Vec<SourceColumn>)> {
+        let mut source = SqlSource::new(&self.url, Some("placeholder"), None)?;
+        source.relation = self.relation.clone();
+        source.table = self.table.clone();
+        source.within = self.within.clone();
+        source.described = self.described.clone();
+        let columns = self
+            .columns
+            .iter()
+            .map(|(name, ty)| map_type(source.database.as_ref(), name, ty))
+            .collect::<Result<_>>()?;
+        Ok((source, columns))
+    }
+}
+
+/// `url` with its password (if any) removed.
+fn without_password(url: &str) -> Result<String> {
+    Ok(crate::secrets::split_url_credentials(url).without)
+}
+
+#[cfg(test)]
+mod portable_tests {
+    use super::*;
+
+    #[test]
+    fn a_portable_source_holds_no_password_and_opens_as_the_same_reader() {
+        let source = SqlSource::new(
+            "postgres://floe:s3cr3t-pw@db.example:5432/shop",
+            Some("public.orders"),
+            None,
+        )
+        .unwrap()
+        .within("id > 5".into());
+        let columns = vec![SourceColumn {
+            name: "id".into(),
+            source_type: "bigint".into(),
+            arrow: DataType::Int64,
+        }];
+        let portable = source.portable(&columns).unwrap();
+        let json = serde_json::to_string(&portable).unwrap();
+        assert!(!json.contains("s3cr3t-pw"), "{json}");
+        assert!(json.contains("postgres://floe@db.example:5432/shop"), "{json}");
+        let (opened, cols) = portable.open().unwrap();
+        assert_eq!(opened.relation(), source.relation());
+        assert_eq!(cols[0].arrow, DataType::Int64);
+    }
+}

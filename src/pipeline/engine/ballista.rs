@@ -62,6 +62,27 @@ impl BallistaEngine {
         Ok(ctx)
     }
 
+    /// Run `plan` (a plan of floe's own cluster nodes) on the cluster and collect its rows, within
+    /// `FLOE_CLUSTER_STAGE_TIMEOUT`.
+    pub(crate) async fn collect(
+        &self,
+        plan: datafusion::logical_expr::LogicalPlan,
+    ) -> Result<Vec<arrow::array::RecordBatch>> {
+        self.check().await?;
+        let ctx = self.context().await?;
+        let engine_error =
+            |e: datafusion::error::DataFusionError| Error::new(ErrorKind::Engine, format!("ballista: {e}"));
+        let collected = datafusion::dataframe::DataFrame::new(ctx.state(), plan).collect();
+        match tokio::time::timeout(stage_timeout()?, collected).await {
+            Ok(rows) => rows.map_err(engine_error),
+            Err(_) => Err(Error::new(
+                ErrorKind::Engine,
+                "a cluster job did not finish within FLOE_CLUSTER_STAGE_TIMEOUT; the scheduler's log says why \
+                 its tasks do not run",
+            )),
+        }
+    }
+
     /// A context on the cluster with `stage`'s pinned inputs registered as tables.
     async fn stage_context(
         &self,

@@ -73,7 +73,7 @@ impl WriteTarget {
         }
     }
 
-    fn encode(&self) -> Result<String> {
+    pub(crate) fn encode(&self) -> Result<String> {
         serde_json::to_string(self)
             .map_err(|e| Error::internal(format!("encoding the write of {}: {e}", self.name)))
     }
@@ -83,7 +83,7 @@ impl WriteTarget {
     }
 
     /// The table on this process, reaching the warehouse with `storage`.
-    fn table(&self, storage: ObjectStorage) -> Result<Table> {
+    pub(crate) fn table(&self, storage: ObjectStorage) -> Result<Table> {
         Ok(Table::detached(
             TableName::parse(&self.name)?,
             self.metadata_location.clone(),
@@ -94,7 +94,7 @@ impl WriteTarget {
 }
 
 /// The row each partition's task emits.
-fn result_schema() -> SchemaRef {
+pub(crate) fn result_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("partition", DataType::UInt32, false),
         Field::new("partitions", DataType::UInt32, false),
@@ -265,10 +265,13 @@ impl ExecutionPlan for WriteFilesExec {
         let partitions = self.input.output_partitioning().partition_count();
         let input = self.input.execute(partition, context)?;
         let written = async move {
-            write_partition(&target, storage, input, partition, partitions)
-                .await
-                .map_err(|e| DataFusionError::External(Box::new(e)))
+            let table = target.table(storage)?;
+            let rows = input
+                .map(|b| b.map_err(|e| Error::new(ErrorKind::Engine, format!("cluster task: {e}"))))
+                .boxed();
+            write_rows(&target, &table, rows, partition, partitions).await
         };
+        let written = async move { written.await.map_err(|e| DataFusionError::External(Box::new(e))) };
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             result_schema(),
             futures::stream::once(written),
@@ -276,33 +279,31 @@ impl ExecutionPlan for WriteFilesExec {
     }
 }
 
-/// Write one partition's rows; the result row describes the files.
-async fn write_partition(
+/// Write one partition's rows into new files of `table`; the result row describes the files.
+pub(crate) async fn write_rows(
     target: &WriteTarget,
-    storage: ObjectStorage,
-    input: SendableRecordBatchStream,
+    table: &Table,
+    rows: crate::pipeline::engine::Rows,
     partition: usize,
     partitions: usize,
 ) -> Result<RecordBatch> {
-    let table = target.table(storage)?;
     let attempt = uuid::Uuid::now_v7().to_string();
     let counts = Arc::new(std::sync::Mutex::new(Tally::default()));
     let rows = {
         let counts = counts.clone();
         let summed = target.summed_column.clone();
         let tallied = target.tallied_column.clone();
-        input
-            .map(move |b| {
-                let b = b.map_err(|e| Error::new(ErrorKind::Engine, format!("cluster task: {e}")))?;
-                counts
-                    .lock()
-                    .expect("tally")
-                    .add(&b, summed.as_deref(), tallied.as_deref())?;
-                Ok(b)
-            })
-            .boxed()
+        rows.map(move |b| {
+            let b = b?;
+            counts
+                .lock()
+                .expect("tally")
+                .add(&b, summed.as_deref(), tallied.as_deref())?;
+            Ok(b)
+        })
+        .boxed()
     };
-    let files = crate::table::writer::write_batches(&table, rows, target.target_file_size).await?;
+    let files = crate::table::writer::write_batches(table, rows, target.target_file_size).await?;
     let tally = std::mem::take(&mut *counts.lock().expect("tally"));
     let metadata = table.metadata();
     let spec = metadata.default_partition_spec();
@@ -519,6 +520,12 @@ impl ExtensionPlanner for WriteFilesPlanner {
         physical_inputs: &[Arc<dyn ExecutionPlan>],
         _state: &SessionState,
     ) -> datafusion::common::Result<Option<Arc<dyn ExecutionPlan>>> {
+        if let Some(extract) = node
+            .as_any()
+            .downcast_ref::<crate::ingest::on_cluster::ExtractUnit>()
+        {
+            return Ok(Some(extract.planned()));
+        }
         let Some(write) = node.as_any().downcast_ref::<WriteFiles>() else {
             return Ok(None);
         };
@@ -537,8 +544,16 @@ impl ExtensionPlanner for WriteFilesPlanner {
 /// messages, which never start with these bytes: field 0 does not exist).
 const MAGIC: &[u8] = b"\0floe-write-files\0";
 
+/// What starts an encoded extraction unit ([`crate::ingest::on_cluster`]).
+pub(crate) const EXTRACT_MAGIC: &[u8] = b"\0floe-extract-unit\0";
+
 fn encoded_target(buf: &[u8]) -> Option<datafusion::common::Result<String>> {
-    let rest = buf.strip_prefix(MAGIC)?;
+    encoded_text(buf, MAGIC)
+}
+
+/// The text after `magic`, when `buf` starts with it.
+pub(crate) fn encoded_text(buf: &[u8], magic: &[u8]) -> Option<datafusion::common::Result<String>> {
+    let rest = buf.strip_prefix(magic)?;
     Some(
         String::from_utf8(rest.to_vec())
             .map_err(|e| DataFusionError::Internal(format!("FloeWriteFiles: {e}"))),
@@ -558,6 +573,11 @@ impl LogicalExtensionCodec for FloeLogicalCodec {
         inputs: &[LogicalPlan],
         ctx: &TaskContext,
     ) -> datafusion::common::Result<Extension> {
+        if let Some(job) = encoded_text(buf, EXTRACT_MAGIC) {
+            return Ok(Extension {
+                node: Arc::new(crate::ingest::on_cluster::ExtractUnit::new(job?)?),
+            });
+        }
         match encoded_target(buf) {
             Some(target) => {
                 let input = inputs
@@ -573,6 +593,15 @@ impl LogicalExtensionCodec for FloeLogicalCodec {
     }
 
     fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> datafusion::common::Result<()> {
+        if let Some(extract) = node
+            .node
+            .as_any()
+            .downcast_ref::<crate::ingest::on_cluster::ExtractUnit>()
+        {
+            buf.extend_from_slice(EXTRACT_MAGIC);
+            buf.extend_from_slice(extract.job().as_bytes());
+            return Ok(());
+        }
         match node.node.as_any().downcast_ref::<WriteFiles>() {
             Some(write) => {
                 buf.extend_from_slice(MAGIC);
@@ -660,6 +689,12 @@ impl PhysicalExtensionCodec for FloePhysicalCodec {
         inputs: &[Arc<dyn ExecutionPlan>],
         ctx: &TaskContext,
     ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        if let Some(job) = encoded_text(buf, EXTRACT_MAGIC) {
+            return Ok(Arc::new(crate::ingest::on_cluster::ExtractUnitExec::new(
+                job?,
+                self.storage.clone(),
+            )));
+        }
         match encoded_target(buf) {
             Some(target) => {
                 let input = inputs
@@ -677,6 +712,14 @@ impl PhysicalExtensionCodec for FloePhysicalCodec {
     }
 
     fn try_encode(&self, node: Arc<dyn ExecutionPlan>, buf: &mut Vec<u8>) -> datafusion::common::Result<()> {
+        if let Some(extract) = node
+            .as_any()
+            .downcast_ref::<crate::ingest::on_cluster::ExtractUnitExec>()
+        {
+            buf.extend_from_slice(EXTRACT_MAGIC);
+            buf.extend_from_slice(extract.job().as_bytes());
+            return Ok(());
+        }
         match node.as_any().downcast_ref::<WriteFilesExec>() {
             Some(write) => {
                 buf.extend_from_slice(MAGIC);
