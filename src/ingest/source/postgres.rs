@@ -21,6 +21,7 @@ use super::{
     quote_ident, spawn_reader, sql_error, Database, SourceDatabase, SourceQuery, SourceRows, SourceSnapshot,
 };
 use crate::error::{Error, Result};
+use crate::ingest::units::KeyStatistics;
 use crate::ingest::watermark::MarkKind;
 
 /// A Postgres database at a `postgres://` URL.
@@ -140,6 +141,72 @@ impl SourceDatabase for PostgresSource {
             .map_err(|e| self.error(what, e))
     }
 
+    /// A btree index led by the key answers its least and greatest values with two probes; the
+    /// statistics are `pg_stats` (the parent's, inherited, for a partitioned table). Nothing here reads
+    /// the table's rows.
+    async fn key_statistics(&self, table: &str, column: &str) -> Result<Option<KeyStatistics>> {
+        let mut conn = self.connect("floe-ingest-plan").await?;
+        let error = |e| self.error("cannot read the key's statistics", e);
+        let indexed: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid \
+             JOIN pg_am am ON am.oid = ic.relam \
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+             WHERE i.indrelid = to_regclass($1) AND a.attname = $2 AND am.amname = 'btree' \
+             AND i.indisvalid AND i.indpred IS NULL)",
+        )
+        .bind(table)
+        .bind(column)
+        .fetch_one(&mut conn)
+        .await
+        .map_err(error)?;
+        let range = if indexed {
+            let c = quote_ident(column);
+            let (least, greatest): (Option<i64>, Option<i64>) = sqlx::query_as(&format!(
+                "SELECT CAST(min({c}) AS BIGINT), CAST(max({c}) AS BIGINT) FROM {table}"
+            ))
+            .fetch_one(&mut conn)
+            .await
+            .map_err(error)?;
+            least.zip(greatest)
+        } else {
+            None
+        };
+        type Stats = (Option<f64>, Option<String>, Option<String>, Option<Vec<f64>>);
+        let stats: Option<Stats> = sqlx::query_as(
+            "SELECT CAST(s.null_frac AS float8), CAST(s.histogram_bounds AS text), \
+             CAST(s.most_common_vals AS text), CAST(s.most_common_freqs AS float8[]) \
+             FROM pg_stats s JOIN pg_namespace n ON n.nspname = s.schemaname \
+             JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.tablename \
+             WHERE c.oid = to_regclass($1) AND s.attname = $2 ORDER BY s.inherited DESC LIMIT 1",
+        )
+        .bind(table)
+        .bind(column)
+        .fetch_optional(&mut conn)
+        .await
+        .map_err(error)?;
+        let mut key = KeyStatistics {
+            indexed,
+            range,
+            ..Default::default()
+        };
+        if let Some((null_fraction, bounds, common, frequencies)) = stats {
+            // Values that do not read as integers (a type floe maps to an integer but Postgres
+            // prints otherwise) leave the statistics unused rather than wrong.
+            let bounds = integer_array(bounds.as_deref());
+            let common = integer_array(common.as_deref());
+            let frequencies = frequencies.unwrap_or_default();
+            if let (Some(bounds), Some(common)) = (bounds, common) {
+                if common.len() == frequencies.len() {
+                    key.analyzed = true;
+                    key.bounds = bounds;
+                    key.common = common.into_iter().zip(frequencies).collect();
+                    key.null_fraction = null_fraction.unwrap_or(0.0).clamp(0.0, 1.0);
+                }
+            }
+        }
+        Ok(Some(key))
+    }
+
     /// The run's instant, or `None` for a server that cannot export one (such as a standby of an
     /// old release): then each unit reads as of its own start, and a warning says so.
     async fn export_snapshot(&self, application: &str) -> Result<Option<SourceSnapshot>> {
@@ -251,5 +318,32 @@ impl SourceDatabase for PostgresSource {
     fn own_type(&self, base: &str, _declared: &str) -> Option<std::result::Result<DataType, &'static str>> {
         // Postgres's `real` is single precision (SQLite's is a double).
         (base == "real").then_some(Ok(DataType::Float32))
+    }
+}
+
+/// The integers of a Postgres array's text (`{1,2,3}`; none for NULL), `None` when one is not an
+/// integer.
+fn integer_array(text: Option<&str>) -> Option<Vec<i64>> {
+    let Some(text) = text else {
+        return Some(Vec::new());
+    };
+    let inner = text.trim().strip_prefix('{')?.strip_suffix('}')?;
+    if inner.trim().is_empty() {
+        return Some(Vec::new());
+    }
+    inner.split(',').map(|v| v.trim().parse::<i64>().ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::integer_array;
+
+    #[test]
+    fn reads_statistics_arrays() {
+        assert_eq!(integer_array(Some("{1,-5,9000000000}")), Some(vec![1, -5, 9_000_000_000]));
+        assert_eq!(integer_array(None), Some(vec![]));
+        assert_eq!(integer_array(Some("{}")), Some(vec![]));
+        assert_eq!(integer_array(Some("{1.5,2}")), None);
+        assert_eq!(integer_array(Some("1,2")), None);
     }
 }
