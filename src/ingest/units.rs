@@ -287,15 +287,18 @@ pub(crate) struct KeyStatistics {
     pub common: Vec<(i64, f64)>,
     /// The fraction of rows whose key is NULL.
     pub null_fraction: f64,
+    /// The rows the table holds now as the database counts them as they are written (Postgres's
+    /// `n_live_tup`), which may be more than its statistics saw.
+    pub live_rows: Option<u64>,
 }
 
 /// An estimated histogram of an integer key from its [`KeyStatistics`] and the source's estimated
 /// `rows`, in the shape [`pack_histogram`] packs: ascending `(lo, hi, rows)` stretches `lo <= key <
 /// hi`, empty ones absent. Rows are taken as spread evenly within each histogram bucket; each common
 /// value is a stretch of its own (so a skewed key gets a unit of its own); keys beyond what the
-/// statistics saw (rows added since they were taken) are counted at the statistics' density up to
-/// the index's greatest (and down to its least) value; with an index but no statistics the range is
-/// split evenly. `None` when the statistics say nothing (no index and no statistics: the caller
+/// statistics saw, up to the index's greatest (and down to its least) value, hold the rows added
+/// since (the live rows over `rows`; at the statistics' density when the database does not count
+/// more), spread evenly; with an index but no statistics the range is split evenly. `None` when the statistics say nothing (no index and no statistics: the caller
 /// reads the key instead); `Some` of nothing when the index says no row has a key.
 ///
 /// Whatever the estimate, the units cover every row exactly once: [`ranges`] uses only the stretches'
@@ -337,14 +340,20 @@ pub(crate) fn statistics_histogram(stats: &KeyStatistics, rows: u64) -> Option<V
             // Keys beyond the statistics, at their density; keys the statistics saw that are gone,
             // dropped.
             let (least, end) = (least as i128, greatest as i128 + 1);
-            let density = rows * (1.0 - stats.null_fraction) / (hi - lo) as f64;
+            let below = (lo.min(end) - least).max(0);
+            let above = (end - hi.max(least)).max(0);
+            let added = stats.live_rows.map_or(0.0, |live| (live as f64 - rows).max(0.0));
+            let density = if added > 0.0 {
+                added / (below + above).max(1) as f64
+            } else {
+                rows * (1.0 - stats.null_fraction) / (hi - lo) as f64
+            };
             spread = clamp(&spread, least, end);
-            if least < lo {
-                spread.insert(0, (least, lo.min(end), density * (lo.min(end) - least) as f64));
+            if below > 0 {
+                spread.insert(0, (least, least + below, density * below as f64));
             }
-            if end > hi {
-                let from = hi.max(least);
-                spread.push((from, end, density * (end - from) as f64));
+            if above > 0 {
+                spread.push((end - above, end, density * above as f64));
             }
         }
     }
@@ -495,6 +504,18 @@ mod tests {
         assert!((90_000..=110_000).contains(&beyond), "{beyond}");
         let packed = pack_histogram(&h, 10);
         assert!(packed.iter().filter(|p| p.0 > 100_000).count() >= 4, "{packed:?}");
+        // Where the database counts the rows added since, they size the stretches beyond: 50,000
+        // rows added on keys 100,001..=200,000 and 1,000 on keys -99..=0.
+        let counted = KeyStatistics {
+            range: Some((-99, 200_000)),
+            live_rows: Some(150_100),
+            ..uniform.clone()
+        };
+        let h = statistics_histogram(&counted, 100_000).unwrap();
+        let above = rows_in(&h, 100_001, i64::MAX);
+        assert!((49_000..=51_000).contains(&above), "{above}");
+        let below = rows_in(&h, i64::MIN, 1);
+        assert!((49..=51).contains(&below), "{below}");
         // Keys that were deleted since: none estimated below the index's least value.
         let shrunk = KeyStatistics {
             range: Some((50_001, 100_000)),

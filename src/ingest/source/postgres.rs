@@ -184,9 +184,15 @@ impl SourceDatabase for PostgresSource {
         .fetch_optional(&mut conn)
         .await
         .map_err(error)?;
+        let live: Option<i64> = sqlx::query_scalar("SELECT n_live_tup FROM pg_stat_all_tables WHERE relid = to_regclass($1)")
+            .bind(table)
+            .fetch_optional(&mut conn)
+            .await
+            .map_err(error)?;
         let mut key = KeyStatistics {
             indexed,
             range,
+            live_rows: live.filter(|n| *n > 0).map(|n| n as u64),
             ..Default::default()
         };
         if let Some((null_fraction, bounds, common, frequencies)) = stats {
