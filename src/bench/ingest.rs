@@ -1,7 +1,9 @@
 //! The extraction benchmark: a Postgres table generated with `generate_series` extracted into a fresh
 //! Iceberg table by `floe ingest` with one unit and with `auto` id-range units, against Postgres's own
-//! `COPY (SELECT ...) TO STDOUT` drained by `psql` as the physical baseline. Medians over repetitions
-//! measured in one run, reported as ratios, with floe's peak memory.
+//! `COPY (SELECT ...) TO STDOUT` drained by `psql` as the physical baseline; then a second table
+//! extracted the same two ways through the benchmark's WAN proxy ([`super::wan`]: 20 ms round trip,
+//! 8 MB/s per connection), where the source is across a network from floe rather than on its cores.
+//! Medians over repetitions measured in one run, reported as ratios, with floe's peak memory.
 
 use std::process::Stdio;
 use std::time::Instant;
@@ -15,6 +17,7 @@ use crate::ingest::units::{PartitionBy, UnitCount};
 use crate::ingest::IngestOptions;
 use crate::lakehouse::Floe;
 use crate::resources::Monitor;
+use super::wan::{upstream_of, WanLink, WanProxy};
 
 /// What [`ingest_benchmark`] runs.
 #[derive(Clone, Debug)]
@@ -24,6 +27,8 @@ pub struct IngestBenchOptions {
     pub source: String,
     /// Rows of the generated source table.
     pub rows: u64,
+    /// Rows of the table extracted through the WAN proxy (0: not run).
+    pub wan_rows: u64,
     /// Repetitions of each variant.
     pub repetitions: usize,
 }
@@ -59,6 +64,24 @@ pub struct IngestBenchReport {
     pub auto_to_one_ratio: f64,
     /// Auto units' rows per second over the COPY baseline's (target ≥ 0.8).
     pub auto_to_copy_ratio: f64,
+    /// The link of the extraction through the WAN proxy, when it ran.
+    pub wan: Option<WanFigures>,
+    /// Through the WAN proxy, auto units' rows per second over one unit's (target ≥ 1.8; 0 when it
+    /// did not run).
+    pub wan_auto_to_one_ratio: f64,
+}
+
+/// The extraction through the WAN proxy: its table and its link.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct WanFigures {
+    /// Rows of the table extracted through it.
+    pub rows: u64,
+    /// Round trip the link adds, in milliseconds.
+    pub round_trip_ms: f64,
+    /// Bytes per second each connection may carry in each direction.
+    pub bytes_per_second_per_connection: u64,
+    /// Connections the extractions opened through it (every repetition, planning included).
+    pub connections: usize,
 }
 
 impl IngestBenchReport {
@@ -215,7 +238,93 @@ pub async fn ingest_benchmark(
     };
     report.auto_to_one_ratio = report.rows_per_s("auto units") / report.rows_per_s("one unit");
     report.auto_to_copy_ratio = report.rows_per_s("auto units") / report.rows_per_s("psql COPY");
+    if options.wan_rows > 0 {
+        let wan_table = format!("{source_table}_wan");
+        create_source(&mut conn, &wan_table, options.wan_rows).await?;
+        let measured = measure_through_wan(floe, ns, &options, &wan_table).await;
+        let _ = sqlx::query(&format!("DROP TABLE IF EXISTS {wan_table}"))
+            .execute(&mut conn)
+            .await;
+        let (variants, wan) = measured?;
+        report.variants.extend(variants);
+        report.wan = Some(wan);
+        report.wan_auto_to_one_ratio =
+            report.rows_per_s(WAN_AUTO) / report.rows_per_s(WAN_ONE);
+    }
     Ok(report)
+}
+
+/// The variants extracted through the WAN proxy.
+const WAN_ONE: &str = "one unit through the WAN proxy";
+const WAN_AUTO: &str = "auto units through the WAN proxy";
+
+/// Extract `table` (of `options.wan_rows` rows) with one unit and with auto units, every connection
+/// through a WAN proxy of its own in front of the source.
+async fn measure_through_wan(
+    floe: &Floe,
+    ns: &Namespace,
+    options: &IngestBenchOptions,
+    table: &str,
+) -> Result<(Vec<IngestVariant>, WanFigures)> {
+    let link = WanLink::BETWEEN_REGIONS;
+    let proxy = WanProxy::start(upstream_of(&options.source).await?, link).await?;
+    let through = IngestBenchOptions {
+        source: proxy.url_through(&options.source)?,
+        rows: options.wan_rows,
+        ..options.clone()
+    };
+    crate::secrets::register_url_secrets(&through.source);
+    let (mut one, mut auto) = ((Vec::new(), 0u64), (Vec::new(), 0u64, 0usize));
+    for rep in 0..options.repetitions {
+        // One then auto, then auto then one.
+        let mut order = [0, 1];
+        if rep % 2 == 1 {
+            order.reverse();
+        }
+        for variant in order {
+            let (partition_by, units, name) = match variant {
+                0 => (None, UnitCount::Exactly(1), "wan_one"),
+                _ => (Some(PartitionBy::Id("id".into())), UnitCount::Auto, "wan_auto"),
+            };
+            let into = TableName::new(ns.clone(), format!("ingest_{name}_{rep}"))?;
+            let (s, n, peak) = extract_once(floe, &through, table, &into, partition_by, units).await?;
+            if variant == 0 {
+                one.0.push(s);
+                one.1 = one.1.max(peak);
+            } else {
+                auto.0.push(s);
+                auto.1 = auto.1.max(peak);
+                auto.2 = n;
+            }
+            tracing::info!(rep, variant, "ingest bench through the WAN proxy");
+        }
+    }
+    let wan = WanFigures {
+        rows: through.rows,
+        round_trip_ms: link.round_trip_ms(),
+        bytes_per_second_per_connection: link.bytes_per_second,
+        connections: proxy.connections(),
+    };
+    let rows = through.rows;
+    Ok((
+        vec![
+            variant(WAN_ONE, 1, one.0, one.1, rows),
+            variant(WAN_AUTO, auto.2, auto.0, auto.1, rows),
+        ],
+        wan,
+    ))
+}
+
+/// A variant's figures from its repetitions' seconds, over `rows` rows.
+fn variant(name: &str, units: usize, seconds: Vec<f64>, peak: u64, rows: u64) -> IngestVariant {
+    let seconds = median(seconds);
+    IngestVariant {
+        variant: name.to_string(),
+        units,
+        seconds,
+        rows_per_s: rows as f64 / seconds,
+        peak_memory_bytes: peak,
+    }
 }
 
 async fn measure_variants(
@@ -262,21 +371,11 @@ async fn measure_variants(
             tracing::info!(rep, variant, "ingest bench");
         }
     }
-    let rows = options.rows as f64;
-    let variant = |name: &str, units: usize, seconds: Vec<f64>, peak: u64| {
-        let seconds = median(seconds);
-        IngestVariant {
-            variant: name.to_string(),
-            units,
-            seconds,
-            rows_per_s: rows / seconds,
-            peak_memory_bytes: peak,
-        }
-    };
+    let rows = options.rows;
     Ok(vec![
-        variant("one unit", 1, one.0, one.1),
-        variant("auto units", auto.2, auto.0, auto.1),
-        variant("psql COPY", 1, copy, 0),
+        variant("one unit", 1, one.0, one.1, rows),
+        variant("auto units", auto.2, auto.0, auto.1, rows),
+        variant("psql COPY", 1, copy, 0, rows),
     ])
 }
 

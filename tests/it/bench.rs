@@ -22,6 +22,7 @@ both_backends!(
                 source: std::env::var("FLOE_TEST_POSTGRES_URL")
                     .expect("the test command sets FLOE_TEST_POSTGRES_URL"),
                 rows: 30_000,
+                wan_rows: 20_000,
                 repetitions: 2,
             }),
             ..Default::default()
@@ -112,7 +113,16 @@ both_backends!(
         // units split the table into at least ten id ranges.
         let ingest = m.ingest.as_ref().expect("the extraction benchmark ran");
         let variants: Vec<&str> = ingest.variants.iter().map(|v| v.variant.as_str()).collect();
-        assert_eq!(variants, ["one unit", "auto units", "psql COPY"]);
+        assert_eq!(
+            variants,
+            [
+                "one unit",
+                "auto units",
+                "psql COPY",
+                "one unit through the WAN proxy",
+                "auto units through the WAN proxy"
+            ]
+        );
         assert!(
             ingest
                 .variants
@@ -123,6 +133,13 @@ both_backends!(
         assert!(ingest.variants[0].peak_memory_bytes > 0, "{ingest:?}");
         assert!(ingest.variants[1].units >= 10, "{ingest:?}");
         assert!(ingest.auto_to_one_ratio > 0.0 && ingest.auto_to_copy_ratio > 0.0);
+        // Through the WAN proxy: 20,000 rows, every connection through it; at 8 MB/s one unit takes
+        // at least the link's time for its bytes.
+        let wan = ingest.wan.as_ref().expect("the WAN extraction ran");
+        assert_eq!((wan.rows, wan.round_trip_ms), (20_000, 20.0), "{wan:?}");
+        assert!(wan.connections > 10, "{wan:?}");
+        assert!(ingest.variants[4].units >= 10, "{ingest:?}");
+        assert!(ingest.wan_auto_to_one_ratio > 0.0, "{ingest:?}");
 
         // The benchmark's tables are gone.
         for ns in ctx.floe.namespaces().await.unwrap() {
