@@ -10,6 +10,7 @@
 //! keeps the server from vacuuming rows newer than its start until the run's units are done.
 
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::DataType;
 use async_trait::async_trait;
@@ -28,11 +29,42 @@ use crate::ingest::watermark::MarkKind;
 #[derive(Clone, Debug)]
 pub(crate) struct PostgresSource {
     url: String,
+    /// Connections whose unit finished reading, each still in its transaction at a run's snapshot
+    /// (its id alongside), for the next unit of the run: a new connection costs the server a process
+    /// and its caches, and a source across a network the round trips of connecting.
+    idle: Arc<Mutex<Vec<(String, PgConnection)>>>,
 }
 
 impl PostgresSource {
     pub(crate) fn new(url: &str) -> Self {
-        Self { url: url.to_string() }
+        Self {
+            url: url.to_string(),
+            idle: Arc::default(),
+        }
+    }
+
+    /// A connection a unit finished with at `snapshot`, in a new transaction at the same snapshot
+    /// and renamed `application` (as a new one would be named), when one is idle and still usable.
+    async fn reuse(&self, application: &str, snapshot: &str) -> Option<PgConnection> {
+        let mut conn = {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let at = idle.iter().position(|(s, _)| s == snapshot)?;
+            idle.swap_remove(at).1
+        };
+        let renew = format!(
+            "COMMIT; SET application_name = '{}'; {}",
+            application.replace('\'', "''"),
+            begin_at(snapshot)
+        );
+        // One round trip; a connection the server ended meanwhile is dropped, and the unit connects.
+        sqlx::Executor::execute(&mut conn, renew.as_str()).await.ok()?;
+        Some(conn)
+    }
+
+    /// Keep `conn`, whose unit read to the end at `snapshot`, for the run's next unit.
+    fn keep_idle(&self, snapshot: &str, conn: PgConnection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.push((snapshot.to_string(), conn));
     }
 
     fn error(&self, what: &str, e: sqlx::Error) -> Error {
@@ -52,17 +84,16 @@ impl PostgresSource {
 
     /// A connection whose next statements read at `snapshot` (one transaction), when one is given.
     async fn connect_at(&self, application: &str, snapshot: Option<&str>) -> Result<PgConnection> {
-        let mut conn = self.connect(application).await?;
         let Some(id) = snapshot else {
-            return Ok(conn);
+            return self.connect(application).await;
         };
+        if let Some(conn) = self.reuse(application, id).await {
+            return Ok(conn);
+        }
+        let mut conn = self.connect(application).await?;
         // One simple query, one round trip (two prepared statements would take four): a unit's
         // set-up is paid per unit, and a source across a WAN charges every round trip.
-        let begin = format!(
-            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
-            id.replace('\'', "''")
-        );
-        sqlx::Executor::execute(&mut conn, begin.as_str())
+        sqlx::Executor::execute(&mut conn, begin_at(id).as_str())
             .await
             .map_err(|e| {
                 self.error(
@@ -274,6 +305,7 @@ impl SourceDatabase for PostgresSource {
         let mut decoder = BinaryCopyDecoder::new(query.schema.clone(), 8192)?;
         let mut conn = self.connect_at(application, snapshot).await?;
         let source = self.clone();
+        let snapshot = snapshot.map(str::to_string);
         // The COPY stream borrows the connection: it runs on a task of its own that owns both.
         Ok(spawn_reader(move |tx| async move {
             let mut bytes = conn
@@ -291,8 +323,15 @@ impl SourceDatabase for PostgresSource {
                     }
                 }
             }
+            drop(bytes);
             if let Some(batch) = decoder.finish()? {
-                let _ = tx.send(Ok(batch)).await;
+                if tx.send(Ok(batch)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            // Read to the end: the connection is ready for the run's next unit.
+            if let Some(id) = snapshot {
+                source.keep_idle(&id, conn);
             }
             Ok(())
         }))
@@ -326,6 +365,14 @@ impl SourceDatabase for PostgresSource {
         // Postgres's `real` is single precision (SQLite's is a double).
         (base == "real").then_some(Ok(DataType::Float32))
     }
+}
+
+/// The statements that open a read-only transaction at snapshot `id`.
+fn begin_at(id: &str) -> String {
+    format!(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
+        id.replace('\'', "''")
+    )
 }
 
 /// The integers of a Postgres array's text (`{1,2,3}`; none for NULL), `None` when one is not an
