@@ -11,13 +11,13 @@ use std::time::Instant;
 use serde::Serialize;
 use sqlx::Connection;
 
+use super::wan::{upstream_of, WanLink, WanProxy};
 use crate::catalog::{Namespace, TableName};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ingest::units::{PartitionBy, UnitCount};
 use crate::ingest::IngestOptions;
 use crate::lakehouse::Floe;
 use crate::resources::Monitor;
-use super::wan::{upstream_of, WanLink, WanProxy};
 
 /// What [`ingest_benchmark`] runs.
 #[derive(Clone, Debug)]
@@ -287,8 +287,18 @@ async fn measure_through_wan(
     crate::secrets::register_url_secrets(&through.source);
     let ways = [
         (WAN_ONE, None, UnitCount::Exactly(1), None),
-        (WAN_AUTO, Some(PartitionBy::Id("id".into())), UnitCount::Auto, None),
-        (WAN_AUTO_WIDE, Some(PartitionBy::Id("id".into())), UnitCount::Auto, Some(WAN_PARALLEL)),
+        (
+            WAN_AUTO,
+            Some(PartitionBy::Id("id".into())),
+            UnitCount::Auto,
+            None,
+        ),
+        (
+            WAN_AUTO_WIDE,
+            Some(PartitionBy::Id("id".into())),
+            UnitCount::Auto,
+            Some(WAN_PARALLEL),
+        ),
     ];
     // (seconds of each repetition, peak memory, units) per way.
     let mut measured: Vec<(Vec<f64>, u64, usize)> = vec![(Vec::new(), 0, 0); ways.len()];
@@ -355,9 +365,16 @@ async fn measure_variants(
             match variant {
                 0 => {
                     let into = TableName::new(ns.clone(), format!("ingest_one_{rep}"))?;
-                    let (s, _, peak) =
-                        extract_once(floe, options, source_table, &into, None, UnitCount::Exactly(1), None)
-                            .await?;
+                    let (s, _, peak) = extract_once(
+                        floe,
+                        options,
+                        source_table,
+                        &into,
+                        None,
+                        UnitCount::Exactly(1),
+                        None,
+                    )
+                    .await?;
                     one.0.push(s);
                     one.1 = one.1.max(peak);
                 }

@@ -102,7 +102,9 @@ impl WanProxy {
         parsed
             .set_host(Some(&self.address.ip().to_string()))
             .map_err(|_| refused())?;
-        parsed.set_port(Some(self.address.port())).map_err(|_| refused())?;
+        parsed
+            .set_port(Some(self.address.port()))
+            .map_err(|_| refused())?;
         Ok(parsed.to_string())
     }
 }
@@ -293,9 +295,15 @@ mod tests {
         socket.read_to_end(&mut received).await.unwrap();
         let took = t0.elapsed();
         assert_eq!(received.len(), bytes);
-        assert!(received.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8), "bytes intact");
+        assert!(
+            received.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8),
+            "bytes intact"
+        );
         assert!(took >= Duration::from_millis(25), "{took:?}");
-        assert!(took < Duration::from_secs(2), "lockstep would take 6.4 s: {took:?}");
+        assert!(
+            took < Duration::from_secs(2),
+            "lockstep would take 6.4 s: {took:?}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -319,10 +327,16 @@ mod tests {
         let took = t0.elapsed();
         for r in [&a, &b] {
             assert_eq!(r.len(), bytes);
-            assert!(r.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8), "bytes intact");
+            assert!(
+                r.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8),
+                "bytes intact"
+            );
         }
         assert!(took >= Duration::from_millis(400), "capped: {took:?}");
-        assert!(took < Duration::from_millis(1500), "per connection, not shared: {took:?}");
+        assert!(
+            took < Duration::from_millis(1500),
+            "per connection, not shared: {took:?}"
+        );
 
         let echo = WanProxy::start(echo_server().await, link).await.unwrap();
         let mut socket = TcpStream::connect(echo.address()).await.unwrap();
@@ -350,7 +364,9 @@ mod tests {
             let proxy = WanProxy::start(echo_server().await, FAST).await.unwrap();
             let port = proxy.address().port();
             assert_eq!(
-                proxy.url_through("postgres://u:p@db.example:5432/x?sslmode=disable").unwrap(),
+                proxy
+                    .url_through("postgres://u:p@db.example:5432/x?sslmode=disable")
+                    .unwrap(),
                 format!("postgres://u:p@127.0.0.1:{port}/x?sslmode=disable")
             );
             assert_eq!(

@@ -81,7 +81,10 @@ async fn database_units(
             }
             let histogram = sql.day_histogram(column).await?;
             let units = ranges(c, &pack_histogram(&histogram, n), true);
-            return Ok((units, Some("rows per day of the column (read from the source)".into())));
+            return Ok((
+                units,
+                Some("rows per day of the column (read from the source)".into()),
+            ));
         }
         PartitionBy::Id(c) => {
             let column = source::find(columns, c)?;
@@ -142,14 +145,19 @@ async fn key_histogram(
         }
     }
     let histogram = sql.id_histogram(column).await?;
-    Ok((histogram, "rows per stretch of the key (read from the source: a full scan)".into()))
+    Ok((
+        histogram,
+        "rows per stretch of the key (read from the source: a full scan)".into(),
+    ))
 }
 
 fn described_statistics(stats: &KeyStatistics) -> String {
     match (stats.analyzed, stats.indexed) {
         (true, true) => "the key's statistics (pg_stats) and its index's least and greatest values".into(),
         (true, false) => "the key's statistics (pg_stats; no index to bound them)".into(),
-        (false, _) => "an even split of the key's least to greatest value (from its index; no statistics)".into(),
+        (false, _) => {
+            "an even split of the key's least to greatest value (from its index; no statistics)".into()
+        }
     }
 }
 

@@ -316,7 +316,11 @@ pub(crate) fn statistics_histogram(stats: &KeyStatistics, rows: u64) -> Option<V
         k => {
             let each = rows * bucket_fraction / (k - 1) as f64;
             for i in 0..k - 1 {
-                let hi = if i + 2 == k { b[i + 1] as i128 + 1 } else { b[i + 1] as i128 };
+                let hi = if i + 2 == k {
+                    b[i + 1] as i128 + 1
+                } else {
+                    b[i + 1] as i128
+                };
                 if hi > b[i] as i128 {
                     spread.push((b[i] as i128, hi, each));
                 }
@@ -331,9 +335,11 @@ pub(crate) fn statistics_histogram(stats: &KeyStatistics, rows: u64) -> Option<V
         .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)));
     match (seen, stats.range) {
         (None, None) => return stats.indexed.then(Vec::new),
-        (None, Some((least, greatest))) => {
-            spread.push((least as i128, greatest as i128 + 1, rows * (1.0 - stats.null_fraction)))
-        }
+        (None, Some((least, greatest))) => spread.push((
+            least as i128,
+            greatest as i128 + 1,
+            rows * (1.0 - stats.null_fraction),
+        )),
         (Some(_), None) if stats.indexed => return Some(Vec::new()),
         (Some(_), None) => {}
         (Some((lo, hi)), Some((least, greatest))) => {
@@ -387,7 +393,11 @@ pub(crate) fn statistics_histogram(stats: &KeyStatistics, rows: u64) -> Option<V
             let overlap = (hi.min(*shi) - lo.max(*slo)).max(0);
             n += sw * overlap as f64 / (shi - slo) as f64;
         }
-        n += common.iter().filter(|(v, _)| *v == lo && hi == v + 1).map(|c| c.1).sum::<f64>();
+        n += common
+            .iter()
+            .filter(|(v, _)| *v == lo && hi == v + 1)
+            .map(|c| c.1)
+            .sum::<f64>();
         let n = n.round() as u64;
         if n > 0 && lo <= i64::MAX as i128 {
             out.push((lo as i64, hi.min(i64::MAX as i128) as i64, n));
@@ -455,7 +465,11 @@ mod tests {
 
     /// Rows of `histogram` whose key is in `lo..hi`.
     fn rows_in(histogram: &[(i64, i64, u64)], lo: i64, hi: i64) -> u64 {
-        histogram.iter().filter(|p| p.0 >= lo && p.0 < hi).map(|p| p.2).sum()
+        histogram
+            .iter()
+            .filter(|p| p.0 >= lo && p.0 < hi)
+            .map(|p| p.2)
+            .sum()
     }
 
     #[test]

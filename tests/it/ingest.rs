@@ -1124,7 +1124,11 @@ both_backends!(
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         assert!(counted, "the control's full scan was never counted");
-        assert_eq!(sequential_scans(&pool, &skewed).await, scans, "planning scanned {skewed}");
+        assert_eq!(
+            sequential_scans(&pool, &skewed).await,
+            scans,
+            "planning scanned {skewed}"
+        );
         // The heavy key is a unit of its own, and the NULLs go to the first unit.
         let plan = ingest_exactly(skewed.clone(), "pg_stats) and its index").await;
         assert_eq!(plan.units, planned.units);
@@ -1151,8 +1155,16 @@ both_backends!(
         let rows = key_figures(&pool, &skewed).await.0;
         let mut counted = false;
         for _ in 0..300 {
-            sqlx::query("SELECT pg_stat_clear_snapshot()").execute(&pool).await.unwrap();
-            if sqlx::query_scalar::<_, i64>(&live).fetch_one(&pool).await.unwrap() >= rows {
+            sqlx::query("SELECT pg_stat_clear_snapshot()")
+                .execute(&pool)
+                .await
+                .unwrap();
+            if sqlx::query_scalar::<_, i64>(&live)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+                >= rows
+            {
                 counted = true;
                 break;
             }

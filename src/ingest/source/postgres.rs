@@ -216,11 +216,12 @@ impl SourceDatabase for PostgresSource {
         .fetch_optional(&mut conn)
         .await
         .map_err(error)?;
-        let live: Option<i64> = sqlx::query_scalar("SELECT n_live_tup FROM pg_stat_all_tables WHERE relid = to_regclass($1)")
-            .bind(table)
-            .fetch_optional(&mut conn)
-            .await
-            .map_err(error)?;
+        let live: Option<i64> =
+            sqlx::query_scalar("SELECT n_live_tup FROM pg_stat_all_tables WHERE relid = to_regclass($1)")
+                .bind(table)
+                .fetch_optional(&mut conn)
+                .await
+                .map_err(error)?;
         let mut key = KeyStatistics {
             indexed,
             range,
@@ -394,7 +395,10 @@ mod tests {
 
     #[test]
     fn reads_statistics_arrays() {
-        assert_eq!(integer_array(Some("{1,-5,9000000000}")), Some(vec![1, -5, 9_000_000_000]));
+        assert_eq!(
+            integer_array(Some("{1,-5,9000000000}")),
+            Some(vec![1, -5, 9_000_000_000])
+        );
         assert_eq!(integer_array(None), Some(vec![]));
         assert_eq!(integer_array(Some("{}")), Some(vec![]));
         assert_eq!(integer_array(Some("{1.5,2}")), None);
