@@ -169,8 +169,9 @@ both_backends!(
             .unwrap();
         assert_eq!(overhead.floe_over_raw.n, 2);
         assert!(overhead.floe_over_raw.low.unwrap() <= overhead.floe_over_raw.mean);
-        // The earlier issues' 13, the engine-writes issue's five, and the speed issue's five.
-        assert_eq!(report.targets.len(), 23, "{:?}", report.targets);
+        // The earlier issues' 13, the engine-writes issue's five, the speed issue's five, and the
+        // extraction through the WAN proxy.
+        assert_eq!(report.targets.len(), 24, "{:?}", report.targets);
         assert!(report.append_vs_pyiceberg.contains_key("400KB"));
         // The peer writes floe's codec, and the physical limit is measured beside it.
         assert_eq!(report.append_vs_arrow_writer["400KB"].n, 2);
