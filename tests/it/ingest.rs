@@ -1201,3 +1201,42 @@ both_backends!(
         }
     }
 );
+
+both_backends!(
+    sqlite_id_units_still_read_the_key_and_cover_every_row_once,
+    |ctx: Ctx| async move {
+        // SQLite keeps no statistics floe reads: its units come from the key read in full, as before.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("source.db");
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+            .await
+            .unwrap();
+        for sql in [
+            "CREATE TABLE k (id BIGINT, note TEXT)",
+            "CREATE INDEX k_id ON k (id)",
+            "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 20000) \
+             INSERT INTO k SELECT CASE WHEN n % 100 = 0 THEN NULL WHEN n % 3 = 0 THEN 7 ELSE n * 1000 END, 'r' FROM g",
+        ] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        let expected: (i64, i64, i64, i64) =
+            sqlx::query_as("SELECT count(*), count(id), coalesce(sum(id), 0), count(DISTINCT id) FROM k")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        let mut o = IngestOptions::new(format!("sqlite:{}", path.display()), format!("{}.k", ctx.ns));
+        o.table = Some("k".into());
+        o.create = true;
+        o.verify = true;
+        o.partition_by = Some(PartitionBy::Id("id".into()));
+        let plan = floe::ingest::plan(&ctx.floe, &o).await.unwrap();
+        assert!(
+            plan.sized_by.as_deref().unwrap_or("").contains("full scan"),
+            "{:?}",
+            plan.sized_by
+        );
+        assert!(plan.units.len() >= 2, "{:?}", plan.units);
+        floe::ingest::ingest(&ctx.floe, &o).await.unwrap();
+        assert_eq!(table_key_figures(&ctx, &ctx.table("k")).await, expected);
+    }
+);
