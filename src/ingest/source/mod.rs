@@ -3,7 +3,8 @@
 //! one module behind the [`SourceDatabase`] trait ([`postgres`], [`sqlite`]): how it connects, what
 //! its columns are, how it counts, histograms and streams rows. Columns are mapped to Iceberg
 //! (Arrow) types before any work (an unmappable one is an error), rows are estimated and
-//! histogrammed for planning units, and a unit's rows stream as Arrow batches; no unit holds its
+//! histogrammed (or an integer key described by the database's statistics and index) for planning
+//! units, and a unit's rows stream as Arrow batches; no unit holds its
 //! result in memory. Every unit of a Postgres run reads at one exported snapshot
 //! ([`SourceSnapshot`]), so a source that is written during the run is extracted as of one instant.
 
