@@ -2,7 +2,7 @@
 //! alone. A unit is a range of a timestamp or date column (whole days), a range of an integer key, a
 //! hash bucket of a column, one input file, or a byte range of one large CSV that starts at a
 //! record boundary. Ranges are packed from a histogram of the source (for an integer key, one the
-//! database's statistics estimate where it keeps them: [`statistics_histogram`]), so empty ranges get
+//! database's statistics estimate where it keeps them: `statistics_histogram`), so empty ranges get
 //! no unit and a skewed day or key gets a unit of its own.
 
 use serde::{Deserialize, Serialize};
