@@ -1,7 +1,9 @@
 //! The extraction benchmark: a Postgres table generated with `generate_series` extracted into a fresh
 //! Iceberg table by `floe ingest` with one unit and with `auto` id-range units, against Postgres's own
-//! `COPY (SELECT ...) TO STDOUT` drained by `psql` as the physical baseline. Medians over repetitions
-//! measured in one run, reported as ratios, with floe's peak memory.
+//! `COPY (SELECT ...) TO STDOUT` drained by `psql` as the physical baseline; then a second table
+//! extracted the same two ways through the benchmark's WAN proxy ([`super::wan`]: 20 ms round trip,
+//! 8 MB/s per connection), where the source is across a network from floe rather than on its cores.
+//! Medians over repetitions measured in one run, reported as ratios, with floe's peak memory.
 
 use std::process::Stdio;
 use std::time::Instant;
@@ -9,6 +11,7 @@ use std::time::Instant;
 use serde::Serialize;
 use sqlx::Connection;
 
+use super::wan::{upstream_of, WanLink, WanProxy};
 use crate::catalog::{Namespace, TableName};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ingest::units::{PartitionBy, UnitCount};
@@ -24,6 +27,8 @@ pub struct IngestBenchOptions {
     pub source: String,
     /// Rows of the generated source table.
     pub rows: u64,
+    /// Rows of the table extracted through the WAN proxy (0: not run).
+    pub wan_rows: u64,
     /// Repetitions of each variant.
     pub repetitions: usize,
 }
@@ -55,10 +60,32 @@ pub struct IngestBenchReport {
     pub cores: usize,
     /// One unit, auto units, and the `psql` COPY baseline.
     pub variants: Vec<IngestVariant>,
-    /// Auto units' rows per second over one unit's (target ≥ 1.8 on 2 cores).
+    /// Auto units' rows per second over one unit's, the source on the same cores (target ≥ 0.95:
+    /// splitting must not cost).
     pub auto_to_one_ratio: f64,
     /// Auto units' rows per second over the COPY baseline's (target ≥ 0.8).
     pub auto_to_copy_ratio: f64,
+    /// The link of the extraction through the WAN proxy, when it ran.
+    pub wan: Option<WanFigures>,
+    /// Through the WAN proxy, auto units' rows per second (one unit per core at a time) over one
+    /// unit's (0 when it did not run).
+    pub wan_auto_to_one_ratio: f64,
+    /// Through the WAN proxy, auto units 4 at a time over one unit (target ≥ 1.8; 0 when it did
+    /// not run).
+    pub wan_auto_wide_to_one_ratio: f64,
+}
+
+/// The extraction through the WAN proxy: its table and its link.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct WanFigures {
+    /// Rows of the table extracted through it.
+    pub rows: u64,
+    /// Round trip the link adds, in milliseconds.
+    pub round_trip_ms: f64,
+    /// Bytes per second each connection may carry in each direction.
+    pub bytes_per_second_per_connection: u64,
+    /// Connections the extractions opened through it (every repetition, planning included).
+    pub connections: usize,
 }
 
 impl IngestBenchReport {
@@ -151,12 +178,16 @@ async fn extract_once(
     into: &TableName,
     partition_by: Option<PartitionBy>,
     units: UnitCount,
+    parallel: Option<usize>,
 ) -> Result<(f64, usize, u64)> {
     let mut o = IngestOptions::new(options.source.clone(), into.to_string());
     o.table = Some(source_table.to_string());
     o.create = true;
     o.partition_by = partition_by;
     o.units = units;
+    if let Some(p) = parallel {
+        o.parallel = p;
+    }
     let monitor = Monitor::start();
     let report = crate::ingest::ingest(floe, &o).await?;
     let usage = monitor.finish();
@@ -215,7 +246,105 @@ pub async fn ingest_benchmark(
     };
     report.auto_to_one_ratio = report.rows_per_s("auto units") / report.rows_per_s("one unit");
     report.auto_to_copy_ratio = report.rows_per_s("auto units") / report.rows_per_s("psql COPY");
+    if options.wan_rows > 0 {
+        let wan_table = format!("{source_table}_wan");
+        create_source(&mut conn, &wan_table, options.wan_rows).await?;
+        let measured = measure_through_wan(floe, ns, &options, &wan_table).await;
+        let _ = sqlx::query(&format!("DROP TABLE IF EXISTS {wan_table}"))
+            .execute(&mut conn)
+            .await;
+        let (variants, wan) = measured?;
+        report.variants.extend(variants);
+        report.wan = Some(wan);
+        report.wan_auto_to_one_ratio = report.rows_per_s(WAN_AUTO) / report.rows_per_s(WAN_ONE);
+        report.wan_auto_wide_to_one_ratio = report.rows_per_s(WAN_AUTO_WIDE) / report.rows_per_s(WAN_ONE);
+    }
     Ok(report)
+}
+
+/// The variants extracted through the WAN proxy: one unit, auto units at the default parallelism
+/// (one per core), and auto units [`WAN_PARALLEL`] at a time.
+const WAN_ONE: &str = "one unit through the WAN proxy";
+const WAN_AUTO: &str = "auto units through the WAN proxy";
+const WAN_AUTO_WIDE: &str = "auto units, 4 at a time, through the WAN proxy";
+/// Units at a time of [`WAN_AUTO_WIDE`]: a unit across a WAN waits on its link, not on floe's cores.
+const WAN_PARALLEL: usize = 4;
+
+/// Extract `table` (of `options.wan_rows` rows) with one unit and with auto units, every connection
+/// through a WAN proxy of its own in front of the source.
+async fn measure_through_wan(
+    floe: &Floe,
+    ns: &Namespace,
+    options: &IngestBenchOptions,
+    table: &str,
+) -> Result<(Vec<IngestVariant>, WanFigures)> {
+    let link = WanLink::BETWEEN_REGIONS;
+    let proxy = WanProxy::start(upstream_of(&options.source).await?, link).await?;
+    let through = IngestBenchOptions {
+        source: proxy.url_through(&options.source)?,
+        rows: options.wan_rows,
+        ..options.clone()
+    };
+    crate::secrets::register_url_secrets(&through.source);
+    let ways = [
+        (WAN_ONE, None, UnitCount::Exactly(1), None),
+        (
+            WAN_AUTO,
+            Some(PartitionBy::Id("id".into())),
+            UnitCount::Auto,
+            None,
+        ),
+        (
+            WAN_AUTO_WIDE,
+            Some(PartitionBy::Id("id".into())),
+            UnitCount::Auto,
+            Some(WAN_PARALLEL),
+        ),
+    ];
+    // (seconds of each repetition, peak memory, units) per way.
+    let mut measured: Vec<(Vec<f64>, u64, usize)> = vec![(Vec::new(), 0, 0); ways.len()];
+    for rep in 0..options.repetitions {
+        // A B C, then C B A.
+        let mut order: Vec<usize> = (0..ways.len()).collect();
+        if rep % 2 == 1 {
+            order.reverse();
+        }
+        for w in order {
+            let (_, partition_by, units, parallel) = ways[w].clone();
+            let into = TableName::new(ns.clone(), format!("ingest_wan_{w}_{rep}"))?;
+            let (s, n, peak) =
+                extract_once(floe, &through, table, &into, partition_by, units, parallel).await?;
+            let m = &mut measured[w];
+            m.0.push(s);
+            m.1 = m.1.max(peak);
+            m.2 = n;
+            tracing::info!(rep, variant = w, "ingest bench through the WAN proxy");
+        }
+    }
+    let wan = WanFigures {
+        rows: through.rows,
+        round_trip_ms: link.round_trip_ms(),
+        bytes_per_second_per_connection: link.bytes_per_second,
+        connections: proxy.connections(),
+    };
+    let variants = ways
+        .iter()
+        .zip(measured)
+        .map(|(way, (seconds, peak, units))| variant(way.0, units, seconds, peak, through.rows))
+        .collect();
+    Ok((variants, wan))
+}
+
+/// A variant's figures from its repetitions' seconds, over `rows` rows.
+fn variant(name: &str, units: usize, seconds: Vec<f64>, peak: u64, rows: u64) -> IngestVariant {
+    let seconds = median(seconds);
+    IngestVariant {
+        variant: name.to_string(),
+        units,
+        seconds,
+        rows_per_s: rows as f64 / seconds,
+        peak_memory_bytes: peak,
+    }
 }
 
 async fn measure_variants(
@@ -237,8 +366,16 @@ async fn measure_variants(
             match variant {
                 0 => {
                     let into = TableName::new(ns.clone(), format!("ingest_one_{rep}"))?;
-                    let (s, _, peak) =
-                        extract_once(floe, options, source_table, &into, None, UnitCount::Exactly(1)).await?;
+                    let (s, _, peak) = extract_once(
+                        floe,
+                        options,
+                        source_table,
+                        &into,
+                        None,
+                        UnitCount::Exactly(1),
+                        None,
+                    )
+                    .await?;
                     one.0.push(s);
                     one.1 = one.1.max(peak);
                 }
@@ -251,6 +388,7 @@ async fn measure_variants(
                         &into,
                         Some(PartitionBy::Id("id".into())),
                         UnitCount::Auto,
+                        None,
                     )
                     .await?;
                     auto.0.push(s);
@@ -262,21 +400,11 @@ async fn measure_variants(
             tracing::info!(rep, variant, "ingest bench");
         }
     }
-    let rows = options.rows as f64;
-    let variant = |name: &str, units: usize, seconds: Vec<f64>, peak: u64| {
-        let seconds = median(seconds);
-        IngestVariant {
-            variant: name.to_string(),
-            units,
-            seconds,
-            rows_per_s: rows / seconds,
-            peak_memory_bytes: peak,
-        }
-    };
+    let rows = options.rows;
     Ok(vec![
-        variant("one unit", 1, one.0, one.1),
-        variant("auto units", auto.2, auto.0, auto.1),
-        variant("psql COPY", 1, copy, 0),
+        variant("one unit", 1, one.0, one.1, rows),
+        variant("auto units", auto.2, auto.0, auto.1, rows),
+        variant("psql COPY", 1, copy, 0, rows),
     ])
 }
 

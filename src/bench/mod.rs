@@ -23,6 +23,7 @@ pub mod sql;
 pub mod stats;
 pub mod storage;
 pub mod upsert;
+pub mod wan;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -71,6 +71,10 @@ pub enum Command {
         /// Rows of the extraction benchmark's source table.
         #[arg(long, default_value_t = 5_000_000)]
         ingest_rows: u64,
+        /// Rows of a second source table extracted through the benchmark's WAN proxy (20 ms round
+        /// trip, 8 MB/s per connection) with one unit and with auto units; 0 skips it.
+        #[arg(long, default_value_t = 500_000)]
+        ingest_wan_rows: u64,
         /// Only the extraction benchmark (needs --ingest-source).
         #[arg(long)]
         ingest_only: bool,
@@ -135,6 +139,7 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
             storage_only,
             ingest_source,
             ingest_rows,
+            ingest_wan_rows,
             ingest_only,
             upsert,
             upsert_rows,
@@ -149,6 +154,7 @@ pub async fn run(floe: &Floe, command: Command) -> floe::Result<ExitCode> {
             let ingest = ingest_source.map(|source| floe::bench::IngestBenchOptions {
                 source,
                 rows: ingest_rows,
+                wan_rows: ingest_wan_rows,
                 repetitions,
             });
             if ingest_only {

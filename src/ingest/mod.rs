@@ -152,6 +152,9 @@ pub struct IngestPlan {
     pub units: Vec<Unit>,
     /// Why the plan differs from what was asked (one unit for a CSV with quoted fields, ...).
     pub note: Option<String>,
+    /// What sized the units (a database's statistics of the key, or the source read), when a
+    /// database source was split.
+    pub sized_by: Option<String>,
     /// The rows an incremental run reads.
     pub window: Option<ChangeWindow>,
 }
@@ -392,6 +395,7 @@ pub async fn resume(floe: &Floe, run_id: &str, parallel: Option<usize>) -> Resul
         estimated_rows: states.iter().map(|s| s.unit.estimated_rows).sum(),
         units: states.iter().map(|s| s.unit.clone()).collect(),
         note: spec.plan_note,
+        sized_by: None,
         window: upsert.as_ref().and_then(|u| u.window()),
     };
     let execution = Execution {

@@ -5,7 +5,7 @@
 use arrow::datatypes::{Field, Schema};
 
 use super::source::{self, SourceColumn, SqlSource};
-use super::units::{pack_histogram, ranges, Bounds, PartitionBy, Unit};
+use super::units::{pack_histogram, ranges, statistics_histogram, Bounds, KeyStatistics, PartitionBy, Unit};
 use super::{IngestOptions, IngestPlan, Source};
 use crate::catalog::TableName;
 use crate::error::{Error, ErrorKind, Result};
@@ -33,7 +33,7 @@ async fn database_plan(options: &IngestOptions, sql: &SqlSource) -> Result<(Inge
     let by = options.partition_by.clone().unwrap_or(PartitionBy::Single);
     let n = options.units.resolve(estimated);
     let mut note = None;
-    let mut units = database_units(sql, &columns, &by, n, estimated).await?;
+    let (mut units, sized_by) = database_units(sql, &columns, &by, n, estimated).await?;
     if units.is_empty() {
         note = Some("the source is empty: one unit".to_string());
         units = vec![(Bounds::All, 0)];
@@ -46,6 +46,7 @@ async fn database_plan(options: &IngestOptions, sql: &SqlSource) -> Result<(Inge
         estimated_rows: estimated,
         units: numbered(units),
         note,
+        sized_by,
         window: None,
     };
     Ok((plan, columns))
@@ -60,15 +61,15 @@ pub(super) fn described_columns(columns: &[SourceColumn]) -> Vec<(String, String
 }
 
 /// About `n` units of a database source split `by`, each with its estimated rows (none for an empty
-/// source).
+/// source), and what sized them.
 async fn database_units(
     sql: &SqlSource,
     columns: &[SourceColumn],
     by: &PartitionBy,
     n: usize,
     estimated: u64,
-) -> Result<Vec<(Bounds, u64)>> {
-    Ok(match by {
+) -> Result<(Vec<(Bounds, u64)>, Option<String>)> {
+    let units = match by {
         PartitionBy::Single => vec![(Bounds::All, estimated)],
         PartitionBy::Date(c) => {
             let column = source::find(columns, c)?;
@@ -79,7 +80,11 @@ async fn database_units(
                 )));
             }
             let histogram = sql.day_histogram(column).await?;
-            ranges(c, &pack_histogram(&histogram, n), true)
+            let units = ranges(c, &pack_histogram(&histogram, n), true);
+            return Ok((
+                units,
+                Some("rows per day of the column (read from the source)".into()),
+            ));
         }
         PartitionBy::Id(c) => {
             let column = source::find(columns, c)?;
@@ -89,8 +94,8 @@ async fn database_units(
                     column.source_type
                 )));
             }
-            let histogram = sql.id_histogram(column).await?;
-            ranges(c, &pack_histogram(&histogram, n), false)
+            let (histogram, sized_by) = key_histogram(sql, column, estimated).await?;
+            return Ok((ranges(c, &pack_histogram(&histogram, n), false), Some(sized_by)));
         }
         PartitionBy::Hash(c) => {
             let column = source::find(columns, c)?;
@@ -121,7 +126,39 @@ async fn database_units(
         PartitionBy::File | PartitionBy::Bytes => {
             return Err(Error::invalid(format!("--partition-by {by} is for file sources")))
         }
-    })
+    };
+    Ok((units, None))
+}
+
+/// A histogram of the integer key `column` that sizes `id(COL)` units, and what it came from: the
+/// database's own knowledge of the key (an index's least and greatest values, `ANALYZE` statistics)
+/// where it has any, which costs a few index probes whatever the table's size; else the key read in
+/// full (a scan of the source, as with a query or SQLite).
+async fn key_histogram(
+    sql: &SqlSource,
+    column: &SourceColumn,
+    estimated: u64,
+) -> Result<(Vec<(i64, i64, u64)>, String)> {
+    if let Some(stats) = sql.key_statistics(column).await? {
+        if let Some(histogram) = statistics_histogram(&stats, estimated) {
+            return Ok((histogram, described_statistics(&stats)));
+        }
+    }
+    let histogram = sql.id_histogram(column).await?;
+    Ok((
+        histogram,
+        "rows per stretch of the key (read from the source: a full scan)".into(),
+    ))
+}
+
+fn described_statistics(stats: &KeyStatistics) -> String {
+    match (stats.analyzed, stats.indexed) {
+        (true, true) => "the key's statistics (pg_stats) and its index's least and greatest values".into(),
+        (true, false) => "the key's statistics (pg_stats; no index to bound them)".into(),
+        (false, _) => {
+            "an even split of the key's least to greatest value (from its index; no statistics)".into()
+        }
+    }
 }
 
 async fn files_plan(floe: &Floe, options: &IngestOptions, files: &[InputFile]) -> Result<IngestPlan> {
@@ -170,6 +207,7 @@ async fn files_plan(floe: &Floe, options: &IngestOptions, files: &[InputFile]) -
         estimated_rows: estimated,
         units: numbered(units),
         note,
+        sized_by: None,
         window: None,
     })
 }

@@ -22,6 +22,7 @@ both_backends!(
                 source: std::env::var("FLOE_TEST_POSTGRES_URL")
                     .expect("the test command sets FLOE_TEST_POSTGRES_URL"),
                 rows: 30_000,
+                wan_rows: 20_000,
                 repetitions: 2,
             }),
             ..Default::default()
@@ -112,7 +113,17 @@ both_backends!(
         // units split the table into at least ten id ranges.
         let ingest = m.ingest.as_ref().expect("the extraction benchmark ran");
         let variants: Vec<&str> = ingest.variants.iter().map(|v| v.variant.as_str()).collect();
-        assert_eq!(variants, ["one unit", "auto units", "psql COPY"]);
+        assert_eq!(
+            variants,
+            [
+                "one unit",
+                "auto units",
+                "psql COPY",
+                "one unit through the WAN proxy",
+                "auto units through the WAN proxy",
+                "auto units, 4 at a time, through the WAN proxy"
+            ]
+        );
         assert!(
             ingest
                 .variants
@@ -123,6 +134,17 @@ both_backends!(
         assert!(ingest.variants[0].peak_memory_bytes > 0, "{ingest:?}");
         assert!(ingest.variants[1].units >= 10, "{ingest:?}");
         assert!(ingest.auto_to_one_ratio > 0.0 && ingest.auto_to_copy_ratio > 0.0);
+        // Through the WAN proxy: 20,000 rows, every connection through it; at 8 MB/s one unit takes
+        // at least the link's time for its bytes.
+        let wan = ingest.wan.as_ref().expect("the WAN extraction ran");
+        assert_eq!((wan.rows, wan.round_trip_ms), (20_000, 20.0), "{wan:?}");
+        assert!(wan.connections > 10, "{wan:?}");
+        assert!(ingest.variants[4].units >= 10, "{ingest:?}");
+        assert!(ingest.variants[5].units >= 10, "{ingest:?}");
+        assert!(
+            ingest.wan_auto_to_one_ratio > 0.0 && ingest.wan_auto_wide_to_one_ratio > 0.0,
+            "{ingest:?}"
+        );
 
         // The benchmark's tables are gone.
         for ns in ctx.floe.namespaces().await.unwrap() {
@@ -147,8 +169,9 @@ both_backends!(
             .unwrap();
         assert_eq!(overhead.floe_over_raw.n, 2);
         assert!(overhead.floe_over_raw.low.unwrap() <= overhead.floe_over_raw.mean);
-        // The earlier issues' 13, the engine-writes issue's five, and the speed issue's five.
-        assert_eq!(report.targets.len(), 23, "{:?}", report.targets);
+        // The earlier issues' 13, the engine-writes issue's five, the speed issue's five, and the
+        // extraction through the WAN proxy.
+        assert_eq!(report.targets.len(), 24, "{:?}", report.targets);
         assert!(report.append_vs_pyiceberg.contains_key("400KB"));
         // The peer writes floe's codec, and the physical limit is measured beside it.
         assert_eq!(report.append_vs_arrow_writer["400KB"].n, 2);

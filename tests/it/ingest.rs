@@ -1008,3 +1008,239 @@ both_backends!(upsert_ingest_mistakes_are_clear_errors, |ctx: Ctx| async move {
     );
     exec(&pool, &format!("DROP TABLE {name}")).await;
 });
+
+/// (rows, rows with a key, sum of the keys, distinct keys) of a source table with a nullable `id`.
+async fn key_figures(pool: &sqlx::PgPool, name: &str) -> (i64, i64, i64, i64) {
+    sqlx::query_as(&format!(
+        "SELECT count(*), count(id), coalesce(sum(id), 0)::bigint, count(DISTINCT id) FROM {name}"
+    ))
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// The same figures of a floe table.
+async fn table_key_figures(ctx: &Ctx, table: &floe::TableName) -> (i64, i64, i64, i64) {
+    let (mut rows, mut keyed, mut sum, mut distinct) = (0, 0, 0, BTreeSet::new());
+    for b in scan_columns(&ctx.floe, table, &["id"]).await {
+        let id = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+        rows += id.len() as i64;
+        for v in id.iter().flatten() {
+            keyed += 1;
+            sum += v;
+            distinct.insert(v);
+        }
+    }
+    (rows, keyed, sum, distinct.len() as i64)
+}
+
+/// The lower bounds of a plan's `id` units (the first has none).
+fn lower_bounds(plan: &floe::ingest::IngestPlan) -> Vec<i64> {
+    plan.units
+        .iter()
+        .filter_map(|u| match &u.bounds {
+            floe::ingest::units::Bounds::Range { lo: Some(lo), .. } => lo.parse().ok(),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Sequential scans of `name` the server has counted (its statistics reach other sessions when the
+/// scanning session ends or idles).
+async fn sequential_scans(pool: &sqlx::PgPool, name: &str) -> i64 {
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::query("SELECT pg_stat_clear_snapshot()")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query_scalar(&format!(
+        "SELECT coalesce(seq_scan, 0) FROM pg_stat_user_tables WHERE relid = '{name}'::regclass"
+    ))
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap()
+}
+
+both_backends!(
+    id_units_planned_from_statistics_cover_every_row_once,
+    |ctx: Ctx| async move {
+        let pool = sqlx::PgPool::connect(&source_url()).await.unwrap();
+        let (skewed, bare) = (format!("src_skew_{}", ctx.ns), format!("src_bare_{}", ctx.ns));
+        // Dense keys, sparse keys, one key on 60,000 rows, negative keys and NULL keys; autovacuum
+        // off, so that the statistics are exactly those the test takes.
+        for name in [&skewed, &bare] {
+            exec(&pool, &format!("DROP TABLE IF EXISTS {name}")).await;
+            exec(
+                &pool,
+                &format!(
+                    "CREATE TABLE {name} WITH (autovacuum_enabled = false) AS
+                     SELECT g::bigint AS id, 'r' || g AS note FROM generate_series(1, 100000) g
+                     UNION ALL SELECT g::bigint, 's' FROM generate_series(1000000, 10000000, 1000) g
+                     UNION ALL SELECT 42, 'heavy' FROM generate_series(1, 60000)
+                     UNION ALL SELECT -g, 'negative' FROM generate_series(1, 50) g
+                     UNION ALL SELECT NULL, 'null' FROM generate_series(1, 500)"
+                ),
+            )
+            .await;
+            exec(&pool, &format!("CREATE INDEX ON {name} (id)")).await;
+        }
+        exec(&pool, &format!("ANALYZE {skewed}")).await;
+        let mut n = 0;
+        let mut ingest_exactly = |name: String, expect_sized_by: &'static str| {
+            n += 1;
+            let (ctx, pool, into) = (&ctx, &pool, format!("by_stats_{n}"));
+            async move {
+                let o = options(ctx, &name, &into, Some("id(id)"));
+                let plan = floe::ingest::plan(&ctx.floe, &o).await.unwrap();
+                let sized_by = plan.sized_by.clone().unwrap_or_default();
+                assert!(sized_by.contains(expect_sized_by), "{into}: {sized_by}");
+                let bounds = lower_bounds(&plan);
+                assert!(bounds.windows(2).all(|w| w[0] < w[1]), "{into}: {bounds:?}");
+                let report = floe::ingest::ingest(&ctx.floe, &o).await.unwrap();
+                assert_eq!(report.units.len(), plan.units.len(), "{into}");
+                assert_eq!(
+                    table_key_figures(ctx, &ctx.table(&into)).await,
+                    key_figures(pool, &name).await,
+                    "{into}: every row once"
+                );
+                plan
+            }
+        };
+
+        // Statistics and an index: planned without reading the table. The control: planning `bare`
+        // (no statistics, no index) does scan it; once that scan is counted, the statistics plan's
+        // sessions (which ended before) are counted too.
+        let scans = sequential_scans(&pool, &skewed).await;
+        let mut o = options(&ctx, &skewed, "unused", Some("id(id)"));
+        o.create = false;
+        let planned = floe::ingest::plan(&ctx.floe, &o).await.unwrap();
+        exec(&pool, &format!("DROP INDEX {bare}_id_idx")).await;
+        let bare_scans = sequential_scans(&pool, &bare).await;
+        o.table = Some(bare.clone());
+        let plan_bare = floe::ingest::plan(&ctx.floe, &o).await.unwrap();
+        assert!(plan_bare.sized_by.unwrap().contains("full scan"));
+        let mut counted = false;
+        for _ in 0..100 {
+            if sequential_scans(&pool, &bare).await > bare_scans {
+                counted = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(counted, "the control's full scan was never counted");
+        assert_eq!(
+            sequential_scans(&pool, &skewed).await,
+            scans,
+            "planning scanned {skewed}"
+        );
+        // The heavy key is a unit of its own, and the NULLs go to the first unit.
+        let plan = ingest_exactly(skewed.clone(), "pg_stats) and its index").await;
+        assert_eq!(plan.units, planned.units);
+        assert!(plan.units.len() >= 10, "{:?}", plan.units);
+        assert!(
+            plan.units.iter().any(|u| u.describe().contains("42 <= id < 43")),
+            "{:?}",
+            plan.units
+        );
+        assert!(plan.units[0].describe().contains("NULLs"));
+
+        // Stale statistics: keys added beyond both ends since ANALYZE are bounded by the index, sized
+        // by the rows the server counted since, and get units of their own instead of swelling the
+        // end units.
+        exec(
+            &pool,
+            &format!(
+                "INSERT INTO {skewed} SELECT g, 'late' FROM generate_series(10000001, 10150000) g
+                 UNION ALL SELECT -g, 'late' FROM generate_series(51, 150050) g"
+            ),
+        )
+        .await;
+        let live = format!("SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = '{skewed}'::regclass");
+        let rows = key_figures(&pool, &skewed).await.0;
+        let mut counted = false;
+        for _ in 0..300 {
+            sqlx::query("SELECT pg_stat_clear_snapshot()")
+                .execute(&pool)
+                .await
+                .unwrap();
+            if sqlx::query_scalar::<_, i64>(&live)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+                >= rows
+            {
+                counted = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(counted, "the server never counted the added rows");
+        let plan = ingest_exactly(skewed.clone(), "pg_stats) and its index").await;
+        let bounds = lower_bounds(&plan);
+        assert!(
+            bounds.iter().filter(|b| **b > 10_000_000).count() >= 2,
+            "{bounds:?}"
+        );
+        assert!(bounds.iter().filter(|b| **b < -50).count() >= 2, "{bounds:?}");
+        // Statistics without an index: their bounds alone (the stale keys land in the end units).
+        exec(&pool, &format!("DROP INDEX {skewed}_id_idx")).await;
+        ingest_exactly(skewed.clone(), "no index to bound them").await;
+
+        // An index without statistics: its least to greatest value split evenly.
+        exec(&pool, &format!("CREATE INDEX ON {bare} (id)")).await;
+        let plan = ingest_exactly(bare.clone(), "even split").await;
+        assert!(plan.units.len() >= 10, "{:?}", plan.units);
+        // Neither: the key read in full, as before.
+        exec(&pool, &format!("DROP INDEX {bare}_id_idx")).await;
+        ingest_exactly(bare.clone(), "full scan").await;
+
+        // All keys NULL, with an index: one unit holds every row.
+        exec(&pool, &format!("UPDATE {bare} SET id = NULL")).await;
+        exec(&pool, &format!("CREATE INDEX ON {bare} (id)")).await;
+        exec(&pool, &format!("ANALYZE {bare}")).await;
+        let plan = ingest_exactly(bare.clone(), "pg_stats) and its index").await;
+        assert_eq!(plan.units.len(), 1, "{:?}", plan.units);
+        for name in [&skewed, &bare] {
+            exec(&pool, &format!("DROP TABLE {name}")).await;
+        }
+    }
+);
+
+both_backends!(
+    sqlite_id_units_still_read_the_key_and_cover_every_row_once,
+    |ctx: Ctx| async move {
+        // SQLite keeps no statistics floe reads: its units come from the key read in full, as before.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("source.db");
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+            .await
+            .unwrap();
+        for sql in [
+            "CREATE TABLE k (id BIGINT, note TEXT)",
+            "CREATE INDEX k_id ON k (id)",
+            "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 20000) \
+             INSERT INTO k SELECT CASE WHEN n % 100 = 0 THEN NULL WHEN n % 3 = 0 THEN 7 ELSE n * 1000 END, 'r' FROM g",
+        ] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        let expected: (i64, i64, i64, i64) =
+            sqlx::query_as("SELECT count(*), count(id), coalesce(sum(id), 0), count(DISTINCT id) FROM k")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        let mut o = IngestOptions::new(format!("sqlite:{}", path.display()), format!("{}.k", ctx.ns));
+        o.table = Some("k".into());
+        o.create = true;
+        o.verify = true;
+        o.partition_by = Some(PartitionBy::Id("id".into()));
+        let plan = floe::ingest::plan(&ctx.floe, &o).await.unwrap();
+        assert!(
+            plan.sized_by.as_deref().unwrap_or("").contains("full scan"),
+            "{:?}",
+            plan.sized_by
+        );
+        assert!(plan.units.len() >= 2, "{:?}", plan.units);
+        floe::ingest::ingest(&ctx.floe, &o).await.unwrap();
+        assert_eq!(table_key_figures(&ctx, &ctx.table("k")).await, expected);
+    }
+);

@@ -452,6 +452,18 @@ fn extraction(r: &BenchReport, page: &mut Page) {
                 }
             ));
         }
+        if let Some(w) = &i.wan {
+            page.line(String::new());
+            page.line(format!(
+                "The variants through the WAN proxy extract a {}-row table of the same shape, every \
+                 connection through a proxy of the benchmark's own that adds {:.0} ms of round trip and \
+                 caps each connection at {:.0} MB/s per direction ({} connections).",
+                w.rows,
+                w.round_trip_ms,
+                w.bytes_per_second_per_connection as f64 / 1e6,
+                w.connections
+            ));
+        }
     }
 }
 

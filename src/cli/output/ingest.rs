@@ -23,6 +23,9 @@ pub fn plan(out: &mut impl Write, p: &IngestPlan, format: Format) -> Result<()> 
         p.units.len(),
         p.estimated_rows
     )?;
+    if let Some(sized_by) = &p.sized_by {
+        writeln!(out, "units sized by {sized_by}")?;
+    }
     if let Some(note) = &p.note {
         writeln!(out, "note: {note}")?;
     }

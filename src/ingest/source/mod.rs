@@ -3,7 +3,8 @@
 //! one module behind the [`SourceDatabase`] trait ([`postgres`], [`sqlite`]): how it connects, what
 //! its columns are, how it counts, histograms and streams rows. Columns are mapped to Iceberg
 //! (Arrow) types before any work (an unmappable one is an error), rows are estimated and
-//! histogrammed for planning units, and a unit's rows stream as Arrow batches; no unit holds its
+//! histogrammed (or an integer key described by the database's statistics and index) for planning
+//! units, and a unit's rows stream as Arrow batches; no unit holds its
 //! result in memory. Every unit of a Postgres run reads at one exported snapshot
 //! ([`SourceSnapshot`]), so a source that is written during the run is extracted as of one instant.
 
@@ -18,7 +19,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
-use super::units::Bounds;
+use super::units::{Bounds, KeyStatistics};
 use super::watermark::{self, MarkKind};
 use crate::error::{Error, Result, SqlDatabase};
 use crate::secrets::redact_secrets;
@@ -94,6 +95,12 @@ pub(crate) trait SourceDatabase: Send + Sync + std::fmt::Debug {
 
     /// The (integer, count) rows of `sql`; `what` names the query in errors.
     async fn integer_counts(&self, sql: &str, what: &str) -> Result<Vec<(i64, i64)>>;
+
+    /// What the database knows of the integer key `column` (unquoted) of `table` (a quoted table
+    /// name) without reading its rows; `None` when it keeps nothing of the kind.
+    async fn key_statistics(&self, _table: &str, _column: &str) -> Result<Option<KeyStatistics>> {
+        Ok(None)
+    }
 
     /// The instant every unit of a run reads, when the database can share one between
     /// connections (`None` otherwise).
@@ -313,6 +320,16 @@ impl SqlSource {
                 Ok((day.to_string(), next.to_string(), n.max(0) as u64))
             })
             .collect()
+    }
+
+    /// What the database knows of the integer key `column` without reading the rows (its index's
+    /// least and greatest values, its statistics): `None` for a query, under a window (statistics
+    /// describe the whole table), or where the database keeps nothing of the kind (SQLite).
+    pub(crate) async fn key_statistics(&self, column: &SourceColumn) -> Result<Option<KeyStatistics>> {
+        match (&self.table, &self.within) {
+            (Some(table), None) => self.database.key_statistics(table, &column.name).await,
+            _ => Ok(None),
+        }
     }
 
     /// Rows per one-thousandth of the range of `column` (an integer key), ascending, empty stretches

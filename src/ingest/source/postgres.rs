@@ -10,6 +10,7 @@
 //! keeps the server from vacuuming rows newer than its start until the run's units are done.
 
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::DataType;
 use async_trait::async_trait;
@@ -21,17 +22,49 @@ use super::{
     quote_ident, spawn_reader, sql_error, Database, SourceDatabase, SourceQuery, SourceRows, SourceSnapshot,
 };
 use crate::error::{Error, Result};
+use crate::ingest::units::KeyStatistics;
 use crate::ingest::watermark::MarkKind;
 
 /// A Postgres database at a `postgres://` URL.
 #[derive(Clone, Debug)]
 pub(crate) struct PostgresSource {
     url: String,
+    /// Connections whose unit finished reading, each still in its transaction at a run's snapshot
+    /// (its id alongside), for the next unit of the run: a new connection costs the server a process
+    /// and its caches, and a source across a network the round trips of connecting.
+    idle: Arc<Mutex<Vec<(String, PgConnection)>>>,
 }
 
 impl PostgresSource {
     pub(crate) fn new(url: &str) -> Self {
-        Self { url: url.to_string() }
+        Self {
+            url: url.to_string(),
+            idle: Arc::default(),
+        }
+    }
+
+    /// A connection a unit finished with at `snapshot`, in a new transaction at the same snapshot
+    /// and renamed `application` (as a new one would be named), when one is idle and still usable.
+    async fn reuse(&self, application: &str, snapshot: &str) -> Option<PgConnection> {
+        let mut conn = {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let at = idle.iter().position(|(s, _)| s == snapshot)?;
+            idle.swap_remove(at).1
+        };
+        let renew = format!(
+            "COMMIT; SET application_name = '{}'; {}",
+            application.replace('\'', "''"),
+            begin_at(snapshot)
+        );
+        // One round trip; a connection the server ended meanwhile is dropped, and the unit connects.
+        sqlx::Executor::execute(&mut conn, renew.as_str()).await.ok()?;
+        Some(conn)
+    }
+
+    /// Keep `conn`, whose unit read to the end at `snapshot`, for the run's next unit.
+    fn keep_idle(&self, snapshot: &str, conn: PgConnection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.push((snapshot.to_string(), conn));
     }
 
     fn error(&self, what: &str, e: sqlx::Error) -> Error {
@@ -51,16 +84,16 @@ impl PostgresSource {
 
     /// A connection whose next statements read at `snapshot` (one transaction), when one is given.
     async fn connect_at(&self, application: &str, snapshot: Option<&str>) -> Result<PgConnection> {
-        let mut conn = self.connect(application).await?;
         let Some(id) = snapshot else {
-            return Ok(conn);
+            return self.connect(application).await;
         };
-        sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .execute(&mut conn)
-            .await
-            .map_err(|e| self.error("cannot open a transaction at the source", e))?;
-        sqlx::query(&format!("SET TRANSACTION SNAPSHOT '{}'", id.replace('\'', "''")))
-            .execute(&mut conn)
+        if let Some(conn) = self.reuse(application, id).await {
+            return Ok(conn);
+        }
+        let mut conn = self.connect(application).await?;
+        // One simple query, one round trip (two prepared statements would take four): a unit's
+        // set-up is paid per unit, and a source across a WAN charges every round trip.
+        sqlx::Executor::execute(&mut conn, begin_at(id).as_str())
             .await
             .map_err(|e| {
                 self.error(
@@ -140,6 +173,79 @@ impl SourceDatabase for PostgresSource {
             .map_err(|e| self.error(what, e))
     }
 
+    /// A btree index led by the key answers its least and greatest values with two probes; the
+    /// statistics are `pg_stats` (the parent's, inherited, for a partitioned table). Nothing here reads
+    /// the table's rows.
+    async fn key_statistics(&self, table: &str, column: &str) -> Result<Option<KeyStatistics>> {
+        let mut conn = self.connect("floe-ingest-plan").await?;
+        let error = |e| self.error("cannot read the key's statistics", e);
+        let indexed: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid \
+             JOIN pg_am am ON am.oid = ic.relam \
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+             WHERE i.indrelid = to_regclass($1) AND a.attname = $2 AND am.amname = 'btree' \
+             AND i.indisvalid AND i.indpred IS NULL)",
+        )
+        .bind(table)
+        .bind(column)
+        .fetch_one(&mut conn)
+        .await
+        .map_err(error)?;
+        let range = if indexed {
+            let c = quote_ident(column);
+            let (least, greatest): (Option<i64>, Option<i64>) = sqlx::query_as(&format!(
+                "SELECT CAST(min({c}) AS BIGINT), CAST(max({c}) AS BIGINT) FROM {table}"
+            ))
+            .fetch_one(&mut conn)
+            .await
+            .map_err(error)?;
+            least.zip(greatest)
+        } else {
+            None
+        };
+        type Stats = (Option<f64>, Option<String>, Option<String>, Option<Vec<f64>>);
+        let stats: Option<Stats> = sqlx::query_as(
+            "SELECT CAST(s.null_frac AS float8), CAST(s.histogram_bounds AS text), \
+             CAST(s.most_common_vals AS text), CAST(s.most_common_freqs AS float8[]) \
+             FROM pg_stats s JOIN pg_namespace n ON n.nspname = s.schemaname \
+             JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.tablename \
+             WHERE c.oid = to_regclass($1) AND s.attname = $2 ORDER BY s.inherited DESC LIMIT 1",
+        )
+        .bind(table)
+        .bind(column)
+        .fetch_optional(&mut conn)
+        .await
+        .map_err(error)?;
+        let live: Option<i64> =
+            sqlx::query_scalar("SELECT n_live_tup FROM pg_stat_all_tables WHERE relid = to_regclass($1)")
+                .bind(table)
+                .fetch_optional(&mut conn)
+                .await
+                .map_err(error)?;
+        let mut key = KeyStatistics {
+            indexed,
+            range,
+            live_rows: live.filter(|n| *n > 0).map(|n| n as u64),
+            ..Default::default()
+        };
+        if let Some((null_fraction, bounds, common, frequencies)) = stats {
+            // Values that do not read as integers (a type floe maps to an integer but Postgres
+            // prints otherwise) leave the statistics unused rather than wrong.
+            let bounds = integer_array(bounds.as_deref());
+            let common = integer_array(common.as_deref());
+            let frequencies = frequencies.unwrap_or_default();
+            if let (Some(bounds), Some(common)) = (bounds, common) {
+                if common.len() == frequencies.len() {
+                    key.analyzed = true;
+                    key.bounds = bounds;
+                    key.common = common.into_iter().zip(frequencies).collect();
+                    key.null_fraction = null_fraction.unwrap_or(0.0).clamp(0.0, 1.0);
+                }
+            }
+        }
+        Ok(Some(key))
+    }
+
     /// The run's instant, or `None` for a server that cannot export one (such as a standby of an
     /// old release): then each unit reads as of its own start, and a warning says so.
     async fn export_snapshot(&self, application: &str) -> Result<Option<SourceSnapshot>> {
@@ -200,6 +306,7 @@ impl SourceDatabase for PostgresSource {
         let mut decoder = BinaryCopyDecoder::new(query.schema.clone(), 8192)?;
         let mut conn = self.connect_at(application, snapshot).await?;
         let source = self.clone();
+        let snapshot = snapshot.map(str::to_string);
         // The COPY stream borrows the connection: it runs on a task of its own that owns both.
         Ok(spawn_reader(move |tx| async move {
             let mut bytes = conn
@@ -217,8 +324,15 @@ impl SourceDatabase for PostgresSource {
                     }
                 }
             }
+            drop(bytes);
             if let Some(batch) = decoder.finish()? {
-                let _ = tx.send(Ok(batch)).await;
+                if tx.send(Ok(batch)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            // Read to the end: the connection is ready for the run's next unit.
+            if let Some(id) = snapshot {
+                source.keep_idle(&id, conn);
             }
             Ok(())
         }))
@@ -251,5 +365,43 @@ impl SourceDatabase for PostgresSource {
     fn own_type(&self, base: &str, _declared: &str) -> Option<std::result::Result<DataType, &'static str>> {
         // Postgres's `real` is single precision (SQLite's is a double).
         (base == "real").then_some(Ok(DataType::Float32))
+    }
+}
+
+/// The statements that open a read-only transaction at snapshot `id`.
+fn begin_at(id: &str) -> String {
+    format!(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
+        id.replace('\'', "''")
+    )
+}
+
+/// The integers of a Postgres array's text (`{1,2,3}`; none for NULL), `None` when one is not an
+/// integer.
+fn integer_array(text: Option<&str>) -> Option<Vec<i64>> {
+    let Some(text) = text else {
+        return Some(Vec::new());
+    };
+    let inner = text.trim().strip_prefix('{')?.strip_suffix('}')?;
+    if inner.trim().is_empty() {
+        return Some(Vec::new());
+    }
+    inner.split(',').map(|v| v.trim().parse::<i64>().ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::integer_array;
+
+    #[test]
+    fn reads_statistics_arrays() {
+        assert_eq!(
+            integer_array(Some("{1,-5,9000000000}")),
+            Some(vec![1, -5, 9_000_000_000])
+        );
+        assert_eq!(integer_array(None), Some(vec![]));
+        assert_eq!(integer_array(Some("{}")), Some(vec![]));
+        assert_eq!(integer_array(Some("{1.5,2}")), None);
+        assert_eq!(integer_array(Some("1,2")), None);
     }
 }
