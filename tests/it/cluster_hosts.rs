@@ -494,6 +494,12 @@ fn the_pipeline_on_hosts_in_network_namespaces_agrees_with_local_datafusion() {
     assert!(!on_cluster.is_empty(), "{report}");
     for s in &on_cluster {
         assert_eq!(s["status"], "succeeded", "{s}");
+        // The executors wrote the files from their own hosts: the driver received their entries.
+        let received = s["driver_bytes_received"].as_u64();
+        assert!(
+            received.is_some_and(|r| r > 0 && r < s["bytes_written"].as_u64().unwrap_or(0).max(1 << 16)),
+            "{s}"
+        );
     }
     assert!(
         on_cluster.iter().any(|s| s["rows_in"].as_u64() > Some(0)),
