@@ -1085,6 +1085,20 @@ both_backends!(
             exec(&pool, &format!("CREATE INDEX ON {name} (id)")).await;
         }
         exec(&pool, &format!("ANALYZE {skewed}")).await;
+        // The setup's own scans (CREATE INDEX reads the table) reach pg_stat only when their
+        // session flushes its counts: at its end, or up to 10 s later when idle. End the setup's
+        // sessions, and wait until the count of `skewed` holds still, before taking the baseline.
+        pool.close().await;
+        let pool = sqlx::PgPool::connect(&source_url()).await.unwrap();
+        let mut last = sequential_scans(&pool, &skewed).await;
+        for _ in 0..30 {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let now = sequential_scans(&pool, &skewed).await;
+            if now == last {
+                break;
+            }
+            last = now;
+        }
         let mut n = 0;
         let mut ingest_exactly = |name: String, expect_sized_by: &'static str| {
             n += 1;
