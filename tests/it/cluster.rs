@@ -354,7 +354,8 @@ both_backends!(
             return;
         }
         use crate::ingest::{
-            sleepy_query, source_figures, source_table, source_url, table_figures, terminate_when,
+            kill_first_attempt_of_unit_1, sleepy_query, source_figures, source_table, source_url,
+            table_figures,
         };
         use floe::ingest::units::{PartitionBy, UnitCount};
         // Debug logs: the scheduler and executors log every plan they run.
@@ -373,13 +374,7 @@ both_backends!(
         o.units = UnitCount::Exactly(4);
         o.create = true;
         o.on_cluster = Some(own.url.clone());
-        let killer = terminate_when(
-            &pool,
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE application_name LIKE 'floe-ingest-unit-1-attempt-1-run-%' \
-               AND query LIKE '%' || $1 || '%' LIMIT 1",
-            vec![name.clone()],
-        );
+        let killer = kill_first_attempt_of_unit_1(&pool, &name);
         let report = floe::ingest::ingest(&ctx.floe, &o).await.unwrap();
         assert!(
             killer.await.unwrap(),

@@ -28,7 +28,7 @@ pub(crate) async fn exec(pool: &sqlx::PgPool, sql: &str) {
 /// Spawn a task that, every 50 ms for up to 10 s, terminates the backends `select` (a query over
 /// `pg_stat_activity` returning `pg_terminate_backend(pid)`, with `$1`, `$2`, ... bound to `binds`)
 /// finds; it answers whether it terminated one.
-pub(crate) fn terminate_when(
+fn terminate_when(
     pool: &sqlx::PgPool,
     select: &str,
     binds: Vec<String>,
@@ -47,6 +47,18 @@ pub(crate) fn terminate_when(
         }
         false
     })
+}
+
+/// [`terminate_when`] unit 1's first attempt of a run reading the source table `name` (the query
+/// names this test's table: another test's run, or the other backend's, has a unit 1 too).
+pub(crate) fn kill_first_attempt_of_unit_1(pool: &sqlx::PgPool, name: &str) -> tokio::task::JoinHandle<bool> {
+    terminate_when(
+        pool,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name LIKE 'floe-ingest-unit-1-attempt-1-run-%' \
+           AND query LIKE '%' || $1 || '%' LIMIT 1",
+        vec![name.to_string()],
+    )
 }
 
 /// A source table of ~300,000 rows: id gaps, skewed and empty days, NULLs, numeric and timestamptz.
@@ -189,15 +201,7 @@ both_backends!(
         o.partition_by = Some(PartitionBy::Id("id".into()));
         o.units = UnitCount::Exactly(4);
         o.create = true;
-        // Unit 1's first attempt of this test's run (the query names this test's source table:
-        // the other backend's run of this test has a unit 1 too).
-        let killer = terminate_when(
-            &pool,
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE application_name LIKE 'floe-ingest-unit-1-attempt-1-run-%' \
-               AND query LIKE '%' || $1 || '%' LIMIT 1",
-            vec![name.clone()],
-        );
+        let killer = kill_first_attempt_of_unit_1(&pool, &name);
         let report = floe::ingest::ingest(&ctx.floe, &o).await.unwrap();
         assert!(
             killer.await.unwrap(),

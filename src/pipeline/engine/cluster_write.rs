@@ -308,32 +308,23 @@ pub(crate) async fn write_rows(
     let metadata = table.metadata();
     let spec = metadata.default_partition_spec();
     let partition_type = spec.partition_type(metadata.current_schema())?;
-    let entries: Vec<serde_json::Value> = files
+    let entries = files
         .into_iter()
-        .map(|f| {
-            let json =
-                iceberg::spec::serialize_data_file_to_json(f, &partition_type, metadata.format_version())?;
-            serde_json::from_str(&json).map_err(|e| Error::internal(format!("data file JSON: {e}")))
-        })
-        .collect::<Result<_>>()?;
-    let column = |a: ArrayRef| a;
-    Ok(RecordBatch::try_new(
-        result_schema(),
-        vec![
-            column(Arc::new(UInt32Array::from(vec![partition as u32]))),
-            column(Arc::new(UInt32Array::from(vec![partitions as u32]))),
-            column(Arc::new(StringArray::from(vec![attempt]))),
-            column(Arc::new(UInt64Array::from(vec![tally.rows]))),
-            column(Arc::new(BinaryArray::from(vec![deflate(
-                serde_json::Value::Array(entries).to_string().as_bytes(),
-            )?
-            .as_slice()]))),
-            column(Arc::new(Int64Array::from(vec![tally.summed]))),
-            column(Arc::new(StringArray::from(vec![tally
-                .tallied
-                .map(|t| serde_json::to_string(&t).unwrap_or_default())]))),
-        ],
-    )?)
+        .map(|f| iceberg::spec::serialize_data_file_to_json(f, &partition_type, metadata.format_version()))
+        .collect::<std::result::Result<Vec<String>, _>>()?;
+    let files_json = deflate(format!("[{}]", entries.join(",")).as_bytes())?;
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(UInt32Array::from(vec![partition as u32])),
+        Arc::new(UInt32Array::from(vec![partitions as u32])),
+        Arc::new(StringArray::from(vec![attempt])),
+        Arc::new(UInt64Array::from(vec![tally.rows])),
+        Arc::new(BinaryArray::from(vec![files_json.as_slice()])),
+        Arc::new(Int64Array::from(vec![tally.summed])),
+        Arc::new(StringArray::from(vec![tally
+            .tallied
+            .map(|t| serde_json::to_string(&t).unwrap_or_default())])),
+    ];
+    Ok(RecordBatch::try_new(result_schema(), columns)?)
 }
 
 /// What a task counts as its rows pass.
@@ -397,12 +388,13 @@ pub(crate) async fn collect_attempts(table: &Table, batches: &[RecordBatch]) -> 
         let tallies = downcast::<StringArray>(col("tallies")?)?;
         for i in 0..b.num_rows() {
             partitions = Some(total.value(i));
-            let entries: Vec<serde_json::Value> = serde_json::from_slice(&inflate(files.value(i))?)
+            let json = inflate(files.value(i))?;
+            let entries: Vec<&serde_json::value::RawValue> = serde_json::from_slice(&json)
                 .map_err(|e| Error::internal(format!("cluster write result: {e}")))?;
             let mut data = Vec::with_capacity(entries.len());
             for e in entries {
                 data.push(iceberg::spec::deserialize_data_file_from_json(
-                    &e.to_string(),
+                    e.get(),
                     spec.spec_id(),
                     &partition_type,
                     schema,
@@ -551,6 +543,12 @@ fn encoded_target(buf: &[u8]) -> Option<datafusion::common::Result<String>> {
     encoded_text(buf, MAGIC)
 }
 
+/// A node of floe's as its codecs encode it: `magic`, then its text.
+fn encode_node(buf: &mut Vec<u8>, magic: &[u8], text: &str) {
+    buf.extend_from_slice(magic);
+    buf.extend_from_slice(text.as_bytes());
+}
+
 /// The text after `magic`, when `buf` starts with it.
 pub(crate) fn encoded_text(buf: &[u8], magic: &[u8]) -> Option<datafusion::common::Result<String>> {
     let rest = buf.strip_prefix(magic)?;
@@ -598,14 +596,12 @@ impl LogicalExtensionCodec for FloeLogicalCodec {
             .as_any()
             .downcast_ref::<crate::ingest::on_cluster::ExtractUnit>()
         {
-            buf.extend_from_slice(EXTRACT_MAGIC);
-            buf.extend_from_slice(extract.job().as_bytes());
+            encode_node(buf, EXTRACT_MAGIC, extract.job());
             return Ok(());
         }
         match node.node.as_any().downcast_ref::<WriteFiles>() {
             Some(write) => {
-                buf.extend_from_slice(MAGIC);
-                buf.extend_from_slice(write.target.as_bytes());
+                encode_node(buf, MAGIC, &write.target);
                 Ok(())
             }
             None => self.inner.try_encode(node, buf),
@@ -645,22 +641,6 @@ impl LogicalExtensionCodec for FloeLogicalCodec {
         node: Arc<dyn datafusion::datasource::file_format::FileFormatFactory>,
     ) -> datafusion::common::Result<()> {
         self.inner.try_encode_file_format(buf, node)
-    }
-
-    fn try_decode_udf(
-        &self,
-        name: &str,
-        buf: &[u8],
-    ) -> datafusion::common::Result<Arc<datafusion::logical_expr::ScalarUDF>> {
-        self.inner.try_decode_udf(name, buf)
-    }
-
-    fn try_encode_udf(
-        &self,
-        node: &datafusion::logical_expr::ScalarUDF,
-        buf: &mut Vec<u8>,
-    ) -> datafusion::common::Result<()> {
-        self.inner.try_encode_udf(node, buf)
     }
 }
 
@@ -716,50 +696,16 @@ impl PhysicalExtensionCodec for FloePhysicalCodec {
             .as_any()
             .downcast_ref::<crate::ingest::on_cluster::ExtractUnitExec>()
         {
-            buf.extend_from_slice(EXTRACT_MAGIC);
-            buf.extend_from_slice(extract.job().as_bytes());
+            encode_node(buf, EXTRACT_MAGIC, extract.job());
             return Ok(());
         }
         match node.as_any().downcast_ref::<WriteFilesExec>() {
             Some(write) => {
-                buf.extend_from_slice(MAGIC);
-                buf.extend_from_slice(write.target.as_bytes());
+                encode_node(buf, MAGIC, &write.target);
                 Ok(())
             }
             None => self.inner.try_encode(node, buf),
         }
-    }
-
-    fn try_decode_udf(
-        &self,
-        name: &str,
-        buf: &[u8],
-    ) -> datafusion::common::Result<Arc<datafusion::logical_expr::ScalarUDF>> {
-        self.inner.try_decode_udf(name, buf)
-    }
-
-    fn try_encode_udf(
-        &self,
-        node: &datafusion::logical_expr::ScalarUDF,
-        buf: &mut Vec<u8>,
-    ) -> datafusion::common::Result<()> {
-        self.inner.try_encode_udf(node, buf)
-    }
-
-    fn try_decode_expr(
-        &self,
-        buf: &[u8],
-        inputs: &[Arc<dyn datafusion::physical_expr::PhysicalExpr>],
-    ) -> datafusion::common::Result<Arc<dyn datafusion::physical_expr::PhysicalExpr>> {
-        self.inner.try_decode_expr(buf, inputs)
-    }
-
-    fn try_encode_expr(
-        &self,
-        node: &Arc<dyn datafusion::physical_expr::PhysicalExpr>,
-        buf: &mut Vec<u8>,
-    ) -> datafusion::common::Result<()> {
-        self.inner.try_encode_expr(node, buf)
     }
 }
 
