@@ -389,6 +389,21 @@ both_backends!(
             (got.0, got.1, got.2, got.3, got.4),
             (expected.0, expected.1, expected.2, expected.3, expected.4)
         );
+        // An independent reader sees the executors' files: PyIceberg's own planning and scan of a
+        // key range against the source's count of it.
+        if let Some(layout) = crate::interop::pyiceberg_layout(&ctx, "on_cluster", Some("id < 5000")) {
+            let at_source: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {name} WHERE id < 5000"))
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            assert!(at_source > 0);
+            assert_eq!(
+                layout["rows"].as_array().unwrap().len() as i64,
+                at_source,
+                "{}",
+                layout["files"]
+            );
+        }
         // One snapshot, the run's.
         let table = ctx.floe.load_table(&t).await.unwrap();
         assert_eq!(table.snapshots().len(), 1);

@@ -28,11 +28,7 @@ pub(crate) async fn exec(pool: &sqlx::PgPool, sql: &str) {
 /// Spawn a task that, every 50 ms for up to 10 s, terminates the backends `select` (a query over
 /// `pg_stat_activity` returning `pg_terminate_backend(pid)`, with `$1`, `$2`, ... bound to `binds`)
 /// finds; it answers whether it terminated one.
-fn terminate_when(
-    pool: &sqlx::PgPool,
-    select: &str,
-    binds: Vec<String>,
-) -> tokio::task::JoinHandle<bool> {
+fn terminate_when(pool: &sqlx::PgPool, select: &str, binds: Vec<String>) -> tokio::task::JoinHandle<bool> {
     let (pool, select) = (pool.clone(), select.to_string());
     tokio::spawn(async move {
         for _ in 0..200 {
