@@ -25,6 +25,7 @@ pub mod storage;
 pub mod upsert;
 pub mod wan;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -136,6 +137,9 @@ pub struct StageFigures {
     /// The plan the stage ran with, where the engine tells (the cluster's `enrich`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<String>,
+    /// Where floe's wall time went, per phase (floe only: `StageReport::phase_seconds`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub phase_seconds: BTreeMap<String, f64>,
 }
 
 impl StageFigures {

@@ -149,6 +149,7 @@ async fn floe_pass(
             plan: (s.stage == Stage::Enrich.name())
                 .then(|| enrich_plan.clone())
                 .flatten(),
+            phase_seconds: s.phase_seconds.clone(),
         })
         .collect())
 }
@@ -192,6 +193,7 @@ async fn raw_pass(floe: &Floe, work: &Path, engine: &str, input: &str) -> Result
             commit_seconds: None,
             driver_bytes_received: None,
             plan: None,
+            phase_seconds: Default::default(),
         })
         .collect())
 }

@@ -33,7 +33,7 @@ use serde_json::value::RawValue;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::storage::glob::{expand, Expansion, NamedObject};
-use crate::storage::{storage_error, ObjectStorage};
+use crate::storage::{read_chunks, storage_error, ObjectStorage};
 use crate::table::files::open_parquet;
 use csv::{CsvRecord, CsvSplitter};
 
@@ -509,37 +509,6 @@ impl TextReader {
             }
         }
     }
-}
-
-/// Bytes read from storage per request: large enough that a local file is not read 8 KiB at a time
-/// (object_store's local stream), small enough to keep memory flat; one request runs ahead.
-const READ_CHUNK: u64 = 4 << 20;
-
-/// The bytes `range` of an object (all of it when `None`) as a stream of chunks read ahead one at a
-/// time; an object of unknown `size` (0) is streamed as the store serves it.
-async fn read_chunks(
-    store: Arc<dyn ObjectStore>,
-    path: ObjectPath,
-    range: Option<std::ops::Range<u64>>,
-    size: u64,
-) -> Result<BoxStream<'static, object_store::Result<Bytes>>> {
-    let range = match range {
-        Some(r) => r,
-        None if size > 0 => 0..size,
-        None => {
-            let got = store.get(&path).await.map_err(|e| read_error(e, path.as_ref()))?;
-            return Ok(got.into_stream());
-        }
-    };
-    let starts = (range.start..range.end).step_by(READ_CHUNK as usize);
-    let end = range.end;
-    Ok(futures::stream::iter(starts)
-        .map(move |start| {
-            let (store, path) = (store.clone(), path.clone());
-            async move { store.get_range(&path, start..(start + READ_CHUNK).min(end)).await }
-        })
-        .buffered(2)
-        .boxed())
 }
 
 fn read_error(e: object_store::Error, uri: &str) -> Error {

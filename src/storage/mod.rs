@@ -415,6 +415,40 @@ fn location_base(location: &str) -> String {
 }
 
 /// An object store error while `action`ing `location`: `NotFound` for a missing object, else `Storage`.
+/// Bytes read from storage per request: large enough that a local file is not read 8 KiB at a time
+/// (object_store's local stream), small enough to keep memory flat; one request runs ahead.
+pub const READ_CHUNK: u64 = 4 << 20;
+
+/// The bytes `range` of an object (all of it when `None`) as a stream of chunks read ahead one at a
+/// time; an object of unknown `size` (0) is streamed as the store serves it.
+pub async fn read_chunks(
+    store: Arc<dyn ObjectStore>,
+    path: ObjectPath,
+    range: Option<std::ops::Range<u64>>,
+    size: u64,
+) -> Result<BoxStream<'static, object_store::Result<Bytes>>> {
+    let range = match range {
+        Some(r) => r,
+        None if size > 0 => 0..size,
+        None => {
+            let got = store
+                .get(&path)
+                .await
+                .map_err(|e| storage_error(e, path.as_ref(), "read"))?;
+            return Ok(got.into_stream());
+        }
+    };
+    let starts = (range.start..range.end).step_by(READ_CHUNK as usize);
+    let end = range.end;
+    Ok(futures::stream::iter(starts)
+        .map(move |start| {
+            let (store, path) = (store.clone(), path.clone());
+            async move { store.get_range(&path, start..(start + READ_CHUNK).min(end)).await }
+        })
+        .buffered(2)
+        .boxed())
+}
+
 pub(crate) fn storage_error(e: object_store::Error, location: &str, action: &str) -> Error {
     let kind = match &e {
         object_store::Error::NotFound { .. } => ErrorKind::NotFound,

@@ -104,7 +104,7 @@ async fn read_file(
     let schema = plain(&table);
     match format {
         FileFormat::Csv => read_csv(storage, uri, size, schema, options).await,
-        FileFormat::NdJson => read_ndjson(storage, uri, schema, options).await,
+        FileFormat::NdJson => read_ndjson(storage, uri, size, schema, options).await,
         FileFormat::Parquet => read_parquet(storage, uri, size, schema, options).await,
     }
 }
@@ -199,8 +199,101 @@ async fn read_csv(
     if names.iter().all(|n| n.is_empty()) {
         return Err(Error::invalid(format!("{uri}: the CSV header line is empty")));
     }
+    let parts = (size / MIN_CSV_RANGE_BYTES).min(crate::resources::cores() as u64) as usize;
+    if size >= SPLIT_CSV_BYTES && parts >= 2 {
+        return read_csv_split(storage, uri, size, &names, schema, options, parts).await;
+    }
     let decoder = csv_decoder(uri, &names, &schema, options, true)?;
-    decode_object(storage, uri, None, decoder).await
+    decode_object(storage, uri, Some(0..size), decoder, 0).await
+}
+
+/// A CSV file at least this large decodes in byte ranges on every core.
+const SPLIT_CSV_BYTES: u64 = 64 << 20;
+
+/// The fewest bytes a range of a split CSV file holds.
+const MIN_CSV_RANGE_BYTES: u64 = 16 << 20;
+
+/// The records of the CSV file `uri` (`size` bytes, header `names`) decoded in up to `parts` byte
+/// ranges at once, each starting at a record boundary ([`super::csv_ranges`]); a range starts
+/// decoding as soon as the scan has found where it starts. The rows are the rows of a one-range
+/// read; their batches come in the order the ranges produce them. A bad record's error names its
+/// line as a one-range read does.
+pub(crate) async fn read_csv_split(
+    storage: &ObjectStorage,
+    uri: &str,
+    size: u64,
+    names: &[String],
+    schema: SchemaRef,
+    options: &FileReadOptions,
+    parts: usize,
+) -> Result<Batches> {
+    use super::csv_ranges::{scan_cuts, Cut};
+    use tokio::sync::mpsc;
+    // The header's columns are checked before the first batch, as for a one-range read.
+    csv_decoder(uri, names, &schema, options, true)?;
+    let (store, path) = storage.resolve(uri)?;
+    let owned = uri.to_string();
+    let bytes = crate::storage::read_chunks(store, path, Some(0..size), size)
+        .await?
+        .map_err(move |e| crate::storage::storage_error(e, &owned, "read"))
+        .boxed();
+    let (cut_tx, mut cut_rx) = mpsc::unbounded_channel();
+    tokio::spawn(scan_cuts(bytes, size, parts, cut_tx));
+    let (batch_tx, mut batch_rx) = mpsc::channel::<Result<RecordBatch>>(2 * parts);
+    let (storage, uri, names, options) = (storage.clone(), uri.to_string(), names.to_vec(), options.clone());
+    tokio::spawn(async move {
+        let mut start = Cut {
+            offset: 0,
+            records_before: 0,
+        };
+        loop {
+            let next = match cut_rx.recv().await {
+                Some(Ok(cut)) => Some(cut),
+                Some(Err(e)) => {
+                    let _ = batch_tx.send(Err(e)).await;
+                    return;
+                }
+                None => None,
+            };
+            let end = next.map_or(size, |c| c.offset);
+            let range = match csv_decoder(&uri, &names, &schema, &options, start.offset == 0) {
+                Ok(decoder) => {
+                    decode_object(
+                        &storage,
+                        &uri,
+                        Some(start.offset..end),
+                        decoder,
+                        start.records_before,
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            };
+            tokio::spawn(forward(range, batch_tx.clone()));
+            match next {
+                Some(cut) => start = cut,
+                None => return,
+            }
+        }
+    });
+    Ok(futures::stream::poll_fn(move |cx| batch_rx.poll_recv(cx)).boxed())
+}
+
+/// Send a range's batches on to `out` until it ends, fails, or `out` is closed.
+async fn forward(range: Result<Batches>, out: tokio::sync::mpsc::Sender<Result<RecordBatch>>) {
+    let mut batches = match range {
+        Ok(batches) => batches,
+        Err(e) => {
+            let _ = out.send(Err(e)).await;
+            return;
+        }
+    };
+    while let Some(batch) = batches.next().await {
+        let failed = batch.is_err();
+        if out.send(batch).await.is_err() || failed {
+            return;
+        }
+    }
 }
 
 /// The column names of the header line of the CSV file `uri` (of `size` bytes).
@@ -264,7 +357,7 @@ pub async fn read_csv_range(
     let schema = plain(&table_schema);
     let names = csv_header(storage, uri, size).await?;
     let decoder = csv_decoder(uri, &names, &schema, options, false)?;
-    decode_object(storage, uri, Some(start..end), decoder).await
+    decode_object(storage, uri, Some(start..end), decoder, 0).await
 }
 
 /// A push decoder of text records into batches (arrow's CSV and JSON decoders).
@@ -291,24 +384,28 @@ impl PushDecoder for arrow::json::reader::Decoder {
     }
 }
 
-/// Stream an object through `decoder` as it arrives: memory holds one chunk and one batch.
+/// Stream bytes `range` of an object (all of it when `None`) through `decoder` as they arrive, read
+/// in large requests: memory holds a chunk or two and one batch. `line_shift` is the number of records
+/// before `range` (a CSV range after the first), added to the line numbers in the decoder's errors so
+/// that they name the file's lines.
 async fn decode_object<D: PushDecoder>(
     storage: &ObjectStorage,
     uri: &str,
     range: Option<std::ops::Range<u64>>,
     mut decoder: D,
+    line_shift: u64,
 ) -> Result<Batches> {
     let (store, path) = storage.resolve(uri)?;
-    let options = object_store::GetOptions {
-        range: range.map(object_store::GetRange::Bounded),
-        ..Default::default()
-    };
-    let mut input = store
-        .get_opts(&path, options)
-        .await
-        .map_err(|e| Error::wrap(ErrorKind::Storage, format!("cannot read {uri}"), e))?
-        .into_stream();
+    let size = range.as_ref().map_or(0, |r| r.end);
+    let mut input = crate::storage::read_chunks(store, path, range, size).await?;
+    let location = uri.to_string();
     let uri = uri.to_string();
+    let failed = move |e: arrow::error::ArrowError| {
+        Error::invalid(format!(
+            "cannot read {uri}: {}",
+            shift_lines(&e.to_string(), line_shift)
+        ))
+    };
     let mut buffered = Bytes::new();
     let mut ended = false;
     Ok(futures::stream::poll_fn(move |cx| {
@@ -323,7 +420,7 @@ async fn decode_object<D: PushDecoder>(
                     Some(Err(e)) => {
                         return Poll::Ready(Some(Err(Error::wrap(
                             ErrorKind::Storage,
-                            format!("cannot read {uri}"),
+                            format!("cannot read {location}"),
                             e,
                         ))))
                     }
@@ -336,23 +433,42 @@ async fn decode_object<D: PushDecoder>(
             let decoded = match decoder.decode(buffered.as_ref()) {
                 Ok(0) => break,
                 Ok(n) => n,
-                Err(e) => return Poll::Ready(Some(Err(Error::invalid(format!("cannot read {uri}: {e}"))))),
+                Err(e) => return Poll::Ready(Some(Err(failed(e)))),
             };
             buffered.advance(decoded);
         }
-        Poll::Ready(
-            decoder
-                .flush()
-                .map_err(|e| Error::invalid(format!("cannot read {uri}: {e}")))
-                .transpose(),
-        )
+        Poll::Ready(decoder.flush().map_err(&failed).transpose())
     })
     .boxed())
+}
+
+/// `message` with its first "line N" as "line N + by" (arrow's CSV errors name the line before they
+/// quote the row, whose text is left alone).
+fn shift_lines(message: &str, by: u64) -> String {
+    let mut from = 0;
+    while let Some(at) = message[from..].find("line ") {
+        let digits_at = from + at + "line ".len();
+        let digits = message[digits_at..]
+            .bytes()
+            .take_while(u8::is_ascii_digit)
+            .count();
+        if let Ok(n) = message[digits_at..digits_at + digits].parse::<u64>() {
+            return format!(
+                "{}{}{}",
+                &message[..digits_at],
+                n + by,
+                &message[digits_at + digits..]
+            );
+        }
+        from = digits_at;
+    }
+    message.to_string()
 }
 
 async fn read_ndjson(
     storage: &ObjectStorage,
     uri: &str,
+    size: u64,
     schema: SchemaRef,
     options: &FileReadOptions,
 ) -> Result<Batches> {
@@ -369,7 +485,7 @@ async fn read_ndjson(
         .with_strict_mode(!options.allow_extra_columns && !options.keep_extra_columns)
         .build_decoder()
         .map_err(|e| Error::invalid(format!("{uri}: {e}")))?;
-    decode_object(storage, uri, None, decoder).await
+    decode_object(storage, uri, Some(0..size), decoder, 0).await
 }
 
 /// `schema` plus the keys the first lines of NDJSON file `uri` have that it lacks, typed as inferred.
@@ -461,4 +577,123 @@ async fn read_parquet(
     Ok(stream
         .map_err(move |e| Error::invalid(format!("cannot read {uri}: {e}")))
         .boxed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, Int64Array, StringArray};
+
+    /// A CSV of every boundary hazard: quoted LF and CRLF breaks, doubled quotes, commas in quotes, a
+    /// `"` inside an unquoted field, CRLF and LF record ends, blank lines and empty fields.
+    fn tricky_csv(records: usize) -> Vec<u8> {
+        let mut text = b"id,text,n\r\n".to_vec();
+        for i in 0..records {
+            let row = match i % 7 {
+                0 => format!("{i},\"two\nlines\",{i}\n"),
+                1 => format!("{i},\"crlf\r\ninside, and a comma\",{i}\r\n"),
+                2 => format!("{i},\"doubled \"\"quote\"\"\",{i}\n\n"),
+                3 => format!("{i},unquoted \"quote\" inside,{i}\r\n"),
+                4 => format!("{i},,\n"),
+                5 => format!("{i},\"\",{i}\r\n\r\n"),
+                _ => format!("{i},plain text of some length to move the cuts around,{i}\n"),
+            };
+            text.extend_from_slice(row.as_bytes());
+        }
+        text
+    }
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("text", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, true),
+        ]))
+    }
+
+    type Row = (i64, Option<String>, Option<i64>);
+
+    async fn rows(batches: Batches) -> Result<Vec<Row>> {
+        let batches: Vec<RecordBatch> = batches.try_collect().await?;
+        let mut rows = Vec::new();
+        for b in &batches {
+            let id = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+            let text = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+            let n = b.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
+            for i in 0..b.num_rows() {
+                rows.push((
+                    id.value(i),
+                    (!text.is_null(i)).then(|| text.value(i).to_string()),
+                    (!n.is_null(i)).then(|| n.value(i)),
+                ));
+            }
+        }
+        rows.sort();
+        Ok(rows)
+    }
+
+    async fn read(path: &std::path::Path, parts: usize) -> Result<Vec<Row>> {
+        let storage = ObjectStorage::new(crate::config::S3Settings::default());
+        let uri = format!("file://{}", path.display());
+        let size = std::fs::metadata(path).unwrap().len();
+        let names = csv_header(&storage, &uri, size).await?;
+        let options = FileReadOptions::default();
+        let batches = if parts == 1 {
+            let decoder = csv_decoder(&uri, &names, &schema(), &options, true)?;
+            decode_object(&storage, &uri, Some(0..size), decoder, 0).await?
+        } else {
+            read_csv_split(&storage, &uri, size, &names, schema(), &options, parts).await?
+        };
+        rows(batches).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_csv_split_into_ranges_reads_the_rows_of_one_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tricky.csv");
+        std::fs::write(&path, tricky_csv(3000)).unwrap();
+        let whole = read(&path, 1).await.unwrap();
+        assert_eq!(whole.len(), 3000);
+        assert_eq!(whole[0], (0, Some("two\nlines".into()), Some(0)));
+        assert_eq!(whole[1], (1, Some("crlf\r\ninside, and a comma".into()), Some(1)));
+        assert_eq!(whole[2], (2, Some("doubled \"quote\"".into()), Some(2)));
+        assert_eq!(whole[3], (3, Some("unquoted \"quote\" inside".into()), Some(3)));
+        assert_eq!(whole[4], (4, None, None));
+        for parts in [2, 3, 5, 8, 13, 64] {
+            assert_eq!(read(&path, parts).await.unwrap(), whole, "{parts} ranges");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bad_record_in_a_later_range_names_the_line_a_one_range_read_names() {
+        let dir = tempfile::tempdir().unwrap();
+        for (bad, what) in [
+            ("2999,too,many,fields\n", "field count"),
+            ("2999,x,not a number\n", "parse"),
+        ] {
+            let path = dir.path().join("bad.csv");
+            let mut text = tricky_csv(2999);
+            text.extend_from_slice(bad.as_bytes());
+            text.extend_from_slice(b"3000,after,1\n");
+            std::fs::write(&path, text).unwrap();
+            let whole = read(&path, 1).await.unwrap_err().to_string();
+            assert!(whole.contains("line "), "{what}: {whole}");
+            for parts in [2, 4, 7] {
+                let split = read(&path, parts).await.unwrap_err().to_string();
+                assert_eq!(split, whole, "{what}, {parts} ranges");
+            }
+        }
+    }
+
+    #[test]
+    fn shifted_line_numbers() {
+        assert_eq!(
+            shift_lines("incorrect number of fields for line 3, expected 3 got 4", 10),
+            "incorrect number of fields for line 13, expected 3 got 4"
+        );
+        assert_eq!(
+            shift_lines("a line at line 0. Row data: 'line 7'", 5),
+            "a line at line 5. Row data: 'line 7'"
+        );
+    }
 }

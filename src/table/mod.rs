@@ -6,6 +6,7 @@
 pub mod add_files;
 pub(crate) mod cache;
 pub mod create;
+pub(crate) mod csv_ranges;
 pub mod deletes;
 pub mod encoding;
 pub(crate) mod entries;

@@ -14,6 +14,7 @@ pub fn markdown(r: &BenchReport) -> String {
     header(r, &mut page);
     end_to_end(r, &mut page);
     per_stage(r, &mut page);
+    phases(r, &mut page);
     equivalence(r, &mut page);
     cluster(r, &mut page);
     failed_passes(r, &mut page);
@@ -100,6 +101,54 @@ fn end_to_end(r: &BenchReport, page: &mut Page) {
                     .unwrap_or("-".into()),
             ));
         }
+    }
+}
+
+/// Where floe's time goes beside the raw engine's, per input size, engine and stage: medians of
+/// floe's phases (`StageReport::phase_seconds`) against the raw path's whole time.
+fn phases(r: &BenchReport, page: &mut Page) {
+    const PHASES: [&str; 6] = ["pin", "engine", "describe", "check", "commit", "record"];
+    if r.overhead.iter().all(|o| o.floe_phase_seconds.is_empty()) {
+        return;
+    }
+    page.line(String::new());
+    page.line("## Where floe's time goes".into());
+    page.line(String::new());
+    page.line(
+        "Medians, seconds. `engine` is the engine's queries and the writing of their outputs, the part \
+         the raw path also does; the other phases are floe's own: pinning the inputs and the reuse check \
+         (`pin`), reading the footers of files the engine wrote (`describe`), the balance and sum checks \
+         (`check`), the commit and the run ledger (`record`)."
+            .into(),
+    );
+    page.line(String::new());
+    page.line(format!(
+        "| input | engine | stage | raw | floe | {} | floe - raw |",
+        PHASES.join(" | ")
+    ));
+    page.line(format!(
+        "|---|---|---|---|---|{}---|",
+        "---|".repeat(PHASES.len())
+    ));
+    for o in &r.overhead {
+        let cells: Vec<String> = PHASES
+            .iter()
+            .map(|p| {
+                o.floe_phase_seconds
+                    .get(*p)
+                    .map_or("-".to_string(), |s| format!("{s:.2}"))
+            })
+            .collect();
+        page.line(format!(
+            "| {} | {} | {} | {:.2} | {:.2} | {} | {:+.2} |",
+            o.size,
+            o.engine,
+            o.stage,
+            o.raw_seconds,
+            o.floe_seconds,
+            cells.join(" | "),
+            o.floe_seconds - o.raw_seconds
+        ));
     }
 }
 

@@ -133,6 +133,13 @@ pub struct OverheadRow {
     pub stage: String,
     /// floe seconds / raw seconds, paired by repetition.
     pub floe_over_raw: Ratio,
+    /// Median seconds of the raw path.
+    pub raw_seconds: f64,
+    /// Median seconds of floe's path.
+    pub floe_seconds: f64,
+    /// Median seconds of each phase of floe's path (`StageReport::phase_seconds`): where the time
+    /// beyond the raw engine's goes.
+    pub floe_phase_seconds: BTreeMap<String, f64>,
 }
 
 /// A target of the benchmark issue, as measured.
@@ -239,6 +246,12 @@ fn total_of(run: &PipelineRun) -> StageFigures {
             .filter_map(|x| x.driver_bytes_received)
             .reduce(|a, b| a + b),
         plan: None,
+        phase_seconds: s.iter().fold(BTreeMap::new(), |mut sum, x| {
+            for (phase, seconds) in &x.phase_seconds {
+                *sum.entry(phase.clone()).or_default() += seconds;
+            }
+            sum
+        }),
     }
 }
 
@@ -328,11 +341,23 @@ pub fn summarize(floe: &Floe, m: Measurements, repetitions: usize) -> BenchRepor
             .iter()
             .filter_map(|(r, x)| by_rep.get(r).map(|raw| (x.seconds, *raw)))
             .unzip();
+        let mut phases: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for (_, x) in figs {
+            for (phase, seconds) in &x.phase_seconds {
+                phases.entry(phase.clone()).or_default().push(*seconds);
+            }
+        }
         overhead.push(OverheadRow {
             size: size.clone(),
             engine: engine.clone(),
             stage: stage.clone(),
             floe_over_raw: Ratio::paired(&a, &b),
+            raw_seconds: Summary::of(&b).median,
+            floe_seconds: Summary::of(&a).median,
+            floe_phase_seconds: phases
+                .into_iter()
+                .map(|(phase, v)| (phase, Summary::of(&v).median))
+                .collect(),
         });
     }
     overhead.sort_by_key(|r| {

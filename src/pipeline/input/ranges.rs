@@ -1,9 +1,8 @@
 //! Byte ranges of a large CSV input that start at record boundaries, so that its records decode on
-//! every core. One sequential pass over the bytes follows the splitter's quoting rules
-//! ([`super::csv`]) without building fields, so a quoted field holding line breaks, a `"` inside an
-//! unquoted field and CRLF line ends are boundaries exactly where the splitter ends records; the pass
-//! also counts the records before each range, so every range numbers its records (`source_line`)
-//! as a one-range read does, and parses the header once for all ranges.
+//! every core. One sequential pass over the bytes finds the record ends ([`RecordEnds`], with the
+//! splitter's rule that only `\n` ends a record, [`super::csv`]); the pass also counts the records
+//! before each range, so every range numbers its records (`source_line`) as a one-range read does,
+//! and parses the header once for all ranges.
 
 use futures::TryStreamExt;
 
@@ -11,61 +10,7 @@ use super::csv::{CsvRecord, CsvSplitter};
 use super::{csv_header, read_chunks, read_error, InputFile, BOM};
 use crate::error::Result;
 use crate::storage::ObjectStorage;
-
-/// Where the splitter is, as far as record ends go.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Scan {
-    StartField,
-    Unquoted,
-    Quoted,
-    AfterQuote,
-}
-
-/// Finds the offsets just after every record terminator (`\n` outside a quoted field).
-struct RecordEnds {
-    state: Scan,
-}
-
-impl RecordEnds {
-    fn feed(&mut self, chunk: &[u8], base: u64, on_end: &mut dyn FnMut(u64)) {
-        let mut i = 0;
-        while i < chunk.len() {
-            match self.state {
-                Scan::Quoted => match memchr::memchr(b'"', &chunk[i..]) {
-                    Some(n) => {
-                        i += n + 1;
-                        self.state = Scan::AfterQuote;
-                    }
-                    None => i = chunk.len(),
-                },
-                Scan::Unquoted => match memchr::memchr2(b',', b'\n', &chunk[i..]) {
-                    Some(n) => {
-                        if chunk[i + n] == b'\n' {
-                            on_end(base + (i + n + 1) as u64);
-                        }
-                        self.state = Scan::StartField;
-                        i += n + 1;
-                    }
-                    None => i = chunk.len(),
-                },
-                Scan::StartField | Scan::AfterQuote => {
-                    let b = chunk[i];
-                    i += 1;
-                    self.state = match b {
-                        b'"' => Scan::Quoted, // opens a field, or doubles a quote in one
-                        b',' => Scan::StartField,
-                        b'\n' => {
-                            on_end(base + i as u64);
-                            Scan::StartField
-                        }
-                        // A `"` inside an unquoted field, and a lone `\r`, are data.
-                        _ => Scan::Unquoted,
-                    };
-                }
-            }
-        }
-    }
-}
+use crate::table::csv_ranges::{RecordEnds, Terminators};
 
 /// One range: bytes `start..end`, the data records before it, and the file's header mapping.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,9 +35,7 @@ pub(super) async fn csv_ranges(
     let (store, path) = storage.resolve(&file.uri)?;
     let mut bytes = read_chunks(store, path, None, file.size).await?;
     let target = file.size / parts as u64;
-    let mut scanner = RecordEnds {
-        state: Scan::StartField,
-    };
+    let mut scanner = RecordEnds::new(Terminators::Newline);
     // (offset after the terminator, records ended before it, the header included)
     let mut cuts: Vec<(u64, i64)> = Vec::new();
     let mut records = 0i64;
@@ -104,6 +47,7 @@ pub(super) async fn csv_ranges(
             header_bytes.extend_from_slice(&chunk);
         }
         scanner.feed(&chunk, offset, &mut |end| {
+            let end = end.offset;
             records += 1;
             if header_end.is_none() {
                 header_end = Some(end);

@@ -101,6 +101,12 @@ pub struct StageReport {
     /// Arrow IPC size of the files' entries they returned); absent where the driver wrote them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub driver_bytes_received: Option<u64>,
+    /// Where the wall time went, in seconds per phase: `pin` (loading the tables, pinning the inputs,
+    /// the reuse check), `engine` (the engine's queries and the writing of their outputs), `describe`
+    /// (reading the footers of files an engine wrote itself), `check` (that no row was lost and the
+    /// sums hold), `commit` and `record` (the run ledger). Empty for a reused stage.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub phase_seconds: BTreeMap<String, f64>,
 }
 
 /// What a run did.
@@ -280,6 +286,14 @@ pub(crate) struct StageIo {
     pub(crate) bytes_written: u64,
     pub(crate) commit_seconds: f64,
     pub(crate) driver_bytes_received: Option<u64>,
+    pub(crate) phase_seconds: BTreeMap<String, f64>,
+}
+
+impl StageIo {
+    /// Add the time since `since` to `phase` ([`StageReport::phase_seconds`]).
+    pub(crate) fn time(&mut self, phase: &str, since: std::time::Instant) {
+        *self.phase_seconds.entry(phase.to_string()).or_default() += since.elapsed().as_secs_f64();
+    }
 }
 
 pub(crate) fn report_of(e: &LedgerEntry, usage: crate::resources::Usage, io: StageIo) -> StageReport {
@@ -298,5 +312,6 @@ pub(crate) fn report_of(e: &LedgerEntry, usage: crate::resources::Usage, io: Sta
         bytes_written: io.bytes_written,
         commit_seconds: io.commit_seconds,
         driver_bytes_received: io.driver_bytes_received,
+        phase_seconds: io.phase_seconds,
     }
 }

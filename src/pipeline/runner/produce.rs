@@ -44,8 +44,8 @@ fn check_sums(stage: Stage, rows_in: u64, sums: &BTreeMap<&'static str, u64>) ->
 }
 
 /// Compute and write (not commit) the stage's outputs into `written`; returns the records read.
-/// `outputs` holds the stage's output tables as the stage read them; `received` the bytes the driver
-/// received from an engine that wrote the files itself.
+/// `outputs` holds the stage's output tables as the stage read them; `io` gets the bytes the driver
+/// received from an engine that wrote the files itself, and the time of each phase.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn produce(
     engine: &dyn Engine,
@@ -55,10 +55,13 @@ pub(crate) async fn produce(
     files: &[InputFile],
     rejects: &RejectCounts,
     written: &mut Written,
-    received: &mut Option<u64>,
+    io: &mut super::StageIo,
 ) -> Result<u64> {
     if stage == Stage::Ingest {
-        return ingest_files(outputs, files, rejects, written).await;
+        let ingesting = std::time::Instant::now();
+        let read = ingest_files(outputs, files, rejects, written).await;
+        io.time("engine", ingesting);
+        return read;
     }
     let rows_in: u64 = pinned
         .iter()
@@ -68,10 +71,7 @@ pub(crate) async fn produce(
             live_records(&snapshot.summary().additional_properties)
         })
         .sum();
-    write_with_retries(
-        engine, stage, pinned, outputs, rows_in, rejects, written, received,
-    )
-    .await
+    write_with_retries(engine, stage, pinned, outputs, rows_in, rejects, written, io).await
 }
 
 /// The rows a snapshot's readers see, from its summary: its records less its position deletes
@@ -235,7 +235,7 @@ async fn write_with_retries(
     rows_in: u64,
     rejects: &RejectCounts,
     written: &mut Written,
-    received: &mut Option<u64>,
+    io: &mut super::StageIo,
 ) -> Result<u64> {
     let target_file_size = DEFAULT_TARGET_FILE_SIZE;
     let mut attempt = 1;
@@ -244,15 +244,27 @@ async fn write_with_retries(
         let sums = ColumnSums::default();
         let mut files = Written::new();
         let targets: Vec<Table> = stage.outputs().iter().map(|t| outputs[t].clone()).collect();
+        let running = std::time::Instant::now();
         let outcome = match engine.run_to_files(stage, pinned, &targets).await {
             Ok(Some(per_output)) => {
-                adopt_engine_files(
-                    engine, outputs, stage, per_output, &counts, &sums, &mut files, received,
+                io.time("engine", running);
+                let describing = std::time::Instant::now();
+                let adopted = adopt_engine_files(
+                    engine,
+                    outputs,
+                    stage,
+                    per_output,
+                    &counts,
+                    &sums,
+                    &mut files,
+                    &mut io.driver_bytes_received,
                 )
-                .await
+                .await;
+                io.time("describe", describing);
+                adopted
             }
             Ok(None) => {
-                stream_and_write(
+                let streamed = stream_and_write(
                     engine,
                     stage,
                     pinned,
@@ -262,10 +274,16 @@ async fn write_with_retries(
                     &mut files,
                     target_file_size,
                 )
-                .await
+                .await;
+                io.time("engine", running);
+                streamed
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                io.time("engine", running);
+                Err(e)
+            }
         };
+        let checking = std::time::Instant::now();
         // A distributed engine that lost a worker mid-stage can hand back a task's rows twice
         // (Ballista 53 does, now and then, after an executor is killed, without any error): such a
         // result is refused here, while the stage can still run again, and never reaches a commit.
@@ -290,6 +308,7 @@ async fn write_with_retries(
             }
             Err(_) => None,
         };
+        io.time("check", checking);
         let retry_imbalance = engine.rerun_on_imbalance();
         let (e, retry) = match (outcome, imbalance) {
             (Ok(()), None) => {

@@ -149,6 +149,7 @@ pub(crate) async fn run_stage(
 ) -> Result<StageReport> {
     let branch = engine.name();
     let monitor = Monitor::start();
+    let started = std::time::Instant::now();
     let base_entry = LedgerEntry {
         run_id: run_id.to_string(),
         pipeline: "clickstream".to_string(),
@@ -187,6 +188,7 @@ pub(crate) async fn run_stage(
         bytes_read: bytes_read(stage, &pins),
         ..Default::default()
     };
+    io.time("pin", started);
     let written = match compute(floe, engine, stage, &pins, &mut entry, &mut io).await {
         Ok(w) => w,
         Err(e) => return Err(fail(floe, entry, e).await),
@@ -204,10 +206,13 @@ pub(crate) async fn run_stage(
         }
     }
     io.commit_seconds = committing.elapsed().as_secs_f64();
+    io.time("commit", committing);
+    let recording = std::time::Instant::now();
     let usage = monitor.finish();
     entry.peak_memory_bytes = Some(usage.peak_memory_bytes);
     entry.ended_at = Some(now());
     ledger::record(floe.database(), &entry).await?;
+    io.time("record", recording);
     Ok(super::report_of(&entry, usage, io))
 }
 
@@ -272,7 +277,7 @@ async fn compute(
         &pins.files,
         &rejects,
         &mut written,
-        &mut io.driver_bytes_received,
+        io,
     )
     .await;
     let rows_in = match outcome {
@@ -290,7 +295,10 @@ async fn compute(
             .insert(t.to_string(), f.iter().map(|f| f.record_count()).sum());
         io.bytes_written += f.iter().map(|f| f.file_size_in_bytes()).sum::<u64>();
     }
-    if let Err(e) = check_balance(stage, entry) {
+    let checking = std::time::Instant::now();
+    let balanced = check_balance(stage, entry);
+    io.time("check", checking);
+    if let Err(e) = balanced {
         discard(floe, written).await;
         return Err(e);
     }
