@@ -116,6 +116,23 @@ async fn edge_cases(ctx: &Ctx, engine: Arc<dyn Engine>, dir: &std::path::Path) {
         .collect();
     assert_eq!(*heard.lock().unwrap(), expected);
     options.progress = None;
+    // Each stage says where its time went: the phases are consecutive parts of its wall time.
+    for s in &report.stages {
+        let phases: Vec<&str> = s.phase_seconds.keys().map(String::as_str).collect();
+        let expected = if s.stage == "ingest" || engine.name() != "duckdb" {
+            vec!["check", "commit", "engine", "pin", "record"]
+        } else {
+            vec!["check", "commit", "describe", "engine", "pin", "record"]
+        };
+        assert_eq!(phases, expected, "{} on {}", s.stage, engine.name());
+        let sum: f64 = s.phase_seconds.values().sum();
+        assert!(
+            sum <= s.seconds * 1.01 + 0.01 && sum >= s.seconds * 0.8 - 0.05,
+            "phases {:?} against {} s",
+            s.phase_seconds,
+            s.seconds
+        );
+    }
     let ingest = &report.stages[0];
     assert_eq!(ingest.rows_in, 15);
     assert_eq!(ingest.rows_out["raw_events"], 13);
