@@ -41,6 +41,11 @@ use crate::error::{Error, Result};
 /// merge of the runs reads one batch of each at a time.
 pub(crate) const SORT_MEMORY: usize = 256 * 1024 * 1024;
 
+/// The least share of [`SORT_MEMORY`] a partition of the sort gets (at most 8 partitions): a
+/// partition that spilled merges its runs reading one batch of each at once, after the others have
+/// taken their shares, so a share must hold several batches.
+const PARTITION_MEMORY_FLOOR: usize = 32 * 1024 * 1024;
+
 /// Rows per sorted output batch.
 const SORTED_BATCH_ROWS: usize = 32 * 1024;
 
@@ -81,7 +86,8 @@ impl Sorter {
         if order.is_unsorted() {
             return Ok(None);
         }
-        Self::new(order, schema, SORT_MEMORY, crate::resources::cores()).map(Some)
+        let partitions = crate::resources::cores().min(SORT_MEMORY / PARTITION_MEMORY_FLOOR);
+        Self::new(order, schema, SORT_MEMORY, partitions).map(Some)
     }
 
     /// A sorter by `order` on `partitions` partitions that keep at most `memory` bytes of batches
@@ -449,10 +455,12 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn partitions_sorted_on_their_own_tasks_merge_into_one_order_and_each_spills_within_its_share() {
-        // About 9 MB of rows dealt to 4 partitions sharing an 8 MiB budget: each must spill.
-        let ids = 0..400_000i64;
+        // About 27 MB of rows dealt to 4 partitions sharing a 32 MiB budget (a share of 6 MiB once
+        // the merge reservations are set aside, and sorting a batch reserves about twice its size):
+        // each must spill.
+        let ids = 0..1_200_000i64;
         let by_id = order(vec![(1, SortDirection::Ascending, NullOrder::First)]);
-        let (sorted, spilled) = sort(&by_id, scrambled(ids.clone(), 4096), 8 * 1024 * 1024, 4).await;
+        let (sorted, spilled) = sort(&by_id, scrambled(ids.clone(), 4096), 32 * 1024 * 1024, 4).await;
         assert!(spilled.iter().all(|&n| n > 0), "spills per partition: {spilled:?}");
         assert_eq!(sorted[0].schema(), schema());
         let got = column(&sorted, 0, |a, r| {

@@ -115,7 +115,7 @@ both_backends!(
     |ctx: Ctx| async move {
         let t = ctx.table("nested_times");
         let schema = parse_schema(
-            "id long not null, at timestamptz, s struct<at: timestamptz, n: long>, \
+            "id long not null, seen timestamptz, s struct<seen: timestamptz, n: long>, \
              l list<timestamptz>, m map<string, timestamptz>",
         )
         .unwrap();
@@ -130,7 +130,7 @@ both_backends!(
             .await
             .unwrap();
         let arrow_schema = ctx.floe.load_table(&t).await.unwrap().arrow_schema().unwrap();
-        let rows = "{\"id\":1,\"at\":\"2024-03-01T10:00:00Z\",\"s\":{\"at\":\"2024-03-01T11:00:00Z\",\"n\":1},\
+        let rows = "{\"id\":1,\"seen\":\"2024-03-01T10:00:00Z\",\"s\":{\"seen\":\"2024-03-01T11:00:00Z\",\"n\":1},\
                     \"l\":[\"2024-03-01T12:00:00Z\",\"2024-03-01T13:00:00Z\"],\"m\":{\"k\":\"2024-03-01T14:00:00Z\"}}\n";
         let batch = arrow::json::ReaderBuilder::new(arrow_schema)
             .build(std::io::Cursor::new(rows.as_bytes()))
@@ -145,7 +145,7 @@ both_backends!(
 
         // On local disk DuckDB reads the Parquet files itself; on S3 the rows stream in through the
         // appender: both answers label every timestamp UTC, nested or not.
-        let answer = sql(&ctx.floe, &format!("SELECT at, s, l, m FROM {t}"))
+        let answer = sql(&ctx.floe, &format!("SELECT seen, s, l, m FROM {t}"))
             .await
             .unwrap();
         let batch = arrow::compute::concat_batches(&answer.schema, &answer.batches).unwrap();
