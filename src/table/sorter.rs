@@ -1,7 +1,8 @@
 //! Sorting the rows of one write by the table's default sort order before they reach its data files,
 //! in bounded memory and on every core. Each sort field becomes a key column appended to the
 //! (already conformed) batches: the source column, through the field's transform. The batches are
-//! dealt in turn to one partition per core; DataFusion's external sort (`SortExec`, partitions kept
+//! dealt to one partition per core (in turn, skipping a partition whose queue is full while it
+//! spills); DataFusion's external sort (`SortExec`, partitions kept
 //! apart) orders each partition by the keys on a task of its own, spilling sorted runs to temporary
 //! files when the partitions together hold more than [`SORT_MEMORY`] bytes of batches, and
 //! `SortPreservingMergeExec` merges the sorted partitions into one stream; the keys are dropped again
@@ -68,9 +69,9 @@ pub(crate) struct Sorter {
     keys: Vec<SortKey>,
     /// With the keys appended.
     keyed: ArrowSchemaRef,
-    /// One per partition of the sort; batches are dealt to them in turn.
+    /// One per partition of the sort; each batch goes to the next one with room.
     inputs: Vec<mpsc::Sender<std::result::Result<RecordBatch, DataFusionError>>>,
-    /// The partition the next batch goes to.
+    /// The partition the next batch goes to when it has room.
     next_input: usize,
     output: mpsc::Receiver<Result<RecordBatch>>,
     /// The sort of the partitions (before their merge), for its metrics.
@@ -201,9 +202,16 @@ impl Sorter {
             columns.push(key.transform.transform(source)?);
         }
         let keyed = RecordBatch::try_new(self.keyed.clone(), columns)?;
-        let input = &self.inputs[self.next_input];
-        self.next_input = (self.next_input + 1) % self.inputs.len();
-        if input.send(Ok(keyed)).await.is_ok() {
+        // The batch goes to the first partition with room, looking from the one after the last
+        // batch's: a partition busy sorting a run and spilling it does not hold up the others, which
+        // then reach their own spills meanwhile instead of one after another.
+        let n = self.inputs.len();
+        let looked_at: Vec<usize> = (0..n).map(|i| (self.next_input + i) % n).collect();
+        let room = looked_at.iter().map(|&i| Box::pin(self.inputs[i].reserve()));
+        let (reserved, which, _) = futures::future::select_all(room).await;
+        if let Ok(permit) = reserved {
+            permit.send(Ok(keyed));
+            self.next_input = (looked_at[which] + 1) % n;
             return Ok(());
         }
         // The sort stopped: its error is the first thing it sends out.
