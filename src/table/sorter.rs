@@ -4,9 +4,9 @@
 //! dealt to one partition per core (in turn, skipping a partition whose queue is full while it
 //! spills); DataFusion's external sort (`SortExec`, partitions kept
 //! apart) orders each partition by the keys on a task of its own, spilling sorted runs to temporary
-//! files when the partitions together hold more than [`SORT_MEMORY`] bytes of batches, and
-//! `SortPreservingMergeExec` merges the sorted partitions into one stream; the keys are dropped again
-//! on the way out. The writer then writes the sorted stream into files one after another, so the
+//! files when the partitions together hold more than [`SORT_MEMORY`] bytes of batches, and a
+//! streaming merge (`SortPreservingMergeExec`'s) merges the sorted partitions into one stream; the
+//! keys are dropped again on the way out. The writer then writes the sorted stream into files one after another, so the
 //! files of one write hold disjoint ranges of the first sort column.
 
 use std::num::NonZeroUsize;
@@ -23,7 +23,10 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
 use datafusion::physical_plan::sorts::sort::SortExec;
-use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool, UnboundedMemoryPool};
+use datafusion::physical_plan::common::spawn_buffered;
+use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet};
+use datafusion::physical_plan::sorts::streaming_merge::StreamingMergeBuilder;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::ExecutionPlan;
@@ -143,8 +146,6 @@ impl Sorter {
         let sort = Arc::new(
             SortExec::new(ordering.clone(), Arc::new(unsorted)).with_preserve_partitioning(true),
         );
-        // With one input partition the merge hands the sort's stream through.
-        let plan = SortPreservingMergeExec::new(ordering, sort.clone());
         // Each partition's sort may buffer an equal share of what the merge reservations leave
         // (the fair pool); a greedy pool would let the first partitions take it all, and a later
         // one fail with nothing of its own to spill.
@@ -166,7 +167,7 @@ impl Sorter {
                 .with_session_config(config)
                 .with_runtime(runtime),
         );
-        let mut sorted = plan.execute(0, context)?;
+        let mut sorted = merged(&sort, &ordering, context)?;
         let (sorted_tx, output) = mpsc::channel(QUEUED_BATCHES);
         let width = schema.fields().len();
         let unkeyed = schema.clone();
@@ -226,6 +227,33 @@ impl Sorter {
         drop(self.inputs);
         receiver_stream(self.output)
     }
+}
+
+/// The sorted partitions of `sort` merged into one stream, each partition sorted on a task of its
+/// own. The merge (what `SortPreservingMergeExec` does) holds one batch of each partition and the
+/// batch it builds, outside the sort's memory pool: the partitions that spilled merge their runs
+/// with whatever that pool has left, and would leave the merge above them none.
+fn merged(
+    sort: &Arc<SortExec>,
+    ordering: &LexOrdering,
+    context: Arc<TaskContext>,
+) -> Result<SendableRecordBatchStream> {
+    let partitions = sort.properties().output_partitioning().partition_count();
+    if partitions == 1 {
+        return Ok(sort.execute(0, context)?);
+    }
+    let streams = (0..partitions)
+        .map(|p| Ok(spawn_buffered(sort.execute(p, context.clone())?, 1)))
+        .collect::<Result<Vec<_>>>()?;
+    let unbounded: Arc<dyn MemoryPool> = Arc::new(UnboundedMemoryPool::default());
+    Ok(StreamingMergeBuilder::new()
+        .with_streams(streams)
+        .with_schema(sort.schema())
+        .with_expressions(ordering)
+        .with_metrics(BaselineMetrics::new(&ExecutionPlanMetricsSet::new(), 0))
+        .with_batch_size(SORTED_BATCH_ROWS)
+        .with_reservation(MemoryConsumer::new("floe sorted write merge").register(&unbounded))
+        .build()?)
 }
 
 /// The rows dealt to one partition of a sorter, as that partition of its sort's input.
