@@ -18,14 +18,14 @@ use arrow::datatypes::{Field, Schema as ArrowSchema, SchemaRef as ArrowSchemaRef
 use datafusion::error::DataFusionError;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool, UnboundedMemoryPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
-use datafusion::physical_plan::sorts::sort::SortExec;
-use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool, UnboundedMemoryPool};
 use datafusion::physical_plan::common::spawn_buffered;
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet};
+use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::sorts::streaming_merge::StreamingMergeBuilder;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
@@ -143,9 +143,8 @@ impl Sorter {
             false,
             None,
         )?;
-        let sort = Arc::new(
-            SortExec::new(ordering.clone(), Arc::new(unsorted)).with_preserve_partitioning(true),
-        );
+        let sort =
+            Arc::new(SortExec::new(ordering.clone(), Arc::new(unsorted)).with_preserve_partitioning(true));
         // Each partition's sort may buffer an equal share of what the merge reservations leave
         // (the fair pool); a greedy pool would let the first partitions take it all, and a later
         // one fail with nothing of its own to spill.
@@ -273,7 +272,9 @@ impl PartitionStream for OnePartition {
         let stream = match rows {
             Some(rows) => receiver_stream(rows),
             None => futures::stream::once(async {
-                Err(DataFusionError::Internal("a partition of a sort's input was read twice".into()))
+                Err(DataFusionError::Internal(
+                    "a partition of a sort's input was read twice".into(),
+                ))
             })
             .boxed(),
         };
@@ -497,7 +498,10 @@ mod tests {
         let ids = 0..1_200_000i64;
         let by_id = order(vec![(1, SortDirection::Ascending, NullOrder::First)]);
         let (sorted, spilled) = sort(&by_id, scrambled(ids.clone(), 4096), 32 * 1024 * 1024, 4).await;
-        assert!(spilled.iter().all(|&n| n > 0), "spills per partition: {spilled:?}");
+        assert!(
+            spilled.iter().all(|&n| n > 0),
+            "spills per partition: {spilled:?}"
+        );
         assert_eq!(sorted[0].schema(), schema());
         let got = column(&sorted, 0, |a, r| {
             a.as_any().downcast_ref::<Int64Array>().unwrap().value(r)

@@ -431,7 +431,12 @@ both_backends!(
         // a count in an unpartitioned table. The engines' own order is none of these.
         let sorted = [
             ("clean_events", "event_time desc, user_id", "event_time", true),
-            ("sessions", "duration_us desc nulls last, session_id", "duration_us", true),
+            (
+                "sessions",
+                "duration_us desc nulls last, session_id",
+                "duration_us",
+                true,
+            ),
             ("daily_metrics", "events, country_code", "events", false),
         ];
         floe::pipeline::tables::ensure_tables(&ctx.floe, &ctx.ns)

@@ -92,7 +92,10 @@ both_backends!(
 fn timestamps(array: &dyn Array, out: &mut Vec<(DataType, Vec<Option<i64>>)>) {
     match array.data_type() {
         DataType::Timestamp(..) => {
-            let ts = array.as_any().downcast_ref::<TimestampMicrosecondArray>().unwrap();
+            let ts = array
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .unwrap();
             out.push((array.data_type().clone(), ts.iter().collect()));
         }
         DataType::Struct(_) => {
@@ -100,12 +103,16 @@ fn timestamps(array: &dyn Array, out: &mut Vec<(DataType, Vec<Option<i64>>)>) {
                 timestamps(child.as_ref(), out);
             }
         }
-        DataType::List(_) => {
-            timestamps(array.as_any().downcast_ref::<ListArray>().unwrap().values().as_ref(), out)
-        }
-        DataType::Map(..) => {
-            timestamps(array.as_any().downcast_ref::<MapArray>().unwrap().entries(), out)
-        }
+        DataType::List(_) => timestamps(
+            array
+                .as_any()
+                .downcast_ref::<ListArray>()
+                .unwrap()
+                .values()
+                .as_ref(),
+            out,
+        ),
+        DataType::Map(..) => timestamps(array.as_any().downcast_ref::<MapArray>().unwrap().entries(), out),
         _ => {}
     }
 }

@@ -431,7 +431,13 @@ pub fn disjoint_bounds(files: &[DataFile], id: i32, descending: bool) -> Vec<(i6
 /// column, `descending` or not), are as a sorted write leaves them: each records the table's sort
 /// order id, holds its rows in order (first and last matching its bounds), and the files of each
 /// partition hold disjoint ranges of the column. Panics otherwise.
-pub async fn assert_sorted_files(ctx: &Ctx, t: &floe::TableName, files: &[DataFile], column: &str, descending: bool) {
+pub async fn assert_sorted_files(
+    ctx: &Ctx,
+    t: &floe::TableName,
+    files: &[DataFile],
+    column: &str,
+    descending: bool,
+) {
     assert!(!files.is_empty(), "{t}: no files to check");
     let table = ctx.floe.load_table(t).await.unwrap();
     let order_id = table.metadata().default_sort_order_id();
@@ -444,9 +450,17 @@ pub async fn assert_sorted_files(ctx: &Ctx, t: &floe::TableName, files: &[DataFi
         let in_order = values
             .windows(2)
             .all(|w| if descending { w[0] >= w[1] } else { w[0] <= w[1] });
-        assert!(in_order, "{t}: the rows of {} are not sorted by {column}", f.file_path());
+        assert!(
+            in_order,
+            "{t}: the rows of {} are not sorted by {column}",
+            f.file_path()
+        );
         let (lower, upper) = bounds(f, id);
-        let ends = if descending { (upper, lower) } else { (lower, upper) };
+        let ends = if descending {
+            (upper, lower)
+        } else {
+            (lower, upper)
+        };
         assert_eq!(
             (values.first().copied(), values.last().copied()),
             (Some(ends.0), Some(ends.1)),
