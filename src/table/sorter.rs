@@ -2,12 +2,12 @@
 //! in bounded memory and on every core. Each sort field becomes a key column appended to the
 //! (already conformed) batches: the source column, through the field's transform. The batches are
 //! dealt to one partition per core (in turn, skipping a partition whose queue is full while it
-//! spills); DataFusion's external sort (`SortExec`, partitions kept
-//! apart) orders each partition by the keys on a task of its own, spilling sorted runs to temporary
-//! files when the partitions together hold more than [`SORT_MEMORY`] bytes of batches, and a
-//! streaming merge (`SortPreservingMergeExec`'s) merges the sorted partitions into one stream; the
-//! keys are dropped again on the way out. The writer then writes the sorted stream into files one after another, so the
-//! files of one write hold disjoint ranges of the first sort column.
+//! spills). DataFusion's external sort (`SortExec`, partitions kept apart) orders each partition by
+//! the keys on a task of its own, spilling sorted runs to temporary files when the partitions
+//! together hold more than [`SORT_MEMORY`] bytes of batches, and a streaming merge (what
+//! `SortPreservingMergeExec` runs) merges the sorted partitions into one stream; the keys are dropped
+//! again on the way out. The writer then writes the sorted stream into files one after another, so
+//! the files of one write hold disjoint ranges of the first sort column.
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
@@ -17,8 +17,9 @@ use arrow::compute::SortOptions;
 use arrow::datatypes::{Field, Schema as ArrowSchema, SchemaRef as ArrowSchemaRef};
 use datafusion::error::DataFusionError;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
-use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
-use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool, UnboundedMemoryPool};
+use datafusion::execution::memory_pool::{
+    FairSpillPool, MemoryConsumer, MemoryPool, TrackConsumersPool, UnboundedMemoryPool,
+};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::expressions::Column;
@@ -45,9 +46,9 @@ use crate::error::{Error, Result};
 /// merge of the runs reads one batch of each at a time.
 pub(crate) const SORT_MEMORY: usize = 256 * 1024 * 1024;
 
-/// The least share of [`SORT_MEMORY`] a partition of the sort gets (at most 8 partitions): a
-/// partition that spilled merges its runs reading one batch of each at once, after the others have
-/// taken their shares, so a share must hold several batches.
+/// The least share of [`SORT_MEMORY`] a partition of the sort gets (so at most 8 partitions): a
+/// partition that spilled merges its runs reading one batch of each at once, in what the others'
+/// shares leave, so a share must hold several batches.
 const PARTITION_MEMORY_FLOOR: usize = 32 * 1024 * 1024;
 
 /// Rows per sorted output batch.
