@@ -1258,3 +1258,47 @@ both_backends!(
         assert_eq!(table_key_figures(&ctx, &ctx.table("k")).await, expected);
     }
 );
+
+both_backends!(
+    units_ingested_into_a_sorted_table_write_it_sorted,
+    |ctx: Ctx| async move {
+        use arrow::datatypes::{DataType, Field, Schema};
+        let name = format!("src_sorted_{}", ctx.ns);
+        let pool = source_table(&name).await;
+        let expected = source_figures(&pool, &name).await;
+        // The destination exists with a sort order the source's rows do not come in (Postgres
+        // returns each unit's rows by ascending id).
+        let t = ctx.table("sorted_ingest");
+        let definition = floe::TableDefinition {
+            schema: Schema::new(vec![
+                Field::new("id", DataType::Int64, true),
+                Field::new("user_name", DataType::Utf8, true),
+                Field::new("amount", DataType::Decimal128(12, 2), true),
+            ]),
+            ..Default::default()
+        };
+        ctx.floe.create_table(&t, definition).await.unwrap();
+        ctx.floe
+            .update_sort_order(&t)
+            .desc("id")
+            .asc("user_name")
+            .commit()
+            .await
+            .unwrap();
+
+        let mut o = IngestOptions::new(source_url(), t.to_string());
+        o.query = Some(format!("SELECT id, user_name, amount FROM {name}"));
+        o.partition_by = Some(PartitionBy::Id("id".into()));
+        o.units = UnitCount::Exactly(4);
+        o.verify = true;
+        let report = floe::ingest::ingest(&ctx.floe, &o).await.unwrap();
+        assert_eq!(report.units.len(), 4);
+        assert_eq!(table_figures(&ctx, &t).await, expected);
+        // Each unit sorts its own rows; units split by the first sort column, so every file of the
+        // run holds a range of ids of its own.
+        let files = data_files(&ctx, &t).await;
+        assert!(files.len() >= 4, "{} files", files.len());
+        assert_sorted_files(&ctx, &t, &files, "id", true).await;
+        exec(&pool, &format!("DROP TABLE {name}")).await;
+    }
+);

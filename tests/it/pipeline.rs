@@ -433,6 +433,57 @@ both_backends!(edge_cases_end_to_end_on_both_engines, |ctx: Ctx| async move {
     }
 });
 
+both_backends!(
+    both_engines_write_sorted_outputs_sorted_within_every_file,
+    |ctx: Ctx| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let input = ctx.input_uri(dir.path(), "gen");
+        let mut g = floe::generate::GenerateOptions::new(6000, 7);
+        g.files = 2;
+        floe::generate::generate(ctx.floe.storage(), &input, &g, None)
+            .await
+            .unwrap();
+        // Three outputs sorted (table, order, its first column, descending): a timestamp within the
+        // day partitions it is partitioned by, a count in a table partitioned by another column, and
+        // a count in an unpartitioned table. The engines' own order is none of these.
+        let sorted = [
+            ("clean_events", "event_time desc, user_id", "event_time", true),
+            (
+                "sessions",
+                "duration_us desc nulls last, session_id",
+                "duration_us",
+                true,
+            ),
+            ("daily_metrics", "events, country_code", "events", false),
+        ];
+        floe::pipeline::tables::ensure_tables(&ctx.floe, &ctx.ns)
+            .await
+            .unwrap();
+        let mut tx = ctx.floe.transaction();
+        for (table, order, _, _) in sorted {
+            tx.update_sort_order(&ctx.table(table), floe::SortOrderUpdate::parse(order).unwrap())
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+
+        let engines: Vec<Arc<dyn Engine>> = vec![
+            Arc::new(DuckDbEngine::default()),
+            Arc::new(DataFusionEngine::default()),
+        ];
+        let options = RunOptions::new(ctx.ns.clone(), Some(input), engines);
+        let report = floe::pipeline::run(&ctx.floe, &options).await.unwrap();
+        assert!(report.equivalence.as_ref().unwrap().equal);
+        for (table, _, column, descending) in sorted {
+            let t = ctx.table(table);
+            for engine in ["duckdb", "datafusion"] {
+                let files = data_files_on(&ctx, &t, engine).await;
+                assert_sorted_files(&ctx, &t, &files, column, descending).await;
+            }
+        }
+    }
+);
+
 /// Cells equal as text, or as doubles within a relative 1e-9.
 fn same_cell(a: &str, b: &str) -> bool {
     if a == b {

@@ -3,11 +3,10 @@
 //! sort column disjoint), a filtered scan reads only the files whose bounds match, PyIceberg reads
 //! the order and the files' order ids, a bad column commits nothing, and `unset` writes as before.
 
-use arrow::array::{Array, Int64Array, RecordBatch, TimestampMicrosecondArray, UInt32Array};
+use arrow::array::{Int64Array, RecordBatch, UInt32Array};
 use floe::{ErrorKind, RowFilter, ScanOptions, SortOrderUpdate, TableName, WriteOptions};
 use futures::StreamExt;
-use iceberg::spec::{DataFile, PrimitiveLiteral};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use iceberg::spec::DataFile;
 use serde_json::json;
 
 use crate::both_backends;
@@ -38,56 +37,6 @@ fn small_files() -> WriteOptions {
         target_file_size: 1,
         ..Default::default()
     }
-}
-
-/// The live data files of `t`.
-async fn data_files(ctx: &Ctx, t: &TableName) -> Vec<DataFile> {
-    let table = ctx.floe.load_table(t).await.unwrap();
-    table.live_data_files(table.current_snapshot()).await.unwrap()
-}
-
-/// The values of column `column` (int64 or timestamp) in the Parquet file `path`, in file order.
-async fn parquet_column(ctx: &Ctx, path: &str, column: &str) -> Vec<i64> {
-    let bytes = ctx.floe.storage().read(path).await.unwrap();
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .unwrap()
-        .build()
-        .unwrap();
-    let mut out = Vec::new();
-    for batch in reader {
-        let batch = batch.unwrap();
-        let c = batch.column_by_name(column).unwrap();
-        if let Some(ints) = c.as_any().downcast_ref::<Int64Array>() {
-            out.extend(ints.iter().map(Option::unwrap));
-        } else {
-            let ts = c.as_any().downcast_ref::<TimestampMicrosecondArray>().unwrap();
-            out.extend(ts.iter().map(Option::unwrap));
-        }
-    }
-    out
-}
-
-/// A file's (lower, upper) bound on the field `id`, as i64 (longs and timestamps).
-fn bounds(file: &DataFile, id: i32) -> (i64, i64) {
-    let value = |d: &iceberg::spec::Datum| match d.literal() {
-        PrimitiveLiteral::Long(v) => *v,
-        other => panic!("not a long or timestamp bound: {other:?}"),
-    };
-    (value(&file.lower_bounds()[&id]), value(&file.upper_bounds()[&id]))
-}
-
-/// The files' bounds on field `id`, in the order of the sort (`descending` or not); panics unless
-/// they are disjoint.
-fn disjoint_bounds(files: &[DataFile], id: i32, descending: bool) -> Vec<(i64, i64)> {
-    let mut ranges: Vec<(i64, i64)> = files.iter().map(|f| bounds(f, id)).collect();
-    ranges.sort();
-    for pair in ranges.windows(2) {
-        assert!(pair[0].1 < pair[1].0, "overlapping file ranges {ranges:?}");
-    }
-    if descending {
-        ranges.reverse();
-    }
-    ranges
 }
 
 /// How many rows and files a scan with `filter` reads.
@@ -240,16 +189,7 @@ both_backends!(
             .unwrap();
         let files = data_files(&ctx, &t).await;
         assert!(files.len() >= 2, "{} files", files.len());
-        let ts = after.schema().field_by_name("ts").unwrap().id;
-        for (lower, upper) in disjoint_bounds(&files, ts, true) {
-            let file = files.iter().find(|f| bounds(f, ts) == (lower, upper)).unwrap();
-            let values = parquet_column(&ctx, file.file_path(), "ts").await;
-            assert!(
-                values.windows(2).all(|w| w[0] >= w[1]),
-                "{} is not sorted",
-                file.file_path()
-            );
-        }
+        assert_sorted_files(&ctx, &t, &files, "ts", true).await;
 
         // Unset: order 0, and a write keeps the order its rows come in.
         let unset = ok(&["sort-order", "unset", &name]);

@@ -1,9 +1,12 @@
 //! `floe sql` (`floe::query`): DuckDB SQL over floe's tables, locked down by default (no file outside
-//! the warehouse, no extensions, no settings), and the same answers on local disk and on S3.
+//! the warehouse, no extensions, no settings), and the same answers on local disk and on S3, with
+//! every timestamp labelled UTC, nested ones too.
 
-use arrow::array::{Array, Int64Array};
+use arrow::array::{Array, Int64Array, ListArray, MapArray, StructArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, TimeUnit};
 use floe::query::{sql, sql_with, SqlOptions};
-use floe::WriteOptions;
+use floe::table::schema_text::parse_schema;
+use floe::{TableDefinition, WriteOptions};
 
 use crate::both_backends;
 use crate::support::*;
@@ -81,5 +84,94 @@ both_backends!(
         .await
         .unwrap();
         assert_eq!(single_i64(&r), 1);
+    }
+);
+
+/// Every timestamp in `array` (at any depth: struct fields, list elements, map keys and values),
+/// with its type, in column order.
+fn timestamps(array: &dyn Array, out: &mut Vec<(DataType, Vec<Option<i64>>)>) {
+    match array.data_type() {
+        DataType::Timestamp(..) => {
+            let ts = array
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .unwrap();
+            out.push((array.data_type().clone(), ts.iter().collect()));
+        }
+        DataType::Struct(_) => {
+            for child in array.as_any().downcast_ref::<StructArray>().unwrap().columns() {
+                timestamps(child.as_ref(), out);
+            }
+        }
+        DataType::List(_) => timestamps(
+            array
+                .as_any()
+                .downcast_ref::<ListArray>()
+                .unwrap()
+                .values()
+                .as_ref(),
+            out,
+        ),
+        DataType::Map(..) => timestamps(array.as_any().downcast_ref::<MapArray>().unwrap().entries(), out),
+        _ => {}
+    }
+}
+
+both_backends!(
+    timestamps_nested_in_structs_lists_and_maps_come_back_as_utc_like_top_level_ones,
+    |ctx: Ctx| async move {
+        let t = ctx.table("nested_times");
+        let schema = parse_schema(
+            "id long not null, seen timestamptz, s struct<seen: timestamptz, n: long>, \
+             l list<timestamptz>, m map<string, timestamptz>",
+        )
+        .unwrap();
+        ctx.floe
+            .create_table(
+                &t,
+                TableDefinition {
+                    schema,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let arrow_schema = ctx.floe.load_table(&t).await.unwrap().arrow_schema().unwrap();
+        let rows = "{\"id\":1,\"seen\":\"2024-03-01T10:00:00Z\",\"s\":{\"seen\":\"2024-03-01T11:00:00Z\",\"n\":1},\
+                    \"l\":[\"2024-03-01T12:00:00Z\",\"2024-03-01T13:00:00Z\"],\"m\":{\"k\":\"2024-03-01T14:00:00Z\"}}\n";
+        let batch = arrow::json::ReaderBuilder::new(arrow_schema)
+            .build(std::io::Cursor::new(rows.as_bytes()))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        ctx.floe
+            .append(&t, stream(vec![batch]), &WriteOptions::default())
+            .await
+            .unwrap();
+
+        // On local disk DuckDB reads the Parquet files itself; on S3 the rows stream in through the
+        // appender: both answers label every timestamp UTC, nested or not.
+        let answer = sql(&ctx.floe, &format!("SELECT seen, s, l, m FROM {t}"))
+            .await
+            .unwrap();
+        let batch = arrow::compute::concat_batches(&answer.schema, &answer.batches).unwrap();
+        let mut found = Vec::new();
+        for column in batch.columns() {
+            timestamps(column.as_ref(), &mut found);
+        }
+        let hour = |h: i64| Some(1_709_287_200_000_000 + (h - 10) * 3_600_000_000);
+        let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()));
+        assert_eq!(
+            found,
+            vec![
+                (utc.clone(), vec![hour(10)]),
+                (utc.clone(), vec![hour(11)]),
+                (utc.clone(), vec![hour(12), hour(13)]),
+                (utc, vec![hour(14)]),
+            ],
+            "{:?}",
+            answer.schema
+        );
     }
 );

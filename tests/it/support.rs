@@ -7,7 +7,7 @@
 //!   `FLOE_TEST_SKIP_SERVERS=1` says to skip them; the skip is then printed. The test command starts
 //!   the servers and sets `FLOE_TEST_REQUIRE_SERVERS=1`, which refuses the skip.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
@@ -15,6 +15,8 @@ use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use floe::config::{S3Settings, Secret};
 use floe::{Floe, Namespace, PartialSettings, Settings};
 use futures::TryStreamExt;
+use iceberg::spec::{DataFile, PrimitiveLiteral};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -370,6 +372,113 @@ pub async fn referenced(ctx: &Ctx, t: &floe::TableName) -> BTreeSet<String> {
         }
     }
     out
+}
+
+/// The live data files of `t` on `branch` (none before its first snapshot).
+pub async fn data_files_on(ctx: &Ctx, t: &floe::TableName, branch: &str) -> Vec<DataFile> {
+    let table = ctx.floe.load_table(t).await.unwrap();
+    let snapshot = table.metadata().snapshot_for_ref(branch).cloned();
+    table.live_data_files(snapshot.as_ref()).await.unwrap()
+}
+
+/// The live data files of `t` at `main`.
+pub async fn data_files(ctx: &Ctx, t: &floe::TableName) -> Vec<DataFile> {
+    data_files_on(ctx, t, "main").await
+}
+
+/// The values of column `column` (int64 or timestamp, without nulls) in the Parquet file `path`, in
+/// file order.
+pub async fn parquet_column(ctx: &Ctx, path: &str, column: &str) -> Vec<i64> {
+    let bytes = ctx.floe.storage().read(path).await.unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let c = batch.column_by_name(column).unwrap();
+        if let Some(ints) = c.as_any().downcast_ref::<Int64Array>() {
+            out.extend(ints.iter().map(Option::unwrap));
+        } else {
+            let ts = c.as_any().downcast_ref::<TimestampMicrosecondArray>().unwrap();
+            out.extend(ts.iter().map(Option::unwrap));
+        }
+    }
+    out
+}
+
+/// A file's (lower, upper) bound on the field `id`, as i64 (longs and timestamps).
+pub fn bounds(file: &DataFile, id: i32) -> (i64, i64) {
+    let value = |d: &iceberg::spec::Datum| match d.literal() {
+        PrimitiveLiteral::Long(v) => *v,
+        other => panic!("not a long or timestamp bound: {other:?}"),
+    };
+    (value(&file.lower_bounds()[&id]), value(&file.upper_bounds()[&id]))
+}
+
+/// The files' bounds on field `id`, in the order of the sort (`descending` or not); panics unless
+/// they are disjoint.
+pub fn disjoint_bounds(files: &[DataFile], id: i32, descending: bool) -> Vec<(i64, i64)> {
+    let mut ranges: Vec<(i64, i64)> = files.iter().map(|f| bounds(f, id)).collect();
+    ranges.sort();
+    for pair in ranges.windows(2) {
+        assert!(pair[0].1 < pair[1].0, "overlapping file ranges {ranges:?}");
+    }
+    if descending {
+        ranges.reverse();
+    }
+    ranges
+}
+
+/// `files`, written by sorted writes of `t` whose first sort field is `column` (a long or timestamp
+/// column, `descending` or not), are as a sorted write leaves them: each records the table's sort
+/// order id, holds its rows in order (first and last matching its bounds), and the files of each
+/// partition hold disjoint ranges of the column. Panics otherwise.
+pub async fn assert_sorted_files(
+    ctx: &Ctx,
+    t: &floe::TableName,
+    files: &[DataFile],
+    column: &str,
+    descending: bool,
+) {
+    assert!(!files.is_empty(), "{t}: no files to check");
+    let table = ctx.floe.load_table(t).await.unwrap();
+    let order_id = table.metadata().default_sort_order_id();
+    assert_ne!(order_id, 0, "{t} has no sort order");
+    let id = table.schema().field_by_name(column).unwrap().id;
+    let mut by_partition: BTreeMap<String, Vec<DataFile>> = BTreeMap::new();
+    for f in files {
+        assert_eq!(f.sort_order_id(), Some(order_id as i32), "{}", f.file_path());
+        let values = parquet_column(ctx, f.file_path(), column).await;
+        let in_order = values
+            .windows(2)
+            .all(|w| if descending { w[0] >= w[1] } else { w[0] <= w[1] });
+        assert!(
+            in_order,
+            "{t}: the rows of {} are not sorted by {column}",
+            f.file_path()
+        );
+        let (lower, upper) = bounds(f, id);
+        let ends = if descending {
+            (upper, lower)
+        } else {
+            (lower, upper)
+        };
+        assert_eq!(
+            (values.first().copied(), values.last().copied()),
+            (Some(ends.0), Some(ends.1)),
+            "{t}: {}",
+            f.file_path()
+        );
+        by_partition
+            .entry(format!("{:?}", f.partition()))
+            .or_default()
+            .push(f.clone());
+    }
+    for in_partition in by_partition.values() {
+        disjoint_bounds(in_partition, id, descending);
+    }
 }
 
 /// The refs this process derived commit by commit equal those a fresh connection reads back from

@@ -398,17 +398,16 @@ pub(crate) async fn load_stream(
     Ok(())
 }
 
-/// The batch with every microsecond timestamp column relabelled to `zone` (the values are UTC
-/// either way; only the label changes).
+/// The batch with every microsecond timestamp relabelled to `zone`, fields of structs, lists and maps
+/// included (the values are UTC either way; only the label changes).
 pub(crate) fn with_zone(batch: &RecordBatch, zone: Option<&str>) -> Result<RecordBatch> {
-    let target = DataType::Timestamp(TimeUnit::Microsecond, zone.map(Into::into));
     let mut fields = Vec::new();
     let mut columns = Vec::new();
     for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
-        if matches!(f.data_type(), DataType::Timestamp(TimeUnit::Microsecond, _)) && f.data_type() != &target
-        {
-            fields.push(f.as_ref().clone().with_data_type(target.clone()));
+        let target = zoned(f.data_type(), zone);
+        if &target != f.data_type() {
             columns.push(arrow::compute::cast(c, &target)?);
+            fields.push(f.as_ref().clone().with_data_type(target));
         } else {
             fields.push(f.as_ref().clone());
             columns.push(c.clone());
@@ -418,6 +417,24 @@ pub(crate) fn with_zone(batch: &RecordBatch, zone: Option<&str>) -> Result<Recor
         Arc::new(arrow::datatypes::Schema::new(fields)),
         columns,
     )?)
+}
+
+/// `data_type` with every microsecond timestamp in it, at any depth, labelled `zone`.
+fn zoned(data_type: &DataType, zone: Option<&str>) -> DataType {
+    let field = |f: &arrow::datatypes::FieldRef| {
+        Arc::new(f.as_ref().clone().with_data_type(zoned(f.data_type(), zone)))
+    };
+    match data_type {
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            DataType::Timestamp(TimeUnit::Microsecond, zone.map(Into::into))
+        }
+        DataType::Struct(children) => DataType::Struct(children.iter().map(field).collect()),
+        DataType::List(element) => DataType::List(field(element)),
+        DataType::LargeList(element) => DataType::LargeList(field(element)),
+        DataType::FixedSizeList(element, n) => DataType::FixedSizeList(field(element), *n),
+        DataType::Map(entries, sorted) => DataType::Map(field(entries), *sorted),
+        other => other.clone(),
+    }
 }
 
 /// Run a query on its own thread; its batches arrive through a bounded channel (back-pressure).
