@@ -104,7 +104,8 @@ pub struct StageReport {
     /// Where the wall time went, in seconds per phase: `pin` (loading the tables, pinning the inputs,
     /// the reuse check), `engine` (the engine's queries and the writing of their outputs), `describe`
     /// (reading the footers of files an engine wrote itself), `check` (that no row was lost and the
-    /// sums hold), `commit` and `record` (the run ledger). Empty for a reused stage.
+    /// sums hold), `commit`, and `record` (the run ledger, written after [`Self::seconds`] is taken).
+    /// Empty for a reused stage.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub phase_seconds: BTreeMap<String, f64>,
 }
