@@ -467,6 +467,13 @@ fn peer_comparisons(r: &BenchReport, page: &mut Page) {
             secs(med(&|x| x.raw_seconds)),
             fmt_ratio(ratio)
         ));
+        if let Some(renamed) = r.renamed_scan_vs_raw.get(size) {
+            page.line(format!(
+                "- The same table with its first column renamed (floe's own scan, one stream, columns mapped by field id, instead of DataFusion's Parquet scan): {} s, floe/raw {}.",
+                secs(med(&|x| x.floe_renamed_seconds.unwrap_or(f64::NAN))),
+                fmt_ratio(renamed)
+            ));
+        }
     }
     if let Some(why) = &r.measurements.peer_skipped {
         page.line(format!("- PyIceberg peer not run: {why}."));

@@ -219,6 +219,9 @@ pub struct BenchReport {
     pub add_files_vs_pyiceberg: BTreeMap<String, Ratio>,
     /// floe's DataFusion full scan time over raw DataFusion's, paired by repetition, per size.
     pub scan_vs_raw: BTreeMap<String, Ratio>,
+    /// The same with the table's first column renamed (floe's scan instead of DataFusion's Parquet
+    /// scan) over raw DataFusion's, paired by repetition, per size.
+    pub renamed_scan_vs_raw: BTreeMap<String, Ratio>,
     /// The cluster against local DataFusion, per size and executor count, and what crossed the
     /// driver's link.
     pub cluster: ClusterReport,
@@ -388,6 +391,7 @@ pub fn summarize(floe: &Floe, m: Measurements, repetitions: usize) -> BenchRepor
     let append_vs_arrow_writer = append_vs_arrow_writer(&m);
     let mut add_files_vs_pyiceberg = BTreeMap::new();
     let mut scan_vs_raw = BTreeMap::new();
+    let mut renamed_scan_vs_raw = BTreeMap::new();
     for (size, _) in sizes_in_order(&m) {
         let adds: Vec<_> = m
             .add_files
@@ -413,6 +417,13 @@ pub fn summarize(floe: &Floe, m: Measurements, repetitions: usize) -> BenchRepor
         if !scans.is_empty() {
             let floe_s: Vec<f64> = scans.iter().map(|x| x.floe_seconds).collect();
             let raw_s: Vec<f64> = scans.iter().map(|x| x.raw_seconds).collect();
+            let (renamed_s, raw_r): (Vec<f64>, Vec<f64>) = scans
+                .iter()
+                .filter_map(|x| Some((x.floe_renamed_seconds?, x.raw_seconds)))
+                .unzip();
+            if !renamed_s.is_empty() {
+                renamed_scan_vs_raw.insert(size.clone(), Ratio::paired(&renamed_s, &raw_r));
+            }
             scan_vs_raw.insert(size, Ratio::paired(&floe_s, &raw_s));
         }
     }
@@ -431,6 +442,7 @@ pub fn summarize(floe: &Floe, m: Measurements, repetitions: usize) -> BenchRepor
         append_vs_arrow_writer,
         add_files_vs_pyiceberg,
         scan_vs_raw,
+        renamed_scan_vs_raw,
         cluster,
         targets,
         recommendation,
