@@ -155,23 +155,19 @@ macro_rules! both_backends {
     ($name:ident, $body:expr) => {
         mod $name {
             use super::*;
-            // The body once, for both backends: the test crate compiles each test's code once.
-            async fn body(ctx: $crate::support::Ctx) {
-                ($body)(ctx).await;
-            }
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn sqlite_local() {
                 if let Some(mut ctx) = $crate::support::Ctx::new($crate::support::Backend::SqliteLocal).await
                 {
                     let _dir = ctx.take_dir();
-                    body(ctx).await;
+                    ($body)(ctx).await;
                 }
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn postgres_s3() {
                 if let Some(mut ctx) = $crate::support::Ctx::new($crate::support::Backend::PostgresS3).await {
                     let _dir = ctx.take_dir();
-                    body(ctx).await;
+                    ($body)(ctx).await;
                 }
             }
         }
