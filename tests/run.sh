@@ -50,9 +50,9 @@ CARGO_FLAGS+=("${extra_flags[@]}")
 CARGO_FLAGS+=(--features failpoints)
 
 # floe's own crates compile without incremental caches unless the caller asks for them: at
-# opt-level 1 the incremental build of the integration tests took 962 s of CPU, the plain one 255 s
-# (measured 2026-12-07), and a fresh machine or a CI run has no cache to reuse. Set
-# CARGO_INCREMENTAL=1 for quick edit-and-rerun loops.
+# opt-level 1 a first incremental build of the integration tests took 962 s of CPU, the same source
+# built plainly 290 s (measured 2026-12-07), and a fresh machine or a CI run has no cache to reuse.
+# Set CARGO_INCREMENTAL=1 for quick edit-and-rerun loops.
 export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 
 # --- build (tests and binary, one profile) ---------------------------------------------------------
