@@ -6,30 +6,13 @@
 use arrow::array::{Array, Int64Array, RecordBatch, StringArray};
 use floe::maintenance::CompactOptions;
 use floe::table::schema_text::{parse_field_type, parse_schema};
-use floe::{DeleteOptions, RowFilter, TableDefinition, TableName, WriteOptions};
+use floe::{DeleteOptions, RowFilter, TableDefinition, TableName};
 use futures::TryStreamExt;
 use serde_json::{json, Map, Value};
 
 use crate::both_backends;
 use crate::interop::{by_id, duckdb_read, floe_json, json_rows, pyiceberg_read};
 use crate::support::*;
-
-/// Rows in the table's current shape, from NDJSON text.
-async fn rows_now(ctx: &Ctx, t: &TableName, ndjson: &str) -> RecordBatch {
-    let schema = ctx.floe.load_table(t).await.unwrap().arrow_schema().unwrap();
-    let mut reader = arrow::json::ReaderBuilder::new(schema)
-        .build(std::io::Cursor::new(ndjson.as_bytes()))
-        .unwrap();
-    reader.next().unwrap().unwrap()
-}
-
-async fn append_now(ctx: &Ctx, t: &TableName, ndjson: &str) {
-    let batch = rows_now(ctx, t, ndjson).await;
-    ctx.floe
-        .append(t, stream(vec![batch]), &WriteOptions::default())
-        .await
-        .unwrap();
-}
 
 /// The Python readers print a map as a list of `[key, value]` pairs; Arrow's JSON as an object.
 fn map_as_object(mut row: Value, column: &str) -> Value {

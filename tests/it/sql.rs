@@ -136,19 +136,13 @@ both_backends!(
             )
             .await
             .unwrap();
-        let arrow_schema = ctx.floe.load_table(&t).await.unwrap().arrow_schema().unwrap();
-        let rows = "{\"id\":1,\"seen\":\"2024-03-01T10:00:00Z\",\"s\":{\"seen\":\"2024-03-01T11:00:00Z\",\"n\":1},\
-                    \"l\":[\"2024-03-01T12:00:00Z\",\"2024-03-01T13:00:00Z\"],\"m\":{\"k\":\"2024-03-01T14:00:00Z\"}}\n";
-        let batch = arrow::json::ReaderBuilder::new(arrow_schema)
-            .build(std::io::Cursor::new(rows.as_bytes()))
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap();
-        ctx.floe
-            .append(&t, stream(vec![batch]), &WriteOptions::default())
-            .await
-            .unwrap();
+        append_now(
+            &ctx,
+            &t,
+            "{\"id\":1,\"seen\":\"2024-03-01T10:00:00Z\",\"s\":{\"seen\":\"2024-03-01T11:00:00Z\",\"n\":1},\
+             \"l\":[\"2024-03-01T12:00:00Z\",\"2024-03-01T13:00:00Z\"],\"m\":{\"k\":\"2024-03-01T14:00:00Z\"}}\n",
+        )
+        .await;
 
         // On local disk DuckDB reads the Parquet files itself; on S3 the rows stream in through the
         // appender: both answers label every timestamp UTC, nested or not.

@@ -255,6 +255,23 @@ pub async fn scan_ids(floe: &Floe, table: &floe::TableName, options: &floe::Scan
     out
 }
 
+/// Rows in the table's current shape, from NDJSON text.
+pub async fn rows_now(ctx: &Ctx, t: &floe::TableName, ndjson: &str) -> RecordBatch {
+    let schema = ctx.floe.load_table(t).await.unwrap().arrow_schema().unwrap();
+    let mut reader = arrow::json::ReaderBuilder::new(schema)
+        .build(std::io::Cursor::new(ndjson.as_bytes()))
+        .unwrap();
+    reader.next().unwrap().unwrap()
+}
+
+/// Append NDJSON rows in the table's current shape, as one snapshot.
+pub async fn append_now(ctx: &Ctx, t: &floe::TableName, ndjson: &str) {
+    let batch = rows_now(ctx, t, ndjson).await;
+    ctx.floe
+        .append(t, stream(vec![batch]), &floe::WriteOptions::default())
+        .await
+        .unwrap();
+}
 /// The rows of `columns` of `table` at `main`.
 pub async fn scan_columns(floe: &Floe, table: &floe::TableName, columns: &[&str]) -> Vec<RecordBatch> {
     let options = floe::ScanOptions {
