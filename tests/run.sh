@@ -55,15 +55,17 @@ CARGO_FLAGS+=(--features failpoints)
 # Set CARGO_INCREMENTAL=1 for quick edit-and-rerun loops.
 export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 
-# --- build (tests and binary, one profile) ---------------------------------------------------------
+# --- build (tests and binary, the `cargo test` profile) ----------------------------------------------
 # Garage (the S3 server) builds at the same time on a fresh machine: two builds fill both cores
 # where one alone leaves a core idle (long single crates, linking).
+# `cargo test --no-run` builds exactly what `cargo test` runs below (the test targets and the binary
+# under Cargo.toml's test profile, the library and dependencies under dev), so nothing rebuilds.
 # shellcheck source=tests/services/garage.sh
 source "$ROOT/tests/services/garage.sh"
 _floe_garage_bin >/dev/null 2>"$FLOE_TOOLS_DIR/garage-build.log" &
 GARAGE_BUILD=$!
 say "building"
-cargo build --tests --bins "${CARGO_FLAGS[@]}"
+cargo test --no-run "${CARGO_FLAGS[@]}"
 wait "$GARAGE_BUILD" || { cat "$FLOE_TOOLS_DIR/garage-build.log" >&2; exit 1; }
 
 # --- servers ---------------------------------------------------------------------------------------

@@ -1,8 +1,11 @@
 //! S3 specifics: building an `object_store` client for a bucket, and checking credentials and
-//! creating the bucket for `floe init` (with `aws-sdk-s3`).
+//! creating the bucket for `floe init` (SigV4-signed requests through `object_store`'s signer and
+//! HTTP client).
 
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use bytes::Bytes;
+use object_store::aws::{AmazonS3, AmazonS3Builder, AwsAuthorizer, AwsCredential};
+use object_store::client::{HttpConnector, HttpRequestBody, ReqwestConnector};
+use object_store::ClientOptions;
 
 use crate::config::S3Settings;
 use crate::error::{Error, ErrorKind, Result};
@@ -47,80 +50,147 @@ pub(super) fn build_store(s3: &S3Settings, bucket: &str) -> Result<AmazonS3> {
     })
 }
 
-fn sdk_client(s3: &S3Settings) -> Result<aws_sdk_s3::Client> {
+/// The bucket's URL for bucket-level requests, as `object_store` addresses its objects: path style
+/// (`{endpoint}/{bucket}`) or virtual-hosted (`{bucket}.{host}`), AWS's regional endpoint by default.
+fn bucket_url(s3: &S3Settings, bucket: &str) -> Result<url::Url> {
+    let region = s3.region.as_deref().unwrap_or(DEFAULT_REGION);
+    let endpoint = s3
+        .endpoint
+        .clone()
+        .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
+    let mut url = url::Url::parse(endpoint.trim_end_matches('/'))
+        .map_err(|e| Error::wrap(ErrorKind::Config, format!("invalid S3 endpoint {endpoint}"), e))?;
+    if s3.path_style {
+        url.path_segments_mut()
+            .map_err(|_| Error::new(ErrorKind::Config, format!("invalid S3 endpoint {endpoint}")))?
+            .pop_if_empty()
+            .push(bucket);
+    } else {
+        let host = url.host_str().unwrap_or_default().to_string();
+        url.set_host(Some(&format!("{bucket}.{host}"))).map_err(|e| {
+            Error::wrap(
+                ErrorKind::Config,
+                format!("invalid S3 bucket host {bucket}.{host}"),
+                e,
+            )
+        })?;
+    }
+    Ok(url)
+}
+
+/// Send one SigV4-signed bucket-level request (object_store's signer and HTTP client): the status
+/// and the body, or the transport error as text.
+async fn bucket_request(
+    s3: &S3Settings,
+    bucket: &str,
+    method: http::Method,
+    body: Bytes,
+) -> Result<std::result::Result<(http::StatusCode, Bytes), String>> {
     let (Some(key), Some(secret)) = (&s3.access_key_id, &s3.secret_access_key) else {
         return Err(Error::new(
             ErrorKind::Config,
             "S3 credentials missing: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
         ));
     };
-    let creds = Credentials::new(
-        key,
-        secret.expose(),
-        s3.session_token.as_ref().map(|t| t.expose().to_string()),
-        None,
-        "floe",
-    );
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
-    let mut conf = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .http_client(http)
-        .credentials_provider(creds)
-        .region(Region::new(
-            s3.region.clone().unwrap_or_else(|| DEFAULT_REGION.to_string()),
-        ))
-        .force_path_style(s3.path_style);
-    if let Some(endpoint) = &s3.endpoint {
-        conf = conf.endpoint_url(endpoint);
+    let credential = AwsCredential {
+        key_id: key.clone(),
+        secret_key: secret.expose().to_string(),
+        token: s3.session_token.as_ref().map(|t| t.expose().to_string()),
+    };
+    let url = bucket_url(s3, bucket)?;
+    let options = ClientOptions::new()
+        .with_allow_http(url.scheme() == "http")
+        .with_connect_timeout(std::time::Duration::from_secs(5))
+        .with_timeout(std::time::Duration::from_secs(30));
+    let client = ReqwestConnector::default()
+        .connect(&options)
+        .map_err(|e| Error::wrap(ErrorKind::Config, "cannot build the S3 HTTP client", e))?;
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(url.as_str())
+        .body(HttpRequestBody::from(body))
+        .map_err(|e| Error::internal(format!("S3 request for bucket {bucket}: {e}")))?;
+    let region = s3.region.as_deref().unwrap_or(DEFAULT_REGION);
+    AwsAuthorizer::new(&credential, "s3", region).authorize(&mut request, None);
+    match client.execute(request).await {
+        Ok(response) => {
+            let status = response.status();
+            let body = response.into_body().bytes().await.unwrap_or_default();
+            Ok(Ok((status, body)))
+        }
+        Err(e) => Ok(Err(aws_error_text(&e))),
     }
-    Ok(aws_sdk_s3::Client::from_conf(conf.build()))
 }
 
 /// Check that the credentials work and that `bucket` exists, creating it when missing. Returns true
 /// when the bucket was created.
 pub async fn ensure_bucket(s3: &S3Settings, bucket: &str) -> Result<bool> {
-    let client = sdk_client(s3)?;
-    match client.head_bucket().bucket(bucket).send().await {
-        Ok(_) => Ok(false),
-        Err(err) => {
-            let status = err.raw_response().map(|r| r.status().as_u16());
-            match status {
-                Some(404) => {
-                    let mut req = client.create_bucket().bucket(bucket);
-                    if let Some(region) = &s3.region {
-                        if region != DEFAULT_REGION && s3.endpoint.is_none() {
-                            req = req.create_bucket_configuration(
-                                aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                                    .location_constraint(region.as_str().into())
-                                    .build(),
-                            );
-                        }
-                    }
-                    req.send().await.map_err(|e| {
-                        Error::new(
-                            ErrorKind::Storage,
-                            format!("cannot create bucket {bucket}: {}", aws_error_text(&e)),
-                        )
-                    })?;
-                    Ok(true)
-                }
-                Some(401) | Some(403) => Err(Error::new(
+    let unreachable = |text: String| {
+        Error::new(
+            ErrorKind::Storage,
+            format!("cannot reach S3 bucket {bucket}: {text}"),
+        )
+    };
+    let (status, body) = bucket_request(s3, bucket, http::Method::HEAD, Bytes::new())
+        .await?
+        .map_err(unreachable)?;
+    match status.as_u16() {
+        200..=299 => Ok(false),
+        404 => {
+            // Outside us-east-1 on AWS, the bucket's region goes in the request body.
+            let region = s3.region.as_deref().unwrap_or(DEFAULT_REGION);
+            let body = if region != DEFAULT_REGION && s3.endpoint.is_none() {
+                Bytes::from(format!(
+                    "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+                     <LocationConstraint>{region}</LocationConstraint></CreateBucketConfiguration>"
+                ))
+            } else {
+                Bytes::new()
+            };
+            let (status, answer) = bucket_request(s3, bucket, http::Method::PUT, body)
+                .await?
+                .map_err(|text| {
+                    Error::new(
+                        ErrorKind::Storage,
+                        format!("cannot create bucket {bucket}: {text}"),
+                    )
+                })?;
+            if status.is_success() {
+                Ok(true)
+            } else {
+                Err(Error::new(
                     ErrorKind::Storage,
                     format!(
-                        "S3 refused the credentials for bucket {bucket} (HTTP {})",
-                        status.unwrap_or(0)
+                        "cannot create bucket {bucket}: HTTP {status}{}",
+                        s3_error_text(&answer)
                     ),
-                )),
-                _ => Err(Error::new(
-                    ErrorKind::Storage,
-                    format!("cannot reach S3 bucket {bucket}: {}", aws_error_text(&err)),
-                )),
+                ))
             }
         }
+        401 | 403 => Err(Error::new(
+            ErrorKind::Storage,
+            format!(
+                "S3 refused the credentials for bucket {bucket} (HTTP {})",
+                status.as_u16()
+            ),
+        )),
+        _ => Err(unreachable(format!("HTTP {status}{}", s3_error_text(&body)))),
+    }
+}
+
+/// S3's XML error (`<Code>` and `<Message>`) as `: Code: Message`, or nothing.
+fn s3_error_text(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let tag = |name: &str| {
+        let open = format!("<{name}>");
+        let start = text.find(&open)? + open.len();
+        let end = text[start..].find(&format!("</{name}>"))? + start;
+        Some(text[start..end].to_string())
+    };
+    match (tag("Code"), tag("Message")) {
+        (Some(code), Some(message)) => format!(": {code}: {}", crate::config::redact_secrets(&message)),
+        (Some(code), None) => format!(": {code}"),
+        _ => String::new(),
     }
 }
 
@@ -133,4 +203,54 @@ fn aws_error_text<E: std::error::Error + 'static>(e: &E) -> String {
         source = s.source();
     }
     crate::config::redact_secrets(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(endpoint: Option<&str>, region: Option<&str>, path_style: bool) -> S3Settings {
+        S3Settings {
+            endpoint: endpoint.map(str::to_string),
+            region: region.map(str::to_string),
+            path_style,
+            ..S3Settings::default()
+        }
+    }
+
+    #[test]
+    fn bucket_urls_follow_the_addressing_style() {
+        let url = |s: &S3Settings| bucket_url(s, "lake").unwrap().to_string();
+        assert_eq!(
+            url(&settings(Some("http://127.0.0.1:3900"), None, true)),
+            "http://127.0.0.1:3900/lake"
+        );
+        assert_eq!(
+            url(&settings(Some("http://minio:9000/"), None, true)),
+            "http://minio:9000/lake"
+        );
+        assert_eq!(
+            url(&settings(Some("https://s3.example.com"), None, false)),
+            "https://lake.s3.example.com/"
+        );
+        assert_eq!(
+            url(&settings(None, Some("eu-west-1"), false)),
+            "https://lake.s3.eu-west-1.amazonaws.com/"
+        );
+        assert_eq!(
+            url(&settings(None, None, true)),
+            "https://s3.us-east-1.amazonaws.com/lake"
+        );
+    }
+
+    #[test]
+    fn s3_error_bodies_give_their_code_and_message() {
+        let body = b"<?xml version=\"1.0\"?><Error><Code>BucketAlreadyExists</Code>\
+            <Message>The requested bucket name is not available.</Message></Error>";
+        assert_eq!(
+            s3_error_text(body),
+            ": BucketAlreadyExists: The requested bucket name is not available."
+        );
+        assert_eq!(s3_error_text(b""), "");
+    }
 }
