@@ -50,8 +50,9 @@ pub(super) fn build_store(s3: &S3Settings, bucket: &str) -> Result<AmazonS3> {
     })
 }
 
-/// The bucket's URL for bucket-level requests, as `object_store` addresses its objects: path style
-/// (`{endpoint}/{bucket}`) or virtual-hosted (`{bucket}.{host}`), AWS's regional endpoint by default.
+/// The bucket's URL for bucket-level requests, the one `object_store` sends its object requests under:
+/// path style `{endpoint}/{bucket}`; virtual-hosted, the endpoint as given (it names the bucket's own
+/// host, as for `object_store`); without an endpoint, AWS's regional one in either style.
 fn bucket_url(s3: &S3Settings, bucket: &str) -> Result<url::Url> {
     let region = s3.region.as_deref().unwrap_or(DEFAULT_REGION);
     let endpoint = s3
@@ -65,7 +66,7 @@ fn bucket_url(s3: &S3Settings, bucket: &str) -> Result<url::Url> {
             .map_err(|_| Error::new(ErrorKind::Config, format!("invalid S3 endpoint {endpoint}")))?
             .pop_if_empty()
             .push(bucket);
-    } else {
+    } else if s3.endpoint.is_none() {
         let host = url.host_str().unwrap_or_default().to_string();
         url.set_host(Some(&format!("{bucket}.{host}"))).map_err(|e| {
             Error::wrap(
@@ -230,7 +231,7 @@ mod tests {
             "http://minio:9000/lake"
         );
         assert_eq!(
-            url(&settings(Some("https://s3.example.com"), None, false)),
+            url(&settings(Some("https://lake.s3.example.com"), None, false)),
             "https://lake.s3.example.com/"
         );
         assert_eq!(
