@@ -12,6 +12,11 @@ use crate::error::{Error, ErrorKind, Result};
 
 const DEFAULT_REGION: &str = "us-east-1";
 
+/// The configured region, `us-east-1` when unset.
+fn region(s3: &S3Settings) -> &str {
+    s3.region.as_deref().unwrap_or(DEFAULT_REGION)
+}
+
 pub(super) fn build_store(s3: &S3Settings, bucket: &str) -> Result<AmazonS3> {
     let retry = object_store::RetryConfig {
         max_retries: 4,
@@ -25,7 +30,7 @@ pub(super) fn build_store(s3: &S3Settings, bucket: &str) -> Result<AmazonS3> {
         .with_retry(retry)
         .with_client_options(client)
         .with_bucket_name(bucket)
-        .with_region(s3.region.clone().unwrap_or_else(|| DEFAULT_REGION.to_string()))
+        .with_region(region(s3))
         .with_virtual_hosted_style_request(!s3.path_style);
     if let Some(endpoint) = &s3.endpoint {
         b = b
@@ -54,11 +59,10 @@ pub(super) fn build_store(s3: &S3Settings, bucket: &str) -> Result<AmazonS3> {
 /// path style `{endpoint}/{bucket}`; virtual-hosted, the endpoint as given (it names the bucket's own
 /// host, as for `object_store`); without an endpoint, AWS's regional one in either style.
 fn bucket_url(s3: &S3Settings, bucket: &str) -> Result<url::Url> {
-    let region = s3.region.as_deref().unwrap_or(DEFAULT_REGION);
     let endpoint = s3
         .endpoint
         .clone()
-        .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
+        .unwrap_or_else(|| format!("https://s3.{}.amazonaws.com", region(s3)));
     let mut url = url::Url::parse(endpoint.trim_end_matches('/'))
         .map_err(|e| Error::wrap(ErrorKind::Config, format!("invalid S3 endpoint {endpoint}"), e))?;
     if s3.path_style {
@@ -80,13 +84,14 @@ fn bucket_url(s3: &S3Settings, bucket: &str) -> Result<url::Url> {
 }
 
 /// Send one SigV4-signed bucket-level request (object_store's signer and HTTP client): the status
-/// and the body, or the transport error as text.
+/// and the body. A request that gets no answer is a storage error saying `failure`.
 async fn bucket_request(
     s3: &S3Settings,
     bucket: &str,
     method: http::Method,
     body: Bytes,
-) -> Result<std::result::Result<(http::StatusCode, Bytes), String>> {
+    failure: &str,
+) -> Result<(http::StatusCode, Bytes)> {
     let (Some(key), Some(secret)) = (&s3.access_key_id, &s3.secret_access_key) else {
         return Err(Error::new(
             ErrorKind::Config,
@@ -111,35 +116,27 @@ async fn bucket_request(
         .uri(url.as_str())
         .body(HttpRequestBody::from(body))
         .map_err(|e| Error::internal(format!("S3 request for bucket {bucket}: {e}")))?;
-    let region = s3.region.as_deref().unwrap_or(DEFAULT_REGION);
-    AwsAuthorizer::new(&credential, "s3", region).authorize(&mut request, None);
-    match client.execute(request).await {
-        Ok(response) => {
-            let status = response.status();
-            let body = response.into_body().bytes().await.unwrap_or_default();
-            Ok(Ok((status, body)))
-        }
-        Err(e) => Ok(Err(aws_error_text(&e))),
-    }
+    AwsAuthorizer::new(&credential, "s3", region(s3)).authorize(&mut request, None);
+    let response = client
+        .execute(request)
+        .await
+        .map_err(|e| Error::wrap(ErrorKind::Storage, format!("{failure} {bucket}"), e))?;
+    let status = response.status();
+    let body = response.into_body().bytes().await.unwrap_or_default();
+    Ok((status, body))
 }
 
 /// Check that the credentials work and that `bucket` exists, creating it when missing. Returns true
 /// when the bucket was created.
 pub async fn ensure_bucket(s3: &S3Settings, bucket: &str) -> Result<bool> {
-    let unreachable = |text: String| {
-        Error::new(
-            ErrorKind::Storage,
-            format!("cannot reach S3 bucket {bucket}: {text}"),
-        )
-    };
-    let (status, body) = bucket_request(s3, bucket, http::Method::HEAD, Bytes::new())
-        .await?
-        .map_err(unreachable)?;
+    const UNREACHABLE: &str = "cannot reach S3 bucket";
+    const NOT_CREATED: &str = "cannot create bucket";
+    let (status, body) = bucket_request(s3, bucket, http::Method::HEAD, Bytes::new(), UNREACHABLE).await?;
     match status.as_u16() {
         200..=299 => Ok(false),
         404 => {
             // Outside us-east-1 on AWS, the bucket's region goes in the request body.
-            let region = s3.region.as_deref().unwrap_or(DEFAULT_REGION);
+            let region = region(s3);
             let body = if region != DEFAULT_REGION && s3.endpoint.is_none() {
                 Bytes::from(format!(
                     "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
@@ -148,23 +145,13 @@ pub async fn ensure_bucket(s3: &S3Settings, bucket: &str) -> Result<bool> {
             } else {
                 Bytes::new()
             };
-            let (status, answer) = bucket_request(s3, bucket, http::Method::PUT, body)
-                .await?
-                .map_err(|text| {
-                    Error::new(
-                        ErrorKind::Storage,
-                        format!("cannot create bucket {bucket}: {text}"),
-                    )
-                })?;
+            let (status, answer) = bucket_request(s3, bucket, http::Method::PUT, body, NOT_CREATED).await?;
             if status.is_success() {
                 Ok(true)
             } else {
                 Err(Error::new(
                     ErrorKind::Storage,
-                    format!(
-                        "cannot create bucket {bucket}: HTTP {status}{}",
-                        s3_error_text(&answer)
-                    ),
+                    format!("{NOT_CREATED} {bucket}: HTTP {status}{}", s3_error_text(&answer)),
                 ))
             }
         }
@@ -175,7 +162,10 @@ pub async fn ensure_bucket(s3: &S3Settings, bucket: &str) -> Result<bool> {
                 status.as_u16()
             ),
         )),
-        _ => Err(unreachable(format!("HTTP {status}{}", s3_error_text(&body)))),
+        _ => Err(Error::new(
+            ErrorKind::Storage,
+            format!("{UNREACHABLE} {bucket}: HTTP {status}{}", s3_error_text(&body)),
+        )),
     }
 }
 
@@ -193,17 +183,6 @@ fn s3_error_text(body: &[u8]) -> String {
         (Some(code), None) => format!(": {code}"),
         _ => String::new(),
     }
-}
-
-fn aws_error_text<E: std::error::Error + 'static>(e: &E) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    crate::config::redact_secrets(&text)
 }
 
 #[cfg(test)]
